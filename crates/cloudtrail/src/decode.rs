@@ -1,0 +1,130 @@
+//! One source, start to finish: open, split, parse, classify, unwrap envelopes, and account
+//! for everything (records, skipped non-records, errors) in a [`FileReport`].
+
+use serde_json::value::RawValue;
+
+use crate::error::InputError;
+use crate::input::{open, InputSource};
+use crate::record::{parse_value, Classified, Record};
+use crate::split::{split, Sink};
+
+/// At most this many errors are kept per file; the rest are only counted.
+pub const MAX_ERRORS_KEPT: usize = 50;
+
+/// What decoding one source produced besides its records.
+#[derive(Clone, Debug, Default)]
+pub struct FileReport {
+    pub source: String,
+    pub records: u64,
+    /// Uncompressed bytes read.
+    pub bytes: u64,
+    pub errors: Vec<InputError>,
+    /// Errors beyond [`MAX_ERRORS_KEPT`], counted only.
+    pub errors_dropped: u64,
+    /// Values recognised as not being records (digests, notifications, Insights events).
+    pub skipped: u64,
+    /// One note per kind of skipped value.
+    pub notes: Vec<String>,
+}
+
+impl FileReport {
+    pub fn error_count(&self) -> u64 {
+        self.errors.len() as u64 + self.errors_dropped
+    }
+
+    fn error(&mut self, record: Option<u64>, line: Option<u64>, reason: String) {
+        if self.errors.len() < MAX_ERRORS_KEPT {
+            self.errors.push(InputError { file: self.source.clone(), record, line, reason });
+        } else {
+            self.errors_dropped += 1;
+        }
+    }
+}
+
+struct Decoder<'f, F: FnMut(Record)> {
+    report: FileReport,
+    emit: &'f mut F,
+}
+
+impl<F: FnMut(Record)> Decoder<'_, F> {
+    /// Classify one value and deliver what it holds. `depth` bounds envelope nesting so a
+    /// hostile file cannot recurse without end.
+    fn take(&mut self, bytes: &[u8], depth: u8) -> Result<(), String> {
+        match parse_value(bytes)?.classify() {
+            Classified::Record(r) => {
+                self.report.records += 1;
+                (self.emit)(*r);
+                Ok(())
+            }
+            Classified::EventBridge(detail) if depth < 2 => self.take(detail.get().as_bytes(), depth + 1),
+            Classified::LookupEvents(events) if depth < 2 => self.take_lookup_events(events, depth),
+            Classified::Skip(why) => {
+                self.report.skipped += 1;
+                if !self.report.notes.iter().any(|n| n == why) {
+                    self.report.notes.push(why.to_owned());
+                }
+                Ok(())
+            }
+            Classified::Invalid(reason) => Err(reason),
+            Classified::EventBridge(_) | Classified::LookupEvents(_) => Err("envelopes nested too deeply".to_owned()),
+        }
+    }
+
+    /// `aws cloudtrail lookup-events` output: each `CloudTrailEvent` is a record as a JSON string.
+    fn take_lookup_events(&mut self, events: &RawValue, depth: u8) -> Result<(), String> {
+        #[derive(serde::Deserialize)]
+        struct Event<'a> {
+            #[serde(rename = "CloudTrailEvent", borrow, default)]
+            cloudtrail_event: crate::record::Lenient<'a>,
+        }
+        let list: Vec<Event> = serde_json::from_str(events.get()).map_err(|e| format!("field `Events` is not a list of events: {e}"))?;
+        for (i, ev) in list.iter().enumerate() {
+            let result = match ev.cloudtrail_event.as_deref() {
+                Some(s) => self.take(s.as_bytes(), depth + 1),
+                None => Err("field `CloudTrailEvent` is missing or not a string".to_owned()),
+            };
+            if let Err(reason) = result {
+                self.report.error(Some(i as u64), None, format!("Events[{i}]: {reason}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<F: FnMut(Record)> Sink for Decoder<'_, F> {
+    fn value(&mut self, _index: u64, bytes: &[u8]) -> Result<(), String> {
+        self.take(bytes, 0)
+    }
+    fn error(&mut self, record: Option<u64>, line: u64, reason: String) {
+        self.report.error(record, Some(line), reason);
+    }
+}
+
+/// Decode one source, calling `emit` for each record in file order. Never fails: an
+/// unreadable or corrupt source becomes errors in the report, after every good record
+/// before the damage has been emitted.
+pub fn decode_source(source: &InputSource, emit: &mut impl FnMut(Record)) -> FileReport {
+    let mut dec = Decoder { report: FileReport { source: source.to_string(), ..Default::default() }, emit };
+    match open(source) {
+        Err(e) => dec.report.error(None, None, format!("cannot open: {e}")),
+        Ok(mut reader) => {
+            let result = split(&mut reader, &mut dec);
+            dec.report.bytes = reader.count;
+            if let Err(e) = result {
+                let what = if e.kind() == std::io::ErrorKind::UnexpectedEof { "truncated".to_owned() } else { e.to_string() };
+                let records = dec.report.records;
+                dec.report.error(None, None, format!("read failed after {records} records ({} bytes): {what}; records before this point were kept", reader.count));
+            }
+        }
+    }
+    dec.report
+}
+
+/// Decode bytes already in memory (tests, benchmarks, embedded callers).
+pub fn decode_bytes(name: &str, bytes: &[u8], emit: &mut impl FnMut(Record)) -> FileReport {
+    let mut dec = Decoder { report: FileReport { source: name.to_owned(), bytes: bytes.len() as u64, ..Default::default() }, emit };
+    if let Err(e) = split(bytes, &mut dec) {
+        dec.report.error(None, None, e.to_string());
+    }
+    dec.report
+}

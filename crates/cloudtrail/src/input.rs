@@ -1,0 +1,152 @@
+//! Where records come from: files, folders walked recursively, and stdin; gzip recognised by
+//! its magic bytes, not its name. Sources are put in one canonical order (delivery time from
+//! the S3 object name, then path) so that the order the user or the file system lists them
+//! in never changes what comes out.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::bufread::MultiGzDecoder;
+
+use crate::error::DiscoverError;
+
+/// One input stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputSource {
+    File(PathBuf),
+    Stdin,
+}
+
+impl fmt::Display for InputSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputSource::File(p) => write!(f, "{}", p.display()),
+            InputSource::Stdin => f.write_str("<stdin>"),
+        }
+    }
+}
+
+/// File names a folder walk picks up. Files named explicitly are always read.
+fn looks_like_trail(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let n = n.strip_suffix(".gz").unwrap_or(&n);
+    !name.starts_with('.') && (n.ends_with(".json") || n.ends_with(".jsonl") || n.ends_with(".ndjson"))
+}
+
+/// Expand paths (files, folders, `-`) into sources in canonical order. Also returns the
+/// files a folder walk passed over because their names are not CloudTrail's.
+pub fn discover<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<InputSource>, Vec<PathBuf>), DiscoverError> {
+    let mut out = Vec::new();
+    let mut ignored = Vec::new();
+    let mut stdin = false;
+    for p in paths {
+        let p = p.as_ref();
+        if p == Path::new("-") {
+            stdin = true;
+            continue;
+        }
+        let meta = std::fs::metadata(p).map_err(|e| DiscoverError { path: p.to_path_buf(), source: e })?;
+        if meta.is_dir() {
+            walk(p, &mut out, &mut ignored)?;
+        } else {
+            out.push(p.to_path_buf());
+        }
+    }
+    out.sort_by(|a, b| delivery_key(a).cmp(&delivery_key(b)));
+    out.dedup();
+    let mut sources: Vec<InputSource> = out.into_iter().map(InputSource::File).collect();
+    if stdin {
+        sources.push(InputSource::Stdin);
+    }
+    Ok((sources, ignored))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>) -> Result<(), DiscoverError> {
+    let err = |e| DiscoverError { path: dir.to_path_buf(), source: e };
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(err)?;
+        // Follow symlinks to files and folders alike, as a user pointing at a tree expects.
+        let is_dir = if kind.is_symlink() { path.is_dir() } else { kind.is_dir() };
+        if is_dir {
+            walk(&path, out, ignored)?;
+        } else if looks_like_trail(&entry.file_name().to_string_lossy()) {
+            out.push(path);
+        } else {
+            ignored.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Sort key: the delivery stamp in an S3 object name
+/// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<random>.json.gz`), then the path.
+/// Files without a stamp (exports, hand-made files) sort before stamped ones, by path; the
+/// order is total, so it is the same however the sources were listed.
+pub fn delivery_key(path: &Path) -> (String, PathBuf) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stamp = name
+        .split('_')
+        .find(|part| part.len() == 14 && part.as_bytes()[8] == b'T' && part.ends_with('Z') && part[..8].bytes().all(|c| c.is_ascii_digit()))
+        .unwrap_or("")
+        .to_owned();
+    (stamp, path.to_path_buf())
+}
+
+/// Counts bytes as they are read: the uncompressed size, for throughput figures.
+pub struct CountingReader<R> {
+    inner: R,
+    pub count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Open a source for reading, decompressing gzip (including multi-member streams) when the
+/// first bytes say so.
+pub fn open(source: &InputSource) -> io::Result<CountingReader<Box<dyn Read + Send>>> {
+    let raw: Box<dyn Read + Send> = match source {
+        InputSource::File(p) => Box::new(File::open(p)?),
+        InputSource::Stdin => Box::new(io::stdin()),
+    };
+    let mut buffered = BufReader::with_capacity(256 * 1024, raw);
+    let head = buffered.fill_buf()?;
+    let inner: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) { Box::new(MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    Ok(CountingReader { inner, count: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_stamp_orders_before_path() {
+        let a = Path::new("AWSLogs/2/CloudTrail/us-east-1/2024/01/01/2_CloudTrail_us-east-1_20240101T0005Z_abc.json.gz");
+        let b = Path::new("AWSLogs/1/CloudTrail/us-west-2/2024/01/01/1_CloudTrail_us-west-2_20240101T0010Z_abc.json.gz");
+        assert!(delivery_key(a) < delivery_key(b));
+        assert_eq!(delivery_key(a).0, "20240101T0005Z");
+        assert_eq!(delivery_key(Path::new("x.json")).0, "");
+    }
+
+    #[test]
+    fn folder_walk_picks_trail_files_recursively() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        for name in ["a/b/x.json.gz", "a/y.jsonl", "z.json", "README.md", ".hidden.json"] {
+            std::fs::write(dir.path().join(name), "{}").unwrap();
+        }
+        let (sources, ignored) = discover(&[dir.path()]).unwrap();
+        assert_eq!(sources.len(), 3);
+        assert_eq!(ignored.len(), 2);
+        assert!(discover(&[dir.path().join("missing")]).unwrap_err().to_string().contains("missing"));
+    }
+}

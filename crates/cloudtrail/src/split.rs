@@ -1,0 +1,553 @@
+//! Streaming splitter: decompressed bytes in, one JSON value per record out.
+//!
+//! An S3 delivery file is one JSON object, `{"Records":[…]}`, that can be ~100 MB; JSON lines
+//! exports are one record per line; some tools write a plain JSON array. Parsing any of them
+//! as one document would hold the whole file (and serde's tree of it) in memory. Instead a
+//! small structural scanner walks the bytes once, tracking only strings and bracket depth,
+//! and hands each element of the `Records` array (or each top-level value) to the caller as a
+//! byte slice, which is then parsed on its own. Memory is one record plus one read chunk.
+//!
+//! Because records are cut out before they are parsed, a syntax error inside one record
+//! costs that record only. A record whose brackets do not balance (a `}` missing, as in AWS's
+//! own `SerializerTestFileBadJsonFormat.json`) is reported, and the complete records that the
+//! scanner swallowed while out of step are recovered from its bytes.
+
+use std::io::{self, Read};
+
+use memchr::{memchr, memchr2};
+
+const CHUNK: usize = 256 * 1024;
+
+/// Receives what the splitter finds.
+pub trait Sink {
+    /// One complete JSON value: a record from a records array, or a top-level value.
+    /// `Err(reason)` reports the record as invalid; the splitter adds its location.
+    fn value(&mut self, index: u64, bytes: &[u8]) -> Result<(), String>;
+    /// A record or value that could not be cut out or parsed, at `record` index, `line` (1-based).
+    fn error(&mut self, record: Option<u64>, line: u64, reason: String);
+}
+
+/// Split everything `reader` yields. Returns the reader's error (for example a truncated gzip
+/// stream) after every complete record before it has been delivered.
+pub fn split<R: Read, S: Sink>(mut reader: R, sink: &mut S) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+    let mut scan = Scanner::default();
+    let mut pos = 0usize;
+    let mut need_more = true;
+    loop {
+        if need_more || pos >= buf.len() {
+            let keep = scan.keep_from(pos);
+            if keep > 0 {
+                scan.dropped_lines += count_newlines(&buf[..keep]);
+                buf.drain(..keep);
+                pos -= keep;
+                scan.shift(keep);
+            }
+            let old = buf.len();
+            buf.resize(old + CHUNK, 0);
+            let n = loop {
+                match reader.read(&mut buf[old..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        buf.truncate(old);
+                        return Err(e);
+                    }
+                }
+            };
+            buf.truncate(old + n);
+            if n == 0 {
+                break;
+            }
+        }
+        (pos, need_more) = if scan.line_mode { scan.lines(&buf, pos, false, sink) } else { (scan.scan(&buf, pos, sink), false) };
+    }
+    if scan.line_mode {
+        scan.lines(&buf, pos, true, sink);
+    } else {
+        scan.finish(&buf, pos, sink);
+    }
+    Ok(())
+}
+
+fn count_newlines(b: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', b).count() as u64
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+fn trim(mut b: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = b {
+        if is_ws(*first) {
+            b = rest
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = b {
+        if is_ws(*last) {
+            b = rest
+        } else {
+            break;
+        }
+    }
+    b
+}
+
+#[derive(Default)]
+struct Scanner {
+    stack: Vec<u8>,
+    in_string: bool,
+    /// Bytes to skip at the start of the next buffer (an escape split across reads).
+    skip: usize,
+    /// Start of the top-level key being read (only keys of the top-level object matter).
+    key_start: Option<usize>,
+    expecting_key: bool,
+    records_key: bool,
+    /// Stack depth of the records array we are inside (0: none).
+    records_depth: usize,
+    elem_start: Option<usize>,
+    elem_index: u64,
+    value_start: Option<usize>,
+    value_is_wrapper: bool,
+    value_index: u64,
+    /// Garbage between top-level values is reported once per run, not once per byte.
+    in_garbage: bool,
+    line_mode: bool,
+    line_no: u64,
+    dropped_lines: u64,
+}
+
+impl Scanner {
+    /// The first buffer offset that must survive compaction.
+    fn keep_from(&self, pos: usize) -> usize {
+        let mut keep = pos;
+        for o in [self.elem_start, self.key_start, self.value_start].into_iter().flatten() {
+            keep = keep.min(o);
+        }
+        keep
+    }
+
+    fn shift(&mut self, by: usize) {
+        for o in [&mut self.elem_start, &mut self.key_start, &mut self.value_start].into_iter().flatten() {
+            *o -= by;
+        }
+    }
+
+    fn line_at(&self, buf: &[u8], pos: usize) -> u64 {
+        self.dropped_lines + count_newlines(&buf[..pos.min(buf.len())]) + 1
+    }
+
+    fn deliver<S: Sink>(&self, sink: &mut S, buf: &[u8], start: usize, index: u64, bytes: &[u8]) {
+        if let Err(reason) = sink.value(index, bytes) {
+            sink.error(Some(index), self.line_at(buf, start), reason);
+        }
+    }
+
+    fn maybe_start_elem(&mut self, pos: usize) {
+        if self.records_depth != 0 && self.stack.len() == self.records_depth && self.elem_start.is_none() {
+            self.elem_start = Some(pos);
+        }
+    }
+
+    fn end_elem<S: Sink>(&mut self, buf: &[u8], pos: usize, sink: &mut S) {
+        if let Some(s) = self.elem_start.take() {
+            self.deliver(sink, buf, s, self.elem_index, trim(&buf[s..pos]));
+            self.elem_index += 1;
+        }
+    }
+
+    /// Structural scan of `buf[pos..]`. Returns where it stopped (end of buffer, or the
+    /// start of the second line when the input turned out to be JSON lines).
+    fn scan<S: Sink>(&mut self, buf: &[u8], mut pos: usize, sink: &mut S) -> usize {
+        let end = buf.len();
+        pos += std::mem::take(&mut self.skip);
+        while pos < end {
+            if self.in_string {
+                match memchr2(b'"', b'\\', &buf[pos..]) {
+                    None => return end,
+                    Some(i) => {
+                        pos += i;
+                        if buf[pos] == b'\\' {
+                            pos += 2;
+                            if pos > end {
+                                self.skip = pos - end;
+                                return end;
+                            }
+                        } else {
+                            self.in_string = false;
+                            if let Some(ks) = self.key_start.take() {
+                                self.records_key = &buf[ks..pos] == b"Records";
+                            }
+                            pos += 1;
+                        }
+                    }
+                }
+                continue;
+            }
+            let b = buf[pos];
+            match b {
+                b' ' | b'\n' | b'\r' | b'\t' => {}
+                b'"' => {
+                    if self.stack.is_empty() {
+                        self.garbage(buf, pos, sink);
+                    } else {
+                        self.in_string = true;
+                        self.maybe_start_elem(pos);
+                        if self.stack.len() == 1 && self.expecting_key {
+                            self.key_start = Some(pos + 1);
+                        }
+                    }
+                }
+                b'{' | b'[' => {
+                    if self.stack.is_empty() {
+                        self.in_garbage = false;
+                        self.value_start = Some(pos);
+                        self.value_is_wrapper = false;
+                        self.records_key = false;
+                    } else {
+                        self.maybe_start_elem(pos);
+                    }
+                    self.stack.push(b);
+                    if b == b'[' && self.records_depth == 0 {
+                        let top_array = self.stack.len() == 1;
+                        let records_array = self.stack.len() == 2 && self.stack[0] == b'{' && self.records_key;
+                        if top_array || records_array {
+                            self.records_depth = self.stack.len();
+                            self.value_is_wrapper = true;
+                            // The wrapper's own bytes are never needed: let compaction drop them.
+                            self.value_start = None;
+                            self.elem_index = 0;
+                        }
+                    }
+                    self.expecting_key = b == b'{' && self.stack.len() == 1;
+                }
+                b'}' | b']' => {
+                    let open = if b == b'}' { b'{' } else { b'[' };
+                    if self.stack.last() != Some(&open) {
+                        pos = self.mismatch(buf, pos, sink);
+                        continue;
+                    }
+                    if self.records_depth != 0 && self.stack.len() == self.records_depth {
+                        self.end_elem(buf, pos, sink);
+                        self.records_depth = 0;
+                    }
+                    self.stack.pop();
+                    if self.stack.is_empty() {
+                        let start = self.value_start.take().unwrap_or(pos);
+                        if !self.value_is_wrapper {
+                            let bytes = &buf[start..=pos];
+                            self.deliver(sink, buf, start, self.value_index, bytes);
+                            if self.value_index == 0 && memchr(b'\n', bytes).is_none() {
+                                // A first value on one line that is not a Records wrapper: JSON
+                                // lines. From here on each line stands alone, so one broken line
+                                // cannot put the rest of the file out of step.
+                                self.value_index += 1;
+                                self.line_mode = true;
+                                // The rest of this line is handed to line mode as line `line_no`.
+                                self.line_no = self.line_at(buf, pos) - 1;
+                                return pos + 1;
+                            }
+                        }
+                        self.value_index += 1;
+                    }
+                }
+                b',' => {
+                    if self.records_depth != 0 && self.stack.len() == self.records_depth {
+                        self.end_elem(buf, pos, sink);
+                    } else if self.stack.len() == 1 && self.stack[0] == b'{' {
+                        self.expecting_key = true;
+                    } else if self.stack.is_empty() {
+                        self.garbage(buf, pos, sink);
+                    }
+                }
+                b':' => {
+                    if self.stack.len() == 1 {
+                        self.expecting_key = false;
+                    }
+                }
+                _ => {
+                    if self.stack.is_empty() {
+                        self.garbage(buf, pos, sink);
+                    } else {
+                        self.maybe_start_elem(pos);
+                    }
+                }
+            }
+            pos += 1;
+        }
+        end
+    }
+
+    fn garbage<S: Sink>(&mut self, buf: &[u8], pos: usize, sink: &mut S) {
+        if !self.in_garbage {
+            self.in_garbage = true;
+            let c = buf[pos];
+            let shown = if c.is_ascii_graphic() { format!("`{}`", c as char) } else { format!("byte 0x{c:02x}") };
+            sink.error(None, self.line_at(buf, pos), format!("not JSON: unexpected {shown} outside any object"));
+        }
+    }
+
+    /// A closing bracket that does not match. Inside a records array the damage is confined
+    /// to one element: report it, recover the complete records inside it, and carry on at the
+    /// array's depth. Anywhere else the whole top-level value is lost.
+    fn mismatch<S: Sink>(&mut self, buf: &[u8], pos: usize, sink: &mut S) -> usize {
+        let c = buf[pos] as char;
+        let line = self.line_at(buf, pos);
+        if self.records_depth != 0 && self.stack.len() > self.records_depth {
+            let start = self.elem_start.take().unwrap_or(pos);
+            sink.error(Some(self.elem_index), self.line_at(buf, start), format!("malformed JSON: brackets do not balance (unexpected `{c}` at line {line})"));
+            self.elem_index += 1;
+            self.recover(buf, start + 1, pos, sink);
+            self.stack.truncate(self.records_depth);
+            self.expecting_key = false;
+            return pos; // look at this byte again, at the array's depth
+        }
+        if self.records_depth != 0 {
+            self.end_elem(buf, pos, sink);
+        }
+        if self.stack.is_empty() {
+            self.garbage(buf, pos, sink);
+        } else {
+            let start = self.value_start.unwrap_or(pos);
+            let index = if self.records_depth != 0 { Some(self.elem_index) } else { Some(self.value_index) };
+            sink.error(index, self.line_at(buf, start), format!("malformed JSON: brackets do not balance (unexpected `{c}` at line {line}); the rest of this value is skipped"));
+            self.value_index += 1;
+            self.in_garbage = true;
+        }
+        self.stack.clear();
+        self.records_depth = 0;
+        self.value_start = None;
+        self.elem_start = None;
+        pos + 1
+    }
+
+    /// Find complete records inside a damaged region: objects that open after `,` or `[`,
+    /// balance on their own, and look like CloudTrail records.
+    fn recover<S: Sink>(&mut self, buf: &[u8], from: usize, to: usize, sink: &mut S) {
+        let region = &buf[..to];
+        let mut in_string = false;
+        let mut prev = b'{';
+        let mut p = from;
+        while p < to {
+            let b = region[p];
+            if in_string {
+                match b {
+                    b'\\' => p += 1,
+                    b'"' => in_string = false,
+                    _ => {}
+                }
+                p += 1;
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' if prev == b',' || prev == b'[' => {
+                    if let Some(close) = balanced_end(region, p) {
+                        let bytes = &region[p..=close];
+                        if looks_like_record(bytes) {
+                            self.deliver(sink, buf, p, self.elem_index, bytes);
+                            self.elem_index += 1;
+                            p = close + 1;
+                            prev = b'}';
+                            continue;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if !is_ws(b) {
+                prev = b;
+            }
+            p += 1;
+        }
+    }
+
+    /// JSON lines: every complete line in `buf[pos..]` is one value. Returns the start of the
+    /// first incomplete line and whether more input is needed.
+    fn lines<S: Sink>(&mut self, buf: &[u8], mut pos: usize, at_eof: bool, sink: &mut S) -> (usize, bool) {
+        loop {
+            let (line_end, next) = match memchr(b'\n', &buf[pos..]) {
+                Some(i) => (pos + i, pos + i + 1),
+                None if at_eof => (buf.len(), buf.len()),
+                None => return (pos, true),
+            };
+            let line = trim(&buf[pos..line_end]);
+            self.line_no += 1;
+            if !line.is_empty() {
+                let index = self.value_index;
+                self.value_index += 1;
+                let result = if line[0] == b'{' || line[0] == b'[' { sink.value(index, line) } else { Err("not JSON: a line of JSON lines input must be an object".to_owned()) };
+                if let Err(reason) = result {
+                    sink.error(Some(index), self.line_no, reason);
+                }
+            }
+            pos = next;
+            if pos >= buf.len() {
+                return (pos, !at_eof);
+            }
+        }
+    }
+
+    fn finish<S: Sink>(&mut self, buf: &[u8], pos: usize, sink: &mut S) {
+        if self.stack.is_empty() && !self.in_string {
+            return;
+        }
+        let line = self.line_at(buf, pos);
+        match (self.records_depth, self.elem_start) {
+            (d, Some(start)) if d != 0 => sink.error(Some(self.elem_index), self.line_at(buf, start), format!("unexpected end of input inside this record at line {line} (file truncated?)")),
+            (d, None) if d != 0 => sink.error(None, line, format!("unexpected end of input after {} records (file truncated?)", self.elem_index)),
+            _ => sink.error(Some(self.value_index), line, "unexpected end of input (file truncated?)".to_owned()),
+        }
+    }
+}
+
+/// The index of the bracket that closes the object opening at `start`, if it closes in `b`.
+fn balanced_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut p = start;
+    while p < b.len() {
+        let c = b[p];
+        if in_string {
+            match c {
+                b'\\' => p += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match c {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        return (c == b'}').then_some(p);
+                    }
+                }
+                _ => {}
+            }
+        }
+        p += 1;
+    }
+    None
+}
+
+fn looks_like_record(bytes: &[u8]) -> bool {
+    crate::record::parse_value(bytes).is_ok_and(|r| r.event_time.0.is_some() && r.event_name.0.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        values: Vec<(u64, String)>,
+        errors: Vec<(Option<u64>, u64, String)>,
+    }
+
+    impl Sink for Collect {
+        fn value(&mut self, index: u64, bytes: &[u8]) -> Result<(), String> {
+            let s = String::from_utf8(bytes.to_vec()).unwrap();
+            serde_json::from_str::<serde_json::Value>(&s).map_err(|e| e.to_string())?;
+            self.values.push((index, s));
+            Ok(())
+        }
+        fn error(&mut self, record: Option<u64>, line: u64, reason: String) {
+            self.errors.push((record, line, reason));
+        }
+    }
+
+    /// A reader that hands out `n` bytes at a time, to cross every buffer boundary.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn run(input: &str) -> Collect {
+        let whole = {
+            let mut c = Collect::default();
+            split(input.as_bytes(), &mut c).unwrap();
+            c
+        };
+        for step in [1, 2, 3, 7] {
+            let mut c = Collect::default();
+            split(Trickle(input.as_bytes(), step), &mut c).unwrap();
+            assert_eq!(c.values, whole.values, "step {step}");
+            assert_eq!(c.errors, whole.errors, "step {step}");
+        }
+        whole
+    }
+
+    #[test]
+    fn splits_a_records_wrapper() {
+        let c = run(r#"{"Records":[{"a":"x\"]}"},{"b":[1,{"c":2}]} , {"d":"\\"}]}"#);
+        let got: Vec<_> = c.values.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        assert_eq!(got, vec![(0, r#"{"a":"x\"]}"}"#), (1, r#"{"b":[1,{"c":2}]}"#), (2, r#"{"d":"\\"}"#)]);
+        assert!(c.errors.is_empty());
+    }
+
+    #[test]
+    fn records_key_need_not_come_first() {
+        let c = run(r#"{"x":{"Records":[1]},"Records":[{"a":1},{"a":2}],"y":"Records"}"#);
+        assert_eq!(c.values.len(), 2);
+    }
+
+    #[test]
+    fn splits_arrays_and_json_lines_and_single_objects() {
+        assert_eq!(run(r#"[{"a":1},{"a":2}]"#).values.len(), 2);
+        let c = run("{\"a\":1}\n{\"a\":2}\r\n\n{\"a\":3}");
+        assert_eq!(c.values.iter().map(|v| v.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(run("{\n \"a\": 1\n}\n").values.len(), 1);
+    }
+
+    #[test]
+    fn a_broken_json_line_costs_that_line_only() {
+        let c = run("{\"a\":1}\n{\"a\":\n{\"a\":3}\nnot json\n");
+        assert_eq!(c.values.iter().map(|v| v.0).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(c.errors.len(), 2);
+        assert_eq!((c.errors[0].0, c.errors[0].1), (Some(1), 2));
+        assert_eq!((c.errors[1].0, c.errors[1].1), (Some(3), 4));
+    }
+
+    #[test]
+    fn unbalanced_record_is_reported_and_neighbours_recovered() {
+        let input = "{\"Records\":[\n{\"eventTime\":\"t\",\"eventName\":\"one\"},\n{\"eventTime\":\"t\",\"u\":{\"x\":1,\n\"eventName\":\"broken\"},\n{\"eventTime\":\"t\",\"eventName\":\"three\"}\n]}";
+        let c = run(input);
+        let names: Vec<_> = c.values.iter().map(|v| v.1.contains("one") as u8 + 2 * v.1.contains("three") as u8).collect();
+        assert_eq!(names, vec![1, 2]);
+        assert_eq!(c.errors.len(), 1);
+        assert_eq!((c.errors[0].0, c.errors[0].1), (Some(1), 3));
+    }
+
+    #[test]
+    fn truncation_is_reported_and_earlier_records_kept() {
+        let c = run(r#"{"Records":[{"a":1},{"a":2},{"a":"#);
+        assert_eq!(c.values.len(), 2);
+        assert_eq!(c.errors.len(), 1);
+        assert!(c.errors[0].2.contains("truncated"), "{:?}", c.errors);
+        assert_eq!(c.errors[0].0, Some(2));
+    }
+
+    #[test]
+    fn garbage_is_reported_once() {
+        let c = run("hello world");
+        assert_eq!(c.errors.len(), 1);
+        assert!(c.values.is_empty());
+    }
+
+    #[test]
+    fn an_element_that_is_not_json_is_named() {
+        let c = run(r#"{"Records":[{"a":1},{"a":tru},{"a":3}]}"#);
+        assert_eq!(c.values.len(), 2);
+        assert_eq!(c.errors[0].0, Some(1));
+    }
+}
