@@ -1,1 +1,20 @@
+//! # credwarden-detect
+//!
+//! The detection engine and its detectors. It owns the [`Detector`] trait, the [`Engine`]
+//! that feeds records to detectors in event-time terms (watermark, duplicate removal,
+//! one finding per id per run), the [`Finding`] model that is credwarden's output contract,
+//! the address sets detectors consult ([`NetSet`], [`AwsIpRanges`]), and the detectors
+//! themselves. It knows nothing about files or formats: records come from the cloudtrail
+//! crate, persistence from the store crate.
 
+pub mod engine;
+pub mod error;
+pub mod finding;
+pub mod netset;
+pub mod off_instance;
+
+pub use engine::{Detector, Engine, EngineStats};
+pub use error::ConfigError;
+pub use finding::{finding_id, Finding, FindingSource, Severity};
+pub use netset::{AwsIpRanges, Cidr, NetSet};
+pub use off_instance::{OffInstanceConfig, OffInstanceDetector};

@@ -1,0 +1,159 @@
+//! The engine: feeds records to detectors, keeps event time, removes duplicate deliveries,
+//! and makes sure each finding id leaves at most once per run.
+//!
+//! Event time, not arrival, drives everything. The engine's *watermark* is the newest event
+//! time seen; detectors decide a question only once the watermark has passed the evidence by
+//! their lateness allowance, and drop state once the watermark has passed its expiry. Since
+//! sources are decoded in a canonical order (see the cloudtrail crate) the sequence of
+//! records, and so of watermarks and findings, is the same on every run.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+
+use cloudtrail::{EventTime, Record};
+
+use crate::finding::Finding;
+
+/// A detector: sees every record once, in engine order.
+pub trait Detector: Send {
+    /// The kebab-case name findings carry.
+    fn name(&self) -> &'static str;
+    fn observe(&mut self, record: &Record, out: &mut Vec<Finding>);
+    /// Event time has reached `watermark`: decide what can be decided, drop expired state.
+    fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>);
+    /// No more input: decide everything still open.
+    fn finish(&mut self, out: &mut Vec<Finding>);
+    /// Live state entries (for memory accounting in stats).
+    fn live_state(&self) -> usize;
+}
+
+/// Counters for the end-of-run summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub records: u64,
+    pub duplicates: u64,
+    /// Records older than the watermark by more than the duplicate window: processed, but
+    /// later than the engine promises to reorder.
+    pub late: u64,
+    pub findings: u64,
+    pub peak_live_state: usize,
+}
+
+/// Remembers recent eventIDs (as 64-bit hashes) for a window of event time, to drop
+/// CloudTrail's duplicate deliveries without remembering all of history.
+struct RecentEvents {
+    window_ms: i64,
+    seen: HashMap<u64, EventTime>,
+    order: VecDeque<(EventTime, u64)>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl RecentEvents {
+    fn new(window_ms: i64) -> Self {
+        RecentEvents { window_ms, seen: HashMap::new(), order: VecDeque::new(), hasher: Default::default() }
+    }
+
+    /// True if this event id was already seen within the window.
+    fn is_duplicate(&mut self, id: &str, time: EventTime, watermark: EventTime) -> bool {
+        let mut h = self.hasher.build_hasher();
+        h.write(id.as_bytes());
+        let key = h.finish();
+        if self.seen.insert(key, time).is_some() {
+            return true;
+        }
+        self.order.push_back((watermark, key));
+        let horizon = watermark.plus_millis(-self.window_ms);
+        while let Some(&(t, k)) = self.order.front() {
+            if t >= horizon {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&k);
+        }
+        false
+    }
+}
+
+pub struct Engine {
+    detectors: Vec<Box<dyn Detector>>,
+    watermark: Option<EventTime>,
+    recent: RecentEvents,
+    emitted: HashSet<String>,
+    pub stats: EngineStats,
+}
+
+/// How long duplicate eventIDs are remembered, in event time. CloudTrail's duplicate
+/// deliveries arrive close together; an hour is generous and keeps memory bounded.
+pub const DEFAULT_DUPLICATE_WINDOW_MS: i64 = EventTime::HOUR;
+
+impl Engine {
+    pub fn new(detectors: Vec<Box<dyn Detector>>) -> Engine {
+        Engine { detectors, watermark: None, recent: RecentEvents::new(DEFAULT_DUPLICATE_WINDOW_MS), emitted: HashSet::new(), stats: EngineStats::default() }
+    }
+
+    pub fn detector_names(&self) -> Vec<&'static str> {
+        self.detectors.iter().map(|d| d.name()).collect()
+    }
+
+    pub fn watermark(&self) -> Option<EventTime> {
+        self.watermark
+    }
+
+    /// Feed one record; findings it completes are appended to `out`.
+    pub fn process(&mut self, record: &Record, out: &mut Vec<Finding>) {
+        self.stats.records += 1;
+        let t = record.event_time;
+        let wm = match self.watermark {
+            Some(w) if w >= t => {
+                if t.millis() < w.millis() - DEFAULT_DUPLICATE_WINDOW_MS {
+                    self.stats.late += 1;
+                }
+                w
+            }
+            _ => t,
+        };
+        if let Some(id) = &record.event_id {
+            if self.recent.is_duplicate(id, t, wm) {
+                self.stats.duplicates += 1;
+                return;
+            }
+        }
+        let start = out.len();
+        for d in &mut self.detectors {
+            d.observe(record, out);
+        }
+        if self.watermark != Some(wm) {
+            self.watermark = Some(wm);
+            for d in &mut self.detectors {
+                d.advance(wm, out);
+            }
+        }
+        self.keep_new(out, start);
+        if self.stats.records % 4096 == 0 {
+            let live = self.detectors.iter().map(|d| d.live_state()).sum();
+            self.stats.peak_live_state = self.stats.peak_live_state.max(live);
+        }
+    }
+
+    /// End of input: every detector decides what is still open.
+    pub fn finish(&mut self, out: &mut Vec<Finding>) {
+        let start = out.len();
+        for d in &mut self.detectors {
+            d.finish(out);
+        }
+        self.keep_new(out, start);
+    }
+
+    /// Drop findings from `out[start..]` whose id already left in this run.
+    fn keep_new(&mut self, out: &mut Vec<Finding>, start: usize) {
+        let mut i = start;
+        while i < out.len() {
+            if self.emitted.insert(out[i].id.clone()) {
+                self.stats.findings += 1;
+                i += 1;
+            } else {
+                out.remove(i);
+            }
+        }
+    }
+}

@@ -1,0 +1,688 @@
+//! `off-instance-credential-use`: EC2 instance credentials used from somewhere the instance
+//! is not — the seeds' method (Netflix, "Detecting credential compromise in AWS"), made
+//! robust against what real CloudTrail does (DETECTION-NOTES.md).
+//!
+//! How it decides, per instance:
+//! * **Which credentials are an instance's.** `AssumeRole` called by `ec2.amazonaws.com` with
+//!   the instance id as session name issues them; when that event was never seen (the scan
+//!   started mid-stream), the assumed-role ARN's session name (`…/ROLE/i-…`) and
+//!   `sessionContext.ec2RoleDelivery` tie a key to its instance.
+//! * **What a source is.** A public IPv4 address, an IPv6 /64, or a VPC endpoint plus the
+//!   private address behind it. Calls an AWS service made on the caller's behalf (`invokedBy`,
+//!   `AWS Internal`, a service name) are never a source. Non-addresses never lock.
+//! * **The lock is per instance, per address family**, not per credential: EC2 issues two
+//!   credential sets per instance session at once, and a stolen set may never be used from
+//!   the instance. The earliest source (by event time) locks; among sources first seen
+//!   within a few minutes of each other, one whose first call looks like an attacker's first
+//!   step (a recon call from a command-line tool) loses to one that does not.
+//! * **Order does not matter.** Every question is decided only once the engine's watermark
+//!   has passed the evidence by the lateness allowance plus that early window, and all
+//!   evidence is kept as minima (earliest use), so records arriving out of order within the
+//!   allowance change nothing. Each (credential, foreign source) is one finding with an id
+//!   derived from those two alone.
+//! * **What is never foreign.** Declared egress CIDRs; an address that is the first source of
+//!   another live instance of the same account (a NAT gateway with several addresses); the
+//!   first new address after an `AssociateAddress` / `AttachNetworkInterface` /
+//!   `StartInstances` naming the instance.
+//! * **What is always foreign.** With AWS's ip-ranges loaded, a public address outside AWS
+//!   and outside declared egress (GuardDuty's `OutsideAWS`): this catches an attacker who is
+//!   the first user of a credential. A VPC endpoint owned by an account that is neither the
+//!   instance's nor a declared one.
+//! * **Memory.** A credential's state is dropped once it cannot be valid any more (its
+//!   expiration, or issuance + 6 h when unknown, plus a margin); an instance's once its last
+//!   credential is gone.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use cloudtrail::{EventTime, Record, SourceAddress, Text};
+use serde_json::json;
+
+use crate::engine::Detector;
+use crate::finding::{finding_id, Finding, FindingSource, Severity};
+use crate::netset::{AwsIpRanges, NetSet};
+
+pub const NAME: &str = "off-instance-credential-use";
+
+/// Tuning and optional knowledge; every field has a working default.
+#[derive(Clone, Debug)]
+pub struct OffInstanceConfig {
+    /// The company's known egress (NAT, proxies, VPN): never foreign.
+    pub egress: NetSet,
+    /// AWS's published ranges: enables the outside-AWS signal.
+    pub aws_ranges: Option<AwsIpRanges>,
+    /// Accounts whose VPC endpoints count as ours besides the instance's own.
+    pub known_accounts: HashSet<String>,
+    /// How late (in event time) a record may arrive and still be taken into account.
+    pub lateness_ms: i64,
+    /// Sources first seen this close to the earliest compete for the lock.
+    pub early_window_ms: i64,
+    /// Kept after a credential's expiry before its state is dropped.
+    pub expiry_margin_ms: i64,
+    /// Lifetime assumed when the issuance (and so the expiration) was not seen.
+    pub default_lifetime_ms: i64,
+}
+
+impl Default for OffInstanceConfig {
+    fn default() -> Self {
+        OffInstanceConfig {
+            egress: NetSet::default(),
+            aws_ranges: None,
+            known_accounts: HashSet::new(),
+            lateness_ms: 15 * EventTime::MINUTE,
+            early_window_ms: 5 * EventTime::MINUTE,
+            expiry_margin_ms: EventTime::HOUR,
+            default_lifetime_ms: 6 * EventTime::HOUR,
+        }
+    }
+}
+
+/// Where a call came from, as the detector compares it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum NetSource {
+    Public4(Ipv4Addr),
+    /// A private address without a VPC endpoint (rare; compared as its own family).
+    Private4(Ipv4Addr),
+    /// An IPv6 /64 (an instance keeps its /64; the interface id may vary).
+    V6Net([u16; 4]),
+    /// A VPC endpoint of ours and the private address that used it.
+    Endpoint { vpce: Text, ip: Text },
+    /// A VPC endpoint in an account that is not ours.
+    ForeignEndpoint { vpce: Text, account: Text },
+}
+
+impl NetSource {
+    /// Address family: each family has its own lock (a dual-stack instance uses both
+    /// IPv4 and IPv6; an instance calls some services through endpoints, others via NAT).
+    fn family(&self) -> Option<u8> {
+        match self {
+            NetSource::Public4(_) => Some(0),
+            NetSource::Private4(_) => Some(1),
+            NetSource::V6Net(_) => Some(2),
+            NetSource::Endpoint { .. } => Some(3),
+            NetSource::ForeignEndpoint { .. } => None,
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            NetSource::Public4(a) | NetSource::Private4(a) => format!("ip:{a}"),
+            NetSource::V6Net(s) => format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]),
+            NetSource::Endpoint { vpce, ip } => format!("vpce:{vpce}/{ip}"),
+            NetSource::ForeignEndpoint { vpce, account } => format!("vpce:{vpce}@{account}"),
+        }
+    }
+}
+
+/// One call, as evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Evidence {
+    time: EventTime,
+    event_id: Text,
+    event_name: Text,
+    user_agent: Option<Text>,
+    region: Option<Text>,
+    ip: String,
+    vpce: Option<Text>,
+    access_key: Text,
+}
+
+impl Evidence {
+    fn from_record(r: &Record, access_key: &str) -> Evidence {
+        Evidence {
+            time: r.event_time,
+            event_id: r.event_id.clone().unwrap_or_default(),
+            event_name: r.event_name.clone(),
+            user_agent: r.user_agent.clone(),
+            region: r.aws_region.clone(),
+            ip: r.source.to_string(),
+            vpce: r.vpc_endpoint_id.clone(),
+            access_key: access_key.into(),
+        }
+    }
+
+    /// Earliest wins; eventID breaks ties so the choice never depends on arrival order.
+    fn earlier_than(&self, other: &Evidence) -> bool {
+        (self.time, &self.event_id) < (other.time, &other.event_id)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({"time": self.time.to_string(), "event_id": &*self.event_id, "event_name": &*self.event_name,
+               "source_ip": self.ip, "vpc_endpoint": self.vpce.as_deref(), "user_agent": self.user_agent.as_deref(),
+               "region": self.region.as_deref(), "access_key_id": &*self.access_key})
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Undecided,
+    Accepted(&'static str),
+    Foreign(&'static str),
+}
+
+#[derive(Debug)]
+struct SourceState {
+    source: NetSource,
+    addr: Option<IpAddr>,
+    first: Evidence,
+    /// Earliest use per access key.
+    per_key: Vec<Evidence>,
+    verdict: Verdict,
+    /// For accepted sources: the lock this source is, or is accepted beside.
+    reported: Vec<Text>,
+}
+
+#[derive(Debug)]
+struct InstanceState {
+    account: Text,
+    instance_id: Text,
+    role_arn: Option<Text>,
+    /// How the instance was recognised: issuance seen, or session name (+ ec2RoleDelivery).
+    identified_by: &'static str,
+    keys: Vec<Text>,
+    sources: Vec<SourceState>,
+    address_changes: Vec<Evidence>,
+    /// The source index that locks each family, once chosen.
+    locks: [Option<usize>; 4],
+    /// Current earliest source per family, registered in the account's shared-egress counts.
+    earliest: [Option<NetSource>; 4],
+    last_seen: EventTime,
+}
+
+#[derive(Debug)]
+struct KeyState {
+    instance: String,
+    expires: EventTime,
+    issuance: Option<Evidence>,
+    delivery: Option<Text>,
+}
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Decide(String),
+    ExpireKey(Text),
+    ExpireInstance(String),
+}
+
+pub struct OffInstanceDetector {
+    cfg: OffInstanceConfig,
+    keys: HashMap<Text, KeyState>,
+    instances: HashMap<String, InstanceState>,
+    /// (account, source) → live instances whose earliest source it is.
+    first_sources: HashMap<(Text, NetSource), u32>,
+    timers: BinaryHeap<Reverse<(EventTime, Timer)>>,
+}
+
+/// `i-` and 8–17 alphanumerics: real ids are hex; anonymised data sets mix case and letters.
+pub fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|rest| (8..=17).contains(&rest.len()) && rest.bytes().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// Account and session name of `arn:<partition>:sts::<account>:assumed-role/<role>/<session>`.
+fn assumed_role_parts(arn: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (_arn, _partition, service, _region, account, resource) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if service != "sts" {
+        return None;
+    }
+    let rest = resource.strip_prefix("assumed-role/")?;
+    let (role, session) = rest.rsplit_once('/')?;
+    Some((account, role, session))
+}
+
+fn role_account(role_arn: &str) -> Option<&str> {
+    role_arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+/// First calls an attacker makes with fresh credentials (see the recon-call detector's list).
+fn is_recon(event_name: &str) -> bool {
+    matches!(event_name, "GetCallerIdentity" | "ListBuckets" | "ListAccessKeys" | "ListUsers" | "ListRoles" | "GetAccountAuthorizationDetails" | "ListAttachedUserPolicies" | "GetUser")
+}
+
+/// Preference between near-simultaneous first sources: a recon call from a command-line
+/// tool or an unknown agent looks like an attacker; the SSM agent or an SDK looks like the
+/// instance.
+fn on_instance_score(e: &Evidence) -> i32 {
+    let ua = e.user_agent.as_deref().unwrap_or("").to_ascii_lowercase();
+    if ua.contains("amazon-ssm-agent") || ua.contains("ec2-instance-connect") || ua.contains("cloudwatch-agent") {
+        1
+    } else if is_recon(&e.event_name) && (ua.is_empty() || ua.contains("aws-cli") || ua.contains("python-requests") || ua.contains("curl") || ua.contains("pacu")) {
+        -1
+    } else {
+        0
+    }
+}
+
+impl OffInstanceDetector {
+    pub fn new(cfg: OffInstanceConfig) -> Self {
+        OffInstanceDetector { cfg, keys: HashMap::new(), instances: HashMap::new(), first_sources: HashMap::new(), timers: BinaryHeap::new() }
+    }
+
+    fn decision_delay(&self) -> i64 {
+        self.cfg.lateness_ms + self.cfg.early_window_ms
+    }
+
+    fn instance_entry(&mut self, account: &str, instance_id: &str, time: EventTime) -> &mut InstanceState {
+        let key = format!("{account}/{}", instance_id.to_ascii_lowercase());
+        self.instances.entry(key).or_insert_with(|| InstanceState {
+            account: account.into(),
+            instance_id: instance_id.into(),
+            role_arn: None,
+            identified_by: "session-name",
+            keys: Vec::new(),
+            sources: Vec::new(),
+            address_changes: Vec::new(),
+            locks: [None; 4],
+            earliest: Default::default(),
+            last_seen: time,
+        })
+    }
+
+    /// Register (or refresh) a credential of an instance.
+    fn register_key(&mut self, key: &str, account: &str, instance_id: &str, role_arn: Option<&str>, expires: EventTime, issuance: Option<Evidence>, delivery: Option<&str>, time: EventTime) {
+        let ikey = format!("{account}/{}", instance_id.to_ascii_lowercase());
+        let identified_by = if issuance.is_some() {
+            "issuance"
+        } else if delivery.is_some() {
+            "session-name+ec2RoleDelivery"
+        } else {
+            "session-name"
+        };
+        let inst = self.instance_entry(account, instance_id, time);
+        if inst.role_arn.is_none() {
+            inst.role_arn = role_arn.map(Into::into);
+        }
+        if identified_by == "issuance" || inst.identified_by == "session-name" {
+            inst.identified_by = identified_by;
+        }
+        if !inst.keys.iter().any(|k| &**k == key) {
+            inst.keys.push(key.into());
+        }
+        let ks = self.keys.entry(key.into()).or_insert_with(|| KeyState { instance: ikey, expires, issuance: None, delivery: None });
+        ks.expires = ks.expires.max(expires);
+        if issuance.is_some() {
+            ks.issuance = issuance;
+        }
+        if ks.delivery.is_none() {
+            ks.delivery = delivery.map(Into::into);
+        }
+        let at = ks.expires.plus_millis(self.cfg.expiry_margin_ms);
+        self.timers.push(Reverse((at, Timer::ExpireKey(key.into()))));
+    }
+
+    fn observe_issuance(&mut self, r: &Record) {
+        let Some(iss) = &r.issuance else { return };
+        let by_ec2 = r.identity.invoked_by.as_deref() == Some("ec2.amazonaws.com") || matches!(&r.source, SourceAddress::AwsService(s) if &**s == "ec2.amazonaws.com");
+        let Some(session) = iss.session_name.as_deref() else { return };
+        if !by_ec2 || &*r.event_name != "AssumeRole" || !is_instance_id(session) || r.error_code.is_some() {
+            return;
+        }
+        let Some(account) = iss.role_arn.as_deref().and_then(role_account).or(r.account()) else { return };
+        let expires = iss.expiration.unwrap_or(r.event_time.plus_millis(self.cfg.default_lifetime_ms));
+        let evidence = Evidence::from_record(r, &iss.access_key_id);
+        self.register_key(&iss.access_key_id, &account.to_owned(), session, iss.role_arn.as_deref(), expires, Some(evidence), None, r.event_time);
+    }
+
+    fn observe_address_change(&mut self, r: &Record) {
+        if r.instances_named.is_empty() || r.error_code.is_some() {
+            return;
+        }
+        let Some(account) = r.account().map(str::to_owned) else { return };
+        for id in &r.instances_named {
+            if !is_instance_id(id) {
+                continue;
+            }
+            let ev = Evidence::from_record(r, r.identity.access_key_id.as_deref().unwrap_or(""));
+            let inst = self.instance_entry(&account, id, r.event_time);
+            if !inst.address_changes.contains(&ev) {
+                inst.address_changes.push(ev);
+            }
+            let ikey = format!("{account}/{}", id.to_ascii_lowercase());
+            let at = r.event_time.plus_millis(self.cfg.default_lifetime_ms + self.cfg.expiry_margin_ms);
+            self.timers.push(Reverse((at, Timer::ExpireInstance(ikey))));
+        }
+    }
+
+    /// The source a record's call came from, or `None` when it is not a network source.
+    fn classify_source(&self, r: &Record, account: &str) -> Option<(NetSource, Option<IpAddr>)> {
+        if r.identity.invoked_by.is_some() {
+            return None;
+        }
+        let addr = match &r.source {
+            SourceAddress::V4(a) => IpAddr::V4(*a),
+            SourceAddress::V6(a) => IpAddr::V6(*a),
+            _ => return None,
+        };
+        if let Some(vpce) = &r.vpc_endpoint_id {
+            return Some(match r.vpc_endpoint_account_id.as_deref() {
+                Some(owner) if owner != account && !self.cfg.known_accounts.contains(owner) => (NetSource::ForeignEndpoint { vpce: vpce.clone(), account: owner.into() }, Some(addr)),
+                _ => (NetSource::Endpoint { vpce: vpce.clone(), ip: addr.to_string().into() }, Some(addr)),
+            });
+        }
+        Some(match addr {
+            IpAddr::V4(a) if r.source.is_private() => (NetSource::Private4(a), Some(addr)),
+            IpAddr::V4(a) => (NetSource::Public4(a), Some(addr)),
+            IpAddr::V6(a) => {
+                let s = a.segments();
+                (NetSource::V6Net([s[0], s[1], s[2], s[3]]), Some(addr))
+            }
+        })
+    }
+
+    fn observe_use(&mut self, r: &Record, out: &mut Vec<Finding>) {
+        let Some(key) = r.identity.access_key_id.as_deref() else { return };
+        if !key.starts_with("ASIA") {
+            return;
+        }
+        if !self.keys.contains_key(key) {
+            // Issuance not seen: recognise the instance from the session.
+            if r.identity.kind.as_deref() != Some("AssumedRole") {
+                return;
+            }
+            let Some((account, _role, session)) = r.identity.arn.as_deref().and_then(assumed_role_parts) else { return };
+            if !is_instance_id(session) {
+                return;
+            }
+            let (account, session) = (account.to_owned(), session.to_owned());
+            let expires = r.event_time.plus_millis(self.cfg.default_lifetime_ms);
+            let issuer = r.identity.session_issuer_arn.clone();
+            self.register_key(key, &account, &session, issuer.as_deref(), expires, None, r.identity.ec2_role_delivery.as_deref(), r.event_time);
+        }
+        let ks = self.keys.get_mut(key).expect("registered above");
+        if ks.delivery.is_none() {
+            ks.delivery = r.identity.ec2_role_delivery.clone();
+        }
+        let ikey = ks.instance.clone();
+        let Some(account) = self.instances.get(&ikey).map(|i| i.account.clone()) else { return };
+        let Some((source, addr)) = self.classify_source(r, &account) else { return };
+        let delay = self.decision_delay();
+        let ev = Evidence::from_record(r, key);
+        let inst = self.instances.get_mut(&ikey).expect("instance of a registered key");
+        inst.last_seen = inst.last_seen.max(r.event_time);
+        if inst.role_arn.is_none() {
+            inst.role_arn = r.identity.session_issuer_arn.clone();
+        }
+        let idx = match inst.sources.iter().position(|s| s.source == source) {
+            Some(i) => i,
+            None => {
+                inst.sources.push(SourceState { source: source.clone(), addr, first: ev.clone(), per_key: Vec::new(), verdict: Verdict::Undecided, reported: Vec::new() });
+                inst.sources.len() - 1
+            }
+        };
+        let s = &mut inst.sources[idx];
+        let mut moved = false;
+        if ev.earlier_than(&s.first) {
+            s.first = ev.clone();
+            moved = true;
+        }
+        match s.per_key.iter_mut().find(|e| e.access_key == ev.access_key) {
+            Some(e) if ev.earlier_than(e) => *e = ev,
+            Some(_) => {}
+            None => s.per_key.push(ev),
+        }
+        let (verdict, first_time, is_new) = (s.verdict, s.first.time, s.per_key.len() == 1 && s.reported.is_empty());
+        if let Some(fam) = source.family() {
+            self.update_earliest(&ikey, fam);
+        }
+        match verdict {
+            Verdict::Undecided if moved || is_new => self.timers.push(Reverse((first_time.plus_millis(delay), Timer::Decide(ikey)))),
+            Verdict::Foreign(reason) => self.report(&ikey, idx, reason, out),
+            _ => {}
+        }
+    }
+
+    /// Keep the account-wide "first source of a live instance" counts current.
+    fn update_earliest(&mut self, ikey: &str, fam: u8) {
+        let inst = self.instances.get_mut(ikey).expect("live instance");
+        let best = inst.sources.iter().filter(|s| s.source.family() == Some(fam)).min_by(|a, b| (a.first.time, &a.first.event_id).cmp(&(b.first.time, &b.first.event_id))).map(|s| s.source.clone());
+        let slot = &mut inst.earliest[fam as usize];
+        if *slot == best {
+            return;
+        }
+        let old = std::mem::replace(slot, best.clone());
+        let account = inst.account.clone();
+        if let Some(old) = old {
+            dec(&mut self.first_sources, (account.clone(), old));
+        }
+        if let Some(new) = best {
+            *self.first_sources.entry((account, new)).or_insert(0) += 1;
+        }
+    }
+
+    /// Decide every source of the instance whose evidence is complete by `watermark`.
+    fn decide(&mut self, ikey: &str, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
+        let delay = self.decision_delay();
+        let ready = |t: EventTime| watermark.is_none_or(|w| t.plus_millis(delay) <= w);
+        let Some(inst) = self.instances.get(ikey) else { return };
+        let mut order: Vec<usize> = (0..inst.sources.len()).filter(|&i| inst.sources[i].verdict == Verdict::Undecided && ready(inst.sources[i].first.time)).collect();
+        order.sort_by(|&a, &b| (inst.sources[a].first.time, &inst.sources[a].first.event_id).cmp(&(inst.sources[b].first.time, &inst.sources[b].first.event_id)));
+        if order.is_empty() {
+            return;
+        }
+        let mut decisions = Vec::with_capacity(order.len());
+        let mut locks = inst.locks;
+        for &i in &order {
+            let s = &inst.sources[i];
+            let verdict = if s.addr.is_some_and(|a| self.cfg.egress.contains(a)) {
+                Verdict::Accepted("declared-egress")
+            } else if matches!(s.source, NetSource::ForeignEndpoint { .. }) {
+                Verdict::Foreign("foreign-vpc-endpoint")
+            } else if self.outside_aws(s) {
+                Verdict::Foreign("outside-aws")
+            } else {
+                let fam = s.source.family().expect("only foreign endpoints lack a family") as usize;
+                if locks[fam].is_none() {
+                    locks[fam] = Some(self.choose_lock(inst, fam, i));
+                }
+                if locks[fam] == Some(i) {
+                    Verdict::Accepted("lock")
+                } else if self.first_sources.get(&(inst.account.clone(), s.source.clone())).is_some_and(|n| *n > u32::from(inst.earliest[fam].as_ref() == Some(&s.source))) {
+                    Verdict::Accepted("first-source-of-another-instance")
+                } else if self.follows_address_change(inst, i) {
+                    Verdict::Accepted("after-address-change")
+                } else {
+                    Verdict::Foreign("different-source")
+                }
+            };
+            decisions.push((i, verdict));
+        }
+        let inst = self.instances.get_mut(ikey).expect("live instance");
+        inst.locks = locks;
+        for &(i, v) in &decisions {
+            inst.sources[i].verdict = v;
+        }
+        for (i, v) in decisions {
+            if let Verdict::Foreign(reason) = v {
+                self.report(ikey, i, reason, out);
+            }
+        }
+    }
+
+    fn outside_aws(&self, s: &SourceState) -> bool {
+        let Some(ranges) = &self.cfg.aws_ranges else { return false };
+        match (&s.source, s.addr) {
+            (NetSource::Public4(_) | NetSource::V6Net(_), Some(a)) => !ranges.set.contains(a),
+            _ => false,
+        }
+    }
+
+    /// The lock of a family: the earliest source, unless another source first seen within
+    /// the early window looks more like the instance than the earliest does.
+    fn choose_lock(&self, inst: &InstanceState, fam: usize, earliest: usize) -> usize {
+        let base = &inst.sources[earliest].first;
+        let horizon = base.time.plus_millis(self.cfg.early_window_ms);
+        let mut best = earliest;
+        for (i, s) in inst.sources.iter().enumerate() {
+            if s.source.family() != Some(fam as u8) || s.first.time > horizon || self.outside_aws(s) {
+                continue;
+            }
+            let b = &inst.sources[best].first;
+            if (on_instance_score(&s.first), Reverse((s.first.time, &s.first.event_id))) > (on_instance_score(b), Reverse((b.time, &b.event_id))) {
+                best = i;
+            }
+        }
+        best
+    }
+
+    /// Is source `i` the first new source of its family after an address change named the
+    /// instance (and within an hour of it)?
+    fn follows_address_change(&self, inst: &InstanceState, i: usize) -> bool {
+        let s = &inst.sources[i];
+        let fam = s.source.family();
+        inst.address_changes.iter().any(|change| {
+            let t = change.time;
+            if s.first.time < t || s.first.time > t.plus_millis(EventTime::HOUR) {
+                return false;
+            }
+            !inst.sources.iter().any(|o| o.source.family() == fam && o.source != s.source && o.first.time >= t && o.first.earlier_than(&s.first))
+        })
+    }
+
+    /// Emit one finding per access key that used foreign source `idx` and was not reported yet.
+    fn report(&mut self, ikey: &str, idx: usize, reason: &'static str, out: &mut Vec<Finding>) {
+        let inst = self.instances.get(ikey).expect("live instance");
+        let s = &inst.sources[idx];
+        let pending: Vec<Evidence> = s.per_key.iter().filter(|e| !s.reported.contains(&e.access_key)).cloned().collect();
+        if pending.is_empty() {
+            return;
+        }
+        let fam = s.source.family().map(|f| f as usize);
+        let lock = fam.and_then(|f| inst.locks[f]).or_else(|| inst.locks.iter().flatten().next().copied()).map(|l| &inst.sources[l].first);
+        for ev in &pending {
+            out.push(self.finding(inst, s, ev, lock, reason));
+        }
+        let inst = self.instances.get_mut(ikey).expect("live instance");
+        inst.sources[idx].reported.extend(pending.into_iter().map(|e| e.access_key));
+    }
+
+    fn finding(&self, inst: &InstanceState, s: &SourceState, ev: &Evidence, lock: Option<&Evidence>, reason: &'static str) -> Finding {
+        let key_state = self.keys.get(&ev.access_key);
+        let issuance = key_state.and_then(|k| k.issuance.as_ref());
+        let role = inst.role_arn.as_deref().unwrap_or("(unknown role)");
+        let role_name = role.rsplit('/').next().unwrap_or(role);
+        let where_from = match &s.source {
+            NetSource::Endpoint { vpce, ip } => format!("{ip} through VPC endpoint {vpce}"),
+            NetSource::ForeignEndpoint { vpce, account } => format!("{} through VPC endpoint {vpce} of account {account}", ev.ip),
+            _ => ev.ip.clone(),
+        };
+        let summary = match (reason, lock) {
+            ("outside-aws", _) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}, outside AWS's published address ranges and outside the declared egress.", ev.access_key, inst.instance_id),
+            ("foreign-vpc-endpoint", _) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}, an endpoint that is not in one of our accounts.", ev.access_key, inst.instance_id),
+            (_, Some(l)) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}; the instance's credentials have been used from {} since {}.", ev.access_key, inst.instance_id, l.ip, l.time),
+            (_, None) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}, not from the instance's network.", ev.access_key, inst.instance_id),
+        };
+        let mut event_ids: Vec<String> = Vec::new();
+        for e in [issuance, lock, Some(ev)].into_iter().flatten() {
+            if !e.event_id.is_empty() && !event_ids.iter().any(|x| **x == *e.event_id) {
+                event_ids.push(e.event_id.to_string());
+            }
+        }
+        Finding {
+            id: finding_id(NAME, &[&ev.access_key, &s.source.key()]),
+            detector: NAME,
+            severity: Severity::High,
+            time: ev.time.to_string(),
+            account: Some(inst.account.to_string()),
+            region: ev.region.as_deref().map(str::to_owned),
+            principal: inst.role_arn.as_deref().map(str::to_owned),
+            access_key_id: Some(ev.access_key.to_string()),
+            source: FindingSource { ip: Some(ev.ip.clone()), vpc_endpoint: ev.vpce.as_deref().map(str::to_owned), user_agent: ev.user_agent.as_deref().map(str::to_owned) },
+            event_ids,
+            summary,
+            details: json!({
+                "reason": reason,
+                "instance_id": &*inst.instance_id,
+                "role_arn": inst.role_arn.as_deref(),
+                "credential_identified_by": inst.identified_by,
+                "ec2_role_delivery": key_state.and_then(|k| k.delivery.as_deref()),
+                "issuance": issuance.map(Evidence::json),
+                "locked_source": lock.map(|l| json!({"source": l.ip, "vpc_endpoint": l.vpce.as_deref(), "locked_at": l.time.to_string(), "event_id": &*l.event_id, "user_agent": l.user_agent.as_deref(), "access_key_id": &*l.access_key})),
+                "foreign_use": ev.json(),
+                "foreign_source": s.source.key(),
+            }),
+            remediation: format!(
+                "Treat the role's credentials as stolen. Revoke its active sessions (IAM console: role {role_name} → Revoke active sessions, which denies every session issued before now), then replace or restart instance {} so it gets fresh credentials. Find how they left the instance (SSRF to the metadata service, a debug endpoint, logs) and enforce IMDSv2. Review what {} did with access key {}: filter CloudTrail on that accessKeyId. If the source is a new egress address of ours, declare it in the egress CIDRs.",
+                inst.instance_id, ev.ip, ev.access_key
+            ),
+        }
+    }
+
+    fn expire_key(&mut self, key: &str, watermark: EventTime) {
+        let Some(ks) = self.keys.get(key) else { return };
+        if ks.expires.plus_millis(self.cfg.expiry_margin_ms) > watermark {
+            return; // extended since the timer was set; a later timer exists
+        }
+        let ikey = ks.instance.clone();
+        self.keys.remove(key);
+        if let Some(inst) = self.instances.get_mut(&ikey) {
+            inst.keys.retain(|k| &**k != key);
+            if inst.keys.is_empty() {
+                let at = inst.last_seen.plus_millis(self.cfg.expiry_margin_ms).max(watermark);
+                self.timers.push(Reverse((at, Timer::ExpireInstance(ikey))));
+            }
+        }
+    }
+
+    fn expire_instance(&mut self, ikey: &str, watermark: EventTime, out: &mut Vec<Finding>) {
+        let Some(inst) = self.instances.get(ikey) else { return };
+        if !inst.keys.is_empty() || inst.last_seen.plus_millis(self.cfg.expiry_margin_ms) > watermark {
+            return;
+        }
+        self.decide(ikey, None, out);
+        let inst = self.instances.remove(ikey).expect("checked above");
+        for src in inst.earliest.into_iter().flatten() {
+            dec(&mut self.first_sources, (inst.account.clone(), src));
+        }
+    }
+}
+
+fn dec(map: &mut HashMap<(Text, NetSource), u32>, k: (Text, NetSource)) {
+    if let Some(n) = map.get_mut(&k) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&k);
+        }
+    }
+}
+
+impl Detector for OffInstanceDetector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn observe(&mut self, r: &Record, out: &mut Vec<Finding>) {
+        match (&*r.event_source, r.issuance.is_some(), r.instances_named.is_empty()) {
+            ("sts.amazonaws.com", true, _) => self.observe_issuance(r),
+            ("ec2.amazonaws.com", _, false) => self.observe_address_change(r),
+            _ => {}
+        }
+        self.observe_use(r, out);
+    }
+
+    fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > watermark {
+                break;
+            }
+            let Reverse((_, timer)) = self.timers.pop().expect("peeked");
+            match timer {
+                Timer::Decide(ikey) => self.decide(&ikey, Some(watermark), out),
+                Timer::ExpireKey(key) => self.expire_key(&key, watermark),
+                Timer::ExpireInstance(ikey) => self.expire_instance(&ikey, watermark, out),
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Finding>) {
+        let mut all: Vec<String> = self.instances.keys().cloned().collect();
+        all.sort();
+        for ikey in all {
+            self.decide(&ikey, None, out);
+        }
+    }
+
+    fn live_state(&self) -> usize {
+        self.keys.len() + self.instances.len()
+    }
+}
