@@ -241,13 +241,14 @@ fn is_recon(event_name: &str) -> bool {
 }
 
 /// Preference between near-simultaneous first sources: a recon call from a command-line
-/// tool or an unknown agent looks like an attacker; the SSM agent or an SDK looks like the
-/// instance.
+/// tool, a scripting library or no agent at all looks like an attacker's first step and
+/// loses the lock to any other source. Nothing is promoted: among ordinary calls the
+/// earliest wins, so an instance whose NAT spreads calls over several addresses still
+/// locks its first one.
 fn on_instance_score(e: &Evidence) -> i32 {
     let ua = e.user_agent.as_deref().unwrap_or("").to_ascii_lowercase();
-    if ua.contains("amazon-ssm-agent") || ua.contains("ec2-instance-connect") || ua.contains("cloudwatch-agent") {
-        1
-    } else if is_recon(&e.event_name) && (ua.is_empty() || ua.contains("aws-cli") || ua.contains("python-requests") || ua.contains("curl") || ua.contains("pacu")) {
+    let tool = ua.is_empty() || ua.contains("aws-cli") || ua.contains("python-requests") || ua.contains("curl") || ua.contains("pacu");
+    if is_recon(&e.event_name) && tool {
         -1
     } else {
         0

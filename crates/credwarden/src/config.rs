@@ -1,0 +1,87 @@
+//! `credwarden.toml`: every key can also be given as a flag, and the flag wins.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub detect: DetectConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// The company's egress addresses (NAT gateways, proxies, VPN): never a foreign source.
+    #[serde(default)]
+    pub egress_cidrs: Vec<String>,
+    /// Accounts whose VPC endpoints count as ours (besides each credential's own account).
+    #[serde(default)]
+    pub known_accounts: Vec<String>,
+    /// AWS's ip-ranges.json (from `credwarden ip-ranges fetch`).
+    pub aws_ip_ranges: Option<PathBuf>,
+    pub lateness_minutes: Option<u32>,
+    pub expiry_margin_minutes: Option<u32>,
+    pub threads: Option<usize>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut cfg: Config = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        // Relative paths in the file are relative to the file, not to the working directory.
+        if let (Some(p), Some(dir)) = (&cfg.detect.aws_ip_ranges, path.parent()) {
+            if p.is_relative() {
+                cfg.detect.aws_ip_ranges = Some(dir.join(p));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+pub const EXAMPLE: &str = r#"# credwarden.toml — every key can also be given as a flag; the flag wins.
+
+[detect]
+# Your egress addresses: NAT gateway EIPs, proxies, VPN. Calls from these are never
+# "off-instance". Optional: the detector learns each instance's network on its own.
+egress_cidrs = ["203.0.113.0/24", "2001:db8:1234::/48"]
+
+# Accounts of your organisation whose VPC endpoints count as yours. A call through an
+# endpoint owned by any other account is an off-instance finding.
+known_accounts = ["111122223333", "444455556666"]
+
+# AWS's published ranges (download with `credwarden ip-ranges fetch`). Enables the
+# second signal: instance credentials used from outside AWS are a finding even when the
+# attacker is the first to use them.
+# aws_ip_ranges = "ip-ranges.json"
+
+# How late (event time) CloudTrail may deliver a record and still be taken into account.
+lateness_minutes = 15
+
+# How long a credential's state is kept after it expires.
+expiry_margin_minutes = 60
+
+# Decoding threads; 0 = one per core.
+threads = 0
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses() {
+        let cfg: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(cfg.detect.egress_cidrs.len(), 2);
+        assert_eq!(cfg.detect.lateness_minutes, Some(15));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = toml::from_str::<Config>("[detect]\negres_cidrs = []\n").unwrap_err().to_string();
+        assert!(e.contains("egres_cidrs"), "{e}");
+    }
+}

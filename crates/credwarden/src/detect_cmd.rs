@@ -1,0 +1,217 @@
+//! `credwarden detect`: options, wiring, output, summary.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use cloudtrail::{discover, EventTime};
+use detect::{Detector, Engine, NetSet, OffInstanceConfig, OffInstanceDetector};
+use store::{EmittedFinding, Store};
+
+use crate::config::Config;
+use crate::output::{write_finding, write_table_header, Format};
+use crate::pipeline::{peak_rss_bytes, run_detect, RunSummary};
+
+/// Detector names this build implements.
+pub const DETECTORS: &[&str] = &[detect::off_instance::NAME];
+
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct DetectArgs {
+    /// Files, folders (walked recursively) or `-` for stdin: S3 delivery files (.json.gz,
+    /// .json), JSON arrays, JSON lines, EventBridge events, lookup-events output.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format [default: table on a terminal, jsonl otherwise].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// SQLite state file: findings already emitted by an earlier run are not printed again.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Exit with status 2 when any input error was counted.
+    #[arg(long)]
+    pub strict: bool,
+    /// Configuration file (see `credwarden config example`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Egress CIDR of ours (repeatable): never a foreign source.
+    #[arg(long = "egress", value_name = "CIDR")]
+    pub egress: Vec<String>,
+    /// Account whose VPC endpoints count as ours (repeatable).
+    #[arg(long = "known-account", value_name = "ACCOUNT")]
+    pub known_accounts: Vec<String>,
+    /// AWS's ip-ranges.json: enables the outside-AWS signal.
+    #[arg(long, value_name = "FILE")]
+    pub aws_ip_ranges: Option<PathBuf>,
+    /// Minutes of event time a record may arrive late and still count [default: 15].
+    #[arg(long, value_name = "MINUTES")]
+    pub lateness: Option<u32>,
+    /// Minutes a credential's state is kept after it expires [default: 60].
+    #[arg(long, value_name = "MINUTES")]
+    pub expiry_margin: Option<u32>,
+    /// Decoding threads (0: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Detectors to run, comma-separated, `all`, or `none` (decode only, for benchmarks).
+    #[arg(long, value_name = "LIST", default_value = "all")]
+    pub detectors: String,
+    /// Write the run's figures (records/s, MB/s, peak RSS, counts) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
+    /// Keep watching folders for new files (not implemented yet: see the detectors issue).
+    #[arg(long)]
+    pub follow: bool,
+    /// No end-of-run summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// What a run ended with, for the exit code.
+pub struct DetectOutcome {
+    pub summary: RunSummary,
+    pub findings: u64,
+}
+
+fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detector>>> {
+    let wanted: Vec<&str> = match args.detectors.trim() {
+        "all" => DETECTORS.to_vec(),
+        "none" | "" => Vec::new(),
+        list => list.split(',').map(str::trim).collect(),
+    };
+    let mut out: Vec<Box<dyn Detector>> = Vec::new();
+    for name in wanted {
+        match name {
+            detect::off_instance::NAME => {
+                let mut egress = cfg.detect.egress_cidrs.clone();
+                egress.extend(args.egress.iter().cloned());
+                let mut oc = OffInstanceConfig { egress: NetSet::parse_list(&egress).context("egress CIDRs")?, ..Default::default() };
+                oc.known_accounts = cfg.detect.known_accounts.iter().chain(&args.known_accounts).cloned().collect::<HashSet<_>>();
+                if let Some(path) = args.aws_ip_ranges.as_ref().or(cfg.detect.aws_ip_ranges.as_ref()) {
+                    oc.aws_ranges = Some(crate::ipranges::load(path)?);
+                }
+                if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
+                    oc.lateness_ms = i64::from(m) * EventTime::MINUTE;
+                }
+                if let Some(m) = args.expiry_margin.or(cfg.detect.expiry_margin_minutes) {
+                    oc.expiry_margin_ms = i64::from(m) * EventTime::MINUTE;
+                }
+                out.push(Box::new(OffInstanceDetector::new(oc)));
+            }
+            other => bail!("unknown detector {other:?}; this build has: {}", DETECTORS.join(", ")),
+        }
+    }
+    Ok(out)
+}
+
+/// Run `detect`: findings to `out`, input errors, notes and the summary to `err`.
+pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_is_tty: bool) -> Result<DetectOutcome> {
+    if args.follow {
+        bail!("--follow is not implemented yet; run detect on the folder periodically with --state so nothing is reported twice");
+    }
+    let cfg = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let detectors = build_detectors(args, &cfg)?;
+    let (sources, ignored) = discover(&args.paths)?;
+    if !args.quiet && !ignored.is_empty() {
+        writeln!(err, "note: {} file(s) in the given folders are not named like CloudTrail (.json, .json.gz, .jsonl) and were not read, e.g. {}", ignored.len(), ignored[0].display())?;
+    }
+    let mut state = match &args.state {
+        Some(p) => Some(Store::open(p)?),
+        None => None,
+    };
+    let run_id = state.as_ref().map(Store::begin_run).transpose()?;
+    let format = args.format.unwrap_or(if out_is_tty { Format::Table } else { Format::Jsonl });
+    if format == Format::Table {
+        write_table_header(out)?;
+    }
+    let mut engine = Engine::new(detectors);
+    let threads = args.threads.or(cfg.detect.threads).unwrap_or(0);
+    let mut already = 0u64;
+    let mut printed = 0u64;
+    let quiet = args.quiet;
+    let mut summary = run_detect(
+        &sources,
+        &mut engine,
+        threads,
+        |f| -> Result<()> {
+            if let Some(s) = &state {
+                if s.was_emitted(&f.id)? {
+                    already += 1;
+                    return Ok(());
+                }
+            }
+            write_finding(out, f, format)?;
+            out.flush()?;
+            printed += 1;
+            if let Some(s) = &mut state {
+                s.mark_emitted(&[EmittedFinding { id: &f.id, detector: f.detector, time: &f.time }])?;
+            }
+            Ok(())
+        },
+        |report| {
+            for e in &report.errors {
+                let _ = writeln!(err, "error: {e}");
+            }
+            if report.errors_dropped > 0 {
+                let _ = writeln!(err, "error: {}: {} more errors not shown", report.source, report.errors_dropped);
+            }
+            if !quiet {
+                for n in &report.notes {
+                    let _ = writeln!(err, "note: {}: skipped: {n}", report.source);
+                }
+            }
+        },
+    )?;
+    summary.findings_emitted = printed;
+    summary.findings_already_emitted = already;
+    if let (Some(s), Some(run)) = (&state, run_id) {
+        s.finish_run(run, summary.records, printed, summary.input_errors)?;
+    }
+    let rss = peak_rss_bytes();
+    if !args.quiet {
+        writeln!(err, "{}", summary_line(&summary, rss))?;
+    }
+    if let Some(path) = &args.stats_json {
+        let stats = serde_json::json!({
+            "files": summary.files, "records": summary.records, "bytes": summary.bytes,
+            "seconds": summary.elapsed.as_secs_f64(), "records_per_second": summary.records_per_second(),
+            "megabytes_per_second": summary.megabytes_per_second(), "peak_rss_bytes": rss,
+            "input_errors": summary.input_errors, "skipped_values": summary.skipped_values,
+            "duplicates": summary.engine.duplicates, "late_records": summary.engine.late,
+            "findings": printed, "findings_already_emitted": already, "detectors": engine.detector_names(),
+            "peak_live_state": summary.engine.peak_live_state,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&stats)?).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(DetectOutcome { summary, findings: printed })
+}
+
+pub fn summary_line(s: &RunSummary, rss: Option<u64>) -> String {
+    let mut line = format!(
+        "credwarden: {} file(s), {} records ({:.1} MB) in {:.2} s ({:.0} records/s, {:.0} MB/s); {} finding(s)",
+        s.files,
+        s.records,
+        s.bytes as f64 / 1e6,
+        s.elapsed.as_secs_f64(),
+        s.records_per_second(),
+        s.megabytes_per_second(),
+        s.findings_emitted
+    );
+    if s.findings_already_emitted > 0 {
+        line += &format!(" ({} already reported earlier)", s.findings_already_emitted);
+    }
+    line += &format!("; {} input error(s); {} non-record value(s) skipped; {} duplicate(s)", s.input_errors, s.skipped_values, s.engine.duplicates);
+    if s.engine.late > 0 {
+        line += &format!("; {} record(s) later than the reorder window", s.engine.late);
+    }
+    if let Some(r) = rss {
+        line += &format!("; peak RSS {:.0} MB", r as f64 / 1e6);
+    }
+    line
+}
+
+pub fn stdout_is_tty() -> bool {
+    std::io::stdout().is_terminal()
+}

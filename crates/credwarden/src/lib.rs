@@ -1,0 +1,13 @@
+//! # credwarden
+//!
+//! The `credwarden` binary's wiring: command-line options, configuration, the detect
+//! pipeline that joins the cloudtrail, detect and store crates, output sinks, the demo
+//! generator and `ip-ranges fetch`. Logic that is not wiring lives in the library crates;
+//! `main.rs` only parses arguments and maps results to exit codes.
+
+pub mod config;
+pub mod demo;
+pub mod detect_cmd;
+pub mod ipranges;
+pub mod output;
+pub mod pipeline;
