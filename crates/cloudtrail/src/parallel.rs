@@ -13,8 +13,8 @@ use crate::input::InputSource;
 use crate::record::Record;
 
 /// Records per message from a worker.
-pub const CHUNK_RECORDS: usize = 4096;
-const CHANNEL_DEPTH: usize = 4;
+pub const CHUNK_RECORDS: usize = 2048;
+const CHANNEL_DEPTH: usize = 2;
 
 /// What the consumer receives, in order.
 pub enum Decoded {

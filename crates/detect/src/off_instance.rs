@@ -345,32 +345,6 @@ impl OffInstanceDetector {
         }
     }
 
-    /// The source a record's call came from, or `None` when it is not a network source.
-    fn classify_source(&self, r: &Record, account: &str) -> Option<(NetSource, Option<IpAddr>)> {
-        if r.identity.invoked_by.is_some() {
-            return None;
-        }
-        let addr = match &r.source {
-            SourceAddress::V4(a) => IpAddr::V4(*a),
-            SourceAddress::V6(a) => IpAddr::V6(*a),
-            _ => return None,
-        };
-        if let Some(vpce) = &r.vpc_endpoint_id {
-            return Some(match r.vpc_endpoint_account_id.as_deref() {
-                Some(owner) if owner != account && !self.cfg.known_accounts.contains(owner) => (NetSource::ForeignEndpoint { vpce: vpce.clone(), account: owner.into() }, Some(addr)),
-                _ => (NetSource::Endpoint { vpce: vpce.clone(), ip: addr.to_string().into() }, Some(addr)),
-            });
-        }
-        Some(match addr {
-            IpAddr::V4(a) if r.source.is_private() => (NetSource::Private4(a), Some(addr)),
-            IpAddr::V4(a) => (NetSource::Public4(a), Some(addr)),
-            IpAddr::V6(a) => {
-                let s = a.segments();
-                (NetSource::V6Net([s[0], s[1], s[2], s[3]]), Some(addr))
-            }
-        })
-    }
-
     fn observe_use(&mut self, r: &Record, out: &mut Vec<Finding>) {
         let Some(key) = r.identity.access_key_id.as_deref() else { return };
         if !key.starts_with("ASIA") {
@@ -390,45 +364,60 @@ impl OffInstanceDetector {
             let issuer = r.identity.session_issuer_arn.clone();
             self.register_key(key, &account, &session, issuer.as_deref(), expires, None, r.identity.ec2_role_delivery.as_deref(), r.event_time);
         }
+        // This runs for every call made with an instance credential: it allocates only
+        // when the call is new evidence (a new source, a new key at a source, or an
+        // earlier first use than known).
         let ks = self.keys.get_mut(key).expect("registered above");
         if ks.delivery.is_none() {
             ks.delivery = r.identity.ec2_role_delivery.clone();
         }
-        let ikey = ks.instance.clone();
-        let Some(account) = self.instances.get(&ikey).map(|i| i.account.clone()) else { return };
-        let Some((source, addr)) = self.classify_source(r, &account) else { return };
-        let delay = self.decision_delay();
-        let ev = Evidence::from_record(r, key);
-        let inst = self.instances.get_mut(&ikey).expect("instance of a registered key");
+        let Some(inst) = self.instances.get_mut(&ks.instance) else { return };
+        let Some((source, addr)) = classify_source(&self.cfg, r, &inst.account) else { return };
         inst.last_seen = inst.last_seen.max(r.event_time);
         if inst.role_arn.is_none() {
             inst.role_arn = r.identity.session_issuer_arn.clone();
         }
-        let idx = match inst.sources.iter().position(|s| s.source == source) {
-            Some(i) => i,
+        let this = (r.event_time, r.event_id.as_deref().unwrap_or(""));
+        let earlier = |e: &Evidence| this < (e.time, &*e.event_id);
+        let (idx, created) = match inst.sources.iter().position(|s| s.source == source) {
+            Some(i) => (i, false),
             None => {
-                inst.sources.push(SourceState { source: source.clone(), addr, first: ev.clone(), per_key: Vec::new(), verdict: Verdict::Undecided, reported: Vec::new() });
-                inst.sources.len() - 1
+                let ev = Evidence::from_record(r, key);
+                inst.sources.push(SourceState { source: source.clone(), addr, first: ev.clone(), per_key: vec![ev], verdict: Verdict::Undecided, reported: Vec::new() });
+                (inst.sources.len() - 1, true)
             }
         };
         let s = &mut inst.sources[idx];
-        let mut moved = false;
-        if ev.earlier_than(&s.first) {
-            s.first = ev.clone();
-            moved = true;
+        let moved = !created && earlier(&s.first);
+        if moved {
+            s.first = Evidence::from_record(r, key);
         }
-        match s.per_key.iter_mut().find(|e| e.access_key == ev.access_key) {
-            Some(e) if ev.earlier_than(e) => *e = ev,
-            Some(_) => {}
-            None => s.per_key.push(ev),
+        let new_key = created
+            || match s.per_key.iter_mut().find(|e| &*e.access_key == key) {
+                Some(e) => {
+                    if earlier(e) {
+                        *e = Evidence::from_record(r, key);
+                    }
+                    false
+                }
+                None => {
+                    s.per_key.push(Evidence::from_record(r, key));
+                    true
+                }
+            };
+        if !(created || moved || new_key) {
+            return;
         }
-        let (verdict, first_time, is_new) = (s.verdict, s.first.time, s.per_key.len() == 1 && s.reported.is_empty());
-        if let Some(fam) = source.family() {
-            self.update_earliest(&ikey, fam);
+        let (verdict, first_time) = (s.verdict, s.first.time);
+        let ikey = ks.instance.clone();
+        if created || moved {
+            if let Some(fam) = source.family() {
+                self.update_earliest(&ikey, fam);
+            }
         }
         match verdict {
-            Verdict::Undecided if moved || is_new => self.timers.push(Reverse((first_time.plus_millis(delay), Timer::Decide(ikey)))),
-            Verdict::Foreign(reason) => self.report(&ikey, idx, reason, out),
+            Verdict::Undecided if created || moved => self.timers.push(Reverse((first_time.plus_millis(self.decision_delay()), Timer::Decide(ikey)))),
+            Verdict::Foreign(reason) if new_key => self.report(&ikey, idx, reason, out),
             _ => {}
         }
     }
@@ -618,6 +607,12 @@ impl OffInstanceDetector {
         self.keys.remove(key);
         if let Some(inst) = self.instances.get_mut(&ikey) {
             inst.keys.retain(|k| &**k != key);
+            // Evidence of a dead credential at a decided source can never matter again
+            // (its finding, if any, is out). A source keeps its first use: that is the lock.
+            for s in inst.sources.iter_mut().filter(|s| s.verdict != Verdict::Undecided) {
+                s.per_key.retain(|e| &*e.access_key != key);
+                s.reported.retain(|k| &**k != key);
+            }
             if inst.keys.is_empty() {
                 let at = inst.last_seen.plus_millis(self.cfg.expiry_margin_ms).max(watermark);
                 self.timers.push(Reverse((at, Timer::ExpireInstance(ikey))));
@@ -636,6 +631,32 @@ impl OffInstanceDetector {
             dec(&mut self.first_sources, (inst.account.clone(), src));
         }
     }
+}
+
+/// The source a record's call came from, or `None` when it is not a network source.
+fn classify_source(cfg: &OffInstanceConfig, r: &Record, account: &str) -> Option<(NetSource, Option<IpAddr>)> {
+    if r.identity.invoked_by.is_some() {
+        return None;
+    }
+    let addr = match &r.source {
+        SourceAddress::V4(a) => IpAddr::V4(*a),
+        SourceAddress::V6(a) => IpAddr::V6(*a),
+        _ => return None,
+    };
+    if let Some(vpce) = &r.vpc_endpoint_id {
+        return Some(match r.vpc_endpoint_account_id.as_deref() {
+            Some(owner) if owner != account && !cfg.known_accounts.contains(owner) => (NetSource::ForeignEndpoint { vpce: vpce.clone(), account: owner.into() }, Some(addr)),
+            _ => (NetSource::Endpoint { vpce: vpce.clone(), ip: addr.to_string().into() }, Some(addr)),
+        });
+    }
+    Some(match addr {
+        IpAddr::V4(a) if r.source.is_private() => (NetSource::Private4(a), Some(addr)),
+        IpAddr::V4(a) => (NetSource::Public4(a), Some(addr)),
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            (NetSource::V6Net([s[0], s[1], s[2], s[3]]), Some(addr))
+        }
+    })
 }
 
 fn dec(map: &mut HashMap<(Text, NetSource), u32>, k: (Text, NetSource)) {

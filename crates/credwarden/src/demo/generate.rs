@@ -143,6 +143,7 @@ struct DeliveryWriter {
     gz_bytes: u64,
     records: u64,
     seen_streams: BTreeMap<(String, &'static str), ()>,
+    last_digest: Option<EventTime>,
 }
 
 fn slot_time(slot: u64) -> EventTime {
@@ -194,7 +195,8 @@ impl DeliveryWriter {
                 self.records += chunk.len() as u64;
             }
             self.seen_streams.insert((account.clone(), region), ());
-            if delivered.millis() % EventTime::HOUR == 0 {
+            if delivered.millis() % EventTime::HOUR == 0 && self.last_digest != Some(delivered) {
+                self.last_digest = Some(delivered);
                 self.write_digests(delivered)?;
             }
         }
@@ -627,7 +629,7 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
     let per_slot = (records / slots).max(1);
     let mut rng = world.rng.fork(2);
     let writer_rng = world.rng.fork(3);
-    let mut g = Gen { w: &mut world, out: DeliveryWriter { logs: dir.to_path_buf(), pending: BTreeMap::new(), rng: writer_rng, files: 0, digests: 0, gz_bytes: 0, records: 0, seen_streams: BTreeMap::new() }, rng: rng.fork(4), truth: Vec::new(), buf: String::with_capacity(4096) };
+    let mut g = Gen { w: &mut world, out: DeliveryWriter { logs: dir.to_path_buf(), pending: BTreeMap::new(), rng: writer_rng, files: 0, digests: 0, gz_bytes: 0, records: 0, seen_streams: BTreeMap::new(), last_digest: None }, rng: rng.fork(4), truth: Vec::new(), buf: String::with_capacity(4096) };
     for slot in 0..slots {
         let slot_end = slot_time(slot + 1);
         for ix in 0..g.w.instances.len() {
