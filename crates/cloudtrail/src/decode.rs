@@ -113,7 +113,11 @@ pub fn decode_source(source: &InputSource, emit: &mut impl FnMut(Record)) -> Fil
             if let Err(e) = result {
                 let what = if e.kind() == std::io::ErrorKind::UnexpectedEof { "truncated".to_owned() } else { e.to_string() };
                 let records = dec.report.records;
-                dec.report.error(None, None, format!("read failed after {records} records ({} bytes): {what}; records before this point were kept", reader.count));
+                dec.report.error(
+                    None,
+                    None,
+                    format!("read failed after {records} records ({} bytes): {what}; records before this point were kept", reader.count),
+                );
             }
         }
     }

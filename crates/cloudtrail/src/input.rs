@@ -54,7 +54,7 @@ pub fn discover<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<InputSource>, Vec<Pa
             out.push(p.to_path_buf());
         }
     }
-    out.sort_by(|a, b| delivery_key(a).cmp(&delivery_key(b)));
+    out.sort_by_cached_key(|p| delivery_key(p));
     out.dedup();
     let mut sources: Vec<InputSource> = out.into_iter().map(InputSource::File).collect();
     if stdin {

@@ -316,7 +316,8 @@ impl<'a> RawRecord<'a> {
         let event_source: Text = self.event_source.text().ok_or("field `eventSource` is missing or not a string")?;
         let event_name: Text = self.event_name.text().ok_or("field `eventName` is missing or not a string")?;
         let identity = self.user_identity.map(RawIdentity::into_identity).unwrap_or_default();
-        let issuance = if &*event_source == "sts.amazonaws.com" { self.response_elements.and_then(|r| parse_issuance(r, self.request_parameters)) } else { None };
+        let issuance =
+            if &*event_source == "sts.amazonaws.com" { self.response_elements.and_then(|r| parse_issuance(r, self.request_parameters)) } else { None };
         let instances_named = if &*event_source == "ec2.amazonaws.com" { instances_named(&event_name, self.request_parameters) } else { Vec::new() };
         Ok(Record {
             event_time,

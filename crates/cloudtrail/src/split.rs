@@ -313,7 +313,11 @@ impl Scanner {
         } else {
             let start = self.value_start.unwrap_or(pos);
             let index = if self.records_depth != 0 { Some(self.elem_index) } else { Some(self.value_index) };
-            sink.error(index, self.line_at(buf, start), format!("malformed JSON: brackets do not balance (unexpected `{c}` at line {line}); the rest of this value is skipped"));
+            sink.error(
+                index,
+                self.line_at(buf, start),
+                format!("malformed JSON: brackets do not balance (unexpected `{c}` at line {line}); the rest of this value is skipped"),
+            );
             self.value_index += 1;
             self.in_garbage = true;
         }
@@ -328,35 +332,26 @@ impl Scanner {
     /// balance on their own, and look like CloudTrail records.
     fn recover<S: Sink>(&mut self, buf: &[u8], from: usize, to: usize, sink: &mut S) {
         let region = &buf[..to];
-        let mut in_string = false;
         let mut prev = b'{';
         let mut p = from;
         while p < to {
             let b = region[p];
-            if in_string {
-                match b {
-                    b'\\' => p += 1,
-                    b'"' => in_string = false,
-                    _ => {}
-                }
-                p += 1;
+            if b == b'"' {
+                p = string_end(region, p + 1);
+                prev = b'"';
                 continue;
             }
-            match b {
-                b'"' => in_string = true,
-                b'{' if prev == b',' || prev == b'[' => {
-                    if let Some(close) = balanced_end(region, p) {
-                        let bytes = &region[p..=close];
-                        if looks_like_record(bytes) {
-                            self.deliver(sink, buf, p, self.elem_index, bytes);
-                            self.elem_index += 1;
-                            p = close + 1;
-                            prev = b'}';
-                            continue;
-                        }
+            if b == b'{' && (prev == b',' || prev == b'[') {
+                if let Some(close) = balanced_end(region, p) {
+                    let bytes = &region[p..=close];
+                    if looks_like_record(bytes) {
+                        self.deliver(sink, buf, p, self.elem_index, bytes);
+                        self.elem_index += 1;
+                        p = close + 1;
+                        prev = b'}';
+                        continue;
                     }
                 }
-                _ => {}
             }
             if !is_ws(b) {
                 prev = b;
@@ -379,7 +374,11 @@ impl Scanner {
             if !line.is_empty() {
                 let index = self.value_index;
                 self.value_index += 1;
-                let result = if line[0] == b'{' || line[0] == b'[' { sink.value(index, line) } else { Err("not JSON: a line of JSON lines input must be an object".to_owned()) };
+                let result = if line[0] == b'{' || line[0] == b'[' {
+                    sink.value(index, line)
+                } else {
+                    Err("not JSON: a line of JSON lines input must be an object".to_owned())
+                };
                 if let Err(reason) = result {
                     sink.error(Some(index), self.line_no, reason);
                 }
@@ -397,7 +396,11 @@ impl Scanner {
         }
         let line = self.line_at(buf, pos);
         match (self.records_depth, self.elem_start) {
-            (d, Some(start)) if d != 0 => sink.error(Some(self.elem_index), self.line_at(buf, start), format!("unexpected end of input inside this record at line {line} (file truncated?)")),
+            (d, Some(start)) if d != 0 => sink.error(
+                Some(self.elem_index),
+                self.line_at(buf, start),
+                format!("unexpected end of input inside this record at line {line} (file truncated?)"),
+            ),
             (d, None) if d != 0 => sink.error(None, line, format!("unexpected end of input after {} records (file truncated?)", self.elem_index)),
             _ => sink.error(Some(self.value_index), line, "unexpected end of input (file truncated?)".to_owned()),
         }
@@ -407,32 +410,39 @@ impl Scanner {
 /// The index of the bracket that closes the object opening at `start`, if it closes in `b`.
 fn balanced_end(b: &[u8], start: usize) -> Option<usize> {
     let mut depth = 0usize;
-    let mut in_string = false;
     let mut p = start;
     while p < b.len() {
         let c = b[p];
-        if in_string {
-            match c {
-                b'\\' => p += 1,
-                b'"' => in_string = false,
-                _ => {}
+        match c {
+            b'"' => {
+                p = string_end(b, p + 1);
+                continue;
             }
-        } else {
-            match c {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        return (c == b'}').then_some(p);
-                    }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return (c == b'}').then_some(p);
                 }
-                _ => {}
             }
+            _ => {}
         }
         p += 1;
     }
     None
+}
+
+/// The index just past the closing quote of a string whose contents start at `p`, or
+/// `b.len()` when it does not close.
+fn string_end(b: &[u8], mut p: usize) -> usize {
+    while let Some(i) = memchr2(b'"', b'\\', &b[p.min(b.len())..]) {
+        p += i;
+        if b[p] == b'"' {
+            return p + 1;
+        }
+        p += 2;
+    }
+    b.len()
 }
 
 fn looks_like_record(bytes: &[u8]) -> bool {

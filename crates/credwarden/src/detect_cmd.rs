@@ -115,7 +115,12 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
     let detectors = build_detectors(args, &cfg)?;
     let (sources, ignored) = discover(&args.paths)?;
     if !args.quiet && !ignored.is_empty() {
-        writeln!(err, "note: {} file(s) in the given folders are not named like CloudTrail (.json, .json.gz, .jsonl) and were not read, e.g. {}", ignored.len(), ignored[0].display())?;
+        writeln!(
+            err,
+            "note: {} file(s) in the given folders are not named like CloudTrail (.json, .json.gz, .jsonl) and were not read, e.g. {}",
+            ignored.len(),
+            ignored[0].display()
+        )?;
     }
     let mut state = match &args.state {
         Some(p) => Some(Store::open(p)?),

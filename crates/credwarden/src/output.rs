@@ -18,7 +18,11 @@ pub fn write_finding<W: Write + ?Sized>(w: &mut W, f: &Finding, format: Format) 
             w.write_all(b"\n")
         }
         Format::Table => {
-            let source = f.source.vpc_endpoint.as_ref().map_or_else(|| f.source.ip.clone().unwrap_or_default(), |v| format!("{} via {v}", f.source.ip.as_deref().unwrap_or("?")));
+            let source = f
+                .source
+                .vpc_endpoint
+                .as_ref()
+                .map_or_else(|| f.source.ip.clone().unwrap_or_default(), |v| format!("{} via {v}", f.source.ip.as_deref().unwrap_or("?")));
             writeln!(
                 w,
                 "{:<20}  {:<8}  {:<28}  {:<12}  {:<20}  {}",
@@ -36,5 +40,5 @@ pub fn write_finding<W: Write + ?Sized>(w: &mut W, f: &Finding, format: Format) 
 }
 
 pub fn write_table_header<W: Write + ?Sized>(w: &mut W) -> std::io::Result<()> {
-    writeln!(w, "{:<20}  {:<8}  {:<28}  {:<12}  {:<20}  {}", "TIME (UTC)", "SEVERITY", "DETECTOR", "ACCOUNT", "ACCESS KEY", "SOURCE")
+    writeln!(w, "{:<20}  {:<8}  {:<28}  {:<12}  {:<20}  SOURCE", "TIME (UTC)", "SEVERITY", "DETECTOR", "ACCOUNT", "ACCESS KEY")
 }

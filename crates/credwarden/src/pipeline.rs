@@ -34,7 +34,13 @@ impl RunSummary {
 /// Run detection over `sources`. `on_finding` is called for each new finding in order;
 /// `on_file` once per source with its report. With an engine that has no detectors this
 /// is the decode floor: records are decoded and dropped.
-pub fn run_detect<E>(sources: &[InputSource], engine: &mut Engine, threads: usize, mut on_finding: impl FnMut(&Finding) -> Result<(), E>, mut on_file: impl FnMut(&FileReport)) -> Result<RunSummary, E> {
+pub fn run_detect<E>(
+    sources: &[InputSource],
+    engine: &mut Engine,
+    threads: usize,
+    mut on_finding: impl FnMut(&Finding) -> Result<(), E>,
+    mut on_file: impl FnMut(&FileReport),
+) -> Result<RunSummary, E> {
     let start = Instant::now();
     let mut summary = RunSummary { files: sources.len(), ..Default::default() };
     let detecting = !engine.detector_names().is_empty();

@@ -158,7 +158,7 @@ impl Engine {
             }
         }
         self.keep_new(out, start);
-        if self.stats.records % 4096 == 0 {
+        if self.stats.records.is_multiple_of(4096) {
             let live = self.detectors.iter().map(|d| d.live_state()).sum();
             self.stats.peak_live_state = self.stats.peak_live_state.max(live);
         }

@@ -145,7 +145,12 @@ impl AwsIpRanges {
         if f.prefixes.is_empty() {
             return Err(ConfigError::IpRanges("the file lists no prefixes".into()));
         }
-        let cidrs = f.prefixes.iter().map(|p| Cidr::parse(&p.ip_prefix)).chain(f.ipv6_prefixes.iter().map(|p| Cidr::parse(&p.ipv6_prefix))).collect::<Result<Vec<_>, _>>()?;
+        let cidrs = f
+            .prefixes
+            .iter()
+            .map(|p| Cidr::parse(&p.ip_prefix))
+            .chain(f.ipv6_prefixes.iter().map(|p| Cidr::parse(&p.ipv6_prefix)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(AwsIpRanges { sync_token: f.sync_token, create_date: f.create_date, prefixes: cidrs.len(), set: NetSet::from_cidrs(cidrs) })
     }
 }

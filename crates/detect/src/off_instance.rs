@@ -87,9 +87,15 @@ enum NetSource {
     /// An IPv6 /64 (an instance keeps its /64; the interface id may vary).
     V6Net([u16; 4]),
     /// A VPC endpoint of ours and the private address that used it.
-    Endpoint { vpce: Text, ip: Text },
+    Endpoint {
+        vpce: Text,
+        ip: Text,
+    },
     /// A VPC endpoint in an account that is not ours.
-    ForeignEndpoint { vpce: Text, account: Text },
+    ForeignEndpoint {
+        vpce: Text,
+        account: Text,
+    },
 }
 
 impl NetSource {
@@ -198,6 +204,18 @@ struct KeyState {
     delivery: Option<Text>,
 }
 
+/// What is known about a credential when it is first tied to an instance.
+struct KeySighting<'a> {
+    key: &'a str,
+    account: &'a str,
+    instance_id: &'a str,
+    role_arn: Option<&'a str>,
+    expires: EventTime,
+    issuance: Option<Evidence>,
+    delivery: Option<&'a str>,
+    time: EventTime,
+}
+
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Decide(String),
@@ -237,7 +255,17 @@ fn role_account(role_arn: &str) -> Option<&str> {
 
 /// First calls an attacker makes with fresh credentials (see the recon-call detector's list).
 fn is_recon(event_name: &str) -> bool {
-    matches!(event_name, "GetCallerIdentity" | "ListBuckets" | "ListAccessKeys" | "ListUsers" | "ListRoles" | "GetAccountAuthorizationDetails" | "ListAttachedUserPolicies" | "GetUser")
+    matches!(
+        event_name,
+        "GetCallerIdentity"
+            | "ListBuckets"
+            | "ListAccessKeys"
+            | "ListUsers"
+            | "ListRoles"
+            | "GetAccountAuthorizationDetails"
+            | "ListAttachedUserPolicies"
+            | "GetUser"
+    )
 }
 
 /// Preference between near-simultaneous first sources: a recon call from a command-line
@@ -281,7 +309,8 @@ impl OffInstanceDetector {
     }
 
     /// Register (or refresh) a credential of an instance.
-    fn register_key(&mut self, key: &str, account: &str, instance_id: &str, role_arn: Option<&str>, expires: EventTime, issuance: Option<Evidence>, delivery: Option<&str>, time: EventTime) {
+    fn register_key(&mut self, k: KeySighting<'_>) {
+        let KeySighting { key, account, instance_id, role_arn, expires, issuance, delivery, time } = k;
         let ikey = format!("{account}/{}", instance_id.to_ascii_lowercase());
         let identified_by = if issuance.is_some() {
             "issuance"
@@ -314,7 +343,8 @@ impl OffInstanceDetector {
 
     fn observe_issuance(&mut self, r: &Record) {
         let Some(iss) = &r.issuance else { return };
-        let by_ec2 = r.identity.invoked_by.as_deref() == Some("ec2.amazonaws.com") || matches!(&r.source, SourceAddress::AwsService(s) if &**s == "ec2.amazonaws.com");
+        let by_ec2 =
+            r.identity.invoked_by.as_deref() == Some("ec2.amazonaws.com") || matches!(&r.source, SourceAddress::AwsService(s) if &**s == "ec2.amazonaws.com");
         let Some(session) = iss.session_name.as_deref() else { return };
         if !by_ec2 || &*r.event_name != "AssumeRole" || !is_instance_id(session) || r.error_code.is_some() {
             return;
@@ -322,7 +352,17 @@ impl OffInstanceDetector {
         let Some(account) = iss.role_arn.as_deref().and_then(role_account).or(r.account()) else { return };
         let expires = iss.expiration.unwrap_or(r.event_time.plus_millis(self.cfg.default_lifetime_ms));
         let evidence = Evidence::from_record(r, &iss.access_key_id);
-        self.register_key(&iss.access_key_id, &account.to_owned(), session, iss.role_arn.as_deref(), expires, Some(evidence), None, r.event_time);
+        let account = account.to_owned();
+        self.register_key(KeySighting {
+            key: &iss.access_key_id,
+            account: &account,
+            instance_id: session,
+            role_arn: iss.role_arn.as_deref(),
+            expires,
+            issuance: Some(evidence),
+            delivery: None,
+            time: r.event_time,
+        });
     }
 
     fn observe_address_change(&mut self, r: &Record) {
@@ -362,7 +402,16 @@ impl OffInstanceDetector {
             let (account, session) = (account.to_owned(), session.to_owned());
             let expires = r.event_time.plus_millis(self.cfg.default_lifetime_ms);
             let issuer = r.identity.session_issuer_arn.clone();
-            self.register_key(key, &account, &session, issuer.as_deref(), expires, None, r.identity.ec2_role_delivery.as_deref(), r.event_time);
+            self.register_key(KeySighting {
+                key,
+                account: &account,
+                instance_id: &session,
+                role_arn: issuer.as_deref(),
+                expires,
+                issuance: None,
+                delivery: r.identity.ec2_role_delivery.as_deref(),
+                time: r.event_time,
+            });
         }
         // This runs for every call made with an instance credential: it allocates only
         // when the call is new evidence (a new source, a new key at a source, or an
@@ -383,7 +432,14 @@ impl OffInstanceDetector {
             Some(i) => (i, false),
             None => {
                 let ev = Evidence::from_record(r, key);
-                inst.sources.push(SourceState { source: source.clone(), addr, first: ev.clone(), per_key: vec![ev], verdict: Verdict::Undecided, reported: Vec::new() });
+                inst.sources.push(SourceState {
+                    source: source.clone(),
+                    addr,
+                    first: ev.clone(),
+                    per_key: vec![ev],
+                    verdict: Verdict::Undecided,
+                    reported: Vec::new(),
+                });
                 (inst.sources.len() - 1, true)
             }
         };
@@ -425,7 +481,12 @@ impl OffInstanceDetector {
     /// Keep the account-wide "first source of a live instance" counts current.
     fn update_earliest(&mut self, ikey: &str, fam: u8) {
         let inst = self.instances.get_mut(ikey).expect("live instance");
-        let best = inst.sources.iter().filter(|s| s.source.family() == Some(fam)).min_by(|a, b| (a.first.time, &a.first.event_id).cmp(&(b.first.time, &b.first.event_id))).map(|s| s.source.clone());
+        let best = inst
+            .sources
+            .iter()
+            .filter(|s| s.source.family() == Some(fam))
+            .min_by(|a, b| (a.first.time, &a.first.event_id).cmp(&(b.first.time, &b.first.event_id)))
+            .map(|s| s.source.clone());
         let slot = &mut inst.earliest[fam as usize];
         if *slot == best {
             return;
@@ -445,8 +506,11 @@ impl OffInstanceDetector {
         let delay = self.decision_delay();
         let ready = |t: EventTime| watermark.is_none_or(|w| t.plus_millis(delay) <= w);
         let Some(inst) = self.instances.get(ikey) else { return };
-        let mut order: Vec<usize> = (0..inst.sources.len()).filter(|&i| inst.sources[i].verdict == Verdict::Undecided && ready(inst.sources[i].first.time)).collect();
-        order.sort_by(|&a, &b| (inst.sources[a].first.time, &inst.sources[a].first.event_id).cmp(&(inst.sources[b].first.time, &inst.sources[b].first.event_id)));
+        let mut order: Vec<usize> =
+            (0..inst.sources.len()).filter(|&i| inst.sources[i].verdict == Verdict::Undecided && ready(inst.sources[i].first.time)).collect();
+        order.sort_by(|&a, &b| {
+            (inst.sources[a].first.time, &inst.sources[a].first.event_id).cmp(&(inst.sources[b].first.time, &inst.sources[b].first.event_id))
+        });
         if order.is_empty() {
             return;
         }
@@ -467,7 +531,11 @@ impl OffInstanceDetector {
                 }
                 if locks[fam] == Some(i) {
                     Verdict::Accepted("lock")
-                } else if self.first_sources.get(&(inst.account.clone(), s.source.clone())).is_some_and(|n| *n > u32::from(inst.earliest[fam].as_ref() == Some(&s.source))) {
+                } else if self
+                    .first_sources
+                    .get(&(inst.account.clone(), s.source.clone()))
+                    .is_some_and(|n| *n > u32::from(inst.earliest[fam].as_ref() == Some(&s.source)))
+                {
                     Verdict::Accepted("first-source-of-another-instance")
                 } else if self.follows_address_change(inst, i) {
                     Verdict::Accepted("after-address-change")
@@ -645,7 +713,9 @@ fn classify_source(cfg: &OffInstanceConfig, r: &Record, account: &str) -> Option
     };
     if let Some(vpce) = &r.vpc_endpoint_id {
         return Some(match r.vpc_endpoint_account_id.as_deref() {
-            Some(owner) if owner != account && !cfg.known_accounts.contains(owner) => (NetSource::ForeignEndpoint { vpce: vpce.clone(), account: owner.into() }, Some(addr)),
+            Some(owner) if owner != account && !cfg.known_accounts.contains(owner) => {
+                (NetSource::ForeignEndpoint { vpce: vpce.clone(), account: owner.into() }, Some(addr))
+            }
             _ => (NetSource::Endpoint { vpce: vpce.clone(), ip: addr.to_string().into() }, Some(addr)),
         });
     }

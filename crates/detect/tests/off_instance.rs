@@ -66,7 +66,12 @@ fn pairs(f: &[Finding]) -> Vec<(String, String)> {
 
 #[test]
 fn use_from_a_second_source_is_a_finding_with_its_evidence_chain() {
-    let f = run(&[issue(0, "ASIAKEY1", "i-0123456789abcdef0", "r1"), call(1, "e1", "ASIAKEY1", "i-0123456789abcdef0", "54.0.0.1"), call(90, "e2", "ASIAKEY1", "i-0123456789abcdef0", "198.51.100.9"), call(91, "e3", "ASIAKEY1", "i-0123456789abcdef0", "198.51.100.9")]);
+    let f = run(&[
+        issue(0, "ASIAKEY1", "i-0123456789abcdef0", "r1"),
+        call(1, "e1", "ASIAKEY1", "i-0123456789abcdef0", "54.0.0.1"),
+        call(90, "e2", "ASIAKEY1", "i-0123456789abcdef0", "198.51.100.9"),
+        call(91, "e3", "ASIAKEY1", "i-0123456789abcdef0", "198.51.100.9"),
+    ]);
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "198.51.100.9".into())]);
     let f = &f[0];
     assert_eq!(f.detector, "off-instance-credential-use");
@@ -90,7 +95,10 @@ fn aws_service_calls_and_non_addresses_never_lock_or_alert() {
         call(2, "b", "ASIAKEY1", i, "redacted"),
         call(3, "c", "ASIAKEY1", i, "54.0.0.1"),
         call(4, "d", "ASIAKEY1", i, "ec2.amazonaws.com"),
-        with(call(5, "e", "ASIAKEY1", i, "203.0.113.50"), json!({"userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIAKEY1", "invokedBy": "cloudformation.amazonaws.com", "arn": format!("arn:aws:sts::{ACCT}:assumed-role/web/{i}")}})),
+        with(
+            call(5, "e", "ASIAKEY1", i, "203.0.113.50"),
+            json!({"userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIAKEY1", "invokedBy": "cloudformation.amazonaws.com", "arn": format!("arn:aws:sts::{ACCT}:assumed-role/web/{i}")}}),
+        ),
         call(6, "f", "ASIAKEY1", i, "AWS Internal/3"),
     ]);
     assert!(f.is_empty(), "{f:#?}");
@@ -99,7 +107,12 @@ fn aws_service_calls_and_non_addresses_never_lock_or_alert() {
 #[test]
 fn a_sibling_credential_never_used_on_the_instance_is_caught() {
     let i = "i-0123456789abcdef0";
-    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), issue(0, "ASIAKEY2", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), call(30, "b", "ASIAKEY2", i, "198.51.100.9")]);
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        issue(0, "ASIAKEY2", i, "r1"),
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        call(30, "b", "ASIAKEY2", i, "198.51.100.9"),
+    ]);
     assert_eq!(pairs(&f), vec![("ASIAKEY2".into(), "198.51.100.9".into())]);
 }
 
@@ -113,7 +126,11 @@ fn issuance_not_seen_falls_back_to_session_name() {
 
 #[test]
 fn sessions_that_are_not_instances_are_ignored() {
-    let f = run(&[call(1, "a", "ASIAKEY1", "alice@example.com", "54.0.0.1"), call(20, "b", "ASIAKEY1", "alice@example.com", "198.51.100.9"), call(21, "c", "AKIAKEY", "i-0123456789abcdef0", "198.51.100.9")]);
+    let f = run(&[
+        call(1, "a", "ASIAKEY1", "alice@example.com", "54.0.0.1"),
+        call(20, "b", "ASIAKEY1", "alice@example.com", "198.51.100.9"),
+        call(21, "c", "AKIAKEY", "i-0123456789abcdef0", "198.51.100.9"),
+    ]);
     assert!(f.is_empty());
 }
 
@@ -126,7 +143,10 @@ fn declared_egress_is_never_foreign() {
 }
 
 fn aws_ranges() -> AwsIpRanges {
-    AwsIpRanges::parse(br#"{"syncToken":"1","createDate":"x","prefixes":[{"ip_prefix":"54.0.0.0/8","region":"us-east-1","service":"AMAZON"}],"ipv6_prefixes":[]}"#).unwrap()
+    AwsIpRanges::parse(
+        br#"{"syncToken":"1","createDate":"x","prefixes":[{"ip_prefix":"54.0.0.0/8","region":"us-east-1","service":"AMAZON"}],"ipv6_prefixes":[]}"#,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -142,7 +162,15 @@ fn attacker_as_first_user_is_caught_only_with_aws_ranges() {
 #[test]
 fn with_aws_ranges_an_outside_first_use_does_not_become_the_lock() {
     let i = "i-0123456789abcdef0";
-    let f = run_cfg(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "198.51.100.9"), call(3, "b", "ASIAKEY1", i, "54.0.0.1"), call(60, "c", "ASIAKEY1", i, "54.0.0.1")], OffInstanceConfig { aws_ranges: Some(aws_ranges()), ..Default::default() });
+    let f = run_cfg(
+        &[
+            issue(0, "ASIAKEY1", i, "r1"),
+            call(1, "a", "ASIAKEY1", i, "198.51.100.9"),
+            call(3, "b", "ASIAKEY1", i, "54.0.0.1"),
+            call(60, "c", "ASIAKEY1", i, "54.0.0.1"),
+        ],
+        OffInstanceConfig { aws_ranges: Some(aws_ranges()), ..Default::default() },
+    );
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "198.51.100.9".into())]);
 }
 
@@ -166,28 +194,50 @@ fn address_change_accepts_the_next_new_address() {
     let assoc = json!({"eventTime": t(40), "eventSource": "ec2.amazonaws.com", "eventName": "AssociateAddress", "eventID": "assoc", "recipientAccountId": ACCT,
         "sourceIPAddress": "203.0.113.1", "userIdentity": {"type": "IAMUser", "accountId": ACCT, "accessKeyId": "AKIAOPS"},
         "requestParameters": {"instanceId": i, "allocationId": "eipalloc-1"}});
-    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), assoc, call(41, "b", "ASIAKEY1", i, "54.0.0.2"), call(100, "c", "ASIAKEY1", i, "54.0.0.3")]);
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        assoc,
+        call(41, "b", "ASIAKEY1", i, "54.0.0.2"),
+        call(100, "c", "ASIAKEY1", i, "54.0.0.3"),
+    ]);
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "54.0.0.3".into())]);
 }
 
 #[test]
 fn nat_with_several_addresses_is_learned_from_the_fleet() {
     let (a, b) = ("i-0000000000000000a", "i-0000000000000000b");
-    let f = run(&[issue(0, "ASIAA", a, "r1"), issue(0, "ASIAB", b, "r2"), call(1, "1", "ASIAA", a, "54.0.0.1"), call(2, "2", "ASIAA", a, "54.0.0.2"), call(3, "3", "ASIAB", b, "54.0.0.2"), call(4, "4", "ASIAB", b, "54.0.0.1")]);
+    let f = run(&[
+        issue(0, "ASIAA", a, "r1"),
+        issue(0, "ASIAB", b, "r2"),
+        call(1, "1", "ASIAA", a, "54.0.0.1"),
+        call(2, "2", "ASIAA", a, "54.0.0.2"),
+        call(3, "3", "ASIAB", b, "54.0.0.2"),
+        call(4, "4", "ASIAB", b, "54.0.0.1"),
+    ]);
     assert!(f.is_empty(), "{f:#?}");
 }
 
 #[test]
 fn ipv6_is_compared_by_its_64_and_apart_from_ipv4() {
     let i = "i-0123456789abcdef0";
-    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), call(2, "b", "ASIAKEY1", i, "2600:1f18:1:2::10"), call(30, "c", "ASIAKEY1", i, "2600:1f18:1:2::99"), call(40, "d", "ASIAKEY1", i, "2a00:1:2:3::1")]);
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        call(2, "b", "ASIAKEY1", i, "2600:1f18:1:2::10"),
+        call(30, "c", "ASIAKEY1", i, "2600:1f18:1:2::99"),
+        call(40, "d", "ASIAKEY1", i, "2a00:1:2:3::1"),
+    ]);
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "2a00:1:2:3::1".into())]);
 }
 
 #[test]
 fn a_recon_first_call_from_a_cli_does_not_win_the_lock() {
     let i = "i-0123456789abcdef0";
-    let recon = with(call(1, "a", "ASIAKEY1", i, "198.51.100.9"), json!({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": "aws-cli/2.15.0 Python/3.11 Darwin/23"}));
+    let recon = with(
+        call(1, "a", "ASIAKEY1", i, "198.51.100.9"),
+        json!({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": "aws-cli/2.15.0 Python/3.11 Darwin/23"}),
+    );
     let f = run(&[issue(0, "ASIAKEY1", i, "r1"), recon, call(3, "b", "ASIAKEY1", i, "54.0.0.1")]);
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "198.51.100.9".into())]);
 }
@@ -220,7 +270,14 @@ fn state_is_dropped_after_expiry() {
 #[test]
 fn a_new_key_using_a_known_foreign_source_is_reported_too() {
     let i = "i-0123456789abcdef0";
-    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), call(30, "b", "ASIAKEY1", i, "198.51.100.9"), issue(60, "ASIAKEY3", i, "r3"), call(61, "c", "ASIAKEY3", i, "54.0.0.1"), call(200, "d", "ASIAKEY3", i, "198.51.100.9")]);
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        call(30, "b", "ASIAKEY1", i, "198.51.100.9"),
+        issue(60, "ASIAKEY3", i, "r3"),
+        call(61, "c", "ASIAKEY3", i, "54.0.0.1"),
+        call(200, "d", "ASIAKEY3", i, "198.51.100.9"),
+    ]);
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "198.51.100.9".into()), ("ASIAKEY3".into(), "198.51.100.9".into())]);
 }
 

@@ -64,7 +64,11 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
-        let has_meta: bool = self.conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='credwarden_meta'", [], |r| r.get::<_, i64>(0)).map_err(self.err())? > 0;
+        let has_meta: bool = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='credwarden_meta'", [], |r| r.get::<_, i64>(0))
+            .map_err(self.err())?
+            > 0;
         if !has_meta {
             let tables: i64 = self.conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).map_err(self.err())?;
             if tables > 0 {
@@ -79,10 +83,13 @@ impl Store {
                      COMMIT;",
                 )
                 .map_err(self.err())?;
-            self.conn.execute("INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', ?1)", params![SCHEMA_VERSION.to_string()]).map_err(self.err())?;
+            self.conn
+                .execute("INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', ?1)", params![SCHEMA_VERSION.to_string()])
+                .map_err(self.err())?;
             return Ok(());
         }
-        let found: Option<String> = self.conn.query_row("SELECT value FROM credwarden_meta WHERE key='schema_version'", [], |r| r.get(0)).optional().map_err(self.err())?;
+        let found: Option<String> =
+            self.conn.query_row("SELECT value FROM credwarden_meta WHERE key='schema_version'", [], |r| r.get(0)).optional().map_err(self.err())?;
         let found: i64 = found.and_then(|v| v.parse().ok()).ok_or_else(|| StoreError::Foreign { path: self.path.clone() })?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew { path: self.path.clone(), found });
@@ -127,7 +134,12 @@ impl Store {
     }
 
     pub fn finish_run(&self, run: i64, records: u64, findings: u64, input_errors: u64) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE runs SET finished_at=?2, records=?3, findings=?4, input_errors=?5 WHERE id=?1", params![run, unix_now(), records as i64, findings as i64, input_errors as i64]).map_err(self.err())?;
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at=?2, records=?3, findings=?4, input_errors=?5 WHERE id=?1",
+                params![run, unix_now(), records as i64, findings as i64, input_errors as i64],
+            )
+            .map_err(self.err())?;
         Ok(())
     }
 }

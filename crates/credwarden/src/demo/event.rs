@@ -7,7 +7,17 @@ use std::fmt::Write;
 /// Who made a call.
 pub enum Who<'a> {
     /// A role session: instance credentials, console federation, Lambda, ECS tasks.
-    Role { account: &'a str, role: &'a str, role_id: &'a str, session: &'a str, key: &'a str, created: EventTime, delivery: Option<&'a str>, console: bool, invoked_by: Option<&'a str> },
+    Role {
+        account: &'a str,
+        role: &'a str,
+        role_id: &'a str,
+        session: &'a str,
+        key: &'a str,
+        created: EventTime,
+        delivery: Option<&'a str>,
+        console: bool,
+        invoked_by: Option<&'a str>,
+    },
     /// An IAM user's long-lived key.
     User { account: &'a str, user: &'a str, user_id: &'a str, key: &'a str },
     /// An AWS service acting for itself (issuing credentials, for example).
@@ -192,7 +202,17 @@ mod tests {
             region: "us-east-1",
             ip: "10.0.0.1",
             user_agent: "ua \"quoted\"",
-            who: Who::Role { account: "111122223333", role: "web", role_id: "AROAX", session: "i-0123456789abcdef0", key: "ASIAX", created: EventTime(0), delivery: Some("2.0"), console: false, invoked_by: None },
+            who: Who::Role {
+                account: "111122223333",
+                role: "web",
+                role_id: "AROAX",
+                session: "i-0123456789abcdef0",
+                key: "ASIAX",
+                created: EventTime(0),
+                delivery: Some("2.0"),
+                console: false,
+                invoked_by: None,
+            },
             account: "111122223333",
             read_only: true,
             request: Some(r#"{"bucketName":"b"}"#),

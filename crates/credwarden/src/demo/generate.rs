@@ -250,7 +250,8 @@ fn role_id(rng: &mut Rng) -> String {
 impl World {
     fn build(seed: u64) -> World {
         let mut rng = Rng::new(seed);
-        let layout: [(&'static str, &[&'static str]); 3] = [("318294751063", &["us-east-1", "eu-west-1"]), ("540912836471", &["us-west-2"]), ("729104658213", &["us-east-1", "us-west-2"])];
+        let layout: [(&'static str, &[&'static str]); 3] =
+            [("318294751063", &["us-east-1", "eu-west-1"]), ("540912836471", &["us-west-2"]), ("729104658213", &["us-east-1", "us-west-2"])];
         let mut accounts = Vec::new();
         let mut nets = Vec::new();
         for (ai, (id, regions)) in layout.iter().enumerate() {
@@ -285,7 +286,13 @@ impl World {
                 let rid = role_ids.entry(role).or_insert_with(|| role_id(&mut rng)).clone();
                 // Most instances were running before the logs begin (their current
                 // credentials' issuance is not in the data); some launch during the window.
-                let launch = if kind == Kind::Idle { start.plus_millis(2 * SLOT_MS) } else if rng.chance(0.7) { start.plus_millis(-(rng.below(50) as i64 + 5) * EventTime::MINUTE) } else { start.plus_millis((rng.below(20) as i64 + 1) * SLOT_MS + rng.below(SLOT_MS as u64) as i64) };
+                let launch = if kind == Kind::Idle {
+                    start.plus_millis(2 * SLOT_MS)
+                } else if rng.chance(0.7) {
+                    start.plus_millis(-(rng.below(50) as i64 + 5) * EventTime::MINUTE)
+                } else {
+                    start.plus_millis((rng.below(20) as i64 + 1) * SLOT_MS + rng.below(SLOT_MS as u64) as i64)
+                };
                 let host = rng.below(250) + 2;
                 instances.push(Instance {
                     id: format!("i-0{}", rng.hex(16)),
@@ -322,14 +329,70 @@ impl World {
         let mid = self.find(2, Kind::Web, 3);
         self.instances[mid].launch = slot_time(0).plus_millis(-20 * EventTime::MINUTE);
         let plans = [
-            (26, self.find(0, Kind::Web, 2), false, outside(&mut r, "185.220.101"), None, "ssrf-credential-theft", "SSRF on a web instance: its credentials used from a VPS after the instance locked its NAT"),
-            (36, self.find(4, Kind::Worker, 1), true, outside(&mut r, "45.155.205"), None, "stolen-sibling-credential", "the sibling credential (ec2RoleDelivery 1.0) the instance never uses, used by the attacker"),
-            (18, self.find(2, Kind::Idle, 0), false, outside(&mut r, "91.243.44"), None, "idle-instance-first-user", "an idle instance's credentials, first ever used by the attacker (caught by the outside-AWS signal)"),
-            (48, self.find(1, Kind::Web, 0), false, format!("3.216.{}.{}", r.below(250), r.below(250) + 2), None, "attacker-inside-aws", "credentials replayed from the attacker's own EC2 instance (inside AWS's ranges)"),
-            (32, self.find(3, Kind::Public, 0), false, format!("172.31.{}.{}", r.below(250), r.below(250) + 2), Some((format!("vpce-0{}", r.hex(16)), "999988887777".to_owned())), "attacker-vpc-endpoint", "credentials used through a VPC endpoint in the attacker's account"),
+            (
+                26,
+                self.find(0, Kind::Web, 2),
+                false,
+                outside(&mut r, "185.220.101"),
+                None,
+                "ssrf-credential-theft",
+                "SSRF on a web instance: its credentials used from a VPS after the instance locked its NAT",
+            ),
+            (
+                36,
+                self.find(4, Kind::Worker, 1),
+                true,
+                outside(&mut r, "45.155.205"),
+                None,
+                "stolen-sibling-credential",
+                "the sibling credential (ec2RoleDelivery 1.0) the instance never uses, used by the attacker",
+            ),
+            (
+                18,
+                self.find(2, Kind::Idle, 0),
+                false,
+                outside(&mut r, "91.243.44"),
+                None,
+                "idle-instance-first-user",
+                "an idle instance's credentials, first ever used by the attacker (caught by the outside-AWS signal)",
+            ),
+            (
+                48,
+                self.find(1, Kind::Web, 0),
+                false,
+                format!("3.216.{}.{}", r.below(250), r.below(250) + 2),
+                None,
+                "attacker-inside-aws",
+                "credentials replayed from the attacker's own EC2 instance (inside AWS's ranges)",
+            ),
+            (
+                32,
+                self.find(3, Kind::Public, 0),
+                false,
+                format!("172.31.{}.{}", r.below(250), r.below(250) + 2),
+                Some((format!("vpce-0{}", r.hex(16)), "999988887777".to_owned())),
+                "attacker-vpc-endpoint",
+                "credentials used through a VPC endpoint in the attacker's account",
+            ),
             (3, mid, false, outside(&mut r, "185.107.56"), None, "mid-stream-credential", "a credential issued before the logs begin, used by the attacker"),
-            (60, self.find(0, Kind::DualStack, 1), false, format!("2a01:4f8:c17:{:x}::2", r.below(0xfffe) + 1), None, "ipv6-exfiltration", "a dual-stack instance's credentials used from an IPv6 address outside AWS"),
-            (66, self.find(3, Kind::Web, 4), false, outside(&mut r, "193.42.33"), None, "ssrf-credential-theft", "SSRF on a web instance: its credentials used from a VPS after the instance locked its NAT"),
+            (
+                60,
+                self.find(0, Kind::DualStack, 1),
+                false,
+                format!("2a01:4f8:c17:{:x}::2", r.below(0xfffe) + 1),
+                None,
+                "ipv6-exfiltration",
+                "a dual-stack instance's credentials used from an IPv6 address outside AWS",
+            ),
+            (
+                66,
+                self.find(3, Kind::Web, 4),
+                false,
+                outside(&mut r, "193.42.33"),
+                None,
+                "ssrf-credential-theft",
+                "SSRF on a web instance: its credentials used from a VPS after the instance locked its NAT",
+            ),
         ];
         for (slot, instance, use_sibling, ip, vpce, name, description) in plans {
             self.attacks.push(Attack { slot, instance, use_sibling, ip, vpce, name, description });
@@ -355,20 +418,86 @@ struct Action {
 }
 
 const WEB_ACTIONS: &[Action] = &[
-    Action { source: "s3.amazonaws.com", name: "GetObject", read_only: true, request: r#"{"bucketName":"corp-web-assets","key":"static/app.js","Host":"corp-web-assets.s3.amazonaws.com"}"#, endpoint_ok: true },
-    Action { source: "dynamodb.amazonaws.com", name: "GetItem", read_only: true, request: r#"{"tableName":"sessions","key":{"pk":"HIDDEN_DUE_TO_SECURITY_REASONS"},"consistentRead":false}"#, endpoint_ok: true },
-    Action { source: "kms.amazonaws.com", name: "Decrypt", read_only: true, request: r#"{"encryptionAlgorithm":"SYMMETRIC_DEFAULT","encryptionContext":{"app":"web"}}"#, endpoint_ok: false },
-    Action { source: "sqs.amazonaws.com", name: "SendMessage", read_only: false, request: r#"{"queueUrl":"https://sqs.amazonaws.com/queue/jobs","messageBody":"HIDDEN_DUE_TO_SECURITY_REASONS"}"#, endpoint_ok: false },
-    Action { source: "secretsmanager.amazonaws.com", name: "GetSecretValue", read_only: true, request: r#"{"secretId":"web/db-password"}"#, endpoint_ok: false },
-    Action { source: "monitoring.amazonaws.com", name: "PutMetricData", read_only: false, request: r#"{"namespace":"Web","metricData":[{"metricName":"Latency","unit":"Milliseconds"}]}"#, endpoint_ok: false },
+    Action {
+        source: "s3.amazonaws.com",
+        name: "GetObject",
+        read_only: true,
+        request: r#"{"bucketName":"corp-web-assets","key":"static/app.js","Host":"corp-web-assets.s3.amazonaws.com"}"#,
+        endpoint_ok: true,
+    },
+    Action {
+        source: "dynamodb.amazonaws.com",
+        name: "GetItem",
+        read_only: true,
+        request: r#"{"tableName":"sessions","key":{"pk":"HIDDEN_DUE_TO_SECURITY_REASONS"},"consistentRead":false}"#,
+        endpoint_ok: true,
+    },
+    Action {
+        source: "kms.amazonaws.com",
+        name: "Decrypt",
+        read_only: true,
+        request: r#"{"encryptionAlgorithm":"SYMMETRIC_DEFAULT","encryptionContext":{"app":"web"}}"#,
+        endpoint_ok: false,
+    },
+    Action {
+        source: "sqs.amazonaws.com",
+        name: "SendMessage",
+        read_only: false,
+        request: r#"{"queueUrl":"https://sqs.amazonaws.com/queue/jobs","messageBody":"HIDDEN_DUE_TO_SECURITY_REASONS"}"#,
+        endpoint_ok: false,
+    },
+    Action {
+        source: "secretsmanager.amazonaws.com",
+        name: "GetSecretValue",
+        read_only: true,
+        request: r#"{"secretId":"web/db-password"}"#,
+        endpoint_ok: false,
+    },
+    Action {
+        source: "monitoring.amazonaws.com",
+        name: "PutMetricData",
+        read_only: false,
+        request: r#"{"namespace":"Web","metricData":[{"metricName":"Latency","unit":"Milliseconds"}]}"#,
+        endpoint_ok: false,
+    },
 ];
 const WORKER_ACTIONS: &[Action] = &[
-    Action { source: "sqs.amazonaws.com", name: "ReceiveMessage", read_only: true, request: r#"{"queueUrl":"https://sqs.amazonaws.com/queue/jobs","maxNumberOfMessages":10,"waitTimeSeconds":20}"#, endpoint_ok: false },
-    Action { source: "sqs.amazonaws.com", name: "DeleteMessage", read_only: false, request: r#"{"queueUrl":"https://sqs.amazonaws.com/queue/jobs","receiptHandle":"HIDDEN"}"#, endpoint_ok: false },
-    Action { source: "s3.amazonaws.com", name: "PutObject", read_only: false, request: r#"{"bucketName":"corp-job-results","key":"results/part-0001.parquet","Host":"corp-job-results.s3.amazonaws.com"}"#, endpoint_ok: true },
-    Action { source: "dynamodb.amazonaws.com", name: "UpdateItem", read_only: false, request: r#"{"tableName":"jobs","key":{"pk":"HIDDEN_DUE_TO_SECURITY_REASONS"}}"#, endpoint_ok: true },
+    Action {
+        source: "sqs.amazonaws.com",
+        name: "ReceiveMessage",
+        read_only: true,
+        request: r#"{"queueUrl":"https://sqs.amazonaws.com/queue/jobs","maxNumberOfMessages":10,"waitTimeSeconds":20}"#,
+        endpoint_ok: false,
+    },
+    Action {
+        source: "sqs.amazonaws.com",
+        name: "DeleteMessage",
+        read_only: false,
+        request: r#"{"queueUrl":"https://sqs.amazonaws.com/queue/jobs","receiptHandle":"HIDDEN"}"#,
+        endpoint_ok: false,
+    },
+    Action {
+        source: "s3.amazonaws.com",
+        name: "PutObject",
+        read_only: false,
+        request: r#"{"bucketName":"corp-job-results","key":"results/part-0001.parquet","Host":"corp-job-results.s3.amazonaws.com"}"#,
+        endpoint_ok: true,
+    },
+    Action {
+        source: "dynamodb.amazonaws.com",
+        name: "UpdateItem",
+        read_only: false,
+        request: r#"{"tableName":"jobs","key":{"pk":"HIDDEN_DUE_TO_SECURITY_REASONS"}}"#,
+        endpoint_ok: true,
+    },
 ];
-const SSM_ACTION: Action = Action { source: "ssm.amazonaws.com", name: "UpdateInstanceInformation", read_only: false, request: r#"{"agentVersion":"3.2.1705.0","agentStatus":"Active","platformType":"Linux","platformName":"Amazon Linux","platformVersion":"2023"}"#, endpoint_ok: false };
+const SSM_ACTION: Action = Action {
+    source: "ssm.amazonaws.com",
+    name: "UpdateInstanceInformation",
+    read_only: false,
+    request: r#"{"agentVersion":"3.2.1705.0","agentStatus":"Active","platformType":"Linux","platformName":"Amazon Linux","platformVersion":"2023"}"#,
+    endpoint_ok: false,
+};
 const CONSOLE_ACTIONS: &[(&str, &str)] = &[
     ("ec2.amazonaws.com", "DescribeInstances"),
     ("ec2.amazonaws.com", "DescribeSecurityGroups"),
@@ -383,6 +512,9 @@ const CONSOLE_ACTIONS: &[(&str, &str)] = &[
     ("iam.amazonaws.com", "ListRoles"),
     ("lambda.amazonaws.com", "ListFunctions20150331"),
 ];
+
+/// One attacker call: event source, event name, and the error it gets, if any.
+type AttackStep = (&'static str, &'static str, Option<(&'static str, &'static str)>);
 
 struct Gen<'w> {
     w: &'w mut World,
@@ -425,7 +557,23 @@ impl Gen<'_> {
             );
             let request = format!(r#"{{"roleArn":"{role_arn}","roleSessionName":"{id}"}}"#);
             let event_id = self.rng.uuid();
-            self.emit(&Call { time: at, source: "sts.amazonaws.com", name: "AssumeRole", region, ip: "ec2.amazonaws.com", user_agent: "ec2.amazonaws.com", who: Who::Service { invoked_by: "ec2.amazonaws.com" }, account, read_only: true, request: Some(&request), response: Some(&response), vpce: None, error: None, event_id: &event_id, request_id: &request_id });
+            self.emit(&Call {
+                time: at,
+                source: "sts.amazonaws.com",
+                name: "AssumeRole",
+                region,
+                ip: "ec2.amazonaws.com",
+                user_agent: "ec2.amazonaws.com",
+                who: Who::Service { invoked_by: "ec2.amazonaws.com" },
+                account,
+                read_only: true,
+                request: Some(&request),
+                response: Some(&response),
+                vpce: None,
+                error: None,
+                event_id: &event_id,
+                request_id: &request_id,
+            });
         }
         self.w.instances[ix].creds = Some(Creds { k1, k2, created: at });
     }
@@ -444,7 +592,10 @@ impl Gen<'_> {
         let net = &self.w.nets[inst.net];
         let account = self.w.accounts[net.account].id;
         let region = net.region;
-        let request = format!(r#"{{"instancesSet":{{"items":[{{"imageId":"ami-0c101f26f147fa7fd","minCount":1,"maxCount":1}}]}},"instanceType":"m6i.large","iamInstanceProfile":{{"arn":"arn:aws:iam::{account}:instance-profile/{}"}}}}"#, inst.role);
+        let request = format!(
+            r#"{{"instancesSet":{{"items":[{{"imageId":"ami-0c101f26f147fa7fd","minCount":1,"maxCount":1}}]}},"instanceType":"m6i.large","iamInstanceProfile":{{"arn":"arn:aws:iam::{account}:instance-profile/{}"}}}}"#,
+            inst.role
+        );
         let response = format!(r#"{{"instancesSet":{{"items":[{{"instanceId":"{}","privateIpAddress":"{}"}}]}}}}"#, inst.id, inst.private_ip);
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
         let created = launch.plus_millis(-EventTime::HOUR);
@@ -455,7 +606,17 @@ impl Gen<'_> {
             region,
             ip: "autoscaling.amazonaws.com",
             user_agent: "autoscaling.amazonaws.com",
-            who: Who::Role { account, role: "AWSServiceRoleForAutoScaling", role_id: "AROAAUTOSCALINGSERVICE", session: "AutoScaling", key: "ASIAAUTOSCALINGINTERNAL", created, delivery: None, console: false, invoked_by: Some("autoscaling.amazonaws.com") },
+            who: Who::Role {
+                account,
+                role: "AWSServiceRoleForAutoScaling",
+                role_id: "AROAAUTOSCALINGSERVICE",
+                session: "AutoScaling",
+                key: "ASIAAUTOSCALINGINTERNAL",
+                created,
+                delivery: None,
+                console: false,
+                invoked_by: Some("autoscaling.amazonaws.com"),
+            },
             account,
             read_only: false,
             request: Some(&request),
@@ -482,7 +643,8 @@ impl Gen<'_> {
         } else {
             self.rng.pick(WEB_ACTIONS)
         };
-        let (key, delivery, ua) = if ssm_turn { (creds.k1.clone(), "1.0", UA_SSM) } else { (creds.k2.clone(), "2.0", *self.rng.pick(&[UA_JAVA, UA_BOTO, UA_GO])) };
+        let (key, delivery, ua) =
+            if ssm_turn { (creds.k1.clone(), "1.0", UA_SSM) } else { (creds.k2.clone(), "2.0", *self.rng.pick(&[UA_JAVA, UA_BOTO, UA_GO])) };
         let through_endpoint = action.endpoint_ok && inst.kind != Kind::Public && self.rng.chance(0.6);
         let ip = if through_endpoint {
             inst.private_ip.clone()
@@ -498,17 +660,60 @@ impl Gen<'_> {
         let vpce = through_endpoint.then_some((vpce_id.as_str(), account));
         let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
-        let who = Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some(delivery), console: false, invoked_by: None };
-        self.emit(&Call { time, source: action.source, name: action.name, region, ip: &ip, user_agent: ua, who, account, read_only: action.read_only, request: Some(action.request), response: None, vpce, error: None, event_id: &event_id, request_id: &request_id });
+        let who =
+            Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some(delivery), console: false, invoked_by: None };
+        self.emit(&Call {
+            time,
+            source: action.source,
+            name: action.name,
+            region,
+            ip: &ip,
+            user_agent: ua,
+            who,
+            account,
+            read_only: action.read_only,
+            request: Some(action.request),
+            response: None,
+            vpce,
+            error: None,
+            event_id: &event_id,
+            request_id: &request_id,
+        });
         if !through_endpoint && matches!(self.w.instances[ix].kind, Kind::Web | Kind::Worker | Kind::DualStack) && !ip.contains(':') {
             self.w.instances[ix].nat_used = true;
         }
         // S3 with SSE-KMS: KMS logs a Decrypt that S3 made on the caller's behalf.
         if action.source == "s3.amazonaws.com" && self.rng.chance(0.3) {
             let (event_id2, internal) = (self.rng.uuid(), self.rng.chance(0.5));
-            let who = Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some(delivery), console: false, invoked_by: (!internal).then_some("s3.amazonaws.com") };
+            let who = Who::Role {
+                account,
+                role: &role,
+                role_id: &role_id,
+                session: &id,
+                key: &key,
+                created,
+                delivery: Some(delivery),
+                console: false,
+                invoked_by: (!internal).then_some("s3.amazonaws.com"),
+            };
             let ip = if internal { "AWS Internal" } else { "s3.amazonaws.com" };
-            self.emit(&Call { time, source: "kms.amazonaws.com", name: "Decrypt", region, ip, user_agent: ip, who, account, read_only: true, request: Some(r#"{"encryptionContext":{"aws:s3:arn":"arn:aws:s3:::corp-web-assets/static/app.js"},"encryptionAlgorithm":"SYMMETRIC_DEFAULT"}"#), response: None, vpce: None, error: None, event_id: &event_id2, request_id: &request_id });
+            self.emit(&Call {
+                time,
+                source: "kms.amazonaws.com",
+                name: "Decrypt",
+                region,
+                ip,
+                user_agent: ip,
+                who,
+                account,
+                read_only: true,
+                request: Some(r#"{"encryptionContext":{"aws:s3:arn":"arn:aws:s3:::corp-web-assets/static/app.js"},"encryptionAlgorithm":"SYMMETRIC_DEFAULT"}"#),
+                response: None,
+                vpce: None,
+                error: None,
+                event_id: &event_id2,
+                request_id: &request_id,
+            });
         }
     }
 
@@ -527,16 +732,68 @@ impl Gen<'_> {
                     let task = format!("{:032x}", (slot / 12) * 7 + (n % 5));
                     let key = format!("ASIAECSTASK{:09}", (slot / 12) * 10 + (n % 5));
                     let ip = self.rng.pick(&nat).clone();
-                    let who = Who::Role { account, role: "orders-api-task", role_id: "AROAECSTASKROLEEXAMPLE", session: &task, key: &key, created, delivery: None, console: false, invoked_by: None };
-                    self.emit(&Call { time, source: "dynamodb.amazonaws.com", name: "Query", region, ip: &ip, user_agent: UA_GO, who, account, read_only: true, request: Some(r#"{"tableName":"orders","keyConditionExpression":"pk = :pk"}"#), response: None, vpce: None, error: None, event_id: &event_id, request_id: &request_id });
+                    let who = Who::Role {
+                        account,
+                        role: "orders-api-task",
+                        role_id: "AROAECSTASKROLEEXAMPLE",
+                        session: &task,
+                        key: &key,
+                        created,
+                        delivery: None,
+                        console: false,
+                        invoked_by: None,
+                    };
+                    self.emit(&Call {
+                        time,
+                        source: "dynamodb.amazonaws.com",
+                        name: "Query",
+                        region,
+                        ip: &ip,
+                        user_agent: UA_GO,
+                        who,
+                        account,
+                        read_only: true,
+                        request: Some(r#"{"tableName":"orders","keyConditionExpression":"pk = :pk"}"#),
+                        response: None,
+                        vpce: None,
+                        error: None,
+                        event_id: &event_id,
+                        request_id: &request_id,
+                    });
                 }
                 // Lambda: per-function credentials, calls from Lambda's (AWS) addresses that vary per call.
                 3..=4 => {
                     let f = *self.rng.pick(&["thumbnailer", "audit-forwarder", "nightly-report"]);
                     let key = format!("ASIALAMBDA{:010}", (slot / 12) * 3 + n % 3);
                     let ip = format!("3.{}.{}.{}", 208 + self.rng.below(16), self.rng.below(256), self.rng.below(254) + 1);
-                    let who = Who::Role { account, role: f, role_id: "AROALAMBDAEXECUTIONEX", session: f, key: &key, created, delivery: None, console: false, invoked_by: None };
-                    self.emit(&Call { time, source: "s3.amazonaws.com", name: "PutObject", region, ip: &ip, user_agent: UA_BOTO, who, account, read_only: false, request: Some(r#"{"bucketName":"corp-reports","key":"out.json"}"#), response: None, vpce: None, error: None, event_id: &event_id, request_id: &request_id });
+                    let who = Who::Role {
+                        account,
+                        role: f,
+                        role_id: "AROALAMBDAEXECUTIONEX",
+                        session: f,
+                        key: &key,
+                        created,
+                        delivery: None,
+                        console: false,
+                        invoked_by: None,
+                    };
+                    self.emit(&Call {
+                        time,
+                        source: "s3.amazonaws.com",
+                        name: "PutObject",
+                        region,
+                        ip: &ip,
+                        user_agent: UA_BOTO,
+                        who,
+                        account,
+                        read_only: false,
+                        request: Some(r#"{"bucketName":"corp-reports","key":"out.json"}"#),
+                        response: None,
+                        vpce: None,
+                        error: None,
+                        event_id: &event_id,
+                        request_id: &request_id,
+                    });
                 }
                 // Console users browsing: one click fans out across services and regions.
                 5..=7 => {
@@ -545,13 +802,55 @@ impl Gen<'_> {
                     let ip = format!("198.51.100.{}", 10 + self.rng.below(5));
                     let (source, name) = *self.rng.pick(CONSOLE_ACTIONS);
                     let region = *self.rng.pick(&["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"]);
-                    let who = Who::Role { account, role: "AWSReservedSSO_ReadOnly_5f2e9c1a", role_id: "AROACONSOLEREADONLYEX", session: user, key: &key, created, delivery: None, console: true, invoked_by: None };
-                    self.emit(&Call { time, source, name, region, ip: &ip, user_agent: UA_CONSOLE, who, account, read_only: true, request: Some("{}"), response: None, vpce: None, error: None, event_id: &event_id, request_id: &request_id });
+                    let who = Who::Role {
+                        account,
+                        role: "AWSReservedSSO_ReadOnly_5f2e9c1a",
+                        role_id: "AROACONSOLEREADONLYEX",
+                        session: user,
+                        key: &key,
+                        created,
+                        delivery: None,
+                        console: true,
+                        invoked_by: None,
+                    };
+                    self.emit(&Call {
+                        time,
+                        source,
+                        name,
+                        region,
+                        ip: &ip,
+                        user_agent: UA_CONSOLE,
+                        who,
+                        account,
+                        read_only: true,
+                        request: Some("{}"),
+                        response: None,
+                        vpce: None,
+                        error: None,
+                        event_id: &event_id,
+                        request_id: &request_id,
+                    });
                 }
                 // CI deploys with a static key.
                 _ => {
                     let who = Who::User { account, user: "ci-deployer", user_id: "AIDACIDEPLOYEREXAMPLE", key: "AKIACIDEPLOYER000001" };
-                    self.emit(&Call { time, source: "cloudformation.amazonaws.com", name: "DescribeStacks", region, ip: "203.0.113.50", user_agent: UA_CI, who, account, read_only: true, request: Some(r#"{"stackName":"web-frontend"}"#), response: None, vpce: None, error: None, event_id: &event_id, request_id: &request_id });
+                    self.emit(&Call {
+                        time,
+                        source: "cloudformation.amazonaws.com",
+                        name: "DescribeStacks",
+                        region,
+                        ip: "203.0.113.50",
+                        user_agent: UA_CI,
+                        who,
+                        account,
+                        read_only: true,
+                        request: Some(r#"{"stackName":"web-frontend"}"#),
+                        response: None,
+                        vpce: None,
+                        error: None,
+                        event_id: &event_id,
+                        request_id: &request_id,
+                    });
                 }
             }
         }
@@ -568,9 +867,35 @@ impl Gen<'_> {
         let account = self.w.accounts[net.account].id;
         let request = format!(r#"{{"instanceId":"{}","allocationId":"eipalloc-0{}","allowReassociation":true}}"#, inst.id, self.rng.hex(16));
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
-        let who = Who::Role { account, role: "AWSReservedSSO_Operator_7a1b2c3d", role_id: "AROACONSOLEOPERATOREX", session: "dave@corp.example", key: "ASIACONSOLEDAVE00001", created: time, delivery: None, console: true, invoked_by: None };
+        let who = Who::Role {
+            account,
+            role: "AWSReservedSSO_Operator_7a1b2c3d",
+            role_id: "AROACONSOLEOPERATOREX",
+            session: "dave@corp.example",
+            key: "ASIACONSOLEDAVE00001",
+            created: time,
+            delivery: None,
+            console: true,
+            invoked_by: None,
+        };
         let region = net.region;
-        self.emit(&Call { time, source: "ec2.amazonaws.com", name: "AssociateAddress", region, ip: "198.51.100.14", user_agent: UA_CONSOLE, who, account, read_only: false, request: Some(&request), response: Some(r#"{"_return":true}"#), vpce: None, error: None, event_id: &event_id, request_id: &request_id });
+        self.emit(&Call {
+            time,
+            source: "ec2.amazonaws.com",
+            name: "AssociateAddress",
+            region,
+            ip: "198.51.100.14",
+            user_agent: UA_CONSOLE,
+            who,
+            account,
+            read_only: false,
+            request: Some(&request),
+            response: Some(r#"{"_return":true}"#),
+            vpce: None,
+            error: None,
+            event_id: &event_id,
+            request_id: &request_id,
+        });
         self.w.instances[ix].public_ip = new_ip;
     }
 
@@ -585,7 +910,7 @@ impl Gen<'_> {
         let creds = inst.creds.as_ref().expect("attacked instances are running");
         let (key, delivery) = if use_sibling { (creds.k1.clone(), "1.0") } else { (creds.k2.clone(), "2.0") };
         let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
-        let steps: [(&str, &str, Option<(&str, &str)>); 6] = [
+        let steps: [AttackStep; 6] = [
             ("sts.amazonaws.com", "GetCallerIdentity", None),
             ("s3.amazonaws.com", "ListBuckets", None),
             ("iam.amazonaws.com", "ListUsers", Some(("AccessDenied", "User is not authorized to perform: iam:ListUsers"))),
@@ -598,10 +923,36 @@ impl Gen<'_> {
             let time = slot_time(slot).plus_millis(i as i64 * 70_000 + self.rng.below(30_000) as i64);
             first.get_or_insert(time);
             let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
-            let who = Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some(delivery), console: false, invoked_by: None };
+            let who = Who::Role {
+                account,
+                role: &role,
+                role_id: &role_id,
+                session: &id,
+                key: &key,
+                created,
+                delivery: Some(delivery),
+                console: false,
+                invoked_by: None,
+            };
             let vp = vpce.as_ref().map(|(v, o)| (v.as_str(), o.as_str()));
             let ua = format!("{UA_CLI} command/{}", event.to_ascii_lowercase());
-            self.emit(&Call { time, source, name: event, region, ip: &ip, user_agent: &ua, who, account, read_only: true, request: Some("{}"), response: None, vpce: vp, error, event_id: &event_id, request_id: &request_id });
+            self.emit(&Call {
+                time,
+                source,
+                name: event,
+                region,
+                ip: &ip,
+                user_agent: &ua,
+                who,
+                account,
+                read_only: true,
+                request: Some("{}"),
+                response: None,
+                vpce: vp,
+                error,
+                event_id: &event_id,
+                request_id: &request_id,
+            });
         }
         self.truth.push(TruthEntry {
             attack: name,
@@ -629,7 +980,23 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
     let per_slot = (records / slots).max(1);
     let mut rng = world.rng.fork(2);
     let writer_rng = world.rng.fork(3);
-    let mut g = Gen { w: &mut world, out: DeliveryWriter { logs: dir.to_path_buf(), pending: BTreeMap::new(), rng: writer_rng, files: 0, digests: 0, gz_bytes: 0, records: 0, seen_streams: BTreeMap::new(), last_digest: None }, rng: rng.fork(4), truth: Vec::new(), buf: String::with_capacity(4096) };
+    let mut g = Gen {
+        w: &mut world,
+        out: DeliveryWriter {
+            logs: dir.to_path_buf(),
+            pending: BTreeMap::new(),
+            rng: writer_rng,
+            files: 0,
+            digests: 0,
+            gz_bytes: 0,
+            records: 0,
+            seen_streams: BTreeMap::new(),
+            last_digest: None,
+        },
+        rng: rng.fork(4),
+        truth: Vec::new(),
+        buf: String::with_capacity(4096),
+    };
     for slot in 0..slots {
         let slot_end = slot_time(slot + 1);
         for ix in 0..g.w.instances.len() {
@@ -642,7 +1009,9 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
                 g.w.instances[ix].next_refresh = at.plus_millis(EventTime::HOUR + (rng.below(120) as i64 - 60) * 1000);
             }
         }
-        let active: Vec<usize> = (0..g.w.instances.len()).filter(|&i| g.w.instances[i].launched && g.w.instances[i].kind != Kind::Idle && g.w.instances[i].launch < slot_time(slot)).collect();
+        let active: Vec<usize> = (0..g.w.instances.len())
+            .filter(|&i| g.w.instances[i].launched && g.w.instances[i].kind != Kind::Idle && g.w.instances[i].launch < slot_time(slot))
+            .collect();
         let instance_budget = per_slot * 7 / 10;
         let per_instance = instance_budget as f64 / active.len().max(1) as f64;
         for &ix in &active {
@@ -670,12 +1039,26 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
         }
     }
     g.out.flush(u64::MAX - 1)?;
-    Ok(Generated { records: g.out.records, files: g.out.files, digest_files: g.out.digests, gz_bytes: g.out.gz_bytes, truth: g.truth, logs: dir.join("AWSLogs") })
+    Ok(Generated {
+        records: g.out.records,
+        files: g.out.files,
+        digest_files: g.out.digests,
+        gz_bytes: g.out.gz_bytes,
+        truth: g.truth,
+        logs: dir.join("AWSLogs"),
+    })
 }
 
 /// The ip-ranges.json of the demo's world, in AWS's format.
 pub fn aws_ip_ranges_json() -> String {
-    let v4: Vec<_> = AWS_PREFIXES_V4.iter().map(|p| serde_json::json!({"ip_prefix": p, "region": "GLOBAL", "service": "AMAZON", "network_border_group": "GLOBAL"})).collect();
-    let v6: Vec<_> = AWS_PREFIXES_V6.iter().map(|p| serde_json::json!({"ipv6_prefix": p, "region": "GLOBAL", "service": "AMAZON", "network_border_group": "GLOBAL"})).collect();
-    serde_json::to_string_pretty(&serde_json::json!({"syncToken": "1772409600", "createDate": "2026-03-02-00-00-00", "prefixes": v4, "ipv6_prefixes": v6})).expect("static JSON")
+    let v4: Vec<_> = AWS_PREFIXES_V4
+        .iter()
+        .map(|p| serde_json::json!({"ip_prefix": p, "region": "GLOBAL", "service": "AMAZON", "network_border_group": "GLOBAL"}))
+        .collect();
+    let v6: Vec<_> = AWS_PREFIXES_V6
+        .iter()
+        .map(|p| serde_json::json!({"ipv6_prefix": p, "region": "GLOBAL", "service": "AMAZON", "network_border_group": "GLOBAL"}))
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({"syncToken": "1772409600", "createDate": "2026-03-02-00-00-00", "prefixes": v4, "ipv6_prefixes": v6}))
+        .expect("static JSON")
 }

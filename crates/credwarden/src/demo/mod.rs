@@ -83,11 +83,9 @@ fn prepare(dir: &Path) -> Result<()> {
         if non_empty && !dir.join(MARKER).exists() {
             bail!("{} exists and was not made by credwarden demo; choose another folder", dir.display());
         }
-        for sub in ["AWSLogs"] {
-            let p = dir.join(sub);
-            if p.exists() {
-                std::fs::remove_dir_all(&p).with_context(|| format!("cannot clear {}", p.display()))?;
-            }
+        let logs = dir.join("AWSLogs");
+        if logs.exists() {
+            std::fs::remove_dir_all(&logs).with_context(|| format!("cannot clear {}", logs.display()))?;
         }
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -175,7 +173,17 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     writeln!(out, "\nground truth ({} attacks):", truth.len())?;
     for t in truth {
         let hit = findings.iter().find(|f| matches(f, t));
-        writeln!(out, "  [{}] {:<26} {} {} from {}{} — {}", if hit.is_some() { "found" } else { "MISSED" }, t.attack, t.instance_id, t.access_key_id, t.source_ip, t.vpc_endpoint.as_ref().map(|v| format!(" via {v}")).unwrap_or_default(), hit.map_or("", |f| f.details["reason"].as_str().unwrap_or("")))?;
+        writeln!(
+            out,
+            "  [{}] {:<26} {} {} from {}{} — {}",
+            if hit.is_some() { "found" } else { "MISSED" },
+            t.attack,
+            t.instance_id,
+            t.access_key_id,
+            t.source_ip,
+            t.vpc_endpoint.as_ref().map(|v| format!(" via {v}")).unwrap_or_default(),
+            hit.map_or("", |f| f.details["reason"].as_str().unwrap_or(""))
+        )?;
     }
     let benign_keys: HashSet<&str> = findings.iter().filter(|f| !truth.iter().any(|t| matches(f, t))).filter_map(|f| f.access_key_id.as_deref()).collect();
     writeln!(

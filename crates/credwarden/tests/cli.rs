@@ -1,0 +1,237 @@
+//! The `credwarden` command as users run it: exit codes, the input-error contract, stdin,
+//! state across runs, the third-party corpora, `ip-ranges fetch` against a loopback server.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_credwarden"))
+}
+
+fn corpora() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora")
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("credwarden runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn findings(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect()
+}
+
+#[test]
+fn stratus_logs_run_cleanly_with_jsonl_output_when_not_a_terminal() {
+    let dir = corpora().join("stratus-red-team/detonation-logs");
+    let out = run(&["detect", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("35 file(s), 310 records"), "{err}");
+    assert!(err.contains("0 input error(s)"), "{err}");
+    for f in findings(&out) {
+        assert_eq!(f["detector"], "off-instance-credential-use");
+        for key in ["id", "severity", "time", "account", "region", "principal", "access_key_id", "source", "event_ids", "summary", "details", "remediation"] {
+            assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
+        }
+    }
+}
+
+#[test]
+fn input_errors_are_named_counted_and_strict_exits_2() {
+    let dir = corpora().join("aws-cloudtrail-processing-library");
+    let out = run(&["detect", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    let bad = dir.join("SerializerTestFileBadJsonFormat.json");
+    assert!(err.contains(&format!("error: {}:0: malformed JSON", bad.display())), "{err}");
+    assert!(err.contains("SerializerAllFieldsNull.json:0: field `eventTime` is missing"), "{err}");
+    assert!(err.contains("note: ") && err.contains("notification"), "{err}");
+    let strict = run(&["detect", "--strict", dir.to_str().unwrap()]);
+    assert_eq!(strict.status.code(), Some(2));
+}
+
+#[test]
+fn usage_and_config_errors_exit_1() {
+    assert_eq!(run(&["detect"]).status.code(), Some(1));
+    assert_eq!(run(&["no-such-command"]).status.code(), Some(1));
+    let missing = run(&["detect", "/nonexistent/trail"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("/nonexistent/trail"));
+    let stratus = corpora().join("stratus-red-team/detonation-logs");
+    let s = stratus.to_str().unwrap();
+    let bad_cidr = run(&["detect", "--egress", "10.0.0.0/40", s]);
+    assert_eq!(bad_cidr.status.code(), Some(1));
+    assert!(text(&bad_cidr.stderr).contains("10.0.0.0/40"));
+    let bad_detector = run(&["detect", "--detectors", "nope", s]);
+    assert_eq!(bad_detector.status.code(), Some(1));
+    assert!(text(&bad_detector.stderr).contains("unknown detector"));
+    let follow = run(&["detect", "--follow", s]);
+    assert_eq!(follow.status.code(), Some(1));
+    assert!(text(&follow.stderr).contains("not implemented"));
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+}
+
+fn instance_call(minute: u32, id: &str, ip: &str) -> String {
+    format!(
+        r#"{{"eventTime":"2024-05-01T10:{minute:02}:00Z","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","eventID":"{id}","awsRegion":"us-east-1","sourceIPAddress":"{ip}","userAgent":"aws-sdk-go","recipientAccountId":"111122223333","userIdentity":{{"type":"AssumedRole","accountId":"111122223333","accessKeyId":"ASIASTDINEXAMPLE","arn":"arn:aws:sts::111122223333:assumed-role/app/i-0abcdef1234567890","sessionContext":{{"sessionIssuer":{{"type":"Role","arn":"arn:aws:iam::111122223333:role/app"}},"ec2RoleDelivery":"2.0"}}}}}}"#
+    )
+}
+
+#[test]
+fn reads_json_lines_and_eventbridge_from_stdin() {
+    let eventbridge =
+        format!(r#"{{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.ec2","detail":{}}}"#, instance_call(40, "e3", "198.51.100.77"));
+    let input = format!("{}\n{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(2, "e2", "54.1.2.3"), eventbridge);
+    let mut child = bin().args(["detect", "-", "--format", "jsonl"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let f = findings(&out);
+    assert_eq!(f.len(), 1, "{}", text(&out.stdout));
+    assert_eq!(f[0]["source"]["ip"], "198.51.100.77");
+    assert_eq!(f[0]["event_ids"], serde_json::json!(["e1", "e3"]));
+}
+
+#[test]
+fn state_file_suppresses_findings_already_emitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("trail.jsonl");
+    std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
+    let state = dir.path().join("state.sqlite");
+    let args = ["detect", trail.to_str().unwrap(), "--state", state.to_str().unwrap(), "--format", "jsonl"];
+    let first = run(&args);
+    assert_eq!(findings(&first).len(), 1, "{}", text(&first.stderr));
+    let second = run(&args);
+    assert_eq!(second.status.code(), Some(0));
+    assert!(findings(&second).is_empty());
+    assert!(text(&second.stderr).contains("1 already reported earlier"), "{}", text(&second.stderr));
+    std::fs::write(&state, b"not a database, definitely not one, just some words to fill a header").unwrap();
+    let broken = run(&args);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(text(&broken.stderr).contains("state file"), "{}", text(&broken.stderr));
+}
+
+/// Permiso's console sessions are real, benign and noisy: one click fans out into dozens of
+/// calls across services and regions. With a console identity and office addresses added,
+/// they must not produce an off-instance finding.
+#[test]
+fn permiso_console_sessions_with_an_identity_are_not_off_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = corpora().join("permiso-cloudconsolecartographer/sessions");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&sessions).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".events.jsonl") {
+            continue;
+        }
+        let mut out = String::new();
+        for (i, line) in std::fs::read_to_string(&path).unwrap().lines().enumerate() {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["userIdentity"] = serde_json::json!({"type": "AssumedRole", "accountId": "111122223333", "accessKeyId": format!("ASIACONSOLE{files:05}"),
+                "arn": "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_0123/alice@example.com",
+                "sessionContext": {"sessionIssuer": {"type": "Role", "arn": "arn:aws:iam::111122223333:role/AWSReservedSSO_Admin_0123"}}});
+            v["sourceIPAddress"] = serde_json::json!(if i % 3 == 0 { "203.0.113.10" } else { "198.51.100.20" });
+            v["recipientAccountId"] = serde_json::json!("111122223333");
+            out.push_str(&v.to_string());
+            out.push('\n');
+        }
+        std::fs::write(dir.path().join(name), out).unwrap();
+        files += 1;
+    }
+    assert_eq!(files, 32);
+    let out = run(&["detect", dir.path().to_str().unwrap(), "--format", "jsonl"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("9226 records"), "{}", text(&out.stderr));
+    assert!(findings(&out).is_empty(), "{}", text(&out.stdout));
+}
+
+/// A one-shot HTTP server on loopback that answers every request with `status` and `body`.
+fn serve_once(status: &'static str, body: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ip-ranges.json", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut req = [0u8; 4096];
+        let _ = conn.read(&mut req);
+        let head = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.write_all(&body).unwrap();
+    });
+    (url, handle)
+}
+
+#[test]
+fn ip_ranges_fetch_checks_what_it_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("ip-ranges.json");
+    let good = br#"{"syncToken":"1700000000","createDate":"2024-01-01-00-00-00","prefixes":[{"ip_prefix":"3.5.140.0/22","region":"ap-northeast-2","service":"AMAZON","network_border_group":"ap-northeast-2"}],"ipv6_prefixes":[{"ipv6_prefix":"2600:1f00::/24","region":"us-east-1","service":"AMAZON","network_border_group":"us-east-1"}]}"#.to_vec();
+    let (url, h) = serve_once("200 OK", good.clone());
+    let ok = run(&["ip-ranges", "fetch", "--url", &url, "--output", out_file.to_str().unwrap()]);
+    h.join().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("saved 2 prefixes (syncToken 1700000000"));
+    assert_eq!(std::fs::read(&out_file).unwrap(), good);
+
+    for (status, body, expect) in
+        [("200 OK", b"<html>captive portal</html>".to_vec(), "not an AWS ip-ranges.json"), ("500 Internal Server Error", b"oops".to_vec(), "HTTP 500")]
+    {
+        let (url, h) = serve_once(status, body);
+        let bad = run(&["ip-ranges", "fetch", "--url", &url, "--output", out_file.to_str().unwrap()]);
+        h.join().unwrap();
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(text(&bad.stderr).contains(expect), "{}", text(&bad.stderr));
+        assert_eq!(std::fs::read(&out_file).unwrap(), good, "a failed fetch must leave the old file alone");
+    }
+}
+
+#[test]
+fn config_example_is_valid_and_used() {
+    let example = run(&["config", "example"]);
+    assert_eq!(example.status.code(), Some(0));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("credwarden.toml");
+    // Declare the "foreign" address as egress: the finding disappears.
+    std::fs::write(&cfg, text(&example.stdout).replace("\"203.0.113.0/24\"", "\"198.51.100.0/24\"")).unwrap();
+    let trail = dir.path().join("t.jsonl");
+    std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
+    let without = run(&["detect", trail.to_str().unwrap()]);
+    assert_eq!(findings(&without).len(), 1);
+    let with = run(&["detect", trail.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert_eq!(with.status.code(), Some(0), "{}", text(&with.stderr));
+    assert!(findings(&with).is_empty());
+    std::fs::write(&cfg, "[detect]\nlateness = 3\n").unwrap();
+    let bad = run(&["detect", trail.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("lateness"), "{}", text(&bad.stderr));
+}
+
+#[test]
+fn a_truncated_gzip_keeps_the_records_before_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut body = String::from("{\"Records\":[");
+    for i in 0..2000 {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&instance_call((i % 50) as u32, &format!("e{i}"), "54.1.2.3"));
+    }
+    body.push_str("]}");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.as_bytes()).unwrap();
+    let full = gz.finish().unwrap();
+    let path = dir.path().join("cut.json.gz");
+    std::fs::write(&path, &full[..full.len() / 2]).unwrap();
+    let out = run(&["detect", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("error: {}: read failed after", path.display())) && err.contains("truncated"), "{err}");
+    let kept: u64 = err.split(" records (").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(kept > 500 && kept < 2000, "kept {kept} records: {err}");
+}
