@@ -17,6 +17,12 @@ use std::io::{self, Read};
 use memchr::{memchr, memchr2};
 
 const CHUNK: usize = 256 * 1024;
+/// The largest record, top-level value or JSON line held in memory. Real CloudTrail records
+/// are a few kilobytes; anything this big is broken or hostile and is skipped, not buffered.
+pub const MAX_VALUE_BYTES: usize = 32 << 20;
+/// The deepest nesting tracked. Records nest a few levels; deeper input is followed by a
+/// counter (no memory) and the record holding it is reported by the parser.
+pub const MAX_DEPTH: usize = 128;
 
 /// Receives what the splitter finds.
 pub trait Sink {
@@ -36,6 +42,7 @@ pub fn split<R: Read, S: Sink>(mut reader: R, sink: &mut S) -> io::Result<()> {
     let mut need_more = true;
     loop {
         if need_more || pos >= buf.len() {
+            scan.enforce_size_limit(&buf, pos, sink);
             let keep = scan.keep_from(pos);
             if keep > 0 {
                 scan.dropped_lines += count_newlines(&buf[..keep]);
@@ -118,6 +125,12 @@ struct Scanner {
     line_mode: bool,
     line_no: u64,
     dropped_lines: u64,
+    /// Nesting beyond [`MAX_DEPTH`], counted rather than stacked.
+    overflow: usize,
+    /// The current element / top-level value / line was too large and is being skipped.
+    skip_elem: bool,
+    skip_value: bool,
+    skip_line: bool,
 }
 
 impl Scanner {
@@ -128,6 +141,26 @@ impl Scanner {
             keep = keep.min(o);
         }
         keep
+    }
+
+    /// Stop buffering a record, value or key that has grown past [`MAX_VALUE_BYTES`]: report
+    /// it now and skip the rest of it as it streams past.
+    fn enforce_size_limit<S: Sink>(&mut self, buf: &[u8], pos: usize, sink: &mut S) {
+        let too_big = |start: Option<usize>| start.is_some_and(|s| pos - s > MAX_VALUE_BYTES);
+        let why = format!("larger than {} MiB; skipped", MAX_VALUE_BYTES >> 20);
+        if too_big(self.elem_start) {
+            let s = self.elem_start.take().expect("checked");
+            sink.error(Some(self.elem_index), self.line_at(buf, s), format!("record {why}"));
+            self.skip_elem = true;
+        }
+        if too_big(self.value_start) {
+            let s = self.value_start.take().expect("checked");
+            sink.error(Some(self.value_index), self.line_at(buf, s), format!("JSON value {why}"));
+            self.skip_value = true;
+        }
+        if too_big(self.key_start) {
+            self.key_start = None;
+        }
     }
 
     fn shift(&mut self, by: usize) {
@@ -156,6 +189,8 @@ impl Scanner {
         if let Some(s) = self.elem_start.take() {
             self.deliver(sink, buf, s, self.elem_index, trim(&buf[s..pos]));
             self.elem_index += 1;
+        } else if std::mem::take(&mut self.skip_elem) {
+            self.elem_index += 1; // reported when it outgrew the limit
         }
     }
 
@@ -201,6 +236,8 @@ impl Scanner {
                         }
                     }
                 }
+                b'{' | b'[' if self.stack.len() >= MAX_DEPTH => self.overflow += 1,
+                b'}' | b']' if self.overflow > 0 => self.overflow -= 1,
                 b'{' | b'[' => {
                     if self.stack.is_empty() {
                         self.in_garbage = false;
@@ -236,8 +273,9 @@ impl Scanner {
                     }
                     self.stack.pop();
                     if self.stack.is_empty() {
-                        let start = self.value_start.take().unwrap_or(pos);
-                        if !self.value_is_wrapper {
+                        let start = self.value_start.take();
+                        let oversized = std::mem::take(&mut self.skip_value);
+                        if let (Some(start), false, false) = (start, self.value_is_wrapper, oversized) {
                             let bytes = &buf[start..=pos];
                             self.deliver(sink, buf, start, self.value_index, bytes);
                             if self.value_index == 0 && memchr(b'\n', bytes).is_none() {
@@ -364,9 +402,26 @@ impl Scanner {
     /// first incomplete line and whether more input is needed.
     fn lines<S: Sink>(&mut self, buf: &[u8], mut pos: usize, at_eof: bool, sink: &mut S) -> (usize, bool) {
         loop {
+            if self.skip_line {
+                match memchr(b'\n', &buf[pos..]) {
+                    Some(i) => {
+                        pos += i + 1;
+                        self.skip_line = false;
+                    }
+                    None => return (buf.len(), !at_eof),
+                }
+            }
             let (line_end, next) = match memchr(b'\n', &buf[pos..]) {
                 Some(i) => (pos + i, pos + i + 1),
                 None if at_eof => (buf.len(), buf.len()),
+                None if buf.len() - pos > MAX_VALUE_BYTES => {
+                    self.line_no += 1;
+                    let index = self.value_index;
+                    self.value_index += 1;
+                    sink.error(Some(index), self.line_no, format!("line longer than {} MiB; skipped", MAX_VALUE_BYTES >> 20));
+                    self.skip_line = true;
+                    return (buf.len(), true);
+                }
                 None => return (pos, true),
             };
             let line = trim(&buf[pos..line_end]);
@@ -453,7 +508,7 @@ fn looks_like_record(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    #[derive(Default)]
+    #[derive(Default, Debug)]
     struct Collect {
         values: Vec<(u64, String)>,
         errors: Vec<(Option<u64>, u64, String)>,
@@ -461,7 +516,7 @@ mod tests {
 
     impl Sink for Collect {
         fn value(&mut self, index: u64, bytes: &[u8]) -> Result<(), String> {
-            let s = String::from_utf8(bytes.to_vec()).unwrap();
+            let s = String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())?;
             serde_json::from_str::<serde_json::Value>(&s).map_err(|e| e.to_string())?;
             self.values.push((index, s));
             Ok(())
@@ -545,6 +600,67 @@ mod tests {
         assert_eq!(c.errors.len(), 1);
         assert!(c.errors[0].2.contains("truncated"), "{:?}", c.errors);
         assert_eq!(c.errors[0].0, Some(2));
+    }
+
+    #[test]
+    fn deep_nesting_costs_one_record_and_no_memory() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let input = format!(r#"{{"Records":[{deep},{{"b":1}}]}}"#);
+        let mut c = Collect::default();
+        split(input.as_bytes(), &mut c).unwrap();
+        assert_eq!(c.values.len(), 1, "{:?}", c.errors);
+        assert_eq!(c.errors.len(), 1);
+        assert_eq!(c.errors[0].0, Some(0));
+    }
+
+    #[test]
+    fn oversized_records_and_lines_are_skipped_not_buffered() {
+        // The limit is checked as the buffer refills, so it holds to within one read chunk.
+        let big = "x".repeat(MAX_VALUE_BYTES + 2 * CHUNK);
+        let input = format!(r#"{{"Records":[{{"a":1}},{{"huge":"{big}"}},{{"a":3}}]}}"#);
+        let mut c = Collect::default();
+        split(input.as_bytes(), &mut c).unwrap();
+        assert_eq!(c.values.iter().map(|v| v.0).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(c.errors.len(), 1);
+        assert!(c.errors[0].2.contains("larger than"), "{:?}", c.errors);
+        assert_eq!(c.errors[0].0, Some(1));
+
+        let input = format!("{{\"a\":1}}\n{{\"huge\":\"{big}\"}}\n{{\"a\":3}}\n");
+        let mut c = Collect::default();
+        split(input.as_bytes(), &mut c).unwrap();
+        assert_eq!(c.values.iter().map(|v| v.0).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!((c.errors[0].0, c.errors[0].1), (Some(1), 2));
+
+        let input = format!("{{\"huge\":\"{big}\"}}");
+        let mut c = Collect::default();
+        split(input.as_bytes(), &mut c).unwrap();
+        assert!(c.values.is_empty());
+        assert_eq!(c.errors.len(), 1);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 150, failure_persistence: None, ..Default::default() })]
+
+        /// Damaged input never panics, and how the bytes arrive (read sizes) never changes
+        /// what comes out; an undamaged record is never lost to damage elsewhere in a
+        /// JSON-lines file.
+        #[test]
+        fn damage_and_read_sizes(cut in 0usize..400, byte in proptest::prelude::any::<u8>(), step in 1usize..64, lines in proptest::prelude::any::<bool>()) {
+            let recs: Vec<String> = (0..6).map(|i| format!(r#"{{"eventTime":"2024-01-01T00:00:0{i}Z","eventName":"E{i}","x":[1,{{"y":"a\\\"]}}"}}]}}"#)).collect();
+            let mut input = if lines { recs.join("\n").into_bytes() } else { format!(r#"{{"Records":[{}]}}"#, recs.join(",")).into_bytes() };
+            let at = cut % input.len();
+            input[at] = byte;
+            let mut whole = Collect::default();
+            split(&input[..], &mut whole).unwrap();
+            let mut trickled = Collect::default();
+            split(Trickle(&input, step), &mut trickled).unwrap();
+            proptest::prop_assert_eq!(&whole.values, &trickled.values);
+            proptest::prop_assert_eq!(&whole.errors, &trickled.errors);
+            if lines {
+                // One damaged byte costs at most the two records it can join or split.
+                proptest::prop_assert!(whole.values.len() >= 4, "{:?}", whole);
+            }
+        }
     }
 
     #[test]
