@@ -136,6 +136,8 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
     let mut already = 0u64;
     let mut printed = 0u64;
     let quiet = args.quiet;
+    let mut notes = NoteDigest::default();
+    let mut progress = Progress::new(sources.len(), !quiet && std::io::stderr().is_terminal());
     let mut summary = run_detect(
         &sources,
         &mut engine,
@@ -156,6 +158,7 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             Ok(())
         },
         |report| {
+            progress.clear(err);
             for e in &report.errors {
                 let _ = writeln!(err, "error: {e}");
             }
@@ -164,11 +167,16 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             }
             if !quiet {
                 for n in &report.notes {
-                    let _ = writeln!(err, "note: {}: skipped: {n}", report.source);
+                    notes.note(err, &report.source, n);
                 }
             }
+            progress.file_done(err, report.records);
         },
     )?;
+    progress.clear(err);
+    if !quiet {
+        notes.finish(err);
+    }
     summary.findings_emitted = printed;
     summary.findings_already_emitted = already;
     if let (Some(s), Some(run)) = (&state, run_id) {
@@ -219,4 +227,75 @@ pub fn summary_line(s: &RunSummary, rss: Option<u64>) -> String {
 
 pub fn stdout_is_tty() -> bool {
     std::io::stdout().is_terminal()
+}
+
+/// Notes about skipped values, without a line per file: the first few of each kind are shown,
+/// the rest counted (a trail has a digest file per region per hour).
+#[derive(Default)]
+struct NoteDigest {
+    seen: Vec<(String, u64)>,
+}
+
+impl NoteDigest {
+    const SHOWN: u64 = 3;
+
+    fn note(&mut self, err: &mut dyn Write, source: &str, note: &str) {
+        let i = match self.seen.iter().position(|(n, _)| n == note) {
+            Some(i) => i,
+            None => {
+                self.seen.push((note.to_owned(), 0));
+                self.seen.len() - 1
+            }
+        };
+        self.seen[i].1 += 1;
+        if self.seen[i].1 <= Self::SHOWN {
+            let _ = writeln!(err, "note: {source}: skipped: {note}");
+        }
+    }
+
+    fn finish(&self, err: &mut dyn Write) {
+        for (note, n) in &self.seen {
+            if *n > Self::SHOWN {
+                let _ = writeln!(err, "note: {} more skipped for the same reason: {note}", n - Self::SHOWN);
+            }
+        }
+    }
+}
+
+/// A one-line progress display on a terminal's stderr, redrawn at most a few times a second.
+struct Progress {
+    total: usize,
+    done: usize,
+    records: u64,
+    enabled: bool,
+    start: std::time::Instant,
+    last: std::time::Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(total: usize, enabled: bool) -> Progress {
+        let now = std::time::Instant::now();
+        Progress { total, done: 0, records: 0, enabled, start: now, last: now, shown: false }
+    }
+
+    fn file_done(&mut self, err: &mut dyn Write, records: u64) {
+        self.done += 1;
+        self.records += records;
+        if !self.enabled || self.last.elapsed() < std::time::Duration::from_millis(250) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let rate = self.records as f64 / self.start.elapsed().as_secs_f64().max(1e-3);
+        let _ = write!(err, "\r\x1b[2K{}/{} files, {} records, {:.0} records/s", self.done, self.total, self.records, rate);
+        let _ = err.flush();
+        self.shown = true;
+    }
+
+    fn clear(&mut self, err: &mut dyn Write) {
+        if self.shown {
+            let _ = write!(err, "\r\x1b[2K");
+            self.shown = false;
+        }
+    }
 }
