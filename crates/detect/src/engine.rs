@@ -7,11 +7,12 @@
 //! sources are decoded in a canonical order (see the cloudtrail crate) the sequence of
 //! records, and so of watermarks and findings, is the same on every run.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use cloudtrail::{EventTime, Record};
 
+use crate::fasthash::FastState;
 use crate::finding::Finding;
 
 /// A detector: sees every record once, in engine order.
@@ -39,14 +40,12 @@ pub struct EngineStats {
     pub peak_live_state: usize,
 }
 
-/// Remembers recent eventIDs (as 64-bit hashes) for a window of event time, to drop
-/// CloudTrail's duplicate deliveries without remembering all of history. The hash is
-/// computed once per record and keyed with a per-process random seed; the map then uses
-/// it as is, which keeps this off the profile of the ingest loop.
+/// Remembers recent eventIDs (as 64-bit keyed hashes) for a window of event time, to drop
+/// CloudTrail's duplicate deliveries without remembering all of history.
 struct RecentEvents {
     window_ms: i64,
-    seed: u64,
-    seen: HashMap<u64, (), BuildHasherDefault<PreHashed>>,
+    hasher: FastState,
+    seen: HashSet<u64, BuildHasherDefault<PreHashed>>,
     order: VecDeque<(EventTime, u64)>,
 }
 
@@ -68,26 +67,15 @@ impl Hasher for PreHashed {
     }
 }
 
-fn hash_id(seed: u64, id: &[u8]) -> u64 {
-    let mut h = seed ^ (id.len() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for chunk in id.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    h ^ (h >> 29)
-}
-
 impl RecentEvents {
     fn new(window_ms: i64) -> Self {
-        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        RecentEvents { window_ms, seed, seen: HashMap::default(), order: VecDeque::new() }
+        RecentEvents { window_ms, hasher: FastState::default(), seen: HashSet::default(), order: VecDeque::new() }
     }
 
     /// True if this event id was already seen within the window.
     fn is_duplicate(&mut self, id: &str, watermark: EventTime) -> bool {
-        let key = hash_id(self.seed, id.as_bytes());
-        if self.seen.insert(key, ()).is_some() {
+        let key = self.hasher.hash_one(id);
+        if !self.seen.insert(key) {
             return true;
         }
         self.order.push_back((watermark, key));

@@ -9,6 +9,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod fasthash;
 pub mod finding;
 pub mod netset;
 pub mod off_instance;

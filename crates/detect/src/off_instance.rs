@@ -33,13 +33,14 @@
 //!   credential is gone.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use cloudtrail::{EventTime, Record, SourceAddress, Text};
 use serde_json::json;
 
 use crate::engine::Detector;
+use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 use crate::netset::{AwsIpRanges, NetSet};
 
@@ -225,10 +226,10 @@ enum Timer {
 
 pub struct OffInstanceDetector {
     cfg: OffInstanceConfig,
-    keys: HashMap<Text, KeyState>,
-    instances: HashMap<String, InstanceState>,
+    keys: FastMap<Text, KeyState>,
+    instances: FastMap<String, InstanceState>,
     /// (account, source) → live instances whose earliest source it is.
-    first_sources: HashMap<(Text, NetSource), u32>,
+    first_sources: FastMap<(Text, NetSource), u32>,
     timers: BinaryHeap<Reverse<(EventTime, Timer)>>,
 }
 
@@ -285,7 +286,7 @@ fn on_instance_score(e: &Evidence) -> i32 {
 
 impl OffInstanceDetector {
     pub fn new(cfg: OffInstanceConfig) -> Self {
-        OffInstanceDetector { cfg, keys: HashMap::new(), instances: HashMap::new(), first_sources: HashMap::new(), timers: BinaryHeap::new() }
+        OffInstanceDetector { cfg, keys: FastMap::default(), instances: FastMap::default(), first_sources: FastMap::default(), timers: BinaryHeap::new() }
     }
 
     fn decision_delay(&self) -> i64 {
@@ -729,7 +730,7 @@ fn classify_source(cfg: &OffInstanceConfig, r: &Record, account: &str) -> Option
     })
 }
 
-fn dec(map: &mut HashMap<(Text, NetSource), u32>, k: (Text, NetSource)) {
+fn dec(map: &mut FastMap<(Text, NetSource), u32>, k: (Text, NetSource)) {
     if let Some(n) = map.get_mut(&k) {
         *n -= 1;
         if *n == 0 {
