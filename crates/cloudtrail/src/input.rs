@@ -54,7 +54,10 @@ pub fn discover<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<InputSource>, Vec<Pa
             out.push(p.to_path_buf());
         }
     }
-    out.sort_by_cached_key(|p| delivery_key(p));
+    // Paths first, then a stable sort by delivery stamp: the order is (stamp, path) without
+    // building a key per file.
+    out.sort_unstable();
+    out.sort_by_key(|p| delivery_stamp(p));
     out.dedup();
     let mut sources: Vec<InputSource> = out.into_iter().map(InputSource::File).collect();
     if stdin {
@@ -82,18 +85,20 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>) -> Resul
     Ok(())
 }
 
-/// Sort key: the delivery stamp in an S3 object name
-/// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<random>.json.gz`), then the path.
-/// Files without a stamp (exports, hand-made files) sort before stamped ones, by path; the
-/// order is total, so it is the same however the sources were listed.
-pub fn delivery_key(path: &Path) -> (String, PathBuf) {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let stamp = name
-        .split('_')
-        .find(|part| part.len() == 14 && part.as_bytes()[8] == b'T' && part.ends_with('Z') && part[..8].bytes().all(|c| c.is_ascii_digit()))
-        .unwrap_or("")
-        .to_owned();
-    (stamp, path.to_path_buf())
+/// The delivery stamp in an S3 object name
+/// (`<account>_CloudTrail_<region>_<YYYYMMDDTHHMMZ>_<random>.json.gz`) as the number
+/// YYYYMMDDHHMM, or 0 for files without one (exports, hand-made files), which therefore sort
+/// first. Sources are ordered by (stamp, path): a total order, the same however they were listed.
+pub fn delivery_stamp(path: &Path) -> u64 {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return 0 };
+    name.split('_')
+        .find_map(|part| {
+            let b = part.as_bytes();
+            let shape = b.len() == 14 && b[8] == b'T' && b[13] == b'Z';
+            let digits = || b[..8].iter().chain(&b[9..13]).all(u8::is_ascii_digit);
+            (shape && digits()).then(|| b[..8].iter().chain(&b[9..13]).fold(0u64, |v, d| v * 10 + u64::from(d - b'0')))
+        })
+        .unwrap_or(0)
 }
 
 /// Counts bytes as they are read: the uncompressed size, for throughput figures.
@@ -131,9 +136,20 @@ mod tests {
     fn delivery_stamp_orders_before_path() {
         let a = Path::new("AWSLogs/2/CloudTrail/us-east-1/2024/01/01/2_CloudTrail_us-east-1_20240101T0005Z_abc.json.gz");
         let b = Path::new("AWSLogs/1/CloudTrail/us-west-2/2024/01/01/1_CloudTrail_us-west-2_20240101T0010Z_abc.json.gz");
-        assert!(delivery_key(a) < delivery_key(b));
-        assert_eq!(delivery_key(a).0, "20240101T0005Z");
-        assert_eq!(delivery_key(Path::new("x.json")).0, "");
+        assert!(delivery_stamp(a) < delivery_stamp(b));
+        assert_eq!(delivery_stamp(a), 202401010005);
+        assert_eq!(delivery_stamp(Path::new("x.json")), 0);
+        assert_eq!(delivery_stamp(Path::new("1_CloudTrail_r_2024010xT0005Z_a.json")), 0);
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b_CloudTrail_r_20240101T0010Z_x.json", "a_CloudTrail_r_20240101T0010Z_x.json", "z_CloudTrail_r_20240101T0005Z_x.json", "plain.json"] {
+            std::fs::write(dir.path().join(name), "{}").unwrap();
+        }
+        let (sources, _) = discover(&[dir.path()]).unwrap();
+        let names: Vec<String> = sources.iter().map(|s| s.to_string().rsplit('/').next().unwrap().to_owned()).collect();
+        assert_eq!(
+            names,
+            ["plain.json", "z_CloudTrail_r_20240101T0005Z_x.json", "a_CloudTrail_r_20240101T0010Z_x.json", "b_CloudTrail_r_20240101T0010Z_x.json"]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use cloudtrail::{discover, input::delivery_key, InputSource};
+use cloudtrail::{discover, input::delivery_stamp, InputSource};
 use credwarden::pipeline::run_detect;
 use detect::{Engine, Finding, OffInstanceConfig, OffInstanceDetector};
 use proptest::prelude::*;
@@ -146,7 +146,7 @@ proptest! {
         let mut order: Vec<PathBuf> = files.clone();
         // Shuffle within windows of two consecutive delivery stamps (at most 10 minutes of
         // event time apart): within the detector's lateness allowance.
-        let stamps: Vec<String> = order.iter().map(|p| delivery_key(p).0).collect();
+        let stamps: Vec<u64> = order.iter().map(|p| delivery_stamp(p)).collect();
         let mut groups: Vec<usize> = vec![0];
         for i in 1..stamps.len() {
             if stamps[i] != stamps[i - 1] {
