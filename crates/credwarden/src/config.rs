@@ -26,6 +26,10 @@ pub struct DetectConfig {
     pub lateness_minutes: Option<u32>,
     pub expiry_margin_minutes: Option<u32>,
     pub threads: Option<usize>,
+    /// enumeration-burst: denials within a minute that make a rate burst (default 10).
+    pub burst_rate_threshold: Option<usize>,
+    /// enumeration-burst: distinct denied actions (across three or more services) within five minutes that make a spread burst (default 6).
+    pub burst_spread_actions: Option<usize>,
 }
 
 impl Config {
@@ -66,6 +70,11 @@ expiry_margin_minutes = 60
 
 # Decoding threads; 0 = one per core.
 threads = 0
+
+# enumeration-burst: a burst is this many denied calls within one minute ...
+burst_rate_threshold = 10
+# ... or denials on this many distinct actions (across three or more services) within five minutes.
+burst_spread_actions = 6
 "#;
 
 #[cfg(test)]

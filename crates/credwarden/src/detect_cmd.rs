@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cloudtrail::{discover, EventTime};
-use detect::{Detector, Engine, NetSet, OffInstanceConfig, OffInstanceDetector};
+use detect::{BurstConfig, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector};
 use store::{EmittedFinding, Store};
 
 use crate::config::Config;
@@ -14,7 +14,7 @@ use crate::output::{write_finding, write_table_header, Format};
 use crate::pipeline::{peak_rss_bytes, run_detect, RunSummary};
 
 /// Detector names this build implements.
-pub const DETECTORS: &[&str] = &[detect::off_instance::NAME];
+pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME];
 
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DetectArgs {
@@ -96,6 +96,19 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                     oc.expiry_margin_ms = i64::from(m) * EventTime::MINUTE;
                 }
                 out.push(Box::new(OffInstanceDetector::new(oc)));
+            }
+            detect::burst::NAME => {
+                let mut bc = BurstConfig::default();
+                if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
+                    bc.lateness_ms = i64::from(m) * EventTime::MINUTE;
+                }
+                if let Some(n) = cfg.detect.burst_rate_threshold {
+                    bc.rate_threshold = n.max(1);
+                }
+                if let Some(n) = cfg.detect.burst_spread_actions {
+                    bc.spread_actions = n.max(1);
+                }
+                out.push(Box::new(EnumerationBurstDetector::new(bc)));
             }
             other => bail!("unknown detector {other:?}; this build has: {}", DETECTORS.join(", ")),
         }

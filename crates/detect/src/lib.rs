@@ -7,6 +7,7 @@
 //! themselves. It knows nothing about files or formats: records come from the cloudtrail
 //! crate, persistence from the store crate.
 
+pub mod burst;
 pub mod engine;
 pub mod error;
 pub mod fasthash;
@@ -14,6 +15,7 @@ pub mod finding;
 pub mod netset;
 pub mod off_instance;
 
+pub use burst::{BurstConfig, EnumerationBurstDetector};
 pub use engine::{Detector, Engine, EngineStats};
 pub use error::ConfigError;
 pub use finding::{finding_id, Finding, FindingSource, Severity};

@@ -132,6 +132,8 @@ struct Attack {
     vpce: Option<(String, String)>,
     name: &'static str,
     description: &'static str,
+    /// The credential taken, once the attack has run.
+    stolen_key: Option<String>,
 }
 
 struct DeliveryWriter {
@@ -395,7 +397,7 @@ impl World {
             ),
         ];
         for (slot, instance, use_sibling, ip, vpce, name, description) in plans {
-            self.attacks.push(Attack { slot, instance, use_sibling, ip, vpce, name, description });
+            self.attacks.push(Attack { slot, instance, use_sibling, ip, vpce, name, description, stolen_key: None });
         }
     }
 }
@@ -802,6 +804,9 @@ impl Gen<'_> {
                     let ip = format!("198.51.100.{}", 10 + self.rng.below(5));
                     let (source, name) = *self.rng.pick(CONSOLE_ACTIONS);
                     let region = *self.rng.pick(&["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"]);
+                    // Read-only users are now and then denied a page's call: scattered noise
+                    // that must not look like enumeration.
+                    let error = self.rng.chance(0.01).then_some(("AccessDenied", "User is not authorized to perform this action"));
                     let who = Who::Role {
                         account,
                         role: "AWSReservedSSO_ReadOnly_5f2e9c1a",
@@ -826,7 +831,7 @@ impl Gen<'_> {
                         request: Some("{}"),
                         response: None,
                         vpce: None,
-                        error: None,
+                        error,
                         event_id: &event_id,
                         request_id: &request_id,
                     });
@@ -899,6 +904,91 @@ impl Gen<'_> {
         self.w.instances[ix].public_ip = new_ip;
     }
 
+    /// The attacker behind the first SSRF runs an enumeration script with the stolen
+    /// credential: dozens of calls across services, most denied, in two minutes.
+    fn enumeration_attack(&mut self, slot: u64) {
+        let Some(a) = self.w.attacks.iter().position(|a| a.name == "ssrf-credential-theft") else { return };
+        let (ix, ip) = (self.w.attacks[a].instance, self.w.attacks[a].ip.clone());
+        let inst = &self.w.instances[ix];
+        let net = &self.w.nets[inst.net];
+        let account = self.w.accounts[net.account].id;
+        let creds = inst.creds.as_ref().expect("attacked instances are running");
+        // The credential stolen earlier: still valid, even if the instance has refreshed since.
+        let key = self.w.attacks[a].stolen_key.clone().unwrap_or_else(|| creds.k2.clone());
+        let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
+        const PROBES: &[(&str, &str)] = &[
+            ("iam.amazonaws.com", "ListUsers"),
+            ("iam.amazonaws.com", "ListRoles"),
+            ("iam.amazonaws.com", "ListPolicies"),
+            ("iam.amazonaws.com", "GetAccountAuthorizationDetails"),
+            ("s3.amazonaws.com", "ListBuckets"),
+            ("ec2.amazonaws.com", "DescribeSnapshots"),
+            ("ec2.amazonaws.com", "DescribeVolumes"),
+            ("rds.amazonaws.com", "DescribeDBInstances"),
+            ("lambda.amazonaws.com", "ListFunctions20150331"),
+            ("secretsmanager.amazonaws.com", "ListSecrets"),
+            ("kms.amazonaws.com", "ListKeys"),
+            ("dynamodb.amazonaws.com", "ListTables"),
+            ("sns.amazonaws.com", "ListTopics"),
+            ("organizations.amazonaws.com", "DescribeOrganization"),
+            ("cloudtrail.amazonaws.com", "DescribeTrails"),
+            ("guardduty.amazonaws.com", "ListDetectors"),
+        ];
+        let mut first = None;
+        for (i, (source, name)) in PROBES.iter().cycle().take(40).enumerate() {
+            let time = slot_time(slot).plus_millis(i as i64 * 3_000 + self.rng.below(2_000) as i64);
+            first.get_or_insert(time);
+            let code = match *source {
+                "ec2.amazonaws.com" => "Client.UnauthorizedOperation",
+                "s3.amazonaws.com" | "iam.amazonaws.com" | "sns.amazonaws.com" => "AccessDenied",
+                _ => "AccessDeniedException",
+            };
+            let error = (*name != "ListBuckets").then_some((code, "not authorized to perform this operation"));
+            let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
+            let who = Who::Role {
+                account,
+                role: &role,
+                role_id: &role_id,
+                session: &id,
+                key: &key,
+                created,
+                delivery: Some("2.0"),
+                console: false,
+                invoked_by: None,
+            };
+            let ua = "Boto3/1.34.11 Python/3.11.8 Linux/6.5.0 Botocore/1.34.11 enumerate-iam";
+            self.emit(&Call {
+                time,
+                source,
+                name,
+                region,
+                ip: &ip,
+                user_agent: ua,
+                who,
+                account,
+                read_only: true,
+                request: Some("{}"),
+                response: None,
+                vpce: None,
+                error,
+                event_id: &event_id,
+                request_id: &request_id,
+            });
+        }
+        self.truth.push(TruthEntry {
+            attack: "permission-enumeration",
+            detector: detect::burst::NAME,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            instance_id: id,
+            access_key_id: key,
+            source_ip: ip,
+            vpc_endpoint: None,
+            time: first.expect("probes").to_string(),
+            description: "an enumeration script run with the stolen credential: 40 calls across 16 services in two minutes, most denied",
+        });
+    }
+
     fn attack(&mut self, a: usize) {
         let (slot, ix, use_sibling, ip, vpce, name, description) = {
             let a = &self.w.attacks[a];
@@ -954,6 +1044,7 @@ impl Gen<'_> {
                 request_id: &request_id,
             });
         }
+        self.w.attacks[a].stolen_key = Some(key.clone());
         self.truth.push(TruthEntry {
             attack: name,
             detector: detect::off_instance::NAME,
@@ -1032,6 +1123,9 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
             if g.w.attacks[a].slot == slot {
                 g.attack(a);
             }
+        }
+        if slot == 28 {
+            g.enumeration_attack(slot);
         }
         // A record is delivered at most one slot late: everything for slots < `slot` is final.
         if slot >= 1 {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cloudtrail::discover;
-use detect::{Engine, Finding, OffInstanceConfig, OffInstanceDetector};
+use detect::{BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector};
 
 pub use generate::TruthEntry;
 
@@ -129,7 +129,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     println!("  {} records in {} delivery files (+{} digest files), {} attacks injected (truth.jsonl)", g.records, g.files, g.digest_files, g.truth.len());
     let ranges = crate::ipranges::load(&dir.join("aws-ip-ranges.json"))?;
     let cfg = OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() };
-    let mut engine = Engine::new(vec![Box::new(OffInstanceDetector::new(cfg))]);
+    let mut engine = Engine::new(vec![Box::new(OffInstanceDetector::new(cfg)), Box::new(EnumerationBurstDetector::new(BurstConfig::default()))]);
     let (sources, _) = discover(&[&g.logs])?;
     let mut findings: Vec<Finding> = Vec::new();
     let mut input_errors = Vec::new();
@@ -173,16 +173,16 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     writeln!(out, "\nground truth ({} attacks):", truth.len())?;
     for t in truth {
         let hit = findings.iter().find(|f| matches(f, t));
+        let how = hit.map_or(String::new(), |f| format!("{} ({})", f.detector, f.details["reason"].as_str().or(f.details["shape"].as_str()).unwrap_or("")));
         writeln!(
             out,
-            "  [{}] {:<26} {} {} from {}{} — {}",
+            "  [{}] {:<26} {} {} from {}{} — {how}",
             if hit.is_some() { "found" } else { "MISSED" },
             t.attack,
             t.instance_id,
             t.access_key_id,
             t.source_ip,
             t.vpc_endpoint.as_ref().map(|v| format!(" via {v}")).unwrap_or_default(),
-            hit.map_or("", |f| f.details["reason"].as_str().unwrap_or(""))
         )?;
     }
     let benign_keys: HashSet<&str> = findings.iter().filter(|f| !truth.iter().any(|t| matches(f, t))).filter_map(|f| f.access_key_id.as_deref()).collect();
