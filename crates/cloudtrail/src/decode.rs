@@ -58,6 +58,15 @@ impl<F: FnMut(Record)> Decoder<'_, F> {
             }
             Classified::EventBridge(detail) if depth < 2 => self.take(detail.get().as_bytes(), depth + 1),
             Classified::LookupEvents(events) if depth < 2 => self.take_lookup_events(events, depth),
+            Classified::Records(records) if depth < 2 => {
+                let list: Vec<&RawValue> = serde_json::from_str(records.get()).map_err(|e| format!("field `Records` is not a list: {e}"))?;
+                for (i, r) in list.iter().enumerate() {
+                    if let Err(reason) = self.take(r.get().as_bytes(), depth + 1) {
+                        self.report.error(Some(i as u64), None, format!("Records[{i}]: {reason}"));
+                    }
+                }
+                Ok(())
+            }
             Classified::Skip(why) => {
                 self.report.skipped += 1;
                 if !self.report.notes.iter().any(|n| n == why) {
@@ -66,7 +75,7 @@ impl<F: FnMut(Record)> Decoder<'_, F> {
                 Ok(())
             }
             Classified::Invalid(reason) => Err(reason),
-            Classified::EventBridge(_) | Classified::LookupEvents(_) => Err("envelopes nested too deeply".to_owned()),
+            Classified::EventBridge(_) | Classified::LookupEvents(_) | Classified::Records(_) => Err("envelopes nested too deeply".to_owned()),
         }
     }
 

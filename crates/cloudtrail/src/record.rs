@@ -181,6 +181,9 @@ pub struct RawRecord<'a> {
     pub digest_start_time: Option<IgnoredAny>,
     #[serde(rename = "Events", borrow)]
     pub lookup_events: Option<&'a RawValue>,
+    /// A whole delivery object met as one value (a line of JSON lines holding one).
+    #[serde(rename = "Records", borrow)]
+    pub records: Option<&'a RawValue>,
     #[serde(rename = "CloudTrailEvent", borrow)]
     pub cloudtrail_event: Lenient<'a>,
     #[serde(rename = "s3ObjectKey")]
@@ -294,10 +297,21 @@ pub enum Classified<'a> {
     EventBridge(&'a RawValue),
     /// `aws cloudtrail lookup-events` output: records are JSON strings under `Events[].CloudTrailEvent`.
     LookupEvents(&'a RawValue),
+    /// A delivery object `{"Records":[…]}` met as one value.
+    Records(&'a RawValue),
     /// Not a record, not an error: a digest file, an SNS/SQS delivery notification, an Insights event.
     Skip(&'static str),
     /// Not a CloudTrail record; the reason names the field.
     Invalid(String),
+}
+
+/// Input quoted in an error message, cut short: errors are kept and printed, and a hostile
+/// file must not make them large.
+fn clip(s: &str) -> &str {
+    match s.char_indices().nth(80) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
 
 /// Parse one JSON value (a record, or an envelope around records) from bytes.
@@ -323,7 +337,7 @@ impl<'a> RawRecord<'a> {
             if self.event_name.0.is_none() {
                 return match self.detail_type.as_deref() {
                     Some(t) if t.contains("CloudTrail") => Classified::EventBridge(detail),
-                    Some(t) => Classified::Invalid(format!("EventBridge event of type {t:?} does not carry a CloudTrail record")),
+                    Some(t) => Classified::Invalid(format!("EventBridge event of type {:?} does not carry a CloudTrail record", clip(t))),
                     None => Classified::Invalid("field `detail` without `detail-type`: not an EventBridge event".into()),
                 };
             }
@@ -331,6 +345,9 @@ impl<'a> RawRecord<'a> {
         if self.event_name.0.is_none() {
             if let Some(events) = self.lookup_events {
                 return Classified::LookupEvents(events);
+            }
+            if let Some(records) = self.records {
+                return Classified::Records(records);
             }
             if self.digest_start_time.is_some() {
                 return Classified::Skip("CloudTrail digest file (integrity digest, no records)");
@@ -350,7 +367,7 @@ impl<'a> RawRecord<'a> {
 
     fn into_record(self) -> Result<Record, String> {
         let raw_time = self.event_time.as_deref().ok_or("field `eventTime` is missing or not a string")?;
-        let event_time = EventTime::parse(raw_time).ok_or_else(|| format!("field `eventTime` is not a time: {raw_time:?}"))?;
+        let event_time = EventTime::parse(raw_time).ok_or_else(|| format!("field `eventTime` is not a time: {:?}", clip(raw_time)))?;
         let event_source: Text = self.event_source.text().ok_or("field `eventSource` is missing or not a string")?;
         let event_name: Text = self.event_name.text().ok_or("field `eventName` is missing or not a string")?;
         let identity = self.user_identity.map(RawIdentity::into_identity).unwrap_or_default();
@@ -529,6 +546,7 @@ mod tests {
             Classified::EventBridge(_) => "eventbridge",
             Classified::LookupEvents(_) => "lookup",
             Classified::Record(_) => "record",
+            Classified::Records(_) => "records",
             Classified::Invalid(_) => "invalid",
         };
         assert!(kind(r#"{"awsAccountId":"1","digestStartTime":"2024-01-01T00:00:00Z"}"#).contains("digest"));

@@ -112,6 +112,8 @@ struct Scanner {
     /// Start of the top-level key being read (only keys of the top-level object matter).
     key_start: Option<usize>,
     expecting_key: bool,
+    /// In the top-level object, a `:` has been seen and its value has not started.
+    awaiting_value: bool,
     records_key: bool,
     /// Stack depth of the records array we are inside (0: none).
     records_depth: usize,
@@ -233,8 +235,20 @@ impl Scanner {
                         self.maybe_start_elem(pos);
                         if self.stack.len() == 1 && self.expecting_key {
                             self.key_start = Some(pos + 1);
+                        } else if self.stack.len() == 1 {
+                            self.awaiting_value = false;
                         }
                     }
+                }
+                // In the top-level object an object or array can only be a value after `:`.
+                // Anywhere else it means the value before was never closed (a JSON line missing
+                // its `}`): report that value and start again here.
+                b'{' | b'[' if self.stack.len() == 1 && self.stack[0] == b'{' && !self.awaiting_value => {
+                    pos = self.broken_top_value(buf, pos, sink);
+                    if self.line_mode {
+                        return pos;
+                    }
+                    continue;
                 }
                 b'{' | b'[' if self.stack.len() >= MAX_DEPTH => self.overflow += 1,
                 b'}' | b']' if self.overflow > 0 => self.overflow -= 1,
@@ -247,6 +261,7 @@ impl Scanner {
                     } else {
                         self.maybe_start_elem(pos);
                     }
+                    self.awaiting_value = false;
                     self.stack.push(b);
                     if b == b'[' && self.records_depth == 0 {
                         let top_array = self.stack.len() == 1;
@@ -304,12 +319,16 @@ impl Scanner {
                 b':' => {
                     if self.stack.len() == 1 {
                         self.expecting_key = false;
+                        self.awaiting_value = true;
                     }
                 }
                 _ => {
                     if self.stack.is_empty() {
                         self.garbage(buf, pos, sink);
                     } else {
+                        if self.stack.len() == 1 {
+                            self.awaiting_value = false;
+                        }
                         self.maybe_start_elem(pos);
                     }
                 }
@@ -317,6 +336,34 @@ impl Scanner {
             pos += 1;
         }
         end
+    }
+
+    /// The top-level value was never closed and a new one starts at `pos`: report it, reset,
+    /// and resume at `pos` — line by line if the new value starts a line.
+    fn broken_top_value<S: Sink>(&mut self, buf: &[u8], pos: usize, sink: &mut S) -> usize {
+        let line = self.line_at(buf, pos);
+        let start_line = self.value_start.map_or(line, |s| self.line_at(buf, s));
+        let index = if self.records_depth != 0 { None } else { Some(self.value_index) };
+        sink.error(index, start_line, format!("malformed JSON: object not closed before line {line}; the rest of it is skipped"));
+        let was_wrapper = self.value_is_wrapper;
+        self.value_index += 1;
+        self.stack.clear();
+        self.records_depth = 0;
+        self.elem_start = None;
+        self.value_start = None;
+        self.key_start = None;
+        self.expecting_key = false;
+        self.awaiting_value = false;
+        self.skip_elem = false;
+        self.skip_value = false;
+        let starts_line = buf[..pos].iter().rev().find(|b| !matches!(b, b' ' | b'\t' | b'\r')).is_none_or(|b| *b == b'\n');
+        // A one-line value followed by a new line's value: JSON lines. (A pretty-printed object
+        // spanning lines stays in structural mode.)
+        if starts_line && !was_wrapper && start_line + 1 == line {
+            self.line_mode = true;
+            self.line_no = line - 1;
+        }
+        pos
     }
 
     fn garbage<S: Sink>(&mut self, buf: &[u8], pos: usize, sink: &mut S) {
@@ -338,10 +385,13 @@ impl Scanner {
             let start = self.elem_start.take().unwrap_or(pos);
             sink.error(Some(self.elem_index), self.line_at(buf, start), format!("malformed JSON: brackets do not balance (unexpected `{c}` at line {line})"));
             self.elem_index += 1;
+            self.skip_elem = false;
             self.recover(buf, start + 1, pos, sink);
             self.stack.truncate(self.records_depth);
             self.expecting_key = false;
-            return pos; // look at this byte again, at the array's depth
+            // A `]` may well be the array's own end: look at it again at the array's depth.
+            // Anything else was part of the damage.
+            return if buf[pos] == b']' { pos } else { pos + 1 };
         }
         if self.records_depth != 0 {
             self.end_elem(buf, pos, sink);
@@ -372,6 +422,8 @@ impl Scanner {
         let region = &buf[..to];
         let mut prev = b'{';
         let mut p = from;
+        // Trial scans are bounded in total, so hostile nesting cannot make recovery quadratic.
+        let mut budget = 8 * (to - from.min(to)) + (1 << 20);
         while p < to {
             let b = region[p];
             if b == b'"' {
@@ -379,8 +431,8 @@ impl Scanner {
                 prev = b'"';
                 continue;
             }
-            if b == b'{' && (prev == b',' || prev == b'[') {
-                if let Some(close) = balanced_end(region, p) {
+            if b == b'{' && (prev == b',' || prev == b'[') && budget > 0 {
+                if let Some(close) = balanced_end(region, p, &mut budget) {
                     let bytes = &region[p..=close];
                     if looks_like_record(bytes) {
                         self.deliver(sink, buf, p, self.elem_index, bytes);
@@ -462,11 +514,13 @@ impl Scanner {
     }
 }
 
-/// The index of the bracket that closes the object opening at `start`, if it closes in `b`.
-fn balanced_end(b: &[u8], start: usize) -> Option<usize> {
+/// The index of the bracket that closes the object opening at `start`, if it closes in `b`
+/// within `budget` steps (which it spends).
+fn balanced_end(b: &[u8], start: usize, budget: &mut usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut p = start;
     while p < b.len() {
+        *budget = budget.checked_sub(1)?;
         let c = b[p];
         match c {
             b'"' => {
@@ -581,6 +635,27 @@ mod tests {
         assert_eq!(c.errors.len(), 2);
         assert_eq!((c.errors[0].0, c.errors[0].1), (Some(1), 2));
         assert_eq!((c.errors[1].0, c.errors[1].1), (Some(3), 4));
+    }
+
+    #[test]
+    fn recovery_work_is_bounded_on_hostile_nesting() {
+        let n = 30_000;
+        let input = format!(r#"{{"Records":[{{"a":{}{}]}},{{"eventTime":"t","eventName":"after"}}]}}"#, "[{".repeat(n), "}]".repeat(n));
+        let mut c = Collect::default();
+        split(input.as_bytes(), &mut c).unwrap();
+        assert!(!c.errors.is_empty());
+    }
+
+    #[test]
+    fn a_broken_first_json_line_costs_that_line_only() {
+        let c = run("{\"a\":1,\"b\":\"x\"\n{\"a\":2}\n{\"a\":3}\n");
+        assert_eq!(c.values.iter().map(|v| v.1.as_str()).collect::<Vec<_>>(), vec!["{\"a\":2}", "{\"a\":3}"]);
+        assert_eq!(c.errors.len(), 1);
+        assert_eq!((c.errors[0].0, c.errors[0].1), (Some(0), 1));
+        // Pretty-printed objects one after another resync too.
+        let c = run("{\n \"a\": 1,\n \"b\": 2\n\n{\n \"a\": 3\n}\n");
+        assert_eq!(c.values.len(), 1, "{c:?}");
+        assert_eq!(c.errors.len(), 1);
     }
 
     #[test]

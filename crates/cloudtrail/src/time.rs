@@ -86,7 +86,9 @@ impl EventTime {
         let mut parts = cleaned.split_whitespace();
         let month = month_number(parts.next()?)?;
         let day: i64 = parts.next()?.parse().ok()?;
-        let year: i64 = parts.next()?.parse().ok()?;
+        // Four-digit years only: anything else is not a date STS wrote, and unbounded years
+        // would overflow the millisecond arithmetic.
+        let year: i64 = parts.next()?.parse().ok().filter(|y| (1000..=9999).contains(y))?;
         let clock = parts.next()?;
         let meridiem = parts.next();
         let mut hms = clock.split(':').map(|p| p.parse::<i64>().ok());
@@ -231,5 +233,6 @@ mod tests {
         assert_eq!(EventTime::parse_expiration("2023-07-10T18:30:22Z"), want);
         assert_eq!(EventTime::parse_expiration("Jul 10, 2023, 12:05:00 AM"), EventTime::parse("2023-07-10T00:05:00Z"));
         assert_eq!(EventTime::parse_expiration("Foo 10, 2023, 6:30:22 PM"), None);
+        assert_eq!(EventTime::parse_expiration("Jan 1, 300000000, 1:00:00 AM"), None);
     }
 }

@@ -144,7 +144,8 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
     if format == Format::Table {
         write_table_header(out)?;
     }
-    let mut engine = Engine::new(detectors);
+    let lateness = args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
+    let mut engine = Engine::new(detectors).with_lateness(lateness);
     let threads = args.threads.or(cfg.detect.threads).unwrap_or(0);
     let mut already = 0u64;
     let mut printed = 0u64;
@@ -205,7 +206,7 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             "seconds": summary.elapsed.as_secs_f64(), "records_per_second": summary.records_per_second(),
             "megabytes_per_second": summary.megabytes_per_second(), "peak_rss_bytes": rss,
             "input_errors": summary.input_errors, "skipped_values": summary.skipped_values,
-            "duplicates": summary.engine.duplicates, "late_records": summary.engine.late,
+            "duplicates": summary.engine.duplicates, "late_records": summary.engine.late, "future_records": summary.engine.future,
             "findings": printed, "findings_already_emitted": already, "detectors": engine.detector_names(),
             "peak_live_state": summary.engine.peak_live_state,
         });
@@ -230,7 +231,10 @@ pub fn summary_line(s: &RunSummary, rss: Option<u64>) -> String {
     }
     line += &format!("; {} input error(s); {} non-record value(s) skipped; {} duplicate(s)", s.input_errors, s.skipped_values, s.engine.duplicates);
     if s.engine.late > 0 {
-        line += &format!("; {} record(s) later than the reorder window", s.engine.late);
+        line += &format!("; {} record(s) later than the lateness allowance", s.engine.late);
+    }
+    if s.engine.future > 0 {
+        line += &format!("; {} record(s) stamped in the future (not used to advance event time)", s.engine.future);
     }
     if let Some(r) = rss {
         line += &format!("; peak RSS {:.0} MB", r as f64 / 1e6);

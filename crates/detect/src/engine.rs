@@ -33,9 +33,12 @@ pub trait Detector: Send {
 pub struct EngineStats {
     pub records: u64,
     pub duplicates: u64,
-    /// Records older than the watermark by more than the duplicate window: processed, but
-    /// later than the engine promises to reorder.
+    /// Records older than the watermark by more than the lateness allowance: processed,
+    /// but later than detectors promise to take fully into account.
     pub late: u64,
+    /// Records stamped more than a day after this machine's clock: processed, but they do
+    /// not move event time.
+    pub future: u64,
     pub findings: u64,
     pub peak_live_state: usize,
 }
@@ -96,16 +99,35 @@ pub struct Engine {
     watermark: Option<EventTime>,
     recent: RecentEvents,
     emitted: HashSet<String>,
+    lateness_ms: i64,
+    now_ms: i64,
     pub stats: EngineStats,
 }
 
 /// How long duplicate eventIDs are remembered, in event time. CloudTrail's duplicate
 /// deliveries arrive close together; an hour is generous and keeps memory bounded.
 pub const DEFAULT_DUPLICATE_WINDOW_MS: i64 = EventTime::HOUR;
+/// How late (event time) a record may arrive and still be fully taken into account.
+pub const DEFAULT_LATENESS_MS: i64 = 15 * EventTime::MINUTE;
 
 impl Engine {
     pub fn new(detectors: Vec<Box<dyn Detector>>) -> Engine {
-        Engine { detectors, watermark: None, recent: RecentEvents::new(DEFAULT_DUPLICATE_WINDOW_MS), emitted: HashSet::new(), stats: EngineStats::default() }
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(i64::MAX / 2, |d| d.as_millis() as i64);
+        Engine {
+            detectors,
+            watermark: None,
+            recent: RecentEvents::new(DEFAULT_DUPLICATE_WINDOW_MS),
+            emitted: HashSet::new(),
+            lateness_ms: DEFAULT_LATENESS_MS,
+            now_ms,
+            stats: EngineStats::default(),
+        }
+    }
+
+    /// The lateness allowance the detectors were given (for the `late` counter).
+    pub fn with_lateness(mut self, lateness_ms: i64) -> Engine {
+        self.lateness_ms = lateness_ms;
+        self
     }
 
     pub fn detector_names(&self) -> Vec<&'static str> {
@@ -120,9 +142,16 @@ impl Engine {
     pub fn process(&mut self, record: &Record, out: &mut Vec<Finding>) {
         self.stats.records += 1;
         let t = record.event_time;
+        // A record stamped far in the future (a broken clock, a hostile file) must not drag
+        // the watermark there: that would expire every credential and freeze decisions for
+        // the rest of the run. It is processed, counted, and does not advance event time.
+        let plausible = t.millis() <= self.horizon_ms();
+        if !plausible {
+            self.stats.future += 1;
+        }
         let wm = match self.watermark {
-            Some(w) if w >= t => {
-                if t.millis() < w.millis() - DEFAULT_DUPLICATE_WINDOW_MS {
+            Some(w) if w >= t || !plausible => {
+                if t.millis() < w.millis() - self.lateness_ms {
                     self.stats.late += 1;
                 }
                 w
@@ -150,6 +179,11 @@ impl Engine {
             let live = self.detectors.iter().map(|d| d.live_state()).sum();
             self.stats.peak_live_state = self.stats.peak_live_state.max(live);
         }
+    }
+
+    /// The latest event time believed: a day past this machine's clock.
+    fn horizon_ms(&self) -> i64 {
+        self.now_ms + 24 * EventTime::HOUR
     }
 
     /// End of input: every detector decides what is still open.
