@@ -87,10 +87,12 @@ enum NetSource {
     Private4(Ipv4Addr),
     /// An IPv6 /64 (an instance keeps its /64; the interface id may vary).
     V6Net([u16; 4]),
-    /// A VPC endpoint of ours and the private address that used it.
+    /// A VPC endpoint (ours, or of unknown owner in older logs) and the private address that
+    /// used it. `owner_verified`: the record names the owner and it is one of our accounts.
     Endpoint {
         vpce: Text,
         ip: Text,
+        owner_verified: bool,
     },
     /// A VPC endpoint in an account that is not ours.
     ForeignEndpoint {
@@ -116,7 +118,7 @@ impl NetSource {
         match self {
             NetSource::Public4(a) | NetSource::Private4(a) => format!("ip:{a}"),
             NetSource::V6Net(s) => format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]),
-            NetSource::Endpoint { vpce, ip } => format!("vpce:{vpce}/{ip}"),
+            NetSource::Endpoint { vpce, ip, .. } => format!("vpce:{vpce}/{ip}"),
             NetSource::ForeignEndpoint { vpce, account } => format!("vpce:{vpce}@{account}"),
         }
     }
@@ -351,7 +353,10 @@ impl OffInstanceDetector {
             return;
         }
         let Some(account) = iss.role_arn.as_deref().and_then(role_account).or(r.account()) else { return };
-        let expires = iss.expiration.unwrap_or(r.event_time.plus_millis(self.cfg.default_lifetime_ms));
+        // STS caps role sessions at 12 h (36 h for some chains): a later or earlier stated
+        // expiration is not believed, so a hostile value cannot keep state alive forever.
+        let longest = r.event_time.plus_millis(36 * EventTime::HOUR);
+        let expires = iss.expiration.map_or(r.event_time.plus_millis(self.cfg.default_lifetime_ms), |e| e.clamp(r.event_time, longest));
         let evidence = Evidence::from_record(r, &iss.access_key_id);
         let account = account.to_owned();
         self.register_key(KeySighting {
@@ -386,14 +391,15 @@ impl OffInstanceDetector {
         }
     }
 
-    fn observe_use(&mut self, r: &Record, out: &mut Vec<Finding>) {
+    fn observe_use(&mut self, r: &Record) {
         let Some(key) = r.identity.access_key_id.as_deref() else { return };
         if !key.starts_with("ASIA") {
             return;
         }
         if !self.keys.contains_key(key) {
             // Issuance not seen: recognise the instance from the session.
-            if r.identity.kind.as_deref() != Some("AssumedRole") {
+            // Some service events carry no `userIdentity.type`; the ARN's shape decides.
+            if r.identity.kind.as_deref().is_some_and(|k| k != "AssumedRole") {
                 return;
             }
             let Some((account, _role, session)) = r.identity.arn.as_deref().and_then(assumed_role_parts) else { return };
@@ -468,41 +474,78 @@ impl OffInstanceDetector {
         let (verdict, first_time) = (s.verdict, s.first.time);
         let ikey = ks.instance.clone();
         if created || moved {
-            if let Some(fam) = source.family() {
-                self.update_earliest(&ikey, fam);
-            }
+            self.update_earliest(&ikey);
         }
+        let delay = self.decision_delay();
         match verdict {
-            Verdict::Undecided if created || moved => self.timers.push(Reverse((first_time.plus_millis(self.decision_delay()), Timer::Decide(ikey)))),
-            Verdict::Foreign(reason) if new_key => self.report(&ikey, idx, reason, out),
+            Verdict::Undecided if created || moved => self.timers.push(Reverse((first_time.plus_millis(delay), Timer::Decide(ikey)))),
+            // A new key at a source already judged foreign: reported once its own evidence
+            // is complete (its earliest use there may still be in flight).
+            Verdict::Foreign(_) if new_key => self.timers.push(Reverse((r.event_time.plus_millis(delay), Timer::Decide(ikey)))),
             _ => {}
         }
     }
 
-    /// Keep the account-wide "first source of a live instance" counts current.
-    fn update_earliest(&mut self, ikey: &str, fam: u8) {
-        let inst = self.instances.get_mut(ikey).expect("live instance");
-        let best = inst
-            .sources
-            .iter()
-            .filter(|s| s.source.family() == Some(fam))
-            .min_by(|a, b| (a.first.time, &a.first.event_id).cmp(&(b.first.time, &b.first.event_id)))
-            .map(|s| s.source.clone());
-        let slot = &mut inst.earliest[fam as usize];
-        if *slot == best {
+    /// Could this source be the instance's own network? Not if it is outside AWS (ranges
+    /// loaded), already judged foreign, or its first call looks like an attacker's first step.
+    fn lock_eligible(&self, s: &SourceState) -> bool {
+        s.source.family().is_some() && !matches!(s.verdict, Verdict::Foreign(_)) && !self.outside_aws(s) && on_instance_score(&s.first) >= 0
+    }
+
+    /// The earliest lock-eligible source of each family, and which families are *primary*:
+    /// first used within the early window of the instance's first use. (A family that only
+    /// appears later — an instance that used IPv4 for hours and suddenly IPv6 — is secondary:
+    /// its first source must be corroborated before it may lock.)
+    fn family_firsts(&self, inst: &InstanceState) -> ([Option<usize>; 4], [bool; 4]) {
+        let mut best: [Option<usize>; 4] = [None; 4];
+        for (i, s) in inst.sources.iter().enumerate() {
+            if !self.lock_eligible(s) {
+                continue;
+            }
+            let fam = s.source.family().expect("eligible sources have a family") as usize;
+            if best[fam].is_none_or(|b| s.first.earlier_than(&inst.sources[b].first)) {
+                best[fam] = Some(i);
+            }
+        }
+        let overall = best.iter().flatten().map(|&i| inst.sources[i].first.time).min();
+        let mut primary = [false; 4];
+        for fam in 0..4 {
+            primary[fam] = match (best[fam], overall) {
+                (Some(i), Some(o)) => inst.sources[i].first.time <= o.plus_millis(self.cfg.early_window_ms),
+                _ => false,
+            };
+        }
+        (best, primary)
+    }
+
+    /// Keep the account-wide "first source of a live instance" counts current: each
+    /// instance registers the first eligible source of each of its primary families.
+    fn update_earliest(&mut self, ikey: &str) {
+        let Some(inst) = self.instances.get(ikey) else { return };
+        let (best, primary) = self.family_firsts(inst);
+        let wanted: [Option<NetSource>; 4] = std::array::from_fn(|f| best[f].filter(|_| primary[f]).map(|i| inst.sources[i].source.clone()));
+        if wanted == inst.earliest {
             return;
         }
-        let old = std::mem::replace(slot, best.clone());
         let account = inst.account.clone();
-        if let Some(old) = old {
-            dec(&mut self.first_sources, (account.clone(), old));
+        let inst = self.instances.get_mut(ikey).expect("live instance");
+        let old = std::mem::replace(&mut inst.earliest, wanted.clone());
+        for src in old.into_iter().flatten() {
+            dec(&mut self.first_sources, (account.clone(), src));
         }
-        if let Some(new) = best {
-            *self.first_sources.entry((account, new)).or_insert(0) += 1;
+        for src in wanted.into_iter().flatten() {
+            *self.first_sources.entry((account.clone(), src)).or_insert(0) += 1;
         }
     }
 
-    /// Decide every source of the instance whose evidence is complete by `watermark`.
+    /// Is `s` the registered first source of another live instance of the account?
+    fn shared_first_source(&self, inst: &InstanceState, s: &SourceState) -> bool {
+        let own = inst.earliest.iter().flatten().any(|e| *e == s.source);
+        self.first_sources.get(&(inst.account.clone(), s.source.clone())).is_some_and(|n| *n > u32::from(own))
+    }
+
+    /// Decide every source of the instance whose evidence is complete by `watermark`, and
+    /// report foreign sources' keys whose evidence is complete.
     fn decide(&mut self, ikey: &str, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
         let delay = self.decision_delay();
         let ready = |t: EventTime| watermark.is_none_or(|w| t.plus_millis(delay) <= w);
@@ -512,9 +555,7 @@ impl OffInstanceDetector {
         order.sort_by(|&a, &b| {
             (inst.sources[a].first.time, &inst.sources[a].first.event_id).cmp(&(inst.sources[b].first.time, &inst.sources[b].first.event_id))
         });
-        if order.is_empty() {
-            return;
-        }
+        let (_, primary) = self.family_firsts(inst);
         let mut decisions = Vec::with_capacity(order.len());
         let mut locks = inst.locks;
         for &i in &order {
@@ -528,18 +569,22 @@ impl OffInstanceDetector {
             } else {
                 let fam = s.source.family().expect("only foreign endpoints lack a family") as usize;
                 if locks[fam].is_none() {
-                    locks[fam] = Some(self.choose_lock(inst, fam, i));
+                    if primary[fam] {
+                        locks[fam] = self.choose_lock(inst, fam);
+                    } else if self.shared_first_source(inst, s) || matches!(s.source, NetSource::Endpoint { owner_verified: true, .. }) {
+                        // A family the instance took up later locks only on corroborated
+                        // ground: another instance's first source, or our own endpoint.
+                        locks[fam] = Some(i);
+                    }
                 }
                 if locks[fam] == Some(i) {
                     Verdict::Accepted("lock")
-                } else if self
-                    .first_sources
-                    .get(&(inst.account.clone(), s.source.clone()))
-                    .is_some_and(|n| *n > u32::from(inst.earliest[fam].as_ref() == Some(&s.source)))
-                {
+                } else if self.shared_first_source(inst, s) {
                     Verdict::Accepted("first-source-of-another-instance")
-                } else if self.follows_address_change(inst, i) {
+                } else if locks[fam].is_some() && self.follows_address_change(inst, i) {
                     Verdict::Accepted("after-address-change")
+                } else if locks[fam].is_none() {
+                    Verdict::Foreign("unverified-new-network")
                 } else {
                     Verdict::Foreign("different-source")
                 }
@@ -548,13 +593,27 @@ impl OffInstanceDetector {
         }
         let inst = self.instances.get_mut(ikey).expect("live instance");
         inst.locks = locks;
+        let mut foreign_now = false;
         for &(i, v) in &decisions {
             inst.sources[i].verdict = v;
+            foreign_now |= matches!(v, Verdict::Foreign(_));
         }
-        for (i, v) in decisions {
-            if let Verdict::Foreign(reason) = v {
-                self.report(ikey, i, reason, out);
-            }
+        if foreign_now {
+            // A source judged foreign no longer stands as this instance's first source.
+            self.update_earliest(ikey);
+        }
+        let inst = self.instances.get(ikey).expect("live instance");
+        let foreign: Vec<(usize, &'static str)> = inst
+            .sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.verdict {
+                Verdict::Foreign(reason) => Some((i, reason)),
+                _ => None,
+            })
+            .collect();
+        for (i, reason) in foreign {
+            self.report(ikey, i, reason, watermark, out);
         }
     }
 
@@ -566,14 +625,21 @@ impl OffInstanceDetector {
         }
     }
 
-    /// The lock of a family: the earliest source, unless another source first seen within
-    /// the early window looks more like the instance than the earliest does.
-    fn choose_lock(&self, inst: &InstanceState, fam: usize, earliest: usize) -> usize {
-        let base = &inst.sources[earliest].first;
-        let horizon = base.time.plus_millis(self.cfg.early_window_ms);
-        let mut best = earliest;
-        for (i, s) in inst.sources.iter().enumerate() {
-            if s.source.family() != Some(fam as u8) || s.first.time > horizon || self.outside_aws(s) {
+    /// The lock of a primary family: its earliest eligible source, unless another source first
+    /// seen within the early window looks more like the instance. Declared egress never locks
+    /// (it is accepted anyway, and must not push the instance's own address aside).
+    fn choose_lock(&self, inst: &InstanceState, fam: usize) -> Option<usize> {
+        let candidates = || {
+            inst.sources
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.source.family() == Some(fam as u8) && self.lock_eligible(s) && !s.addr.is_some_and(|a| self.cfg.egress.contains(a)))
+        };
+        let (first, base) = candidates().min_by(|a, b| (a.1.first.time, &a.1.first.event_id).cmp(&(b.1.first.time, &b.1.first.event_id)))?;
+        let horizon = base.first.time.plus_millis(self.cfg.early_window_ms);
+        let mut best = first;
+        for (i, s) in candidates() {
+            if s.first.time > horizon {
                 continue;
             }
             let b = &inst.sources[best].first;
@@ -581,7 +647,7 @@ impl OffInstanceDetector {
                 best = i;
             }
         }
-        best
+        Some(best)
     }
 
     /// Is source `i` the first new source of its family after an address change named the
@@ -598,11 +664,14 @@ impl OffInstanceDetector {
         })
     }
 
-    /// Emit one finding per access key that used foreign source `idx` and was not reported yet.
-    fn report(&mut self, ikey: &str, idx: usize, reason: &'static str, out: &mut Vec<Finding>) {
+    /// Emit one finding per access key that used foreign source `idx`, was not reported yet,
+    /// and whose evidence is complete by `watermark` (all of them at the end of input).
+    fn report(&mut self, ikey: &str, idx: usize, reason: &'static str, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
+        let delay = self.decision_delay();
         let inst = self.instances.get(ikey).expect("live instance");
         let s = &inst.sources[idx];
-        let pending: Vec<Evidence> = s.per_key.iter().filter(|e| !s.reported.contains(&e.access_key)).cloned().collect();
+        let pending: Vec<Evidence> =
+            s.per_key.iter().filter(|e| !s.reported.contains(&e.access_key) && watermark.is_none_or(|w| e.time.plus_millis(delay) <= w)).cloned().collect();
         if pending.is_empty() {
             return;
         }
@@ -621,7 +690,7 @@ impl OffInstanceDetector {
         let role = inst.role_arn.as_deref().unwrap_or("(unknown role)");
         let role_name = role.rsplit('/').next().unwrap_or(role);
         let where_from = match &s.source {
-            NetSource::Endpoint { vpce, ip } => format!("{ip} through VPC endpoint {vpce}"),
+            NetSource::Endpoint { vpce, ip, .. } => format!("{ip} through VPC endpoint {vpce}"),
             NetSource::ForeignEndpoint { vpce, account } => format!("{} through VPC endpoint {vpce} of account {account}", ev.ip),
             _ => ev.ip.clone(),
         };
@@ -674,14 +743,35 @@ impl OffInstanceDetector {
         }
         let ikey = ks.instance.clone();
         self.keys.remove(key);
+        let horizon = watermark.plus_millis(-(EventTime::HOUR + self.decision_delay()));
         if let Some(inst) = self.instances.get_mut(&ikey) {
             inst.keys.retain(|k| &**k != key);
-            // Evidence of a dead credential at a decided source can never matter again
-            // (its finding, if any, is out). A source keeps its first use: that is the lock.
+            // Evidence of a dead credential at a decided source can never matter again once
+            // its finding, if any, is out. A source keeps its first use: that is the lock.
             for s in inst.sources.iter_mut().filter(|s| s.verdict != Verdict::Undecided) {
-                s.per_key.retain(|e| &*e.access_key != key);
-                s.reported.retain(|k| &**k != key);
+                let owed = matches!(s.verdict, Verdict::Foreign(_)) && !s.reported.iter().any(|k| &**k == key);
+                if !owed {
+                    s.per_key.retain(|e| &*e.access_key != key);
+                    s.reported.retain(|k| &**k != key);
+                }
             }
+            // A long-lived instance keeps only what can still matter: decided sources with no
+            // live evidence go (the locks stay), and address changes older than they can count.
+            let mut j = inst.sources.len();
+            while j > 0 {
+                j -= 1;
+                let s = &inst.sources[j];
+                let is_lock = inst.locks.contains(&Some(j));
+                if s.verdict != Verdict::Undecided && !is_lock && s.per_key.is_empty() {
+                    inst.sources.remove(j);
+                    for l in inst.locks.iter_mut().flatten() {
+                        if *l > j {
+                            *l -= 1;
+                        }
+                    }
+                }
+            }
+            inst.address_changes.retain(|c| c.time >= horizon);
             if inst.keys.is_empty() {
                 let at = inst.last_seen.plus_millis(self.cfg.expiry_margin_ms).max(watermark);
                 self.timers.push(Reverse((at, Timer::ExpireInstance(ikey))));
@@ -717,7 +807,7 @@ fn classify_source(cfg: &OffInstanceConfig, r: &Record, account: &str) -> Option
             Some(owner) if owner != account && !cfg.known_accounts.contains(owner) => {
                 (NetSource::ForeignEndpoint { vpce: vpce.clone(), account: owner.into() }, Some(addr))
             }
-            _ => (NetSource::Endpoint { vpce: vpce.clone(), ip: addr.to_string().into() }, Some(addr)),
+            owner => (NetSource::Endpoint { vpce: vpce.clone(), ip: addr.to_string().into(), owner_verified: owner.is_some() }, Some(addr)),
         });
     }
     Some(match addr {
@@ -750,7 +840,8 @@ impl Detector for OffInstanceDetector {
             ("ec2.amazonaws.com", _, false) => self.observe_address_change(r),
             _ => {}
         }
-        self.observe_use(r, out);
+        self.observe_use(r);
+        let _ = out; // findings leave only through `advance` and `finish`, once evidence is complete
     }
 
     fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {

@@ -318,3 +318,92 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn an_attackers_address_never_vouches_for_itself_on_another_instance() {
+    let (a, b) = ("i-0000000000000000a", "i-0000000000000000b");
+    let recon = with(
+        call(1, "x1", "ASIAB", b, "3.9.9.9"),
+        json!({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": "aws-cli/2.15.0"}),
+    );
+    let f = run(&[
+        issue(0, "ASIAA", a, "r1"),
+        issue(0, "ASIAB", b, "r2"),
+        call(0, "a1", "ASIAA", a, "54.0.0.1"),
+        recon,
+        call(2, "b1", "ASIAB", b, "54.0.0.7"),
+        call(40, "x2", "ASIAA", a, "3.9.9.9"),
+    ]);
+    assert_eq!(pairs(&f), vec![("ASIAA".into(), "3.9.9.9".into()), ("ASIAB".into(), "3.9.9.9".into())]);
+}
+
+#[test]
+fn a_network_family_taken_up_late_must_be_corroborated() {
+    let i = "i-0123456789abcdef0";
+    // IPv4 for an hour, then an IPv6 /64 nobody else uses: not the instance's to claim.
+    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), call(60, "b", "ASIAKEY1", i, "2600:1f18:dead:beef::5")]);
+    assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "2600:1f18:dead:beef::5".into())]);
+    assert_eq!(f[0].details["reason"], "unverified-new-network");
+    // The same late endpoint: without an owner in the record it is unverified; with our
+    // account as owner it is ours.
+    let late_vpce = |owner: Option<&str>| {
+        let mut v = call(60, "c", "ASIAKEY1", i, "10.0.1.5");
+        v["vpcEndpointId"] = json!("vpce-1");
+        if let Some(o) = owner {
+            v["vpcEndpointAccountId"] = json!(o);
+        }
+        run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), v])
+    };
+    assert_eq!(late_vpce(None).len(), 1);
+    assert!(late_vpce(Some(ACCT)).is_empty());
+}
+
+#[test]
+fn declared_egress_never_pushes_the_instance_address_aside() {
+    let i = "i-0123456789abcdef0";
+    let cfg = OffInstanceConfig { egress: NetSet::parse_list(&["198.51.100.0/24"]).unwrap(), ..Default::default() };
+    let f = run_cfg(
+        &[
+            issue(0, "ASIAKEY1", i, "r1"),
+            call(1, "a", "ASIAKEY1", i, "198.51.100.7"),
+            call(2, "b", "ASIAKEY1", i, "54.0.0.1"),
+            call(50, "c", "ASIAKEY1", i, "54.0.0.1"),
+        ],
+        cfg,
+    );
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+#[test]
+fn an_absurd_expiration_does_not_keep_state_alive() {
+    let mut det = OffInstanceDetector::new(OffInstanceConfig::default());
+    let mut out = Vec::new();
+    let mut iss = issue(0, "ASIAKEY1", "i-0123456789abcdef0", "r1");
+    iss["responseElements"]["credentials"]["expiration"] = json!("Dec 31, 9999, 11:59:59 PM");
+    for r in records(&[iss, call(1, "a", "ASIAKEY1", "i-0123456789abcdef0", "54.0.0.1")]) {
+        det.observe(&r, &mut out);
+        det.advance(r.event_time, &mut out);
+    }
+    det.advance(EventTime::parse("2024-03-03T00:00:00Z").unwrap(), &mut out);
+    det.advance(EventTime::parse("2024-03-03T00:00:01Z").unwrap(), &mut out);
+    assert_eq!(det.live_state(), 0);
+}
+
+#[test]
+fn a_record_from_the_future_does_not_freeze_event_time() {
+    let i = "i-0123456789abcdef0";
+    let future = with(call(2, "f", "ASIAOTHER", "i-0fffffffffffffff0", "54.9.9.9"), json!({"eventTime": "9999-12-31T23:59:59Z"}));
+    let mut engine = Engine::new(vec![Box::new(OffInstanceDetector::new(OffInstanceConfig::default()))]);
+    let mut out = Vec::new();
+    for r in records(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        future,
+        call(30, "b", "ASIAKEY1", i, "198.51.100.9"),
+        call(120, "c", "ASIAKEY1", i, "54.0.0.1"),
+    ]) {
+        engine.process(&r, &mut out);
+    }
+    assert_eq!(engine.stats.future, 1);
+    assert_eq!(pairs(&out), vec![("ASIAKEY1".into(), "198.51.100.9".into())], "decided while streaming, not only at the end");
+}
