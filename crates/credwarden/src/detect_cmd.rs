@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cloudtrail::{discover, EventTime};
-use detect::{BurstConfig, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector};
+use detect::{BurstConfig, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector};
 use store::{EmittedFinding, Store};
 
 use crate::config::Config;
@@ -14,7 +14,7 @@ use crate::output::{write_finding, write_table_header, Format};
 use crate::pipeline::{peak_rss_bytes, run_detect, RunSummary};
 
 /// Detector names this build implements.
-pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME];
+pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME, detect::static_key::NAME];
 
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DetectArgs {
@@ -109,6 +109,13 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                     bc.spread_actions = n.max(1);
                 }
                 out.push(Box::new(EnumerationBurstDetector::new(bc)));
+            }
+            detect::static_key::NAME => {
+                let mut sc = StaticKeyConfig::default();
+                if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
+                    sc.lateness_ms = i64::from(m) * EventTime::MINUTE;
+                }
+                out.push(Box::new(StaticKeyDetector::new(sc)));
             }
             other => bail!("unknown detector {other:?}; this build has: {}", DETECTORS.join(", ")),
         }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use cloudtrail::{discover, input::delivery_stamp, InputSource};
 use credwarden::pipeline::run_detect;
-use detect::{BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector};
+use detect::{BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector};
 use proptest::prelude::*;
 
 fn bin() -> Command {
@@ -20,7 +20,10 @@ fn demo_finds_every_attack_and_nothing_on_benign_traffic() {
     let o = bin().args(["demo", "--out", out.to_str().unwrap(), "--records", "30000"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
-    assert!(stdout.contains("precision 1.000 (9 of 9 findings are attacks), recall 1.000 (9 of 9 attacks found); findings on benign traffic: 0"), "{stdout}");
+    assert!(
+        stdout.contains("precision 1.000 (13 of 13 findings expected), recall 1.000 (13 of 13 expected findings made); findings on benign traffic: 0"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("MISSED"));
     // The data carries what real CloudTrail carries: digests to skip, duplicates to drop.
     assert!(stdout.contains("0 input errors"), "{stdout}");
@@ -88,6 +91,7 @@ fn detect(sources: &[InputSource]) -> Vec<Finding> {
     let mut engine = Engine::new(vec![
         Box::new(OffInstanceDetector::new(OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() })),
         Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
+        Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
     ]);
     let mut out = Vec::new();
     run_detect(
@@ -116,7 +120,7 @@ fn baseline() -> &'static (Vec<PathBuf>, Vec<Finding>) {
             })
             .collect();
         let findings = detect(&sources);
-        assert_eq!(findings.len(), 9, "the demo's attacks");
+        assert_eq!(findings.len(), 13, "the demo's expected findings");
         (files, findings)
     })
 }

@@ -14,6 +14,7 @@ pub mod fasthash;
 pub mod finding;
 pub mod netset;
 pub mod off_instance;
+pub mod static_key;
 
 pub use burst::{BurstConfig, EnumerationBurstDetector};
 pub use engine::{Detector, Engine, EngineStats};
@@ -21,3 +22,4 @@ pub use error::ConfigError;
 pub use finding::{finding_id, Finding, FindingSource, Severity};
 pub use netset::{AwsIpRanges, Cidr, NetSet};
 pub use off_instance::{OffInstanceConfig, OffInstanceDetector};
+pub use static_key::{StaticKeyConfig, StaticKeyDetector};

@@ -54,6 +54,9 @@ pub const AWS_PREFIXES_V6: &[&str] = &["2600:1f00::/24"];
 /// One injected attack: the credential and the source a detector must report.
 #[derive(Clone, Debug, Serialize)]
 pub struct TruthEntry {
+    /// `attack`, or `hygiene` for a finding that is expected but is not an attack (a static
+    /// key in daily use must be reported so that it gets retired).
+    pub kind: &'static str,
     pub attack: &'static str,
     pub detector: &'static str,
     pub account: String,
@@ -722,7 +725,8 @@ impl Gen<'_> {
     fn background(&mut self, slot: u64, budget: u64) {
         let accounts: Vec<(&'static str, Vec<usize>)> = self.w.accounts.iter().map(|a| (a.id, a.nets.clone())).collect();
         for n in 0..budget {
-            let (account, nets) = &accounts[(n as usize + slot as usize) % accounts.len()];
+            let account_ix = (n as usize + slot as usize) % accounts.len();
+            let (account, nets) = &accounts[account_ix];
             let net = &self.w.nets[nets[self.rng.below(nets.len() as u64) as usize]];
             let (region, nat) = (net.region, net.nat.clone());
             let time = self.time_in_slot(slot);
@@ -838,13 +842,14 @@ impl Gen<'_> {
                 }
                 // CI deploys with a static key.
                 _ => {
-                    let who = Who::User { account, user: "ci-deployer", user_id: "AIDACIDEPLOYEREXAMPLE", key: "AKIACIDEPLOYER000001" };
+                    let key = ci_key(account_ix);
+                    let who = Who::User { account, user: "ci-deployer", user_id: "AIDACIDEPLOYEREXAMPLE", key: &key };
                     self.emit(&Call {
                         time,
                         source: "cloudformation.amazonaws.com",
                         name: "DescribeStacks",
                         region,
-                        ip: "203.0.113.50",
+                        ip: CI_RUNNER_IP,
                         user_agent: UA_CI,
                         who,
                         account,
@@ -976,6 +981,7 @@ impl Gen<'_> {
             });
         }
         self.truth.push(TruthEntry {
+            kind: "attack",
             attack: "permission-enumeration",
             detector: detect::burst::NAME,
             account: account.to_owned(),
@@ -986,6 +992,58 @@ impl Gen<'_> {
             vpc_endpoint: None,
             time: first.expect("probes").to_string(),
             description: "an enumeration script run with the stolen credential: 40 calls across 16 services in two minutes, most denied",
+        });
+    }
+
+    /// The first account's CI key leaks (a build log) and is used from a VPS.
+    fn leaked_static_key(&mut self, slot: u64) {
+        let account = self.w.accounts[0].id;
+        let key = ci_key(0);
+        let ip = format!("45.137.21.{}", self.rng.below(250) + 2);
+        let mut first = None;
+        for (i, (source, name)) in [
+            ("sts.amazonaws.com", "GetCallerIdentity"),
+            ("s3.amazonaws.com", "ListBuckets"),
+            ("s3.amazonaws.com", "GetObject"),
+            ("s3.amazonaws.com", "GetObject"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let time = slot_time(slot).plus_millis(i as i64 * 45_000 + self.rng.below(10_000) as i64);
+            first.get_or_insert(time);
+            let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
+            let who = Who::User { account, user: "ci-deployer", user_id: "AIDACIDEPLOYEREXAMPLE", key: &key };
+            self.emit(&Call {
+                time,
+                source,
+                name,
+                region: "us-east-1",
+                ip: &ip,
+                user_agent: UA_CLI,
+                who,
+                account,
+                read_only: true,
+                request: Some("{}"),
+                response: None,
+                vpce: None,
+                error: None,
+                event_id: &event_id,
+                request_id: &request_id,
+            });
+        }
+        self.truth.push(TruthEntry {
+            kind: "attack",
+            attack: "leaked-static-key",
+            detector: detect::static_key::NAME,
+            account: account.to_owned(),
+            region: "us-east-1".to_owned(),
+            instance_id: "-".to_owned(),
+            access_key_id: key,
+            source_ip: ip,
+            vpc_endpoint: None,
+            time: first.expect("calls").to_string(),
+            description: "the CI user's long-lived key, leaked in a build log, used from a VPS",
         });
     }
 
@@ -1046,6 +1104,7 @@ impl Gen<'_> {
         }
         self.w.attacks[a].stolen_key = Some(key.clone());
         self.truth.push(TruthEntry {
+            kind: "attack",
             attack: name,
             detector: detect::off_instance::NAME,
             account: account.to_owned(),
@@ -1058,6 +1117,13 @@ impl Gen<'_> {
             description,
         });
     }
+}
+
+const CI_RUNNER_IP: &str = "203.0.113.50";
+
+/// The CI user's long-lived key in account number `i`.
+fn ci_key(i: usize) -> String {
+    format!("AKIACIDEPLOYER{i:06}")
 }
 
 fn region_static(r: &str) -> &'static str {
@@ -1127,12 +1193,31 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
         if slot == 28 {
             g.enumeration_attack(slot);
         }
+        if slot == 44 {
+            g.leaked_static_key(slot);
+        }
         // A record is delivered at most one slot late: everything for slots < `slot` is final.
         if slot >= 1 {
             g.out.flush(slot - 1)?;
         }
     }
     g.out.flush(u64::MAX - 1)?;
+    // Each account's CI key is in daily use from the CI runner: expected, not an attack.
+    for (i, a) in g.w.accounts.iter().enumerate() {
+        g.truth.push(TruthEntry {
+            kind: "hygiene",
+            attack: "static-key-in-use",
+            detector: detect::static_key::NAME,
+            account: a.id.to_owned(),
+            region: "-".to_owned(),
+            instance_id: "-".to_owned(),
+            access_key_id: ci_key(i),
+            source_ip: CI_RUNNER_IP.to_owned(),
+            vpc_endpoint: None,
+            time: String::new(),
+            description: "a CI user's long-lived key in daily use: reported once, so it gets retired",
+        });
+    }
     Ok(Generated {
         records: g.out.records,
         files: g.out.files,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cloudtrail::discover;
-use detect::{BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector};
+use detect::{BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector};
 
 pub use generate::TruthEntry;
 
@@ -129,7 +129,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     println!("  {} records in {} delivery files (+{} digest files), {} attacks injected (truth.jsonl)", g.records, g.files, g.digest_files, g.truth.len());
     let ranges = crate::ipranges::load(&dir.join("aws-ip-ranges.json"))?;
     let cfg = OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() };
-    let mut engine = Engine::new(vec![Box::new(OffInstanceDetector::new(cfg)), Box::new(EnumerationBurstDetector::new(BurstConfig::default()))]);
+    let mut engine = Engine::new(vec![
+        Box::new(OffInstanceDetector::new(cfg)),
+        Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
+        Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
+    ]);
     let (sources, _) = discover(&[&g.logs])?;
     let mut findings: Vec<Finding> = Vec::new();
     let mut input_errors = Vec::new();
@@ -170,10 +174,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     }
     let truth = &g.truth;
     let s = score(&findings, truth);
-    writeln!(out, "\nground truth ({} attacks):", truth.len())?;
+    let attacks = truth.iter().filter(|t| t.kind == "attack").count();
+    writeln!(out, "\nground truth: {attacks} attacks and {} expected hygiene findings (truth.jsonl):", truth.len() - attacks)?;
     for t in truth {
         let hit = findings.iter().find(|f| matches(f, t));
-        let how = hit.map_or(String::new(), |f| format!("{} ({})", f.detector, f.details["reason"].as_str().or(f.details["shape"].as_str()).unwrap_or("")));
+        let how = hit.map_or(String::new(), |f| {
+            let why = f.details["reason"].as_str().or(f.details["shape"].as_str()).unwrap_or(f.severity.as_str());
+            format!("{} ({why})", f.detector)
+        });
         writeln!(
             out,
             "  [{}] {:<26} {} {} from {}{} — {how}",
@@ -188,7 +196,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let benign_keys: HashSet<&str> = findings.iter().filter(|f| !truth.iter().any(|t| matches(f, t))).filter_map(|f| f.access_key_id.as_deref()).collect();
     writeln!(
         out,
-        "\nprecision {:.3} ({} of {} findings are attacks), recall {:.3} ({} of {} attacks found); findings on benign traffic: {}",
+        "\nprecision {:.3} ({} of {} findings expected), recall {:.3} ({} of {} expected findings made); findings on benign traffic: {}",
         s.precision(),
         s.true_positives,
         s.findings,

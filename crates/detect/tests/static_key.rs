@@ -1,0 +1,111 @@
+//! `static-key-use`: one finding per long-lived key, one more per new address, never per call.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use cloudtrail::{decode_bytes, decode_source, discover, EventTime, Record};
+use detect::{Engine, Finding, Severity, StaticKeyConfig, StaticKeyDetector};
+use proptest::prelude::*;
+use serde_json::json;
+
+fn call(min: i64, id: &str, key: &str, ip: &str) -> serde_json::Value {
+    let t = EventTime::parse("2024-07-01T08:00:00Z").unwrap().plus_millis(min * 60_000);
+    json!({"eventTime": t.to_string(), "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "eventID": id, "awsRegion": "us-east-1",
+        "sourceIPAddress": ip, "userAgent": "aws-cli/2.15", "recipientAccountId": "111122223333",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::111122223333:user/ci", "accountId": "111122223333", "accessKeyId": key, "userName": "ci"}})
+}
+
+fn records(values: &[serde_json::Value]) -> Vec<Record> {
+    let text: String = values.iter().map(|v| v.to_string() + "\n").collect();
+    let mut out = Vec::new();
+    assert_eq!(decode_bytes("t", text.as_bytes(), &mut |r| out.push(r)).error_count(), 0);
+    out
+}
+
+fn run(records: &[Record]) -> Vec<Finding> {
+    let mut e = Engine::new(vec![Box::new(StaticKeyDetector::new(StaticKeyConfig::default()))]);
+    let mut out = Vec::new();
+    for r in records {
+        e.process(r, &mut out);
+    }
+    e.finish(&mut out);
+    out
+}
+
+#[test]
+fn one_finding_per_key_then_one_per_new_address() {
+    let mut v: Vec<_> = (0..50).map(|i| call(i, &format!("a{i}"), "AKIACI0000000001", "203.0.113.50")).collect();
+    v.push(call(200, "b1", "AKIACI0000000001", "5.188.10.20"));
+    v.extend((0..20).map(|i| call(201 + i, &format!("b{}", i + 2), "AKIACI0000000001", "5.188.10.20")));
+    let f = run(&records(&v));
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(f[0].severity, Severity::Medium);
+    assert_eq!(f[0].source.ip.as_deref(), Some("203.0.113.50"));
+    assert_eq!(f[0].principal.as_deref(), Some("arn:aws:iam::111122223333:user/ci"));
+    assert_eq!(f[0].details["first_report_for_key"], true);
+    assert_eq!(f[0].details["calls"], 5, "calls up to the end of the settling window");
+    assert_eq!(f[1].severity, Severity::High);
+    assert_eq!(f[1].source.ip.as_deref(), Some("5.188.10.20"));
+    assert_eq!(f[1].details["known_sources"], json!(["203.0.113.50"]));
+    assert!(f[1].summary.contains("new address"));
+}
+
+#[test]
+fn root_keys_are_critical_and_service_calls_are_not_sources() {
+    let mut root = call(0, "r1", "AKIAROOT000000001", "198.51.100.1");
+    root["userIdentity"] = json!({"type": "Root", "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333", "accessKeyId": "AKIAROOT000000001"});
+    let mut via = call(30, "v1", "AKIACI0000000001", "cloudformation.amazonaws.com");
+    via["userIdentity"]["invokedBy"] = json!("cloudformation.amazonaws.com");
+    let f = run(&records(&[root, via, call(31, "c1", "AKIACI0000000001", "203.0.113.50")]));
+    assert_eq!(f.len(), 2);
+    let root_f = f.iter().find(|f| f.access_key_id.as_deref() == Some("AKIAROOT000000001")).unwrap();
+    assert_eq!(root_f.severity, Severity::Critical);
+    let ci = f.iter().find(|f| f.access_key_id.as_deref() == Some("AKIACI0000000001")).unwrap();
+    assert_eq!(ci.details["calls"], 2, "the service call counts as a call, not as a source");
+}
+
+#[test]
+fn temporary_keys_are_not_static() {
+    assert!(run(&records(&[call(0, "x", "ASIATEMP00000001", "198.51.100.1")])).is_empty());
+}
+
+#[test]
+fn stratus_static_keys_match_the_annotation() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/stratus-red-team");
+    let (sources, _) = discover(&[root.join("detonation-logs")]).unwrap();
+    let mut recs = Vec::new();
+    for s in &sources {
+        decode_source(s, &mut |r| recs.push(r));
+    }
+    let got: BTreeSet<String> = run(&recs).into_iter().filter_map(|f| f.access_key_id).collect();
+    let want: BTreeSet<String> = std::fs::read_to_string(root.join("expected_findings.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["detection"] == "static_access_key_in_use")
+        .map(|v| v["accessKeyId"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Arrival order within the lateness allowance changes neither ids nor contents.
+    #[test]
+    fn arrival_order_within_lateness_changes_nothing(seed in any::<u64>()) {
+        let mut v: Vec<_> = (0..12).map(|i| call(i, &format!("a{i}"), "AKIAK1", if i % 5 == 4 { "198.51.100.9" } else { "203.0.113.50" })).collect();
+        v.extend((0..6).map(|i| call(100 + i, &format!("b{i}"), "AKIAK1", "5.188.10.20")));
+        let want = run(&records(&v));
+        // Shuffle within each half (each spans less than the lateness allowance).
+        let mut s = seed;
+        for range in [0..12usize, 12..18] {
+            for i in (range.start + 1..range.end).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                v.swap(i, range.start + (s >> 33) as usize % (i + 1 - range.start));
+            }
+        }
+        prop_assert_eq!(run(&records(&v)), want);
+    }
+}
