@@ -25,6 +25,10 @@ pub struct DetectArgs {
     /// Output format [default: table on a terminal, jsonl otherwise].
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Also append each finding as a JSON line to FILE (created if missing), written and
+    /// fsynced before the finding is recorded as emitted in --state.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// SQLite state file: findings already emitted by an earlier run are not printed again.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
@@ -154,6 +158,10 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
     let lateness = args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
     let mut engine = Engine::new(detectors).with_lateness(lateness);
     let threads = args.threads.or(cfg.detect.threads).unwrap_or(0);
+    let mut file_sink = match &args.output {
+        Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("cannot open --output {}", p.display()))?),
+        None => None,
+    };
     let mut already = 0u64;
     let mut printed = 0u64;
     let quiet = args.quiet;
@@ -172,6 +180,10 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             }
             write_finding(out, f, format)?;
             out.flush()?;
+            if let Some(file) = &mut file_sink {
+                write_finding(file, f, Format::Jsonl)?;
+                file.sync_data()?;
+            }
             printed += 1;
             if let Some(s) = &mut state {
                 s.mark_emitted(&[EmittedFinding { id: &f.id, detector: f.detector, time: &f.time }])?;

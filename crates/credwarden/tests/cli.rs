@@ -107,13 +107,16 @@ fn state_file_suppresses_findings_already_emitted() {
     let trail = dir.path().join("trail.jsonl");
     std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
     let state = dir.path().join("state.sqlite");
-    let args = ["detect", trail.to_str().unwrap(), "--state", state.to_str().unwrap(), "--format", "jsonl"];
+    let sink = dir.path().join("findings.jsonl");
+    let args = ["detect", trail.to_str().unwrap(), "--state", state.to_str().unwrap(), "--format", "jsonl", "--output", sink.to_str().unwrap()];
     let first = run(&args);
     assert_eq!(findings(&first).len(), 1, "{}", text(&first.stderr));
+    assert_eq!(std::fs::read_to_string(&sink).unwrap(), text(&first.stdout), "--output holds what stdout showed");
     let second = run(&args);
     assert_eq!(second.status.code(), Some(0));
     assert!(findings(&second).is_empty());
     assert!(text(&second.stderr).contains("1 already reported earlier"), "{}", text(&second.stderr));
+    assert_eq!(std::fs::read_to_string(&sink).unwrap().lines().count(), 1, "appended, and nothing twice");
     std::fs::write(&state, b"not a database, definitely not one, just some words to fill a header").unwrap();
     let broken = run(&args);
     assert_eq!(broken.status.code(), Some(1));
