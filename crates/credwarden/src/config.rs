@@ -26,6 +26,8 @@ pub struct DetectConfig {
     pub lateness_minutes: Option<u32>,
     pub expiry_margin_minutes: Option<u32>,
     pub threads: Option<usize>,
+    /// recon-call: hours a principal is watched before its recon calls count as new (default 336).
+    pub learning_hours: Option<u32>,
     /// enumeration-burst: denials within a minute that make a rate burst (default 10).
     pub burst_rate_threshold: Option<usize>,
     /// enumeration-burst: distinct denied actions (across three or more services) within five minutes that make a spread burst (default 6).
@@ -70,6 +72,10 @@ expiry_margin_minutes = 60
 
 # Decoding threads; 0 = one per core.
 threads = 0
+
+# recon-call: how long (hours) a principal is watched before its first GetCallerIdentity,
+# ListBuckets, … count as new. Two weeks by default; the demo uses one hour.
+learning_hours = 336
 
 # enumeration-burst: a burst is this many denied calls within one minute ...
 burst_rate_threshold = 10

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cloudtrail::{discover, EventTime};
-use detect::{BurstConfig, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector};
+use detect::{
+    BurstConfig, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector, ReconCallDetector, ReconConfig, StaticKeyConfig,
+    StaticKeyDetector,
+};
 use store::{EmittedFinding, Store};
 
 use crate::config::Config;
@@ -14,7 +17,7 @@ use crate::output::{write_finding, write_table_header, Format};
 use crate::pipeline::{peak_rss_bytes, run_detect, RunSummary};
 
 /// Detector names this build implements.
-pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME, detect::static_key::NAME];
+pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME, detect::static_key::NAME, detect::recon::NAME];
 
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DetectArgs {
@@ -53,6 +56,10 @@ pub struct DetectArgs {
     /// Minutes a credential's state is kept after it expires [default: 60].
     #[arg(long, value_name = "MINUTES")]
     pub expiry_margin: Option<u32>,
+    /// Hours a principal is watched before its first recon calls count as new [default: 336,
+    /// i.e. 14 days].
+    #[arg(long = "learning", value_name = "HOURS")]
+    pub learning_hours: Option<u32>,
     /// Decoding threads (0: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -120,6 +127,16 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                     sc.lateness_ms = i64::from(m) * EventTime::MINUTE;
                 }
                 out.push(Box::new(StaticKeyDetector::new(sc)));
+            }
+            detect::recon::NAME => {
+                let mut rc = ReconConfig::default();
+                if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
+                    rc.lateness_ms = i64::from(m) * EventTime::MINUTE;
+                }
+                if let Some(h) = args.learning_hours.or(cfg.detect.learning_hours) {
+                    rc.learning_ms = i64::from(h) * EventTime::HOUR;
+                }
+                out.push(Box::new(ReconCallDetector::new(rc)));
             }
             other => bail!("unknown detector {other:?}; this build has: {}", DETECTORS.join(", ")),
         }

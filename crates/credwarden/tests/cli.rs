@@ -38,7 +38,7 @@ fn stratus_logs_run_cleanly_with_jsonl_output_when_not_a_terminal() {
     // The two AccessDenied bursts of the detonations (see expected_findings.jsonl).
     assert_eq!(found.iter().filter(|f| f["detector"] == "enumeration-burst").count(), 2);
     for f in found {
-        assert!(["off-instance-credential-use", "enumeration-burst", "static-key-use"].contains(&f["detector"].as_str().unwrap()), "{f}");
+        assert!(["off-instance-credential-use", "enumeration-burst", "static-key-use", "recon-call"].contains(&f["detector"].as_str().unwrap()), "{f}");
         for key in ["id", "severity", "time", "account", "region", "principal", "access_key_id", "source", "event_ids", "summary", "details", "remediation"] {
             assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
         }
@@ -155,7 +155,11 @@ fn permiso_console_sessions_with_an_identity_are_not_off_instance() {
     let out = run(&["detect", dir.path().to_str().unwrap(), "--format", "jsonl"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("9226 records"), "{}", text(&out.stderr));
-    assert!(findings(&out).is_empty(), "{}", text(&out.stdout));
+    // Every session was given the same identity here, months apart: only the detectors whose
+    // question survives that merge are asked (recon-call would see one principal's habits
+    // change over half a year, which the merge made up).
+    let detectors = findings(&out).into_iter().map(|f| f["detector"].as_str().unwrap().to_owned()).filter(|d| d != "recon-call").collect::<Vec<_>>();
+    assert!(detectors.is_empty(), "{}", text(&out.stdout));
 }
 
 /// A one-shot HTTP server on loopback that answers every request with `status` and `body`.

@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 
 use cloudtrail::{discover, input::delivery_stamp, InputSource};
 use credwarden::pipeline::run_detect;
-use detect::{BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector};
+use detect::{
+    BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector, ReconCallDetector, ReconConfig, StaticKeyConfig,
+    StaticKeyDetector,
+};
 use proptest::prelude::*;
 
 fn bin() -> Command {
@@ -21,7 +24,7 @@ fn demo_finds_every_attack_and_nothing_on_benign_traffic() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        stdout.contains("precision 1.000 (13 of 13 findings expected), recall 1.000 (13 of 13 expected findings made); findings on benign traffic: 0"),
+        stdout.contains("precision 1.000 (20 of 20 findings expected), recall 1.000 (20 of 20 expected findings made); findings on benign traffic: 0"),
         "{stdout}"
     );
     assert!(!stdout.contains("MISSED"));
@@ -92,6 +95,7 @@ fn detect(sources: &[InputSource]) -> Vec<Finding> {
         Box::new(OffInstanceDetector::new(OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() })),
         Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
         Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
+        Box::new(ReconCallDetector::new(ReconConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
     ]);
     let mut out = Vec::new();
     run_detect(
@@ -120,7 +124,7 @@ fn baseline() -> &'static (Vec<PathBuf>, Vec<Finding>) {
             })
             .collect();
         let findings = detect(&sources);
-        assert_eq!(findings.len(), 13, "the demo's expected findings");
+        assert_eq!(findings.len(), 20, "the demo's expected findings");
         (files, findings)
     })
 }

@@ -14,6 +14,7 @@ pub mod fasthash;
 pub mod finding;
 pub mod netset;
 pub mod off_instance;
+pub mod recon;
 pub mod static_key;
 
 pub use burst::{BurstConfig, EnumerationBurstDetector};
@@ -22,4 +23,5 @@ pub use error::ConfigError;
 pub use finding::{finding_id, Finding, FindingSource, Severity};
 pub use netset::{AwsIpRanges, Cidr, NetSet};
 pub use off_instance::{OffInstanceConfig, OffInstanceDetector};
+pub use recon::{ReconCallDetector, ReconConfig};
 pub use static_key::{StaticKeyConfig, StaticKeyDetector};

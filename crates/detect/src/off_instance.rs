@@ -135,6 +135,8 @@ struct Evidence {
     ip: String,
     vpce: Option<Text>,
     access_key: Text,
+    /// The call is on the recon list (`data/recon-actions.txt`).
+    recon: bool,
 }
 
 impl Evidence {
@@ -148,6 +150,7 @@ impl Evidence {
             ip: r.source.to_string(),
             vpce: r.vpc_endpoint_id.clone(),
             access_key: access_key.into(),
+            recon: crate::recon::recon_index(&r.event_source, &r.event_name).is_some(),
         }
     }
 
@@ -256,21 +259,6 @@ fn role_account(role_arn: &str) -> Option<&str> {
     role_arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
-/// First calls an attacker makes with fresh credentials (see the recon-call detector's list).
-fn is_recon(event_name: &str) -> bool {
-    matches!(
-        event_name,
-        "GetCallerIdentity"
-            | "ListBuckets"
-            | "ListAccessKeys"
-            | "ListUsers"
-            | "ListRoles"
-            | "GetAccountAuthorizationDetails"
-            | "ListAttachedUserPolicies"
-            | "GetUser"
-    )
-}
-
 /// Preference between near-simultaneous first sources: a recon call from a command-line
 /// tool, a scripting library or no agent at all looks like an attacker's first step and
 /// loses the lock to any other source. Nothing is promoted: among ordinary calls the
@@ -279,7 +267,7 @@ fn is_recon(event_name: &str) -> bool {
 fn on_instance_score(e: &Evidence) -> i32 {
     let ua = e.user_agent.as_deref().unwrap_or("").to_ascii_lowercase();
     let tool = ua.is_empty() || ua.contains("aws-cli") || ua.contains("python-requests") || ua.contains("curl") || ua.contains("pacu");
-    if is_recon(&e.event_name) && tool {
+    if e.recon && tool {
         -1
     } else {
         0

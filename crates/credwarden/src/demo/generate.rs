@@ -527,10 +527,36 @@ struct Gen<'w> {
     rng: Rng,
     truth: Vec<TruthEntry>,
     buf: String,
+    /// Each principal's first call, and the recon calls each has made: to know which of an
+    /// attacker's first steps the recon-call detector must report.
+    principal_first: std::collections::HashMap<String, EventTime>,
+    recon_made: std::collections::HashSet<(String, usize)>,
 }
 
+/// The recon-call learning window the demo runs with (its data spans six hours).
+pub const DEMO_RECON_LEARNING_MS: i64 = EventTime::HOUR;
+
 impl Gen<'_> {
-    fn emit(&mut self, call: &Call<'_>) {
+    /// Write a record. Returns true when it is a recon call that the recon-call detector
+    /// must report: the principal's first of its kind, after the learning window.
+    fn emit(&mut self, call: &Call<'_>) -> bool {
+        let principal = match &call.who {
+            Who::Role { account, role, invoked_by: None, .. } => Some(format!("arn:aws:iam::{account}:role/{role}")),
+            Who::User { account, user, .. } => Some(format!("arn:aws:iam::{account}:user/{user}")),
+            _ => None,
+        };
+        let mut expected_recon = false;
+        if let Some(p) = principal.filter(|_| !call.ip.ends_with("amazonaws.com") && !call.ip.starts_with("AWS Internal")) {
+            let first = *self.principal_first.entry(p.clone()).and_modify(|t| *t = (*t).min(call.time)).or_insert(call.time);
+            if let Some(ix) = detect::recon::recon_index(call.source, call.name) {
+                expected_recon = call.time >= first.plus_millis(DEMO_RECON_LEARNING_MS) && self.recon_made.insert((p, ix));
+            }
+        }
+        self.emit_record(call);
+        expected_recon
+    }
+
+    fn emit_record(&mut self, call: &Call<'_>) {
         self.buf.clear();
         call.write_json(&mut self.buf);
         let region: &'static str = match call.source {
@@ -940,6 +966,7 @@ impl Gen<'_> {
             ("guardduty.amazonaws.com", "ListDetectors"),
         ];
         let mut first = None;
+        let mut recon = false;
         for (i, (source, name)) in PROBES.iter().cycle().take(40).enumerate() {
             let time = slot_time(slot).plus_millis(i as i64 * 3_000 + self.rng.below(2_000) as i64);
             first.get_or_insert(time);
@@ -962,7 +989,7 @@ impl Gen<'_> {
                 invoked_by: None,
             };
             let ua = "Boto3/1.34.11 Python/3.11.8 Linux/6.5.0 Botocore/1.34.11 enumerate-iam";
-            self.emit(&Call {
+            recon |= self.emit(&Call {
                 time,
                 source,
                 name,
@@ -993,6 +1020,14 @@ impl Gen<'_> {
             time: first.expect("probes").to_string(),
             description: "an enumeration script run with the stolen credential: 40 calls across 16 services in two minutes, most denied",
         });
+        if recon {
+            let last = self.truth.last().expect("just pushed").clone();
+            self.truth.push(TruthEntry {
+                detector: detect::recon::NAME,
+                description: "the enumeration script's first calls on the recon list, new for this role",
+                ..last
+            });
+        }
     }
 
     /// The first account's CI key leaks (a build log) and is used from a VPS.
@@ -1001,6 +1036,7 @@ impl Gen<'_> {
         let key = ci_key(0);
         let ip = format!("45.137.21.{}", self.rng.below(250) + 2);
         let mut first = None;
+        let mut recon = false;
         for (i, (source, name)) in [
             ("sts.amazonaws.com", "GetCallerIdentity"),
             ("s3.amazonaws.com", "ListBuckets"),
@@ -1014,7 +1050,7 @@ impl Gen<'_> {
             first.get_or_insert(time);
             let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
             let who = Who::User { account, user: "ci-deployer", user_id: "AIDACIDEPLOYEREXAMPLE", key: &key };
-            self.emit(&Call {
+            recon |= self.emit(&Call {
                 time,
                 source,
                 name,
@@ -1045,6 +1081,14 @@ impl Gen<'_> {
             time: first.expect("calls").to_string(),
             description: "the CI user's long-lived key, leaked in a build log, used from a VPS",
         });
+        if recon {
+            let last = self.truth.last().expect("just pushed").clone();
+            self.truth.push(TruthEntry {
+                detector: detect::recon::NAME,
+                description: "the leaked key's first whoami and bucket listing, never made by the CI user",
+                ..last
+            });
+        }
     }
 
     fn attack(&mut self, a: usize) {
@@ -1067,6 +1111,7 @@ impl Gen<'_> {
             ("s3.amazonaws.com", "GetObject", None),
         ];
         let mut first = None;
+        let mut recon = false;
         for (i, (source, event, error)) in steps.into_iter().enumerate() {
             let time = slot_time(slot).plus_millis(i as i64 * 70_000 + self.rng.below(30_000) as i64);
             first.get_or_insert(time);
@@ -1084,7 +1129,7 @@ impl Gen<'_> {
             };
             let vp = vpce.as_ref().map(|(v, o)| (v.as_str(), o.as_str()));
             let ua = format!("{UA_CLI} command/{}", event.to_ascii_lowercase());
-            self.emit(&Call {
+            recon |= self.emit(&Call {
                 time,
                 source,
                 name: event,
@@ -1116,6 +1161,14 @@ impl Gen<'_> {
             time: first.expect("steps").to_string(),
             description,
         });
+        if recon {
+            let last = self.truth.last().expect("just pushed").clone();
+            self.truth.push(TruthEntry {
+                detector: detect::recon::NAME,
+                description: "the attacker's first whoami / listing calls, never made by this role",
+                ..last
+            });
+        }
     }
 }
 
@@ -1153,6 +1206,8 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
         rng: rng.fork(4),
         truth: Vec::new(),
         buf: String::with_capacity(4096),
+        principal_first: Default::default(),
+        recon_made: Default::default(),
     };
     for slot in 0..slots {
         let slot_end = slot_time(slot + 1);

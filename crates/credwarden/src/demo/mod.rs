@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cloudtrail::discover;
-use detect::{BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector};
+use detect::{
+    BurstConfig, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector, ReconCallDetector, ReconConfig, StaticKeyConfig,
+    StaticKeyDetector,
+};
 
 pub use generate::TruthEntry;
 
@@ -133,6 +136,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         Box::new(OffInstanceDetector::new(cfg)),
         Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
         Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
+        Box::new(ReconCallDetector::new(ReconConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
     ]);
     let (sources, _) = discover(&[&g.logs])?;
     let mut findings: Vec<Finding> = Vec::new();
