@@ -167,6 +167,8 @@ pub struct RawRecord<'a> {
     pub user_identity: Option<RawIdentity<'a>>,
     #[serde(rename = "requestParameters", borrow)]
     pub request_parameters: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub resources: Option<&'a RawValue>,
     #[serde(rename = "responseElements", borrow)]
     pub response_elements: Option<&'a RawValue>,
 
@@ -281,9 +283,23 @@ pub struct Record {
     /// Instances that an EC2 call names and whose public address it may change
     /// (AssociateAddress, AttachNetworkInterface, StartInstances).
     pub instances_named: Vec<Text>,
+    /// The record's `resources` array as raw JSON (one copy, parsed only by the detectors that
+    /// need it; most never do). `None` when absent, null or empty.
+    pub resources_json: Option<Text>,
 }
 
 impl Record {
+    /// ARNs named in `resources` (parsed on demand).
+    pub fn resource_arns(&self) -> Vec<String> {
+        #[derive(Deserialize)]
+        struct Resource {
+            #[serde(rename = "ARN", default)]
+            arn: Option<String>,
+        }
+        let Some(raw) = self.resources_json.as_deref() else { return Vec::new() };
+        serde_json::from_str::<Vec<Resource>>(raw).map(|v| v.into_iter().filter_map(|r| r.arn).collect()).unwrap_or_default()
+    }
+
     /// The account the record belongs to: the recipient account, else the caller's.
     pub fn account(&self) -> Option<&str> {
         self.recipient_account_id.as_deref().or(self.identity.account_id.as_deref())
@@ -391,6 +407,7 @@ impl<'a> RawRecord<'a> {
             identity,
             issuance,
             instances_named,
+            resources_json: self.resources.map(RawValue::get).filter(|r| r.starts_with('[') && *r != "[]").map(Into::into),
         })
     }
 }

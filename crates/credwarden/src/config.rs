@@ -26,6 +26,9 @@ pub struct DetectConfig {
     pub lateness_minutes: Option<u32>,
     pub expiry_margin_minutes: Option<u32>,
     pub threads: Option<usize>,
+    /// canary-resource: access key ids and ARN patterns nobody should ever use.
+    #[serde(default)]
+    pub canaries: Vec<String>,
     /// recon-call: hours a principal is watched before its recon calls count as new (default 336).
     pub learning_hours: Option<u32>,
     /// enumeration-burst: denials within a minute that make a rate burst (default 10).
@@ -72,6 +75,10 @@ expiry_margin_minutes = 60
 
 # Decoding threads; 0 = one per core.
 threads = 0
+
+# Canaries: honey access keys and ARN patterns (`*`, `?`) nobody should ever touch. Any use
+# is a critical finding, learning or not.
+canaries = ["AKIAIOSFODNN7EXAMPLE", "arn:aws:s3:::corp-backup-archive-2019*"]
 
 # recon-call: how long (hours) a principal is watched before its first GetCallerIdentity,
 # ListBuckets, … count as new. Two weeks by default; the demo uses one hour.

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use cloudtrail::{discover, EventTime};
 use detect::{
-    BurstConfig, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector, ReconCallDetector, ReconConfig, StaticKeyConfig,
-    StaticKeyDetector,
+    BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector, ReconCallDetector,
+    ReconConfig, StaticKeyConfig, StaticKeyDetector,
 };
 use store::{EmittedFinding, Store};
 
@@ -17,7 +17,7 @@ use crate::output::{write_finding, write_table_header, Format};
 use crate::pipeline::{peak_rss_bytes, run_detect, RunSummary};
 
 /// Detector names this build implements.
-pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME, detect::static_key::NAME, detect::recon::NAME];
+pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME, detect::static_key::NAME, detect::recon::NAME, detect::canary::NAME];
 
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DetectArgs {
@@ -56,6 +56,10 @@ pub struct DetectArgs {
     /// Minutes a credential's state is kept after it expires [default: 60].
     #[arg(long, value_name = "MINUTES")]
     pub expiry_margin: Option<u32>,
+    /// Canary (repeatable): an access key id or an ARN pattern (`*`, `?`) that nobody should
+    /// ever use; any use is a critical finding.
+    #[arg(long = "canary", value_name = "KEY|ARN")]
+    pub canaries: Vec<String>,
     /// Hours a principal is watched before its first recon calls count as new [default: 336,
     /// i.e. 14 days].
     #[arg(long = "learning", value_name = "HOURS")]
@@ -137,6 +141,12 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                     rc.learning_ms = i64::from(h) * EventTime::HOUR;
                 }
                 out.push(Box::new(ReconCallDetector::new(rc)));
+            }
+            detect::canary::NAME => {
+                let canaries: Vec<String> = cfg.detect.canaries.iter().chain(&args.canaries).cloned().collect();
+                let lateness_ms =
+                    args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
+                out.push(Box::new(CanaryDetector::new(CanaryConfig { canaries, lateness_ms })));
             }
             other => bail!("unknown detector {other:?}; this build has: {}", DETECTORS.join(", ")),
         }

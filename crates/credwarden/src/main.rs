@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Find credential compromise in CloudTrail files, folders or stdin.
-    Detect(detect_cmd::DetectArgs),
+    Detect(Box<detect_cmd::DetectArgs>),
     /// Generate a realistic company's CloudTrail with injected attacks, detect, and score.
     Demo(demo::DemoArgs),
     /// AWS's published IP address ranges.

@@ -38,7 +38,10 @@ fn stratus_logs_run_cleanly_with_jsonl_output_when_not_a_terminal() {
     // The two AccessDenied bursts of the detonations (see expected_findings.jsonl).
     assert_eq!(found.iter().filter(|f| f["detector"] == "enumeration-burst").count(), 2);
     for f in found {
-        assert!(["off-instance-credential-use", "enumeration-burst", "static-key-use", "recon-call"].contains(&f["detector"].as_str().unwrap()), "{f}");
+        assert!(
+            ["off-instance-credential-use", "enumeration-burst", "static-key-use", "recon-call", "canary-resource"].contains(&f["detector"].as_str().unwrap()),
+            "{f}"
+        );
         for key in ["id", "severity", "time", "account", "region", "principal", "access_key_id", "source", "event_ids", "summary", "details", "remediation"] {
             assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
         }

@@ -8,6 +8,7 @@
 //! crate, persistence from the store crate.
 
 pub mod burst;
+pub mod canary;
 pub mod engine;
 pub mod error;
 pub mod fasthash;
@@ -18,6 +19,7 @@ pub mod recon;
 pub mod static_key;
 
 pub use burst::{BurstConfig, EnumerationBurstDetector};
+pub use canary::{CanaryConfig, CanaryDetector};
 pub use engine::{Detector, Engine, EngineStats};
 pub use error::ConfigError;
 pub use finding::{finding_id, Finding, FindingSource, Severity};

@@ -41,6 +41,8 @@ pub struct Call<'a> {
     pub error: Option<(&'a str, &'a str)>,
     pub event_id: &'a str,
     pub request_id: &'a str,
+    /// ARNs for the `resources` array.
+    pub resources: &'a [&'a str],
 }
 
 fn q(buf: &mut String, s: &str) {
@@ -142,6 +144,20 @@ impl Call<'_> {
         field(buf, "requestID", self.request_id);
         field(buf, "eventID", self.event_id);
         buf.push_str(if self.read_only { "\"readOnly\":true," } else { "\"readOnly\":false," });
+        if !self.resources.is_empty() {
+            buf.push_str("\"resources\":[");
+            for (i, arn) in self.resources.iter().enumerate() {
+                if i > 0 {
+                    buf.push(',');
+                }
+                buf.push_str("{\"ARN\":");
+                q(buf, arn);
+                buf.push_str(",\"accountId\":");
+                q(buf, self.account);
+                buf.push('}');
+            }
+            buf.push_str("],");
+        }
         field(buf, "eventType", "AwsApiCall");
         buf.push_str("\"managementEvent\":true,");
         field(buf, "recipientAccountId", self.account);
@@ -221,11 +237,13 @@ mod tests {
             error: None,
             event_id: "e",
             request_id: "r",
+            resources: &["arn:aws:s3:::b"],
         };
         call.write_json(&mut buf);
         let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
         assert_eq!(v["userIdentity"]["sessionContext"]["ec2RoleDelivery"], "2.0");
         assert_eq!(v["userAgent"], "ua \"quoted\"");
         assert_eq!(v["vpcEndpointId"], "vpce-1");
+        assert_eq!(v["resources"][0]["ARN"], "arn:aws:s3:::b");
     }
 }

@@ -533,6 +533,9 @@ struct Gen<'w> {
     recon_made: std::collections::HashSet<(String, usize)>,
 }
 
+/// The demo company's canary: an old backup bucket nothing legitimate reads.
+pub const DEMO_CANARY_BUCKET: &str = "arn:aws:s3:::corp-backup-archive-2019";
+
 /// The recon-call learning window the demo runs with (its data spans six hours).
 pub const DEMO_RECON_LEARNING_MS: i64 = EventTime::HOUR;
 
@@ -604,6 +607,7 @@ impl Gen<'_> {
                 error: None,
                 event_id: &event_id,
                 request_id: &request_id,
+                resources: &[],
             });
         }
         self.w.instances[ix].creds = Some(Creds { k1, k2, created: at });
@@ -656,6 +660,7 @@ impl Gen<'_> {
             error: None,
             event_id: &event_id,
             request_id: &request_id,
+            resources: &[],
         });
         self.issue_instance_creds(ix, launch);
         self.w.instances[ix].next_refresh = launch.plus_millis(EventTime::HOUR);
@@ -709,6 +714,7 @@ impl Gen<'_> {
             error: None,
             event_id: &event_id,
             request_id: &request_id,
+            resources: &[],
         });
         if !through_endpoint && matches!(self.w.instances[ix].kind, Kind::Web | Kind::Worker | Kind::DualStack) && !ip.contains(':') {
             self.w.instances[ix].nat_used = true;
@@ -744,6 +750,7 @@ impl Gen<'_> {
                 error: None,
                 event_id: &event_id2,
                 request_id: &request_id,
+                resources: &[],
             });
         }
     }
@@ -791,6 +798,7 @@ impl Gen<'_> {
                         error: None,
                         event_id: &event_id,
                         request_id: &request_id,
+                        resources: &[],
                     });
                 }
                 // Lambda: per-function credentials, calls from Lambda's (AWS) addresses that vary per call.
@@ -825,6 +833,7 @@ impl Gen<'_> {
                         error: None,
                         event_id: &event_id,
                         request_id: &request_id,
+                        resources: &[],
                     });
                 }
                 // Console users browsing: one click fans out across services and regions.
@@ -864,6 +873,7 @@ impl Gen<'_> {
                         error,
                         event_id: &event_id,
                         request_id: &request_id,
+                        resources: &[],
                     });
                 }
                 // CI deploys with a static key.
@@ -886,6 +896,7 @@ impl Gen<'_> {
                         error: None,
                         event_id: &event_id,
                         request_id: &request_id,
+                        resources: &[],
                     });
                 }
             }
@@ -931,6 +942,7 @@ impl Gen<'_> {
             error: None,
             event_id: &event_id,
             request_id: &request_id,
+            resources: &[],
         });
         self.w.instances[ix].public_ip = new_ip;
     }
@@ -1005,6 +1017,7 @@ impl Gen<'_> {
                 error,
                 event_id: &event_id,
                 request_id: &request_id,
+                resources: &[],
             });
         }
         self.truth.push(TruthEntry {
@@ -1028,6 +1041,56 @@ impl Gen<'_> {
                 ..last
             });
         }
+    }
+
+    /// The attacker holding the stolen sibling credential tries the company's old backup
+    /// bucket — a canary nobody legitimate touches.
+    fn honey_bucket_attack(&mut self, slot: u64) {
+        let Some(a) = self.w.attacks.iter().position(|a| a.name == "stolen-sibling-credential") else { return };
+        let Some(key) = self.w.attacks[a].stolen_key.clone() else { return };
+        let (ix, ip) = (self.w.attacks[a].instance, self.w.attacks[a].ip.clone());
+        let inst = &self.w.instances[ix];
+        let net = &self.w.nets[inst.net];
+        let account = self.w.accounts[net.account].id;
+        let creds = inst.creds.as_ref().expect("attacked instances are running");
+        let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
+        let time = slot_time(slot).plus_millis(self.rng.below(SLOT_MS as u64 / 2) as i64);
+        let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
+        let object = format!("{DEMO_CANARY_BUCKET}/db/prod-dump-2019-11.sql.gz");
+        let request = format!(r#"{{"bucketName":"{}","key":"db/prod-dump-2019-11.sql.gz"}}"#, DEMO_CANARY_BUCKET.trim_start_matches("arn:aws:s3:::"));
+        let who =
+            Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some("1.0"), console: false, invoked_by: None };
+        self.emit(&Call {
+            time,
+            source: "s3.amazonaws.com",
+            name: "GetObject",
+            region,
+            ip: &ip,
+            user_agent: UA_CLI,
+            who,
+            account,
+            read_only: true,
+            request: Some(&request),
+            response: None,
+            vpce: None,
+            error: None,
+            event_id: &event_id,
+            request_id: &request_id,
+            resources: &[&object, DEMO_CANARY_BUCKET],
+        });
+        self.truth.push(TruthEntry {
+            kind: "attack",
+            attack: "honey-bucket-read",
+            detector: detect::canary::NAME,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            instance_id: id,
+            access_key_id: key,
+            source_ip: ip,
+            vpc_endpoint: None,
+            time: time.to_string(),
+            description: "the stolen credential reads the old backup bucket, a canary",
+        });
     }
 
     /// The first account's CI key leaks (a build log) and is used from a VPS.
@@ -1066,6 +1129,7 @@ impl Gen<'_> {
                 error: None,
                 event_id: &event_id,
                 request_id: &request_id,
+                resources: &[],
             });
         }
         self.truth.push(TruthEntry {
@@ -1145,6 +1209,7 @@ impl Gen<'_> {
                 error,
                 event_id: &event_id,
                 request_id: &request_id,
+                resources: &[],
             });
         }
         self.w.attacks[a].stolen_key = Some(key.clone());
@@ -1250,6 +1315,9 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
         }
         if slot == 44 {
             g.leaked_static_key(slot);
+        }
+        if slot == 40 {
+            g.honey_bucket_attack(slot);
         }
         // A record is delivered at most one slot late: everything for slots < `slot` is final.
         if slot >= 1 {
