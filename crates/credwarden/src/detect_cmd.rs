@@ -5,16 +5,18 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use cloudtrail::FileReport;
 use cloudtrail::{discover, EventTime};
 use detect::{
     BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector, ReconCallDetector,
     ReconConfig, StaticKeyConfig, StaticKeyDetector,
 };
-use store::{EmittedFinding, Store};
+use store::Store;
 
 use crate::config::Config;
-use crate::output::{write_finding, write_table_header, Format};
-use crate::pipeline::{peak_rss_bytes, run_detect, RunSummary};
+use crate::durable::{self, DurableRun, Sink};
+use crate::output::{write_table_header, Format};
+use crate::pipeline::{peak_rss_bytes, run_detect, run_with_hooks, RunSummary};
 
 /// Detector names this build implements.
 pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME, detect::static_key::NAME, detect::recon::NAME, detect::canary::NAME];
@@ -32,9 +34,13 @@ pub struct DetectArgs {
     /// fsynced before the finding is recorded as emitted in --state.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// SQLite state file: findings already emitted by an earlier run are not printed again.
+    /// SQLite state file: what the detectors learned, which files were processed, and which
+    /// findings were emitted carry over to the next run; nothing is reported twice.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// With --state: commit a checkpoint after this many files (and at least every 5 s).
+    #[arg(long, value_name = "FILES", default_value_t = 256)]
+    pub checkpoint_every: usize,
     /// Exit with status 2 when any input error was counted.
     #[arg(long)]
     pub strict: bool,
@@ -173,11 +179,6 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             ignored[0].display()
         )?;
     }
-    let mut state = match &args.state {
-        Some(p) => Some(Store::open(p)?),
-        None => None,
-    };
-    let run_id = state.as_ref().map(Store::begin_run).transpose()?;
     let format = args.format.unwrap_or(if out_is_tty { Format::Table } else { Format::Jsonl });
     if format == Format::Table {
         write_table_header(out)?;
@@ -185,39 +186,12 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
     let lateness = args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
     let mut engine = Engine::new(detectors).with_lateness(lateness);
     let threads = args.threads.or(cfg.detect.threads).unwrap_or(0);
-    let mut file_sink = match &args.output {
-        Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("cannot open --output {}", p.display()))?),
-        None => None,
-    };
-    let mut already = 0u64;
-    let mut printed = 0u64;
     let quiet = args.quiet;
     let mut notes = NoteDigest::default();
     let mut progress = Progress::new(sources.len(), !quiet && std::io::stderr().is_terminal());
-    let mut summary = run_detect(
-        &sources,
-        &mut engine,
-        threads,
-        |f| -> Result<()> {
-            if let Some(s) = &state {
-                if s.was_emitted(&f.id)? {
-                    already += 1;
-                    return Ok(());
-                }
-            }
-            write_finding(out, f, format)?;
-            out.flush()?;
-            if let Some(file) = &mut file_sink {
-                write_finding(file, f, Format::Jsonl)?;
-                file.sync_data()?;
-            }
-            printed += 1;
-            if let Some(s) = &mut state {
-                s.mark_emitted(&[EmittedFinding { id: &f.id, detector: f.detector, time: &f.time }])?;
-            }
-            Ok(())
-        },
-        |report| {
+    let mut stderr_lines: Vec<String> = Vec::new();
+    let (mut summary, delivered, already) = {
+        let mut report_file = |report: &FileReport| {
             progress.clear(err);
             for e in &report.errors {
                 let _ = writeln!(err, "error: {e}");
@@ -231,17 +205,90 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                 }
             }
             progress.file_done(err, report.records);
-        },
-    )?;
+        };
+        match &args.state {
+            Some(state_path) => {
+                let mut store = Store::open(state_path)?;
+                let run_id = store.begin_run()?;
+                durable::restore(&store, &mut engine)?;
+                // An interrupted run may have left findings committed but not delivered, and
+                // half a line in --output: repair, then deliver what is missing.
+                let (file, written) = match &args.output {
+                    Some(p) => {
+                        let (f, ids) = durable::open_output(p, true)?;
+                        (Some(f), ids)
+                    }
+                    None => (None, Default::default()),
+                };
+                let mut sink = Sink { out, format, file, delivered: 0 };
+                durable::drain_outbox(&mut store, &mut sink, &written)?;
+                let mut todo = Vec::new();
+                let mut identities = Vec::new();
+                let mut skipped = 0usize;
+                for source in sources {
+                    let id = durable::file_identity(&source);
+                    if let Some((path, size, mtime)) = &id {
+                        match store.processed(path)? {
+                            Some((s, m)) if s == *size && m == *mtime => {
+                                skipped += 1;
+                                continue;
+                            }
+                            Some(_) => stderr_lines.push(format!("note: {path} changed since an earlier run processed it; it is read again")),
+                            None => {}
+                        }
+                    }
+                    identities.push(id);
+                    todo.push(source);
+                }
+                if skipped > 0 {
+                    stderr_lines.push(format!("note: {skipped} file(s) already processed by an earlier run (per --state) were skipped"));
+                }
+                let mut run = DurableRun {
+                    store: &mut store,
+                    sink: &mut sink,
+                    identities,
+                    pending_files: Vec::new(),
+                    pending_findings: Vec::new(),
+                    already_emitted: 0,
+                    last_checkpoint: std::time::Instant::now(),
+                    every_files: args.checkpoint_every.max(1),
+                    every: std::time::Duration::from_secs(5),
+                    on_report: &mut report_file,
+                };
+                let summary = run_with_hooks(&todo, &mut engine, threads, &mut run)?;
+                run.checkpoint(&engine)?;
+                let already = run.already_emitted;
+                store.finish_run(run_id, summary.records, sink.delivered, summary.input_errors)?;
+                (summary, sink.delivered, already)
+            }
+            None => {
+                let file = args.output.as_deref().map(|p| durable::open_output(p, false)).transpose()?.map(|(f, _)| f);
+                let mut sink = Sink { out, format, file, delivered: 0 };
+                let summary = run_detect(
+                    &sources,
+                    &mut engine,
+                    threads,
+                    |f| -> Result<()> {
+                        sink.deliver(&serde_json::to_string(f)?)?;
+                        sink.sync()
+                    },
+                    &mut report_file,
+                )?;
+                (summary, sink.delivered, 0)
+            }
+        }
+    };
     progress.clear(err);
+    for line in &stderr_lines {
+        if !quiet {
+            writeln!(err, "{line}")?;
+        }
+    }
     if !quiet {
         notes.finish(err);
     }
-    summary.findings_emitted = printed;
+    summary.findings_emitted = delivered;
     summary.findings_already_emitted = already;
-    if let (Some(s), Some(run)) = (&state, run_id) {
-        s.finish_run(run, summary.records, printed, summary.input_errors)?;
-    }
     let rss = peak_rss_bytes();
     if !args.quiet {
         writeln!(err, "{}", summary_line(&summary, rss))?;
@@ -253,12 +300,12 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             "megabytes_per_second": summary.megabytes_per_second(), "peak_rss_bytes": rss,
             "input_errors": summary.input_errors, "skipped_values": summary.skipped_values,
             "duplicates": summary.engine.duplicates, "late_records": summary.engine.late, "future_records": summary.engine.future,
-            "findings": printed, "findings_already_emitted": already, "detectors": engine.detector_names(),
+            "findings": delivered, "findings_already_emitted": already, "detectors": engine.detector_names(),
             "peak_live_state": summary.engine.peak_live_state,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&stats)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(DetectOutcome { summary, findings: printed })
+    Ok(DetectOutcome { summary, findings: delivered })
 }
 
 pub fn summary_line(s: &RunSummary, rss: Option<u64>) -> String {

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod demo;
 pub mod detect_cmd;
+pub mod durable;
 pub mod ipranges;
 pub mod output;
 pub mod pipeline;

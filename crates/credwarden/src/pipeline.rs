@@ -31,6 +31,16 @@ impl RunSummary {
     }
 }
 
+/// What a run tells its caller as it goes.
+pub trait RunHooks {
+    type Error;
+    /// A new finding (in order).
+    fn finding(&mut self, f: &Finding) -> Result<(), Self::Error>;
+    /// Source `index` is finished: every record of it (and of the sources before it) has been
+    /// through the engine, and none of a later one has.
+    fn file_done(&mut self, index: usize, report: &FileReport, engine: &Engine) -> Result<(), Self::Error>;
+}
+
 /// Run detection over `sources`. `on_finding` is called for each new finding in order;
 /// `on_file` once per source with its report. With an engine that has no detectors this
 /// is the decode floor: records are decoded and dropped.
@@ -38,14 +48,30 @@ pub fn run_detect<E>(
     sources: &[InputSource],
     engine: &mut Engine,
     threads: usize,
-    mut on_finding: impl FnMut(&Finding) -> Result<(), E>,
-    mut on_file: impl FnMut(&FileReport),
+    on_finding: impl FnMut(&Finding) -> Result<(), E>,
+    on_file: impl FnMut(&FileReport),
 ) -> Result<RunSummary, E> {
+    struct Closures<F, G>(F, G);
+    impl<E, F: FnMut(&Finding) -> Result<(), E>, G: FnMut(&FileReport)> RunHooks for Closures<F, G> {
+        type Error = E;
+        fn finding(&mut self, f: &Finding) -> Result<(), E> {
+            (self.0)(f)
+        }
+        fn file_done(&mut self, _: usize, report: &FileReport, _: &Engine) -> Result<(), E> {
+            (self.1)(report);
+            Ok(())
+        }
+    }
+    run_with_hooks(sources, engine, threads, &mut Closures(on_finding, on_file))
+}
+
+/// [`run_detect`] with hooks that can see the engine between sources (to checkpoint it).
+pub fn run_with_hooks<H: RunHooks>(sources: &[InputSource], engine: &mut Engine, threads: usize, hooks: &mut H) -> Result<RunSummary, H::Error> {
     let start = Instant::now();
     let mut summary = RunSummary { files: sources.len(), ..Default::default() };
     let detecting = !engine.detector_names().is_empty();
     let mut out: Vec<Finding> = Vec::new();
-    let mut failure: Option<E> = None;
+    let mut failure: Option<H::Error> = None;
     decode_in_order(sources, threads, |msg| {
         if failure.is_some() {
             return;
@@ -58,18 +84,20 @@ pub fn run_detect<E>(
                     }
                 }
                 for f in out.drain(..) {
-                    if let Err(e) = on_finding(&f) {
+                    if let Err(e) = hooks.finding(&f) {
                         failure = Some(e);
                         return;
                     }
                 }
             }
-            Decoded::Done(_, report) => {
+            Decoded::Done(index, report) => {
                 summary.records += report.records;
                 summary.bytes += report.bytes;
                 summary.input_errors += report.error_count();
                 summary.skipped_values += report.skipped;
-                on_file(&report);
+                if let Err(e) = hooks.file_done(index, &report, engine) {
+                    failure = Some(e);
+                }
             }
         }
     });
@@ -78,7 +106,7 @@ pub fn run_detect<E>(
     }
     engine.finish(&mut out);
     for f in out.drain(..) {
-        on_finding(&f)?;
+        hooks.finding(&f)?;
     }
     summary.engine = engine.stats.clone();
     summary.elapsed = start.elapsed();

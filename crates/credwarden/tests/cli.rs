@@ -115,10 +115,19 @@ fn state_file_suppresses_findings_already_emitted() {
     let first = run(&args);
     assert_eq!(findings(&first).len(), 1, "{}", text(&first.stderr));
     assert_eq!(std::fs::read_to_string(&sink).unwrap(), text(&first.stdout), "--output holds what stdout showed");
+    // The same file again: skipped, it was processed.
     let second = run(&args);
     assert_eq!(second.status.code(), Some(0));
     assert!(findings(&second).is_empty());
-    assert!(text(&second.stderr).contains("1 already reported earlier"), "{}", text(&second.stderr));
+    assert!(text(&second.stderr).contains("1 file(s) already processed by an earlier run"), "{}", text(&second.stderr));
+    // The file rewritten (new modification time): read again; its records are known
+    // duplicates (the duplicate filter's memory is part of the state) and nothing repeats.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
+    let third = run(&args);
+    assert!(findings(&third).is_empty());
+    let err3 = text(&third.stderr);
+    assert!(err3.contains("changed since an earlier run") && err3.contains("2 duplicate(s)"), "{err3}");
     assert_eq!(std::fs::read_to_string(&sink).unwrap().lines().count(), 1, "appended, and nothing twice");
     std::fs::write(&state, b"not a database, definitely not one, just some words to fill a header").unwrap();
     let broken = run(&args);

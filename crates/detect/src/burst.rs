@@ -21,7 +21,7 @@ use std::collections::BinaryHeap;
 use cloudtrail::{EventTime, Record, Text};
 use serde_json::json;
 
-use crate::engine::Detector;
+use crate::engine::{state_field, Detector};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 
@@ -79,7 +79,7 @@ impl Default for BurstConfig {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Denial {
     time: EventTime,
     event_id: Text,
@@ -91,7 +91,7 @@ struct Denial {
     region: Option<Text>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Cluster {
     principal: Option<Text>,
     account: Option<Text>,
@@ -286,5 +286,15 @@ impl Detector for EnumerationBurstDetector {
 
     fn live_state(&self) -> usize {
         self.open.values().map(Vec::len).sum()
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::json!({"open": self.open, "timers": self.timers})
+    }
+
+    fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
+        self.open = state_field(&mut state, "open")?;
+        self.timers = state_field(&mut state, "timers")?;
+        Ok(())
     }
 }

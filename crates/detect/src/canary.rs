@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 use cloudtrail::{EventTime, Record, Text};
 use serde_json::json;
 
-use crate::engine::Detector;
+use crate::engine::{state_field, Detector};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 
@@ -51,7 +51,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Touch {
     time: EventTime,
     event_id: Text,
@@ -181,6 +181,16 @@ impl Detector for CanaryDetector {
 
     fn live_state(&self) -> usize {
         self.touches.len()
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::json!({"touches": self.touches.iter().collect::<Vec<_>>(), "timers": self.timers})
+    }
+
+    fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
+        self.touches = state_field::<Vec<((usize, Text), Touch)>>(&mut state, "touches")?.into_iter().collect();
+        self.timers = state_field(&mut state, "timers")?;
+        Ok(())
     }
 }
 

@@ -26,6 +26,17 @@ pub trait Detector: Send {
     fn finish(&mut self, out: &mut Vec<Finding>);
     /// Live state entries (for memory accounting in stats).
     fn live_state(&self) -> usize;
+    /// Everything the detector has learned, to carry into the next run (`--state`).
+    fn save_state(&self) -> serde_json::Value;
+    /// Take back what `save_state` gave, replacing the current state. A state the detector
+    /// cannot read (written by another version) is an error, never a guess.
+    fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String>;
+}
+
+/// Take one field out of a saved state.
+pub fn state_field<T: serde::de::DeserializeOwned>(state: &mut serde_json::Value, name: &str) -> Result<T, String> {
+    serde_json::from_value(state.get_mut(name).map(serde_json::Value::take).ok_or_else(|| format!("saved state lacks `{name}`"))?)
+        .map_err(|e| format!("saved state field `{name}`: {e}"))
 }
 
 /// Counters for the end-of-run summary.
@@ -107,6 +118,9 @@ pub struct Engine {
 /// How long duplicate eventIDs are remembered, in event time. CloudTrail's duplicate
 /// deliveries arrive close together; an hour is generous and keeps memory bounded.
 pub const DEFAULT_DUPLICATE_WINDOW_MS: i64 = EventTime::HOUR;
+/// The name the engine's own state is saved under.
+pub const ENGINE_STATE: &str = "engine";
+
 /// How late (event time) a record may arrive and still be fully taken into account.
 pub const DEFAULT_LATENESS_MS: i64 = 15 * EventTime::MINUTE;
 
@@ -184,6 +198,34 @@ impl Engine {
     /// The latest event time believed: a day past this machine's clock.
     fn horizon_ms(&self) -> i64 {
         self.now_ms + 24 * EventTime::HOUR
+    }
+
+    /// The engine's and every detector's state, by name, to carry into the next run.
+    pub fn save_state(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let mut out = vec![(
+            ENGINE_STATE,
+            serde_json::json!({"watermark": self.watermark, "recent_key": self.recent.hasher.key(), "recent": self.recent.order, "window_ms": self.recent.window_ms}),
+        )];
+        out.extend(self.detectors.iter().map(|d| (d.name(), d.save_state())));
+        out
+    }
+
+    /// Restore what `save_state` gave. States of detectors not running now are ignored;
+    /// detectors without a saved state start fresh.
+    pub fn restore_state(&mut self, states: Vec<(String, serde_json::Value)>) -> Result<(), String> {
+        for (name, mut state) in states {
+            if name == ENGINE_STATE {
+                self.watermark = state_field(&mut state, "watermark")?;
+                let key: u64 = state_field(&mut state, "recent_key")?;
+                let order: VecDeque<(EventTime, u64)> = state_field(&mut state, "recent")?;
+                self.recent.hasher = FastState::with_key(key);
+                self.recent.seen = order.iter().map(|(_, k)| *k).collect();
+                self.recent.order = order;
+            } else if let Some(d) = self.detectors.iter_mut().find(|d| d.name() == name) {
+                d.restore_state(state).map_err(|e| format!("detector {name}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// End of input: every detector decides what is still open.

@@ -19,6 +19,17 @@ impl Default for FastState {
     }
 }
 
+impl FastState {
+    /// A state with a given key (to rebuild hashes saved by an earlier run).
+    pub fn with_key(key: u64) -> FastState {
+        FastState { key }
+    }
+
+    pub fn key(&self) -> u64 {
+        self.key
+    }
+}
+
 impl BuildHasher for FastState {
     type Hasher = FastHasher;
     fn build_hasher(&self) -> FastHasher {

@@ -39,7 +39,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use cloudtrail::{EventTime, Record, SourceAddress, Text};
 use serde_json::json;
 
-use crate::engine::Detector;
+use crate::engine::{state_field, Detector};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 use crate::netset::{AwsIpRanges, NetSet};
@@ -80,7 +80,7 @@ impl Default for OffInstanceConfig {
 }
 
 /// Where a call came from, as the detector compares it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum NetSource {
     Public4(Ipv4Addr),
     /// A private address without a VPC endpoint (rare; compared as its own family).
@@ -125,7 +125,7 @@ impl NetSource {
 }
 
 /// One call, as evidence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Evidence {
     time: EventTime,
     event_id: Text,
@@ -166,14 +166,43 @@ impl Evidence {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Verdict {
-    Undecided,
-    Accepted(&'static str),
-    Foreign(&'static str),
+/// Why a source was accepted or judged foreign (the finding's `details.reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Reason {
+    DeclaredEgress,
+    ForeignVpcEndpoint,
+    OutsideAws,
+    Lock,
+    FirstSourceOfAnotherInstance,
+    AfterAddressChange,
+    UnverifiedNewNetwork,
+    DifferentSource,
 }
 
-#[derive(Debug)]
+impl Reason {
+    fn as_str(self) -> &'static str {
+        match self {
+            Reason::DeclaredEgress => "declared-egress",
+            Reason::ForeignVpcEndpoint => "foreign-vpc-endpoint",
+            Reason::OutsideAws => "outside-aws",
+            Reason::Lock => "lock",
+            Reason::FirstSourceOfAnotherInstance => "first-source-of-another-instance",
+            Reason::AfterAddressChange => "after-address-change",
+            Reason::UnverifiedNewNetwork => "unverified-new-network",
+            Reason::DifferentSource => "different-source",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Verdict {
+    Undecided,
+    Accepted(Reason),
+    Foreign(Reason),
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct SourceState {
     source: NetSource,
     addr: Option<IpAddr>,
@@ -185,13 +214,13 @@ struct SourceState {
     reported: Vec<Text>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct InstanceState {
     account: Text,
     instance_id: Text,
     role_arn: Option<Text>,
     /// How the instance was recognised: issuance seen, or session name (+ ec2RoleDelivery).
-    identified_by: &'static str,
+    identified_by: Text,
     keys: Vec<Text>,
     sources: Vec<SourceState>,
     address_changes: Vec<Evidence>,
@@ -202,7 +231,7 @@ struct InstanceState {
     last_seen: EventTime,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct KeyState {
     instance: String,
     expires: EventTime,
@@ -222,7 +251,7 @@ struct KeySighting<'a> {
     time: EventTime,
 }
 
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 enum Timer {
     Decide(String),
     ExpireKey(Text),
@@ -289,7 +318,7 @@ impl OffInstanceDetector {
             account: account.into(),
             instance_id: instance_id.into(),
             role_arn: None,
-            identified_by: "session-name",
+            identified_by: "session-name".into(),
             keys: Vec::new(),
             sources: Vec::new(),
             address_changes: Vec::new(),
@@ -314,8 +343,8 @@ impl OffInstanceDetector {
         if inst.role_arn.is_none() {
             inst.role_arn = role_arn.map(Into::into);
         }
-        if identified_by == "issuance" || inst.identified_by == "session-name" {
-            inst.identified_by = identified_by;
+        if identified_by == "issuance" || &*inst.identified_by == "session-name" {
+            inst.identified_by = identified_by.into();
         }
         if !inst.keys.iter().any(|k| &**k == key) {
             inst.keys.push(key.into());
@@ -549,11 +578,11 @@ impl OffInstanceDetector {
         for &i in &order {
             let s = &inst.sources[i];
             let verdict = if s.addr.is_some_and(|a| self.cfg.egress.contains(a)) {
-                Verdict::Accepted("declared-egress")
+                Verdict::Accepted(Reason::DeclaredEgress)
             } else if matches!(s.source, NetSource::ForeignEndpoint { .. }) {
-                Verdict::Foreign("foreign-vpc-endpoint")
+                Verdict::Foreign(Reason::ForeignVpcEndpoint)
             } else if self.outside_aws(s) {
-                Verdict::Foreign("outside-aws")
+                Verdict::Foreign(Reason::OutsideAws)
             } else {
                 let fam = s.source.family().expect("only foreign endpoints lack a family") as usize;
                 if locks[fam].is_none() {
@@ -566,15 +595,15 @@ impl OffInstanceDetector {
                     }
                 }
                 if locks[fam] == Some(i) {
-                    Verdict::Accepted("lock")
+                    Verdict::Accepted(Reason::Lock)
                 } else if self.shared_first_source(inst, s) {
-                    Verdict::Accepted("first-source-of-another-instance")
+                    Verdict::Accepted(Reason::FirstSourceOfAnotherInstance)
                 } else if locks[fam].is_some() && self.follows_address_change(inst, i) {
-                    Verdict::Accepted("after-address-change")
+                    Verdict::Accepted(Reason::AfterAddressChange)
                 } else if locks[fam].is_none() {
-                    Verdict::Foreign("unverified-new-network")
+                    Verdict::Foreign(Reason::UnverifiedNewNetwork)
                 } else {
-                    Verdict::Foreign("different-source")
+                    Verdict::Foreign(Reason::DifferentSource)
                 }
             };
             decisions.push((i, verdict));
@@ -591,7 +620,7 @@ impl OffInstanceDetector {
             self.update_earliest(ikey);
         }
         let inst = self.instances.get(ikey).expect("live instance");
-        let foreign: Vec<(usize, &'static str)> = inst
+        let foreign: Vec<(usize, Reason)> = inst
             .sources
             .iter()
             .enumerate()
@@ -654,7 +683,7 @@ impl OffInstanceDetector {
 
     /// Emit one finding per access key that used foreign source `idx`, was not reported yet,
     /// and whose evidence is complete by `watermark` (all of them at the end of input).
-    fn report(&mut self, ikey: &str, idx: usize, reason: &'static str, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
+    fn report(&mut self, ikey: &str, idx: usize, reason: Reason, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
         let delay = self.decision_delay();
         let inst = self.instances.get(ikey).expect("live instance");
         let s = &inst.sources[idx];
@@ -672,7 +701,7 @@ impl OffInstanceDetector {
         inst.sources[idx].reported.extend(pending.into_iter().map(|e| e.access_key));
     }
 
-    fn finding(&self, inst: &InstanceState, s: &SourceState, ev: &Evidence, lock: Option<&Evidence>, reason: &'static str) -> Finding {
+    fn finding(&self, inst: &InstanceState, s: &SourceState, ev: &Evidence, lock: Option<&Evidence>, reason: Reason) -> Finding {
         let key_state = self.keys.get(&ev.access_key);
         let issuance = key_state.and_then(|k| k.issuance.as_ref());
         let role = inst.role_arn.as_deref().unwrap_or("(unknown role)");
@@ -683,8 +712,8 @@ impl OffInstanceDetector {
             _ => ev.ip.clone(),
         };
         let summary = match (reason, lock) {
-            ("outside-aws", _) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}, outside AWS's published address ranges and outside the declared egress.", ev.access_key, inst.instance_id),
-            ("foreign-vpc-endpoint", _) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}, an endpoint that is not in one of our accounts.", ev.access_key, inst.instance_id),
+            (Reason::OutsideAws, _) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}, outside AWS's published address ranges and outside the declared egress.", ev.access_key, inst.instance_id),
+            (Reason::ForeignVpcEndpoint, _) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}, an endpoint that is not in one of our accounts.", ev.access_key, inst.instance_id),
             (_, Some(l)) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}; the instance's credentials have been used from {} since {}.", ev.access_key, inst.instance_id, l.ip, l.time),
             (_, None) => format!("Credential {} of instance {} (role {role_name}) was used from {where_from}, not from the instance's network.", ev.access_key, inst.instance_id),
         };
@@ -707,10 +736,10 @@ impl OffInstanceDetector {
             event_ids,
             summary,
             details: json!({
-                "reason": reason,
+                "reason": reason.as_str(),
                 "instance_id": &*inst.instance_id,
                 "role_arn": inst.role_arn.as_deref(),
-                "credential_identified_by": inst.identified_by,
+                "credential_identified_by": &*inst.identified_by,
                 "ec2_role_delivery": key_state.and_then(|k| k.delivery.as_deref()),
                 "issuance": issuance.map(Evidence::json),
                 "locked_source": lock.map(|l| json!({"source": l.ip, "vpc_endpoint": l.vpce.as_deref(), "locked_at": l.time.to_string(), "event_id": &*l.event_id, "user_agent": l.user_agent.as_deref(), "access_key_id": &*l.access_key})),
@@ -856,5 +885,20 @@ impl Detector for OffInstanceDetector {
 
     fn live_state(&self) -> usize {
         self.keys.len() + self.instances.len()
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keys": self.keys, "instances": self.instances,
+            "first_sources": self.first_sources.iter().collect::<Vec<_>>(), "timers": self.timers,
+        })
+    }
+
+    fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
+        self.keys = state_field(&mut state, "keys")?;
+        self.instances = state_field(&mut state, "instances")?;
+        self.first_sources = state_field::<Vec<((Text, NetSource), u32)>>(&mut state, "first_sources")?.into_iter().collect();
+        self.timers = state_field(&mut state, "timers")?;
+        Ok(())
     }
 }

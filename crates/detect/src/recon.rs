@@ -16,7 +16,7 @@ use std::collections::BinaryHeap;
 use cloudtrail::{EventTime, Record, Text};
 use serde_json::json;
 
-use crate::engine::Detector;
+use crate::engine::{state_field, Detector};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 
@@ -67,7 +67,7 @@ impl Default for ReconConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Call {
     time: EventTime,
     event_id: Text,
@@ -80,7 +80,7 @@ struct Call {
     arn: Option<Text>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Principal {
     first_seen: EventTime,
     /// Earliest occurrence of each recon call, and whether it has been judged.
@@ -238,6 +238,16 @@ impl Detector for ReconCallDetector {
 
     fn live_state(&self) -> usize {
         self.principals.len()
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::json!({"principals": self.principals, "timers": self.timers})
+    }
+
+    fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
+        self.principals = state_field(&mut state, "principals")?;
+        self.timers = state_field(&mut state, "timers")?;
+        Ok(())
     }
 }
 

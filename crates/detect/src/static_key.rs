@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use cloudtrail::{EventTime, Record, SourceAddress, Text};
 use serde_json::json;
 
-use crate::engine::Detector;
+use crate::engine::{state_field, Detector};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 
@@ -36,7 +36,7 @@ impl Default for StaticKeyConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct KeySource {
     ip: String,
     first: EventTime,
@@ -53,7 +53,7 @@ impl KeySource {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct KeyState {
     account: Option<Text>,
     owner_arn: Option<Text>,
@@ -292,5 +292,15 @@ impl Detector for StaticKeyDetector {
 
     fn live_state(&self) -> usize {
         self.keys.len()
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::json!({"keys": self.keys, "timers": self.timers})
+    }
+
+    fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
+        self.keys = state_field(&mut state, "keys")?;
+        self.timers = state_field(&mut state, "timers")?;
+        Ok(())
     }
 }

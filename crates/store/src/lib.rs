@@ -13,8 +13,15 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-/// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this build writes. 1: emitted findings and runs. 2: adds detector state,
+/// processed files and the finding outbox (files at version 1 are upgraded in place).
+pub const SCHEMA_VERSION: i64 = 2;
+
+const SCHEMA_V2: &str = "
+    CREATE TABLE IF NOT EXISTS detector_state (name TEXT PRIMARY KEY, format INTEGER NOT NULL, state TEXT NOT NULL, saved_at INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS processed_files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, records INTEGER NOT NULL, processed_at INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, finding TEXT NOT NULL);
+";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,6 +41,14 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     path: String,
+}
+
+/// A source that was processed completely.
+pub struct ProcessedFile {
+    pub path: String,
+    pub size: i64,
+    pub mtime_ns: i64,
+    pub records: u64,
 }
 
 /// One emitted finding, as remembered.
@@ -75,16 +90,15 @@ impl Store {
                 return Err(StoreError::Foreign { path: self.path.clone() });
             }
             self.conn
-                .execute_batch(
+                .execute_batch(&format!(
                     "BEGIN;
                      CREATE TABLE credwarden_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
                      CREATE TABLE emitted_findings (id TEXT PRIMARY KEY, detector TEXT NOT NULL, time TEXT NOT NULL, emitted_at INTEGER NOT NULL);
                      CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER, records INTEGER, findings INTEGER, input_errors INTEGER);
-                     COMMIT;",
-                )
-                .map_err(self.err())?;
-            self.conn
-                .execute("INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', ?1)", params![SCHEMA_VERSION.to_string()])
+                     {SCHEMA_V2}
+                     INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
+                     COMMIT;"
+                ))
                 .map_err(self.err())?;
             return Ok(());
         }
@@ -93,6 +107,11 @@ impl Store {
         let found: i64 = found.and_then(|v| v.parse().ok()).ok_or_else(|| StoreError::Foreign { path: self.path.clone() })?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew { path: self.path.clone(), found });
+        }
+        if found < SCHEMA_VERSION {
+            self.conn
+                .execute_batch(&format!("BEGIN; {SCHEMA_V2} UPDATE credwarden_meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;"))
+                .map_err(self.err())?;
         }
         Ok(())
     }
@@ -118,6 +137,72 @@ impl Store {
             let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO emitted_findings (id, detector, time, emitted_at) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
             for f in findings {
                 stmt.execute(params![f.id, f.detector, f.time, now]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Saved detector states: name → (format, JSON).
+    pub fn detector_states(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT name, format, state FROM detector_state ORDER BY name").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Size and modification time (ns) a file had when it was processed, if it was.
+    pub fn processed(&self, path: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT size, mtime_ns FROM processed_files WHERE path = ?1").map_err(self.err())?;
+        stmt.query_row(params![path], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(self.err())
+    }
+
+    /// One atomic step of a run: the detectors' state after `files` were processed, those
+    /// files, and the findings they produced (queued in the outbox unless already emitted).
+    /// Either all of it is durable or none of it is.
+    pub fn checkpoint(&mut self, states: &[(&str, i64, String)], files: &[ProcessedFile], findings: &[(&str, String)]) -> Result<(), StoreError> {
+        let now = unix_now();
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut st = tx.prepare_cached("INSERT OR REPLACE INTO detector_state (name, format, state, saved_at) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
+            for (name, format, state) in states {
+                st.execute(params![name, format, state, now]).map_err(err)?;
+            }
+            let mut pf = tx
+                .prepare_cached("INSERT OR REPLACE INTO processed_files (path, size, mtime_ns, records, processed_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(err)?;
+            for f in files {
+                pf.execute(params![f.path, f.size, f.mtime_ns, f.records as i64, now]).map_err(err)?;
+            }
+            let mut ob = tx
+                .prepare_cached("INSERT OR IGNORE INTO outbox (id, finding) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM emitted_findings WHERE id = ?1)")
+                .map_err(err)?;
+            for (id, finding) in findings {
+                ob.execute(params![id, finding]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Findings committed but not yet confirmed delivered, in the order they were queued.
+    pub fn outbox(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, finding FROM outbox ORDER BY seq").map_err(self.err())?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Move delivered findings from the outbox to the emitted set, atomically.
+    pub fn delivered(&mut self, findings: &[EmittedFinding<'_>]) -> Result<(), StoreError> {
+        let now = unix_now();
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO emitted_findings (id, detector, time, emitted_at) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
+            let mut del = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1").map_err(err)?;
+            for f in findings {
+                ins.execute(params![f.id, f.detector, f.time, now]).map_err(err)?;
+                del.execute(params![f.id]).map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -168,6 +253,45 @@ mod tests {
         assert!(!s.was_emitted("b").unwrap());
         assert_eq!(s.emitted_count().unwrap(), 1);
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn checkpoints_are_atomic_and_the_outbox_drains_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        let f = ProcessedFile { path: "a.json".into(), size: 10, mtime_ns: 5, records: 3 };
+        s.checkpoint(&[("d", 1, "{}".into())], &[f], &[("f1", "{\"id\":\"f1\"}".into()), ("f2", "{}".into())]).unwrap();
+        assert_eq!(s.processed("a.json").unwrap(), Some((10, 5)));
+        assert_eq!(s.outbox().unwrap().iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["f1", "f2"]);
+        s.delivered(&[EmittedFinding { id: "f1", detector: "d", time: "t" }]).unwrap();
+        // A finding already delivered is never queued again.
+        s.checkpoint(&[], &[], &[("f1", "{}".into())]).unwrap();
+        assert_eq!(s.outbox().unwrap().len(), 1);
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert!(s.was_emitted("f1").unwrap());
+        assert_eq!(s.detector_states().unwrap(), vec![("d".to_owned(), 1, "{}".to_owned())]);
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE credwarden_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO credwarden_meta VALUES ('schema_version', '1');
+                 CREATE TABLE emitted_findings (id TEXT PRIMARY KEY, detector TEXT NOT NULL, time TEXT NOT NULL, emitted_at INTEGER NOT NULL);
+                 CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER, records INTEGER, findings INTEGER, input_errors INTEGER);
+                 INSERT INTO emitted_findings VALUES ('old', 'd', 't', 0);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        assert!(s.was_emitted("old").unwrap());
+        assert!(s.outbox().unwrap().is_empty());
     }
 
     #[test]
