@@ -16,7 +16,7 @@ use store::Store;
 use crate::config::Config;
 use crate::durable::{self, DurableRun, Sink};
 use crate::output::{write_table_header, Format};
-use crate::pipeline::{peak_rss_bytes, run_detect, run_with_hooks, RunSummary};
+use crate::pipeline::{peak_rss_bytes, run_with_hooks, ClosureHooks, RunSummary};
 
 /// Detector names this build implements.
 pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME, detect::static_key::NAME, detect::recon::NAME, detect::canary::NAME];
@@ -79,9 +79,13 @@ pub struct DetectArgs {
     /// Write the run's figures (records/s, MB/s, peak RSS, counts) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
-    /// Keep watching folders for new files (not implemented yet: see the detectors issue).
+    /// Keep watching the folders: process new delivery files as they arrive (files still
+    /// being written, modified in the last two seconds, wait for the next look).
     #[arg(long)]
     pub follow: bool,
+    /// With --follow: seconds between looks at the folders.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub poll: u64,
     /// No end-of-run summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -162,8 +166,8 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
 
 /// Run `detect`: findings to `out`, input errors, notes and the summary to `err`.
 pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_is_tty: bool) -> Result<DetectOutcome> {
-    if args.follow {
-        bail!("--follow is not implemented yet; run detect on the folder periodically with --state so nothing is reported twice");
+    if args.follow && args.paths.iter().any(|p| p.as_os_str() == "-") {
+        bail!("--follow watches folders and files; stdin is read until it ends without it (pipe a live stream to `credwarden detect -`)");
     }
     let cfg = match &args.config {
         Some(p) => Config::load(p)?,
@@ -206,6 +210,7 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             }
             progress.file_done(err, report.records);
         };
+        let poll = std::time::Duration::from_secs(args.poll.max(1));
         match &args.state {
             Some(state_path) => {
                 let mut store = Store::open(state_path)?;
@@ -222,31 +227,10 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                 };
                 let mut sink = Sink { out, format, file, delivered: 0 };
                 durable::drain_outbox(&mut store, &mut sink, &written)?;
-                let mut todo = Vec::new();
-                let mut identities = Vec::new();
-                let mut skipped = 0usize;
-                for source in sources {
-                    let id = durable::file_identity(&source);
-                    if let Some((path, size, mtime)) = &id {
-                        match store.processed(path)? {
-                            Some((s, m)) if s == *size && m == *mtime => {
-                                skipped += 1;
-                                continue;
-                            }
-                            Some(_) => stderr_lines.push(format!("note: {path} changed since an earlier run processed it; it is read again")),
-                            None => {}
-                        }
-                    }
-                    identities.push(id);
-                    todo.push(source);
-                }
-                if skipped > 0 {
-                    stderr_lines.push(format!("note: {skipped} file(s) already processed by an earlier run (per --state) were skipped"));
-                }
                 let mut run = DurableRun {
                     store: &mut store,
                     sink: &mut sink,
-                    identities,
+                    identities: Vec::new(),
                     pending_files: Vec::new(),
                     pending_findings: Vec::new(),
                     already_emitted: 0,
@@ -255,26 +239,61 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                     every: std::time::Duration::from_secs(5),
                     on_report: &mut report_file,
                 };
-                let summary = run_with_hooks(&todo, &mut engine, threads, &mut run)?;
-                run.checkpoint(&engine)?;
+                let mut total = RunSummary::default();
+                let mut listing = sources;
+                loop {
+                    let store = &*run.store;
+                    let picked = durable::select_sources(listing, args.follow, |path, size, mtime| {
+                        Ok(match store.processed(path)? {
+                            Some((s, m)) if s == size && m == mtime => durable::Seen::Unchanged,
+                            Some(_) => durable::Seen::Changed,
+                            None => durable::Seen::New,
+                        })
+                    })?;
+                    stderr_lines.extend(picked.notes);
+                    run.identities = picked.identities;
+                    let summary = run_with_hooks(&picked.todo, &mut engine, threads, &mut run, !args.follow)?;
+                    run.checkpoint(&engine)?;
+                    total.absorb(summary);
+                    if !args.follow {
+                        break;
+                    }
+                    std::thread::sleep(poll);
+                    listing = discover(&args.paths)?.0;
+                }
                 let already = run.already_emitted;
-                store.finish_run(run_id, summary.records, sink.delivered, summary.input_errors)?;
-                (summary, sink.delivered, already)
+                store.finish_run(run_id, total.records, sink.delivered, total.input_errors)?;
+                (total, sink.delivered, already)
             }
             None => {
                 let file = args.output.as_deref().map(|p| durable::open_output(p, false)).transpose()?.map(|(f, _)| f);
                 let mut sink = Sink { out, format, file, delivered: 0 };
-                let summary = run_detect(
-                    &sources,
-                    &mut engine,
-                    threads,
-                    |f| -> Result<()> {
+                let mut hooks = ClosureHooks(
+                    |f: &detect::Finding| -> Result<()> {
                         sink.deliver(&serde_json::to_string(f)?)?;
                         sink.sync()
                     },
                     &mut report_file,
-                )?;
-                (summary, sink.delivered, 0)
+                );
+                // Without --state, --follow remembers what it read in memory (a few hundred
+                // bytes a file); with --state the state file does.
+                let mut seen: std::collections::HashSet<(String, i64, i64)> = Default::default();
+                let mut total = RunSummary::default();
+                let mut listing = sources;
+                loop {
+                    let picked = durable::select_sources(listing, args.follow, |path, size, mtime| {
+                        Ok(if seen.contains(&(path.to_owned(), size, mtime)) { durable::Seen::Unchanged } else { durable::Seen::New })
+                    })?;
+                    let summary = run_with_hooks(&picked.todo, &mut engine, threads, &mut hooks, !args.follow)?;
+                    seen.extend(picked.identities.into_iter().flatten());
+                    total.absorb(summary);
+                    if !args.follow {
+                        break;
+                    }
+                    std::thread::sleep(poll);
+                    listing = discover(&args.paths)?.0;
+                }
+                (total, sink.delivered, 0)
             }
         }
     };

@@ -171,3 +171,51 @@ impl crate::pipeline::RunHooks for DurableRun<'_, '_> {
         Ok(())
     }
 }
+
+/// What an earlier look knows of a file.
+pub enum Seen {
+    New,
+    Changed,
+    Unchanged,
+}
+
+/// The sources to read now.
+pub struct Picked {
+    pub todo: Vec<InputSource>,
+    pub identities: Vec<Option<(String, i64, i64)>>,
+    pub notes: Vec<String>,
+}
+
+/// Files modified this recently may still be being written (an S3 sync in progress): when
+/// following, they wait for the next look.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Choose what to read: everything not seen unchanged before; when `following`, not files
+/// still being written.
+pub fn select_sources(sources: Vec<InputSource>, following: bool, mut seen: impl FnMut(&str, i64, i64) -> Result<Seen>) -> Result<Picked> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+    let mut picked = Picked { todo: Vec::new(), identities: Vec::new(), notes: Vec::new() };
+    let mut skipped = 0usize;
+    for source in sources {
+        let id = file_identity(&source);
+        if let Some((path, size, mtime)) = &id {
+            if following && now - mtime < SETTLE.as_nanos() as i64 {
+                continue;
+            }
+            match seen(path, *size, *mtime)? {
+                Seen::Unchanged => {
+                    skipped += 1;
+                    continue;
+                }
+                Seen::Changed => picked.notes.push(format!("note: {path} changed since an earlier run processed it; it is read again")),
+                Seen::New => {}
+            }
+        }
+        picked.identities.push(id);
+        picked.todo.push(source);
+    }
+    if skipped > 0 && !following {
+        picked.notes.push(format!("note: {skipped} file(s) already processed by an earlier run (per --state) were skipped"));
+    }
+    Ok(picked)
+}

@@ -23,6 +23,17 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Add another pass's figures (a `--follow` run reads in passes).
+    pub fn absorb(&mut self, other: RunSummary) {
+        self.files += other.files;
+        self.records += other.records;
+        self.bytes += other.bytes;
+        self.input_errors += other.input_errors;
+        self.skipped_values += other.skipped_values;
+        self.engine = other.engine;
+        self.elapsed += other.elapsed;
+    }
+
     pub fn records_per_second(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -51,22 +62,27 @@ pub fn run_detect<E>(
     on_finding: impl FnMut(&Finding) -> Result<(), E>,
     on_file: impl FnMut(&FileReport),
 ) -> Result<RunSummary, E> {
-    struct Closures<F, G>(F, G);
-    impl<E, F: FnMut(&Finding) -> Result<(), E>, G: FnMut(&FileReport)> RunHooks for Closures<F, G> {
-        type Error = E;
-        fn finding(&mut self, f: &Finding) -> Result<(), E> {
-            (self.0)(f)
-        }
-        fn file_done(&mut self, _: usize, report: &FileReport, _: &Engine) -> Result<(), E> {
-            (self.1)(report);
-            Ok(())
-        }
+    run_with_hooks(sources, engine, threads, &mut ClosureHooks(on_finding, on_file), true)
+}
+
+/// [`RunHooks`] from two closures: one per finding, one per finished source.
+pub struct ClosureHooks<F, G>(pub F, pub G);
+
+impl<E, F: FnMut(&Finding) -> Result<(), E>, G: FnMut(&FileReport)> RunHooks for ClosureHooks<F, G> {
+    type Error = E;
+    fn finding(&mut self, f: &Finding) -> Result<(), E> {
+        (self.0)(f)
     }
-    run_with_hooks(sources, engine, threads, &mut Closures(on_finding, on_file))
+    fn file_done(&mut self, _: usize, report: &FileReport, _: &Engine) -> Result<(), E> {
+        (self.1)(report);
+        Ok(())
+    }
 }
 
 /// [`run_detect`] with hooks that can see the engine between sources (to checkpoint it).
-pub fn run_with_hooks<H: RunHooks>(sources: &[InputSource], engine: &mut Engine, threads: usize, hooks: &mut H) -> Result<RunSummary, H::Error> {
+/// `finish`: decide everything still open at the end (a batch run); `--follow` passes false
+/// and lets event time decide as more files arrive.
+pub fn run_with_hooks<H: RunHooks>(sources: &[InputSource], engine: &mut Engine, threads: usize, hooks: &mut H, finish: bool) -> Result<RunSummary, H::Error> {
     let start = Instant::now();
     let mut summary = RunSummary { files: sources.len(), ..Default::default() };
     let detecting = !engine.detector_names().is_empty();
@@ -104,7 +120,9 @@ pub fn run_with_hooks<H: RunHooks>(sources: &[InputSource], engine: &mut Engine,
     if let Some(e) = failure {
         return Err(e);
     }
-    engine.finish(&mut out);
+    if finish {
+        engine.finish(&mut out);
+    }
     for f in out.drain(..) {
         hooks.finding(&f)?;
     }

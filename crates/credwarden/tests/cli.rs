@@ -77,9 +77,9 @@ fn usage_and_config_errors_exit_1() {
     let bad_detector = run(&["detect", "--detectors", "nope", s]);
     assert_eq!(bad_detector.status.code(), Some(1));
     assert!(text(&bad_detector.stderr).contains("unknown detector"));
-    let follow = run(&["detect", "--follow", s]);
+    let follow = run(&["detect", "--follow", "-"]);
     assert_eq!(follow.status.code(), Some(1));
-    assert!(text(&follow.stderr).contains("not implemented"));
+    assert!(text(&follow.stderr).contains("stdin"));
     assert_eq!(run(&["--help"]).status.code(), Some(0));
 }
 
@@ -256,4 +256,37 @@ fn a_truncated_gzip_keeps_the_records_before_the_damage() {
     assert!(err.contains(&format!("error: {}: read failed after", path.display())) && err.contains("truncated"), "{err}");
     let kept: u64 = err.split(" records (").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
     assert!(kept > 500 && kept < 2000, "kept {kept} records: {err}");
+}
+
+#[test]
+fn follow_picks_up_files_as_they_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let incoming = dir.path().join("incoming");
+    std::fs::create_dir(&incoming).unwrap();
+    let out = dir.path().join("found.jsonl");
+    let mut child = bin()
+        .args(["detect", incoming.to_str().unwrap(), "--follow", "--poll", "1", "--output", out.to_str().unwrap(), "--format", "jsonl", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Delivered after the watcher started: the lock, the foreign use, and later traffic that
+    // moves event time past the decision point.
+    let trail = format!("{}\n{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"), instance_call(59, "e3", "54.1.2.3"));
+    std::fs::write(incoming.join("111122223333_CloudTrail_us-east-1_20240501T1100Z_a.json"), trail).unwrap();
+    let mut found = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        found = std::fs::read_to_string(&out).unwrap_or_default();
+        if !found.is_empty() {
+            break;
+        }
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "--follow keeps running");
+    assert_eq!(found.lines().count(), 1, "{found}");
+    assert!(found.contains("198.51.100.77"));
 }
