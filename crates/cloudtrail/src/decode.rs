@@ -25,6 +25,8 @@ pub struct FileReport {
     pub skipped: u64,
     /// One note per kind of skipped value.
     pub notes: Vec<String>,
+    /// The source could not be opened or read to its end: it must be read again later.
+    pub io_failed: bool,
 }
 
 impl FileReport {
@@ -115,11 +117,15 @@ impl<F: FnMut(Record)> Sink for Decoder<'_, F> {
 pub fn decode_source(source: &InputSource, emit: &mut impl FnMut(Record)) -> FileReport {
     let mut dec = Decoder { report: FileReport { source: source.to_string(), ..Default::default() }, emit };
     match open(source) {
-        Err(e) => dec.report.error(None, None, format!("cannot open: {e}")),
+        Err(e) => {
+            dec.report.io_failed = true;
+            dec.report.error(None, None, format!("cannot open: {e}"))
+        }
         Ok(mut reader) => {
             let result = split(&mut reader, &mut dec);
             dec.report.bytes = reader.count;
             if let Err(e) = result {
+                dec.report.io_failed = true;
                 let what = if e.kind() == std::io::ErrorKind::UnexpectedEof { "truncated".to_owned() } else { e.to_string() };
                 let records = dec.report.records;
                 dec.report.error(

@@ -213,14 +213,16 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
         let poll = std::time::Duration::from_secs(args.poll.max(1));
         match &args.state {
             Some(state_path) => {
+                let _lock = durable::lock_state(state_path)?;
                 let mut store = Store::open(state_path)?;
                 let run_id = store.begin_run()?;
                 durable::restore(&store, &mut engine)?;
                 // An interrupted run may have left findings committed but not delivered, and
                 // half a line in --output: repair, then deliver what is missing.
+                let interrupted = !store.outbox()?.is_empty();
                 let (file, written) = match &args.output {
                     Some(p) => {
-                        let (f, ids) = durable::open_output(p, true)?;
+                        let (f, ids) = durable::open_output(p, interrupted)?;
                         (Some(f), ids)
                     }
                     None => (None, Default::default()),
@@ -252,10 +254,15 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                     })?;
                     stderr_lines.extend(picked.notes);
                     run.identities = picked.identities;
-                    let summary = run_with_hooks(&picked.todo, &mut engine, threads, &mut run, !args.follow)?;
+                    let summary = run_with_hooks(&picked.todo, &mut engine, threads, &mut run, false)?;
                     run.checkpoint(&engine)?;
                     total.absorb(summary);
                     if !args.follow {
+                        // Everything still open is decided now, for this run's output; the
+                        // state saved is the one from before, so the next run continues it.
+                        let mut last = Vec::new();
+                        engine.finish(&mut last);
+                        run.commit_final_findings(last)?;
                         break;
                     }
                     std::thread::sleep(poll);

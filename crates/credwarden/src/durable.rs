@@ -53,8 +53,9 @@ impl Sink<'_> {
     }
 }
 
-/// Open `--output` for appending. With `repair`, a half-written last line (a crash in the
-/// middle of a write) is cut off first, and the ids the file already holds are returned.
+/// Open `--output` for appending. With `repair` (only needed when an interrupted run left
+/// findings in the outbox), a half-written last line is cut off first, and the ids the file
+/// already holds are returned.
 pub fn open_output(path: &Path, repair: bool) -> Result<(File, HashSet<String>)> {
     let mut file = OpenOptions::new().create(true).read(true).append(true).open(path).with_context(|| format!("cannot open --output {}", path.display()))?;
     let mut ids = HashSet::new();
@@ -102,7 +103,9 @@ pub fn drain_outbox(store: &mut Store, sink: &mut Sink<'_>, already_written: &Ha
 /// Identity of a file at the time it was read: path, size, modification time.
 pub fn file_identity(source: &InputSource) -> Option<(String, i64, i64)> {
     let InputSource::File(p) = source else { return None };
-    let m = std::fs::metadata(p).ok()?;
+    // The same file reached as `logs/x` or `/abs/logs/x` is one file.
+    let p = std::fs::canonicalize(p).ok()?;
+    let m = std::fs::metadata(&p).ok()?;
     let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i64;
     Some((p.display().to_string(), m.len() as i64, mtime))
 }
@@ -138,6 +141,19 @@ pub struct DurableRun<'a, 's> {
 }
 
 impl DurableRun<'_, '_> {
+    /// Commit findings decided at the end of a run without the state that decided them: the
+    /// saved state stays the one from before the end-of-run decisions, so open windows (a
+    /// burst still going, a batch of new sources) carry into the next run. What is decided
+    /// again there carries the same id and is not delivered twice.
+    pub fn commit_final_findings(&mut self, findings: Vec<Finding>) -> Result<()> {
+        let pending: Vec<(String, String)> = findings.iter().map(|f| Ok((f.id.clone(), serde_json::to_string(f)?))).collect::<Result<_>>()?;
+        let rows: Vec<(&str, String)> = pending.iter().map(|(id, j)| (id.as_str(), j.clone())).collect();
+        let fresh = rows.iter().filter(|(id, _)| !self.store.was_emitted(id).unwrap_or(false)).count();
+        self.already_emitted += (rows.len() - fresh) as u64;
+        self.store.checkpoint(&[], &[], &rows)?;
+        drain_outbox(self.store, self.sink, &HashSet::new())
+    }
+
     /// Commit state, files and findings; then deliver the outbox.
     pub fn checkpoint(&mut self, engine: &Engine) -> Result<()> {
         let states: Vec<(&str, i64, String)> = engine.save_state().into_iter().map(|(n, v)| (n, STATE_FORMAT, v.to_string())).collect();
@@ -162,7 +178,8 @@ impl crate::pipeline::RunHooks for DurableRun<'_, '_> {
 
     fn file_done(&mut self, index: usize, report: &FileReport, engine: &Engine) -> Result<()> {
         (self.on_report)(report);
-        if let Some(Some((path, size, mtime_ns))) = self.identities.get(index) {
+        // A file that could not be read to its end is not done: the next run tries again.
+        if let (false, Some(Some((path, size, mtime_ns)))) = (report.io_failed, self.identities.get(index)) {
             self.pending_files.push(ProcessedFile { path: path.clone(), size: *size, mtime_ns: *mtime_ns, records: report.records });
         }
         if self.pending_files.len() >= self.every_files || self.last_checkpoint.elapsed() >= self.every {
@@ -218,4 +235,18 @@ pub fn select_sources(sources: Vec<InputSource>, following: bool, mut seen: impl
         picked.notes.push(format!("note: {skipped} file(s) already processed by an earlier run (per --state) were skipped"));
     }
     Ok(picked)
+}
+
+/// An exclusive lock on a state file for the length of a run: two runs sharing one state
+/// would each restore the same state and overwrite the other's.
+pub fn lock_state(path: &Path) -> Result<File> {
+    let lock_path = path.with_extension("lock");
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("another credwarden run is using the state file {} (lock {} is held)", path.display(), lock_path.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", lock_path.display())),
+    }
 }

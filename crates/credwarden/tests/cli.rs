@@ -290,3 +290,35 @@ fn follow_picks_up_files_as_they_arrive() {
     assert_eq!(found.lines().count(), 1, "{found}");
     assert!(found.contains("198.51.100.77"));
 }
+
+#[test]
+fn one_run_at_a_time_per_state_file_and_unread_files_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    // A delivery file cut short: read again by the next run rather than marked done.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(format!("{{\"Records\":[{}]}}", instance_call(1, "e1", "54.1.2.3")).repeat(50).as_bytes()).unwrap();
+    let full = gz.finish().unwrap();
+    std::fs::write(logs.join("cut.json.gz"), &full[..full.len() / 2]).unwrap();
+    let state = dir.path().join("s.sqlite");
+    let args = ["detect", logs.to_str().unwrap(), "--state", state.to_str().unwrap()];
+    for _ in 0..2 {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(text(&o.stderr).contains("read failed"), "tried again: {}", text(&o.stderr));
+    }
+    // A second run while one holds the state file is refused.
+    let mut holder = bin()
+        .args(["detect", logs.to_str().unwrap(), "--state", state.to_str().unwrap(), "--follow", "--poll", "1", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let second = run(&args);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(text(&second.stderr).contains("another credwarden run is using the state file"), "{}", text(&second.stderr));
+}

@@ -248,7 +248,28 @@ impl Detector for EnumerationBurstDetector {
         } else {
             c.dropped += 1;
         }
-        let at = c.last.plus_millis(gap + lateness);
+        // A late denial can bridge two clusters: merge them, as in time order they were one.
+        let mut i = i;
+        loop {
+            let (lo, hi) = (clusters[i].first.millis() - gap, clusters[i].last.millis() + gap);
+            let Some(j) = (0..clusters.len()).find(|&j| j != i && clusters[j].first.millis() <= hi && clusters[j].last.millis() >= lo) else { break };
+            let other = clusters.swap_remove(j);
+            if i == clusters.len() {
+                i = j; // swap_remove moved cluster `i` (the last) into slot `j`
+            }
+            let c = &mut clusters[i];
+            c.first = c.first.min(other.first);
+            c.last = c.last.max(other.last);
+            c.dropped += other.dropped;
+            for d in other.denials {
+                if c.denials.len() < self.cfg.max_kept {
+                    c.denials.push(d);
+                } else {
+                    c.dropped += 1;
+                }
+            }
+        }
+        let at = clusters[i].last.plus_millis(gap + lateness);
         self.timers.push(Reverse((at, who.into())));
     }
 

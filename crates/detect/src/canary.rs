@@ -68,8 +68,10 @@ struct Touch {
 
 pub struct CanaryDetector {
     cfg: CanaryConfig,
-    touches: FastMap<(usize, Text), Touch>,
-    timers: BinaryHeap<Reverse<(EventTime, usize, Text)>>,
+    /// Keyed by the canary itself (not its position in the list) and the caller, so a saved
+    /// state still means the same canary after the list is edited.
+    touches: FastMap<(Text, Text), Touch>,
+    timers: BinaryHeap<Reverse<(EventTime, Text, Text)>>,
 }
 
 impl CanaryDetector {
@@ -81,13 +83,13 @@ impl CanaryDetector {
         !c.starts_with("arn:") && (c.starts_with("AKIA") || c.starts_with("ASIA"))
     }
 
-    fn judge(&mut self, canary: usize, caller: &Text, out: &mut Vec<Finding>) {
-        let Some(t) = self.touches.get_mut(&(canary, caller.clone())) else { return };
+    fn judge(&mut self, canary: &Text, caller: &Text, out: &mut Vec<Finding>) {
+        let Some(t) = self.touches.get_mut(&(canary.clone(), caller.clone())) else { return };
         if t.judged {
             return;
         }
         t.judged = true;
-        let c = &self.cfg.canaries[canary];
+        let c: &str = canary;
         let who = t.principal.as_deref().unwrap_or(caller);
         out.push(Finding {
             id: finding_id(NAME, &[c, caller]),
@@ -124,7 +126,7 @@ impl Detector for CanaryDetector {
         arns.extend(id.session_issuer_arn.as_deref().map(str::to_owned));
         arns.extend(r.issuance.as_ref().and_then(|i| i.role_arn.as_deref()).map(str::to_owned));
         let caller: Text = id.access_key_id.clone().or(id.arn.clone()).or(id.principal_id.clone()).unwrap_or_else(|| "unknown".into());
-        for (ci, c) in self.cfg.canaries.iter().enumerate() {
+        for c in &self.cfg.canaries {
             let matched = if Self::is_key(c) {
                 id.access_key_id.as_deref().filter(|k| *k == c).map(str::to_owned)
             } else {
@@ -132,7 +134,8 @@ impl Detector for CanaryDetector {
             };
             let Some(matched) = matched else { continue };
             let eid = r.event_id.as_deref().unwrap_or("");
-            let entry = self.touches.entry((ci, caller.clone()));
+            let canary: Text = c.as_str().into();
+            let entry = self.touches.entry((canary.clone(), caller.clone()));
             let touch = || Touch {
                 time: r.event_time,
                 event_id: eid.into(),
@@ -155,7 +158,7 @@ impl Detector for CanaryDetector {
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(touch());
-                    self.timers.push(Reverse((r.event_time.plus_millis(self.cfg.lateness_ms), ci, caller.clone())));
+                    self.timers.push(Reverse((r.event_time.plus_millis(self.cfg.lateness_ms), canary, caller.clone())));
                 }
             }
         }
@@ -166,16 +169,16 @@ impl Detector for CanaryDetector {
             if *at > watermark {
                 break;
             }
-            let Reverse((_, ci, caller)) = self.timers.pop().expect("peeked");
-            self.judge(ci, &caller, out);
+            let Reverse((_, canary, caller)) = self.timers.pop().expect("peeked");
+            self.judge(&canary, &caller, out);
         }
     }
 
     fn finish(&mut self, out: &mut Vec<Finding>) {
-        let mut all: Vec<(usize, Text)> = self.touches.keys().cloned().collect();
+        let mut all: Vec<(Text, Text)> = self.touches.keys().cloned().collect();
         all.sort();
-        for (ci, caller) in all {
-            self.judge(ci, &caller, out);
+        for (canary, caller) in all {
+            self.judge(&canary, &caller, out);
         }
     }
 
@@ -188,8 +191,12 @@ impl Detector for CanaryDetector {
     }
 
     fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
-        self.touches = state_field::<Vec<((usize, Text), Touch)>>(&mut state, "touches")?.into_iter().collect();
-        self.timers = state_field(&mut state, "timers")?;
+        // Canaries no longer declared are forgotten.
+        let declared = |c: &Text| self.cfg.canaries.iter().any(|d| d.as_str() == &**c);
+        let touches: Vec<((Text, Text), Touch)> = state_field(&mut state, "touches")?;
+        self.touches = touches.into_iter().filter(|((c, _), _)| declared(c)).collect();
+        let timers: BinaryHeap<Reverse<(EventTime, Text, Text)>> = state_field(&mut state, "timers")?;
+        self.timers = timers.into_iter().filter(|Reverse((_, c, _))| declared(c)).collect();
         Ok(())
     }
 }

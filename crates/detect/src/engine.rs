@@ -216,6 +216,8 @@ impl Engine {
         for (name, mut state) in states {
             if name == ENGINE_STATE {
                 self.watermark = state_field(&mut state, "watermark")?;
+                // The "future" horizon is this run's clock, not the saved one: a run a year
+                // later must accept a year's newer records.
                 let key: u64 = state_field(&mut state, "recent_key")?;
                 let order: VecDeque<(EventTime, u64)> = state_field(&mut state, "recent")?;
                 self.recent.hasher = FastState::with_key(key);

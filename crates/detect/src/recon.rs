@@ -83,8 +83,9 @@ struct Call {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Principal {
     first_seen: EventTime,
-    /// Earliest occurrence of each recon call, and whether it has been judged.
-    calls: Vec<(usize, Call, bool)>,
+    /// Earliest occurrence of each recon call (`service:eventName`, so a saved state reads
+    /// the same whatever the list looks like in a later build), and whether it was judged.
+    calls: Vec<(Text, Call, bool)>,
 }
 
 pub struct ReconCallDetector {
@@ -129,14 +130,8 @@ impl ReconCallDetector {
                 p.calls[i].2 = true;
             }
             let first = &p.calls[group[0]].1;
-            let actions: Vec<String> = group
-                .iter()
-                .map(|&i| {
-                    let (service, name) = recon_actions()[p.calls[i].0];
-                    format!("{service}:{name}")
-                })
-                .collect();
-            let refused: Vec<&str> = group.iter().filter_map(|&i| p.calls[i].1.error_code.as_deref().map(|_| recon_actions()[p.calls[i].0].1)).collect();
+            let actions: Vec<String> = group.iter().map(|&i| p.calls[i].0.to_string()).collect();
+            let refused: Vec<&str> = group.iter().filter(|&&i| p.calls[i].1.error_code.is_some()).map(|&i| &*p.calls[i].0).collect();
             let mut ips: Vec<&str> = group.iter().map(|&i| p.calls[i].1.ip.as_str()).collect();
             ips.sort_unstable();
             ips.dedup();
@@ -192,6 +187,8 @@ impl Detector for ReconCallDetector {
         };
         p.first_seen = p.first_seen.min(t);
         let Some(ix) = recon else { return };
+        let (service, name) = recon_actions()[ix];
+        let action: Text = format!("{service}:{name}").into();
         let eid = r.event_id.as_deref().unwrap_or("");
         let call = || Call {
             time: t,
@@ -204,7 +201,7 @@ impl Detector for ReconCallDetector {
             error_code: r.error_code.clone(),
             arn: id.arn.clone(),
         };
-        match p.calls.iter_mut().find(|c| c.0 == ix) {
+        match p.calls.iter_mut().find(|c| c.0 == action) {
             Some((_, c, judged)) => {
                 if !*judged && (t, eid) < (c.time, &*c.event_id) {
                     *c = call();
@@ -212,7 +209,7 @@ impl Detector for ReconCallDetector {
                     return;
                 }
             }
-            None => p.calls.push((ix, call(), false)),
+            None => p.calls.push((action, call(), false)),
         }
         let at = t.plus_millis(self.delay() + self.cfg.group_window_ms);
         self.timers.push(Reverse((at, who.into())));

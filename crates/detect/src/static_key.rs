@@ -277,8 +277,10 @@ impl Detector for StaticKeyDetector {
             if *at > watermark {
                 break;
             }
-            let Reverse((_, key)) = self.timers.pop().expect("peeked");
-            self.decide(&key, Some(watermark), out);
+            let Reverse((at, key)) = self.timers.pop().expect("peeked");
+            // Settle what was due by the timer, not by how far the watermark happens to have
+            // moved: the batch must not depend on arrival order.
+            self.decide(&key, Some(at), out);
         }
     }
 

@@ -141,3 +141,21 @@ fn permiso_console_sessions_are_not_bursts() {
     }
     assert_eq!(total, 9226);
 }
+
+#[test]
+fn a_late_denial_bridging_two_clusters_makes_them_one() {
+    // 10 denials at 0:00, 10 at 0:08 (a gap of more than five minutes), then a late one at
+    // 0:04: in time order one burst, and so in any arrival order.
+    let mut v: Vec<_> = (0..10).map(|i| denial(i, &format!("a{i:02}"), "s3.amazonaws.com", "GetObject", "AccessDenied", "ASIAK9")).collect();
+    v.extend((0..10).map(|i| denial(480 + i, &format!("b{i:02}"), "s3.amazonaws.com", "GetObject", "AccessDenied", "ASIAK9")));
+    let in_order = {
+        let mut w = v.clone();
+        w.insert(10, denial(240, "c00", "s3.amazonaws.com", "GetObject", "AccessDenied", "ASIAK9"));
+        run(&records(&w))
+    };
+    v.push(denial(240, "c00", "s3.amazonaws.com", "GetObject", "AccessDenied", "ASIAK9"));
+    let late = run(&records(&v));
+    assert_eq!(in_order.len(), 1);
+    assert_eq!(late.iter().map(|f| &f.id).collect::<Vec<_>>(), in_order.iter().map(|f| &f.id).collect::<Vec<_>>());
+    assert_eq!(late[0].details["denied_calls"], 21);
+}

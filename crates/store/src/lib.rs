@@ -64,10 +64,11 @@ impl Store {
         let p = path.display().to_string();
         let err = |source| StoreError::Sqlite { path: p.clone(), source };
         let conn = Connection::open(path).map_err(err)?;
-        // WAL: readers (a user's sqlite3) never block the detector; NORMAL sync is durable
-        // across process crashes, which is what a detection run needs.
+        // WAL: readers (a user's sqlite3) never block the detector. FULL sync: a commit
+        // survives power loss too, not only a crash, so a checkpoint is never lost while the
+        // findings it released are already in an fsynced --output.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         let store = Store { conn, path: p };
         store.migrate()?;
