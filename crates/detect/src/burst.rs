@@ -15,13 +15,10 @@
 //!   by the lateness allowance, so arrival order changes nothing. The finding's id is derived
 //!   from the principal and the cluster's first denial.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use cloudtrail::{EventTime, Record, Text};
 use serde_json::json;
 
-use crate::engine::{state_field, Detector};
+use crate::engine::{state_field, Detector, Timers};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 
@@ -106,12 +103,12 @@ pub struct EnumerationBurstDetector {
     cfg: BurstConfig,
     /// Open clusters per principal (usually one; more when records arrive far out of order).
     open: FastMap<Text, Vec<Cluster>>,
-    timers: BinaryHeap<Reverse<(EventTime, Text)>>,
+    timers: Timers<Text>,
 }
 
 impl EnumerationBurstDetector {
     pub fn new(cfg: BurstConfig) -> Self {
-        EnumerationBurstDetector { cfg, open: FastMap::default(), timers: BinaryHeap::new() }
+        EnumerationBurstDetector { cfg, open: FastMap::default(), timers: Timers::default() }
     }
 }
 
@@ -270,16 +267,12 @@ impl Detector for EnumerationBurstDetector {
             }
         }
         let at = clusters[i].last.plus_millis(gap + lateness);
-        self.timers.push(Reverse((at, who.into())));
+        self.timers.push(at, who.into());
     }
 
     fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
         let settle = self.cfg.gap_ms + self.cfg.lateness_ms;
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > watermark {
-                break;
-            }
-            let Reverse((_, who)) = self.timers.pop().expect("peeked");
+        while let Some((_, who)) = self.timers.pop_due(watermark) {
             let Some(clusters) = self.open.get_mut(&who) else { continue };
             let mut i = 0;
             while i < clusters.len() {

@@ -9,13 +9,10 @@
 //! an `AssumeRole` asked for. (An attacker can learn a honey key's account with
 //! `sts:GetAccessKeyInfo`, which is logged only in the attacker's account.)
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use cloudtrail::{EventTime, Record, Text};
 use serde_json::json;
 
-use crate::engine::{state_field, Detector};
+use crate::engine::{state_field, Detector, Timers};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 
@@ -71,12 +68,12 @@ pub struct CanaryDetector {
     /// Keyed by the canary itself (not its position in the list) and the caller, so a saved
     /// state still means the same canary after the list is edited.
     touches: FastMap<(Text, Text), Touch>,
-    timers: BinaryHeap<Reverse<(EventTime, Text, Text)>>,
+    timers: Timers<(Text, Text)>,
 }
 
 impl CanaryDetector {
     pub fn new(cfg: CanaryConfig) -> Self {
-        CanaryDetector { cfg, touches: FastMap::default(), timers: BinaryHeap::new() }
+        CanaryDetector { cfg, touches: FastMap::default(), timers: Timers::default() }
     }
 
     fn is_key(c: &str) -> bool {
@@ -158,18 +155,14 @@ impl Detector for CanaryDetector {
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(touch());
-                    self.timers.push(Reverse((r.event_time.plus_millis(self.cfg.lateness_ms), canary, caller.clone())));
+                    self.timers.push(r.event_time.plus_millis(self.cfg.lateness_ms), (canary, caller.clone()));
                 }
             }
         }
     }
 
     fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
-        while let Some(Reverse((at, _, _))) = self.timers.peek() {
-            if *at > watermark {
-                break;
-            }
-            let Reverse((_, canary, caller)) = self.timers.pop().expect("peeked");
+        while let Some((_, (canary, caller))) = self.timers.pop_due(watermark) {
             self.judge(&canary, &caller, out);
         }
     }
@@ -195,8 +188,9 @@ impl Detector for CanaryDetector {
         let declared = |c: &Text| self.cfg.canaries.iter().any(|d| d.as_str() == &**c);
         let touches: Vec<((Text, Text), Touch)> = state_field(&mut state, "touches")?;
         self.touches = touches.into_iter().filter(|((c, _), _)| declared(c)).collect();
-        let timers: BinaryHeap<Reverse<(EventTime, Text, Text)>> = state_field(&mut state, "timers")?;
-        self.timers = timers.into_iter().filter(|Reverse((_, c, _))| declared(c)).collect();
+        self.timers = state_field(&mut state, "timers")?;
+        let declared = |c: &Text| self.cfg.canaries.iter().any(|d| d.as_str() == &**c);
+        self.timers.retain(|(c, _)| declared(c));
         Ok(())
     }
 }

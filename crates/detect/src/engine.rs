@@ -33,6 +33,42 @@ pub trait Detector: Send {
     fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String>;
 }
 
+/// Things to do at a point of event time (decide a source, expire a key), soonest first.
+/// Detectors keep their deferred work here and take what is due as the watermark moves.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(transparent, bound(serialize = "T: serde::Serialize", deserialize = "T: serde::Deserialize<'de>"))]
+pub struct Timers<T: Ord>(std::collections::BinaryHeap<std::cmp::Reverse<(EventTime, T)>>);
+
+impl<T: Ord> Default for Timers<T> {
+    fn default() -> Self {
+        Timers(std::collections::BinaryHeap::new())
+    }
+}
+
+impl<T: Ord> Timers<T> {
+    pub fn push(&mut self, at: EventTime, item: T) {
+        self.0.push(std::cmp::Reverse((at, item)));
+    }
+
+    /// The soonest item due at or before `watermark`, if any.
+    pub fn pop_due(&mut self, watermark: EventTime) -> Option<(EventTime, T)> {
+        if self.0.peek().is_some_and(|std::cmp::Reverse((at, _))| *at <= watermark) {
+            self.0.pop().map(|std::cmp::Reverse(x)| x)
+        } else {
+            None
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Keep only the items `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.0.retain(|std::cmp::Reverse((_, t))| keep(t));
+    }
+}
+
 /// Take one field out of a saved state.
 pub fn state_field<T: serde::de::DeserializeOwned>(state: &mut serde_json::Value, name: &str) -> Result<T, String> {
     serde_json::from_value(state.get_mut(name).map(serde_json::Value::take).ok_or_else(|| format!("saved state lacks `{name}`"))?)

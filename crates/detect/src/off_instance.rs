@@ -33,13 +33,13 @@
 //!   credential is gone.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
 use cloudtrail::{EventTime, Record, SourceAddress, Text};
 use serde_json::json;
 
-use crate::engine::{state_field, Detector};
+use crate::engine::{state_field, Detector, Timers};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 use crate::netset::{AwsIpRanges, NetSet};
@@ -264,7 +264,7 @@ pub struct OffInstanceDetector {
     instances: FastMap<String, InstanceState>,
     /// (account, source) → live instances whose earliest source it is.
     first_sources: FastMap<(Text, NetSource), u32>,
-    timers: BinaryHeap<Reverse<(EventTime, Timer)>>,
+    timers: Timers<Timer>,
 }
 
 /// `i-` and 8–17 alphanumerics: real ids are hex; anonymised data sets mix case and letters.
@@ -305,7 +305,7 @@ fn on_instance_score(e: &Evidence) -> i32 {
 
 impl OffInstanceDetector {
     pub fn new(cfg: OffInstanceConfig) -> Self {
-        OffInstanceDetector { cfg, keys: FastMap::default(), instances: FastMap::default(), first_sources: FastMap::default(), timers: BinaryHeap::new() }
+        OffInstanceDetector { cfg, keys: FastMap::default(), instances: FastMap::default(), first_sources: FastMap::default(), timers: Timers::default() }
     }
 
     fn decision_delay(&self) -> i64 {
@@ -358,7 +358,7 @@ impl OffInstanceDetector {
             ks.delivery = delivery.map(Into::into);
         }
         let at = ks.expires.plus_millis(self.cfg.expiry_margin_ms);
-        self.timers.push(Reverse((at, Timer::ExpireKey(key.into()))));
+        self.timers.push(at, Timer::ExpireKey(key.into()));
     }
 
     fn observe_issuance(&mut self, r: &Record) {
@@ -404,7 +404,7 @@ impl OffInstanceDetector {
             }
             let ikey = format!("{account}/{}", id.to_ascii_lowercase());
             let at = r.event_time.plus_millis(self.cfg.default_lifetime_ms + self.cfg.expiry_margin_ms);
-            self.timers.push(Reverse((at, Timer::ExpireInstance(ikey))));
+            self.timers.push(at, Timer::ExpireInstance(ikey));
         }
     }
 
@@ -495,10 +495,10 @@ impl OffInstanceDetector {
         }
         let delay = self.decision_delay();
         match verdict {
-            Verdict::Undecided if created || moved => self.timers.push(Reverse((first_time.plus_millis(delay), Timer::Decide(ikey)))),
+            Verdict::Undecided if created || moved => self.timers.push(first_time.plus_millis(delay), Timer::Decide(ikey)),
             // A new key at a source already judged foreign: reported once its own evidence
             // is complete (its earliest use there may still be in flight).
-            Verdict::Foreign(_) if new_key => self.timers.push(Reverse((r.event_time.plus_millis(delay), Timer::Decide(ikey)))),
+            Verdict::Foreign(_) if new_key => self.timers.push(r.event_time.plus_millis(delay), Timer::Decide(ikey)),
             _ => {}
         }
     }
@@ -791,7 +791,7 @@ impl OffInstanceDetector {
             inst.address_changes.retain(|c| c.time >= horizon);
             if inst.keys.is_empty() {
                 let at = inst.last_seen.plus_millis(self.cfg.expiry_margin_ms).max(watermark);
-                self.timers.push(Reverse((at, Timer::ExpireInstance(ikey))));
+                self.timers.push(at, Timer::ExpireInstance(ikey));
             }
         }
     }
@@ -862,11 +862,7 @@ impl Detector for OffInstanceDetector {
     }
 
     fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > watermark {
-                break;
-            }
-            let Reverse((_, timer)) = self.timers.pop().expect("peeked");
+        while let Some((_, timer)) = self.timers.pop_due(watermark) {
             match timer {
                 Timer::Decide(ikey) => self.decide(&ikey, Some(watermark), out),
                 Timer::ExpireKey(key) => self.expire_key(&key, watermark),

@@ -10,13 +10,10 @@
 //! the watermark has passed it by the decision delay: so the verdict and the finding do not
 //! depend on arrival order within the lateness allowance.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use cloudtrail::{EventTime, Record, Text};
 use serde_json::json;
 
-use crate::engine::{state_field, Detector};
+use crate::engine::{state_field, Detector, Timers};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 
@@ -91,12 +88,12 @@ struct Principal {
 pub struct ReconCallDetector {
     cfg: ReconConfig,
     principals: FastMap<Text, Principal>,
-    timers: BinaryHeap<Reverse<(EventTime, Text)>>,
+    timers: Timers<Text>,
 }
 
 impl ReconCallDetector {
     pub fn new(cfg: ReconConfig) -> Self {
-        ReconCallDetector { cfg, principals: FastMap::default(), timers: BinaryHeap::new() }
+        ReconCallDetector { cfg, principals: FastMap::default(), timers: Timers::default() }
     }
 
     fn delay(&self) -> i64 {
@@ -212,15 +209,11 @@ impl Detector for ReconCallDetector {
             None => p.calls.push((action, call(), false)),
         }
         let at = t.plus_millis(self.delay() + self.cfg.group_window_ms);
-        self.timers.push(Reverse((at, who.into())));
+        self.timers.push(at, who.into());
     }
 
     fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > watermark {
-                break;
-            }
-            let Reverse((_, who)) = self.timers.pop().expect("peeked");
+        while let Some((_, who)) = self.timers.pop_due(watermark) {
             self.decide(&who, Some(watermark), out);
         }
     }

@@ -9,13 +9,12 @@
 //! last use) are counted up to a cutoff minute that every record it covers has reached by
 //! then — so arrival order within the lateness allowance changes neither ids nor contents.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 use cloudtrail::{EventTime, Record, SourceAddress, Text};
 use serde_json::json;
 
-use crate::engine::{state_field, Detector};
+use crate::engine::{state_field, Detector, Timers};
 use crate::fasthash::FastMap;
 use crate::finding::{finding_id, Finding, FindingSource, Severity};
 
@@ -87,7 +86,7 @@ impl KeyState {
 pub struct StaticKeyDetector {
     cfg: StaticKeyConfig,
     keys: FastMap<Text, KeyState>,
-    timers: BinaryHeap<Reverse<(EventTime, Text)>>,
+    timers: Timers<Text>,
 }
 
 fn minute_of(t: EventTime) -> i64 {
@@ -96,7 +95,7 @@ fn minute_of(t: EventTime) -> i64 {
 
 impl StaticKeyDetector {
     pub fn new(cfg: StaticKeyConfig) -> Self {
-        StaticKeyDetector { cfg, keys: FastMap::default(), timers: BinaryHeap::new() }
+        StaticKeyDetector { cfg, keys: FastMap::default(), timers: Timers::default() }
     }
 
     fn delay(&self) -> i64 {
@@ -268,16 +267,12 @@ impl Detector for StaticKeyDetector {
             }
         };
         if fresh {
-            self.timers.push(Reverse((t.plus_millis(delay), key.into())));
+            self.timers.push(t.plus_millis(delay), key.into());
         }
     }
 
     fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > watermark {
-                break;
-            }
-            let Reverse((at, key)) = self.timers.pop().expect("peeked");
+        while let Some((at, key)) = self.timers.pop_due(watermark) {
             // Settle what was due by the timer, not by how far the watermark happens to have
             // moved: the batch must not depend on arrival order.
             self.decide(&key, Some(at), out);
