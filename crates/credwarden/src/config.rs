@@ -29,7 +29,7 @@ pub struct DetectConfig {
     /// canary-resource: access key ids and ARN patterns nobody should ever use.
     #[serde(default)]
     pub canaries: Vec<String>,
-    /// recon-call: hours a principal is watched before its recon calls count as new (default 336).
+    /// Baselines: hours an account or principal is watched before what it does counts as new (default 336).
     pub learning_hours: Option<u32>,
     /// enumeration-burst: denials within a minute that make a rate burst (default 10).
     pub burst_rate_threshold: Option<usize>,
@@ -80,8 +80,9 @@ threads = 0
 # is a critical finding, learning or not.
 canaries = ["AKIAIOSFODNN7EXAMPLE", "arn:aws:s3:::corp-backup-archive-2019*"]
 
-# recon-call: how long (hours) a principal is watched before its first GetCallerIdentity,
-# ListBuckets, … count as new. Two weeks by default; the demo uses one hour.
+# recon-call, new-role-behaviour, unused-service, unused-region: how long (hours) an account
+# or principal is watched before what it does counts as new. Two weeks by default; the demo
+# uses one hour.
 learning_hours = 336
 
 # enumeration-burst: a burst is this many denied calls within one minute ...

@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use cloudtrail::FileReport;
 use cloudtrail::{discover, EventTime};
 use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector, NetSet, OffInstanceConfig, OffInstanceDetector, ReconCallDetector,
-    ReconConfig, StaticKeyConfig, StaticKeyDetector,
+    BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector, NetSet, Novelty, NoveltyConfig, NoveltyDetector, OffInstanceConfig,
+    OffInstanceDetector, StaticKeyConfig, StaticKeyDetector,
 };
 use store::Store;
 
@@ -19,7 +19,16 @@ use crate::output::{write_table_header, Format};
 use crate::pipeline::{peak_rss_bytes, run_with_hooks, ClosureHooks, RunSummary};
 
 /// Detector names this build implements.
-pub const DETECTORS: &[&str] = &[detect::off_instance::NAME, detect::burst::NAME, detect::static_key::NAME, detect::recon::NAME, detect::canary::NAME];
+pub const DETECTORS: &[&str] = &[
+    detect::off_instance::NAME,
+    detect::burst::NAME,
+    detect::static_key::NAME,
+    detect::recon::NAME,
+    detect::canary::NAME,
+    "new-role-behaviour",
+    "unused-service",
+    "unused-region",
+];
 
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DetectArgs {
@@ -68,8 +77,8 @@ pub struct DetectArgs {
     /// ever use; any use is a critical finding.
     #[arg(long = "canary", value_name = "KEY|ARN")]
     pub canaries: Vec<String>,
-    /// Hours a principal is watched before its first recon calls count as new [default: 336,
-    /// i.e. 14 days].
+    /// Hours an account or principal is watched before what it does counts as new (recon-call,
+    /// new-role-behaviour, unused-service, unused-region) [default: 336, i.e. 14 days].
     #[arg(long = "learning", value_name = "HOURS")]
     pub learning_hours: Option<u32>,
     /// Decoding threads (0: one per core).
@@ -144,15 +153,19 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                 }
                 out.push(Box::new(StaticKeyDetector::new(sc)));
             }
-            detect::recon::NAME => {
-                let mut rc = ReconConfig::default();
+            name @ (detect::recon::NAME | "new-role-behaviour" | "unused-service" | "unused-region") => {
+                let mut nc = NoveltyConfig::default();
                 if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
-                    rc.lateness_ms = i64::from(m) * EventTime::MINUTE;
+                    nc.lateness_ms = i64::from(m) * EventTime::MINUTE;
                 }
                 if let Some(h) = args.learning_hours.or(cfg.detect.learning_hours) {
-                    rc.learning_ms = i64::from(h) * EventTime::HOUR;
+                    nc.learning_ms = i64::from(h) * EventTime::HOUR;
                 }
-                out.push(Box::new(ReconCallDetector::new(rc)));
+                let kind = [Novelty::ReconCall, Novelty::NewRoleBehaviour, Novelty::UnusedService, Novelty::UnusedRegion]
+                    .into_iter()
+                    .find(|k| k.name() == name)
+                    .expect("listed above");
+                out.push(Box::new(NoveltyDetector::new(kind, nc)));
             }
             detect::canary::NAME => {
                 let canaries: Vec<String> = cfg.detect.canaries.iter().chain(&args.canaries).cloned().collect();

@@ -1,0 +1,383 @@
+//! Novelty: something an account or a principal has never done, once it has been watched
+//! long enough to know what it does. One engine, four questions:
+//!
+//! | detector | entity | what is new | severity |
+//! |---|---|---|---|
+//! | `recon-call` | principal | an attacker's first step (`data/recon-actions.txt`) | high |
+//! | `new-role-behaviour` | principal | an action (`service:eventName`) | low; medium with a new service |
+//! | `unused-service` | account | a service | medium; high for three or more at once |
+//! | `unused-region` | account | a region (global services excluded) | medium; high for three or more at once |
+//!
+//! A principal is the role (session issuer) for assumed-role sessions, the user for IAM users,
+//! the ARN otherwise. Calls AWS services make on a principal's behalf teach nothing and alert
+//! nothing. Principal questions leave console browsing out (a person opening a new page is not
+//! a program changing its habits); account questions count it, but group it: a console page
+//! fans one click out across regions and services, and everything new one caller does within
+//! ten minutes is one finding.
+//!
+//! Everything an entity does during its learning window (default 14 days from when it was
+//! first seen) is its baseline. Each item is judged once, at its earliest occurrence, after
+//! the watermark has passed it by the decision delay — so arrival order within the lateness
+//! allowance changes nothing.
+
+use cloudtrail::{EventTime, Record, Text};
+use serde_json::json;
+
+use crate::engine::{state_field, Detector, Timers};
+use crate::fasthash::FastMap;
+use crate::finding::{finding_id, Finding, FindingSource, Severity};
+
+/// Which question a [`NoveltyDetector`] asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Novelty {
+    ReconCall,
+    NewRoleBehaviour,
+    UnusedService,
+    UnusedRegion,
+}
+
+impl Novelty {
+    pub fn name(self) -> &'static str {
+        match self {
+            Novelty::ReconCall => crate::recon::NAME,
+            Novelty::NewRoleBehaviour => "new-role-behaviour",
+            Novelty::UnusedService => "unused-service",
+            Novelty::UnusedRegion => "unused-region",
+        }
+    }
+
+    fn per_account(self) -> bool {
+        matches!(self, Novelty::UnusedService | Novelty::UnusedRegion)
+    }
+}
+
+/// Services whose calls CloudTrail logs in us-east-1 whatever region the caller uses: they say
+/// nothing about which regions an account uses.
+pub const GLOBAL_SERVICES: &[&str] = &[
+    "iam",
+    "sts",
+    "cloudfront",
+    "route53",
+    "route53domains",
+    "organizations",
+    "support",
+    "health",
+    "globalaccelerator",
+    "budgets",
+    "ce",
+    "account",
+    "shield",
+    "waf",
+    "trustedadvisor",
+    "signin",
+    "notifications",
+    "pricing",
+    "savingsplans",
+    "artifact",
+    "billingconsole",
+    "sso",
+    "identitystore",
+];
+
+/// Calls made by the AWS console on a person's behalf (browser or console backends).
+pub fn is_console(user_agent: Option<&str>) -> bool {
+    user_agent.is_some_and(|ua| {
+        ua.starts_with("Mozilla/")
+            || ua.contains("console.amazonaws.com")
+            || ua.contains("console.aws.amazon.com")
+            || ua.contains("aws-internal")
+            || ua.starts_with("AWS Internal")
+    })
+}
+
+#[derive(Clone, Debug)]
+pub struct NoveltyConfig {
+    /// How long an entity is watched before what it does counts as new.
+    pub learning_ms: i64,
+    pub lateness_ms: i64,
+    pub early_window_ms: i64,
+    /// New items by one caller this close to the first are one finding.
+    pub group_window_ms: i64,
+}
+
+impl Default for NoveltyConfig {
+    fn default() -> Self {
+        NoveltyConfig {
+            learning_ms: 14 * 24 * EventTime::HOUR,
+            lateness_ms: 15 * EventTime::MINUTE,
+            early_window_ms: 5 * EventTime::MINUTE,
+            group_window_ms: 10 * EventTime::MINUTE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Call {
+    time: EventTime,
+    event_id: Text,
+    caller: Text,
+    access_key: Option<Text>,
+    principal: Option<Text>,
+    ip: String,
+    user_agent: Option<Text>,
+    region: Option<Text>,
+    account: Option<Text>,
+    error_code: Option<Text>,
+    event: Text,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Entity {
+    first_seen: EventTime,
+    /// Earliest occurrence of each item, and whether it has been judged.
+    items: FastMap<Text, (Call, bool)>,
+    /// Items not judged yet (their keys).
+    pending: Vec<Text>,
+}
+
+pub struct NoveltyDetector {
+    kind: Novelty,
+    cfg: NoveltyConfig,
+    entities: FastMap<Text, Entity>,
+    timers: Timers<Text>,
+    key: String,
+}
+
+impl NoveltyDetector {
+    pub fn new(kind: Novelty, cfg: NoveltyConfig) -> Self {
+        NoveltyDetector { kind, cfg, entities: FastMap::default(), timers: Timers::default(), key: String::new() }
+    }
+
+    fn delay(&self) -> i64 {
+        self.cfg.lateness_ms + self.cfg.early_window_ms
+    }
+
+    /// The item this record is, for this detector's question (written into `self.key`).
+    fn item(&mut self, r: &Record) -> bool {
+        let service = r.event_source.strip_suffix(".amazonaws.com").unwrap_or(&r.event_source);
+        self.key.clear();
+        match self.kind {
+            Novelty::ReconCall => {
+                if crate::recon::recon_index(&r.event_source, &r.event_name).is_none() {
+                    return false;
+                }
+                self.key.push_str(service);
+                self.key.push(':');
+                self.key.push_str(&r.event_name);
+            }
+            Novelty::NewRoleBehaviour => {
+                self.key.push_str(service);
+                self.key.push(':');
+                self.key.push_str(&r.event_name);
+            }
+            Novelty::UnusedService => self.key.push_str(service),
+            Novelty::UnusedRegion => {
+                let Some(region) = r.aws_region.as_deref() else { return false };
+                if GLOBAL_SERVICES.contains(&service) {
+                    return false;
+                }
+                self.key.push_str(region);
+            }
+        }
+        true
+    }
+
+    fn decide(&mut self, who: &str, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
+        let (delay, learning, window, kind) = (self.delay(), self.cfg.learning_ms, self.cfg.group_window_ms, self.kind);
+        let Some(e) = self.entities.get_mut(who) else { return };
+        let learned_before = e.first_seen.plus_millis(learning);
+        let ready = |t: EventTime, extra: i64| watermark.is_none_or(|w| t.plus_millis(extra + delay) <= w);
+        let items = &mut e.items;
+        e.pending.sort_by(|a, b| (items[a].0.time, &items[a].0.event_id).cmp(&(items[b].0.time, &items[b].0.event_id)));
+        // What was done while learning is the baseline.
+        e.pending.retain(|k| {
+            let (call, judged) = items.get_mut(k).expect("pending items exist");
+            if call.time < learned_before && ready(call.time, 0) {
+                *judged = true;
+                false
+            } else {
+                true
+            }
+        });
+        loop {
+            let Some(start) = e.pending.iter().position(|k| items[k].0.time >= learned_before) else { return };
+            let opener = items[&e.pending[start]].0.clone();
+            if !ready(opener.time, window) {
+                return;
+            }
+            let group: Vec<Text> = e
+                .pending
+                .iter()
+                .filter(|k| items[*k].0.caller == opener.caller && items[*k].0.time >= learned_before && items[*k].0.time <= opener.time.plus_millis(window))
+                .cloned()
+                .collect();
+            e.pending.retain(|k| !group.contains(k));
+            for k in &group {
+                items.get_mut(k).expect("exists").1 = true;
+            }
+            // For principal behaviour: which services are new, not only which actions.
+            let new_services: Vec<String> = if kind == Novelty::NewRoleBehaviour {
+                let mut v: Vec<String> = group
+                    .iter()
+                    .filter_map(|k| {
+                        let svc = k.split(':').next().unwrap_or("");
+                        let seen_before =
+                            items.iter().any(|(other, (c, _))| !group.contains(other) && other.split(':').next() == Some(svc) && c.time < items[k].0.time);
+                        (!seen_before).then(|| svc.to_owned())
+                    })
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            } else {
+                Vec::new()
+            };
+            out.push(novelty_finding(kind, who, e.first_seen, learning, &opener, &group, items, &new_services));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn novelty_finding(
+    kind: Novelty,
+    who: &str,
+    first_seen: EventTime,
+    learning: i64,
+    opener: &Call,
+    group: &[Text],
+    items: &FastMap<Text, (Call, bool)>,
+    new_services: &[String],
+) -> Finding {
+    let list: Vec<&str> = group.iter().map(|k| &**k).collect();
+    let refused: Vec<&str> = group.iter().filter(|k| items[*k].0.error_code.is_some()).map(|k| &**k).collect();
+    let by = opener.principal.as_deref().unwrap_or(&opener.caller);
+    let many = group.len() >= 3;
+    let (severity, summary) = match kind {
+        Novelty::ReconCall => (Severity::High, format!("{who} made {} attacker first step(s) it never made before ({}), watched since {first_seen}. Whoever holds stolen credentials asks these first.", list.len(), list.join(", "))),
+        Novelty::NewRoleBehaviour => (
+            if new_services.is_empty() { Severity::Low } else { Severity::Medium },
+            if new_services.is_empty() {
+                format!("{who} did {} thing(s) it never did before: {}.", list.len(), list.join(", "))
+            } else {
+                format!("{who} used {} service(s) it never used before ({}): {}.", new_services.len(), new_services.join(", "), list.join(", "))
+            },
+        ),
+        Novelty::UnusedService => (if many { Severity::High } else { Severity::Medium }, format!("Account {who} saw its first call(s) to {}, by {by}, watched since {first_seen}.", list.join(", "))),
+        Novelty::UnusedRegion => (if many { Severity::High } else { Severity::Medium }, format!("Account {who} saw its first call(s) in region(s) {}, by {by}, watched since {first_seen}.", list.join(", "))),
+    };
+    let remediation = match kind {
+        Novelty::ReconCall => format!("Ask the owner of {who} whether they just ran these calls (a person debugging, a new deployment). If not, treat the credentials as stolen: revoke the session or deactivate the key, and review every call from {} since.", opener.ip),
+        Novelty::NewRoleBehaviour => format!("If {who} was deployed with new code, this is expected: nothing to do. If not, review what else its credentials did from {} and consider revoking its sessions.", opener.ip),
+        Novelty::UnusedService | Novelty::UnusedRegion => format!("Unused services and regions are where enumeration scripts and crypto-miners show up. Confirm with {by}'s owner; if unexplained, revoke its credentials. Consider an SCP that denies the regions and services the account does not use."),
+    };
+    Finding {
+        id: finding_id(kind.name(), &[who, &opener.caller, list[0], &opener.time.to_string()]),
+        detector: kind.name(),
+        severity,
+        time: opener.time.to_string(),
+        account: opener.account.as_deref().map(str::to_owned),
+        region: opener.region.as_deref().map(str::to_owned),
+        principal: opener.principal.as_deref().map(str::to_owned),
+        access_key_id: opener.access_key.as_deref().map(str::to_owned),
+        source: FindingSource { ip: Some(opener.ip.clone()), vpc_endpoint: None, user_agent: opener.user_agent.as_deref().map(str::to_owned) },
+        event_ids: group.iter().map(|k| items[k].0.event_id.to_string()).filter(|e| !e.is_empty()).collect(),
+        summary,
+        details: json!({
+            "new": list,
+            "actions": if kind == Novelty::ReconCall { json!(list) } else { json!(group.iter().map(|k| &*items[k].0.event).collect::<Vec<_>>()) },
+            "new_services": new_services,
+            "refused": refused,
+            "entity": who,
+            "entity_first_seen": first_seen.to_string(),
+            "learning_window_hours": learning / EventTime::HOUR,
+        }),
+        remediation,
+    }
+}
+
+impl Detector for NoveltyDetector {
+    fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    fn observe(&mut self, r: &Record, _out: &mut Vec<Finding>) {
+        let id = &r.identity;
+        if id.invoked_by.is_some() || r.source.is_aws_service() {
+            return; // an AWS service acting for the principal teaches and tells nothing
+        }
+        let console = is_console(r.user_agent.as_deref());
+        let entity = if self.kind.per_account() {
+            r.account()
+        } else {
+            if console {
+                return;
+            }
+            id.session_issuer_arn.as_deref().or(id.arn.as_deref())
+        };
+        let Some(entity) = entity else { return };
+        let t = r.event_time;
+        let is_item = self.item(r);
+        let e = match self.entities.get_mut(entity) {
+            Some(e) => e,
+            None => self.entities.entry(entity.into()).or_insert(Entity { first_seen: t, items: FastMap::default(), pending: Vec::new() }),
+        };
+        e.first_seen = e.first_seen.min(t);
+        if !is_item {
+            return;
+        }
+        let eid = r.event_id.as_deref().unwrap_or("");
+        if let Some((c, judged)) = e.items.get(self.key.as_str()) {
+            if *judged || (t, eid) >= (c.time, &*c.event_id) {
+                return;
+            }
+        }
+        let service = r.event_source.strip_suffix(".amazonaws.com").unwrap_or(&r.event_source);
+        let call = Call {
+            time: t,
+            event_id: eid.into(),
+            caller: id.access_key_id.clone().or(id.arn.clone()).unwrap_or_else(|| "unknown".into()),
+            access_key: id.access_key_id.clone(),
+            principal: id.session_issuer_arn.clone().or(id.arn.clone()),
+            ip: r.source.to_string(),
+            user_agent: r.user_agent.clone(),
+            region: r.aws_region.clone(),
+            account: r.account().map(Into::into),
+            error_code: r.error_code.clone(),
+            event: format!("{service}:{}", r.event_name).into(),
+        };
+        let key: Text = self.key.as_str().into();
+        if e.items.insert(key.clone(), (call, false)).is_none() {
+            e.pending.push(key);
+        }
+        let at = t.plus_millis(self.delay() + self.cfg.group_window_ms);
+        self.timers.push(at, entity.into());
+    }
+
+    fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
+        while let Some((_, who)) = self.timers.pop_due(watermark) {
+            self.decide(&who, Some(watermark), out);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Finding>) {
+        let mut all: Vec<Text> = self.entities.keys().cloned().collect();
+        all.sort();
+        for who in all {
+            self.decide(&who, None, out);
+        }
+    }
+
+    fn live_state(&self) -> usize {
+        self.entities.len()
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        json!({"entities": self.entities, "timers": self.timers})
+    }
+
+    fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
+        self.entities = state_field(&mut state, "entities")?;
+        self.timers = state_field(&mut state, "timers")?;
+        Ok(())
+    }
+}
