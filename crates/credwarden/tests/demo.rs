@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use cloudtrail::{discover, input::delivery_stamp, InputSource};
 use credwarden::pipeline::run_detect;
 use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector, ReconCallDetector,
-    ReconConfig, StaticKeyConfig, StaticKeyDetector,
+    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding, Novelty, NoveltyConfig, NoveltyDetector, OffInstanceConfig,
+    OffInstanceDetector, ReconCallDetector, ReconConfig, StaticKeyConfig, StaticKeyDetector,
 };
 use proptest::prelude::*;
 
@@ -24,7 +24,7 @@ fn demo_finds_every_attack_and_nothing_on_benign_traffic() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        stdout.contains("precision 1.000 (21 of 21 findings expected), recall 1.000 (21 of 21 expected findings made); findings on benign traffic: 0"),
+        stdout.contains("precision 1.000 (32 of 32 findings expected), recall 1.000 (32 of 32 expected findings made); findings on benign traffic: 0"),
         "{stdout}"
     );
     assert!(!stdout.contains("MISSED"));
@@ -96,6 +96,18 @@ fn detect(sources: &[InputSource]) -> Vec<Finding> {
         Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
         Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
         Box::new(ReconCallDetector::new(ReconConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
+        Box::new(NoveltyDetector::new(
+            Novelty::NewRoleBehaviour,
+            NoveltyConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() },
+        )),
+        Box::new(NoveltyDetector::new(
+            Novelty::UnusedService,
+            NoveltyConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() },
+        )),
+        Box::new(NoveltyDetector::new(
+            Novelty::UnusedRegion,
+            NoveltyConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() },
+        )),
         Box::new(CanaryDetector::new(CanaryConfig {
             canaries: vec![format!("{}*", credwarden::demo::generate::DEMO_CANARY_BUCKET)],
             lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
@@ -128,7 +140,7 @@ fn baseline() -> &'static (Vec<PathBuf>, Vec<Finding>) {
             })
             .collect();
         let findings = detect(&sources);
-        assert_eq!(findings.len(), 21, "the demo's expected findings");
+        assert_eq!(findings.len(), 32, "the demo's expected findings");
         (files, findings)
     })
 }

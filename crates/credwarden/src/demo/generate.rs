@@ -521,6 +521,24 @@ const CONSOLE_ACTIONS: &[(&str, &str)] = &[
 /// One attacker call: event source, event name, and the error it gets, if any.
 type AttackStep = (&'static str, &'static str, Option<(&'static str, &'static str)>);
 
+/// Which novelty detectors a call must trip.
+#[derive(Clone, Copy, Default)]
+struct Expect {
+    recon: bool,
+    new_action: bool,
+    new_service: bool,
+    new_region: bool,
+}
+
+impl std::ops::BitOrAssign for Expect {
+    fn bitor_assign(&mut self, o: Expect) {
+        self.recon |= o.recon;
+        self.new_action |= o.new_action;
+        self.new_service |= o.new_service;
+        self.new_region |= o.new_region;
+    }
+}
+
 struct Gen<'w> {
     w: &'w mut World,
     out: DeliveryWriter,
@@ -530,7 +548,7 @@ struct Gen<'w> {
     /// Each principal's first call, and the recon calls each has made: to know which of an
     /// attacker's first steps the recon-call detector must report.
     principal_first: std::collections::HashMap<String, EventTime>,
-    recon_made: std::collections::HashSet<(String, usize)>,
+    made: std::collections::HashSet<(String, String)>,
 }
 
 /// The demo company's canary: an old backup bucket nothing legitimate reads.
@@ -540,23 +558,56 @@ pub const DEMO_CANARY_BUCKET: &str = "arn:aws:s3:::corp-backup-archive-2019";
 pub const DEMO_RECON_LEARNING_MS: i64 = EventTime::HOUR;
 
 impl Gen<'_> {
-    /// Write a record. Returns true when it is a recon call that the recon-call detector
-    /// must report: the principal's first of its kind, after the learning window.
-    fn emit(&mut self, call: &Call<'_>) -> bool {
-        let principal = match &call.who {
-            Who::Role { account, role, invoked_by: None, .. } => Some(format!("arn:aws:iam::{account}:role/{role}")),
-            Who::User { account, user, .. } => Some(format!("arn:aws:iam::{account}:user/{user}")),
-            _ => None,
-        };
-        let mut expected_recon = false;
-        if let Some(p) = principal.filter(|_| !call.ip.ends_with("amazonaws.com") && !call.ip.starts_with("AWS Internal")) {
-            let first = *self.principal_first.entry(p.clone()).and_modify(|t| *t = (*t).min(call.time)).or_insert(call.time);
-            if let Some(ix) = detect::recon::recon_index(call.source, call.name) {
-                expected_recon = call.time >= first.plus_millis(DEMO_RECON_LEARNING_MS) && self.recon_made.insert((p, ix));
+    /// Write a record. Returns which novelty detectors must report it: the first of its
+    /// kind for its principal or account, after the learning window (the same rules as the
+    /// detectors, applied as the data is made).
+    fn emit(&mut self, call: &Call<'_>) -> Expect {
+        let by_service = call.ip.ends_with("amazonaws.com")
+            || call.ip.starts_with("AWS Internal")
+            || matches!(call.who, Who::Service { .. } | Who::Role { invoked_by: Some(_), .. });
+        let mut expect = Expect::default();
+        if !by_service {
+            let service = call.source.trim_end_matches(".amazonaws.com");
+            let action = format!("{service}:{}", call.name);
+            let principal = match &call.who {
+                Who::Role { account, role, .. } => Some(format!("arn:aws:iam::{account}:role/{role}")),
+                Who::User { account, user, .. } => Some(format!("arn:aws:iam::{account}:user/{user}")),
+                Who::Service { .. } => None,
+            };
+            if let Some(p) = principal.filter(|_| !call.user_agent.starts_with("Mozilla/")) {
+                let first = *self.principal_first.entry(p.clone()).and_modify(|t| *t = (*t).min(call.time)).or_insert(call.time);
+                let learned = call.time >= first.plus_millis(DEMO_RECON_LEARNING_MS);
+                if detect::recon::recon_index(call.source, call.name).is_some() {
+                    expect.recon = self.made.insert((p.clone(), format!("recon {action}"))) && learned;
+                }
+                expect.new_action = self.made.insert((p, action)) && learned;
+            }
+            let a = call.account.to_owned();
+            let first = *self.principal_first.entry(format!("account {a}")).and_modify(|t| *t = (*t).min(call.time)).or_insert(call.time);
+            let learned = call.time >= first.plus_millis(DEMO_RECON_LEARNING_MS);
+            expect.new_service = self.made.insert((format!("account {a}"), format!("service {service}"))) && learned;
+            if !detect::novelty::GLOBAL_SERVICES.contains(&service) {
+                expect.new_region = self.made.insert((format!("account {a}"), format!("region {}", call.region))) && learned;
             }
         }
         self.emit_record(call);
-        expected_recon
+        expect
+    }
+
+    /// Truth entries for the novelty findings an attack's calls must produce, alongside the
+    /// attack's main entry (the last one pushed).
+    fn expect_novelty(&mut self, e: Expect) {
+        let last = self.truth.last().expect("the attack's entry").clone();
+        for (flag, detector, description) in [
+            (e.recon, detect::recon::NAME, "the attacker's first whoami / listing calls, never made by this principal"),
+            (e.new_action, "new-role-behaviour", "the attacker's calls, never made by this principal"),
+            (e.new_service, "unused-service", "a service the account never used"),
+            (e.new_region, "unused-region", "regions the account never used"),
+        ] {
+            if flag {
+                self.truth.push(TruthEntry { detector, description, ..last.clone() });
+            }
+        }
     }
 
     fn emit_record(&mut self, call: &Call<'_>) {
@@ -978,7 +1029,7 @@ impl Gen<'_> {
             ("guardduty.amazonaws.com", "ListDetectors"),
         ];
         let mut first = None;
-        let mut recon = false;
+        let mut recon = Expect::default();
         for (i, (source, name)) in PROBES.iter().cycle().take(40).enumerate() {
             let time = slot_time(slot).plus_millis(i as i64 * 3_000 + self.rng.below(2_000) as i64);
             first.get_or_insert(time);
@@ -1020,6 +1071,40 @@ impl Gen<'_> {
                 resources: &[],
             });
         }
+        // ... and sprays regions the company never uses, looking for forgotten resources.
+        for (i, spray_region) in ["eu-north-1", "ap-south-1", "sa-east-1", "me-south-1"].into_iter().enumerate() {
+            let time = slot_time(slot).plus_millis(125_000 + i as i64 * 2_000);
+            let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
+            let who = Who::Role {
+                account,
+                role: &role,
+                role_id: &role_id,
+                session: &id,
+                key: &key,
+                created,
+                delivery: Some("2.0"),
+                console: false,
+                invoked_by: None,
+            };
+            recon |= self.emit(&Call {
+                time,
+                source: "ec2.amazonaws.com",
+                name: "DescribeInstances",
+                region: spray_region,
+                ip: &ip,
+                user_agent: "Boto3/1.34.11 Python/3.11.8 Linux/6.5.0 Botocore/1.34.11 enumerate-iam",
+                who,
+                account,
+                read_only: true,
+                request: Some("{}"),
+                response: None,
+                vpce: None,
+                error: Some(("Client.UnauthorizedOperation", "You are not authorized to perform this operation.")),
+                event_id: &event_id,
+                request_id: &request_id,
+                resources: &[],
+            });
+        }
         self.truth.push(TruthEntry {
             kind: "attack",
             attack: "permission-enumeration",
@@ -1033,14 +1118,7 @@ impl Gen<'_> {
             time: first.expect("probes").to_string(),
             description: "an enumeration script run with the stolen credential: 40 calls across 16 services in two minutes, most denied",
         });
-        if recon {
-            let last = self.truth.last().expect("just pushed").clone();
-            self.truth.push(TruthEntry {
-                detector: detect::recon::NAME,
-                description: "the enumeration script's first calls on the recon list, new for this role",
-                ..last
-            });
-        }
+        self.expect_novelty(recon);
     }
 
     /// The attacker holding the stolen sibling credential tries the company's old backup
@@ -1060,7 +1138,7 @@ impl Gen<'_> {
         let request = format!(r#"{{"bucketName":"{}","key":"db/prod-dump-2019-11.sql.gz"}}"#, DEMO_CANARY_BUCKET.trim_start_matches("arn:aws:s3:::"));
         let who =
             Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some("1.0"), console: false, invoked_by: None };
-        self.emit(&Call {
+        let novelty = self.emit(&Call {
             time,
             source: "s3.amazonaws.com",
             name: "GetObject",
@@ -1091,6 +1169,7 @@ impl Gen<'_> {
             time: time.to_string(),
             description: "the stolen credential reads the old backup bucket, a canary",
         });
+        self.expect_novelty(novelty);
     }
 
     /// The first account's CI key leaks (a build log) and is used from a VPS.
@@ -1099,7 +1178,7 @@ impl Gen<'_> {
         let key = ci_key(0);
         let ip = format!("45.137.21.{}", self.rng.below(250) + 2);
         let mut first = None;
-        let mut recon = false;
+        let mut recon = Expect::default();
         for (i, (source, name)) in [
             ("sts.amazonaws.com", "GetCallerIdentity"),
             ("s3.amazonaws.com", "ListBuckets"),
@@ -1145,14 +1224,7 @@ impl Gen<'_> {
             time: first.expect("calls").to_string(),
             description: "the CI user's long-lived key, leaked in a build log, used from a VPS",
         });
-        if recon {
-            let last = self.truth.last().expect("just pushed").clone();
-            self.truth.push(TruthEntry {
-                detector: detect::recon::NAME,
-                description: "the leaked key's first whoami and bucket listing, never made by the CI user",
-                ..last
-            });
-        }
+        self.expect_novelty(recon);
     }
 
     fn attack(&mut self, a: usize) {
@@ -1175,7 +1247,7 @@ impl Gen<'_> {
             ("s3.amazonaws.com", "GetObject", None),
         ];
         let mut first = None;
-        let mut recon = false;
+        let mut recon = Expect::default();
         for (i, (source, event, error)) in steps.into_iter().enumerate() {
             let time = slot_time(slot).plus_millis(i as i64 * 70_000 + self.rng.below(30_000) as i64);
             first.get_or_insert(time);
@@ -1226,14 +1298,7 @@ impl Gen<'_> {
             time: first.expect("steps").to_string(),
             description,
         });
-        if recon {
-            let last = self.truth.last().expect("just pushed").clone();
-            self.truth.push(TruthEntry {
-                detector: detect::recon::NAME,
-                description: "the attacker's first whoami / listing calls, never made by this role",
-                ..last
-            });
-        }
+        self.expect_novelty(recon);
     }
 }
 
@@ -1272,7 +1337,7 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
         truth: Vec::new(),
         buf: String::with_capacity(4096),
         principal_first: Default::default(),
-        recon_made: Default::default(),
+        made: Default::default(),
     };
     for slot in 0..slots {
         let slot_end = slot_time(slot + 1);

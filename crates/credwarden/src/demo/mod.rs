@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cloudtrail::discover;
 use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding, OffInstanceConfig, OffInstanceDetector, ReconCallDetector,
-    ReconConfig, StaticKeyConfig, StaticKeyDetector,
+    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding, Novelty, NoveltyConfig, NoveltyDetector, OffInstanceConfig,
+    OffInstanceDetector, ReconCallDetector, ReconConfig, StaticKeyConfig, StaticKeyDetector,
 };
 
 pub use generate::TruthEntry;
@@ -137,6 +137,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
         Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
         Box::new(ReconCallDetector::new(ReconConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
+        Box::new(NoveltyDetector::new(Novelty::NewRoleBehaviour, NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
+        Box::new(NoveltyDetector::new(Novelty::UnusedService, NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
+        Box::new(NoveltyDetector::new(Novelty::UnusedRegion, NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
         Box::new(CanaryDetector::new(CanaryConfig {
             canaries: vec![format!("{}*", generate::DEMO_CANARY_BUCKET)],
             lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
