@@ -283,6 +283,10 @@ pub struct Record {
     /// Instances that an EC2 call names and whose public address it may change
     /// (AssociateAddress, AttachNetworkInterface, StartInstances).
     pub instances_named: Vec<Text>,
+    /// Roles (or instance profiles) this call hands to a service — what `iam:PassRole` was
+    /// checked for: `RunInstances` with an instance profile, Lambda functions, ECS task
+    /// definitions, CloudFormation stacks, Glue, SageMaker, CodeBuild, Step Functions.
+    pub passed_roles: Vec<Text>,
     /// The record's `resources` array as raw JSON (one copy, parsed only by the detectors that
     /// need it; most never do). `None` when absent, null or empty.
     pub resources_json: Option<Text>,
@@ -390,6 +394,7 @@ impl<'a> RawRecord<'a> {
         let issuance =
             if &*event_source == "sts.amazonaws.com" { self.response_elements.and_then(|r| parse_issuance(r, self.request_parameters)) } else { None };
         let instances_named = if &*event_source == "ec2.amazonaws.com" { instances_named(&event_name, self.request_parameters) } else { Vec::new() };
+        let passed_roles = if passes_role(&event_source, &event_name) { roles_passed(self.request_parameters) } else { Vec::new() };
         Ok(Record {
             event_time,
             event_source,
@@ -407,6 +412,7 @@ impl<'a> RawRecord<'a> {
             identity,
             issuance,
             instances_named,
+            passed_roles,
             resources_json: self.resources.map(RawValue::get).filter(|r| r.starts_with('[') && *r != "[]").map(Into::into),
         })
     }
@@ -469,6 +475,40 @@ fn parse_issuance(response: &RawValue, request: Option<&RawValue>) -> Option<Iss
         role_arn: req.role_arn.text(),
         session_name: req.role_session_name.text(),
     })
+}
+
+/// Calls that pass a role to a service (and so required `iam:PassRole`).
+pub fn passes_role(event_source: &str, event_name: &str) -> bool {
+    let service = event_source.strip_suffix(".amazonaws.com").unwrap_or(event_source);
+    match service {
+        "ec2" => matches!(event_name, "RunInstances" | "AssociateIamInstanceProfile" | "ReplaceIamInstanceProfileAssociation"),
+        "lambda" => event_name.starts_with("CreateFunction") || event_name.starts_with("UpdateFunctionConfiguration"),
+        "ecs" => event_name == "RegisterTaskDefinition",
+        "cloudformation" => matches!(event_name, "CreateStack" | "UpdateStack" | "CreateStackSet" | "UpdateStackSet"),
+        "glue" => matches!(event_name, "CreateDevEndpoint" | "CreateJob" | "UpdateJob" | "CreateSession"),
+        "sagemaker" => matches!(event_name, "CreateNotebookInstance" | "CreateTrainingJob" | "CreateProcessingJob"),
+        "codebuild" => matches!(event_name, "CreateProject" | "UpdateProject"),
+        "states" => matches!(event_name, "CreateStateMachine" | "UpdateStateMachine"),
+        "datapipeline" => event_name == "CreatePipeline",
+        _ => false,
+    }
+}
+
+/// The role ARNs (or instance-profile ARNs / names) in a pass-role call's parameters.
+fn roles_passed(request: Option<&RawValue>) -> Vec<Text> {
+    const KEYS: &[&str] = &["role", "roleArn", "roleARN", "RoleArn", "taskRoleArn", "executionRoleArn", "serviceRole", "executionRole"];
+    let Some(v) = request.and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok()) else { return Vec::new() };
+    let mut out: Vec<Text> = KEYS.iter().filter_map(|k| v.get(*k).and_then(|x| x.as_str())).map(Into::into).collect();
+    if let Some(p) = v.get("iamInstanceProfile") {
+        if let Some(a) = p.get("arn").and_then(|x| x.as_str()) {
+            out.push(a.into());
+        } else if let Some(n) = p.get("name").and_then(|x| x.as_str()) {
+            out.push(format!("instance-profile/{n}").into());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn instances_named(event_name: &str, request: Option<&RawValue>) -> Vec<Text> {

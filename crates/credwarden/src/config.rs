@@ -29,12 +29,26 @@ pub struct DetectConfig {
     /// canary-resource: access key ids and ARN patterns nobody should ever use.
     #[serde(default)]
     pub canaries: Vec<String>,
+    /// foreign-role-pass: who owns which roles, and which application each principal is.
+    #[serde(default)]
+    pub ownership: OwnershipConfig,
     /// Baselines: hours an account or principal is watched before what it does counts as new (default 336).
     pub learning_hours: Option<u32>,
     /// enumeration-burst: denials within a minute that make a rate burst (default 10).
     pub burst_rate_threshold: Option<usize>,
     /// enumeration-burst: distinct denied actions (across three or more services) within five minutes that make a spread burst (default 6).
     pub burst_spread_actions: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipConfig {
+    /// Role or instance-profile ARN pattern → owning application.
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, String>,
+    /// Principal ARN pattern → the caller's application (`*`: may pass any role).
+    #[serde(default)]
+    pub principals: std::collections::BTreeMap<String, String>,
 }
 
 impl Config {

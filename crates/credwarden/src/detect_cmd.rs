@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use cloudtrail::FileReport;
 use cloudtrail::{discover, EventTime};
 use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector, NetSet, Novelty, NoveltyConfig, NoveltyDetector, OffInstanceConfig,
-    OffInstanceDetector, StaticKeyConfig, StaticKeyDetector,
+    BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector, ForeignRolePassConfig, ForeignRolePassDetector, NetSet, Novelty,
+    NoveltyConfig, NoveltyDetector, OffInstanceConfig, OffInstanceDetector, OwnershipMap, StaticKeyConfig, StaticKeyDetector,
 };
 use store::Store;
 
@@ -28,6 +28,7 @@ pub const DETECTORS: &[&str] = &[
     "new-role-behaviour",
     "unused-service",
     "unused-region",
+    detect::foreign_role::NAME,
 ];
 
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -166,6 +167,15 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                     .find(|k| k.name() == name)
                     .expect("listed above");
                 out.push(Box::new(NoveltyDetector::new(kind, nc)));
+            }
+            detect::foreign_role::NAME => {
+                let ownership = OwnershipMap {
+                    roles: cfg.detect.ownership.roles.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    principals: cfg.detect.ownership.principals.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                };
+                let lateness_ms =
+                    args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
+                out.push(Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig { ownership, lateness_ms })));
             }
             detect::canary::NAME => {
                 let canaries: Vec<String> = cfg.detect.canaries.iter().chain(&args.canaries).cloned().collect();

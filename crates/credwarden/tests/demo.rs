@@ -6,10 +6,7 @@ use std::sync::OnceLock;
 
 use cloudtrail::{discover, input::delivery_stamp, InputSource};
 use credwarden::pipeline::run_detect;
-use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding, Novelty, NoveltyConfig, NoveltyDetector, OffInstanceConfig,
-    OffInstanceDetector, ReconCallDetector, ReconConfig, StaticKeyConfig, StaticKeyDetector,
-};
+use detect::Finding;
 use proptest::prelude::*;
 
 fn bin() -> Command {
@@ -24,7 +21,7 @@ fn demo_finds_every_attack_and_nothing_on_benign_traffic() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(
-        stdout.contains("precision 1.000 (32 of 32 findings expected), recall 1.000 (32 of 32 expected findings made); findings on benign traffic: 0"),
+        stdout.contains("precision 1.000 (34 of 34 findings expected), recall 1.000 (34 of 34 expected findings made); findings on benign traffic: 0"),
         "{stdout}"
     );
     assert!(!stdout.contains("MISSED"));
@@ -91,28 +88,7 @@ fn dataset() -> &'static Dataset {
 
 fn detect(sources: &[InputSource]) -> Vec<Finding> {
     let ranges = credwarden::ipranges::load(&dataset().root.join("aws-ip-ranges.json")).unwrap();
-    let mut engine = Engine::new(vec![
-        Box::new(OffInstanceDetector::new(OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() })),
-        Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
-        Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
-        Box::new(ReconCallDetector::new(ReconConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
-        Box::new(NoveltyDetector::new(
-            Novelty::NewRoleBehaviour,
-            NoveltyConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() },
-        )),
-        Box::new(NoveltyDetector::new(
-            Novelty::UnusedService,
-            NoveltyConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() },
-        )),
-        Box::new(NoveltyDetector::new(
-            Novelty::UnusedRegion,
-            NoveltyConfig { learning_ms: credwarden::demo::generate::DEMO_RECON_LEARNING_MS, ..Default::default() },
-        )),
-        Box::new(CanaryDetector::new(CanaryConfig {
-            canaries: vec![format!("{}*", credwarden::demo::generate::DEMO_CANARY_BUCKET)],
-            lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
-        })),
-    ]);
+    let mut engine = credwarden::demo::demo_engine(ranges);
     let mut out = Vec::new();
     run_detect(
         sources,
@@ -140,7 +116,7 @@ fn baseline() -> &'static (Vec<PathBuf>, Vec<Finding>) {
             })
             .collect();
         let findings = detect(&sources);
-        assert_eq!(findings.len(), 32, "the demo's expected findings");
+        assert_eq!(findings.len(), 34, "the demo's expected findings");
         (files, findings)
     })
 }

@@ -554,6 +554,23 @@ struct Gen<'w> {
 /// The demo company's canary: an old backup bucket nothing legitimate reads.
 pub const DEMO_CANARY_BUCKET: &str = "arn:aws:s3:::corp-backup-archive-2019";
 
+/// Who owns which roles in the demo company, for foreign-role-pass.
+pub fn demo_ownership() -> detect::OwnershipMap {
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    detect::OwnershipMap {
+        roles: pairs(&[
+            ("arn:aws:iam::*:role/*-admin-automation", "platform"),
+            ("arn:aws:iam::*:role/*-queue-worker", "worker"),
+            ("arn:aws:iam::*:role/*-web-frontend", "web"),
+        ]),
+        principals: pairs(&[
+            ("arn:aws:iam::*:role/*-queue-worker", "worker"),
+            ("arn:aws:iam::*:role/*-web-frontend", "web"),
+            ("arn:aws:iam::*:user/ci-deployer", "*"),
+        ]),
+    }
+}
+
 /// The recon-call learning window the demo runs with (its data spans six hours).
 pub const DEMO_RECON_LEARNING_MS: i64 = EventTime::HOUR;
 
@@ -1172,6 +1189,57 @@ impl Gen<'_> {
         self.expect_novelty(novelty);
     }
 
+    /// The attacker holding the worker's sibling credential creates a Lambda function that
+    /// runs as the platform team's admin-automation role: privilege escalation by PassRole.
+    fn foreign_pass_attack(&mut self, slot: u64) {
+        let Some(a) = self.w.attacks.iter().position(|a| a.name == "stolen-sibling-credential") else { return };
+        let Some(key) = self.w.attacks[a].stolen_key.clone() else { return };
+        let (ix, ip) = (self.w.attacks[a].instance, self.w.attacks[a].ip.clone());
+        let inst = &self.w.instances[ix];
+        let net = &self.w.nets[inst.net];
+        let account = self.w.accounts[net.account].id;
+        let creds = inst.creds.as_ref().expect("attacked instances are running");
+        let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
+        let time = slot_time(slot).plus_millis(self.rng.below(SLOT_MS as u64 / 2) as i64);
+        let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
+        let admin = format!("arn:aws:iam::{account}:role/data-admin-automation");
+        let request = format!(r#"{{"functionName":"log-rotate","runtime":"python3.12","role":"{admin}","handler":"index.handler","timeout":900}}"#);
+        let who =
+            Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some("1.0"), console: false, invoked_by: None };
+        let novelty = self.emit(&Call {
+            time,
+            source: "lambda.amazonaws.com",
+            name: "CreateFunction20150331",
+            region,
+            ip: &ip,
+            user_agent: UA_CLI,
+            who,
+            account,
+            read_only: false,
+            request: Some(&request),
+            response: None,
+            vpce: None,
+            error: None,
+            event_id: &event_id,
+            request_id: &request_id,
+            resources: &[],
+        });
+        self.truth.push(TruthEntry {
+            kind: "attack",
+            attack: "foreign-role-pass",
+            detector: detect::foreign_role::NAME,
+            account: account.to_owned(),
+            region: region.to_owned(),
+            instance_id: id,
+            access_key_id: key,
+            source_ip: ip,
+            vpc_endpoint: None,
+            time: time.to_string(),
+            description: "the stolen worker credential creates a Lambda function running as the platform's admin role",
+        });
+        self.expect_novelty(novelty);
+    }
+
     /// The first account's CI key leaks (a build log) and is used from a VPS.
     fn leaked_static_key(&mut self, slot: u64) {
         let account = self.w.accounts[0].id;
@@ -1383,6 +1451,9 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
         }
         if slot == 40 {
             g.honey_bucket_attack(slot);
+        }
+        if slot == 42 {
+            g.foreign_pass_attack(slot);
         }
         // A record is delivered at most one slot late: everything for slots < `slot` is final.
         if slot >= 1 {

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cloudtrail::discover;
 use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding, Novelty, NoveltyConfig, NoveltyDetector, OffInstanceConfig,
-    OffInstanceDetector, ReconCallDetector, ReconConfig, StaticKeyConfig, StaticKeyDetector,
+    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding, ForeignRolePassConfig, ForeignRolePassDetector, Novelty,
+    NoveltyConfig, NoveltyDetector, OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector,
 };
 
 pub use generate::TruthEntry;
@@ -109,6 +109,30 @@ pub fn write_dataset(dir: &Path, seed: u64, records: u64) -> Result<generate::Ge
     Ok(generated)
 }
 
+/// The engine the demo runs: every detector, with the demo company's canary, ownership
+/// map and a one-hour learning window (its data spans six hours).
+pub fn demo_engine(ranges: detect::AwsIpRanges) -> Engine {
+    let cfg = OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() };
+    let learning = || NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() };
+    Engine::new(vec![
+        Box::new(OffInstanceDetector::new(cfg)),
+        Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
+        Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
+        Box::new(NoveltyDetector::new(Novelty::ReconCall, learning())),
+        Box::new(NoveltyDetector::new(Novelty::NewRoleBehaviour, learning())),
+        Box::new(NoveltyDetector::new(Novelty::UnusedService, learning())),
+        Box::new(NoveltyDetector::new(Novelty::UnusedRegion, learning())),
+        Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig {
+            ownership: generate::demo_ownership(),
+            lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
+        })),
+        Box::new(CanaryDetector::new(CanaryConfig {
+            canaries: vec![format!("{}*", generate::DEMO_CANARY_BUCKET)],
+            lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
+        })),
+    ])
+}
+
 pub fn run(args: &DemoArgs) -> Result<()> {
     if let Some(dir) = &args.generate_only {
         let records = args.records.unwrap_or(60_000);
@@ -131,20 +155,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let g = write_dataset(dir, args.seed, records)?;
     println!("  {} records in {} delivery files (+{} digest files), {} attacks injected (truth.jsonl)", g.records, g.files, g.digest_files, g.truth.len());
     let ranges = crate::ipranges::load(&dir.join("aws-ip-ranges.json"))?;
-    let cfg = OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() };
-    let mut engine = Engine::new(vec![
-        Box::new(OffInstanceDetector::new(cfg)),
-        Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
-        Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
-        Box::new(ReconCallDetector::new(ReconConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
-        Box::new(NoveltyDetector::new(Novelty::NewRoleBehaviour, NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
-        Box::new(NoveltyDetector::new(Novelty::UnusedService, NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
-        Box::new(NoveltyDetector::new(Novelty::UnusedRegion, NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() })),
-        Box::new(CanaryDetector::new(CanaryConfig {
-            canaries: vec![format!("{}*", generate::DEMO_CANARY_BUCKET)],
-            lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
-        })),
-    ]);
+    let mut engine = demo_engine(ranges);
     let (sources, _) = discover(&[&g.logs])?;
     let mut findings: Vec<Finding> = Vec::new();
     let mut input_errors = Vec::new();
