@@ -1,28 +1,22 @@
 //! `enumeration-burst` on its edge cases and on real data: Stratus Red Team's detonations
 //! (bursts) and Permiso's console sessions (scattered denials, no burst).
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::{records, run_detector};
+
 use cloudtrail::{decode_bytes, decode_source, discover, EventTime, Record};
-use detect::{BurstConfig, Engine, EnumerationBurstDetector, Finding};
+use detect::{BurstConfig, EnumerationBurstDetector, Finding};
 use serde_json::json;
 
 fn corpora() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora")
 }
 
-fn engine() -> Engine {
-    Engine::new(vec![Box::new(EnumerationBurstDetector::new(BurstConfig::default()))])
-}
-
 fn run(records: &[Record]) -> Vec<Finding> {
-    let mut e = engine();
-    let mut out = Vec::new();
-    for r in records {
-        e.process(r, &mut out);
-    }
-    e.finish(&mut out);
-    out
+    run_detector(Box::new(EnumerationBurstDetector::new(BurstConfig::default())), records)
 }
 
 fn denial(sec: i64, id: &str, source: &str, name: &str, code: &str, key: &str) -> serde_json::Value {
@@ -31,14 +25,6 @@ fn denial(sec: i64, id: &str, source: &str, name: &str, code: &str, key: &str) -
         "sourceIPAddress": "198.51.100.4", "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
         "userIdentity": {"type": "AssumedRole", "accessKeyId": key, "arn": "arn:aws:sts::111122223333:assumed-role/app/s",
             "sessionContext": {"sessionIssuer": {"type": "Role", "arn": "arn:aws:iam::111122223333:role/app"}}}})
-}
-
-fn records(values: &[serde_json::Value]) -> Vec<Record> {
-    let text: String = values.iter().map(|v| v.to_string() + "\n").collect();
-    let mut out = Vec::new();
-    let rep = decode_bytes("t", text.as_bytes(), &mut |r| out.push(r));
-    assert_eq!(rep.error_count(), 0);
-    out
 }
 
 #[test]

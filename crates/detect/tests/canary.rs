@@ -1,7 +1,10 @@
 //! `canary-resource`: any touch of a canary is critical; one finding per canary and caller.
 
-use cloudtrail::{decode_bytes, EventTime, Record};
-use detect::{CanaryConfig, CanaryDetector, Engine, Finding, Severity};
+mod common;
+
+use cloudtrail::EventTime;
+use common::{records, run_detector};
+use detect::{CanaryConfig, CanaryDetector, Finding, Severity};
 use serde_json::json;
 
 fn call(min: i64, id: &str, key: &str) -> serde_json::Value {
@@ -12,17 +15,8 @@ fn call(min: i64, id: &str, key: &str) -> serde_json::Value {
 }
 
 fn run(values: &[serde_json::Value], canaries: &[&str]) -> Vec<Finding> {
-    let text: String = values.iter().map(|v| v.to_string() + "\n").collect();
-    let mut recs: Vec<Record> = Vec::new();
-    decode_bytes("t", text.as_bytes(), &mut |r| recs.push(r));
     let cfg = CanaryConfig { canaries: canaries.iter().map(|s| s.to_string()).collect(), lateness_ms: 15 * 60_000 };
-    let mut e = Engine::new(vec![Box::new(CanaryDetector::new(cfg))]);
-    let mut out = Vec::new();
-    for r in &recs {
-        e.process(r, &mut out);
-    }
-    e.finish(&mut out);
-    out
+    run_detector(Box::new(CanaryDetector::new(cfg)), &records(values))
 }
 
 #[test]

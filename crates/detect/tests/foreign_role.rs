@@ -1,7 +1,10 @@
 //! `foreign-role-pass`: passing a role another application owns.
 
-use cloudtrail::{decode_bytes, EventTime, Record};
-use detect::{Engine, Finding, ForeignRolePassConfig, ForeignRolePassDetector, OwnershipMap, Severity};
+mod common;
+
+use cloudtrail::EventTime;
+use common::{records, run_detector};
+use detect::{Finding, ForeignRolePassConfig, ForeignRolePassDetector, OwnershipMap, Severity};
 use serde_json::json;
 
 fn pass(min: i64, id: &str, caller_role: &str, source: &str, name: &str, params: serde_json::Value) -> serde_json::Value {
@@ -13,9 +16,6 @@ fn pass(min: i64, id: &str, caller_role: &str, source: &str, name: &str, params:
 }
 
 fn run(values: &[serde_json::Value]) -> Vec<Finding> {
-    let text: String = values.iter().map(|v| v.to_string() + "\n").collect();
-    let mut recs: Vec<Record> = Vec::new();
-    decode_bytes("t", text.as_bytes(), &mut |r| recs.push(r));
     let map = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     let ownership = OwnershipMap {
         roles: map(&[
@@ -25,13 +25,7 @@ fn run(values: &[serde_json::Value]) -> Vec<Finding> {
         ]),
         principals: map(&[("arn:aws:iam::*:role/payments-*", "payments"), ("arn:aws:iam::*:role/web-*", "web"), ("arn:aws:iam::*:role/deployer", "*")]),
     };
-    let mut e = Engine::new(vec![Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig { ownership, lateness_ms: 15 * 60_000 }))]);
-    let mut out = Vec::new();
-    for r in &recs {
-        e.process(r, &mut out);
-    }
-    e.finish(&mut out);
-    out
+    run_detector(Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig { ownership, lateness_ms: 15 * 60_000 })), &records(values))
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! The baselines: unused-region, unused-service, new-role-behaviour.
 
+mod common;
+
 use std::path::PathBuf;
 
-use cloudtrail::{decode_bytes, EventTime, Record};
-use detect::{Engine, Finding, Novelty, NoveltyConfig, NoveltyDetector, Severity};
+use common::{records, run_detector};
+
+use cloudtrail::{EventTime, Record};
+use detect::{Finding, Novelty, NoveltyConfig, NoveltyDetector, Severity};
 use serde_json::json;
 
 fn call(min: i64, id: &str, source: &str, name: &str, region: &str) -> serde_json::Value {
@@ -14,22 +18,8 @@ fn call(min: i64, id: &str, source: &str, name: &str, region: &str) -> serde_jso
             "sessionContext": {"sessionIssuer": {"type": "Role", "arn": "arn:aws:iam::111122223333:role/app"}}}})
 }
 
-fn records(values: &[serde_json::Value]) -> Vec<Record> {
-    let text: String = values.iter().map(|v| v.to_string() + "\n").collect();
-    let mut out = Vec::new();
-    assert_eq!(decode_bytes("t", text.as_bytes(), &mut |r| out.push(r)).error_count(), 0);
-    out
-}
-
 fn run(kind: Novelty, records: &[Record]) -> Vec<Finding> {
-    let cfg = NoveltyConfig { learning_ms: 60 * 60_000, ..Default::default() };
-    let mut e = Engine::new(vec![Box::new(NoveltyDetector::new(kind, cfg))]);
-    let mut out = Vec::new();
-    for r in records {
-        e.process(r, &mut out);
-    }
-    e.finish(&mut out);
-    out
+    run_detector(Box::new(NoveltyDetector::new(kind, NoveltyConfig { learning_ms: 60 * 60_000, ..Default::default() })), records)
 }
 
 /// Two hours of an application's habit in us-east-1.

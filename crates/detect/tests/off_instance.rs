@@ -1,7 +1,10 @@
 //! Edge cases of the off-instance detector, each from DETECTION-NOTES.md, fed through the
 //! real decoder so the records are what production would see.
 
-use cloudtrail::{decode_bytes, EventTime, Record};
+mod common;
+
+use cloudtrail::EventTime;
+use common::records;
 use detect::{AwsIpRanges, Detector, Engine, Finding, NetSet, OffInstanceConfig, OffInstanceDetector};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -34,14 +37,6 @@ fn with(mut v: Value, patch: Value) -> Value {
         v[k] = val.clone();
     }
     v
-}
-
-fn records(values: &[Value]) -> Vec<Record> {
-    let text: String = values.iter().map(|v| v.to_string() + "\n").collect();
-    let mut out = Vec::new();
-    let report = decode_bytes("test", text.as_bytes(), &mut |r| out.push(r));
-    assert_eq!(report.error_count(), 0, "{:?}", report.errors);
-    out
 }
 
 fn run_cfg(values: &[Value], cfg: OffInstanceConfig) -> Vec<Finding> {

@@ -1,9 +1,13 @@
 //! `recon-call`: an attacker's first steps by a principal that never made them.
 
+mod common;
+
 use std::path::PathBuf;
 
-use cloudtrail::{decode_bytes, decode_source, discover, EventTime, Record};
-use detect::{Engine, Finding, ReconCallDetector, ReconConfig};
+use common::{records, run_detector};
+
+use cloudtrail::{decode_source, discover, EventTime, Record};
+use detect::{Finding, ReconCallDetector, ReconConfig};
 use serde_json::json;
 
 fn call(min: i64, id: &str, source: &str, name: &str) -> serde_json::Value {
@@ -14,22 +18,8 @@ fn call(min: i64, id: &str, source: &str, name: &str) -> serde_json::Value {
             "sessionContext": {"sessionIssuer": {"type": "Role", "arn": "arn:aws:iam::111122223333:role/app"}}}})
 }
 
-fn records(values: &[serde_json::Value]) -> Vec<Record> {
-    let text: String = values.iter().map(|v| v.to_string() + "\n").collect();
-    let mut out = Vec::new();
-    assert_eq!(decode_bytes("t", text.as_bytes(), &mut |r| out.push(r)).error_count(), 0);
-    out
-}
-
 fn run(records: &[Record], learning_min: i64) -> Vec<Finding> {
-    let cfg = ReconConfig { learning_ms: learning_min * 60_000, ..Default::default() };
-    let mut e = Engine::new(vec![Box::new(ReconCallDetector::new(cfg))]);
-    let mut out = Vec::new();
-    for r in records {
-        e.process(r, &mut out);
-    }
-    e.finish(&mut out);
-    out
+    run_detector(Box::new(ReconCallDetector::new(ReconConfig { learning_ms: learning_min * 60_000, ..Default::default() })), records)
 }
 
 fn daily_habit() -> Vec<serde_json::Value> {

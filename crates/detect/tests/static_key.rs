@@ -1,10 +1,14 @@
 //! `static-key-use`: one finding per long-lived key, one more per new address, never per call.
 
+mod common;
+
 use std::collections::BTreeSet;
+
+use common::{records, run_detector};
 use std::path::PathBuf;
 
-use cloudtrail::{decode_bytes, decode_source, discover, EventTime, Record};
-use detect::{Engine, Finding, Severity, StaticKeyConfig, StaticKeyDetector};
+use cloudtrail::{decode_source, discover, EventTime, Record};
+use detect::{Finding, Severity, StaticKeyConfig, StaticKeyDetector};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -15,21 +19,8 @@ fn call(min: i64, id: &str, key: &str, ip: &str) -> serde_json::Value {
         "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::111122223333:user/ci", "accountId": "111122223333", "accessKeyId": key, "userName": "ci"}})
 }
 
-fn records(values: &[serde_json::Value]) -> Vec<Record> {
-    let text: String = values.iter().map(|v| v.to_string() + "\n").collect();
-    let mut out = Vec::new();
-    assert_eq!(decode_bytes("t", text.as_bytes(), &mut |r| out.push(r)).error_count(), 0);
-    out
-}
-
 fn run(records: &[Record]) -> Vec<Finding> {
-    let mut e = Engine::new(vec![Box::new(StaticKeyDetector::new(StaticKeyConfig::default()))]);
-    let mut out = Vec::new();
-    for r in records {
-        e.process(r, &mut out);
-    }
-    e.finish(&mut out);
-    out
+    run_detector(Box::new(StaticKeyDetector::new(StaticKeyConfig::default())), records)
 }
 
 #[test]
