@@ -5,6 +5,7 @@
 //! generator and `ip-ranges fetch`. Logic that is not wiring lives in the library crates;
 //! `main.rs` only parses arguments and maps results to exit codes.
 
+pub mod baseline_cmd;
 pub mod config;
 pub mod demo;
 pub mod detect_cmd;

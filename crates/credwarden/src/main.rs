@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use credwarden::{config, demo, detect_cmd, ipranges};
+use credwarden::{baseline_cmd, config, demo, detect_cmd, ipranges};
 
 #[derive(Parser)]
 #[command(name = "credwarden", version, about = "Find stolen AWS credentials in CloudTrail, and keep them from being useful.")]
@@ -20,6 +20,9 @@ enum Command {
     Detect(Box<detect_cmd::DetectArgs>),
     /// Generate a realistic company's CloudTrail with injected attacks, detect, and score.
     Demo(demo::DemoArgs),
+    /// Baselines for the learning detectors.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// AWS's published IP address ranges.
     #[command(name = "ip-ranges", subcommand)]
     IpRanges(IpRangesCommand),
@@ -37,6 +40,12 @@ enum IpRangesCommand {
         #[arg(long, short, default_value = "ip-ranges.json")]
         output: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Learn from logs you already have: what they show becomes the baseline in --state.
+    Build(baseline_cmd::BaselineArgs),
 }
 
 #[derive(Subcommand)]
@@ -82,6 +91,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::IpRanges(IpRangesCommand::Fetch { url, output }) => {
             let r = ipranges::fetch(&url, &output)?;
             println!("saved {} prefixes (syncToken {}, created {}) to {}", r.prefixes, r.sync_token, r.create_date, output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Baseline(BaselineCommand::Build(args)) => {
+            baseline_cmd::build(&args, &mut std::io::stderr())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Example) => {

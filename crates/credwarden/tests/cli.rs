@@ -334,3 +334,42 @@ fn one_run_at_a_time_per_state_file_and_unread_files_are_retried() {
     assert_eq!(second.status.code(), Some(1));
     assert!(text(&second.stderr).contains("another credwarden run is using the state file"), "{}", text(&second.stderr));
 }
+
+#[test]
+fn baseline_build_makes_history_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let call = |min: u32, id: &str, source: &str, name: &str, region: &str| {
+        let t = format!("2024-05-0{}T{:02}:{:02}:00Z", 1 + min / 1440, (min / 60) % 24, min % 60);
+        format!(
+            r#"{{"eventTime":"{t}","eventSource":"{source}","eventName":"{name}","eventID":"{id}","awsRegion":"{region}","sourceIPAddress":"54.1.2.3","userAgent":"aws-sdk-go","recipientAccountId":"111122223333","userIdentity":{{"type":"AssumedRole","accessKeyId":"ASIAAPP","arn":"arn:aws:sts::111122223333:assumed-role/app/s","sessionContext":{{"sessionIssuer":{{"type":"Role","arn":"arn:aws:iam::111122223333:role/app"}}}}}}}}"#
+        )
+    };
+    let history: String = (0..60).map(|i| call(i, &format!("h{i}"), "dynamodb.amazonaws.com", "GetItem", "us-east-1") + "\n").collect();
+    let mut today: String = (0..30).map(|i| call(1500 + i, &format!("t{i}"), "dynamodb.amazonaws.com", "GetItem", "us-east-1") + "\n").collect();
+    today.push_str(&(call(1531, "x1", "s3.amazonaws.com", "ListBuckets", "eu-north-1") + "\n"));
+    today.extend((0..40).map(|i| call(1535 + i, &format!("u{i}"), "dynamodb.amazonaws.com", "GetItem", "us-east-1") + "\n"));
+    let (hist, new) = (dir.path().join("history.jsonl"), dir.path().join("today.jsonl"));
+    std::fs::write(&hist, history).unwrap();
+    std::fs::write(&new, today).unwrap();
+    let novelty = |out: &Output| {
+        let mut d: Vec<String> = findings(out)
+            .iter()
+            .map(|f| f["detector"].as_str().unwrap().to_owned())
+            .filter(|d| ["recon-call", "new-role-behaviour", "unused-service", "unused-region"].contains(&d.as_str()))
+            .collect();
+        d.sort();
+        d
+    };
+    // Without a baseline the role is still being learned: nothing is new yet.
+    let cold = run(&["detect", new.to_str().unwrap(), "--state", dir.path().join("cold.sqlite").to_str().unwrap()]);
+    assert_eq!(cold.status.code(), Some(0));
+    assert!(novelty(&cold).is_empty(), "{}", text(&cold.stdout));
+    // With yesterday as the baseline, today's first ListBuckets in a new region stands out.
+    let state = dir.path().join("warm.sqlite");
+    let built = run(&["baseline", "build", hist.to_str().unwrap(), "--state", state.to_str().unwrap()]);
+    assert_eq!(built.status.code(), Some(0), "{}", text(&built.stderr));
+    assert!(text(&built.stderr).contains("60 records"), "{}", text(&built.stderr));
+    let warm = run(&["detect", new.to_str().unwrap(), "--state", state.to_str().unwrap()]);
+    assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stderr));
+    assert_eq!(novelty(&warm), ["new-role-behaviour", "recon-call", "unused-region", "unused-service"], "{}", text(&warm.stdout));
+}

@@ -28,6 +28,9 @@ pub trait Detector: Send {
     fn live_state(&self) -> usize;
     /// Everything the detector has learned, to carry into the next run (`--state`).
     fn save_state(&self) -> serde_json::Value;
+    /// End any learning period now: what was seen so far is the baseline
+    /// (`credwarden baseline build`). Detectors without one ignore it.
+    fn mark_learned(&mut self) {}
     /// Take back what `save_state` gave, replacing the current state. A state the detector
     /// cannot read (written by another version) is an error, never a guess.
     fn restore_state(&mut self, state: serde_json::Value) -> Result<(), String>;
@@ -264,6 +267,13 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// End every detector's learning period now (see [`Detector::mark_learned`]).
+    pub fn mark_learned(&mut self) {
+        for d in &mut self.detectors {
+            d.mark_learned();
+        }
     }
 
     /// End of input: every detector decides what is still open.

@@ -375,6 +375,18 @@ impl Detector for NoveltyDetector {
         json!({"entities": self.entities, "timers": self.timers})
     }
 
+    fn mark_learned(&mut self) {
+        // Everything seen is baseline, and every entity counts as watched long enough.
+        for e in self.entities.values_mut() {
+            e.first_seen = EventTime(i64::MIN / 4);
+            for (_, judged) in e.items.values_mut() {
+                *judged = true;
+            }
+            e.pending.clear();
+        }
+        self.timers.clear();
+    }
+
     fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
         self.entities = state_field(&mut state, "entities")?;
         self.timers = state_field(&mut state, "timers")?;
