@@ -48,6 +48,13 @@ pub struct DetectArgs {
     /// findings were emitted carry over to the next run; nothing is reported twice.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// POST each finding as JSON to URL (needs --state, whose spool keeps what the endpoint
+    /// has not accepted yet; retried with backoff, carried over to the next run).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Seconds to wait at the end of a run for the webhook spool to empty.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub webhook_wait: u64,
     /// With --state: commit a checkpoint after this many files (and at least every 30 s).
     /// Each checkpoint rewrites the detectors' whole state; fewer means less work, more
     /// files read again after a crash.
@@ -191,6 +198,9 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
 
 /// Run `detect`: findings to `out`, input errors, notes and the summary to `err`.
 pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_is_tty: bool) -> Result<DetectOutcome> {
+    if args.webhook.is_some() && args.state.is_none() {
+        bail!("--webhook needs --state: the state file's spool is what keeps a finding the endpoint has not accepted yet");
+    }
     if args.follow && args.paths.iter().any(|p| p.as_os_str() == "-") {
         bail!("--follow watches folders and files; stdin is read until it ends without it (pipe a live stream to `credwarden detect -`)");
     }
@@ -252,7 +262,11 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                     }
                     None => (None, Default::default()),
                 };
-                let mut sink = Sink { out, format, file, delivered: 0 };
+                let mut sink = Sink { out, format, file, delivered: 0, spool_webhook: args.webhook.is_some() };
+                let sender = match &args.webhook {
+                    Some(url) => Some(crate::webhook::WebhookSender::start(state_path.clone(), url.clone(), std::time::Duration::from_secs(10))?),
+                    None => None,
+                };
                 durable::drain_outbox(&mut store, &mut sink, &written)?;
                 let mut run = DurableRun {
                     store: &mut store,
@@ -295,11 +309,22 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                 }
                 let already = run.already_emitted;
                 store.finish_run(run_id, total.records, sink.delivered, total.input_errors)?;
+                if let Some(sender) = sender {
+                    let (posted, left, failing) = sender.finish(std::time::Duration::from_secs(args.webhook_wait))?;
+                    stderr_lines.push(format!("note: webhook: {posted} finding(s) posted"));
+                    if left > 0 {
+                        stderr_lines.push(format!(
+                            "note: webhook: {left} finding(s) wait in the spool of {} and will be posted by the next run{}",
+                            state_path.display(),
+                            if failing { " (the endpoint is failing)" } else { "" }
+                        ));
+                    }
+                }
                 (total, sink.delivered, already)
             }
             None => {
                 let file = args.output.as_deref().map(|p| durable::open_output(p, false)).transpose()?.map(|(f, _)| f);
-                let mut sink = Sink { out, format, file, delivered: 0 };
+                let mut sink = Sink { out, format, file, delivered: 0, spool_webhook: false };
                 let mut hooks = ClosureHooks(
                     |f: &detect::Finding| -> Result<()> {
                         sink.deliver(&serde_json::to_string(f)?)?;

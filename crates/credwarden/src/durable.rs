@@ -31,6 +31,8 @@ pub struct Sink<'a> {
     pub format: Format,
     pub file: Option<File>,
     pub delivered: u64,
+    /// Also queue delivered findings for the webhook (in the state file's spool).
+    pub spool_webhook: bool,
 }
 
 impl Sink<'_> {
@@ -96,7 +98,8 @@ pub fn drain_outbox(store: &mut Store, sink: &mut Sink<'_>, already_written: &Ha
     }
     sink.sync()?;
     let done: Vec<EmittedFinding> = meta.iter().map(|(id, d, t)| EmittedFinding { id, detector: d, time: t }).collect();
-    store.delivered(&done)?;
+    let spool: Vec<(&str, &str)> = if sink.spool_webhook { pending.iter().map(|(id, j)| (id.as_str(), j.as_str())).collect() } else { Vec::new() };
+    store.delivered(&done, &spool)?;
     Ok(())
 }
 

@@ -13,3 +13,4 @@ pub mod durable;
 pub mod ipranges;
 pub mod output;
 pub mod pipeline;
+pub mod webhook;

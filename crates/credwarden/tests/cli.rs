@@ -373,3 +373,74 @@ fn baseline_build_makes_history_the_baseline() {
     assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stderr));
     assert_eq!(novelty(&warm), ["new-role-behaviour", "recon-call", "unused-region", "unused-service"], "{}", text(&warm.stdout));
 }
+
+/// A loopback HTTP endpoint that refuses its first `fail_first` posts with 500, then accepts,
+/// recording each accepted body.
+fn webhook_server(fail_first: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let store = got.clone();
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for conn in listener.incoming().take(50) {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let n = conn.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some(h) = text.find("\r\n\r\n") {
+                    let len: usize =
+                        text[..h].lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
+                    if buf.len() >= h + 4 + len {
+                        break Some(String::from_utf8_lossy(&buf[h + 4..h + 4 + len]).into_owned());
+                    }
+                }
+            };
+            seen += 1;
+            let status = if seen <= fail_first { "500 Internal Server Error" } else { "200 OK" };
+            if status.starts_with("200") {
+                store.lock().unwrap().extend(body);
+            }
+            let _ = conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn webhook_delivery_survives_failures_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("t.jsonl");
+    std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
+    let state = dir.path().join("s.sqlite");
+    // No --state: refused, a webhook needs the spool.
+    let refused = run(&["detect", trail.to_str().unwrap(), "--webhook", "http://127.0.0.1:9/"]);
+    assert_eq!(refused.status.code(), Some(1));
+    // The endpoint is down (nothing listens): the run ends anyway, the finding waits.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        format!("http://{a}/hook")
+    };
+    let first = run(&["detect", trail.to_str().unwrap(), "--state", state.to_str().unwrap(), "--webhook", &dead, "--webhook-wait", "2"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert!(text(&first.stderr).contains("1 finding(s) wait in the spool"), "{}", text(&first.stderr));
+    assert_eq!(findings(&first).len(), 1);
+    // Next run, the endpoint is up but fails twice: the finding arrives, once accepted.
+    let (url, got) = webhook_server(2);
+    let second = run(&["detect", trail.to_str().unwrap(), "--state", state.to_str().unwrap(), "--webhook", &url, "--webhook-wait", "20"]);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    assert!(findings(&second).is_empty(), "stdout does not repeat it");
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let posted: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+    assert_eq!(posted["source"]["ip"], "198.51.100.77");
+    assert!(!text(&second.stderr).contains("wait in the spool"), "{}", text(&second.stderr));
+}

@@ -21,6 +21,7 @@ const SCHEMA_V2: &str = "
     CREATE TABLE IF NOT EXISTS detector_state (name TEXT PRIMARY KEY, format INTEGER NOT NULL, state TEXT NOT NULL, saved_at INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS processed_files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, records INTEGER NOT NULL, processed_at INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, finding TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS webhook_spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, finding TEXT NOT NULL);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -192,8 +193,9 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
-    /// Move delivered findings from the outbox to the emitted set, atomically.
-    pub fn delivered(&mut self, findings: &[EmittedFinding<'_>]) -> Result<(), StoreError> {
+    /// Move delivered findings from the outbox to the emitted set, atomically; with
+    /// `spool`, queue them for the webhook in the same transaction.
+    pub fn delivered(&mut self, findings: &[EmittedFinding<'_>], spool: &[(&str, &str)]) -> Result<(), StoreError> {
         let now = unix_now();
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite { path: path.clone(), source };
@@ -205,8 +207,29 @@ impl Store {
                 ins.execute(params![f.id, f.detector, f.time, now]).map_err(err)?;
                 del.execute(params![f.id]).map_err(err)?;
             }
+            let mut sp = tx.prepare_cached("INSERT INTO webhook_spool (id, finding) VALUES (?1, ?2)").map_err(err)?;
+            for (id, finding) in spool {
+                sp.execute(params![id, finding]).map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
+    }
+
+    /// The oldest findings waiting for the webhook: (seq, id, finding).
+    pub fn spool_peek(&self, limit: usize) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT seq, id, finding FROM webhook_spool ORDER BY seq LIMIT ?1").map_err(self.err())?;
+        let rows = stmt.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// The webhook accepted this one.
+    pub fn spool_done(&self, seq: i64) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM webhook_spool WHERE seq = ?1", params![seq]).map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn spool_len(&self) -> Result<i64, StoreError> {
+        self.conn.query_row("SELECT count(*) FROM webhook_spool", [], |r| r.get(0)).map_err(self.err())
     }
 
     pub fn emitted_count(&self) -> Result<i64, StoreError> {
@@ -265,7 +288,12 @@ mod tests {
         s.checkpoint(&[("d", 1, "{}".into())], &[f], &[("f1", "{\"id\":\"f1\"}".into()), ("f2", "{}".into())]).unwrap();
         assert_eq!(s.processed("a.json").unwrap(), Some((10, 5)));
         assert_eq!(s.outbox().unwrap().iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["f1", "f2"]);
-        s.delivered(&[EmittedFinding { id: "f1", detector: "d", time: "t" }]).unwrap();
+        s.delivered(&[EmittedFinding { id: "f1", detector: "d", time: "t" }], &[("f1", "{}")]).unwrap();
+        assert_eq!(s.spool_len().unwrap(), 1);
+        let (seq, id, _) = s.spool_peek(10).unwrap().remove(0);
+        assert_eq!(id, "f1");
+        s.spool_done(seq).unwrap();
+        assert_eq!(s.spool_len().unwrap(), 0);
         // A finding already delivered is never queued again.
         s.checkpoint(&[], &[], &[("f1", "{}".into())]).unwrap();
         assert_eq!(s.outbox().unwrap().len(), 1);
