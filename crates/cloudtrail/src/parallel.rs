@@ -34,12 +34,15 @@ pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnM
             receivers.push(rx);
             scope.spawn(move || {
                 for (i, source) in sources.iter().enumerate().skip(w).step_by(n) {
-                    let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
+                    // A stream (stdin) may be a live feed: hand each record on as it arrives
+                    // rather than waiting for a chunk to fill.
+                    let chunk_records = if matches!(source, InputSource::Stdin) { 1 } else { CHUNK_RECORDS };
+                    let mut chunk = Vec::with_capacity(chunk_records);
                     let mut failed = false;
                     let report = decode_source(source, &mut |r| {
                         chunk.push(r);
-                        if chunk.len() == CHUNK_RECORDS && !failed {
-                            failed = tx.send(Decoded::Records(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_RECORDS)))).is_err();
+                        if chunk.len() >= chunk_records && !failed {
+                            failed = tx.send(Decoded::Records(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_records)))).is_err();
                         }
                     });
                     if failed || (!chunk.is_empty() && tx.send(Decoded::Records(chunk)).is_err()) || tx.send(Decoded::Done(i, report)).is_err() {

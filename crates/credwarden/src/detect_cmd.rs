@@ -99,7 +99,8 @@ pub struct DetectArgs {
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
     /// Keep watching the folders: process new delivery files as they arrive (files still
-    /// being written, modified in the last two seconds, wait for the next look).
+    /// being written, modified in the last two seconds, wait for the next look). Stdin (`-`)
+    /// is always read as a live stream, record by record, until it ends.
     #[arg(long)]
     pub follow: bool,
     /// With --follow: seconds between looks at the folders.
@@ -201,8 +202,9 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
     if args.webhook.is_some() && args.state.is_none() {
         bail!("--webhook needs --state: the state file's spool is what keeps a finding the endpoint has not accepted yet");
     }
-    if args.follow && args.paths.iter().any(|p| p.as_os_str() == "-") {
-        bail!("--follow watches folders and files; stdin is read until it ends without it (pipe a live stream to `credwarden detect -`)");
+    let stdin = args.paths.iter().any(|p| p.as_os_str() == "-");
+    if stdin && args.state.is_some() && args.follow {
+        bail!("--follow with stdin and --state is not supported: a stream cannot be read again after a crash, so its progress cannot be checkpointed; follow folders with --state, or a stream without it");
     }
     let cfg = match &args.config {
         Some(p) => Config::load(p)?,

@@ -87,7 +87,7 @@ fn usage_and_config_errors_exit_1() {
     let bad_detector = run(&["detect", "--detectors", "nope", s]);
     assert_eq!(bad_detector.status.code(), Some(1));
     assert!(text(&bad_detector.stderr).contains("unknown detector"));
-    let follow = run(&["detect", "--follow", "-"]);
+    let follow = run(&["detect", "--follow", "--state", "/tmp/x.sqlite", "-"]);
     assert_eq!(follow.status.code(), Some(1));
     assert!(text(&follow.stderr).contains("stdin"));
     assert_eq!(run(&["--help"]).status.code(), Some(0));
@@ -443,4 +443,28 @@ fn webhook_delivery_survives_failures_and_runs() {
     let posted: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
     assert_eq!(posted["source"]["ip"], "198.51.100.77");
     assert!(!text(&second.stderr).contains("wait in the spool"), "{}", text(&second.stderr));
+}
+
+#[test]
+fn a_live_stdin_stream_yields_findings_before_it_ends() {
+    let mut child =
+        bin().args(["detect", "-", "--format", "jsonl", "--quiet"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in [instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"), instance_call(59, "e3", "54.1.2.3")] {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    // The stream is still open; the finding must come out anyway.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        use std::io::BufRead;
+        let _ = stdout.read_line(&mut first);
+        let _ = tx.send(first);
+    });
+    let first = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a finding while stdin is still open");
+    drop(stdin);
+    child.wait().unwrap();
+    assert!(first.contains("198.51.100.77"), "{first}");
 }
