@@ -49,6 +49,8 @@ pub struct OwnershipConfig {
     /// Principal ARN pattern → the caller's application (`*`: may pass any role).
     #[serde(default)]
     pub principals: std::collections::BTreeMap<String, String>,
+    /// Tag key naming a role's (or user's) application, read from `--inventory` files.
+    pub tag: Option<String>,
 }
 
 impl Config {

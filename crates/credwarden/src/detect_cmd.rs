@@ -81,6 +81,13 @@ pub struct DetectArgs {
     /// Minutes a credential's state is kept after it expires [default: 60].
     #[arg(long, value_name = "MINUTES")]
     pub expiry_margin: Option<u32>,
+    /// Inventory files (aws iam get-account-authorization-details JSON): role ownership for
+    /// foreign-role-pass from the owner tag.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Vec<PathBuf>,
+    /// The tag naming a role's application [default: application].
+    #[arg(long, value_name = "KEY")]
+    pub owner_tag: Option<String>,
     /// Canary (repeatable): an access key id or an ARN pattern (`*`, `?`) that nobody should
     /// ever use; any use is a critical finding.
     #[arg(long = "canary", value_name = "KEY|ARN")]
@@ -177,10 +184,16 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                 out.push(Box::new(NoveltyDetector::new(kind, nc)));
             }
             detect::foreign_role::NAME => {
-                let ownership = OwnershipMap {
+                let mut ownership = OwnershipMap {
                     roles: cfg.detect.ownership.roles.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                     principals: cfg.detect.ownership.principals.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 };
+                if !args.inventory.is_empty() {
+                    let tag = args.owner_tag.clone().or(cfg.detect.ownership.tag.clone()).unwrap_or_else(|| "application".to_owned());
+                    let (roles, principals) = crate::inventory::ownership_from_tags(&args.inventory, &tag)?;
+                    ownership.roles.extend(roles);
+                    ownership.principals.extend(principals);
+                }
                 let lateness_ms =
                     args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
                 out.push(Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig { ownership, lateness_ms })));

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod detect_cmd;
 pub mod durable;
+pub mod inventory;
 pub mod ipranges;
 pub mod output;
 pub mod pipeline;

@@ -468,3 +468,44 @@ fn a_live_stdin_stream_yields_findings_before_it_ends() {
     child.wait().unwrap();
     assert!(first.contains("198.51.100.77"), "{first}");
 }
+
+#[test]
+fn role_ownership_from_inventory_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("auth.json");
+    std::fs::write(
+        &inventory,
+        serde_json::json!({"RoleDetailList": [
+            {"RoleName": "web-frontend", "Arn": "arn:aws:iam::111122223333:role/web-frontend", "Tags": [{"Key": "application", "Value": "web"}], "InstanceProfileList": []},
+            {"RoleName": "ops-admin", "Arn": "arn:aws:iam::111122223333:role/ops-admin", "Tags": [{"Key": "application", "Value": "platform"}],
+             "InstanceProfileList": [{"Arn": "arn:aws:iam::111122223333:instance-profile/ops-admin"}]}
+        ], "UserDetailList": []})
+        .to_string(),
+    )
+    .unwrap();
+    let pass = |id: &str, role: &str| {
+        format!(
+            r#"{{"eventTime":"2024-05-01T10:00:00Z","eventSource":"lambda.amazonaws.com","eventName":"CreateFunction20150331","eventID":"{id}","awsRegion":"us-east-1","sourceIPAddress":"54.1.2.3","recipientAccountId":"111122223333","requestParameters":{{"functionName":"f","role":"{role}"}},"userIdentity":{{"type":"AssumedRole","accessKeyId":"ASIAWEB","arn":"arn:aws:sts::111122223333:assumed-role/web-frontend/s","sessionContext":{{"sessionIssuer":{{"type":"Role","arn":"arn:aws:iam::111122223333:role/web-frontend"}}}}}}}}"#
+        )
+    };
+    let trail = dir.path().join("t.jsonl");
+    std::fs::write(
+        &trail,
+        format!("{}\n{}\n", pass("own", "arn:aws:iam::111122223333:role/web-frontend"), pass("foreign", "arn:aws:iam::111122223333:role/ops-admin")),
+    )
+    .unwrap();
+    let out = run(&["detect", trail.to_str().unwrap(), "--inventory", inventory.to_str().unwrap(), "--detectors", "foreign-role-pass"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let f = findings(&out);
+    assert_eq!(f.len(), 1, "{}", text(&out.stdout));
+    assert_eq!(f[0]["event_ids"][0], "foreign");
+    assert_eq!(f[0]["details"]["role_owner"], "platform");
+    // The AWS CLI's own example and a real account's export read cleanly (they carry no tags).
+    for name in ["get-account-authorization-details.awscli-example.json", "get-account-authorization-details.cloudmapper-demo.json"] {
+        let inv = corpora().join("iam").join(name);
+        let o = run(&["detect", trail.to_str().unwrap(), "--inventory", inv.to_str().unwrap(), "--detectors", "foreign-role-pass"]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o.stderr));
+    }
+    let bogus = run(&["detect", trail.to_str().unwrap(), "--inventory", trail.to_str().unwrap(), "--detectors", "foreign-role-pass"]);
+    assert_eq!(bogus.status.code(), Some(1));
+}

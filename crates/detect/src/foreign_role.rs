@@ -6,8 +6,8 @@
 //!
 //! Ownership comes from a map in configuration: role (or instance-profile) ARN patterns to the
 //! owning application, principal ARN patterns to the caller's application; `*` marks a
-//! deployment system allowed to pass any role. The most specific (longest) matching pattern
-//! wins. A role with no owner is not judged (the delivery-lockdown report lists those). One
+//! deployment system allowed to pass any role. Exact ARNs (from role tags read from an
+//! inventory) win, then the longest matching pattern. A role with no owner is not judged (the delivery-lockdown report lists those). One
 //! finding per (caller, role), at its earliest use, after the lateness allowance.
 
 use cloudtrail::{EventTime, Record, Text};
@@ -30,7 +30,8 @@ pub struct OwnershipMap {
 
 impl OwnershipMap {
     fn lookup<'a>(list: &'a [(String, String)], arn: &str) -> Option<&'a str> {
-        list.iter().filter(|(p, _)| glob_match(p, arn)).max_by_key(|(p, _)| p.len()).map(|(_, app)| app.as_str())
+        // Exact entries (from role tags) first, then the longest pattern.
+        list.iter().filter(|(p, _)| glob_match(p, arn)).max_by_key(|(p, _)| (!p.contains(['*', '?']), p.len())).map(|(_, app)| app.as_str())
     }
 
     pub fn role_owner(&self, arn: &str) -> Option<&str> {
