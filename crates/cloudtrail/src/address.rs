@@ -52,11 +52,6 @@ impl SourceAddress {
         SourceAddress::Other(s.into())
     }
 
-    /// True for a real network address (IPv4 or IPv6).
-    pub fn is_ip(&self) -> bool {
-        matches!(self, SourceAddress::V4(_) | SourceAddress::V6(_))
-    }
-
     /// True when an AWS service made the call (service name or AWS Internal).
     pub fn is_aws_service(&self) -> bool {
         matches!(self, SourceAddress::AwsService(_) | SourceAddress::AwsInternal)

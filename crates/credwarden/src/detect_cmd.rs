@@ -25,9 +25,9 @@ pub const DETECTORS: &[&str] = &[
     detect::static_key::NAME,
     detect::recon::NAME,
     detect::canary::NAME,
-    "new-role-behaviour",
-    "unused-service",
-    "unused-region",
+    detect::novelty::NEW_ROLE_BEHAVIOUR,
+    detect::novelty::UNUSED_SERVICE,
+    detect::novelty::UNUSED_REGION,
     detect::foreign_role::NAME,
 ];
 
@@ -118,10 +118,9 @@ pub struct DetectArgs {
     pub quiet: bool,
 }
 
-/// What a run ended with, for the exit code.
-pub struct DetectOutcome {
-    pub summary: RunSummary,
-    pub findings: u64,
+/// The lateness allowance: flag, else config, else the default.
+fn lateness_ms(args: &DetectArgs, cfg: &Config) -> i64 {
+    args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE)
 }
 
 fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detector>>> {
@@ -130,19 +129,25 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
         "none" | "" => Vec::new(),
         list => list.split(',').map(str::trim).collect(),
     };
+    let lateness_ms = lateness_ms(args, cfg);
     let mut out: Vec<Box<dyn Detector>> = Vec::new();
     for name in wanted {
+        if let Some(kind) = Novelty::by_name(name) {
+            let mut nc = NoveltyConfig { lateness_ms, ..Default::default() };
+            if let Some(h) = args.learning_hours.or(cfg.detect.learning_hours) {
+                nc.learning_ms = i64::from(h) * EventTime::HOUR;
+            }
+            out.push(Box::new(NoveltyDetector::new(kind, nc)));
+            continue;
+        }
         match name {
             detect::off_instance::NAME => {
                 let mut egress = cfg.detect.egress_cidrs.clone();
                 egress.extend(args.egress.iter().cloned());
-                let mut oc = OffInstanceConfig { egress: NetSet::parse_list(&egress).context("egress CIDRs")?, ..Default::default() };
+                let mut oc = OffInstanceConfig { egress: NetSet::parse_list(&egress).context("egress CIDRs")?, lateness_ms, ..Default::default() };
                 oc.known_accounts = cfg.detect.known_accounts.iter().chain(&args.known_accounts).cloned().collect::<HashSet<_>>();
                 if let Some(path) = args.aws_ip_ranges.as_ref().or(cfg.detect.aws_ip_ranges.as_ref()) {
                     oc.aws_ranges = Some(crate::ipranges::load(path)?);
-                }
-                if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
-                    oc.lateness_ms = i64::from(m) * EventTime::MINUTE;
                 }
                 if let Some(m) = args.expiry_margin.or(cfg.detect.expiry_margin_minutes) {
                     oc.expiry_margin_ms = i64::from(m) * EventTime::MINUTE;
@@ -150,10 +155,7 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                 out.push(Box::new(OffInstanceDetector::new(oc)));
             }
             detect::burst::NAME => {
-                let mut bc = BurstConfig::default();
-                if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
-                    bc.lateness_ms = i64::from(m) * EventTime::MINUTE;
-                }
+                let mut bc = BurstConfig { lateness_ms, ..Default::default() };
                 if let Some(n) = cfg.detect.burst_rate_threshold {
                     bc.rate_threshold = n.max(1);
                 }
@@ -163,25 +165,7 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                 out.push(Box::new(EnumerationBurstDetector::new(bc)));
             }
             detect::static_key::NAME => {
-                let mut sc = StaticKeyConfig::default();
-                if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
-                    sc.lateness_ms = i64::from(m) * EventTime::MINUTE;
-                }
-                out.push(Box::new(StaticKeyDetector::new(sc)));
-            }
-            name @ (detect::recon::NAME | "new-role-behaviour" | "unused-service" | "unused-region") => {
-                let mut nc = NoveltyConfig::default();
-                if let Some(m) = args.lateness.or(cfg.detect.lateness_minutes) {
-                    nc.lateness_ms = i64::from(m) * EventTime::MINUTE;
-                }
-                if let Some(h) = args.learning_hours.or(cfg.detect.learning_hours) {
-                    nc.learning_ms = i64::from(h) * EventTime::HOUR;
-                }
-                let kind = [Novelty::ReconCall, Novelty::NewRoleBehaviour, Novelty::UnusedService, Novelty::UnusedRegion]
-                    .into_iter()
-                    .find(|k| k.name() == name)
-                    .expect("listed above");
-                out.push(Box::new(NoveltyDetector::new(kind, nc)));
+                out.push(Box::new(StaticKeyDetector::new(StaticKeyConfig { lateness_ms, ..Default::default() })));
             }
             detect::foreign_role::NAME => {
                 let mut ownership = OwnershipMap {
@@ -194,14 +178,10 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                     ownership.roles.extend(roles);
                     ownership.principals.extend(principals);
                 }
-                let lateness_ms =
-                    args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
                 out.push(Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig { ownership, lateness_ms })));
             }
             detect::canary::NAME => {
                 let canaries: Vec<String> = cfg.detect.canaries.iter().chain(&args.canaries).cloned().collect();
-                let lateness_ms =
-                    args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
                 out.push(Box::new(CanaryDetector::new(CanaryConfig { canaries, lateness_ms })));
             }
             other => bail!("unknown detector {other:?}; this build has: {}", DETECTORS.join(", ")),
@@ -211,7 +191,7 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
 }
 
 /// Run `detect`: findings to `out`, input errors, notes and the summary to `err`.
-pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_is_tty: bool) -> Result<DetectOutcome> {
+pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_is_tty: bool) -> Result<RunSummary> {
     if args.webhook.is_some() && args.state.is_none() {
         bail!("--webhook needs --state: the state file's spool is what keeps a finding the endpoint has not accepted yet");
     }
@@ -237,8 +217,7 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
     if format == Format::Table {
         write_table_header(out)?;
     }
-    let lateness = args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE);
-    let mut engine = Engine::new(detectors).with_lateness(lateness);
+    let mut engine = Engine::new(detectors).with_lateness(lateness_ms(args, &cfg));
     let threads = args.threads.or(cfg.detect.threads).unwrap_or(0);
     let quiet = args.quiet;
     let mut notes = NoteDigest::default();
@@ -396,7 +375,7 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
         });
         std::fs::write(path, serde_json::to_vec_pretty(&stats)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(DetectOutcome { summary, findings: delivered })
+    Ok(summary)
 }
 
 pub fn summary_line(s: &RunSummary, rss: Option<u64>) -> String {

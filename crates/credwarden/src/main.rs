@@ -80,9 +80,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut err = std::io::stderr();
-            let outcome = detect_cmd::detect(&args, &mut out, &mut err, detect_cmd::stdout_is_tty())?;
+            let summary = detect_cmd::detect(&args, &mut out, &mut err, detect_cmd::stdout_is_tty())?;
             out.flush()?;
-            Ok(if args.strict && outcome.summary.input_errors > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+            Ok(if args.strict && summary.input_errors > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
         }
         Command::Demo(args) => {
             demo::run(&args)?;

@@ -187,10 +187,6 @@ impl Engine {
         self.detectors.iter().map(|d| d.name()).collect()
     }
 
-    pub fn watermark(&self) -> Option<EventTime> {
-        self.watermark
-    }
-
     /// Feed one record; findings it completes are appended to `out`.
     pub fn process(&mut self, record: &Record, out: &mut Vec<Finding>) {
         self.stats.records += 1;

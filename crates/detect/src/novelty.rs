@@ -36,14 +36,25 @@ pub enum Novelty {
     UnusedRegion,
 }
 
+pub const NEW_ROLE_BEHAVIOUR: &str = "new-role-behaviour";
+pub const UNUSED_SERVICE: &str = "unused-service";
+pub const UNUSED_REGION: &str = "unused-region";
+
 impl Novelty {
+    pub const ALL: [Novelty; 4] = [Novelty::ReconCall, Novelty::NewRoleBehaviour, Novelty::UnusedService, Novelty::UnusedRegion];
+
     pub fn name(self) -> &'static str {
         match self {
             Novelty::ReconCall => crate::recon::NAME,
-            Novelty::NewRoleBehaviour => "new-role-behaviour",
-            Novelty::UnusedService => "unused-service",
-            Novelty::UnusedRegion => "unused-region",
+            Novelty::NewRoleBehaviour => NEW_ROLE_BEHAVIOUR,
+            Novelty::UnusedService => UNUSED_SERVICE,
+            Novelty::UnusedRegion => UNUSED_REGION,
         }
+    }
+
+    /// The question a detector name asks, if it is one of the novelty engine's.
+    pub fn by_name(name: &str) -> Option<Novelty> {
+        Novelty::ALL.into_iter().find(|k| k.name() == name)
     }
 
     fn per_account(self) -> bool {

@@ -1,10 +1,10 @@
 //! # credwarden-store
 //!
 //! credwarden's persistence: one SQLite file (`--state FILE`) that users can open with
-//! `sqlite3`. It owns the schema and its version, and today keeps which findings were
-//! already emitted (so a second run over the same files prints nothing twice) and a log of
-//! runs. Detector state, processed-file bookkeeping and the broker's audit log will live
-//! here too, behind the same versioned schema.
+//! `sqlite3`. It owns the schema and its version and keeps what makes runs continue each
+//! other: detector state, processed files, the finding outbox and emitted-finding ids (one
+//! checkpoint is one transaction), the webhook spool, and a log of runs. The broker's audit
+//! log will live here too, behind the same versioned schema.
 //!
 //! A state file written by a newer credwarden (a schema version this build does not know)
 //! is refused with a clear message rather than guessed at.
@@ -127,21 +127,6 @@ impl Store {
     pub fn was_emitted(&self, id: &str) -> Result<bool, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT 1 FROM emitted_findings WHERE id = ?1").map_err(self.err())?;
         stmt.exists(params![id]).map_err(self.err())
-    }
-
-    /// Remember findings as emitted, in one transaction.
-    pub fn mark_emitted(&mut self, findings: &[EmittedFinding<'_>]) -> Result<(), StoreError> {
-        let now = unix_now();
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO emitted_findings (id, detector, time, emitted_at) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
-            for f in findings {
-                stmt.execute(params![f.id, f.detector, f.time, now]).map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)
     }
 
     /// Saved detector states: name → (format, JSON).
@@ -268,7 +253,7 @@ mod tests {
         {
             let mut s = Store::open(&path).unwrap();
             assert!(!s.was_emitted("a").unwrap());
-            s.mark_emitted(&[EmittedFinding { id: "a", detector: "d", time: "t" }, EmittedFinding { id: "a", detector: "d", time: "t" }]).unwrap();
+            s.delivered(&[EmittedFinding { id: "a", detector: "d", time: "t" }, EmittedFinding { id: "a", detector: "d", time: "t" }], &[]).unwrap();
             let run = s.begin_run().unwrap();
             s.finish_run(run, 10, 1, 0).unwrap();
         }

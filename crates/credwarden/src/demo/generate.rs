@@ -539,6 +539,18 @@ impl std::ops::BitOrAssign for Expect {
     }
 }
 
+/// An earlier attack's stolen credential and its instance.
+struct Stolen {
+    key: String,
+    ip: String,
+    id: String,
+    role: String,
+    role_id: String,
+    created: EventTime,
+    region: &'static str,
+    account: &'static str,
+}
+
 struct Gen<'w> {
     w: &'w mut World,
     out: DeliveryWriter,
@@ -1017,16 +1029,29 @@ impl Gen<'_> {
 
     /// The attacker behind the first SSRF runs an enumeration script with the stolen
     /// credential: dozens of calls across services, most denied, in two minutes.
-    fn enumeration_attack(&mut self, slot: u64) {
-        let Some(a) = self.w.attacks.iter().position(|a| a.name == "ssrf-credential-theft") else { return };
-        let (ix, ip) = (self.w.attacks[a].instance, self.w.attacks[a].ip.clone());
-        let inst = &self.w.instances[ix];
+    /// An earlier attack's stolen credential and the instance it belongs to, for the
+    /// attacker's follow-up moves.
+    fn stolen(&self, attack: &str) -> Option<Stolen> {
+        let a = self.w.attacks.iter().find(|a| a.name == attack)?;
+        let key = a.stolen_key.clone()?;
+        let inst = &self.w.instances[a.instance];
         let net = &self.w.nets[inst.net];
-        let account = self.w.accounts[net.account].id;
-        let creds = inst.creds.as_ref().expect("attacked instances are running");
+        let creds = inst.creds.as_ref()?;
+        Some(Stolen {
+            key,
+            ip: a.ip.clone(),
+            id: inst.id.clone(),
+            role: inst.role.clone(),
+            role_id: inst.role_id.clone(),
+            created: creds.created,
+            region: net.region,
+            account: self.w.accounts[net.account].id,
+        })
+    }
+
+    fn enumeration_attack(&mut self, slot: u64) {
         // The credential stolen earlier: still valid, even if the instance has refreshed since.
-        let key = self.w.attacks[a].stolen_key.clone().unwrap_or_else(|| creds.k2.clone());
-        let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
+        let Some(Stolen { key, ip, id, role, role_id, created, region, account }) = self.stolen("ssrf-credential-theft") else { return };
         const PROBES: &[(&str, &str)] = &[
             ("iam.amazonaws.com", "ListUsers"),
             ("iam.amazonaws.com", "ListRoles"),
@@ -1141,14 +1166,7 @@ impl Gen<'_> {
     /// The attacker holding the stolen sibling credential tries the company's old backup
     /// bucket — a canary nobody legitimate touches.
     fn honey_bucket_attack(&mut self, slot: u64) {
-        let Some(a) = self.w.attacks.iter().position(|a| a.name == "stolen-sibling-credential") else { return };
-        let Some(key) = self.w.attacks[a].stolen_key.clone() else { return };
-        let (ix, ip) = (self.w.attacks[a].instance, self.w.attacks[a].ip.clone());
-        let inst = &self.w.instances[ix];
-        let net = &self.w.nets[inst.net];
-        let account = self.w.accounts[net.account].id;
-        let creds = inst.creds.as_ref().expect("attacked instances are running");
-        let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
+        let Some(Stolen { key, ip, id, role, role_id, created, region, account }) = self.stolen("stolen-sibling-credential") else { return };
         let time = slot_time(slot).plus_millis(self.rng.below(SLOT_MS as u64 / 2) as i64);
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
         let object = format!("{DEMO_CANARY_BUCKET}/db/prod-dump-2019-11.sql.gz");
@@ -1192,14 +1210,7 @@ impl Gen<'_> {
     /// The attacker holding the worker's sibling credential creates a Lambda function that
     /// runs as the platform team's admin-automation role: privilege escalation by PassRole.
     fn foreign_pass_attack(&mut self, slot: u64) {
-        let Some(a) = self.w.attacks.iter().position(|a| a.name == "stolen-sibling-credential") else { return };
-        let Some(key) = self.w.attacks[a].stolen_key.clone() else { return };
-        let (ix, ip) = (self.w.attacks[a].instance, self.w.attacks[a].ip.clone());
-        let inst = &self.w.instances[ix];
-        let net = &self.w.nets[inst.net];
-        let account = self.w.accounts[net.account].id;
-        let creds = inst.creds.as_ref().expect("attacked instances are running");
-        let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
+        let Some(Stolen { key, ip, id, role, role_id, created, region, account }) = self.stolen("stolen-sibling-credential") else { return };
         let time = slot_time(slot).plus_millis(self.rng.below(SLOT_MS as u64 / 2) as i64);
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
         let admin = format!("arn:aws:iam::{account}:role/data-admin-automation");

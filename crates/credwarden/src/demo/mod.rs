@@ -114,14 +114,10 @@ pub fn write_dataset(dir: &Path, seed: u64, records: u64) -> Result<generate::Ge
 pub fn demo_engine(ranges: detect::AwsIpRanges) -> Engine {
     let cfg = OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() };
     let learning = || NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() };
-    Engine::new(vec![
+    let mut detectors: Vec<Box<dyn detect::Detector>> = vec![
         Box::new(OffInstanceDetector::new(cfg)),
         Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
         Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
-        Box::new(NoveltyDetector::new(Novelty::ReconCall, learning())),
-        Box::new(NoveltyDetector::new(Novelty::NewRoleBehaviour, learning())),
-        Box::new(NoveltyDetector::new(Novelty::UnusedService, learning())),
-        Box::new(NoveltyDetector::new(Novelty::UnusedRegion, learning())),
         Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig {
             ownership: generate::demo_ownership(),
             lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
@@ -130,7 +126,9 @@ pub fn demo_engine(ranges: detect::AwsIpRanges) -> Engine {
             canaries: vec![format!("{}*", generate::DEMO_CANARY_BUCKET)],
             lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
         })),
-    ])
+    ];
+    detectors.extend(Novelty::ALL.into_iter().map(|k| Box::new(NoveltyDetector::new(k, learning())) as Box<dyn detect::Detector>));
+    Engine::new(detectors)
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
