@@ -25,28 +25,8 @@ pub struct CanaryConfig {
     pub lateness_ms: i64,
 }
 
-/// `*` any run, `?` one character; everything else literal and case-sensitive (ARNs are).
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
+/// IAM-style wildcard matching (`*`, `?`), shared with the policy evaluator.
+pub use iam::wildcard::glob_match;
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Touch {

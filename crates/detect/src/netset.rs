@@ -7,43 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+pub use cloudtrail::address::Cidr;
 
-/// One CIDR block, IPv4 or IPv6.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cidr {
-    V4 { start: u32, end: u32 },
-    V6 { start: u128, end: u128 },
-}
-
-impl Cidr {
-    /// Parse `a.b.c.d/n`, `x::/n`, or a bare address (a /32 or /128).
-    pub fn parse(s: &str) -> Result<Cidr, ConfigError> {
-        let bad = || ConfigError::Cidr(s.to_owned());
-        let (addr, len) = match s.trim().split_once('/') {
-            Some((a, l)) => (a, Some(l.parse::<u32>().map_err(|_| bad())?)),
-            None => (s.trim(), None),
-        };
-        match addr.parse::<IpAddr>().map_err(|_| bad())? {
-            IpAddr::V4(a) => {
-                let len = len.unwrap_or(32);
-                if len > 32 {
-                    return Err(bad());
-                }
-                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-                let start = u32::from(a) & mask;
-                Ok(Cidr::V4 { start, end: start | !mask })
-            }
-            IpAddr::V6(a) => {
-                let len = len.unwrap_or(128);
-                if len > 128 {
-                    return Err(bad());
-                }
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
-                let start = u128::from(a) & mask;
-                Ok(Cidr::V6 { start, end: start | !mask })
-            }
-        }
-    }
+/// [`Cidr::parse`] with the configuration error that names the bad text.
+pub fn parse_cidr(s: &str) -> Result<Cidr, ConfigError> {
+    Cidr::parse(s).ok_or_else(|| ConfigError::Cidr(s.to_owned()))
 }
 
 /// A set of address ranges with fast membership tests.
@@ -86,7 +54,7 @@ impl NetSet {
     }
 
     pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<NetSet, ConfigError> {
-        Ok(NetSet::from_cidrs(items.iter().map(|s| Cidr::parse(s.as_ref())).collect::<Result<Vec<_>, _>>()?))
+        Ok(NetSet::from_cidrs(items.iter().map(|s| parse_cidr(s.as_ref())).collect::<Result<Vec<_>, _>>()?))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -148,8 +116,8 @@ impl AwsIpRanges {
         let cidrs = f
             .prefixes
             .iter()
-            .map(|p| Cidr::parse(&p.ip_prefix))
-            .chain(f.ipv6_prefixes.iter().map(|p| Cidr::parse(&p.ipv6_prefix)))
+            .map(|p| parse_cidr(&p.ip_prefix))
+            .chain(f.ipv6_prefixes.iter().map(|p| parse_cidr(&p.ipv6_prefix)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AwsIpRanges { sync_token: f.sync_token, create_date: f.create_date, prefixes: cidrs.len(), set: NetSet::from_cidrs(cidrs) })
     }
@@ -171,7 +139,7 @@ mod tests {
         assert!(!set.contains("2001:db9::".parse().unwrap()));
         assert!(NetSet::parse_list(&["0.0.0.0/0"]).unwrap().contains("255.255.255.255".parse().unwrap()));
         for bad in ["10.0.0.0/33", "nonsense", "10.0.0/8", "::/129"] {
-            assert!(Cidr::parse(bad).is_err(), "{bad}");
+            assert!(Cidr::parse(bad).is_none(), "{bad}");
         }
     }
 
