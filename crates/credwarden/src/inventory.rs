@@ -1,58 +1,72 @@
-//! Inventory files (the DESIGN contract: AWS CLI JSON outputs recognised by their top-level
-//! key). `detect` reads the IAM part — `RoleDetailList` / `UserDetailList` from
-//! `aws iam get-account-authorization-details` — for role ownership by tag; the network part
-//! (`NatGateways`, `Vpcs`, `VpcEndpoints`) is recognised and left to the policy commands.
+//! Inventory options shared by every command that needs an account's inventory (the DESIGN
+//! contract: `--inventory FILE…` with AWS CLI JSON outputs, or `--live` through the AWS SDK
+//! with `--endpoint-url` and the usual AWS environment), and the role ownership `detect`
+//! derives from owner tags.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use anyhow::{bail, Result};
+use aws::{Inventory, LiveOptions, Session};
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Inventory {
-    #[serde(rename = "RoleDetailList")]
-    roles: Option<Vec<Role>>,
-    #[serde(rename = "UserDetailList")]
-    users: Option<Vec<User>>,
-    #[serde(rename = "NatGateways")]
-    nat_gateways: Option<serde::de::IgnoredAny>,
-    #[serde(rename = "Vpcs")]
-    vpcs: Option<serde::de::IgnoredAny>,
-    #[serde(rename = "VpcEndpoints")]
-    vpc_endpoints: Option<serde::de::IgnoredAny>,
+/// Where an account's inventory comes from.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct InventoryArgs {
+    /// AWS CLI JSON outputs: describe-nat-gateways, describe-vpcs, describe-vpc-endpoints, get-account-authorization-details.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub inventory: Vec<PathBuf>,
+    /// Read the inventory from the account through the AWS SDK (credentials and region from the usual AWS environment).
+    #[arg(long)]
+    pub live: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
-#[derive(Deserialize)]
-struct Tag {
-    #[serde(rename = "Key")]
-    key: String,
-    #[serde(rename = "Value")]
-    value: String,
+/// How to reach AWS.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct AwsArgs {
+    /// Send every AWS call to this endpoint (a VPC endpoint, an emulator).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region (default: AWS_REGION / the profile's region).
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Role {
-    #[serde(rename = "Arn")]
-    arn: String,
-    #[serde(rename = "Tags", default)]
-    tags: Option<Vec<Tag>>,
-    #[serde(rename = "InstanceProfileList", default)]
-    instance_profiles: Option<Vec<InstanceProfile>>,
+impl AwsArgs {
+    pub fn connect(&self) -> Result<Session> {
+        Ok(Session::connect(&LiveOptions { endpoint_url: self.endpoint_url.clone(), region: self.region.clone() })?)
+    }
 }
 
-#[derive(Deserialize)]
-struct InstanceProfile {
-    #[serde(rename = "Arn")]
-    arn: String,
+impl InventoryArgs {
+    /// Load the inventory; problems (truncated files, unreadable documents) go to `warn`.
+    pub fn load(&self, warn: &mut dyn std::io::Write) -> Result<Inventory> {
+        if self.inventory.is_empty() && !self.live {
+            bail!("this command needs an inventory: --inventory FILE… (AWS CLI JSON) or --live");
+        }
+        let mut inv = Inventory::from_files(&self.inventory)?;
+        if self.live {
+            let live = self.aws.connect()?.inventory()?;
+            merge(&mut inv, live);
+        }
+        for p in &inv.problems {
+            writeln!(warn, "warning: inventory: {p}")?;
+        }
+        Ok(inv)
+    }
 }
 
-#[derive(Deserialize)]
-struct User {
-    #[serde(rename = "Arn")]
-    arn: String,
-    #[serde(rename = "Tags", default)]
-    tags: Option<Vec<Tag>>,
+fn merge(into: &mut Inventory, from: Inventory) {
+    into.nat_gateways.extend(from.nat_gateways);
+    into.vpcs.extend(from.vpcs);
+    into.vpc_endpoints.extend(from.vpc_endpoints);
+    into.roles.extend(from.roles);
+    into.users.extend(from.users);
+    into.groups.extend(from.groups);
+    into.managed_policies.extend(from.managed_policies);
+    into.problems.extend(from.problems);
+    into.has_network |= from.has_network;
+    into.has_iam |= from.has_iam;
 }
 
 /// Ownership learned from tags: (role and instance-profile ARN → application,
@@ -60,28 +74,20 @@ struct User {
 pub type TagOwnership = (Vec<(String, String)>, Vec<(String, String)>);
 
 pub fn ownership_from_tags(paths: &[impl AsRef<Path>], tag_key: &str) -> Result<TagOwnership> {
+    let inv = Inventory::from_files(paths)?;
     let (mut roles, mut principals) = (Vec::new(), Vec::new());
-    for p in paths {
-        let p = p.as_ref();
-        let text = std::fs::read(p).with_context(|| format!("cannot read inventory {}", p.display()))?;
-        let inv: Inventory = serde_json::from_slice(&text).with_context(|| format!("inventory {}", p.display()))?;
-        if inv.roles.is_none() && inv.users.is_none() && inv.nat_gateways.is_none() && inv.vpcs.is_none() && inv.vpc_endpoints.is_none() {
-            bail!("{}: not an inventory file (expected the JSON of aws iam get-account-authorization-details, or of ec2 describe-nat-gateways / describe-vpcs / describe-vpc-endpoints)", p.display());
-        }
-        let owner = |tags: &Option<Vec<Tag>>| tags.as_ref().and_then(|t| t.iter().find(|t| t.key == tag_key)).map(|t| t.value.clone());
-        for r in inv.roles.unwrap_or_default() {
-            if let Some(app) = owner(&r.tags) {
-                for ip in r.instance_profiles.unwrap_or_default() {
-                    roles.push((ip.arn, app.clone()));
-                }
-                roles.push((r.arn.clone(), app.clone()));
-                principals.push((r.arn, app));
+    for r in &inv.roles {
+        if let Some(app) = r.tags.get(tag_key) {
+            for ip in &r.instance_profiles {
+                roles.push((ip.clone(), app.clone()));
             }
+            roles.push((r.arn.clone(), app.clone()));
+            principals.push((r.arn.clone(), app.clone()));
         }
-        for u in inv.users.unwrap_or_default() {
-            if let Some(app) = owner(&u.tags) {
-                principals.push((u.arn, app));
-            }
+    }
+    for u in &inv.users {
+        if let Some(app) = u.tags.get(tag_key) {
+            principals.push((u.arn.clone(), app.clone()));
         }
     }
     Ok((roles, principals))

@@ -14,4 +14,5 @@ pub mod inventory;
 pub mod ipranges;
 pub mod output;
 pub mod pipeline;
+pub mod policy_cmd;
 pub mod webhook;

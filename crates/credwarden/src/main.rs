@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use credwarden::{baseline_cmd, config, demo, detect_cmd, ipranges};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use credwarden::{baseline_cmd, config, demo, detect_cmd, ipranges, policy_cmd};
 
 #[derive(Parser)]
 #[command(name = "credwarden", version, about = "Find stolen AWS credentials in CloudTrail, and keep them from being useful.")]
@@ -29,6 +29,34 @@ enum Command {
     /// Configuration file help.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Evaluate, normalise, generate and verify IAM policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The IAM action catalogue and CloudTrail-to-action mapping.
+    #[command(subcommand)]
+    Iam(IamCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Decide one request against identity, session, boundary and resource policies (prints one JSON object).
+    Evaluate(policy_cmd::EvaluateArgs),
+    /// Print a policy file in credwarden's normalised form (stable key order, sorted values).
+    Fmt { file: PathBuf },
+    /// Generate the environment-lock policy for an account from its inventory (verified before it is printed).
+    Lock(Box<policy_cmd::LockArgs>),
+    /// Decide a table of inside and outside calls against the lock; exit 3 if any is decided wrongly.
+    Verify(Box<policy_cmd::VerifyArgs>),
+    /// Delivery lockdown: pass only roles your application owns; report untagged roles and pass-anything principals.
+    Passrole(Box<policy_cmd::PassRoleArgs>),
+}
+
+#[derive(Subcommand)]
+enum IamCommand {
+    /// List the actions that patterns cover, or that a policy grants (--used-by).
+    Actions(policy_cmd::ActionsArgs),
+    /// The IAM action(s) a CloudTrail event (eventSource, eventName) exercised.
+    Event { event_source: String, event_name: String },
 }
 
 #[derive(Subcommand)]
@@ -55,7 +83,9 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let version: &'static str = Box::leak(policy_cmd::version_text().into_boxed_str());
+    let parsed = Cli::command().version(version).try_get_matches().and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
@@ -99,6 +129,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(cmd) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            let mut err = std::io::stderr();
+            let code = match cmd {
+                PolicyCommand::Evaluate(args) => policy_cmd::evaluate(&args, &mut out).map(|_| 0)?,
+                PolicyCommand::Fmt { file } => policy_cmd::fmt(&file, &mut out).map(|_| 0)?,
+                PolicyCommand::Lock(args) => policy_cmd::lock(&args, &mut out, &mut err)?,
+                PolicyCommand::Verify(args) => policy_cmd::verify(&args, &mut out, &mut err)?,
+                PolicyCommand::Passrole(args) => policy_cmd::passrole(&args, &mut out, &mut err)?,
+            };
+            out.flush()?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Iam(cmd) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match cmd {
+                IamCommand::Actions(args) => policy_cmd::actions(&args, &mut out, &mut std::io::stderr())?,
+                IamCommand::Event { event_source, event_name } => policy_cmd::event(&event_source, &event_name, &mut out)?,
+            }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,16 @@
+//! # credwarden-aws
+//!
+//! The thin layer between credwarden and AWS accounts. It owns the account [`Inventory`]
+//! (NAT gateways and their public addresses, VPCs, VPC endpoints, IAM roles, users, groups
+//! and managed policies with their documents and tags) read either from the JSON the AWS CLI
+//! prints or live through the official AWS SDK for Rust ([`live::Session`]), and the few IAM
+//! writes credwarden makes. Every client honours an endpoint override so that tests talk to
+//! the moto server on loopback and nothing else.
+
+pub mod error;
+pub mod inventory;
+pub mod live;
+
+pub use error::{AwsError, InventoryError};
+pub use inventory::{Inventory, ManagedPolicy, NatGateway, Principal, Vpc, VpcEndpoint};
+pub use live::{LiveOptions, Session};

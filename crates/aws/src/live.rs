@@ -1,0 +1,215 @@
+//! Live access through the official AWS SDK for Rust.
+//!
+//! Credentials and region come from the SDK's usual chain (environment, profile, instance
+//! metadata). `endpoint_url` overrides every service endpoint — how tests reach the moto
+//! server on loopback, and how users reach a VPC endpoint or a local emulator. Every list
+//! call is paginated to the end: a first page is not an inventory.
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use serde_json::{json, Value};
+
+use crate::error::AwsError;
+use crate::inventory::Inventory;
+
+/// Where and how to reach AWS.
+#[derive(Clone, Debug, Default)]
+pub struct LiveOptions {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+}
+
+/// A connected session: an async runtime and the loaded SDK configuration.
+pub struct Session {
+    rt: tokio::runtime::Runtime,
+    config: aws_config::SdkConfig,
+}
+
+fn call_error<E: ProvideErrorMetadata + std::fmt::Display>(operation: &'static str, e: E) -> AwsError {
+    let message = match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_owned(),
+        _ => e.to_string(),
+    };
+    AwsError::Call { operation, message }
+}
+
+impl Session {
+    pub fn connect(opts: &LiveOptions) -> Result<Session, AwsError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AwsError::Runtime(e.to_string()))?;
+        let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+        if let Some(url) = &opts.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(region) = &opts.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let config = rt.block_on(loader.load());
+        if config.region().is_none() {
+            return Err(AwsError::NoRegion);
+        }
+        Ok(Session { rt, config })
+    }
+
+    fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.config)
+    }
+
+    fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.config)
+    }
+
+    /// Collect NAT gateways, VPCs, VPC endpoints and the IAM authorization details. The SDK
+    /// responses are turned into the AWS CLI's JSON shape and read by the same code as files,
+    /// so `--live` and `--inventory` cannot drift apart.
+    pub fn inventory(&self) -> Result<Inventory, AwsError> {
+        let mut inv = Inventory::default();
+        let (nats, vpcs, endpoints, iam) = self.rt.block_on(async {
+            let ec2 = self.ec2();
+            let mut nats = Vec::new();
+            let mut token = None;
+            loop {
+                let page = ec2.describe_nat_gateways().set_next_token(token).send().await.map_err(|e| call_error("ec2:DescribeNatGateways", e))?;
+                for n in page.nat_gateways() {
+                    nats.push(json!({
+                        "NatGatewayId": n.nat_gateway_id(), "VpcId": n.vpc_id(), "SubnetId": n.subnet_id(),
+                        "State": n.state().map(|s| s.as_str()),
+                        "NatGatewayAddresses": n.nat_gateway_addresses().iter().map(|a| json!({"PublicIp": a.public_ip(), "PrivateIp": a.private_ip()})).collect::<Vec<_>>(),
+                    }));
+                }
+                token = page.next_token().map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+            let mut vpcs = Vec::new();
+            let mut token = None;
+            loop {
+                let page = ec2.describe_vpcs().set_next_token(token).send().await.map_err(|e| call_error("ec2:DescribeVpcs", e))?;
+                for v in page.vpcs() {
+                    vpcs.push(json!({
+                        "VpcId": v.vpc_id(), "CidrBlock": v.cidr_block(), "IsDefault": v.is_default(),
+                        "CidrBlockAssociationSet": v.cidr_block_association_set().iter().map(|c| json!({"CidrBlock": c.cidr_block()})).collect::<Vec<_>>(),
+                        "Ipv6CidrBlockAssociationSet": v.ipv6_cidr_block_association_set().iter().map(|c| json!({"Ipv6CidrBlock": c.ipv6_cidr_block()})).collect::<Vec<_>>(),
+                        "Tags": v.tags().iter().map(|t| json!({"Key": t.key(), "Value": t.value()})).collect::<Vec<_>>(),
+                    }));
+                }
+                token = page.next_token().map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+            let mut endpoints = Vec::new();
+            let mut token = None;
+            loop {
+                let page = ec2.describe_vpc_endpoints().set_next_token(token).send().await.map_err(|e| call_error("ec2:DescribeVpcEndpoints", e))?;
+                for e in page.vpc_endpoints() {
+                    endpoints.push(json!({
+                        "VpcEndpointId": e.vpc_endpoint_id(), "VpcId": e.vpc_id(), "ServiceName": e.service_name(),
+                        "VpcEndpointType": e.vpc_endpoint_type().map(|t| t.as_str()), "State": e.state().map(|s| s.as_str()),
+                    }));
+                }
+                token = page.next_token().map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+            let iam = self.authorization_details().await?;
+            Ok::<_, AwsError>((nats, vpcs, endpoints, iam))
+        })?;
+        let absorb = |inv: &mut Inventory, origin: &str, v: Value| inv.absorb_json(origin, &v).expect("built with a recognised key");
+        absorb(&mut inv, "live ec2:DescribeNatGateways", json!({ "NatGateways": nats }));
+        absorb(&mut inv, "live ec2:DescribeVpcs", json!({ "Vpcs": vpcs }));
+        absorb(&mut inv, "live ec2:DescribeVpcEndpoints", json!({ "VpcEndpoints": endpoints }));
+        absorb(&mut inv, "live iam:GetAccountAuthorizationDetails", iam);
+        Ok(inv)
+    }
+
+    /// Every page of GetAccountAuthorizationDetails, in the CLI's JSON shape (documents left
+    /// URL-encoded as the API returns them; the inventory reader decodes).
+    async fn authorization_details(&self) -> Result<Value, AwsError> {
+        let iam = self.iam();
+        let (mut roles, mut users, mut groups, mut policies) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut marker = None;
+        let tags = |t: &[aws_sdk_iam::types::Tag]| t.iter().map(|t| json!({"Key": t.key(), "Value": t.value()})).collect::<Vec<_>>();
+        let attached = |a: &[aws_sdk_iam::types::AttachedPolicy]| {
+            a.iter().map(|p| json!({"PolicyName": p.policy_name(), "PolicyArn": p.policy_arn()})).collect::<Vec<_>>()
+        };
+        loop {
+            let page =
+                iam.get_account_authorization_details().set_marker(marker).send().await.map_err(|e| call_error("iam:GetAccountAuthorizationDetails", e))?;
+            for r in page.role_detail_list() {
+                roles.push(json!({
+                    "RoleName": r.role_name(), "Arn": r.arn(), "Path": r.path(),
+                    "AssumeRolePolicyDocument": r.assume_role_policy_document(),
+                    "RolePolicyList": r.role_policy_list().iter().map(|p| json!({"PolicyName": p.policy_name(), "PolicyDocument": p.policy_document()})).collect::<Vec<_>>(),
+                    "AttachedManagedPolicies": attached(r.attached_managed_policies()),
+                    "PermissionsBoundary": r.permissions_boundary().map(|b| json!({"PermissionsBoundaryArn": b.permissions_boundary_arn()})),
+                    "InstanceProfileList": r.instance_profile_list().iter().map(|i| json!({"Arn": i.arn()})).collect::<Vec<_>>(),
+                    "Tags": tags(r.tags()),
+                }));
+            }
+            for u in page.user_detail_list() {
+                users.push(json!({
+                    "UserName": u.user_name(), "Arn": u.arn(),
+                    "UserPolicyList": u.user_policy_list().iter().map(|p| json!({"PolicyName": p.policy_name(), "PolicyDocument": p.policy_document()})).collect::<Vec<_>>(),
+                    "GroupList": u.group_list(),
+                    "AttachedManagedPolicies": attached(u.attached_managed_policies()),
+                    "PermissionsBoundary": u.permissions_boundary().map(|b| json!({"PermissionsBoundaryArn": b.permissions_boundary_arn()})),
+                    "Tags": tags(u.tags()),
+                }));
+            }
+            for g in page.group_detail_list() {
+                groups.push(json!({
+                    "GroupName": g.group_name(), "Arn": g.arn(),
+                    "GroupPolicyList": g.group_policy_list().iter().map(|p| json!({"PolicyName": p.policy_name(), "PolicyDocument": p.policy_document()})).collect::<Vec<_>>(),
+                    "AttachedManagedPolicies": attached(g.attached_managed_policies()),
+                }));
+            }
+            for p in page.policies() {
+                policies.push(json!({
+                    "PolicyName": p.policy_name(), "Arn": p.arn(),
+                    "PolicyVersionList": p.policy_version_list().iter().map(|v| json!({"Document": v.document(), "VersionId": v.version_id(), "IsDefaultVersion": v.is_default_version()})).collect::<Vec<_>>(),
+                }));
+            }
+            if !page.is_truncated() {
+                break;
+            }
+            marker = page.marker().map(str::to_owned);
+            if marker.is_none() {
+                break;
+            }
+        }
+        Ok(json!({"RoleDetailList": roles, "UserDetailList": users, "GroupDetailList": groups, "Policies": policies}))
+    }
+
+    /// The current inline policy `name` of `role`, if any (URL-decoded and parsed).
+    pub fn role_policy(&self, role: &str, name: &str) -> Result<Option<iam::Policy>, AwsError> {
+        self.rt.block_on(async {
+            match self.iam().get_role_policy().role_name(role).policy_name(name).send().await {
+                Ok(out) => iam::Policy::parse_encoded(out.policy_document())
+                    .map(Some)
+                    .map_err(|e| AwsError::Call { operation: "iam:GetRolePolicy", message: format!("role {role} policy {name}: {e}") }),
+                Err(e) if e.code() == Some("NoSuchEntity") => Ok(None),
+                Err(e) => Err(call_error("iam:GetRolePolicy", e)),
+            }
+        })
+    }
+
+    /// Put (create or replace) an inline policy on a role.
+    pub fn put_role_policy(&self, role: &str, name: &str, document: &str) -> Result<(), AwsError> {
+        self.rt.block_on(async {
+            self.iam()
+                .put_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .policy_document(document)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:PutRolePolicy", e))?;
+            Ok(())
+        })
+    }
+}

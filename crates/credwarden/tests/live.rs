@@ -1,0 +1,150 @@
+//! `--live` and `--apply` against the moto server on loopback, through the official AWS SDK
+//! for Rust. The harness starts moto on a free port, seeds an account with boto3 (a VPC, a
+//! NAT gateway with an Elastic IP, an S3 gateway endpoint, tagged roles), and runs the
+//! commands as a user would with `--endpoint-url`. Needs `pip install 'moto[server]'`
+//! (`.ci/run` installs it); without it the test fails rather than pretending.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_moto() -> Moto {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m moto.server starts (pip install 'moto[server]')");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto did not start on {url}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Moto { child, url }
+}
+
+const SEED: &str = r#"
+import boto3, json, os, sys
+kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+ec2 = boto3.client("ec2", **kw)
+iam = boto3.client("iam", **kw)
+vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24")["Subnet"]["SubnetId"]
+eip = ec2.allocate_address(Domain="vpc")
+nat = ec2.create_nat_gateway(SubnetId=subnet, AllocationId=eip["AllocationId"])["NatGateway"]["NatGatewayId"]
+rtb = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+vpce = ec2.create_vpc_endpoint(VpcId=vpc, ServiceName="com.amazonaws.us-east-1.s3", RouteTableIds=[rtb])["VpcEndpoint"]["VpcEndpointId"]
+trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+iam.create_role(RoleName="app", AssumeRolePolicyDocument=trust, Tags=[{"Key": "owner", "Value": "payments"}])
+iam.create_role(RoleName="edge", AssumeRolePolicyDocument=trust, Tags=[{"Key": "credwarden:external", "Value": "true"}])
+iam.put_role_policy(RoleName="edge", PolicyName="pass", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "PassAll", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}))
+print(json.dumps({"vpc": vpc, "vpce": vpce, "nat": nat, "public_ip": eip["PublicIp"]}))
+"#;
+
+fn python(script: &str, endpoint: &str, args: &[&str]) -> String {
+    let out = Command::new("python3").arg("-c").arg(script).args(args).env("ENDPOINT", endpoint).output().unwrap();
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn credwarden(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_credwarden"))
+        .args(args)
+        .args(["--endpoint-url", &moto.url])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test-config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-test-credentials")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn live_inventory_lock_apply_and_passrole_against_moto() {
+    let moto = start_moto();
+    let seeded: serde_json::Value = serde_json::from_str(python(SEED, &moto.url, &[]).trim()).unwrap();
+    let (vpc, vpce, ip) = (seeded["vpc"].as_str().unwrap(), seeded["vpce"].as_str().unwrap(), seeded["public_ip"].as_str().unwrap());
+
+    // The lock is built from the live account.
+    let out = credwarden(&moto, &["policy", "lock", "--live"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lock = text(&out.stdout);
+    for needle in [vpc, vpce, ip] {
+        assert!(lock.contains(needle), "{needle} missing from the live lock:\n{lock}");
+    }
+    assert!(text(&out.stderr).contains("not locked (serves external subnets") && text(&out.stderr).contains("edge"), "{}", text(&out.stderr));
+
+    let out = credwarden(&moto, &["policy", "verify", "--live"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    // Dry run: a diff, nothing written.
+    let out = credwarden(&moto, &["policy", "lock", "--live", "--apply", "app", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let diff = text(&out.stdout);
+    assert!(diff.contains("current: none") && diff.lines().any(|l| l.starts_with('+') && l.contains(vpce)), "{diff}");
+    let get = r#"
+import boto3, os, sys
+iam = boto3.client("iam", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+try:
+    print(iam.get_role_policy(RoleName=sys.argv[1], PolicyName="credwarden-environment-lock")["PolicyDocument"])
+except iam.exceptions.NoSuchEntityException:
+    print("none")
+"#;
+    assert_eq!(python(get, &moto.url, &["app"]).trim(), "none", "--dry-run must not write");
+
+    // Apply: written through the IAM API, skipped for the external role, idempotent.
+    let out = credwarden(&moto, &["policy", "lock", "--live", "--apply", "app", "edge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("app: credwarden-environment-lock attached") && s.contains("edge: skipped"), "{s}");
+    let stored = python(get, &moto.url, &["app"]);
+    assert!(stored.contains(vpce) && stored.contains("aws:ViaAWSService"), "{stored}");
+    assert_eq!(python(get, &moto.url, &["edge"]).trim(), "none");
+    let out = credwarden(&moto, &["policy", "lock", "--live", "--apply", "app"]);
+    assert!(text(&out.stdout).contains("already up to date"), "{}", text(&out.stdout));
+
+    // Delivery lockdown from the live account.
+    let out = credwarden(&moto, &["policy", "passrole", "--live"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("role/edge  via edge inline pass#PassAll"), "{s}");
+    assert!(s.contains("roles without an \"owner\" tag (1)"), "{s}");
+}
+
+#[test]
+fn live_without_a_reachable_endpoint_is_a_clear_error() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_credwarden"))
+        .args(["policy", "lock", "--live", "--endpoint-url", &format!("http://127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("ec2:DescribeNatGateways"), "{err}");
+    assert!(!err.contains("testing"), "credentials must never be printed: {err}");
+}
