@@ -61,6 +61,9 @@ pub struct Principal {
     /// Roles: instance profile ARNs. Users: group names.
     pub instance_profiles: Vec<String>,
     pub groups: Vec<String>,
+    /// Inline policies that could not be read (name: reason): this principal cannot be
+    /// judged from the inventory alone.
+    pub unreadable: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -180,10 +183,12 @@ impl Inventory {
     fn principal(&mut self, origin: &str, v: &Value, name_key: &str, inline_key: &str) -> Principal {
         let name = text(v, name_key);
         let mut inline = Vec::new();
+        let mut unreadable = Vec::new();
         for p in list(v.get(inline_key)) {
             let pname = text(p, "PolicyName");
-            if let Some(doc) = p.get("PolicyDocument").and_then(|d| self.document(origin, &format!("{name} inline policy {pname}"), d)) {
-                inline.push((pname, doc));
+            match p.get("PolicyDocument").and_then(|d| self.document(origin, &format!("{name} inline policy {pname}"), d)) {
+                Some(doc) => inline.push((pname, doc)),
+                None => unreadable.push(pname),
             }
         }
         Principal {
@@ -193,6 +198,7 @@ impl Inventory {
             attached: list(v.get("AttachedManagedPolicies")).iter().map(|a| text(a, "PolicyArn")).collect(),
             boundary: v.get("PermissionsBoundary").and_then(|b| b.get("PermissionsBoundaryArn")).and_then(Value::as_str).map(str::to_owned),
             name,
+            unreadable,
             ..Default::default()
         }
     }
@@ -222,10 +228,11 @@ impl Inventory {
         self.roles.iter().find(|r| r.name == name_or_arn || r.arn == name_or_arn)
     }
 
-    /// Every public NAT address in state `available` (or of unknown state).
+    /// Every public NAT address of a gateway that is, or is about to be, in service
+    /// (`available`, `pending`, or of unknown state); deleted and failed ones are not ours.
     pub fn nat_public_ips(&self) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.nat_gateways.iter().filter(|n| n.state.is_empty() || n.state == "available").flat_map(|n| n.public_ips.iter().cloned()).collect();
+        let live = |s: &str| s.is_empty() || s.eq_ignore_ascii_case("available") || s.eq_ignore_ascii_case("pending");
+        let mut v: Vec<String> = self.nat_gateways.iter().filter(|n| live(&n.state)).flat_map(|n| n.public_ips.iter().cloned()).collect();
         v.sort();
         v.dedup();
         v
@@ -291,6 +298,7 @@ mod tests {
         assert_eq!(inv.vpcs[0].tags["Name"], "prod");
         assert!(inv.roles[0].trust.is_some());
         assert!(inv.roles[0].inline.is_empty());
+        assert_eq!(inv.roles[0].unreadable, ["bad"]);
         assert!(inv.problems.iter().any(|p| p.contains("roles.json: app inline policy bad") && p.contains("Effect")), "{:?}", inv.problems);
         assert!(matches!(inv.absorb_json("x.json", &json!({"Something": []})), Err(InventoryError::NotInventory(_))));
     }

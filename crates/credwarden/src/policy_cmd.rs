@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use iam::{Catalogue, EventMap, NamedPolicy, Policy, PolicySet, RequestContext};
-use prevent::lock::{cases as lock_cases, lock_policy};
+use prevent::lock::{cases as lock_cases, lock_policy, PROBES};
 use prevent::passrole::{report, Lockdown};
-use prevent::verify::{allow_everything, render, run, Outcome};
+use prevent::verify::{allow_everything, render, run, run_alone_and_beside_everything, Outcome};
 use prevent::{Environment, LockForm};
 use serde_json::json;
 
@@ -21,11 +21,15 @@ pub const VERIFY_FAILED: u8 = 3;
 const MAX_POLICY_BYTES: u64 = 1 << 20;
 
 pub fn read_policy(path: &Path) -> Result<Policy> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    if meta.len() > MAX_POLICY_BYTES {
-        bail!("{}: {} bytes is larger than any IAM policy ({} bytes at most here)", path.display(), meta.len(), MAX_POLICY_BYTES);
+    use std::io::Read;
+    // Read at most one byte past the limit: a FIFO or /dev/zero reports no size up front.
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("{}: cannot read", path.display()))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        bail!("{}: larger than any IAM policy ({MAX_POLICY_BYTES} bytes at most here)", path.display());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
     Policy::parse_encoded(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -40,6 +44,9 @@ pub struct EvaluateArgs {
     pub boundary: Option<PathBuf>,
     #[arg(long, value_name = "FILE")]
     pub resource_policy: Option<PathBuf>,
+    /// Service control policies, one file per level of the organisation (each must allow).
+    #[arg(long, value_name = "FILE")]
+    pub scp: Vec<PathBuf>,
     /// The action, e.g. s3:GetObject.
     #[arg(long)]
     pub action: String,
@@ -58,6 +65,7 @@ pub fn evaluate(args: &EvaluateArgs, out: &mut dyn Write) -> Result<()> {
     let session = args.session_policy.as_ref().map(load).transpose()?;
     let boundary = args.boundary.as_ref().map(load).transpose()?;
     let resource = args.resource_policy.as_ref().map(load).transpose()?;
+    let scps = args.scp.iter().map(load).collect::<Result<Vec<_>>>()?;
     let mut ctx = RequestContext::new(&args.action, &args.resource)?;
     for pair in &args.context {
         ctx.add_pair(pair)?;
@@ -77,6 +85,7 @@ pub fn evaluate(args: &EvaluateArgs, out: &mut dyn Write) -> Result<()> {
         session: session.iter().map(named).collect(),
         boundary: boundary.as_ref().map(named),
         resource: resource.as_ref().map(named),
+        scp: scps.iter().map(named).collect(),
     };
     let e = set.evaluate(&ctx);
     serde_json::to_writer(&mut *out, &json!({"decision": e.decision, "statements": e.statements, "reason": e.reason}))?;
@@ -147,7 +156,7 @@ impl From<Form> for LockForm {
 /// optionally apply it.
 pub fn lock(args: &LockArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
     let (inv, env, policy) = args.target.generate(err)?;
-    let outcomes = run(&policy, "lock", &[("allow-everything", &allow_everything())], &lock_cases(&env, args.target.form.into()));
+    let outcomes = run(&policy, "lock", &[("allow-everything", &allow_everything())], &lock_cases(&env, args.target.form.into()), &PROBES);
     if outcomes.iter().any(|o| !o.ok) {
         write!(err, "{}", render(&outcomes))?;
         bail!("the generated lock failed its own verification table; not printing or applying it");
@@ -228,7 +237,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
         Some(p) => (p.display().to_string(), read_policy(p)?),
         None => ("generated lock".to_owned(), generated),
     };
-    let outcomes = run(&policy, &name, &[("allow-everything", &allow_everything())], &lock_cases(&env, args.target.form.into()));
+    let outcomes = run(&policy, &name, &[("allow-everything", &allow_everything())], &lock_cases(&env, args.target.form.into()), &PROBES);
     print_outcomes(&outcomes, args.json, out)
 }
 
@@ -279,7 +288,7 @@ pub fn passrole(args: &PassRoleArgs, out: &mut dyn Write, err: &mut dyn Write) -
     }
     let lock = Lockdown::new(&args.owner_tag, &args.app_tag, args.service.clone(), &inv);
     let policy = lock.policy();
-    let outcomes = run(&policy, "passrole", &[], &lock.cases(&inv));
+    let outcomes = run_alone_and_beside_everything(&policy, "passrole", &lock.cases(&inv));
     match &args.output {
         Some(path) => std::fs::write(path, policy.to_pretty_json()).with_context(|| format!("cannot write {}", path.display()))?,
         None => write!(out, "{}", policy.to_pretty_json())?,
@@ -291,9 +300,9 @@ pub fn passrole(args: &PassRoleArgs, out: &mut dyn Write, err: &mut dyn Write) -
     for role in &r.roles_without_owner {
         writeln!(out, "  {role}")?;
     }
-    writeln!(out, "principals allowed to pass any role today ({}):", r.can_pass_any_role.len())?;
+    writeln!(out, "principals allowed to pass roles their application does not own, today ({}):", r.can_pass_any_role.len())?;
     for p in &r.can_pass_any_role {
-        writeln!(out, "  {}  via {}", p.principal, p.statements.join(", "))?;
+        writeln!(out, "  {}  via {}  ({} role(s), e.g. {})", p.principal, p.statements.join(", "), p.roles.len(), p.roles[0])?;
     }
     if !r.unknown.is_empty() {
         writeln!(out, "not judged ({}):", r.unknown.len())?;

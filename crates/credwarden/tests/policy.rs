@@ -110,9 +110,9 @@ fn passrole_lockdown_and_report() {
     let s = text(&out.stdout);
     assert!(s.contains("iam:ResourceTag/owner") && s.contains("${aws:PrincipalTag/app}"), "{s}");
     assert!(s.contains("codebuild.amazonaws.com") && s.contains("ec2.amazonaws.com"), "services from the trust policies: {s}");
-    assert!(s.contains("all 6 cases decided as required"), "{s}");
+    assert!(s.contains("all 8 cases decided as required"), "{s}");
     assert!(s.contains("roles without an \"owner\" tag (1)") && s.contains("role/deployer"), "{s}");
-    assert!(s.contains("principals allowed to pass any role today (1)") && s.contains("deployer inline deploy#PassAnyRole"), "{s}");
+    assert!(s.contains("pass roles their application does not own, today (1)") && s.contains("deployer inline deploy#PassAnyRole"), "{s}");
 }
 
 #[test]

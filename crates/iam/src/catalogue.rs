@@ -89,6 +89,8 @@ pub struct Catalogue {
     pub services: Vec<Service>,
     by_prefix: HashMap<String, usize>,
     by_action: HashMap<String, (usize, usize)>,
+    /// Every action, canonical spelling: `*` and `NotAction` expand against it.
+    all: Vec<String>,
 }
 
 impl Catalogue {
@@ -139,6 +141,7 @@ impl Catalogue {
         if c.services.is_empty() {
             return Err(CatalogueError { line: 0, message: "no services".into() });
         }
+        c.all = c.services.iter().flat_map(|s| s.actions.iter().map(move |a| format!("{}:{}", s.prefix, a.name))).collect();
         Ok(c)
     }
 
@@ -165,10 +168,7 @@ impl Catalogue {
     pub fn expand(&self, pattern: &str) -> Vec<String> {
         let mut out = Vec::new();
         if pattern == "*" {
-            for s in &self.services {
-                out.extend(s.actions.iter().map(|a| format!("{}:{}", s.prefix, a.name)));
-            }
-            return out;
+            return self.all.clone();
         }
         let Some((prefix, action)) = pattern.split_once(':') else { return out };
         let services: Vec<&Service> = if has_wildcard(prefix) {
@@ -220,7 +220,7 @@ impl Catalogue {
         }
         match patterns {
             Patterns::Only(_) => hit,
-            Patterns::AllExcept(_) => self.expand("*").into_iter().filter(|a| !hit.contains(a)).collect(),
+            Patterns::AllExcept(_) => self.all.iter().filter(|a| !hit.contains(*a)).cloned().collect(),
         }
     }
 }

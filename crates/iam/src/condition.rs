@@ -24,7 +24,7 @@ use cloudtrail::EventTime;
 
 use crate::context::RequestContext;
 use crate::variables::{substitute, Substituted};
-use crate::wildcard::{arn_match, glob_match, glob_match_escaped};
+use crate::wildcard::{arn_match, arn_match_escaped, glob_match, glob_match_escaped, unescape};
 
 /// The comparison an operator makes, before negation, qualifiers and `IfExists`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,10 +102,12 @@ impl Operator {
     pub fn parse(name: &str) -> Option<Operator> {
         let mut rest = name;
         let mut qualifier = None;
+        // At most one set qualifier; `get` keeps slicing on character boundaries.
         for (prefix, q) in [("ForAnyValue:", SetQualifier::AnyValue), ("ForAllValues:", SetQualifier::AllValues)] {
-            if rest.len() > prefix.len() && rest[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            if rest.len() > prefix.len() && rest.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix)) {
                 qualifier = Some(q);
                 rest = &rest[prefix.len()..];
+                break;
             }
         }
         let mut if_exists = false;
@@ -228,12 +230,12 @@ impl Condition {
         let substituted: Vec<String>;
         let escaped = variables && op.takes_variables() && self.values.iter().any(|v| v.contains("${"));
         let policy_values: &[String] = if escaped {
-            // StringLike patterns come back escaped (substituted text is literal); other
-            // operators compare the substituted text as it is.
+            // Substituted text (and `${*}`, `${?}`) is literal: the values come back as escaped
+            // patterns, matched by the escaped matchers or unescaped for exact comparison.
             substituted = self
                 .values
                 .iter()
-                .filter_map(|v| match substitute(v, ctx, op.base == Base::StringLike) {
+                .filter_map(|v| match substitute(v, ctx, true) {
                     Substituted::Value(s) => Some(s),
                     Substituted::Unresolved => None,
                 })
@@ -260,13 +262,15 @@ impl Condition {
             req.is_some_and(|r| list.iter().any(|p| r.partial_cmp(p).is_some_and(ok)))
         };
         match (&self.parsed, self.operator.base) {
+            (Parsed::Text, Base::StringEquals) if escaped => policy.iter().any(|p| unescape(p) == request),
             (Parsed::Text, Base::StringEquals) => policy.iter().any(|p| p == request),
             (Parsed::Text, Base::StringEqualsIgnoreCase) => {
                 let r = request.to_lowercase();
-                policy.iter().any(|p| p.to_lowercase() == r)
+                policy.iter().any(|p| if escaped { unescape(p) } else { p.clone() }.to_lowercase() == r)
             }
             (Parsed::Text, Base::StringLike) if escaped => policy.iter().any(|p| glob_match_escaped(p, request)),
             (Parsed::Text, Base::StringLike) => policy.iter().any(|p| glob_match(p, request)),
+            (Parsed::Text, Base::ArnEquals | Base::ArnLike) if escaped => policy.iter().any(|p| arn_match_escaped(p, request)),
             (Parsed::Text, Base::ArnEquals | Base::ArnLike) => policy.iter().any(|p| arn_match(p, request)),
             (Parsed::Text, Base::BinaryEquals) => base64_decode(request).is_some_and(|r| policy.iter().any(|p| base64_decode(p).as_deref() == Some(&r[..]))),
             (Parsed::Numbers(list), base) => {
@@ -379,6 +383,11 @@ mod tests {
         assert!(Operator::parse("ForAnyValue:").is_none());
         assert!(Operator::parse("IfExists").is_none());
         assert!(Operator::parse("StringEqualsIfExistsIfExists").is_none());
+        assert!(Operator::parse("ForAnyValue:ForAllValues:StringEquals").is_none(), "one qualifier at most");
+        // Multi-byte characters where a prefix or suffix would be cut: refused, never a panic.
+        for hostile in ["xxxxxxxxxxxé", "ForAnyValueé", "éIfExists", "StringEqualsIfExisté", "ForAllValues:é"] {
+            assert!(Operator::parse(hostile).is_none(), "{hostile}");
+        }
     }
 
     #[test]

@@ -11,15 +11,16 @@
 //!    session policy when present.
 //! 4. Nothing allows: implicit deny, with the layer that lacked an allow.
 //!
-//! Organisation policies (SCPs, RCPs) are outside this evaluator: pass an SCP as a
-//! `boundary` to see its effect on one account's principals.
+//! Service control policies take part when given (`scp`): each one stands for one level of
+//! the organisation, so every one must allow, and no resource policy gets around them.
+//! Resource control policies are not modelled.
 
 use serde::Serialize;
 
 use crate::context::RequestContext;
 use crate::policy::{Effect, Patterns, Policy, Principals, Statement};
 use crate::variables::{substitute, Substituted};
-use crate::wildcard::{arn_match, arn_parts, glob_match_ignore_case};
+use crate::wildcard::{arn_match, arn_match_escaped, arn_parts, glob_match_ignore_case};
 
 /// A policy and the name it is reported under (usually its file name or ARN).
 #[derive(Clone, Copy, Debug)]
@@ -37,6 +38,8 @@ pub struct PolicySet<'a> {
     pub session: Vec<NamedPolicy<'a>>,
     pub boundary: Option<NamedPolicy<'a>>,
     pub resource: Option<NamedPolicy<'a>>,
+    /// Service control policies, one per level of the organisation (each must allow).
+    pub scp: Vec<NamedPolicy<'a>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -77,7 +80,7 @@ enum Named {
 impl PolicySet<'_> {
     /// Decide one request.
     pub fn evaluate(&self, ctx: &RequestContext) -> Evaluation {
-        let all = self.identity.iter().chain(self.session.iter()).chain(self.boundary.iter());
+        let all = self.identity.iter().chain(self.session.iter()).chain(self.boundary.iter()).chain(self.scp.iter());
         let mut denies: Vec<StatementRef> = all.flat_map(|p| matching(p, ctx, Effect::Deny, false)).map(|(r, _)| r).collect();
         if let Some(rp) = &self.resource {
             denies.extend(matching(rp, ctx, Effect::Deny, true).map(|(r, _)| r));
@@ -86,6 +89,15 @@ impl PolicySet<'_> {
             return Evaluation { decision: Decision::ExplicitDeny, statements: denies, reason: "an explicit Deny statement applies".into() };
         }
 
+        let implicit = |reason: &str| Evaluation { decision: Decision::ImplicitDeny, statements: Vec::new(), reason: reason.to_owned() };
+        let mut scp_allows = Vec::new();
+        for scp in &self.scp {
+            let allows: Vec<StatementRef> = matching(scp, ctx, Effect::Allow, false).map(|(r, _)| r).collect();
+            if allows.is_empty() {
+                return implicit(&format!("the service control policy {} does not allow the request", scp.name));
+            }
+            scp_allows.extend(allows);
+        }
         let identity: Vec<StatementRef> = self.identity.iter().flat_map(|p| matching(p, ctx, Effect::Allow, false)).map(|(r, _)| r).collect();
         let boundary: Option<Vec<StatementRef>> = self.boundary.as_ref().map(|p| matching(p, ctx, Effect::Allow, false).map(|(r, _)| r).collect());
         let session: Option<Vec<StatementRef>> =
@@ -95,7 +107,7 @@ impl PolicySet<'_> {
         let mut limits: Vec<StatementRef> = boundary.iter().chain(session.iter()).flatten().cloned().collect();
 
         let strongest = resource.iter().map(|(_, n)| *n).max();
-        let cross_account = self.resource.is_some() && is_cross_account(ctx);
+        let cross_account = is_cross_account(ctx);
         if !cross_account {
             let by_resource = match strongest {
                 Some(Named::Exactly) => true,
@@ -107,10 +119,10 @@ impl PolicySet<'_> {
                 if strongest == Some(Named::Role) {
                     statements.append(&mut limits);
                 }
+                statements.append(&mut scp_allows);
                 return Evaluation { decision: Decision::Allow, statements, reason: "the resource policy allows the principal".into() };
             }
         }
-        let implicit = |reason: &str| Evaluation { decision: Decision::ImplicitDeny, statements: Vec::new(), reason: reason.to_owned() };
         if identity.is_empty() {
             return implicit(if strongest.is_some() && cross_account {
                 "the resource policy allows, but across accounts an identity policy must allow too and none does"
@@ -125,10 +137,15 @@ impl PolicySet<'_> {
             return implicit("an identity policy allows, but the session policy does not");
         }
         if cross_account && strongest.is_none() {
-            return implicit("the resource is in another account and its resource policy does not allow the principal");
+            return implicit(if self.resource.is_some() {
+                "the resource is in another account and its resource policy does not allow the principal"
+            } else {
+                "the resource is in another account: its resource policy must allow too (give it with the resource policy)"
+            });
         }
         let mut statements = identity;
         statements.append(&mut limits);
+        statements.append(&mut scp_allows);
         if cross_account {
             statements.extend(resource.into_iter().map(|(r, _)| r));
         }
@@ -165,8 +182,9 @@ fn statement_applies(s: &Statement, ctx: &RequestContext, vars: bool, resource_p
     }
     let resource_hit = |p: &String| {
         if vars && p.contains("${") {
-            match substitute(p, ctx, false) {
-                Substituted::Value(v) => arn_match(&v, &ctx.resource),
+            // Substituted text, `${*}` and `${?}` are literal, not wildcards.
+            match substitute(p, ctx, true) {
+                Substituted::Value(v) => arn_match_escaped(&v, &ctx.resource),
                 Substituted::Unresolved => false,
             }
         } else {
@@ -174,7 +192,9 @@ fn statement_applies(s: &Statement, ctx: &RequestContext, vars: bool, resource_p
         }
     };
     let resource = match &s.resource {
-        None => true,
+        // Trust policies have no Resource. Elsewhere AWS refuses such a statement; should one
+        // reach us anyway, fail closed: a Deny covers everything, an Allow nothing.
+        None => resource_policy || s.effect == Effect::Deny,
         Some(Patterns::Only(list)) => list.iter().any(resource_hit),
         Some(Patterns::AllExcept(list)) => !list.iter().any(resource_hit),
     };
@@ -186,10 +206,12 @@ fn statement_applies(s: &Statement, ctx: &RequestContext, vars: bool, resource_p
             // A resource policy statement without a principal applies to nobody.
             None => return None,
             Some((principals, false)) => principal_named(principals, ctx)?,
-            Some((principals, true)) => match principal_named(principals, ctx) {
-                Some(_) => return None,
-                None => Named::Exactly,
-            },
+            Some((principals, true)) => {
+                if not_principal_exempts(principals, ctx) {
+                    return None;
+                }
+                Named::Exactly
+            }
         }
     } else {
         Named::Exactly
@@ -242,6 +264,20 @@ fn principal_named(p: &Principals, ctx: &RequestContext) -> Option<Named> {
         }
     }
     best
+}
+
+/// `NotPrincipal` exempts a caller only when it names the caller's exact ARN (a role session
+/// by its session ARN, not by the role's) and the caller's account too, as AWS documents:
+/// anything looser would let a Deny with `NotPrincipal` miss callers it must cover.
+fn not_principal_exempts(p: &Principals, ctx: &RequestContext) -> bool {
+    let Principals::Listed(map) = p else { return true };
+    let Some(caller) = ctx.principal_arn() else { return false };
+    let account = ctx.single("aws:principalaccount").or(arn_parts(caller).map(|p| p[4]));
+    let ids = map.get("AWS").map(Vec::as_slice).unwrap_or_default();
+    let named = ids.iter().any(|id| id == caller);
+    let account_named = account.is_some_and(|a| ids.iter().any(|id| id == a || *id == format!("arn:aws:iam::{a}:root")));
+    let service = map.get("Service").is_some_and(|s| s.iter().any(|id| id == caller));
+    service || (named && account_named)
 }
 
 /// True when `caller` is `arn:…:sts::ACCOUNT:assumed-role/NAME/SESSION` of role `role`.

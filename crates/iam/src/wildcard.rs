@@ -110,6 +110,29 @@ pub fn arn_match(pattern: &str, arn: &str) -> bool {
     p.iter().zip(a.iter()).all(|(p, a)| glob_match(p, a))
 }
 
+/// [`arn_match`] for an escaped pattern (see [`glob_match_escaped`]): how a `Resource` or
+/// `ArnLike` value with substituted policy variables matches. Colons are never escaped, so
+/// the components split as in the plain form.
+pub fn arn_match_escaped(pattern: &str, arn: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let (Some(p), Some(a)) = (arn_parts(pattern), arn_parts(arn)) else {
+        return false;
+    };
+    p.iter().zip(a.iter()).all(|(p, a)| glob_match_escaped(p, a))
+}
+
+/// The literal text of an escaped pattern (for exact comparisons).
+pub fn unescape(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+    }
+    out
+}
+
 /// Split an ARN into its six components, or `None` when it has fewer than six.
 pub fn arn_parts(s: &str) -> Option<[&str; 6]> {
     let mut it = s.splitn(6, ':');

@@ -105,15 +105,73 @@ fn resource_policies_by_how_they_name_the_principal() {
 
 #[test]
 fn resource_policy_deny_with_not_principal() {
+    // AWS: NotPrincipal exempts only exact ARNs, and the account must be listed too; a role
+    // ARN does not exempt its sessions.
     let bucket = p(&format!(
-        r#"{{"Statement":[{{"Sid":"OnlyApp","Effect":"Deny","NotPrincipal":{{"AWS":"{ROLE}"}},"Action":"s3:*","Resource":"*"}},
+        r#"{{"Statement":[{{"Sid":"OnlyApp","Effect":"Deny","NotPrincipal":{{"AWS":["{SESSION}","arn:aws:iam::111122223333:root"]}},"Action":"s3:*","Resource":"*"}},
             {{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}}]}}"#
     ));
     let set = PolicySet { resource: Some(NamedPolicy { name: "bucket", policy: &bucket }), ..Default::default() };
-    let me = ctx("s3:GetObject", "arn:aws:s3:::b/k", &[("aws:PrincipalArn", ROLE)]);
+    let me = ctx("s3:GetObject", "arn:aws:s3:::b/k", &[("aws:PrincipalArn", SESSION)]);
     let other = ctx("s3:GetObject", "arn:aws:s3:::b/k", &[("aws:PrincipalArn", "arn:aws:iam::111122223333:user/bob")]);
     assert_eq!(set.evaluate(&me).decision, Decision::Allow);
     assert_eq!(set.evaluate(&other).decision, Decision::ExplicitDeny);
+    let role_only = p(&format!(
+        r#"{{"Statement":[{{"Effect":"Deny","NotPrincipal":{{"AWS":["{ROLE}","arn:aws:iam::111122223333:root"]}},"Action":"s3:*","Resource":"*"}}]}}"#
+    ));
+    let set = PolicySet { resource: Some(NamedPolicy { name: "bucket", policy: &role_only }), ..Default::default() };
+    assert_eq!(set.evaluate(&me).decision, Decision::ExplicitDeny, "a role ARN does not exempt its sessions");
+    let no_account = p(&format!(r#"{{"Statement":[{{"Effect":"Deny","NotPrincipal":{{"AWS":"{SESSION}"}},"Action":"s3:*","Resource":"*"}}]}}"#));
+    let set = PolicySet { resource: Some(NamedPolicy { name: "bucket", policy: &no_account }), ..Default::default() };
+    assert_eq!(set.evaluate(&me).decision, Decision::ExplicitDeny, "without the account listed the caller is not exempt");
+}
+
+#[test]
+fn cross_account_needs_a_resource_policy_and_scps_always_apply() {
+    let identity = p(r#"{"Statement":{"Effect":"Allow","Action":"sqs:*","Resource":"*"}}"#);
+    let set = PolicySet { identity: vec![NamedPolicy { name: "id", policy: &identity }], ..Default::default() };
+    let foreign = ctx("sqs:SendMessage", "arn:aws:sqs:us-east-1:999999999999:q", &[("aws:PrincipalAccount", "111122223333")]);
+    let e = set.evaluate(&foreign);
+    assert_eq!(e.decision, Decision::ImplicitDeny);
+    assert!(e.reason.contains("another account"), "{}", e.reason);
+    let own = ctx("sqs:SendMessage", "arn:aws:sqs:us-east-1:111122223333:q", &[("aws:PrincipalAccount", "111122223333")]);
+    assert_eq!(set.evaluate(&own).decision, Decision::Allow);
+
+    let scp = p(r#"{"Statement":{"Effect":"Allow","Action":["s3:*","sqs:*"],"Resource":"*"}}"#);
+    let bucket = p(&format!(r#"{{"Statement":{{"Effect":"Allow","Principal":{{"AWS":"{SESSION}"}},"Action":"*","Resource":"*"}}}}"#));
+    let set =
+        PolicySet { scp: vec![NamedPolicy { name: "scp", policy: &scp }], resource: Some(NamedPolicy { name: "res", policy: &bucket }), ..Default::default() };
+    let call = |action: &str| ctx(action, "arn:aws:s3:::b/k", &[("aws:PrincipalArn", SESSION)]);
+    assert_eq!(set.evaluate(&call("s3:GetObject")).decision, Decision::Allow);
+    let e = set.evaluate(&call("kms:Decrypt"));
+    assert_eq!(e.decision, Decision::ImplicitDeny, "a resource policy naming the session does not get around an SCP");
+    assert!(e.reason.contains("service control policy"), "{}", e.reason);
+}
+
+#[test]
+fn substituted_text_is_literal_in_resources_and_arns() {
+    let pol = p(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"arn:aws:s3:::b/${aws:username}${*}"},
+        {"Effect":"Allow","Action":"sns:Publish","Resource":"*","Condition":{"ArnLike":{"aws:SourceArn":"arn:aws:sns:us-east-1:1:t${*}"}}}]}"#);
+    let set = PolicySet { identity: vec![NamedPolicy { name: "x", policy: &pol }], ..Default::default() };
+    assert_eq!(set.evaluate(&ctx("s3:GetObject", "arn:aws:s3:::b/alice*", &[("aws:username", "alice")])).decision, Decision::Allow);
+    assert_eq!(set.evaluate(&ctx("s3:GetObject", "arn:aws:s3:::b/alice-other", &[("aws:username", "alice")])).decision, Decision::ImplicitDeny);
+    assert_eq!(
+        set.evaluate(&ctx("s3:GetObject", "arn:aws:s3:::b/x", &[("aws:username", "*")])).decision,
+        Decision::ImplicitDeny,
+        "a value is never a wildcard"
+    );
+    assert_eq!(set.evaluate(&ctx("sns:Publish", "*", &[("aws:SourceArn", "arn:aws:sns:us-east-1:1:t*")])).decision, Decision::Allow);
+    assert_eq!(set.evaluate(&ctx("sns:Publish", "*", &[("aws:SourceArn", "arn:aws:sns:us-east-1:1:t-other")])).decision, Decision::ImplicitDeny);
+}
+
+#[test]
+fn statements_without_resource_fail_closed() {
+    let pol = p(
+        r#"{"Statement":[{"Effect":"Allow","Action":"s3:*"},{"Effect":"Allow","Action":"sqs:*","Resource":"*"},{"Effect":"Deny","Action":"sqs:DeleteQueue"}]}"#,
+    );
+    let set = PolicySet { identity: vec![NamedPolicy { name: "x", policy: &pol }], ..Default::default() };
+    assert_eq!(set.evaluate(&ctx("s3:GetObject", "arn:aws:s3:::b/k", &[])).decision, Decision::ImplicitDeny);
+    assert_eq!(set.evaluate(&ctx("sqs:DeleteQueue", "arn:aws:sqs:us-east-1:1:q", &[])).decision, Decision::ExplicitDeny);
 }
 
 #[test]

@@ -42,11 +42,13 @@ pub struct Environment {
     /// (VPC, one private CIDR of it) for building inside test calls.
     pub vpc_cidrs: Vec<(String, String)>,
     pub vpc_endpoints: Vec<String>,
+    /// (endpoint, its VPC): the only routes on which requests carry `aws:SourceVpc`.
+    pub endpoint_routes: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LockError {
-    #[error("the inventory has no NAT addresses, egress CIDRs, VPCs or VPC endpoints: a lock would deny every call (give --inventory files with NatGateways / Vpcs / VpcEndpoints, --live, or --egress)")]
+    #[error("the inventory has no NAT addresses, egress CIDRs or VPC endpoints: a lock would deny every call (a VPC without an endpoint reaches AWS from public addresses the lock cannot know; give --inventory files with NatGateways / VpcEndpoints, --live, or --egress)")]
     EmptyEnvironment,
     #[error("{0:?} is not an IP address or CIDR block")]
     BadCidr(String),
@@ -69,12 +71,14 @@ impl Environment {
         vpcs.sort();
         vpcs.dedup();
         let vpc_cidrs = inv.vpcs.iter().filter_map(|v| v.cidrs.first().map(|c| (v.id.clone(), c.clone()))).collect();
-        let mut vpc_endpoints: Vec<String> =
-            inv.vpc_endpoints.iter().filter(|e| e.state.is_empty() || e.state.eq_ignore_ascii_case("available")).map(|e| e.id.clone()).collect();
-        vpc_endpoints.sort();
-        vpc_endpoints.dedup();
-        let env = Environment { egress, vpcs, vpc_cidrs, vpc_endpoints };
-        if env.egress.is_empty() && env.vpcs.is_empty() && env.vpc_endpoints.is_empty() {
+        let usable = |state: &str| state.is_empty() || state.eq_ignore_ascii_case("available") || state.eq_ignore_ascii_case("pending");
+        let mut endpoint_routes: Vec<(String, String)> =
+            inv.vpc_endpoints.iter().filter(|e| usable(&e.state)).map(|e| (e.id.clone(), e.vpc_id.clone())).collect();
+        endpoint_routes.sort();
+        endpoint_routes.dedup();
+        let vpc_endpoints = endpoint_routes.iter().map(|(e, _)| e.clone()).collect();
+        let env = Environment { egress, vpcs, vpc_cidrs, vpc_endpoints, endpoint_routes };
+        if env.egress.is_empty() && env.vpc_endpoints.is_empty() {
             return Err(LockError::EmptyEnvironment);
         }
         Ok(env)
@@ -103,7 +107,7 @@ pub fn lock_policy(env: &Environment, form: LockForm) -> Result<Policy, LockErro
     let aws_service_exempt = json!({"aws:ViaAWSService": "false"});
     let statements: Vec<Value> = match form {
         LockForm::Network => {
-            if env.egress.is_empty() && env.vpcs.is_empty() && env.vpc_endpoints.is_empty() {
+            if env.egress.is_empty() && env.vpc_endpoints.is_empty() {
                 return Err(LockError::EmptyEnvironment);
             }
             let mut cond = Map::new();
@@ -137,7 +141,17 @@ pub fn lock_policy(env: &Environment, form: LockForm) -> Result<Policy, LockErro
                 }
                 json!({"Sid": sid, "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": cond})
             };
+            // Calls that reach AWS with no VPC keys at all (the internet, someone else's NAT) are
+            // denied by a statement of their own, so that the lock never depends on how AWS
+            // treats a policy variable it cannot resolve.
+            let mut outside = Map::new();
+            outside.insert("Null".into(), json!({"ec2:SourceInstanceARN": "false", "aws:SourceVpc": "true"}));
+            outside.insert("BoolIfExists".into(), aws_service_exempt.clone());
+            if !env.egress.is_empty() {
+                outside.insert("NotIpAddressIfExists".into(), json!({"aws:SourceIp": env.egress}));
+            }
             vec![
+                json!({"Sid": "CredwardenInstanceOutsideAnyVpc", "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": outside}),
                 bound("CredwardenInstanceVpcLock", "aws:Ec2InstanceSourceVpc", "aws:SourceVpc"),
                 bound("CredwardenInstanceAddressLock", "aws:Ec2InstanceSourcePrivateIPv4", "aws:VpcSourceIp"),
             ]
@@ -156,13 +170,13 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
     let outside6 = env.outside_v6();
     let nat: Option<&str> = env.egress.iter().find(|e| Cidr::parse(e).is_some_and(|c| matches!(c, Cidr::V4 { .. }))).map(|s| s.split('/').next().unwrap_or(s));
     let nat6: Option<&str> = env.egress.iter().find(|e| Cidr::parse(e).is_some_and(|c| matches!(c, Cidr::V6 { .. }))).map(|s| s.split('/').next().unwrap_or(s));
-    let (vpc, private_ip) = env
-        .vpc_cidrs
-        .first()
-        .map(|(v, c)| (v.clone(), first_host(c)))
-        .or_else(|| env.vpcs.first().map(|v| (v.clone(), "10.0.0.10".to_owned())))
-        .unwrap_or_else(|| ("vpc-0ffffffffffffffff".into(), "10.0.0.10".into()));
-    let vpce = env.vpc_endpoints.first().cloned();
+    // Inside calls through an endpoint are built only from real endpoints: `aws:SourceVpc` is
+    // present on no other route, and a table that invented it would pass locks that deny
+    // production.
+    let route = env.endpoint_routes.first().cloned();
+    let vpc = route.as_ref().map(|(_, v)| v.clone()).or_else(|| env.vpcs.first().cloned()).unwrap_or_else(|| "vpc-0ffffffffffffffff".into());
+    let private_ip = env.vpc_cidrs.iter().find(|(v, _)| *v == vpc).map(|(_, c)| first_host(c)).unwrap_or_else(|| "10.0.0.10".to_owned());
+    let vpce = route.map(|(e, _)| e);
     let other_vpc = "vpc-0a77ac4e40000000";
     let other_vpce = "vpce-0a77ac4e40000000";
     let no = "false";
@@ -174,16 +188,14 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
             if let Some(nat6) = nat6 {
                 v.push(Case::new("from our IPv6 egress", Expect::Allowed, ACTION, RESOURCE, &[("aws:SourceIp", nat6), ("aws:ViaAWSService", no)]));
             }
-            if !env.vpcs.is_empty() || vpce.is_some() {
-                let mut keys = vec![
+            if let Some(e) = &vpce {
+                let keys = [
                     ("aws:SourceIp", private_ip.as_str()),
                     ("aws:VpcSourceIp", private_ip.as_str()),
                     ("aws:SourceVpc", vpc.as_str()),
+                    ("aws:SourceVpce", e.as_str()),
                     ("aws:ViaAWSService", no),
                 ];
-                if let Some(e) = &vpce {
-                    keys.push(("aws:SourceVpce", e));
-                }
                 v.push(Case::new("from our VPC through our endpoint", Expect::Allowed, ACTION, RESOURCE, &keys));
             }
             v.push(Case::new(
@@ -240,7 +252,9 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
             if let Some(e) = &vpce {
                 own.push(("aws:SourceVpce", e.clone()));
             }
-            v.push(case("from the instance itself through our endpoint", Expect::Allowed, inst(&own)));
+            if vpce.is_some() {
+                v.push(case("from the instance itself through our endpoint", Expect::Allowed, inst(&own)));
+            }
             if let Some(nat) = nat {
                 v.push(case(
                     "from the instance through our NAT",
@@ -286,6 +300,15 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
     v
 }
 
+/// Actions every case is decided for: a lock must hold for reads, writes and IAM changes in
+/// any service, not only for the action a case names.
+pub const PROBES: [(&str, &str); 4] = [
+    ("s3:GetObject", "arn:aws:s3:::company-data/report.csv"),
+    ("iam:CreateAccessKey", "arn:aws:iam::111122223333:user/admin"),
+    ("ec2:RunInstances", "arn:aws:ec2:us-east-1:111122223333:instance/*"),
+    ("kms:Decrypt", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+];
+
 /// The first usable host of a CIDR (`10.0.0.0/16` → `10.0.0.10`), for inside test calls.
 fn first_host(cidr: &str) -> String {
     match Cidr::parse(cidr) {
@@ -316,6 +339,7 @@ mod tests {
             vpcs: vec!["vpc-0a1b2c3d".into()],
             vpc_cidrs: vec![("vpc-0a1b2c3d".into(), "10.1.0.0/16".into())],
             vpc_endpoints: vec!["vpce-01234567".into()],
+            endpoint_routes: vec![("vpce-01234567".into(), "vpc-0a1b2c3d".into())],
         }
     }
 
@@ -324,7 +348,7 @@ mod tests {
         let all = allow_everything();
         for form in [LockForm::Network, LockForm::Instance] {
             let p = lock_policy(&env(), form).unwrap();
-            let out = run(&p, "lock", &[("allow-all", &all)], &cases(&env(), form));
+            let out = run(&p, "lock", &[("allow-all", &all)], &cases(&env(), form), &PROBES);
             assert!(out.len() >= 6);
             assert!(out.iter().all(|o| o.ok), "{form:?}: {}", crate::verify::render(&out));
             assert!(out.iter().any(|o| o.expect == crate::Expect::Denied) && out.iter().any(|o| o.expect == crate::Expect::Allowed));
@@ -344,12 +368,33 @@ mod tests {
             good.replace("StringNotEquals", "StringEquals"),
             good.replace("\"Deny\"", "\"Allow\""),
             good.replace("198.51.100.10", "198.51.100.99"),
+            // A lock scoped to one service protects nothing else.
+            good.replace("\"Action\": \"*\"", "\"Action\": \"s3:*\""),
         ];
         for b in broken {
             let p = Policy::parse(&b).unwrap();
-            let out = run(&p, "lock", &[("allow-all", &all)], &table);
+            let out = run(&p, "lock", &[("allow-all", &all)], &table, &PROBES);
             assert!(out.iter().any(|o| !o.ok), "a broken lock passed:\n{b}");
         }
+    }
+
+    #[test]
+    fn instance_form_does_not_rely_on_unresolved_variables() {
+        // Drop the two variable statements: the explicit no-VPC statement alone still denies
+        // stolen instance credentials used from the internet.
+        let p = lock_policy(&env(), LockForm::Instance).unwrap();
+        let only_outside = Policy { statements: p.statements[..1].to_vec(), ..p };
+        let out = run(&only_outside, "lock", &[("allow-all", &allow_everything())], &cases(&env(), LockForm::Instance), &PROBES);
+        assert!(out.iter().filter(|o| o.label.contains("internet")).all(|o| o.ok), "{}", crate::verify::render(&out));
+    }
+
+    #[test]
+    fn vpcs_without_endpoints_are_not_a_route() {
+        let mut inv = Inventory::default();
+        inv.absorb_json("vpcs.json", &serde_json::json!({"Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]})).unwrap();
+        assert_eq!(Environment::from_inventory(&inv, &[]), Err(LockError::EmptyEnvironment));
+        let env = Environment::from_inventory(&inv, &["203.0.113.0/28".into()]).unwrap();
+        assert!(cases(&env, LockForm::Network).iter().all(|c| !c.label.contains("endpoint") || c.expect == crate::Expect::Denied));
     }
 
     #[test]

@@ -36,16 +36,32 @@ impl Lockdown {
     }
 
     pub fn policy(&self) -> Policy {
-        let mut allow_cond = json!({"StringEquals": {format!("iam:ResourceTag/{}", self.owner_tag): format!("${{aws:PrincipalTag/{}}}", self.app_tag)}});
+        let owner_key = format!("iam:ResourceTag/{}", self.owner_tag);
+        let app_key = format!("aws:PrincipalTag/{}", self.app_tag);
+        let app_var = format!("${{{app_key}}}");
+        let mut allow_cond = json!({"StringEquals": {&owner_key: &app_var}});
         if !self.services.is_empty() {
             allow_cond["StringEquals"]["iam:PassedToService"] = json!(self.services);
         }
-        let doc = json!({"Version": "2012-10-17", "Statement": [
-            {"Sid": "PassOnlyRolesOurApplicationOwns", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::*:role/*", "Condition": allow_cond},
-            {"Sid": "DenyPassingRolesOfOtherApplications", "Effect": "Deny", "Action": "iam:PassRole", "Resource": "*",
-             "Condition": {"StringNotEquals": {format!("iam:ResourceTag/{}", self.owner_tag): format!("${{aws:PrincipalTag/{}}}", self.app_tag)}}}
-        ]});
-        Policy::from_value(&doc).expect("generated lockdown policies are valid")
+        let mut statements = vec![
+            json!({"Sid": "PassOnlyRolesOurApplicationOwns", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::*:role/*", "Condition": allow_cond}),
+            // The denials hold whatever else the principal is granted. Missing tags are denied
+            // by statements of their own rather than through an unresolvable variable.
+            json!({"Sid": "DenyPassingRolesOfOtherApplications", "Effect": "Deny", "Action": "iam:PassRole", "Resource": "*",
+                   "Condition": {"StringNotEquals": {&owner_key: &app_var}}}),
+            json!({"Sid": "DenyPassingRolesWithoutOwner", "Effect": "Deny", "Action": "iam:PassRole", "Resource": "*", "Condition": {"Null": {&owner_key: "true"}}}),
+            json!({"Sid": "DenyPassingWithoutApplicationTag", "Effect": "Deny", "Action": "iam:PassRole", "Resource": "*", "Condition": {"Null": {&app_key: "true"}}}),
+            // Whoever may pass roles must not be able to move the tags the decision rests on.
+            json!({"Sid": "DenyChangingOwnershipTags", "Effect": "Deny", "Action": ["iam:TagRole", "iam:UntagRole", "iam:TagUser", "iam:UntagUser"], "Resource": "*",
+                   "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": [&self.owner_tag, &self.app_tag]}}}),
+        ];
+        if !self.services.is_empty() {
+            statements.insert(
+                4,
+                json!({"Sid": "DenyPassingToOtherServices", "Effect": "Deny", "Action": "iam:PassRole", "Resource": "*", "Condition": {"StringNotEquals": {"iam:PassedToService": self.services}}}),
+            );
+        }
+        Policy::from_value(&json!({"Version": "2012-10-17", "Statement": statements})).expect("generated lockdown policies are valid")
     }
 
     /// Inside and outside passes, with application names from the inventory's own tags.
@@ -70,6 +86,14 @@ impl Lockdown {
         if recased != own {
             v.push(case("owner differing only in case", Expect::Denied, &[(&app_key, &own), (&owner_key, &recased), ("iam:PassedToService", &service)]));
         }
+        v.push(Case::new("change a role's owner tag", Expect::Denied, "iam:TagRole", role, &[(&app_key, &own), ("aws:TagKeys", &self.owner_tag)]));
+        v.push(Case::new(
+            "remove its own application tag",
+            Expect::Denied,
+            "iam:UntagUser",
+            "arn:aws:iam::111122223333:user/deployer",
+            &[(&app_key, &own), ("aws:TagKeys", &self.app_tag)],
+        ));
         if !self.services.is_empty() {
             let foreign_service = ["glue.amazonaws.com", "sagemaker.amazonaws.com", "codebuild.amazonaws.com"]
                 .into_iter()
@@ -103,7 +127,7 @@ pub fn trusted_services(inv: &Inventory) -> Vec<String> {
 pub struct PassRoleReport {
     /// Roles without the owner tag: nobody can pass them under the lockdown.
     pub roles_without_owner: Vec<String>,
-    /// Principals whose policies let them pass a role they do not own (any role).
+    /// Principals whose policies let them pass a role their application does not own.
     pub can_pass_any_role: Vec<PassAny>,
     /// Principals that could not be judged, and why (a managed policy missing from the inventory).
     pub unknown: Vec<String>,
@@ -113,47 +137,77 @@ pub struct PassRoleReport {
 pub struct PassAny {
     pub principal: String,
     pub statements: Vec<String>,
+    /// The roles it could pass (the untagged probe role first when it can pass anything).
+    pub roles: Vec<String>,
 }
 
-/// Judge every role and user: can it pass a role that no application owns?
+/// Judge every role and user: can it pass a role its application does not own? Each
+/// principal is tried against every role in the inventory owned by another application (or
+/// by none) and an untagged probe role, for every service the lockdown names.
 pub fn report(inv: &Inventory, lock: &Lockdown) -> PassRoleReport {
     let mut r = PassRoleReport {
         roles_without_owner: inv.roles.iter().filter(|r| !r.tags.contains_key(&lock.owner_tag)).map(|r| r.arn.clone()).collect(),
         ..Default::default()
     };
+    let services: Vec<&str> = if lock.services.is_empty() { vec!["ec2.amazonaws.com"] } else { lock.services.iter().map(String::as_str).collect() };
     for p in inv.roles.iter().chain(inv.users.iter()) {
         let mut docs: Vec<(String, &Policy)> = p.inline.iter().map(|(n, d)| (format!("{} inline {n}", p.name), d)).collect();
-        let mut missing = Vec::new();
+        let mut missing: Vec<String> = p.unreadable.iter().map(|n| format!("inline policy {n} unreadable")).collect();
         let mut attached: Vec<&String> = p.attached.iter().collect();
-        for g in p.groups.iter().filter_map(|g| inv.groups.iter().find(|x| &x.name == g)) {
-            docs.extend(g.inline.iter().map(|(n, d)| (format!("group {} inline {n}", g.name), d)));
-            attached.extend(g.attached.iter());
+        for g in &p.groups {
+            match inv.groups.iter().find(|x| &x.name == g) {
+                Some(g) => {
+                    docs.extend(g.inline.iter().map(|(n, d)| (format!("group {} inline {n}", g.name), d)));
+                    missing.extend(g.unreadable.iter().map(|n| format!("group {} inline policy {n} unreadable", g.name)));
+                    attached.extend(g.attached.iter());
+                }
+                None => missing.push(format!("group {g} not in the inventory")),
+            }
         }
         for arn in attached {
             match inv.managed(arn).and_then(|m| m.document.as_ref()) {
                 Some(d) => docs.push((arn.clone(), d)),
-                None => missing.push(arn.clone()),
+                None => missing.push(format!("managed policy {arn} not in the inventory")),
             }
         }
         let set = PolicySet { identity: docs.iter().map(|(n, d)| NamedPolicy { name: n, policy: d }).collect(), ..Default::default() };
-        let e = set.evaluate(&probe(p));
-        if e.decision == Decision::Allow {
-            r.can_pass_any_role.push(PassAny {
-                principal: p.arn.clone(),
-                statements: e.statements.iter().map(|s| format!("{}#{}", s.policy, s.sid.clone().unwrap_or_else(|| s.index.to_string()))).collect(),
-            });
-        } else if !missing.is_empty() {
-            r.unknown.push(format!("{}: attached managed policies not in the inventory: {}", p.arn, missing.join(", ")));
+        let app = p.tags.get(&lock.app_tag);
+        let account = iam::wildcard::arn_parts(&p.arn).map(|x| x[4]).unwrap_or("111122223333").to_owned();
+        let probe_role = (format!("arn:aws:iam::{account}:role/credwarden-probe-unowned"), None);
+        let foreign = inv
+            .roles
+            .iter()
+            .filter(|role| role.tags.get(&lock.owner_tag) != app || app.is_none())
+            .map(|role| (role.arn.clone(), role.tags.get(&lock.owner_tag)));
+        let mut passable = Vec::new();
+        let mut deciding = BTreeSet::new();
+        for (role_arn, owner) in std::iter::once(probe_role).chain(foreign) {
+            for service in &services {
+                let e = set.evaluate(&probe(p, &role_arn, owner.map(String::as_str), service, &lock.owner_tag));
+                if e.decision == Decision::Allow {
+                    passable.push(role_arn.clone());
+                    deciding.extend(e.statements.iter().map(|s| format!("{}#{}", s.policy, s.sid.clone().unwrap_or_else(|| s.index.to_string()))));
+                    break;
+                }
+            }
+        }
+        if !passable.is_empty() {
+            r.can_pass_any_role.push(PassAny { principal: p.arn.clone(), statements: deciding.into_iter().collect(), roles: passable });
+        }
+        if !missing.is_empty() {
+            r.unknown.push(format!("{}: {}", p.arn, missing.join("; ")));
         }
     }
     r
 }
 
-/// A pass of an unowned, untagged role by `p`, with `p`'s own tags as principal tags.
-fn probe(p: &Principal) -> RequestContext {
-    let account = iam::wildcard::arn_parts(&p.arn).map(|x| x[4]).unwrap_or("111122223333");
-    let mut c = RequestContext::new("iam:PassRole", &format!("arn:aws:iam::{account}:role/credwarden-probe-unowned")).expect("constant action");
-    c.add("aws:PrincipalArn", p.arn.clone()).add("iam:PassedToService", "ec2.amazonaws.com");
+/// A pass of `role` (owned by `owner`, if tagged) by `p` to `service`, with `p`'s own tags.
+fn probe(p: &Principal, role: &str, owner: Option<&str>, service: &str, owner_tag: &str) -> RequestContext {
+    let mut c = RequestContext::new("iam:PassRole", role).expect("constant action");
+    c.add("aws:PrincipalArn", p.arn.clone()).add("iam:PassedToService", service);
+    if let Some(o) = owner {
+        c.add(&format!("iam:ResourceTag/{owner_tag}"), o);
+    }
     for (k, v) in &p.tags {
         c.add(&format!("aws:PrincipalTag/{k}"), v.clone());
     }
@@ -163,7 +217,7 @@ fn probe(p: &Principal) -> RequestContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::run;
+    use crate::verify::run_alone_and_beside_everything;
     use serde_json::json;
 
     fn inventory() -> Inventory {
@@ -196,12 +250,23 @@ mod tests {
         let lock = Lockdown::new("owner", "app", vec![], &inv);
         assert_eq!(lock.services, ["ec2.amazonaws.com", "lambda.amazonaws.com"]);
         let cases = lock.cases(&inv);
-        let out = run(&lock.policy(), "passrole", &[], &cases);
+        let out = run_alone_and_beside_everything(&lock.policy(), "passrole", &cases);
         assert!(out.iter().all(|o| o.ok), "{}", crate::verify::render(&out));
-        assert!(out.len() >= 6);
-        // Drop the condition on the owner tag: the table must notice.
-        let broken = Policy::parse(&lock.policy().to_pretty_json().replace("iam:ResourceTag/owner", "iam:ResourceTag/nobody")).unwrap();
-        assert!(run(&broken, "passrole", &[], &cases).iter().any(|o| !o.ok));
+        assert!(out.len() >= 8);
+        // Break it in ways that matter: the table must notice each.
+        let text = lock.policy().to_pretty_json();
+        for broken in [
+            text.replace("iam:ResourceTag/owner", "iam:ResourceTag/nobody"),
+            text.replace(
+                "\"Sid\": \"DenyPassingToOtherServices\",\n      \"Effect\": \"Deny\"",
+                "\"Sid\": \"DenyPassingToOtherServices\",\n      \"Effect\": \"Allow\"",
+            ),
+            text.replace("iam:TagRole", "iam:TagPolicy"),
+        ] {
+            assert_ne!(broken, text);
+            let p = Policy::parse(&broken).unwrap();
+            assert!(run_alone_and_beside_everything(&p, "passrole", &cases).iter().any(|o| !o.ok), "{broken}");
+        }
     }
 
     #[test]
@@ -213,6 +278,7 @@ mod tests {
         assert_eq!(r.can_pass_any_role.len(), 1);
         assert_eq!(r.can_pass_any_role[0].principal, "arn:aws:iam::111122223333:role/legacy");
         assert_eq!(r.can_pass_any_role[0].statements, ["legacy inline deploy#PassAnything"]);
+        assert_eq!(r.can_pass_any_role[0].roles.len(), 4, "the probe and every role its (absent) application does not own");
         assert_eq!(r.unknown.len(), 1, "{:?}", r.unknown);
         assert!(r.unknown[0].contains("AdministratorAccess"));
     }
