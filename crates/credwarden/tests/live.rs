@@ -4,38 +4,9 @@
 //! commands as a user would with `--endpoint-url`. Needs `pip install 'moto[server]'`
 //! (`.ci/run` installs it); without it the test fails rather than pretending.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Moto {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 -m moto.server starts (pip install 'moto[server]')");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start on {url}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Moto { child, url }
-}
+use testkit::{free_port, Moto};
 
 const SEED: &str = r#"
 import boto3, json, os, sys
@@ -54,12 +25,6 @@ iam.create_role(RoleName="edge", AssumeRolePolicyDocument=trust, Tags=[{"Key": "
 iam.put_role_policy(RoleName="edge", PolicyName="pass", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "PassAll", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}))
 print(json.dumps({"vpc": vpc, "vpce": vpce, "nat": nat, "public_ip": eip["PublicIp"]}))
 "#;
-
-fn python(script: &str, endpoint: &str, args: &[&str]) -> String {
-    let out = Command::new("python3").arg("-c").arg(script).args(args).env("ENDPOINT", endpoint).output().unwrap();
-    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn credwarden(moto: &Moto, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_credwarden"))
@@ -82,8 +47,8 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn live_inventory_lock_apply_and_passrole_against_moto() {
-    let moto = start_moto();
-    let seeded: serde_json::Value = serde_json::from_str(python(SEED, &moto.url, &[]).trim()).unwrap();
+    let moto = Moto::start();
+    let seeded: serde_json::Value = serde_json::from_str(moto.python(SEED, &[]).trim()).unwrap();
     let (vpc, vpce, ip) = (seeded["vpc"].as_str().unwrap(), seeded["vpce"].as_str().unwrap(), seeded["public_ip"].as_str().unwrap());
 
     // The lock is built from the live account.
@@ -111,16 +76,16 @@ try:
 except iam.exceptions.NoSuchEntityException:
     print("none")
 "#;
-    assert_eq!(python(get, &moto.url, &["app"]).trim(), "none", "--dry-run must not write");
+    assert_eq!(moto.python(get, &["app"]).trim(), "none", "--dry-run must not write");
 
     // Apply: written through the IAM API, skipped for the external role, idempotent.
     let out = credwarden(&moto, &["policy", "lock", "--live", "--apply", "app", "edge"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.contains("app: credwarden-environment-lock attached") && s.contains("edge: skipped"), "{s}");
-    let stored = python(get, &moto.url, &["app"]);
+    let stored = moto.python(get, &["app"]);
     assert!(stored.contains(vpce) && stored.contains("aws:ViaAWSService"), "{stored}");
-    assert_eq!(python(get, &moto.url, &["edge"]).trim(), "none");
+    assert_eq!(moto.python(get, &["edge"]).trim(), "none");
     let out = credwarden(&moto, &["policy", "lock", "--live", "--apply", "app"]);
     assert!(text(&out.stdout).contains("already up to date"), "{}", text(&out.stdout));
 
@@ -134,7 +99,7 @@ except iam.exceptions.NoSuchEntityException:
 
 #[test]
 fn live_without_a_reachable_endpoint_is_a_clear_error() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_credwarden"))
         .args(["policy", "lock", "--live", "--endpoint-url", &format!("http://127.0.0.1:{port}")])
         .env("AWS_ACCESS_KEY_ID", "testing")

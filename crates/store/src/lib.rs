@@ -14,14 +14,19 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The schema this build writes. 1: emitted findings and runs. 2: adds detector state,
-/// processed files and the finding outbox (files at version 1 are upgraded in place).
-pub const SCHEMA_VERSION: i64 = 2;
+/// processed files and the finding outbox. 3: adds the broker's audit log. Older files are
+/// upgraded in place (every table below is created if missing).
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V2: &str = "
     CREATE TABLE IF NOT EXISTS detector_state (name TEXT PRIMARY KEY, format INTEGER NOT NULL, state TEXT NOT NULL, saved_at INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS processed_files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, records INTEGER NOT NULL, processed_at INTEGER NOT NULL);
     CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, finding TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS webhook_spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, finding TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS broker_audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, request_id TEXT NOT NULL,
+        user TEXT NOT NULL, groups TEXT NOT NULL, client_ip TEXT NOT NULL, network TEXT, role TEXT, decision TEXT NOT NULL, reason TEXT NOT NULL,
+        access_key_id TEXT, expiration TEXT, duration_seconds INTEGER, session_policy TEXT);
+    CREATE INDEX IF NOT EXISTS broker_audit_user ON broker_audit (user, time_ms);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,28 @@ pub struct ProcessedFile {
     pub size: i64,
     pub mtime_ns: i64,
     pub records: u64,
+}
+
+/// One broker decision, granted or refused. Never holds a secret: the access key id
+/// identifies the credentials in CloudTrail, the secret key and session token are not kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    pub time_ms: i64,
+    pub request_id: String,
+    pub user: String,
+    /// Groups, comma-separated.
+    pub groups: String,
+    pub client_ip: String,
+    /// The configured network the client address matched.
+    pub network: Option<String>,
+    pub role: Option<String>,
+    /// `granted` or `refused`.
+    pub decision: String,
+    pub reason: String,
+    pub access_key_id: Option<String>,
+    pub expiration: Option<String>,
+    pub duration_seconds: Option<i64>,
+    pub session_policy: Option<String>,
 }
 
 /// One emitted finding, as remembered.
@@ -116,6 +143,79 @@ impl Store {
                 .map_err(self.err())?;
         }
         Ok(())
+    }
+
+    /// Append one broker audit entry, durably (the transaction is synced before this returns:
+    /// the broker hands out credentials only after it).
+    pub fn audit_append(&self, e: &AuditEntry) -> Result<i64, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO broker_audit (time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )
+            .map_err(self.err())?;
+        stmt.execute(params![
+            e.time_ms,
+            e.request_id,
+            e.user,
+            e.groups,
+            e.client_ip,
+            e.network,
+            e.role,
+            e.decision,
+            e.reason,
+            e.access_key_id,
+            e.expiration,
+            e.duration_seconds,
+            e.session_policy
+        ])
+        .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Audit entries, newest first, optionally for one user.
+    pub fn audit_entries(&self, user: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy
+                 FROM broker_audit WHERE (?1 IS NULL OR user = ?1) ORDER BY seq DESC LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![user, limit as i64], |r| {
+                Ok(AuditEntry {
+                    time_ms: r.get(0)?,
+                    request_id: r.get(1)?,
+                    user: r.get(2)?,
+                    groups: r.get(3)?,
+                    client_ip: r.get(4)?,
+                    network: r.get(5)?,
+                    role: r.get(6)?,
+                    decision: r.get(7)?,
+                    reason: r.get(8)?,
+                    access_key_id: r.get(9)?,
+                    expiration: r.get(10)?,
+                    duration_seconds: r.get(11)?,
+                    session_policy: r.get(12)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// How many earlier entries match: `role` granted to `user`, `network` used by `user`
+    /// (granted or not), refusals of `user` since a time. What the broker's anomaly checks ask.
+    pub fn audit_count(&self, user: &str, role: Option<&str>, network: Option<&str>, decision: Option<&str>, since_ms: i64) -> Result<i64, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM broker_audit WHERE user = ?1 AND (?2 IS NULL OR role = ?2) AND (?3 IS NULL OR network = ?3)
+                 AND (?4 IS NULL OR decision = ?4) AND time_ms >= ?5",
+            )
+            .map_err(self.err())?;
+        stmt.query_row(params![user, role, network, decision, since_ms], |r| r.get(0)).map_err(self.err())
     }
 
     pub fn schema_version(&self) -> Result<i64, StoreError> {
@@ -306,6 +406,35 @@ mod tests {
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         assert!(s.was_emitted("old").unwrap());
         assert!(s.outbox().unwrap().is_empty());
+        assert!(s.audit_entries(None, 10).unwrap().is_empty(), "the audit table is added on upgrade");
+    }
+
+    #[test]
+    fn audit_log_appends_and_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("audit.sqlite")).unwrap();
+        let entry = |t: i64, user: &str, role: &str, network: &str, decision: &str| AuditEntry {
+            time_ms: t,
+            request_id: format!("r{t}"),
+            user: user.into(),
+            groups: "g".into(),
+            client_ip: "10.0.0.1".into(),
+            network: Some(network.into()),
+            role: Some(role.into()),
+            decision: decision.into(),
+            reason: "test".into(),
+            ..Default::default()
+        };
+        s.audit_append(&entry(1, "alice", "r1", "vpn", "granted")).unwrap();
+        s.audit_append(&entry(2, "alice", "r2", "office", "refused")).unwrap();
+        s.audit_append(&entry(3, "bob", "r1", "vpn", "refused")).unwrap();
+        let all = s.audit_entries(None, 10).unwrap();
+        assert_eq!(all.iter().map(|e| e.time_ms).collect::<Vec<_>>(), [3, 2, 1], "newest first");
+        assert_eq!(s.audit_entries(Some("alice"), 1).unwrap()[0].time_ms, 2);
+        assert_eq!(s.audit_count("alice", Some("r1"), None, Some("granted"), 0).unwrap(), 1);
+        assert_eq!(s.audit_count("alice", None, Some("office"), None, 0).unwrap(), 1);
+        assert_eq!(s.audit_count("alice", None, None, Some("refused"), 3).unwrap(), 0);
+        assert_eq!(s.audit_count("bob", None, None, Some("refused"), 0).unwrap(), 1);
     }
 
     #[test]

@@ -1,0 +1,200 @@
+//! The broker's configuration (a TOML file; `credwarden broker example-config` prints one).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+fn default_listen() -> String {
+    "127.0.0.1:8700".into()
+}
+fn default_max_duration() -> i32 {
+    3600
+}
+fn default_rate() -> u32 {
+    30
+}
+fn default_groups_tag() -> String {
+    "credwarden:groups".into()
+}
+fn default_cache() -> u64 {
+    300
+}
+fn default_burst() -> i64 {
+    5
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Address to listen on. Plain HTTP is refused on anything but loopback.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The audit store: a SQLite file (created if missing).
+    pub audit: String,
+    /// `broker-anomaly` findings are appended here as JSON lines.
+    pub findings: Option<PathBuf>,
+    /// Longest credential lifetime handed out (seconds, 900..=43200; default 3600).
+    #[serde(default = "default_max_duration")]
+    pub max_duration_seconds: i32,
+    /// Groups allowed to read the audit log through the API.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// Credential requests per user per minute.
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_minute: u32,
+    /// Refusals of one user within ten minutes that make a `broker-anomaly` finding.
+    #[serde(default = "default_burst")]
+    pub refusal_burst: i64,
+    /// Read role authorisations from this tag on IAM roles (groups separated by `:` `,` or spaces).
+    #[serde(default = "default_groups_tag")]
+    pub role_groups_tag: String,
+    #[serde(default = "yes")]
+    pub read_role_tags: bool,
+    #[serde(default = "default_cache")]
+    pub role_cache_seconds: u64,
+    /// Roles and the groups that may use them, beside (or instead of) role tags.
+    #[serde(default)]
+    pub roles: Vec<RoleGrant>,
+    /// Users → groups, reloaded when the file changes: `{"users": {"alice": ["payments"]}}`.
+    pub directory: Option<PathBuf>,
+    pub auth: AuthConfig,
+    /// Where clients connect from, and the addresses their AWS calls leave from.
+    pub networks: Vec<NetworkConfig>,
+    /// Our VPCs and endpoints: calls through them are inside the session lock too.
+    #[serde(default)]
+    pub vpcs: Vec<String>,
+    #[serde(default)]
+    pub endpoints: Vec<EndpointConfig>,
+    #[serde(default)]
+    pub aws: AwsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleGrant {
+    pub arn: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub name: String,
+    /// Client address ranges (VPN pools, office ranges) that belong to this network.
+    pub clients: Vec<String>,
+    /// Public addresses (NAT, VPN egress) that this network's AWS calls come from.
+    pub egress: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub id: String,
+    pub vpc: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AuthConfig {
+    Jwt {
+        jwks_file: Option<PathBuf>,
+        jwks_url: Option<String>,
+        issuer: String,
+        audience: String,
+        #[serde(default = "default_user_claim")]
+        user_claim: String,
+        #[serde(default = "default_groups_claim")]
+        groups_claim: String,
+        #[serde(default = "default_leeway")]
+        leeway_seconds: i64,
+    },
+    Header {
+        #[serde(default = "default_user_header")]
+        user_header: String,
+        #[serde(default = "default_groups_header")]
+        groups_header: Option<String>,
+        trusted_proxies: Vec<String>,
+    },
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_leeway() -> i64 {
+    60
+}
+fn default_user_header() -> String {
+    "x-authenticated-user".into()
+}
+fn default_groups_header() -> Option<String> {
+    Some("x-authenticated-groups".into())
+}
+
+/// Parse a broker configuration file's text (TOML); unknown keys are refused.
+pub fn parse(text: &str) -> Result<BrokerConfig, crate::error::ConfigError> {
+    toml::from_str(text).map_err(|e| crate::error::ConfigError::Invalid(e.to_string()))
+}
+
+/// A commented example configuration.
+pub const EXAMPLE: &str = r#"# credwarden broker configuration
+listen = "127.0.0.1:8700"              # plain HTTP only on loopback; set tls_cert/tls_key otherwise
+# tls_cert = "/etc/credwarden/broker.crt"
+# tls_key = "/etc/credwarden/broker.key"
+audit = "/var/lib/credwarden/broker-audit.sqlite"   # every request, granted or refused; written before credentials leave
+findings = "/var/lib/credwarden/broker-findings.jsonl"
+max_duration_seconds = 3600            # credentials live at most this long
+admin_groups = ["security"]            # may read the audit through GET /v1/audit
+rate_limit_per_minute = 30
+refusal_burst = 5                      # refusals in 10 minutes that raise a broker-anomaly finding
+role_groups_tag = "credwarden:groups"  # IAM role tag naming the groups that may use the role
+read_role_tags = true
+role_cache_seconds = 300
+# directory = "/etc/credwarden/directory.json"   # {"users": {"alice": ["payments"]}}, reloaded on change
+
+[auth]
+mode = "jwt"
+jwks_url = "https://idp.example.com/.well-known/jwks.json"   # or jwks_file = "..."
+issuer = "https://idp.example.com"
+audience = "credwarden"
+user_claim = "email"
+groups_claim = "groups"
+
+# [auth]
+# mode = "header"                      # an authenticating reverse proxy sets these headers
+# user_header = "x-authenticated-user"
+# groups_header = "x-authenticated-groups"
+# trusted_proxies = ["10.0.0.5/32"]
+
+[[networks]]
+name = "vpn"
+clients = ["10.8.0.0/16"]              # where broker clients connect from
+egress = ["198.51.100.10/32"]          # where their AWS calls leave from (VPN/NAT public addresses)
+
+# vpcs = ["vpc-0a1b2c3d"]
+# [[endpoints]]
+# id = "vpce-0123456789abcdef0"
+# vpc = "vpc-0a1b2c3d"
+
+# [[roles]]                            # grants beside role tags
+# arn = "arn:aws:iam::111122223333:role/payments-api"
+# groups = ["payments"]
+
+# [aws]
+# endpoint_url = "https://sts.us-east-1.amazonaws.com"
+# region = "us-east-1"
+"#;

@@ -1,0 +1,31 @@
+//! Typed errors of the broker.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no credentials presented (Authorization: Bearer <token>, or the identity header)")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(&'static str),
+    #[error("JWKS: {0}")]
+    Jwks(String),
+    #[error("identity header from {0}, which is not a trusted proxy")]
+    UntrustedProxy(String),
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("broker config: {0}")]
+    Invalid(String),
+    #[error("broker config: network {network:?}: the session policy fails its verification: {failures}")]
+    Unverified { network: String, failures: String },
+    #[error("broker config: network {network:?}: the session policy is {size} characters packed; STS accepts at most 2048 (use fewer, wider CIDRs)")]
+    TooLarge { network: String, size: usize },
+    #[error("audit store {0}: PostgreSQL is not implemented in this build; use a SQLite file path")]
+    PostgresNotImplemented(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{0}: {1}")]
+    Io(String, String),
+}

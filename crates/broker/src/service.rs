@@ -1,0 +1,589 @@
+//! The broker's decisions, independent of HTTP: who the caller is, which roles they may use,
+//! which network they are on, the STS call, the audit entry and the anomaly findings.
+//!
+//! Ordering is the security property: a request is authenticated, rate-limited, matched to a
+//! network and authorised; STS is called with the network's session policy; the audit entry
+//! is committed (synchronously, to disk); only then are credentials returned. If the audit
+//! write fails the credentials are dropped — they expire unused — and the caller gets an
+//! error. Refusals are audited too.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_iam::types::EntityType;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use cloudtrail::address::Cidr;
+use cloudtrail::EventTime;
+use detect::{finding_id, Finding, FindingSource, Severity};
+use serde::Serialize;
+use store::{AuditEntry, Store};
+
+use crate::auth::{self, Caller, HeaderRules, Jwks, JwtRules};
+use crate::config::{AuthConfig, BrokerConfig};
+use crate::error::{AuthError, ConfigError};
+use crate::session_policy;
+
+/// Why a request was not served: an HTTP status, a stable code and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal { status, code, message: message.into() }
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(e: AuthError) -> Refusal {
+        Refusal::new(401, "unauthenticated", e.to_string())
+    }
+}
+
+/// Credentials handed out. The secret parts are never logged or audited.
+#[derive(Clone, Serialize)]
+pub struct Issued {
+    #[serde(rename = "AccessKeyId")]
+    pub access_key_id: String,
+    #[serde(rename = "SecretAccessKey")]
+    pub secret_access_key: String,
+    #[serde(rename = "SessionToken")]
+    pub session_token: String,
+    #[serde(rename = "Expiration")]
+    pub expiration: String,
+    #[serde(rename = "RoleArn")]
+    pub role_arn: String,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued").field("access_key_id", &self.access_key_id).field("expiration", &self.expiration).finish_non_exhaustive()
+    }
+}
+
+enum Authenticator {
+    Jwt { jwks: Jwks, rules: JwtRules },
+    Header(HeaderRules),
+}
+
+struct Network {
+    name: String,
+    clients: Vec<Cidr>,
+    session_policy: String,
+}
+
+struct Directory {
+    path: PathBuf,
+    modified: Option<SystemTime>,
+    users: HashMap<String, BTreeSet<String>>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub issued: AtomicU64,
+    pub refused: AtomicU64,
+    pub audit_failures: AtomicU64,
+    pub sts_failures: AtomicU64,
+    /// Issuance time without STS, microseconds: sum and count, and a histogram.
+    pub local_us_sum: AtomicU64,
+    pub local_count: AtomicU64,
+    pub local_buckets: [AtomicU64; 6],
+}
+
+/// Histogram bounds (seconds) of the broker's own work per issuance.
+pub const BUCKETS: [f64; 6] = [0.001, 0.002, 0.005, 0.01, 0.05, 0.25];
+
+/// Role ARN → groups that may use it.
+type RoleGroups = HashMap<String, BTreeSet<String>>;
+
+pub struct Broker {
+    cfg: BrokerConfig,
+    auth: Authenticator,
+    networks: Vec<Network>,
+    audit: Arc<Mutex<Store>>,
+    sts: aws_sdk_sts::Client,
+    iam: aws_sdk_iam::Client,
+    role_cache: tokio::sync::Mutex<Option<(Instant, RoleGroups)>>,
+    directory: Mutex<Option<Directory>>,
+    limiter: Mutex<HashMap<String, (f64, Instant)>>,
+    findings: Option<Mutex<std::fs::File>>,
+    pub metrics: Metrics,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A name STS accepts for RoleSessionName / SourceIdentity: `[\w+=,.@-]{2,64}`.
+pub fn sts_name(user: &str) -> String {
+    let mut s: String = user.chars().map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' }).take(64).collect();
+    while s.len() < 2 {
+        s.push('-');
+    }
+    s
+}
+
+impl Broker {
+    /// Build the broker: verify every network's session policy, open the audit store, load
+    /// the JWKS, connect the AWS clients.
+    pub async fn new(cfg: BrokerConfig) -> Result<Broker, ConfigError> {
+        if cfg.audit.starts_with("postgres://") || cfg.audit.starts_with("postgresql://") {
+            return Err(ConfigError::PostgresNotImplemented(cfg.audit.clone()));
+        }
+        if !(900..=43200).contains(&cfg.max_duration_seconds) {
+            return Err(ConfigError::Invalid("max_duration_seconds must be within 900..=43200 (STS limits)".into()));
+        }
+        if cfg.networks.is_empty() {
+            return Err(ConfigError::Invalid("no [[networks]]: every credential is locked to its requester's network, so at least one is needed".into()));
+        }
+        let mut networks = Vec::new();
+        for n in &cfg.networks {
+            let clients = n
+                .clients
+                .iter()
+                .map(|c| Cidr::parse(c).ok_or_else(|| ConfigError::Invalid(format!("network {:?}: client range {c:?} is not a CIDR", n.name))))
+                .collect::<Result<Vec<_>, _>>()?;
+            networks.push(Network { name: n.name.clone(), clients, session_policy: session_policy::build(&cfg, n)? });
+        }
+        let auth = match &cfg.auth {
+            AuthConfig::Jwt { jwks_file, jwks_url, issuer, audience, user_claim, groups_claim, leeway_seconds } => {
+                let text = match (jwks_file, jwks_url) {
+                    (Some(f), None) => std::fs::read_to_string(f).map_err(|e| ConfigError::Io(f.display().to_string(), e.to_string()))?,
+                    (None, Some(url)) => {
+                        let url = url.clone();
+                        tokio::task::spawn_blocking(move || {
+                            ureq::get(&url).timeout(Duration::from_secs(10)).call().map_err(|e| e.to_string())?.into_string().map_err(|e| e.to_string())
+                        })
+                        .await
+                        .map_err(|e| ConfigError::Invalid(e.to_string()))?
+                        .map_err(|e| ConfigError::Io("jwks_url".into(), e))?
+                    }
+                    _ => return Err(ConfigError::Invalid("[auth] mode = \"jwt\" needs exactly one of jwks_file, jwks_url".into())),
+                };
+                let jwks = Jwks::parse(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                Authenticator::Jwt {
+                    jwks,
+                    rules: JwtRules {
+                        issuer: issuer.clone(),
+                        audience: audience.clone(),
+                        user_claim: user_claim.clone(),
+                        groups_claim: groups_claim.clone(),
+                        leeway_seconds: (*leeway_seconds).clamp(0, 300),
+                    },
+                }
+            }
+            AuthConfig::Header { user_header, groups_header, trusted_proxies } => {
+                let trusted = trusted_proxies
+                    .iter()
+                    .map(|c| Cidr::parse(c).ok_or_else(|| ConfigError::Invalid(format!("trusted proxy {c:?} is not a CIDR"))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if trusted.is_empty() {
+                    return Err(ConfigError::Invalid("[auth] mode = \"header\" needs trusted_proxies".into()));
+                }
+                Authenticator::Header(HeaderRules {
+                    user_header: user_header.to_ascii_lowercase(),
+                    groups_header: groups_header.as_ref().map(|g| g.to_ascii_lowercase()),
+                    trusted_proxies: trusted,
+                })
+            }
+        };
+        let audit = Store::open(std::path::Path::new(&cfg.audit))?;
+        let findings = match &cfg.findings {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| ConfigError::Io(p.display().to_string(), e.to_string()))?,
+            )),
+            None => None,
+        };
+        let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+        if let Some(url) = &cfg.aws.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(r) = &cfg.aws.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(ConfigError::Invalid("no AWS region: set [aws] region or AWS_REGION".into()));
+        }
+        let directory = cfg.directory.clone().map(|path| Directory { path, modified: None, users: HashMap::new() });
+        Ok(Broker {
+            sts: aws_sdk_sts::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            auth,
+            networks,
+            audit: Arc::new(Mutex::new(audit)),
+            role_cache: tokio::sync::Mutex::new(None),
+            directory: Mutex::new(directory),
+            limiter: Mutex::new(HashMap::new()),
+            findings,
+            metrics: Metrics::default(),
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.cfg
+    }
+
+    /// Authenticate from the request's headers (lowercase names) and TCP peer.
+    pub fn authenticate(&self, headers: &dyn Fn(&str) -> Option<String>, peer: IpAddr) -> Result<Caller, Refusal> {
+        let mut caller = match &self.auth {
+            Authenticator::Jwt { jwks, rules } => {
+                let header = headers("authorization").ok_or(AuthError::Missing)?;
+                let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or(AuthError::Missing)?;
+                auth::verify_jwt(token.trim(), jwks, rules, now_ms() / 1000)?
+            }
+            Authenticator::Header(rules) => {
+                let user = headers(&rules.user_header);
+                let groups = rules.groups_header.as_deref().and_then(headers);
+                auth::from_headers(peer, user.as_deref(), groups.as_deref(), rules)?
+            }
+        };
+        caller.groups.extend(self.directory_groups(&caller.user));
+        Ok(caller)
+    }
+
+    /// The address the request comes from: the TCP peer, or — behind a trusted proxy in
+    /// header mode — the last `X-Forwarded-For` hop that proxy appended.
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        if let (Authenticator::Header(rules), Some(xff)) = (&self.auth, forwarded_for) {
+            if rules.trusted_proxies.iter().any(|c| c.contains(peer)) {
+                if let Some(ip) = xff.rsplit(',').next().and_then(|s| s.trim().parse().ok()) {
+                    return ip;
+                }
+            }
+        }
+        peer
+    }
+
+    fn directory_groups(&self, user: &str) -> BTreeSet<String> {
+        let mut guard = self.directory.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(dir) = guard.as_mut() else { return BTreeSet::new() };
+        let modified = std::fs::metadata(&dir.path).and_then(|m| m.modified()).ok();
+        if modified != dir.modified {
+            // Reload on change; a broken file keeps the last good directory.
+            if let Ok(text) = std::fs::read_to_string(&dir.path) {
+                #[derive(serde::Deserialize)]
+                struct File {
+                    users: HashMap<String, BTreeSet<String>>,
+                }
+                match serde_json::from_str::<File>(&text) {
+                    Ok(f) => {
+                        dir.users = f.users;
+                        dir.modified = modified;
+                    }
+                    Err(e) => eprintln!("broker: directory {}: {e}; keeping the previous one", dir.path.display()),
+                }
+            }
+        }
+        dir.users.get(user).cloned().unwrap_or_default()
+    }
+
+    /// Role ARN → groups allowed to use it: the config's grants and the roles' tags.
+    async fn role_groups(&self) -> Result<RoleGroups, Refusal> {
+        let mut map = RoleGroups::new();
+        for g in &self.cfg.roles {
+            map.entry(g.arn.clone()).or_default().extend(g.groups.iter().cloned());
+        }
+        if !self.cfg.read_role_tags {
+            return Ok(map);
+        }
+        let mut cache = self.role_cache.lock().await;
+        let fresh = cache.as_ref().is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(self.cfg.role_cache_seconds));
+        if !fresh {
+            match self.read_role_tags().await {
+                Ok(tags) => *cache = Some((Instant::now(), tags)),
+                // Fail closed only when nothing is known; a stale cache beats refusing everyone
+                // while IAM is briefly unreachable, and it only ever shrinks on refresh.
+                Err(e) if cache.is_none() => return Err(Refusal::new(503, "role-directory-unavailable", format!("cannot read role tags from IAM: {e}"))),
+                Err(e) => eprintln!("broker: refreshing role tags failed ({e}); using the cached ones"),
+            }
+        }
+        if let Some((_, tags)) = cache.as_ref() {
+            for (arn, groups) in tags {
+                map.entry(arn.clone()).or_default().extend(groups.iter().cloned());
+            }
+        }
+        Ok(map)
+    }
+
+    async fn read_role_tags(&self) -> Result<RoleGroups, String> {
+        let mut out = HashMap::new();
+        let mut marker = None;
+        loop {
+            let page = self.iam.get_account_authorization_details().filter(EntityType::Role).set_marker(marker).send().await.map_err(|e| {
+                use aws_sdk_iam::error::ProvideErrorMetadata;
+                e.code().map(str::to_owned).unwrap_or_else(|| e.to_string())
+            })?;
+            for r in page.role_detail_list() {
+                if let (Some(arn), Some(tag)) = (r.arn(), r.tags().iter().find(|t| t.key() == self.cfg.role_groups_tag)) {
+                    out.insert(arn.to_owned(), auth::split_groups(tag.value()));
+                }
+            }
+            marker = page.marker().map(str::to_owned);
+            if !page.is_truncated() || marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The roles this caller may use.
+    pub async fn roles_for(&self, caller: &Caller) -> Result<Vec<String>, Refusal> {
+        let map = self.role_groups().await?;
+        let mut roles: Vec<String> = map.into_iter().filter(|(_, groups)| !groups.is_disjoint(&caller.groups)).map(|(arn, _)| arn).collect();
+        roles.sort();
+        Ok(roles)
+    }
+
+    pub fn is_admin(&self, caller: &Caller) -> bool {
+        self.cfg.admin_groups.iter().any(|g| caller.groups.contains(g))
+    }
+
+    fn rate_limited(&self, user: &str) -> bool {
+        let per_minute = f64::from(self.cfg.rate_limit_per_minute.max(1));
+        let mut buckets = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = buckets.entry(user.to_owned()).or_insert((per_minute, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_minute / 60.0).min(per_minute);
+        *last = now;
+        if *tokens < 1.0 {
+            return true;
+        }
+        *tokens -= 1.0;
+        false
+    }
+
+    async fn store<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static) -> Result<T, String> {
+        let audit = self.audit.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = audit.lock().unwrap_or_else(|p| p.into_inner());
+            f(&guard).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Read the audit log (the HTTP layer checks the caller is an admin).
+    pub async fn audit_entries(&self, user: Option<String>, limit: usize) -> Result<Vec<AuditEntry>, Refusal> {
+        self.store(move |s| s.audit_entries(user.as_deref(), limit.min(1000))).await.map_err(|e| Refusal::new(503, "audit-unavailable", e))
+    }
+
+    /// Issue credentials for `role` (ARN or name) to `caller` calling from `client`.
+    pub async fn issue(&self, caller: &Caller, client: IpAddr, role: &str, duration: Option<i32>, request_id: &str) -> Result<Issued, Refusal> {
+        let started = Instant::now();
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let mut entry = AuditEntry {
+            time_ms: now_ms(),
+            request_id: request_id.to_owned(),
+            user: caller.user.clone(),
+            groups: caller.groups.iter().cloned().collect::<Vec<_>>().join(","),
+            client_ip: client.to_string(),
+            role: Some(role.to_owned()),
+            decision: "refused".into(),
+            ..Default::default()
+        };
+        let network = self.networks.iter().find(|n| n.clients.iter().any(|c| c.contains(client)));
+        entry.network = network.map(|n| n.name.clone());
+        let decided = self.decide(caller, client, role, duration, network).await;
+        let (arn, duration, network) = match decided {
+            Ok(ok) => ok,
+            Err(refusal) => return Err(self.refuse(entry, refusal).await),
+        };
+        entry.role = Some(arn.clone());
+        let sts_started = Instant::now();
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&arn)
+            .role_session_name(sts_name(&caller.user))
+            .source_identity(sts_name(&caller.user))
+            .duration_seconds(duration)
+            .policy(&network.session_policy)
+            .send()
+            .await;
+        let sts_time = sts_started.elapsed();
+        let creds = match out.as_ref().ok().and_then(|o| o.credentials()) {
+            Some(c) => c.clone(),
+            None => {
+                self.metrics.sts_failures.fetch_add(1, Ordering::Relaxed);
+                let why = match out {
+                    Err(e) => {
+                        use aws_sdk_sts::error::ProvideErrorMetadata;
+                        format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("STS call failed"))
+                    }
+                    Ok(_) => "STS returned no credentials".into(),
+                };
+                return Err(self.refuse(entry, Refusal::new(502, "sts-failed", format!("AssumeRole {arn}: {why}"))).await);
+            }
+        };
+        let expiration = EventTime(creds.expiration().to_millis().unwrap_or(0)).to_string();
+        let issued = Issued {
+            access_key_id: creds.access_key_id().to_owned(),
+            secret_access_key: creds.secret_access_key().to_owned(),
+            session_token: creds.session_token().to_owned(),
+            expiration: expiration.clone(),
+            role_arn: arn.clone(),
+        };
+        entry.decision = "granted".into();
+        entry.reason = format!("member of a group allowed to use the role; locked to network {}", network.name);
+        entry.access_key_id = Some(issued.access_key_id.clone());
+        entry.expiration = Some(expiration);
+        entry.duration_seconds = Some(i64::from(duration));
+        entry.session_policy = Some(network.session_policy.clone());
+        let (first_for_role, new_network) = self.history(&entry).await;
+        let committed = {
+            let e = entry.clone();
+            self.store(move |s| s.audit_append(&e)).await
+        };
+        if let Err(e) = committed {
+            // No audit, no credentials: they are dropped here and expire unused.
+            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(Refusal::new(503, "audit-unavailable", format!("the audit log cannot be written ({e}); no credentials issued")));
+        }
+        if first_for_role {
+            self.finding(&entry, Severity::Low, "first-role-request", format!("{} requested {} for the first time", entry.user, arn));
+        }
+        if new_network {
+            self.finding(
+                &entry,
+                Severity::Medium,
+                "new-network",
+                format!("{} requested credentials from network {} for the first time", entry.user, network.name),
+            );
+        }
+        self.metrics.issued.fetch_add(1, Ordering::Relaxed);
+        let local = started.elapsed().saturating_sub(sts_time);
+        self.observe_local(local);
+        Ok(issued)
+    }
+
+    fn observe_local(&self, local: Duration) {
+        let us = local.as_micros() as u64;
+        self.metrics.local_us_sum.fetch_add(us, Ordering::Relaxed);
+        self.metrics.local_count.fetch_add(1, Ordering::Relaxed);
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if local.as_secs_f64() <= *bound {
+                self.metrics.local_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Everything that must hold before STS is called.
+    async fn decide<'n>(
+        &self,
+        caller: &Caller,
+        client: IpAddr,
+        role: &str,
+        duration: Option<i32>,
+        network: Option<&'n Network>,
+    ) -> Result<(String, i32, &'n Network), Refusal> {
+        if self.rate_limited(&caller.user) {
+            return Err(Refusal::new(429, "rate-limited", format!("more than {} credential requests per minute", self.cfg.rate_limit_per_minute)));
+        }
+        let network = network.ok_or_else(|| {
+            Refusal::new(403, "unknown-network", format!("{client} is in no configured network; credentials are only issued to known networks"))
+        })?;
+        let duration = duration.unwrap_or(self.cfg.max_duration_seconds);
+        if !(900..=self.cfg.max_duration_seconds).contains(&duration) {
+            return Err(Refusal::new(400, "bad-duration", format!("duration_seconds must be within 900..={}", self.cfg.max_duration_seconds)));
+        }
+        let groups = self.role_groups().await?;
+        let arn = groups
+            .keys()
+            .find(|arn| arn.as_str() == role || arn.rsplit('/').next() == Some(role))
+            .cloned()
+            .ok_or_else(|| Refusal::new(403, "not-authorised", format!("{role} is not a role the broker knows, or not one you may use")))?;
+        if groups[&arn].is_disjoint(&caller.groups) {
+            return Err(Refusal::new(403, "not-authorised", format!("none of your groups may use {arn}")));
+        }
+        Ok((arn, duration, network))
+    }
+
+    /// (first grant of this role to this user, first request of this user from this network)
+    async fn history(&self, e: &AuditEntry) -> (bool, bool) {
+        let (user, role, network) = (e.user.clone(), e.role.clone(), e.network.clone());
+        self.store(move |s| {
+            let first_role = s.audit_count(&user, role.as_deref(), None, Some("granted"), 0)? == 0;
+            let any = s.audit_count(&user, None, None, None, 0)?;
+            let on_network = s.audit_count(&user, None, network.as_deref(), None, 0)?;
+            Ok((first_role, any > 0 && on_network == 0))
+        })
+        .await
+        .unwrap_or((false, false))
+    }
+
+    /// Audit a refusal (a refusal whose audit fails is still a refusal).
+    async fn refuse(&self, mut entry: AuditEntry, refusal: Refusal) -> Refusal {
+        self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        entry.decision = "refused".into();
+        entry.reason = format!("{}: {}", refusal.code, refusal.message);
+        let e = entry.clone();
+        let since = now_ms() - 10 * 60 * 1000;
+        let burst = self.cfg.refusal_burst;
+        let recent = self
+            .store(move |s| {
+                s.audit_append(&e)?;
+                s.audit_count(&e.user, None, None, Some("refused"), since)
+            })
+            .await;
+        match recent {
+            Ok(n) if n == burst => self.finding(
+                &entry,
+                Severity::High,
+                "repeated-refusals",
+                format!("{} was refused {n} times in ten minutes (last: {})", entry.user, refusal.code),
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+                eprintln!("broker: audit write failed for a refusal: {e}");
+            }
+        }
+        refusal
+    }
+
+    fn finding(&self, e: &AuditEntry, severity: Severity, kind: &str, summary: String) {
+        let Some(out) = &self.findings else { return };
+        let account = e.role.as_deref().and_then(iam::wildcard::arn_parts).map(|p| p[4].to_owned());
+        let f = Finding {
+            id: finding_id("broker-anomaly", &[kind, &e.user, e.role.as_deref().unwrap_or(""), e.network.as_deref().unwrap_or(""), &e.time_ms.to_string()]),
+            detector: "broker-anomaly",
+            severity,
+            time: EventTime(e.time_ms).to_string(),
+            account,
+            region: None,
+            principal: Some(e.user.clone()),
+            access_key_id: e.access_key_id.clone(),
+            source: FindingSource { ip: Some(e.client_ip.clone()), vpc_endpoint: None, user_agent: None },
+            event_ids: vec![e.request_id.clone()],
+            summary,
+            details: serde_json::json!({"kind": kind, "role": e.role, "network": e.network, "decision": e.decision, "reason": e.reason, "groups": e.groups}),
+            remediation: match kind {
+                "repeated-refusals" => {
+                    "Ask the user whether they are trying something they need; repeated refusals can be a stolen broker token probing for roles.".into()
+                }
+                "new-network" => "Confirm with the user that they work from this network now.".into(),
+                _ => "Confirm the user needs this role; the first use of a role is worth a glance.".into(),
+            },
+        };
+        let mut line = serde_json::to_string(&f).expect("findings serialise");
+        line.push('\n');
+        let mut file = out.lock().unwrap_or_else(|p| p.into_inner());
+        use std::io::Write;
+        if let Err(err) = file.write_all(line.as_bytes()).and_then(|_| file.sync_data()) {
+            eprintln!("broker: cannot write finding: {err}");
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The broker end to end against the moto server on loopback: a user in the right group gets
+//! credentials that work with an AWS SDK (boto3 `sts get_caller_identity` on moto); a user
+//! outside the group is refused and audited; the injected session policy, session name and
+//! source identity are in the `AssumeRole` request moto received (seen by a recording relay
+//! in between); the audit row exists when the response arrives; with the audit store locked
+//! by another writer, the broker refuses to issue; anomalies become findings; tokens that are
+//! not exactly right are refused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::auth::testing::TestIdp;
+use broker::{Broker, BrokerConfig};
+use serde_json::{json, Value};
+use testkit::{Moto, Recorder, BOTO3_KW};
+
+const ISSUER: &str = "https://idp.test";
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+struct Harness {
+    url: String,
+    idp: TestIdp,
+    moto: Moto,
+    recorder: Recorder,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn token(&self, user: &str, groups: &[&str]) -> String {
+        self.idp.sign(json!({"alg": "ES256", "kid": "test"}), json!({"iss": ISSUER, "aud": "credwarden", "sub": user, "groups": groups, "exp": now() + 600}))
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value, String) {
+        let mut req = ureq::request(method, &format!("{}{path}", self.url)).timeout(Duration::from_secs(30));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let resp = match body {
+            Some(b) => req.set("content-type", "application/json").send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = resp.status();
+        let cache = resp.header("cache-control").unwrap_or("").to_owned();
+        let text = resp.into_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), cache)
+    }
+
+    fn audit_rows(&self) -> Vec<(String, String, Option<String>)> {
+        let c = rusqlite::Connection::open(self.dir.path().join("audit.sqlite")).unwrap();
+        let mut s = c.prepare("SELECT user, decision, access_key_id FROM broker_audit ORDER BY seq").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    }
+
+    fn findings(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("findings.jsonl")).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+fn start() -> Harness {
+    // The broker's own AWS identity, for moto.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/credwarden-test");
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-test");
+    let moto = Moto::start();
+    let recorder = Recorder::start(moto.port);
+    moto.python(
+        &format!(
+            r#"
+import boto3, json, os
+iam = boto3.client("iam", **{BOTO3_KW})
+trust = json.dumps({{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::123456789012:root"}}, "Action": "sts:AssumeRole"}}]}})
+iam.create_role(RoleName="payments-api", AssumeRolePolicyDocument=trust, Tags=[{{"Key": "credwarden:groups", "Value": "payments:payments-oncall"}}])
+iam.create_role(RoleName="admin", AssumeRolePolicyDocument=trust, Tags=[{{"Key": "credwarden:groups", "Value": "security"}}])
+"#
+        ),
+        &[],
+    );
+    let idp = TestIdp::new("test");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), &idp.jwks).unwrap();
+    let config = format!(
+        r#"
+audit = "{audit}"
+findings = "{findings}"
+admin_groups = ["security"]
+rate_limit_per_minute = 1000
+refusal_burst = 3
+[auth]
+mode = "jwt"
+jwks_file = "{jwks}"
+issuer = "{ISSUER}"
+audience = "credwarden"
+[[networks]]
+name = "loopback-lab"
+clients = ["127.0.0.0/8"]
+egress = ["198.51.100.0/24"]
+[aws]
+endpoint_url = "{endpoint}"
+region = "us-east-1"
+"#,
+        audit = dir.path().join("audit.sqlite").display(),
+        findings = dir.path().join("findings.jsonl").display(),
+        jwks = dir.path().join("jwks.json").display(),
+        endpoint = recorder.url,
+    );
+    let cfg: BrokerConfig = toml_from(&config);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let broker = Arc::new(Broker::new(cfg).await.expect("broker starts"));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr: SocketAddr = listener.local_addr().unwrap();
+            tx.send(addr).unwrap();
+            broker::http::serve(broker, listener, std::future::pending()).await.unwrap();
+        });
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("broker listening");
+    Harness { url: format!("http://{addr}"), idp, moto, recorder, dir }
+}
+
+fn toml_from(text: &str) -> BrokerConfig {
+    broker::config::parse(text).unwrap()
+}
+
+#[test]
+fn broker_end_to_end_on_moto() {
+    let h = start();
+    let alice = h.token("alice", &["payments"]);
+    let bob = h.token("bob", &["marketing"]);
+
+    // Alice sees the role her group may use, and only it.
+    let (status, v, _) = h.call("GET", "/v1/roles", Some(&alice), None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["roles"], json!(["arn:aws:iam::123456789012:role/payments-api"]));
+
+    // Alice gets credentials; they work with boto3 against moto.
+    let (status, creds, cache) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
+    assert_eq!(status, 200, "{creds}");
+    assert_eq!(cache, "no-store");
+    let key = creds["AccessKeyId"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("ASIA"), "{creds}");
+    // The audit row is there by the time the response is.
+    let rows = h.audit_rows();
+    assert_eq!(rows.last().unwrap(), &("alice".to_owned(), "granted".to_owned(), Some(key.clone())));
+    let identity = h.moto.python(
+        r#"
+import boto3, os, sys
+sts = boto3.client("sts", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                   aws_access_key_id=sys.argv[1], aws_secret_access_key=sys.argv[2], aws_session_token=sys.argv[3])
+print(sts.get_caller_identity()["Arn"])
+"#,
+        &[&key, creds["SecretAccessKey"].as_str().unwrap(), creds["SessionToken"].as_str().unwrap()],
+    );
+    assert!(identity.trim().ends_with(":assumed-role/payments-api/alice"), "{identity}");
+
+    // What STS received: the session policy locking to the network, the user as session
+    // name and source identity, at most an hour.
+    let assume = h.recorder.bodies().into_iter().find(|b| b.contains("Action=AssumeRole")).expect("an AssumeRole request reached moto");
+    for needle in
+        ["RoleSessionName=alice", "SourceIdentity=alice", "DurationSeconds=3600", "Policy=", "aws%3ASourceIp", "198.51.100.0%2F24", "aws%3AViaAWSService"]
+    {
+        assert!(assume.contains(needle), "{needle} missing from {assume}");
+    }
+
+    // The other formats.
+    let (_, process, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api", "format": "process"})));
+    assert_eq!(process["Version"], 1);
+    let (_, exports, _) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&alice),
+        Some(json!({"role": "arn:aws:iam::123456789012:role/payments-api", "format": "exports", "duration_seconds": 900})),
+    );
+    assert!(exports.as_str().unwrap().starts_with("export AWS_ACCESS_KEY_ID=ASIA"), "{exports}");
+
+    // Bob is not in the group: refused, audited, no credentials.
+    for _ in 0..3 {
+        let (status, v, _) = h.call("POST", "/v1/credentials", Some(&bob), Some(json!({"role": "payments-api"})));
+        assert_eq!(status, 403, "{v}");
+        assert_eq!(v["code"], "not-authorised");
+        assert!(v.get("AccessKeyId").is_none());
+    }
+    assert!(h.audit_rows().iter().filter(|r| r.0 == "bob" && r.1 == "refused").count() == 3);
+
+    // Anomalies: Alice's first use of the role; Bob's burst of refusals.
+    let findings = h.findings();
+    assert!(
+        findings.iter().any(|f| f["detector"] == "broker-anomaly" && f["details"]["kind"] == "first-role-request" && f["principal"] == "alice"),
+        "{findings:?}"
+    );
+    assert!(findings.iter().any(|f| f["details"]["kind"] == "repeated-refusals" && f["principal"] == "bob" && f["severity"] == "high"), "{findings:?}");
+    assert_eq!(findings.iter().filter(|f| f["details"]["kind"] == "first-role-request").count(), 1, "only the first request is new");
+    for f in &findings {
+        for key in ["id", "severity", "time", "principal", "source", "event_ids", "summary", "details", "remediation"] {
+            assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
+        }
+    }
+
+    // Admins read the audit; others may not. Secrets are never in it.
+    let carol = h.token("carol", &["security"]);
+    let (status, audit, _) = h.call("GET", "/v1/audit?limit=50", Some(&carol), None);
+    assert_eq!(status, 200);
+    let text = audit.to_string();
+    assert!(text.contains(&key) && !text.contains(creds["SecretAccessKey"].as_str().unwrap()) && !text.contains(creds["SessionToken"].as_str().unwrap()));
+    assert_eq!(h.call("GET", "/v1/audit", Some(&alice), None).0, 403);
+
+    // Bad requests and bad tokens.
+    assert_eq!(h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api", "duration_seconds": 7200}))).0, 400);
+    assert_eq!(h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"rolle": "x"}))).0, 400);
+    assert_eq!(h.call("POST", "/v1/credentials", None, Some(json!({"role": "payments-api"}))).0, 401);
+    let expired = h
+        .idp
+        .sign(json!({"alg": "ES256", "kid": "test"}), json!({"iss": ISSUER, "aud": "credwarden", "sub": "alice", "groups": ["payments"], "exp": now() - 3600}));
+    let (status, v, _) = h.call("POST", "/v1/credentials", Some(&expired), Some(json!({"role": "payments-api"})));
+    assert_eq!(status, 401);
+    assert!(v["error"].as_str().unwrap().contains("expired"), "{v}");
+    let forged = TestIdp::new("test")
+        .sign(json!({"alg": "ES256", "kid": "test"}), json!({"iss": ISSUER, "aud": "credwarden", "sub": "alice", "groups": ["security"], "exp": now() + 600}));
+    assert_eq!(h.call("GET", "/v1/audit", Some(&forged), None).0, 401);
+    let big = "x".repeat(64 * 1024);
+    assert_eq!(h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": big}))).0, 413);
+
+    // With the audit store locked by another writer, nothing is issued.
+    let lock = rusqlite::Connection::open(h.dir.path().join("audit.sqlite")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (status, v, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["code"], "audit-unavailable");
+    assert!(v.get("AccessKeyId").is_none() && !v.to_string().contains("ASIA"), "{v}");
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+    let (status, _, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
+    assert_eq!(status, 200, "issues again once the audit store is writable");
+
+    // Metrics reflect all of it.
+    let (_, metrics, _) = h.call("GET", "/metrics", None, None);
+    let m = metrics.as_str().unwrap();
+    assert!(m.contains("credwarden_broker_audit_failures_total 1"), "{m}");
+    assert!(m.contains("credwarden_broker_issue_local_seconds_count"), "{m}");
+}

@@ -1,0 +1,113 @@
+//! Small helpers: wall-clock time in the IMDS format, random tokens, a stable hash.
+
+use std::io::Read;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cloudtrail::time::EventTime;
+
+/// Now, milliseconds since the epoch. Wall clock on purpose: credential expirations are wall
+/// clock times, and a laptop that slept overnight must see its credentials as expired even
+/// though the monotonic clock barely moved.
+pub(crate) fn now() -> EventTime {
+    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    EventTime(ms)
+}
+
+/// `2024-05-01T12:00:00Z`: whole seconds, `Z`, the form EC2's metadata service writes.
+pub(crate) fn imds_time(t: EventTime) -> String {
+    let (y, mo, d, h, mi, s) = t.to_parts();
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `n` bytes from the kernel CSPRNG. Fails (never falls back to a weaker generator) when
+/// /dev/urandom cannot be read: a guessable token is worse than no token.
+pub(crate) fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// URL- and header-safe base64 (no padding) of 32 random bytes: 43 characters, 256 bits.
+pub(crate) fn random_token() -> std::io::Result<String> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = random_bytes(32)?;
+    let mut out = String::with_capacity(44);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    Ok(out)
+}
+
+/// Comparison whose time does not depend on where the inputs differ, for shared secrets
+/// (the ECS authorization token).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A stable 128-bit hex id (two FNV-1a 64 lanes with different offsets): same input, same id.
+/// Not a security hash; it only names a finding so duplicates can be recognised downstream.
+pub(crate) fn stable_id(parts: &[&str]) -> String {
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x6c62_272e_07bb_0142;
+    for part in parts {
+        for &byte in part.as_bytes().iter().chain(std::iter::once(&0xffu8)) {
+            a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+        }
+    }
+    format!("{a:016x}{b:016x}")
+}
+
+/// First characters of an access key id, enough to recognise it in logs, never the whole key.
+pub(crate) fn key_prefix(access_key_id: &str) -> String {
+    let p: String = access_key_id.chars().take(8).collect();
+    format!("{p}…")
+}
+
+/// A message from an untrusted or noisy source cut to one short line.
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    let line = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut out: String = line.chars().filter(|c| !c.is_control()).take(max).collect();
+    if line.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_url_safe() {
+        let a = random_token().unwrap();
+        let b = random_token().unwrap();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn time_format_matches_ec2() {
+        assert_eq!(imds_time(EventTime::from_parts(2024, 5, 1, 12, 3, 4).plus_millis(999)), "2024-05-01T12:03:04Z");
+    }
+
+    #[test]
+    fn helpers() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert_eq!(stable_id(&["a", "b"]), stable_id(&["a", "b"]));
+        assert_ne!(stable_id(&["ab", ""]), stable_id(&["a", "b"]));
+        assert_eq!(key_prefix("ASIAEXAMPLEKEY123"), "ASIAEXAM…");
+        assert_eq!(one_line("\n  boom\nsecret", 10), "boom");
+    }
+}

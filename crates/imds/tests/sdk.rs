@@ -1,0 +1,93 @@
+//! Real SDK clients against the local metadata server: boto3's own credential chain finds the
+//! served credentials through the IMDS endpoint, through the ECS container endpoint, and
+//! through the proxy, and the moto server accepts them for `sts get_caller_identity`.
+//! Needs python3 with boto3 and moto (`pip install 'moto[server]'`); fails rather than skips.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use imds::log::{LogSink, MemoryLog};
+use imds::proxy::{MetadataProxy, ProxyConfig};
+use imds::serve::EcsEndpoint;
+
+const ROLE: &str = "sdk-role";
+const KEY: &str = "ASIABOTOTEST00000001";
+
+const BOTO: &str = r#"
+import boto3, json, os
+s = boto3.session.Session(region_name="us-east-1")
+c = s.get_credentials()
+f = c.get_frozen_credentials()
+ident = s.client("sts", endpoint_url=os.environ["MOTO"]).get_caller_identity()
+print(json.dumps({"method": c.method, "key": f.access_key, "secret": f.secret_key, "token": f.token, "account": ident["Account"]}))
+"#;
+
+async fn boto(env: Vec<(&'static str, String)>, moto: &str) -> serde_json::Value {
+    let moto = moto.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg("-c").arg(BOTO);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AWS_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("AWS_CONFIG_FILE", "/nonexistent/credwarden-imds-test").env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-imds-test").env("MOTO", moto);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_resolves_served_credentials_and_moto_accepts_them() {
+    let moto = start_moto();
+    let mut cfg = test_config(ROLE);
+    cfg.ecs = Some(EcsEndpoint { path: "/v2/credentials/credwarden".into(), authorization_token: "container-token-0123456789".into() });
+    cfg.require_v2 = true;
+    let srv = start_server(cfg, static_source(KEY, Duration::from_secs(3600))).await;
+
+    // 1. EC2 instance metadata (IMDSv2, since v1 is refused here).
+    let r = boto(vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}/", srv.addr))], &moto.url).await;
+    assert_eq!(r["method"], "iam-role");
+    assert_eq!(r["key"], KEY);
+    assert_eq!(r["secret"], format!("{KEY}-secret"));
+    assert_eq!(r["token"], format!("{KEY}-token"));
+    assert_eq!(r["account"].as_str().unwrap().len(), 12);
+    let uas: Vec<String> = srv.log.lines().iter().filter_map(|l| l["user_agent"].as_str().map(str::to_owned)).collect();
+    assert!(uas.iter().any(|u| u.starts_with("Boto3/") || u.starts_with("Botocore/")), "boto3's IMDS User-Agent: {uas:?}");
+
+    // 2. ECS container credentials with the authorization token.
+    let r = boto(
+        vec![
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}/v2/credentials/credwarden", srv.addr)),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token-0123456789".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ],
+        &moto.url,
+    )
+    .await;
+    assert_eq!(r["method"], "container-role");
+    assert_eq!(r["key"], KEY);
+
+    // 3. Through the proxy: boto3's User-Agent is allow-listed, so the proxy passes it.
+    let log = Arc::new(MemoryLog::default());
+    let proxy_cfg = ProxyConfig { listen: "127.0.0.1:0".parse().unwrap(), upstream: format!("http://{}", srv.addr), ..ProxyConfig::default() };
+    let (tx, mut findings) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = MetadataProxy::bind(proxy_cfg, log.clone() as Arc<dyn LogSink>, Arc::new(tx)).await.unwrap();
+    let paddr = proxy.local_addr();
+    tokio::spawn(proxy.run(std::future::pending()));
+    let r = boto(vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{paddr}/"))], &moto.url).await;
+    assert_eq!(r["key"], KEY);
+    assert!(findings.try_recv().is_err());
+    assert!(log.lines().iter().any(|l| l["sensitive"] == true && l["decision"] == "allow"));
+    srv.stop().await;
+}
