@@ -198,3 +198,15 @@ egress = ["198.51.100.10/32"]          # where their AWS calls leave from (VPN/N
 # endpoint_url = "https://sts.us-east-1.amazonaws.com"
 # region = "us-east-1"
 "#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_parses_and_unknown_keys_are_refused() {
+        let cfg = super::parse(super::EXAMPLE).unwrap();
+        assert_eq!(cfg.max_duration_seconds, 3600);
+        assert_eq!(cfg.networks[0].egress, ["198.51.100.10/32"]);
+        let e = super::parse(&(super::EXAMPLE.replacen("[auth]", "max_durations = 5\n[auth]", 1))).unwrap_err();
+        assert!(e.to_string().contains("max_durations"), "{e}");
+    }
+}

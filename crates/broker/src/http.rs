@@ -166,3 +166,54 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(listener, router(broker).into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
+
+/// Serve over TLS (rustls on ring) until `shutdown` completes. The certificate chain and
+/// key are PEM files; HTTP/1.1 only.
+pub async fn serve_tls(
+    broker: Arc<Broker>,
+    listener: tokio::net::TcpListener,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), crate::error::ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let io = |p: &std::path::Path, e: String| crate::error::ConfigError::Io(p.display().to_string(), e);
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(cert).map_err(|e| io(cert, e.to_string()))?.collect::<Result<_, _>>().map_err(|e| io(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(io(cert, "no certificate in the file".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| io(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| crate::error::ConfigError::Invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| crate::error::ConfigError::Invalid(format!("TLS certificate and key: {e}")))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let app = router(broker);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        tokio::spawn(async move {
+            // A handshake that stalls must not hold a task forever.
+            let Ok(Ok(stream)) = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await else { return };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -6,6 +6,7 @@
 //! `main.rs` only parses arguments and maps results to exit codes.
 
 pub mod baseline_cmd;
+pub mod broker_cmd;
 pub mod config;
 pub mod demo;
 pub mod detect_cmd;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use credwarden::{baseline_cmd, config, demo, detect_cmd, ipranges, policy_cmd};
+use credwarden::{baseline_cmd, broker_cmd, config, demo, detect_cmd, ipranges, policy_cmd};
 
 #[derive(Parser)]
 #[command(name = "credwarden", version, about = "Find stolen AWS credentials in CloudTrail, and keep them from being useful.")]
@@ -35,6 +35,19 @@ enum Command {
     /// The IAM action catalogue and CloudTrail-to-action mapping.
     #[command(subcommand)]
     Iam(IamCommand),
+    /// The credential broker: short-lived, network-locked, audited STS credentials for groups.
+    #[command(subcommand)]
+    Broker(BrokerCommand),
+    /// Get credentials from the broker (shell exports, or --process for credential_process).
+    Creds(broker_cmd::CredsArgs),
+}
+
+#[derive(Subcommand)]
+enum BrokerCommand {
+    /// Run the broker.
+    Serve(broker_cmd::ServeArgs),
+    /// Print a commented example broker configuration.
+    ConfigExample,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +157,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             out.flush()?;
             Ok(ExitCode::from(code))
+        }
+        Command::Broker(BrokerCommand::Serve(args)) => {
+            broker_cmd::serve(&args, &mut std::io::stderr())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Broker(BrokerCommand::ConfigExample) => {
+            print!("{}", broker::config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Creds(args) => {
+            broker_cmd::creds(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Iam(cmd) => {
             let stdout = std::io::stdout();

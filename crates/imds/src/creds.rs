@@ -62,7 +62,8 @@ impl Credentials {
     /// "SessionToken"?, "Expiration"? (RFC 3339)}`.
     pub fn from_process_json(bytes: &[u8]) -> Result<Credentials, SourceError> {
         // The serde error may quote input; keep only its category and position.
-        let out: ProcessOutput = serde_json::from_slice(bytes).map_err(|e| SourceError::Parse(format!("{:?} at line {} column {}", e.classify(), e.line(), e.column())))?;
+        let out: ProcessOutput =
+            serde_json::from_slice(bytes).map_err(|e| SourceError::Parse(format!("{:?} at line {} column {}", e.classify(), e.line(), e.column())))?;
         if out.version != 1 {
             return Err(SourceError::Parse(format!("Version {} (only 1 is defined)", out.version)));
         }
@@ -313,7 +314,10 @@ mod tests {
 
     #[test]
     fn parses_process_output() {
-        let c = Credentials::from_process_json(br#"{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s","SessionToken":"t","Expiration":"2030-01-01T00:00:00Z"}"#).unwrap();
+        let c = Credentials::from_process_json(
+            br#"{"Version":1,"AccessKeyId":"ASIAX","SecretAccessKey":"s","SessionToken":"t","Expiration":"2030-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
         assert_eq!(c.access_key_id, "ASIAX");
         assert_eq!(imds_time(c.expiration), "2030-01-01T00:00:00Z");
         assert!(!format!("{c:?}").contains("\"s\""));

@@ -42,7 +42,12 @@ pub(crate) async fn bind(addr: SocketAddr, allow_non_loopback: bool) -> Result<T
     TcpListener::bind(addr).await.map_err(|source| ImdsError::Bind { addr, source })
 }
 
-pub(crate) async fn serve<H: Handler>(listener: TcpListener, limits: ConnLimits, handler: Arc<H>, shutdown: impl Future<Output = ()> + Send) -> Result<(), ImdsError> {
+pub(crate) async fn serve<H: Handler>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ImdsError> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -228,7 +228,8 @@ fn percent_decode_lossy(s: &str) -> String {
 
 /// Is this (lowercased) path one whose answer is a credential or proves the instance's identity?
 pub fn is_sensitive(lower_path: &str, gate_user_data: bool) -> bool {
-    const MARKERS: &[&str] = &["security-credentials", "identity-credentials", "instance-identity/pkcs7", "instance-identity/signature", "instance-identity/rsa2048"];
+    const MARKERS: &[&str] =
+        &["security-credentials", "identity-credentials", "instance-identity/pkcs7", "instance-identity/signature", "instance-identity/rsa2048"];
     MARKERS.iter().any(|m| lower_path.contains(m)) || (gate_user_data && lower_path.contains("user-data"))
 }
 
@@ -249,8 +250,11 @@ struct ProxyState {
 impl MetadataProxy {
     pub async fn bind(config: ProxyConfig, log: Arc<dyn LogSink>, findings: Arc<dyn FindingSink>) -> Result<MetadataProxy, ImdsError> {
         let uri: Uri = config.upstream.parse().map_err(|_| ImdsError::Config(format!("upstream {:?} is not a URL", config.upstream)))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.path().trim_end_matches('/') != "" || uri.query().is_some() {
-            return Err(ImdsError::Config(format!("upstream {:?} must be http://host[:port] (the metadata service has no TLS and no base path)", config.upstream)));
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() || !uri.path().trim_end_matches('/').is_empty() || uri.query().is_some() {
+            return Err(ImdsError::Config(format!(
+                "upstream {:?} must be http://host[:port] (the metadata service has no TLS and no base path)",
+                config.upstream
+            )));
         }
         if config.allowed_user_agents.iter().any(|p| p.is_empty()) {
             return Err(ImdsError::Config("an empty User-Agent pattern would allow everything".into()));
@@ -283,7 +287,12 @@ impl MetadataProxy {
 }
 
 /// Bind and proxy until `shutdown` completes: what `credwarden imds proxy` calls.
-pub async fn run(config: ProxyConfig, log: Arc<dyn LogSink>, findings: Arc<dyn FindingSink>, shutdown: impl Future<Output = ()> + Send) -> Result<(), ImdsError> {
+pub async fn run(
+    config: ProxyConfig,
+    log: Arc<dyn LogSink>,
+    findings: Arc<dyn FindingSink>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ImdsError> {
     MetadataProxy::bind(config, log, findings).await?.run(shutdown).await
 }
 
@@ -317,7 +326,8 @@ fn refuse(status: StatusCode, code: &'static str, reason: impl Into<String>) -> 
 }
 
 const FORWARDING_HEADERS: &[&str] = &["x-forwarded-for", "forwarded", "x-real-ip", "via"];
-const HOP_BY_HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate"];
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate"];
 
 /// Printable-ASCII excerpt for logs (header values and paths come from attackers).
 fn clean(s: &[u8], max: usize) -> String {
@@ -361,7 +371,10 @@ impl ProxyState {
         let lenient = lenient_view(path);
         let lenient_sensitive = is_sensitive(&lenient, self.cfg.gate_user_data) || is_sensitive(&path.to_ascii_lowercase(), self.cfg.gate_user_data);
         if uri.query().is_some() {
-            return Err(Refusal { finding: lenient_sensitive, ..refuse(StatusCode::BAD_REQUEST, "BadRequest", "query strings are not part of the metadata protocol") });
+            return Err(Refusal {
+                finding: lenient_sensitive,
+                ..refuse(StatusCode::BAD_REQUEST, "BadRequest", "query strings are not part of the metadata protocol")
+            });
         }
         if let Err(why) = check_canonical(path) {
             return Err(Refusal { finding: lenient_sensitive, ..refuse(StatusCode::BAD_REQUEST, "BadRequest", format!("ambiguous path: {why}")) });
@@ -522,10 +535,32 @@ mod tests {
     #[test]
     fn user_agents() {
         let p: Vec<String> = DEFAULT_ALLOWED_USER_AGENTS.iter().map(|s| s.to_string()).collect();
-        for ok in ["Botocore/1.34.0 Python/3.12", "Boto3/1.34.0 md/Botocore#1.34.0", "aws-cli/2.15.0 ua/2.0", "aws-sdk-java/2.21.0 Linux/6", "aws-sdk-go-v2/1.24.0 os/linux", "aws-sdk-go/1.50.0 (go1.21; linux; amd64)", "aws-sdk-ruby3/3.190.0", "aws-sdk-dotnet-coreclr/3.7.0", "aws-sdk-rust/1.3.0 os/linux"] {
+        for ok in [
+            "Botocore/1.34.0 Python/3.12",
+            "Boto3/1.34.0 md/Botocore#1.34.0",
+            "aws-cli/2.15.0 ua/2.0",
+            "aws-sdk-java/2.21.0 Linux/6",
+            "aws-sdk-go-v2/1.24.0 os/linux",
+            "aws-sdk-go/1.50.0 (go1.21; linux; amd64)",
+            "aws-sdk-ruby3/3.190.0",
+            "aws-sdk-dotnet-coreclr/3.7.0",
+            "aws-sdk-rust/1.3.0 os/linux",
+        ] {
             assert!(user_agent_allowed(&p, ok), "{ok}");
         }
-        for bad in ["", "botocore/1.0", "xBotocore/1.0", "Mozilla/5.0 Botocore/1.2", "Botocore/", "Botocore/x", "python-requests/2.31", "curl/8.0", "Java/1.8.0_392", "Go-http-client/1.1", " Botocore/1.0"] {
+        for bad in [
+            "",
+            "botocore/1.0",
+            "xBotocore/1.0",
+            "Mozilla/5.0 Botocore/1.2",
+            "Botocore/",
+            "Botocore/x",
+            "python-requests/2.31",
+            "curl/8.0",
+            "Java/1.8.0_392",
+            "Go-http-client/1.1",
+            " Botocore/1.0",
+        ] {
             assert!(!user_agent_allowed(&p, bad), "{bad}");
         }
     }
@@ -541,7 +576,13 @@ mod tests {
 
     #[test]
     fn lenient_view_sees_through_tricks() {
-        for p in ["/latest/meta-data/iam/%73ecurity-credentials/", "/latest/meta-data/iam/x/../security-credentials/", "/latest%2Fmeta-data%2Fiam%2Fsecurity-credentials", "/latest/meta-data/iam/%2573ecurity-credentials", "//latest//meta-data/IAM/Security-Credentials"] {
+        for p in [
+            "/latest/meta-data/iam/%73ecurity-credentials/",
+            "/latest/meta-data/iam/x/../security-credentials/",
+            "/latest%2Fmeta-data%2Fiam%2Fsecurity-credentials",
+            "/latest/meta-data/iam/%2573ecurity-credentials",
+            "//latest//meta-data/IAM/Security-Credentials",
+        ] {
             assert!(is_sensitive(&lenient_view(p), false), "{p} -> {}", lenient_view(p));
         }
         assert_eq!(lenient_view("/a/%"), "/a/%");

@@ -175,7 +175,12 @@ impl MetadataServer {
 }
 
 /// Bind and serve until `shutdown` completes: what `credwarden imds serve` calls.
-pub async fn run(config: ServeConfig, source: Arc<dyn CredentialSource>, log: Arc<dyn LogSink>, shutdown: impl Future<Output = ()> + Send) -> Result<(), ImdsError> {
+pub async fn run(
+    config: ServeConfig,
+    source: Arc<dyn CredentialSource>,
+    log: Arc<dyn LogSink>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ImdsError> {
     MetadataServer::bind(config, source, log).await?.run(shutdown).await
 }
 
@@ -269,9 +274,7 @@ impl ServeState {
         let hostname = format!("ip-{}.ec2.internal", c.private_ip.replace('.', "-"));
         Some(match path {
             "" | "latest" => "latest".into(),
-            "latest/meta-data" => {
-                "ami-id\nhostname\niam/\ninstance-id\ninstance-type\nlocal-hostname\nlocal-ipv4\nplacement/".into()
-            }
+            "latest/meta-data" => "ami-id\nhostname\niam/\ninstance-id\ninstance-type\nlocal-hostname\nlocal-ipv4\nplacement/".into(),
             "latest/meta-data/ami-id" => c.image_id.clone(),
             "latest/meta-data/hostname" | "latest/meta-data/local-hostname" => hostname,
             "latest/meta-data/instance-id" => c.instance_id.clone(),

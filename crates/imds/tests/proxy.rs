@@ -51,7 +51,21 @@ const BOTO: &str = "Botocore/1.34.0 Python/3.12.1 Linux/6.1.0";
 #[tokio::test]
 async fn sdk_user_agents_get_credentials_and_other_paths_pass() {
     let mut s = setup(|_| {}).await;
-    for ua in [BOTO, "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1", "aws-cli/2.15.0 md/awscrt#0.19.18 ua/2.0", "aws-sdk-java/2.21.0 Linux/6.1 OpenJDK_64-Bit_Server_VM/17", "aws-sdk-go-v2/1.24.0 os/linux lang/go#1.21.5 api/imds#1.14.11", "aws-sdk-go/1.50.0 (go1.21.5; linux; amd64)", "aws-sdk-js/3.490.0 ua/2.0", "aws-sdk-nodejs/2.1530.0 linux/v18.19.0", "aws-sdk-rust/1.1.4 os/linux lang/rust/1.75.0", "aws-sdk-ruby3/3.190.0", "aws-sdk-dotnet-coreclr/3.7.300", "aws-sdk-php/3.295.0", "aws-sdk-cpp/1.11.200 Linux/6.1 x86_64 GCC/12"] {
+    for ua in [
+        BOTO,
+        "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1",
+        "aws-cli/2.15.0 md/awscrt#0.19.18 ua/2.0",
+        "aws-sdk-java/2.21.0 Linux/6.1 OpenJDK_64-Bit_Server_VM/17",
+        "aws-sdk-go-v2/1.24.0 os/linux lang/go#1.21.5 api/imds#1.14.11",
+        "aws-sdk-go/1.50.0 (go1.21.5; linux; amd64)",
+        "aws-sdk-js/3.490.0 ua/2.0",
+        "aws-sdk-nodejs/2.1530.0 linux/v18.19.0",
+        "aws-sdk-rust/1.1.4 os/linux lang/rust/1.75.0",
+        "aws-sdk-ruby3/3.190.0",
+        "aws-sdk-dotnet-coreclr/3.7.300",
+        "aws-sdk-php/3.295.0",
+        "aws-sdk-cpp/1.11.200 Linux/6.1 x86_64 GCC/12",
+    ] {
         let list = get(s.proxy, "/latest/meta-data/iam/security-credentials/", &[("User-Agent", ua)]).await;
         assert_eq!((list.status, list.body.as_str()), (200, ROLE), "{ua}");
         let doc = get(s.proxy, &format!("/latest/meta-data/iam/security-credentials/{ROLE}"), &[("User-Agent", ua)]).await;
@@ -114,7 +128,10 @@ fn corpus() -> Vec<(&'static str, String)> {
         ("trailing junk", req(&format!("{p}%00"), "User-Agent: curl/8\r\n")),
         ("http/1.0 without host", format!("GET {p} HTTP/1.0\r\nUser-Agent: {BOTO}\r\n\r\n")),
         ("absolute-form target", format!("GET http://169.254.169.254{p} HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: curl/8\r\nConnection: close\r\n\r\n")),
-        ("absolute-form with SDK UA", format!("GET http://169.254.169.254{p} HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: {BOTO}\r\nConnection: close\r\n\r\n")),
+        (
+            "absolute-form with SDK UA",
+            format!("GET http://169.254.169.254{p} HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: {BOTO}\r\nConnection: close\r\n\r\n"),
+        ),
         ("two hosts", req(&p, "Host: evil.example\r\nUser-Agent: curl/8\r\n")),
         ("identity credentials", req("/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance", "User-Agent: curl/8\r\n")),
         ("signed identity document", req("/latest/dynamic/instance-identity/pkcs7", "User-Agent: curl/8\r\n")),
@@ -144,7 +161,9 @@ async fn bypass_corpus_is_refused() {
     }
     assert!(findings.len() >= 20, "{} findings", findings.len());
     let f = serde_json::to_value(&findings[0]).unwrap();
-    for k in ["id", "detector", "severity", "time", "account", "region", "principal", "access_key_id", "source", "event_ids", "summary", "details", "remediation"] {
+    for k in
+        ["id", "detector", "severity", "time", "account", "region", "principal", "access_key_id", "source", "event_ids", "summary", "details", "remediation"]
+    {
         assert!(f.get(k).is_some(), "{k} missing in {f}");
     }
     assert_eq!(f["detector"], "imds-proxy-blocked");

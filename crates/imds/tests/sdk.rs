@@ -35,7 +35,9 @@ async fn boto(env: Vec<(&'static str, String)>, moto: &str) -> serde_json::Value
                 cmd.env_remove(k);
             }
         }
-        cmd.env("AWS_CONFIG_FILE", "/nonexistent/credwarden-imds-test").env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-imds-test").env("MOTO", moto);
+        cmd.env("AWS_CONFIG_FILE", "/nonexistent/credwarden-imds-test")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-imds-test")
+            .env("MOTO", moto);
         for (k, v) in env {
             cmd.env(k, v);
         }
