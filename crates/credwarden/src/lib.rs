@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod detect_cmd;
 pub mod durable;
+pub mod imds_cmd;
 pub mod inventory;
 pub mod ipranges;
 pub mod output;

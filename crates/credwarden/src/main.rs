@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use credwarden::{baseline_cmd, broker_cmd, config, demo, detect_cmd, ipranges, policy_cmd};
+use credwarden::{baseline_cmd, broker_cmd, config, demo, detect_cmd, imds_cmd, ipranges, policy_cmd};
 
 #[derive(Parser)]
 #[command(name = "credwarden", version, about = "Find stolen AWS credentials in CloudTrail, and keep them from being useful.")]
@@ -40,6 +40,17 @@ enum Command {
     Broker(BrokerCommand),
     /// Get credentials from the broker (shell exports, or --process for credential_process).
     Creds(broker_cmd::CredsArgs),
+    /// Instance metadata: a local metadata server for laptops, an SSRF-proof proxy for instances.
+    #[command(subcommand)]
+    Imds(ImdsCommand),
+}
+
+#[derive(Subcommand)]
+enum ImdsCommand {
+    /// Serve EC2 metadata (IMDSv1/v2) and ECS container credentials on loopback, refreshed from a credential_process.
+    Serve(imds_cmd::ServeArgs),
+    /// Forward to the real metadata service; credential paths only for AWS SDK user agents.
+    Proxy(imds_cmd::ProxyArgs),
 }
 
 #[derive(Subcommand)]
@@ -164,6 +175,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Broker(BrokerCommand::ConfigExample) => {
             print!("{}", broker::config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Imds(ImdsCommand::Serve(args)) => {
+            imds_cmd::serve(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Imds(ImdsCommand::Proxy(args)) => {
+            imds_cmd::proxy(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Creds(args) => {

@@ -139,6 +139,74 @@ print(s.client("sts", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-
     );
     assert!(arn.trim().ends_with("assumed-role/payments-api/alice"), "{arn}");
 
+    // The laptop chain: `imds serve` fed by `creds --process`, then `imds proxy` in front of
+    // it. boto3 finds the broker's credentials through the metadata endpoint; a non-SDK client
+    // asking the proxy for them (an SSRF) is refused and reported.
+    let imds_port = free_port();
+    let mut serve = bin()
+        .args(["imds", "serve", "--role", "payments-api", "--require-v2", "--listen", &format!("127.0.0.1:{imds_port}"), "--credential-process", &command])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve_stdout = serve.stdout.take();
+    drop(serve_stdout);
+    let _serve = Killed(serve);
+    let proxy_port = free_port();
+    let proxy = bin()
+        .args(["imds", "proxy", "--listen", &format!("127.0.0.1:{proxy_port}"), "--upstream", &format!("http://127.0.0.1:{imds_port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut proxy = Killed(proxy);
+    for port in [imds_port, proxy_port] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "port {port} never opened");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let via = |endpoint: &str| {
+        python(
+            r#"
+import boto3, os
+print(boto3.Session().client("sts", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1").get_caller_identity()["Arn"])
+"#,
+            &[
+                ("ENDPOINT", &moto.url),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint),
+                ("AWS_CONFIG_FILE", &p("none")),
+                ("AWS_SHARED_CREDENTIALS_FILE", &p("none")),
+                ("AWS_ACCESS_KEY_ID", ""),
+                ("AWS_SECRET_ACCESS_KEY", ""),
+            ],
+            &[],
+        )
+    };
+    assert!(via(&format!("http://127.0.0.1:{imds_port}/")).trim().ends_with("assumed-role/payments-api/alice"));
+    assert!(via(&format!("http://127.0.0.1:{proxy_port}/")).trim().ends_with("assumed-role/payments-api/alice"));
+    let ssrf = python(
+        r#"
+import os, urllib.request
+base = "http://127.0.0.1:" + os.environ["PORT"]
+token = urllib.request.urlopen(urllib.request.Request(base + "/latest/api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})).read().decode()
+try:
+    urllib.request.urlopen(urllib.request.Request(base + "/latest/meta-data/iam/security-credentials/payments-api", headers={"X-aws-ec2-metadata-token": token}))
+    print("LEAKED")
+except urllib.error.HTTPError as e:
+    print(e.code)
+"#,
+        &[("PORT", &proxy_port.to_string())],
+        &[],
+    );
+    assert_eq!(ssrf.trim(), "403", "a Python-urllib client must not get instance credentials through the proxy");
+    let _ = proxy.0.kill();
+    let mut findings = String::new();
+    std::io::Read::read_to_string(proxy.0.stdout.as_mut().unwrap(), &mut findings).unwrap();
+    let f: serde_json::Value = serde_json::from_str(findings.lines().next().expect("the proxy reported the blocked fetch")).unwrap();
+    assert_eq!(f["detector"], "imds-proxy-blocked");
+    assert_eq!(f["severity"], "high");
+
     // Without the CA the client refuses the broker's certificate: a clear error, exit 1.
     let out = bin().args(["creds", "payments-api", "--broker", &url, "--token-file", &p("token")]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

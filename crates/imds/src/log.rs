@@ -4,8 +4,6 @@
 
 use std::sync::Mutex;
 
-use serde::Serialize;
-
 /// Receives one JSON object per event (a proxied request, a credential refresh, …).
 pub trait LogSink: Send + Sync + 'static {
     fn log(&self, line: &serde_json::Value);
@@ -53,32 +51,8 @@ impl<F: Fn(&serde_json::Value) + Send + Sync + 'static> LogSink for F {
     }
 }
 
-/// Where the client came from, as the finding contract names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct FindingSource {
-    pub ip: Option<String>,
-    pub vpc_endpoint: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-/// A finding in the workspace's finding contract (DESIGN.md, one JSON object per line).
-/// `account`, `region` and `principal` are null when the proxy was not told them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Finding {
-    pub id: String,
-    pub detector: String,
-    pub severity: String,
-    pub time: String,
-    pub account: Option<String>,
-    pub region: Option<String>,
-    pub principal: Option<String>,
-    pub access_key_id: Option<String>,
-    pub source: FindingSource,
-    pub event_ids: Vec<String>,
-    pub summary: String,
-    pub details: serde_json::Value,
-    pub remediation: String,
-}
+/// Findings use the workspace's one finding model (DESIGN.md contract), shared with `detect`.
+pub use detect::{Finding, FindingSource};
 
 /// Receives findings as they are made.
 pub trait FindingSink: Send + Sync + 'static {

@@ -58,7 +58,7 @@ use crate::error::ImdsError;
 use crate::http::{self, Body, ConnLimits, Handler};
 use crate::log::{Finding, FindingSink, FindingSource, LogSink};
 use crate::serve::{MAX_TOKEN_TTL_SECONDS, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER};
-use crate::util::{imds_time, now, stable_id};
+use crate::util::{imds_time, now};
 
 pub const DETECTOR: &str = "imds-proxy-blocked";
 
@@ -448,9 +448,9 @@ impl ProxyState {
         let ua = user_agent.map(|u| clean(u.as_bytes(), 256));
         let ua_text = ua.clone().unwrap_or_else(|| "(none)".into());
         Finding {
-            id: stable_id(&[DETECTOR, &t, &peer.to_string(), req.method().as_str(), &path, &ua_text]),
-            detector: DETECTOR.into(),
-            severity: "high".into(),
+            id: detect::finding_id(DETECTOR, &[&t, &peer.to_string(), req.method().as_str(), &path, &ua_text]),
+            detector: DETECTOR,
+            severity: detect::Severity::High,
             time: t,
             account: self.cfg.account.clone(),
             region: self.cfg.region.clone(),

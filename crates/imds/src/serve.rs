@@ -386,7 +386,7 @@ impl ServeState {
 
 /// A stable, plausible 17-character instance profile id suffix derived from the role name.
 fn profile_id(role: &str) -> String {
-    crate::util::stable_id(&[role]).to_ascii_uppercase().chars().filter(|c| c.is_ascii_alphanumeric()).take(17).collect()
+    detect::finding_id("imds-instance-profile-id", &[role]).to_ascii_uppercase().chars().filter(|c| c.is_ascii_alphanumeric()).take(17).collect()
 }
 
 impl Handler for ServeState {

@@ -52,20 +52,6 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A stable 128-bit hex id (two FNV-1a 64 lanes with different offsets): same input, same id.
-/// Not a security hash; it only names a finding so duplicates can be recognised downstream.
-pub(crate) fn stable_id(parts: &[&str]) -> String {
-    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut b: u64 = 0x6c62_272e_07bb_0142;
-    for part in parts {
-        for &byte in part.as_bytes().iter().chain(std::iter::once(&0xffu8)) {
-            a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
-        }
-    }
-    format!("{a:016x}{b:016x}")
-}
-
 /// First characters of an access key id, enough to recognise it in logs, never the whole key.
 pub(crate) fn key_prefix(access_key_id: &str) -> String {
     let p: String = access_key_id.chars().take(8).collect();
@@ -105,8 +91,6 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
-        assert_eq!(stable_id(&["a", "b"]), stable_id(&["a", "b"]));
-        assert_ne!(stable_id(&["ab", ""]), stable_id(&["a", "b"]));
         assert_eq!(key_prefix("ASIAEXAMPLEKEY123"), "ASIAEXAM…");
         assert_eq!(one_line("\n  boom\nsecret", 10), "boom");
     }
