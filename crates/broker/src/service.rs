@@ -106,11 +106,57 @@ pub const BUCKETS: [f64; 6] = [0.001, 0.002, 0.005, 0.01, 0.05, 0.25];
 /// Role ARN → groups that may use it.
 type RoleGroups = HashMap<String, BTreeSet<String>>;
 
+/// One entry waiting for the group commit, and who to tell when it is on disk.
+type PendingAudit = (AuditEntry, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// The audit writer: one thread with its own connection that commits whatever entries are
+/// waiting in one transaction (group commit). Concurrent requests then share an fsync
+/// instead of queueing for one each, and every request still waits for its own entry to be
+/// on disk before it answers.
+struct AuditWriter {
+    queue: std::sync::mpsc::Sender<PendingAudit>,
+}
+
+impl AuditWriter {
+    fn start(path: &std::path::Path) -> Result<AuditWriter, ConfigError> {
+        let mut store = Store::open(path)?;
+        let (queue, rx) = std::sync::mpsc::channel::<PendingAudit>();
+        std::thread::Builder::new()
+            .name("credwarden-audit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < 256 {
+                        match rx.try_recv() {
+                            Ok(more) => batch.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
+                    let result = store.audit_append_batch(&entries).map_err(|e| e.to_string());
+                    for (_, done) in batch {
+                        let _ = done.send(result.clone());
+                    }
+                }
+            })
+            .map_err(|e| ConfigError::Io("audit writer thread".into(), e.to_string()))?;
+        Ok(AuditWriter { queue })
+    }
+
+    /// Commit one entry; resolves when it is durable (or failed).
+    async fn append(&self, entry: AuditEntry) -> Result<(), String> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.queue.send((entry, done)).map_err(|_| "the audit writer stopped".to_owned())?;
+        wait.await.map_err(|_| "the audit writer stopped".to_owned())?
+    }
+}
+
 pub struct Broker {
     cfg: BrokerConfig,
     auth: Authenticator,
     networks: Vec<Network>,
     audit: Arc<Mutex<Store>>,
+    writer: AuditWriter,
     sts: aws_sdk_sts::Client,
     iam: aws_sdk_iam::Client,
     role_cache: tokio::sync::Mutex<Option<(Instant, RoleGroups)>>,
@@ -198,6 +244,7 @@ impl Broker {
             }
         };
         let audit = Store::open(std::path::Path::new(&cfg.audit))?;
+        let writer = AuditWriter::start(std::path::Path::new(&cfg.audit))?;
         let findings = match &cfg.findings {
             Some(p) => Some(Mutex::new(
                 std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| ConfigError::Io(p.display().to_string(), e.to_string()))?,
@@ -223,6 +270,7 @@ impl Broker {
             auth,
             networks,
             audit: Arc::new(Mutex::new(audit)),
+            writer,
             role_cache: tokio::sync::Mutex::new(None),
             directory: Mutex::new(directory),
             limiter: Mutex::new(HashMap::new()),
@@ -443,10 +491,7 @@ impl Broker {
         entry.duration_seconds = Some(i64::from(duration));
         entry.session_policy = Some(network.session_policy.clone());
         let (first_for_role, new_network) = self.history(&entry).await;
-        let committed = {
-            let e = entry.clone();
-            self.store(move |s| s.audit_append(&e)).await
-        };
+        let committed = self.writer.append(entry.clone()).await;
         if let Err(e) = committed {
             // No audit, no credentials: they are dropped here and expire unused.
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
@@ -515,10 +560,9 @@ impl Broker {
     async fn history(&self, e: &AuditEntry) -> (bool, bool) {
         let (user, role, network) = (e.user.clone(), e.role.clone(), e.network.clone());
         self.store(move |s| {
-            let first_role = s.audit_count(&user, role.as_deref(), None, Some("granted"), 0)? == 0;
-            let any = s.audit_count(&user, None, None, None, 0)?;
-            let on_network = s.audit_count(&user, None, network.as_deref(), None, 0)?;
-            Ok((first_role, any > 0 && on_network == 0))
+            let first_role = !s.audit_exists(&user, role.as_deref(), None, Some("granted"))?;
+            let new_network = s.audit_exists(&user, None, None, None)? && !s.audit_exists(&user, None, network.as_deref(), None)?;
+            Ok((first_role, new_network))
         })
         .await
         .unwrap_or((false, false))
@@ -529,15 +573,13 @@ impl Broker {
         self.metrics.refused.fetch_add(1, Ordering::Relaxed);
         entry.decision = "refused".into();
         entry.reason = format!("{}: {}", refusal.code, refusal.message);
-        let e = entry.clone();
         let since = now_ms() - 10 * 60 * 1000;
         let burst = self.cfg.refusal_burst;
-        let recent = self
-            .store(move |s| {
-                s.audit_append(&e)?;
-                s.audit_count(&e.user, None, None, Some("refused"), since)
-            })
-            .await;
+        let user = entry.user.clone();
+        let recent = match self.writer.append(entry.clone()).await {
+            Ok(()) => self.store(move |s| s.audit_count(&user, None, None, Some("refused"), since)).await,
+            Err(e) => Err(e),
+        };
         match recent {
             Ok(n) if n == burst => self.finding(
                 &entry,

@@ -94,8 +94,9 @@ iam.create_role(RoleName="admin", AssumeRolePolicyDocument=trust, Tags=[{{"Key":
 audit = "{audit}"
 findings = "{findings}"
 admin_groups = ["security"]
-rate_limit_per_minute = 1000
+rate_limit_per_minute = 12
 refusal_burst = 3
+directory = "{directory}"
 [auth]
 mode = "jwt"
 jwks_file = "{jwks}"
@@ -112,6 +113,7 @@ region = "us-east-1"
         audit = dir.path().join("audit.sqlite").display(),
         findings = dir.path().join("findings.jsonl").display(),
         jwks = dir.path().join("jwks.json").display(),
+        directory = dir.path().join("directory.json").display(),
         endpoint = recorder.url,
     );
     let cfg: BrokerConfig = toml_from(&config);
@@ -194,6 +196,11 @@ print(sts.get_caller_identity()["Arn"])
     }
     assert!(h.audit_rows().iter().filter(|r| r.0 == "bob" && r.1 == "refused").count() == 3);
 
+    // The directory file grants Bob the group; it is read again when it changes.
+    std::fs::write(h.dir.path().join("directory.json"), r#"{"users": {"bob": ["payments"]}}"#).unwrap();
+    let (status, v, _) = h.call("POST", "/v1/credentials", Some(&bob), Some(json!({"role": "payments-api"})));
+    assert_eq!(status, 200, "{v}");
+
     // Anomalies: Alice's first use of the role; Bob's burst of refusals.
     let findings = h.findings();
     assert!(
@@ -201,7 +208,11 @@ print(sts.get_caller_identity()["Arn"])
         "{findings:?}"
     );
     assert!(findings.iter().any(|f| f["details"]["kind"] == "repeated-refusals" && f["principal"] == "bob" && f["severity"] == "high"), "{findings:?}");
-    assert_eq!(findings.iter().filter(|f| f["details"]["kind"] == "first-role-request").count(), 1, "only the first request is new");
+    assert_eq!(
+        findings.iter().filter(|f| f["details"]["kind"] == "first-role-request" && f["principal"] == "alice").count(),
+        1,
+        "only the first request is new"
+    );
     for f in &findings {
         for key in ["id", "severity", "time", "principal", "source", "event_ids", "summary", "details", "remediation"] {
             assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
@@ -243,6 +254,13 @@ print(sts.get_caller_identity()["Arn"])
     drop(lock);
     let (status, _, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
     assert_eq!(status, 200, "issues again once the audit store is writable");
+
+    // Per-user rate limit: Alice runs out, Bob does not.
+    let codes: Vec<u16> = (0..12).map(|_| h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"}))).0).collect();
+    assert!(codes.contains(&429), "{codes:?}");
+    let (status, v, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
+    assert_eq!((status, v["code"].as_str()), (429, Some("rate-limited")));
+    assert_eq!(h.call("POST", "/v1/credentials", Some(&bob), Some(json!({"role": "payments-api"}))).0, 200);
 
     // Metrics reflect all of it.
     let (_, metrics, _) = h.call("GET", "/metrics", None, None);

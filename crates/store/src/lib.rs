@@ -27,6 +27,8 @@ const SCHEMA_V2: &str = "
         user TEXT NOT NULL, groups TEXT NOT NULL, client_ip TEXT NOT NULL, network TEXT, role TEXT, decision TEXT NOT NULL, reason TEXT NOT NULL,
         access_key_id TEXT, expiration TEXT, duration_seconds INTEGER, session_policy TEXT);
     CREATE INDEX IF NOT EXISTS broker_audit_user ON broker_audit (user, time_ms);
+    CREATE INDEX IF NOT EXISTS broker_audit_user_role ON broker_audit (user, role, decision);
+    CREATE INDEX IF NOT EXISTS broker_audit_user_network ON broker_audit (user, network);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -145,33 +147,39 @@ impl Store {
         Ok(())
     }
 
-    /// Append one broker audit entry, durably (the transaction is synced before this returns:
-    /// the broker hands out credentials only after it).
-    pub fn audit_append(&self, e: &AuditEntry) -> Result<i64, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO broker_audit (time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )
-            .map_err(self.err())?;
-        stmt.execute(params![
-            e.time_ms,
-            e.request_id,
-            e.user,
-            e.groups,
-            e.client_ip,
-            e.network,
-            e.role,
-            e.decision,
-            e.reason,
-            e.access_key_id,
-            e.expiration,
-            e.duration_seconds,
-            e.session_policy
-        ])
-        .map_err(self.err())?;
-        Ok(self.conn.last_insert_rowid())
+    /// Append several audit entries in one transaction: one commit, one sync to disk. The
+    /// broker's writer batches concurrent requests this way (group commit).
+    pub fn audit_append_batch(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO broker_audit (time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(err)?;
+            for e in entries {
+                stmt.execute(params![
+                    e.time_ms,
+                    e.request_id,
+                    e.user,
+                    e.groups,
+                    e.client_ip,
+                    e.network,
+                    e.role,
+                    e.decision,
+                    e.reason,
+                    e.access_key_id,
+                    e.expiration,
+                    e.duration_seconds,
+                    e.session_policy
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
     /// Audit entries, newest first, optionally for one user.
@@ -203,6 +211,18 @@ impl Store {
             })
             .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Is there any earlier entry of `user` (with this role and decision, on this network)?
+    /// An indexed lookup that stops at the first match, whatever the history's length.
+    pub fn audit_exists(&self, user: &str, role: Option<&str>, network: Option<&str>, decision: Option<&str>) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM broker_audit WHERE user = ?1 AND (?2 IS NULL OR role = ?2) AND (?3 IS NULL OR network = ?3) AND (?4 IS NULL OR decision = ?4) LIMIT 1",
+            )
+            .map_err(self.err())?;
+        stmt.exists(params![user, role, network, decision]).map_err(self.err())
     }
 
     /// How many earlier entries match: `role` granted to `user`, `network` used by `user`
@@ -425,9 +445,9 @@ mod tests {
             reason: "test".into(),
             ..Default::default()
         };
-        s.audit_append(&entry(1, "alice", "r1", "vpn", "granted")).unwrap();
-        s.audit_append(&entry(2, "alice", "r2", "office", "refused")).unwrap();
-        s.audit_append(&entry(3, "bob", "r1", "vpn", "refused")).unwrap();
+        let mut s = s;
+        s.audit_append_batch(&[entry(1, "alice", "r1", "vpn", "granted"), entry(2, "alice", "r2", "office", "refused")]).unwrap();
+        s.audit_append_batch(&[entry(3, "bob", "r1", "vpn", "refused")]).unwrap();
         let all = s.audit_entries(None, 10).unwrap();
         assert_eq!(all.iter().map(|e| e.time_ms).collect::<Vec<_>>(), [3, 2, 1], "newest first");
         assert_eq!(s.audit_entries(Some("alice"), 1).unwrap()[0].time_ms, 2);
@@ -435,6 +455,9 @@ mod tests {
         assert_eq!(s.audit_count("alice", None, Some("office"), None, 0).unwrap(), 1);
         assert_eq!(s.audit_count("alice", None, None, Some("refused"), 3).unwrap(), 0);
         assert_eq!(s.audit_count("bob", None, None, Some("refused"), 0).unwrap(), 1);
+        assert!(s.audit_exists("alice", Some("r1"), None, Some("granted")).unwrap());
+        assert!(!s.audit_exists("alice", Some("r2"), None, Some("granted")).unwrap());
+        assert!(!s.audit_exists("carol", None, None, None).unwrap());
     }
 
     #[test]
