@@ -2,8 +2,10 @@
 //!
 //! The `credwarden` binary's wiring: command-line options, configuration, the detect
 //! pipeline that joins the cloudtrail, detect and store crates, output sinks, the demo
-//! generator and `ip-ranges fetch`. Logic that is not wiring lives in the library crates;
-//! `main.rs` only parses arguments and maps results to exit codes.
+//! generator, `ip-ranges fetch`, and the thin command layers over the iam, aws, prevent,
+//! broker and imds crates (`policy`, `iam`, `broker`, `creds`, `imds`). Logic that is not
+//! wiring lives in the library crates; `main.rs` only parses arguments and maps results to
+//! exit codes.
 
 pub mod baseline_cmd;
 pub mod broker_cmd;

@@ -4,7 +4,7 @@
 //! `sqlite3`. It owns the schema and its version and keeps what makes runs continue each
 //! other: detector state, processed files, the finding outbox and emitted-finding ids (one
 //! checkpoint is one transaction), the webhook spool, and a log of runs. The broker's audit
-//! log will live here too, behind the same versioned schema.
+//! log (schema 3) lives here too, behind the same versioned schema.
 //!
 //! A state file written by a newer credwarden (a schema version this build does not know)
 //! is refused with a clear message rather than guessed at.
