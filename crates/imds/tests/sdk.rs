@@ -93,3 +93,25 @@ async fn boto3_resolves_served_credentials_and_moto_accepts_them() {
     assert!(log.lines().iter().any(|l| l["sensitive"] == true && l["decision"] == "allow"));
     srv.stop().await;
 }
+
+/// The AWS SDK for Rust's own IMDS credential provider (IMDSv2, the server requiring it)
+/// resolves the served credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_resolves_served_credentials() {
+    use aws_config::imds::credentials::ImdsCredentialsProvider;
+    use aws_config::provider_config::ProviderConfig;
+    use aws_credential_types::provider::ProvideCredentials;
+    let key = "ASIARUSTSDKTEST00001";
+    let mut cfg = test_config(ROLE);
+    cfg.require_v2 = true;
+    let srv = start_server(cfg, static_source(key, Duration::from_secs(3600))).await;
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let provider_config = ProviderConfig::without_region().with_http_client(http);
+    let client = aws_config::imds::Client::builder().configure(&provider_config).endpoint(format!("http://{}/", srv.addr)).unwrap().build();
+    let provider = ImdsCredentialsProvider::builder().configure(&provider_config).imds_client(client).build();
+    let creds = provider.provide_credentials().await.expect("the SDK gets credentials from the metadata server");
+    assert_eq!(creds.access_key_id(), key);
+    assert_eq!(creds.session_token(), Some(format!("{key}-token").as_str()));
+    assert!(srv.log.lines().iter().any(|l| l.to_string().contains("security-credentials")), "the request went through this server");
+    srv.stop().await;
+}
