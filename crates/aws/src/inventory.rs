@@ -64,6 +64,10 @@ pub struct Principal {
     /// Inline policies that could not be read (name: reason): this principal cannot be
     /// judged from the inventory alone.
     pub unreadable: Vec<String>,
+    /// `CreateDate` as AWS printed it (RFC 3339).
+    pub created: Option<String>,
+    /// `Path` (`/aws-service-role/…` marks service-linked roles).
+    pub path: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -199,6 +203,8 @@ impl Inventory {
             boundary: v.get("PermissionsBoundary").and_then(|b| b.get("PermissionsBoundaryArn")).and_then(Value::as_str).map(str::to_owned),
             name,
             unreadable,
+            created: v.get("CreateDate").and_then(Value::as_str).map(str::to_owned),
+            path: text(v, "Path"),
             ..Default::default()
         }
     }

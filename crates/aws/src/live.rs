@@ -143,6 +143,7 @@ impl Session {
             for r in page.role_detail_list() {
                 roles.push(json!({
                     "RoleName": r.role_name(), "Arn": r.arn(), "Path": r.path(),
+                    "CreateDate": r.create_date().and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
                     "AssumeRolePolicyDocument": r.assume_role_policy_document(),
                     "RolePolicyList": r.role_policy_list().iter().map(|p| json!({"PolicyName": p.policy_name(), "PolicyDocument": p.policy_document()})).collect::<Vec<_>>(),
                     "AttachedManagedPolicies": attached(r.attached_managed_policies()),
@@ -195,6 +196,68 @@ impl Session {
                 Err(e) if e.code() == Some("NoSuchEntity") => Ok(None),
                 Err(e) => Err(call_error("iam:GetRolePolicy", e)),
             }
+        })
+    }
+
+    /// A role's inline policies (name → document) and attached managed policy ARNs, as they
+    /// are now.
+    pub fn role_state(&self, role: &str) -> Result<(std::collections::BTreeMap<String, iam::Policy>, Vec<String>), AwsError> {
+        self.rt.block_on(async {
+            let iam = self.iam();
+            let mut inline = std::collections::BTreeMap::new();
+            let mut marker = None;
+            loop {
+                let page = iam.list_role_policies().role_name(role).set_marker(marker).send().await.map_err(|e| call_error("iam:ListRolePolicies", e))?;
+                for name in page.policy_names() {
+                    let doc = iam.get_role_policy().role_name(role).policy_name(name).send().await.map_err(|e| call_error("iam:GetRolePolicy", e))?;
+                    let policy = iam::Policy::parse_encoded(doc.policy_document())
+                        .map_err(|e| AwsError::Call { operation: "iam:GetRolePolicy", message: format!("role {role} policy {name}: {e}") })?;
+                    inline.insert(name.clone(), policy);
+                }
+                marker = page.marker().map(str::to_owned);
+                if !page.is_truncated() || marker.is_none() {
+                    break;
+                }
+            }
+            let mut attached = Vec::new();
+            let mut marker = None;
+            loop {
+                let page = iam
+                    .list_attached_role_policies()
+                    .role_name(role)
+                    .set_marker(marker)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("iam:ListAttachedRolePolicies", e))?;
+                attached.extend(page.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_owned)));
+                marker = page.marker().map(str::to_owned);
+                if !page.is_truncated() || marker.is_none() {
+                    break;
+                }
+            }
+            attached.sort();
+            Ok((inline, attached))
+        })
+    }
+
+    pub fn delete_role_policy(&self, role: &str, name: &str) -> Result<(), AwsError> {
+        self.rt.block_on(async {
+            self.iam().delete_role_policy().role_name(role).policy_name(name).send().await.map_err(|e| call_error("iam:DeleteRolePolicy", e))?;
+            Ok(())
+        })
+    }
+
+    pub fn attach_role_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
+        self.rt.block_on(async {
+            self.iam().attach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| call_error("iam:AttachRolePolicy", e))?;
+            Ok(())
+        })
+    }
+
+    pub fn detach_role_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
+        self.rt.block_on(async {
+            self.iam().detach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| call_error("iam:DetachRolePolicy", e))?;
+            Ok(())
         })
     }
 

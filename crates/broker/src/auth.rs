@@ -170,12 +170,20 @@ pub fn verify_jwt(token: &str, jwks: &Jwks, rules: &JwtRules, now_secs: i64) -> 
     if now_secs > exp + rules.leeway_seconds {
         return Err(AuthError::Invalid("token expired"));
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64) {
-        if now_secs + rules.leeway_seconds < nbf {
-            return Err(AuthError::Invalid("token not yet valid"));
-        }
+    match claims.get("nbf") {
+        None => {}
+        Some(v) => match v.as_i64() {
+            Some(nbf) if now_secs + rules.leeway_seconds < nbf => return Err(AuthError::Invalid("token not yet valid")),
+            Some(_) => {}
+            None => return Err(AuthError::Invalid("nbf is not a number")),
+        },
     }
     let user = claims.get(&rules.user_claim).and_then(Value::as_str).filter(|u| !u.is_empty()).ok_or(AuthError::Invalid("no user claim"))?;
+    // An email address names a person only when the identity provider verified it; where
+    // users can set their own, an unverified one would let them take another's groups.
+    if rules.user_claim == "email" && claims.get("email_verified").and_then(Value::as_bool) != Some(true) {
+        return Err(AuthError::Invalid("email is not verified (email_verified must be true)"));
+    }
     let groups = match claims.get(&rules.groups_claim) {
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         Some(Value::String(s)) => split_groups(s),
@@ -278,6 +286,7 @@ mod tests {
             (with("aud", json!("someone-else")), "audience"),
             (with("exp", json!(now - 120)), "expired"),
             (with("nbf", json!(now + 600)), "not yet valid"),
+            (with("nbf", json!("soon")), "nbf is not a number"),
             (idp.sign(json!({"alg": "ES256", "kid": "other"}), claims.clone()), "no key"),
             (idp.sign(json!({"alg": "HS256", "kid": "k1"}), claims.clone()), "algorithm"),
             (idp.sign(json!({"alg": "none"}), claims.clone()), "algorithm"),
@@ -291,6 +300,15 @@ mod tests {
         // A token signed by another key with the same kid.
         let impostor = TestIdp::new("k1").sign(json!({"alg": "ES256", "kid": "k1"}), claims.clone());
         assert!(verify_jwt(&impostor, &jwks, &rules(), now).unwrap_err().to_string().contains("signature"));
+        // An email claim counts only when verified.
+        let email_rules = JwtRules { user_claim: "email".into(), ..rules() };
+        let unverified = with("email", json!("alice@example.com"));
+        assert!(verify_jwt(&unverified, &jwks, &email_rules, now).unwrap_err().to_string().contains("not verified"));
+        let mut verified = claims.clone();
+        verified["email"] = json!("alice@example.com");
+        verified["email_verified"] = json!(true);
+        let verified = idp.sign(json!({"alg": "ES256", "kid": "k1"}), verified);
+        assert_eq!(verify_jwt(&verified, &jwks, &email_rules, now).unwrap().user, "alice@example.com");
         // Within the leeway an expiry just passed is still fine.
         let just = with("exp", json!(now - 30));
         assert!(verify_jwt(&just, &jwks, &rules(), now).is_ok());

@@ -142,7 +142,9 @@ fn default_user_header() -> String {
     "x-authenticated-user".into()
 }
 fn default_groups_header() -> Option<String> {
-    Some("x-authenticated-groups".into())
+    // Opt-in: a proxy that sets only the user header would otherwise pass a client's own
+    // groups header straight through.
+    None
 }
 
 /// Parse a broker configuration file's text (TOML); unknown keys are refused.
@@ -171,13 +173,13 @@ mode = "jwt"
 jwks_url = "https://idp.example.com/.well-known/jwks.json"   # or jwks_file = "..."
 issuer = "https://idp.example.com"
 audience = "credwarden"
-user_claim = "email"
+user_claim = "email"                  # email claims must come with email_verified = true
 groups_claim = "groups"
 
 # [auth]
 # mode = "header"                      # an authenticating reverse proxy sets these headers
 # user_header = "x-authenticated-user"
-# groups_header = "x-authenticated-groups"
+# groups_header = "x-authenticated-groups"  # only if the proxy sets (and strips) it
 # trusted_proxies = ["10.0.0.5/32"]
 
 [[networks]]

@@ -27,6 +27,10 @@ use crate::service::{Broker, Issued, Refusal, BUCKETS};
 
 /// Requests larger than this are refused before they are parsed.
 pub const MAX_BODY: usize = 16 * 1024;
+/// Concurrent TLS connections at most.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A TLS connection (all its keep-alive requests) lives at most this long.
+pub const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
@@ -51,9 +55,12 @@ fn error(r: &Refusal, request_id: &str) -> Response {
     (status, Json(json!({"error": r.message, "code": r.code, "request_id": request_id}))).into_response()
 }
 
+fn all_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers.get_all(name).iter().map(|v| v.to_str().map(str::to_owned).unwrap_or_default()).collect()
+}
+
 fn caller(broker: &Broker, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller, Refusal> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    broker.authenticate(&get, peer.ip())
+    broker.authenticate(&|name: &str| all_values(headers, name), peer.ip())
 }
 
 async fn roles(State(b): State<Arc<Broker>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
@@ -88,7 +95,7 @@ async fn credentials(State(b): State<Arc<Broker>>, ConnectInfo(peer): ConnectInf
         if !matches!(format, "json" | "process" | "exports") {
             return Err(Refusal { status: 400, code: "bad-request", message: "format is json, process or exports".into() });
         }
-        let client = b.client_ip(peer.ip(), headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()));
+        let client = b.client_ip(peer.ip(), &all_values(&headers, "x-forwarded-for"))?;
         let issued = b.issue(&c, client, &req.role, req.duration_seconds, &rid).await?;
         Ok(render(&issued, format))
     }
@@ -195,25 +202,37 @@ pub async fn serve_tls(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let app = router(broker);
     let mut shutdown = std::pin::pin!(shutdown);
+    // A bounded number of connections, each with a lifetime: a client that trickles bytes
+    // holds one slot for a while, never the whole server.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(_) => continue,
+                // Out of file descriptors, usually: back off instead of spinning.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
             _ = &mut shutdown => return Ok(()),
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(tcp);
+            continue;
         };
         let acceptor = acceptor.clone();
         let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
         tokio::spawn(async move {
+            let _slot = slot;
             // A handshake that stalls must not hold a task forever.
             let Ok(Ok(stream)) = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await else { return };
             let service = hyper_util::service::TowerToHyperService::new(app);
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .header_read_timeout(std::time::Duration::from_secs(10))
                 .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
         });
     }
 }

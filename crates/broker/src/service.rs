@@ -162,6 +162,8 @@ pub struct Broker {
     role_cache: tokio::sync::Mutex<Option<(Instant, RoleGroups)>>,
     directory: Mutex<Option<Directory>>,
     limiter: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Last time a repeated-refusals finding was raised per user (one per burst window).
+    burst_reported: Mutex<HashMap<String, i64>>,
     findings: Option<Mutex<std::fs::File>>,
     pub metrics: Metrics,
 }
@@ -274,6 +276,7 @@ impl Broker {
             role_cache: tokio::sync::Mutex::new(None),
             directory: Mutex::new(directory),
             limiter: Mutex::new(HashMap::new()),
+            burst_reported: Mutex::new(HashMap::new()),
             findings,
             metrics: Metrics::default(),
             cfg,
@@ -284,17 +287,31 @@ impl Broker {
         &self.cfg
     }
 
-    /// Authenticate from the request's headers (lowercase names) and TCP peer.
-    pub fn authenticate(&self, headers: &dyn Fn(&str) -> Option<String>, peer: IpAddr) -> Result<Caller, Refusal> {
+    /// Authenticate from the request's headers (lowercase names → every value given) and
+    /// TCP peer. A header that must be single and is repeated is refused: proxies append
+    /// their own copy after whatever the client sent, and the first copy is the client's.
+    pub fn authenticate(&self, headers: &dyn Fn(&str) -> Vec<String>, peer: IpAddr) -> Result<Caller, Refusal> {
+        let peer = peer.to_canonical();
+        let one = |name: &str| -> Result<Option<String>, Refusal> {
+            let mut v = headers(name);
+            match v.len() {
+                0 => Ok(None),
+                1 => Ok(v.pop()),
+                _ => Err(Refusal::new(400, "repeated-header", format!("the {name} header appears more than once"))),
+            }
+        };
         let mut caller = match &self.auth {
             Authenticator::Jwt { jwks, rules } => {
-                let header = headers("authorization").ok_or(AuthError::Missing)?;
+                let header = one("authorization")?.ok_or(AuthError::Missing)?;
                 let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or(AuthError::Missing)?;
                 auth::verify_jwt(token.trim(), jwks, rules, now_ms() / 1000)?
             }
             Authenticator::Header(rules) => {
-                let user = headers(&rules.user_header);
-                let groups = rules.groups_header.as_deref().and_then(headers);
+                let user = one(&rules.user_header)?;
+                let groups = match rules.groups_header.as_deref() {
+                    Some(h) => one(h)?,
+                    None => None,
+                };
                 auth::from_headers(peer, user.as_deref(), groups.as_deref(), rules)?
             }
         };
@@ -302,17 +319,20 @@ impl Broker {
         Ok(caller)
     }
 
-    /// The address the request comes from: the TCP peer, or — behind a trusted proxy in
-    /// header mode — the last `X-Forwarded-For` hop that proxy appended.
-    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-        if let (Authenticator::Header(rules), Some(xff)) = (&self.auth, forwarded_for) {
-            if rules.trusted_proxies.iter().any(|c| c.contains(peer)) {
-                if let Some(ip) = xff.rsplit(',').next().and_then(|s| s.trim().parse().ok()) {
-                    return ip;
-                }
-            }
-        }
-        peer
+    /// The address the request comes from: the TCP peer, or — in header mode, where the
+    /// trusted proxy is the peer — the last `X-Forwarded-For` hop, which that proxy appended.
+    /// Behind the proxy the header must be present exactly once and end in an address.
+    pub fn client_ip(&self, peer: IpAddr, forwarded_for: &[String]) -> Result<IpAddr, Refusal> {
+        let peer = peer.to_canonical();
+        let Authenticator::Header(_) = &self.auth else { return Ok(peer) };
+        let [xff] = forwarded_for else {
+            return Err(Refusal::new(400, "client-address", "behind the authenticating proxy, X-Forwarded-For must appear exactly once"));
+        };
+        xff.rsplit(',')
+            .next()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+            .ok_or_else(|| Refusal::new(400, "client-address", "the last X-Forwarded-For hop is not an IP address"))
     }
 
     fn directory_groups(&self, user: &str) -> BTreeSet<String> {
@@ -473,7 +493,12 @@ impl Broker {
                     }
                     Ok(_) => "STS returned no credentials".into(),
                 };
-                return Err(self.refuse(entry, Refusal::new(502, "sts-failed", format!("AssumeRole {arn}: {why}"))).await);
+                // The caller learns that STS failed; the details (which can name the broker's
+                // own role and account) go to the audit only.
+                entry.reason = format!("sts-failed: AssumeRole {arn}: {why}");
+                return Err(self
+                    .refuse(entry, Refusal::new(502, "sts-failed", "the credential service could not issue credentials; the request is audited"))
+                    .await);
             }
         };
         let expiration = EventTime(creds.expiration().to_millis().unwrap_or(0)).to_string();
@@ -540,16 +565,19 @@ impl Broker {
         let network = network.ok_or_else(|| {
             Refusal::new(403, "unknown-network", format!("{client} is in no configured network; credentials are only issued to known networks"))
         })?;
-        let duration = duration.unwrap_or(self.cfg.max_duration_seconds);
+        // Without a request, an hour at most: a broker running on role credentials is itself
+        // a role chain, and STS caps chained sessions at one hour.
+        let duration = duration.unwrap_or(self.cfg.max_duration_seconds.min(3600));
         if !(900..=self.cfg.max_duration_seconds).contains(&duration) {
             return Err(Refusal::new(400, "bad-duration", format!("duration_seconds must be within 900..={}", self.cfg.max_duration_seconds)));
         }
         let groups = self.role_groups().await?;
-        let arn = groups
-            .keys()
-            .find(|arn| arn.as_str() == role || arn.rsplit('/').next() == Some(role))
-            .cloned()
-            .ok_or_else(|| Refusal::new(403, "not-authorised", format!("{role} is not a role the broker knows, or not one you may use")))?;
+        let matches: Vec<&String> = groups.keys().filter(|arn| arn.as_str() == role || arn.rsplit('/').next() == Some(role)).collect();
+        let arn = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => return Err(Refusal::new(403, "not-authorised", format!("{role} is not a role the broker knows, or not one you may use"))),
+            _ => return Err(Refusal::new(400, "ambiguous-role", format!("{role} names several roles; ask for the role ARN"))),
+        };
         if groups[&arn].is_disjoint(&caller.groups) {
             return Err(Refusal::new(403, "not-authorised", format!("none of your groups may use {arn}")));
         }
@@ -572,7 +600,9 @@ impl Broker {
     async fn refuse(&self, mut entry: AuditEntry, refusal: Refusal) -> Refusal {
         self.metrics.refused.fetch_add(1, Ordering::Relaxed);
         entry.decision = "refused".into();
-        entry.reason = format!("{}: {}", refusal.code, refusal.message);
+        if entry.reason.is_empty() {
+            entry.reason = format!("{}: {}", refusal.code, refusal.message);
+        }
         let since = now_ms() - 10 * 60 * 1000;
         let burst = self.cfg.refusal_burst;
         let user = entry.user.clone();
@@ -581,7 +611,7 @@ impl Broker {
             Err(e) => Err(e),
         };
         match recent {
-            Ok(n) if n == burst => self.finding(
+            Ok(n) if n >= burst && self.first_burst_report(&entry.user, since) => self.finding(
                 &entry,
                 Severity::High,
                 "repeated-refusals",
@@ -594,6 +624,19 @@ impl Broker {
             }
         }
         refusal
+    }
+
+    /// True once per user and ten-minute window: concurrent refusals committed together all
+    /// see a count past the threshold, and one finding is enough.
+    fn first_burst_report(&self, user: &str, window_start: i64) -> bool {
+        let mut seen = self.burst_reported.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(user) {
+            Some(&at) if at >= window_start => false,
+            _ => {
+                seen.insert(user.to_owned(), now_ms());
+                true
+            }
+        }
     }
 
     fn finding(&self, e: &AuditEntry, severity: Severity, kind: &str, summary: String) {

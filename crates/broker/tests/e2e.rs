@@ -268,3 +268,44 @@ print(sts.get_caller_identity()["Arn"])
     assert!(m.contains("credwarden_broker_audit_failures_total 1"), "{m}");
     assert!(m.contains("credwarden_broker_issue_local_seconds_count"), "{m}");
 }
+
+/// Header mode: identity only from the trusted proxy, each identity header exactly once, the
+/// client address from the proxy's (last) X-Forwarded-For hop, groups only when configured.
+#[test]
+fn header_mode_trusts_only_the_proxy_and_single_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = broker::config::parse(&format!(
+        r#"audit = "{}"
+read_role_tags = false
+[auth]
+mode = "header"
+trusted_proxies = ["10.0.0.5/32"]
+[[networks]]
+name = "vpn"
+clients = ["10.8.0.0/16"]
+egress = ["198.51.100.0/24"]
+[aws]
+region = "us-east-1"
+"#,
+        dir.path().join("audit.sqlite").display()
+    ))
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let b = rt.block_on(Broker::new(cfg)).unwrap();
+    let proxy: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+    let headers = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| pairs.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()).collect::<Vec<_>>()
+    };
+    let c = b.authenticate(&headers(&[("x-authenticated-user", "alice"), ("x-authenticated-groups", "security")]), proxy).unwrap();
+    assert_eq!(c.user, "alice");
+    assert!(c.groups.is_empty(), "the groups header is opt-in");
+    let e = b.authenticate(&headers(&[("x-authenticated-user", "alice"), ("x-authenticated-user", "admin")]), proxy).unwrap_err();
+    assert_eq!(e.code, "repeated-header");
+    assert_eq!(b.authenticate(&headers(&[("x-authenticated-user", "alice")]), "192.0.2.9".parse().unwrap()).unwrap_err().status, 401);
+    // IPv4 through an IPv6 socket is still the proxy.
+    assert!(b.authenticate(&headers(&[("x-authenticated-user", "alice")]), "::ffff:10.0.0.5".parse().unwrap()).is_ok());
+    assert_eq!(b.client_ip(proxy, &["203.0.113.1, 10.8.0.7".into()]).unwrap().to_string(), "10.8.0.7");
+    assert_eq!(b.client_ip(proxy, &[]).unwrap_err().code, "client-address");
+    assert_eq!(b.client_ip(proxy, &["10.8.0.7".into(), "10.8.0.8".into()]).unwrap_err().code, "client-address");
+    assert_eq!(b.client_ip(proxy, &["10.8.0.7:5555".into()]).unwrap_err().code, "client-address");
+}

@@ -80,6 +80,12 @@ pub struct CredsArgs {
 
 /// Ask the broker for credentials and print them.
 pub fn creds(args: &CredsArgs, out: &mut dyn Write) -> Result<()> {
+    // The bearer token and the credentials travel over this connection: TLS, except to a
+    // broker on this machine.
+    let loopback = ["http://127.", "http://localhost", "http://[::1]"].iter().any(|p| args.broker.starts_with(p));
+    if !args.broker.starts_with("https://") && !loopback {
+        bail!("--broker {}: use https:// (plain http only for a broker on loopback)", args.broker);
+    }
     let token = match &args.token_file {
         Some(f) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
         None => std::env::var("CREDWARDEN_TOKEN").context("no token: --token-file FILE or $CREDWARDEN_TOKEN")?,

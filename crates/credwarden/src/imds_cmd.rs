@@ -24,10 +24,11 @@ pub struct ServeArgs {
     /// Refuse IMDSv1 requests (no session token).
     #[arg(long)]
     pub require_v2: bool,
-    /// Also serve the ECS container credential endpoint at /v2/credentials/credwarden with this
-    /// authorization token (at least 16 characters; give it to clients as AWS_CONTAINER_AUTHORIZATION_TOKEN).
-    #[arg(long, value_name = "TOKEN", env = "CREDWARDEN_IMDS_ECS_TOKEN")]
-    pub ecs_token: Option<String>,
+    /// Also serve the ECS container credential endpoint at /v2/credentials/credwarden, with the
+    /// authorization token read from this file (at least 16 characters; clients get it as
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN). A file, not an argument: `ps` shows arguments.
+    #[arg(long, value_name = "FILE")]
+    pub ecs_token_file: Option<std::path::PathBuf>,
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
     /// The role's ARN (reported by the ECS endpoint; its account goes in the identity document).
@@ -74,7 +75,10 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     cfg.require_v2 = args.require_v2;
     cfg.region = args.region.clone();
     cfg.role_arn = args.role_arn.clone();
-    cfg.ecs = args.ecs_token.as_ref().map(|t| EcsEndpoint { path: "/v2/credentials/credwarden".into(), authorization_token: t.clone() });
+    if let Some(f) = &args.ecs_token_file {
+        let token = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?.trim().to_owned();
+        cfg.ecs = Some(EcsEndpoint { path: "/v2/credentials/credwarden".into(), authorization_token: token });
+    }
     let source = Arc::new(ProcessSource::new(&argv[0], argv[1..].iter().cloned()));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {

@@ -306,6 +306,14 @@ impl ServeState {
     }
 
     async fn route(&self, req: &Request<Incoming>) -> Response<Body> {
+        // DNS rebinding: a web page whose name re-resolves to 127.0.0.1 talks to this server as
+        // its own origin. Browsers send Origin / Sec-Fetch-* and the page's host name; SDKs
+        // send neither and name loopback or the metadata address. Refuse anything else.
+        let from_browser = ["origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"].iter().any(|h| req.headers().contains_key(*h));
+        let host_ok = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).is_none_or(trusted_host);
+        if from_browser || !host_ok {
+            return http::error(StatusCode::FORBIDDEN, "Forbidden", "requests from browsers or for other host names are refused (DNS rebinding)");
+        }
         let path = req.uri().path();
         if let Some(ecs) = &self.cfg.ecs {
             if path == ecs.path {
@@ -396,5 +404,32 @@ impl Handler for ServeState {
         self.log.log(&serde_json::json!({"time": imds_time(now()), "event": "request", "remote": peer.to_string(), "method": req.method().as_str(),
             "path": req.uri().path(), "user_agent": ua, "status": response.status().as_u16()}));
         response
+    }
+}
+
+/// Host names a metadata client legitimately uses: loopback, the link-local metadata
+/// addresses, `localhost` — with or without a port.
+fn trusted_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|c| c.is_ascii_digit()) { h } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name == "169.254.169.254"
+        || name == "169.254.170.2"
+        || name.eq_ignore_ascii_case("fd00:ec2::254")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod host_tests {
+    #[test]
+    fn rebinding_hosts_are_refused() {
+        for ok in ["127.0.0.1:9911", "localhost", "169.254.169.254", "[::1]:9911", "[fd00:ec2::254]", "127.0.0.2:80"] {
+            assert!(super::trusted_host(ok), "{ok}");
+        }
+        for bad in ["rebind.evil:9911", "evil.example", "10.0.0.1", "127.0.0.1.evil.com", ""] {
+            assert!(!super::trusted_host(bad), "{bad}");
+        }
     }
 }

@@ -14,7 +14,8 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// The schema this build writes. 1: emitted findings and runs. 2: adds detector state,
-/// processed files and the finding outbox. 3: adds the broker's audit log. Older files are
+/// processed files and the finding outbox. 3: adds the broker's audit log and the policy
+/// history that right-sizing rolls back to. Older files are
 /// upgraded in place (every table below is created if missing).
 pub const SCHEMA_VERSION: i64 = 3;
 
@@ -29,6 +30,9 @@ const SCHEMA_V2: &str = "
     CREATE INDEX IF NOT EXISTS broker_audit_user ON broker_audit (user, time_ms);
     CREATE INDEX IF NOT EXISTS broker_audit_user_role ON broker_audit (user, role, decision);
     CREATE INDEX IF NOT EXISTS broker_audit_user_network ON broker_audit (user, network);
+    CREATE TABLE IF NOT EXISTS policy_history (version INTEGER PRIMARY KEY AUTOINCREMENT, role TEXT NOT NULL, recorded_at INTEGER NOT NULL,
+        reason TEXT NOT NULL, snapshot TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS policy_history_role ON policy_history (role, version);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +214,23 @@ impl Store {
                 })
             })
             .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Record a role's policies as they are before a change; returns the version number.
+    pub fn history_record(&self, role: &str, reason: &str, snapshot: &str) -> Result<i64, StoreError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        self.conn
+            .execute("INSERT INTO policy_history (role, recorded_at, reason, snapshot) VALUES (?1, ?2, ?3, ?4)", params![role, now, reason, snapshot])
+            .map_err(self.err())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// A role's recorded versions, newest first: (version, recorded at ms, reason, snapshot).
+    pub fn history(&self, role: &str) -> Result<Vec<(i64, i64, String, String)>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT version, recorded_at, reason, snapshot FROM policy_history WHERE role = ?1 ORDER BY version DESC").map_err(self.err())?;
+        let rows = stmt.query_map(params![role], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
