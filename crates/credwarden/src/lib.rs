@@ -19,4 +19,5 @@ pub mod ipranges;
 pub mod output;
 pub mod pipeline;
 pub mod policy_cmd;
+pub mod shrink_cmd;
 pub mod webhook;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use credwarden::{baseline_cmd, broker_cmd, config, demo, detect_cmd, imds_cmd, ipranges, policy_cmd};
+use credwarden::{baseline_cmd, broker_cmd, config, demo, detect_cmd, imds_cmd, ipranges, policy_cmd, shrink_cmd};
 
 #[derive(Parser)]
 #[command(name = "credwarden", version, about = "Find stolen AWS credentials in CloudTrail, and keep them from being useful.")]
@@ -43,6 +43,21 @@ enum Command {
     /// Instance metadata: a local metadata server for laptops, an SSRF-proof proxy for instances.
     #[command(subcommand)]
     Imds(ImdsCommand),
+    /// Right-size roles from what CloudTrail shows they used: plan, apply, roll back.
+    #[command(subcommand)]
+    Shrink(ShrinkCommand),
+}
+
+#[derive(Subcommand)]
+enum ShrinkCommand {
+    /// Plan: per role, the granted permissions minus the unused ones (a diff, and JSON with --output).
+    Plan(Box<shrink_cmd::PlanArgs>),
+    /// Apply a plan through the IAM API, recording every role's previous policies first.
+    Apply(shrink_cmd::ApplyArgs),
+    /// Restore a role's recorded policies (the newest record, or --to VERSION).
+    Rollback(shrink_cmd::RollbackArgs),
+    /// List a role's recorded policy versions.
+    History(shrink_cmd::HistoryArgs),
 }
 
 #[derive(Subcommand)]
@@ -183,6 +198,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Imds(ImdsCommand::Proxy(args)) => {
             imds_cmd::proxy(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Shrink(cmd) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match cmd {
+                ShrinkCommand::Plan(args) => shrink_cmd::plan(&args, &mut out, &mut std::io::stderr()).map(drop)?,
+                ShrinkCommand::Apply(args) => shrink_cmd::apply(&args, &mut out)?,
+                ShrinkCommand::Rollback(args) => shrink_cmd::rollback(&args, &mut out)?,
+                ShrinkCommand::History(args) => shrink_cmd::history(&args, &mut out)?,
+            }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Creds(args) => {

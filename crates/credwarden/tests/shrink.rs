@@ -1,0 +1,167 @@
+//! Right-sizing end to end on the moto server: roles with broad policies, CloudTrail that
+//! shows what they used, a plan, apply through the IAM API, the new policies read back, a
+//! rollback that finds the originals; the unused role ends at zero.
+
+use std::process::{Command, Output};
+
+use testkit::{Moto, BOTO3_KW};
+
+fn credwarden(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_credwarden"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-test")
+        .env("CREDWARDEN_TEST_MOTO", &moto.url)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+const SEED: &str = r#"
+import boto3, json, os
+iam = boto3.client("iam", **KW)
+trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+doc = lambda *stmts: json.dumps({"Version": "2012-10-17", "Statement": list(stmts)})
+shared = iam.create_policy(PolicyName="shared-read", PolicyDocument=doc({"Effect": "Allow", "Action": ["s3:ListAllMyBuckets", "s3:GetBucketLocation", "s3:GetObject"], "Resource": "*"}))["Policy"]["Arn"]
+iam.create_role(RoleName="app", AssumeRolePolicyDocument=trust)
+iam.put_role_policy(RoleName="app", PolicyName="app-inline", PolicyDocument=doc(
+    {"Sid": "Work", "Effect": "Allow", "Action": ["ec2:DescribeInstances", "ec2:TerminateInstances", "ec2:DescribeVolumes", "sqs:SendMessage", "iam:PassRole"], "Resource": "*"},
+    {"Sid": "NeverProd", "Effect": "Deny", "Action": "ec2:TerminateInstances", "Resource": "arn:aws:ec2:*:*:instance/i-prod*"}))
+iam.attach_role_policy(RoleName="app", PolicyArn=shared)
+iam.create_role(RoleName="idle", AssumeRolePolicyDocument=trust)
+iam.put_role_policy(RoleName="idle", PolicyName="idle-inline", PolicyDocument=doc({"Effect": "Allow", "Action": ["ec2:DescribeInstances", "s3:ListAllMyBuckets", "s3:GetObject"], "Resource": "*"}))
+iam.create_role(RoleName="keep-me", AssumeRolePolicyDocument=trust, Tags=[{"Key": "credwarden:shrink", "Value": "never"}])
+iam.put_role_policy(RoleName="keep-me", PolicyName="k", PolicyDocument=doc({"Effect": "Allow", "Action": "ec2:*", "Resource": "*"}))
+"#;
+
+const STATE: &str = r#"
+import boto3, json, os, sys
+iam = boto3.client("iam", **KW)
+role = sys.argv[1]
+inline = {n: iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"] for n in iam.list_role_policies(RoleName=role)["PolicyNames"]}
+attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]]
+print(json.dumps({"inline": inline, "attached": attached}, sort_keys=True))
+"#;
+
+fn record(role: &str, source: &str, name: &str, error: Option<&str>, id: usize) -> serde_json::Value {
+    let mut r = serde_json::json!({
+        "eventVersion": "1.08", "eventTime": format!("2027-05-15T10:{:02}:00Z", id % 60), "eventSource": source, "eventName": name,
+        "awsRegion": "us-east-1", "sourceIPAddress": "10.0.0.5", "userAgent": "aws-cli/2", "eventID": format!("e-{id}"), "eventType": "AwsApiCall",
+        "recipientAccountId": "123456789012",
+        "userIdentity": {"type": "AssumedRole", "principalId": format!("AROA:{role}"), "arn": format!("arn:aws:sts::123456789012:assumed-role/{role}/i-1"),
+            "accountId": "123456789012", "accessKeyId": "ASIAEXAMPLE",
+            "sessionContext": {"sessionIssuer": {"type": "Role", "arn": format!("arn:aws:iam::123456789012:role/{role}"), "accountId": "123456789012", "userName": role}}}
+    });
+    if let Some(e) = error {
+        r["errorCode"] = e.into();
+    }
+    r
+}
+
+#[test]
+fn plan_apply_rollback_on_moto() {
+    let moto = Moto::start();
+    let kw = BOTO3_KW;
+    moto.python(&SEED.replace("KW)", &format!("{kw})")), &[]);
+    let state = |role: &str| -> serde_json::Value { serde_json::from_str(moto.python(&STATE.replace("KW)", &format!("{kw})")), &[role]).trim()).unwrap() };
+    let original_app = state("app");
+    let original_idle = state("idle");
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let records = vec![
+        record("app", "ec2.amazonaws.com", "DescribeInstances", None, 1),
+        record("app", "s3.amazonaws.com", "ListBuckets", None, 2),
+        record("app", "ec2.amazonaws.com", "TerminateInstances", Some("Client.UnauthorizedOperation"), 3),
+        record("ops", "s3.amazonaws.com", "GetBucketLocation", None, 4),
+        record("ops", "ec2.amazonaws.com", "DescribeVolumes", None, 5),
+    ];
+    std::fs::write(p("trail.json"), serde_json::json!({ "Records": records }).to_string()).unwrap();
+    std::fs::write(
+        p("idle-advisor.json"),
+        r#"{"JobStatus": "COMPLETED", "IsTruncated": false, "ServicesLastAccessed": [
+            {"ServiceName": "Amazon EC2", "ServiceNamespace": "ec2", "TotalAuthenticatedEntities": 0},
+            {"ServiceName": "Amazon S3", "ServiceNamespace": "s3", "TotalAuthenticatedEntities": 0}]}"#,
+    )
+    .unwrap();
+
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "plan",
+            "--live",
+            "--endpoint-url",
+            &moto.url,
+            "--cloudtrail",
+            &p("trail.json"),
+            "--now",
+            "2027-06-01T00:00:00Z",
+            "--access-advisor",
+            &format!("idle={}", p("idle-advisor.json")),
+            "--output",
+            &p("plan.json"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("== app (shrink)") && shown.contains("== idle (to zero)") && shown.contains("== keep-me (skipped): opted out"), "{shown}");
+    assert!(shown.lines().any(|l| l.starts_with('-') && l.contains("ec2:TerminateInstances")), "{shown}");
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("plan.json")).unwrap()).unwrap();
+    let app = plan["roles"].as_array().unwrap().iter().find(|r| r["role"] == "app").unwrap();
+    let removed: Vec<&str> = app["removed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(
+        removed,
+        ["ec2:DescribeVolumes", "ec2:TerminateInstances", "iam:PassRole", "s3:GetBucketLocation"],
+        "denied calls are not use; PassRole follows its consumers"
+    );
+    assert!(app["kept_unknown"]["sqs:SendMessage"].is_string() && app["kept_unknown"]["s3:GetObject"].is_string(), "{app}");
+
+    // Apply: through the IAM API, previous policies recorded first.
+    let out = credwarden(&moto, &["shrink", "apply", "--plan", &p("plan.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let applied = text(&out.stdout);
+    assert!(applied.contains("app: applied (4 permission(s) removed)") && applied.contains("idle: applied"), "{applied}");
+    let app_now = state("app");
+    assert_eq!(app_now["attached"], serde_json::json!([]), "the shared managed policy is detached, never edited");
+    let work = app_now["inline"]["app-inline"]["Statement"].as_array().unwrap();
+    let actions = work.iter().find(|s| s["Sid"] == "Work").unwrap()["Action"].to_string();
+    assert!(
+        actions.contains("ec2:DescribeInstances") && actions.contains("sqs:SendMessage") && !actions.contains("Terminate") && !actions.contains("PassRole"),
+        "{actions}"
+    );
+    assert!(work.iter().any(|s| s["Sid"] == "NeverProd" && s["Effect"] == "Deny"), "Deny statements stay");
+    let copy = app_now["inline"]["credwarden-shared-read"]["Statement"][0]["Action"].to_string();
+    assert!(copy.contains("s3:ListAllMyBuckets") && copy.contains("s3:GetObject") && !copy.contains("GetBucketLocation"), "{copy}");
+    assert_eq!(state("idle"), serde_json::json!({"attached": [], "inline": {}}), "the unused role converges to zero");
+    // A second apply finds the roles changed since the plan and leaves them alone.
+    let out = credwarden(&moto, &["shrink", "apply", "--plan", &p("plan.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url]);
+    assert!(text(&out.stdout).contains("app: skipped: its policies changed"), "{}", text(&out.stdout));
+
+    // Roll back: the originals, exactly.
+    for role in ["app", "idle"] {
+        let out = credwarden(&moto, &["shrink", "rollback", role, "--state", &p("state.sqlite"), "--endpoint-url", &moto.url]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let norm = |v: serde_json::Value| -> serde_json::Value {
+        // Compare documents by meaning: credwarden's normalised form of each.
+        let inline: serde_json::Map<String, serde_json::Value> = v["inline"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, d)| (k.clone(), serde_json::from_str(&iam::Policy::from_value(d).unwrap().to_compact_json()).unwrap()))
+            .collect();
+        serde_json::json!({"inline": inline, "attached": v["attached"]})
+    };
+    assert_eq!(norm(state("app")), norm(original_app));
+    assert_eq!(norm(state("idle")), norm(original_idle));
+    let out = credwarden(&moto, &["shrink", "history", "app", "--state", &p("state.sqlite")]);
+    assert!(text(&out.stdout).lines().count() >= 2 && text(&out.stdout).contains("before shrink"), "{}", text(&out.stdout));
+}

@@ -1,0 +1,93 @@
+//! Applying a plan and rolling it back.
+//!
+//! Before a role is changed its current policies are read from IAM and compared with the
+//! plan's "before": a role that changed since the plan is skipped (the plan no longer
+//! describes it). The current state is then recorded in the store — that record is what a
+//! rollback restores — and only then are policies written, deleted and detached.
+
+use aws::Session;
+use iam::Policy;
+use serde::Serialize;
+use store::Store;
+
+use crate::plan::{PolicyState, RolePlan, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("role {0} has no recorded policy version {1}")]
+    NoVersion(String, String),
+    #[error("recorded snapshot for {0} is unreadable: {1}")]
+    Snapshot(String, String),
+}
+
+/// What happened to one role.
+#[derive(Debug, Serialize)]
+pub struct Applied {
+    pub role: String,
+    pub outcome: String,
+    pub version: Option<i64>,
+}
+
+fn current(session: &Session, role: &str) -> Result<PolicyState, ApplyError> {
+    let (inline, attached) = session.role_state(role)?;
+    Ok(PolicyState::from_policies(&inline, &attached))
+}
+
+/// Move a role from its live state to `target`.
+fn converge(session: &Session, role: &str, live: &PolicyState, target: &PolicyState) -> Result<(), ApplyError> {
+    for (name, doc) in &target.inline {
+        if live.inline.get(name) != Some(doc) {
+            let text = Policy::from_value(doc).map(|p| p.to_compact_json()).unwrap_or_else(|_| doc.to_string());
+            session.put_role_policy(role, name, &text)?;
+        }
+    }
+    for arn in target.attached.iter().filter(|a| !live.attached.contains(a)) {
+        session.attach_role_policy(role, arn)?;
+    }
+    for name in live.inline.keys().filter(|n| !target.inline.contains_key(*n)) {
+        session.delete_role_policy(role, name)?;
+    }
+    for arn in live.attached.iter().filter(|a| !target.attached.contains(a)) {
+        session.detach_role_policy(role, arn)?;
+    }
+    Ok(())
+}
+
+/// Apply every shrinking role plan.
+pub fn apply(session: &Session, store: &Store, roles: &[RolePlan]) -> Result<Vec<Applied>, ApplyError> {
+    let mut out = Vec::new();
+    for r in roles {
+        if !matches!(r.verdict, Verdict::Shrink | Verdict::ToZero) {
+            continue;
+        }
+        let live = current(session, &r.role)?;
+        if live != r.before {
+            out.push(Applied { role: r.role.clone(), outcome: "skipped: its policies changed since the plan was made".into(), version: None });
+            continue;
+        }
+        let snapshot = serde_json::to_string(&live).expect("state serialises");
+        let version = store.history_record(&r.role, &format!("before shrink: {}", r.reason), &snapshot)?;
+        converge(session, &r.role, &live, &r.after)?;
+        out.push(Applied { role: r.role.clone(), outcome: format!("applied ({} permission(s) removed)", r.removed.len()), version: Some(version) });
+    }
+    Ok(out)
+}
+
+/// Restore a role's recorded policies: the newest record, or `version`.
+pub fn rollback(session: &Session, store: &Store, role: &str, version: Option<i64>) -> Result<Applied, ApplyError> {
+    let history = store.history(role)?;
+    let (v, _, _, snapshot) = match version {
+        Some(v) => history.into_iter().find(|h| h.0 == v).ok_or_else(|| ApplyError::NoVersion(role.into(), v.to_string()))?,
+        None => history.into_iter().next().ok_or_else(|| ApplyError::NoVersion(role.into(), "(any)".into()))?,
+    };
+    let target: PolicyState = serde_json::from_str(&snapshot).map_err(|e| ApplyError::Snapshot(role.into(), e.to_string()))?;
+    let live = current(session, role)?;
+    // The state being replaced is recorded too: a rollback can itself be rolled back.
+    store.history_record(role, &format!("before rollback to version {v}"), &serde_json::to_string(&live).expect("state serialises"))?;
+    converge(session, role, &live, &target)?;
+    Ok(Applied { role: role.into(), outcome: format!("restored version {v}"), version: Some(v) })
+}

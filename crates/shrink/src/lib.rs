@@ -1,0 +1,14 @@
+//! # credwarden-shrink
+//!
+//! Least privilege from observed use (the seeds' Repokid idea, per action rather than per
+//! service): [`usage`] turns CloudTrail into the IAM actions each principal exercised,
+//! [`plan`] removes from each role what it did not use — never what the evidence cannot show
+//! unused — and [`apply`] writes the plan through the IAM API after recording every role's
+//! previous policies in the store, so [`apply::rollback`] restores them exactly.
+
+pub mod apply;
+pub mod plan;
+pub mod usage;
+
+pub use plan::{plan, AccessAdvisor, Plan, PlanOptions, RolePlan, Verdict};
+pub use usage::Usage;

@@ -1,0 +1,377 @@
+//! The right-sizing plan: per role, the permissions granted minus those not used, under
+//! rules that never remove what the evidence cannot show is unused.
+//!
+//! Evidence per granted action (SHRINK-NOTES "Evidence model"):
+//! 1. used by the role in CloudTrail within the window → keep;
+//! 2. Access Advisor (service level, a complete report) says the service was used in the
+//!    window → keep;
+//! 3. not recorded by CloudTrail by default (permission-only actions, data events; the
+//!    reviewed list in `data/unlogged-actions.txt`) → keep, unless a complete Access Advisor
+//!    report shows the whole service unused;
+//! 4. its service appears in the CloudTrail (from anyone) → the trail covers it, so not
+//!    seen means unused → remove; otherwise, a complete Access Advisor report that lists the
+//!    service as unused → remove; otherwise unknown → keep.
+//!
+//! Rewriting keeps every `Deny`, `Resource`, `Condition` and unknown pattern unchanged; an
+//! `Allow` pattern stays as written when everything it covers is kept, and becomes the exact
+//! list of kept actions otherwise (a wildcard is never widened). Statements left empty are
+//! dropped, and so are policies. A managed policy is never edited: when something must go,
+//! the role gets its own inline copy of what stays and the managed policy is detached.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws::{Inventory, Principal};
+use iam::wildcard::glob_match_ignore_case;
+use iam::{Catalogue, Effect, Patterns, Policy, Statement};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::usage::Usage;
+
+const UNLOGGED: &str = include_str!("../data/unlogged-actions.txt");
+
+/// IAM's limit on a role's inline policies, in characters without whitespace.
+pub const INLINE_LIMIT: usize = 10_240;
+
+/// Services that take a role: `iam:PassRole` stays while the role keeps any of these.
+const ROLE_CONSUMERS: &[&str] = &[
+    "ec2:RunInstances",
+    "ec2:AssociateIamInstanceProfile",
+    "ec2:ReplaceIamInstanceProfileAssociation",
+    "lambda:CreateFunction",
+    "lambda:UpdateFunctionConfiguration",
+    "ecs:RegisterTaskDefinition",
+    "ecs:RunTask",
+    "cloudformation:CreateStack",
+    "cloudformation:UpdateStack",
+    "glue:CreateJob",
+    "glue:UpdateJob",
+    "sagemaker:CreateTrainingJob",
+    "codebuild:CreateProject",
+    "states:CreateStateMachine",
+    "events:PutTargets",
+];
+
+/// Service-level Access Advisor for one role (`get-service-last-accessed-details` JSON).
+#[derive(Clone, Debug, Default)]
+pub struct AccessAdvisor {
+    /// Complete: the job finished and the result is not truncated.
+    pub complete: bool,
+    /// Namespace → last authenticated (ms), `None` when never.
+    pub services: BTreeMap<String, Option<i64>>,
+}
+
+impl AccessAdvisor {
+    pub fn parse(v: &Value) -> Result<AccessAdvisor, String> {
+        let list = v.get("ServicesLastAccessed").and_then(Value::as_array).ok_or("no ServicesLastAccessed: not get-service-last-accessed-details output")?;
+        let status_ok = v.get("JobStatus").and_then(Value::as_str).is_none_or(|s| s == "COMPLETED");
+        let truncated = v.get("IsTruncated").and_then(Value::as_bool).unwrap_or(false);
+        let mut services = BTreeMap::new();
+        for s in list {
+            let ns = s.get("ServiceNamespace").and_then(Value::as_str).ok_or("a service without ServiceNamespace")?;
+            let last = s.get("LastAuthenticated").and_then(Value::as_str).and_then(iam::condition::parse_date);
+            services.insert(ns.to_owned(), last);
+        }
+        Ok(AccessAdvisor { complete: status_ok && !truncated, services })
+    }
+}
+
+/// Knobs of a plan.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    pub window_days: i64,
+    /// The end of the window (ms); the newest event in the logs by default.
+    pub now_ms: i64,
+    /// A role with this tag set to `never` (or `false`, `off`) is not touched.
+    pub opt_out_tag: String,
+    /// Role names or ARNs never touched.
+    pub never_touch: Vec<String>,
+}
+
+/// The verdict for one role.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Some permissions go.
+    Shrink,
+    /// Nothing was used: every permission goes.
+    ToZero,
+    Unchanged,
+    Skipped,
+}
+
+/// A role's policies at one moment: inline documents and attached managed ARNs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PolicyState {
+    pub inline: BTreeMap<String, Value>,
+    pub attached: Vec<String>,
+}
+
+impl PolicyState {
+    /// Inline documents as normalised text, for diffs.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for (name, doc) in &self.inline {
+            let text = Policy::from_value(doc).map(|p| p.to_pretty_json()).unwrap_or_else(|_| format!("{doc:#}\n"));
+            s.push_str(&format!("# inline {name}\n{text}"));
+        }
+        for arn in &self.attached {
+            s.push_str(&format!("# attached {arn}\n"));
+        }
+        s
+    }
+
+    pub fn from_policies(inline: &BTreeMap<String, Policy>, attached: &[String]) -> PolicyState {
+        PolicyState {
+            inline: inline.iter().map(|(n, p)| (n.clone(), serde_json::from_str(&p.to_compact_json()).expect("policy JSON"))).collect(),
+            attached: attached.to_vec(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolePlan {
+    pub role: String,
+    pub arn: String,
+    pub verdict: Verdict,
+    pub reason: String,
+    /// Actions removed (canonical names).
+    pub removed: Vec<String>,
+    /// Actions kept without proof of use, and why.
+    pub kept_unknown: BTreeMap<String, String>,
+    pub before: PolicyState,
+    pub after: PolicyState,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Plan {
+    pub catalogue: String,
+    pub window_days: i64,
+    pub window_end: String,
+    pub roles: Vec<RolePlan>,
+}
+
+enum Evidence {
+    Used,
+    Unused,
+    Unknown(&'static str),
+}
+
+struct Judge<'a> {
+    usage: &'a Usage,
+    advisor: Option<&'a AccessAdvisor>,
+    role_arn: &'a str,
+    since_ms: i64,
+    unlogged: Vec<String>,
+}
+
+impl Judge<'_> {
+    fn evidence(&self, action: &str) -> Evidence {
+        if self.usage.used_since(self.role_arn, action, self.since_ms) {
+            return Evidence::Used;
+        }
+        let prefix = action.split_once(':').map_or(action, |(p, _)| p);
+        let advisor = self.advisor.filter(|a| a.complete).and_then(|a| a.services.get(prefix));
+        match advisor {
+            Some(Some(last)) if *last >= self.since_ms => return Evidence::Used,
+            Some(_) => return Evidence::Unused,
+            None => {}
+        }
+        if self.unlogged.iter().any(|p| glob_match_ignore_case(p, action)) {
+            return Evidence::Unknown("not recorded by CloudTrail by default (data event or permission-only)");
+        }
+        if self.usage.services_seen.contains(prefix) {
+            Evidence::Unused
+        } else {
+            Evidence::Unknown("no CloudTrail event of this service at all: the trail may not cover it")
+        }
+    }
+}
+
+/// Plan every role in the inventory.
+pub fn plan(inv: &Inventory, usage: &Usage, advisors: &BTreeMap<String, AccessAdvisor>, opts: &PlanOptions) -> Plan {
+    let since = opts.now_ms - opts.window_days * 86_400_000;
+    let source = &Catalogue::builtin().source;
+    let roles = inv.roles.iter().map(|r| plan_role(inv, r, usage, advisors.get(&r.name).or(advisors.get(&r.arn)), opts, since)).collect();
+    Plan {
+        catalogue: format!("{} {} ({})", source.package, source.version, source.updated),
+        window_days: opts.window_days,
+        window_end: cloudtrail::EventTime(opts.now_ms).to_string(),
+        roles,
+    }
+}
+
+fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&AccessAdvisor>, opts: &PlanOptions, since: i64) -> RolePlan {
+    let inline: BTreeMap<String, Policy> = role.inline.iter().cloned().collect();
+    let before = PolicyState::from_policies(&inline, &role.attached);
+    let skip = |reason: String| RolePlan {
+        role: role.name.clone(),
+        arn: role.arn.clone(),
+        verdict: Verdict::Skipped,
+        reason,
+        removed: vec![],
+        kept_unknown: BTreeMap::new(),
+        before: before.clone(),
+        after: before.clone(),
+    };
+    if role.path.starts_with("/aws-service-role/") {
+        return skip("service-linked role: AWS manages its permissions".into());
+    }
+    if role.tags.get(&opts.opt_out_tag).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "never" | "false" | "off" | "no")) {
+        return skip(format!("opted out with tag {}", opts.opt_out_tag));
+    }
+    if opts.never_touch.iter().any(|n| *n == role.name || *n == role.arn) {
+        return skip("on the never-touch list".into());
+    }
+    if !role.unreadable.is_empty() {
+        return skip(format!("inline policies that cannot be read: {}", role.unreadable.join(", ")));
+    }
+    match role.created.as_deref().and_then(iam::condition::parse_date) {
+        Some(created) if created > since => return skip(format!("younger than the {}-day window", opts.window_days)),
+        None => return skip("creation date unknown: its age cannot be checked against the window".into()),
+        _ => {}
+    }
+    let mut managed = Vec::new();
+    for arn in &role.attached {
+        match inv.managed(arn).and_then(|m| m.document.clone()) {
+            Some(doc) => managed.push((arn.clone(), doc)),
+            None => return skip(format!("attached managed policy {arn} is not in the inventory: its permissions are unknown")),
+        }
+    }
+    let judge = Judge {
+        usage,
+        advisor,
+        role_arn: &role.arn,
+        since_ms: since,
+        unlogged: UNLOGGED.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect(),
+    };
+    // First decide every granted action except PassRole, which follows its consumers.
+    let catalogue = Catalogue::builtin();
+    let mut decided: BTreeMap<String, bool> = BTreeMap::new();
+    let mut kept_unknown = BTreeMap::new();
+    let all_docs: Vec<&Policy> = inline.values().chain(managed.iter().map(|(_, p)| p)).collect();
+    for doc in &all_docs {
+        for s in doc.statements.iter().filter(|s| s.effect == Effect::Allow) {
+            if let Patterns::Only(patterns) = &s.action {
+                for p in patterns {
+                    for a in catalogue.expand(p) {
+                        if decided.contains_key(&a) || a == "iam:PassRole" {
+                            continue;
+                        }
+                        let keep = match judge.evidence(&a) {
+                            Evidence::Used => true,
+                            Evidence::Unused => false,
+                            Evidence::Unknown(why) => {
+                                kept_unknown.insert(a.clone(), why.to_owned());
+                                true
+                            }
+                        };
+                        decided.insert(a, keep);
+                    }
+                }
+            }
+        }
+    }
+    let pass_role = match judge.evidence("iam:PassRole") {
+        Evidence::Used => true,
+        Evidence::Unused => false,
+        Evidence::Unknown(_) => ROLE_CONSUMERS.iter().any(|c| decided.get(*c) == Some(&true)),
+    };
+    if pass_role && !usage.used_since(&role.arn, "iam:PassRole", since) {
+        kept_unknown.insert("iam:PassRole".into(), "kept while the role keeps an action that passes a role".into());
+    }
+    kept_unknown.retain(|a, _| decided.get(a).copied().unwrap_or(pass_role));
+    decided.insert("iam:PassRole".into(), pass_role);
+    let keep = |a: &str| decided.get(a).copied().unwrap_or(true);
+
+    let mut removed = BTreeSet::new();
+    let mut after_inline: BTreeMap<String, Policy> = BTreeMap::new();
+    for (name, doc) in &inline {
+        if let Some(p) = rewrite(doc, &keep, &mut removed) {
+            after_inline.insert(name.clone(), p);
+        }
+    }
+    let mut after_attached = Vec::new();
+    for (arn, doc) in &managed {
+        let mut gone = BTreeSet::new();
+        let rewritten = rewrite(doc, &keep, &mut gone);
+        if gone.is_empty() {
+            after_attached.push(arn.clone());
+            continue;
+        }
+        removed.extend(gone);
+        if let Some(p) = rewritten {
+            let short = arn.rsplit('/').next().unwrap_or(arn);
+            after_inline.insert(format!("credwarden-{short}"), p);
+        }
+    }
+    let after = PolicyState::from_policies(&after_inline, &after_attached);
+    let size: usize = after_inline.values().map(|p| p.to_compact_json().len()).sum();
+    let mut plan = RolePlan {
+        role: role.name.clone(),
+        arn: role.arn.clone(),
+        verdict: Verdict::Unchanged,
+        reason: String::new(),
+        removed: removed.into_iter().collect(),
+        kept_unknown,
+        before: before.clone(),
+        after,
+    };
+    if size > INLINE_LIMIT {
+        return skip(format!("the right-sized inline policies would be {size} characters, over IAM's {INLINE_LIMIT}"));
+    }
+    let grants_anything = after_inline
+        .values()
+        .chain(managed.iter().filter(|(a, _)| after_attached.contains(a)).map(|(_, p)| p))
+        .any(|p| p.statements.iter().any(|s| s.effect == Effect::Allow));
+    (plan.verdict, plan.reason) = if plan.removed.is_empty() {
+        (Verdict::Unchanged, "every granted permission was used or cannot be shown unused".into())
+    } else if !grants_anything {
+        (Verdict::ToZero, format!("nothing granted was used in {} days", opts.window_days))
+    } else {
+        (Verdict::Shrink, format!("{} permission(s) unused in {} days", plan.removed.len(), opts.window_days))
+    };
+    plan
+}
+
+/// Rewrite one policy's Allow statements to what is kept; `None` when nothing is left.
+fn rewrite(doc: &Policy, keep: &dyn Fn(&str) -> bool, removed: &mut BTreeSet<String>) -> Option<Policy> {
+    let catalogue = Catalogue::builtin();
+    let mut statements: Vec<Statement> = Vec::new();
+    for s in &doc.statements {
+        let Patterns::Only(patterns) = &s.action else {
+            // NotAction statements are kept as written: they cannot be narrowed without
+            // enumerating every other action in AWS.
+            statements.push(s.clone());
+            continue;
+        };
+        if s.effect == Effect::Deny {
+            statements.push(s.clone());
+            continue;
+        }
+        let mut kept: Vec<String> = Vec::new();
+        for p in patterns {
+            let covered = catalogue.expand(p);
+            if covered.is_empty() {
+                kept.push(p.clone());
+                continue;
+            }
+            let (stay, go): (Vec<String>, Vec<String>) = covered.into_iter().partition(|a| keep(a));
+            if go.is_empty() {
+                kept.push(p.clone());
+            } else {
+                removed.extend(go);
+                kept.extend(stay);
+            }
+        }
+        kept.sort_by_key(|a| a.to_ascii_lowercase());
+        kept.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        if !kept.is_empty() {
+            statements.push(Statement { action: Patterns::Only(kept), ..s.clone() });
+        }
+    }
+    if !statements.iter().any(|s| s.effect == Effect::Allow) {
+        return None;
+    }
+    Some(Policy { statements, ..doc.clone() })
+}
