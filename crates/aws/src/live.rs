@@ -261,6 +261,53 @@ impl Session {
         })
     }
 
+    /// The IAM credential report as CSV text: generated, waited for, decoded.
+    pub fn credential_report(&self) -> Result<String, AwsError> {
+        self.rt.block_on(async {
+            let iam = self.iam();
+            for _ in 0..30 {
+                let state = iam.generate_credential_report().send().await.map_err(|e| call_error("iam:GenerateCredentialReport", e))?;
+                if state.state().map(|s| s.as_str()) == Some("COMPLETE") {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            let report = iam.get_credential_report().send().await.map_err(|e| call_error("iam:GetCredentialReport", e))?;
+            let bytes = report.content().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+            String::from_utf8(bytes).map_err(|_| AwsError::Call { operation: "iam:GetCredentialReport", message: "the report is not UTF-8".into() })
+        })
+    }
+
+    /// A user's access keys in creation order (the credential report's slot order): (id, status).
+    pub fn access_keys(&self, user: &str) -> Result<Vec<(String, String)>, AwsError> {
+        self.rt.block_on(async {
+            let out = self.iam().list_access_keys().user_name(user).send().await.map_err(|e| call_error("iam:ListAccessKeys", e))?;
+            let mut keys: Vec<_> = out
+                .access_key_metadata()
+                .iter()
+                .map(|k| {
+                    (
+                        k.create_date().map(|d| d.secs()).unwrap_or(0),
+                        k.access_key_id().unwrap_or_default().to_owned(),
+                        k.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            keys.sort();
+            Ok(keys.into_iter().map(|(_, id, status)| (id, status)).collect())
+        })
+    }
+
+    /// Set an access key Active or Inactive (deactivation is reversible; nothing is deleted).
+    pub fn set_access_key_status(&self, user: &str, key: &str, active: bool) -> Result<(), AwsError> {
+        use aws_sdk_iam::types::StatusType;
+        self.rt.block_on(async {
+            let status = if active { StatusType::Active } else { StatusType::Inactive };
+            self.iam().update_access_key().user_name(user).access_key_id(key).status(status).send().await.map_err(|e| call_error("iam:UpdateAccessKey", e))?;
+            Ok(())
+        })
+    }
+
     /// Put (create or replace) an inline policy on a role.
     pub fn put_role_policy(&self, role: &str, name: &str, document: &str) -> Result<(), AwsError> {
         self.rt.block_on(async {

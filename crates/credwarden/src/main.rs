@@ -46,6 +46,17 @@ enum Command {
     /// Right-size roles from what CloudTrail shows they used: plan, apply, roll back.
     #[command(subcommand)]
     Shrink(ShrinkCommand),
+    /// Long-lived access keys: audit (old, unused, root, beside a console password) and retire.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Audit keys from the credential report and CloudTrail; --apply deactivates unused ones.
+    Audit(Box<shrink_cmd::KeysAuditArgs>),
+    /// Undo a deactivation.
+    Reactivate(shrink_cmd::KeysReactivateArgs),
 }
 
 #[derive(Subcommand)]
@@ -208,6 +219,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ShrinkCommand::Apply(args) => shrink_cmd::apply(&args, &mut out)?,
                 ShrinkCommand::Rollback(args) => shrink_cmd::rollback(&args, &mut out)?,
                 ShrinkCommand::History(args) => shrink_cmd::history(&args, &mut out)?,
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(cmd) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match cmd {
+                KeysCommand::Audit(args) => shrink_cmd::keys_audit(&args, &mut out, &mut std::io::stderr())?,
+                KeysCommand::Reactivate(args) => shrink_cmd::keys_reactivate(&args, &mut out)?,
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)

@@ -160,3 +160,101 @@ pub fn history(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Args, Debug)]
+pub struct KeysAuditArgs {
+    /// `aws iam get-credential-report` output: the JSON (Content base64 or decoded) or the CSV itself.
+    #[arg(long, value_name = "FILE", conflicts_with = "live")]
+    pub credential_report: Option<PathBuf>,
+    /// Generate and read the credential report through the IAM API.
+    #[arg(long)]
+    pub live: bool,
+    /// CloudTrail that shows static keys in use (a key used there is not unused).
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub cloudtrail: Vec<PathBuf>,
+    #[arg(long, default_value_t = 90)]
+    pub max_age_days: i64,
+    #[arg(long, default_value_t = 90)]
+    pub unused_days: i64,
+    /// The audit's "now" (RFC 3339); default: the current time.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Deactivate (never delete) the keys unused for --unused-days; `keys reactivate` undoes it.
+    #[arg(long)]
+    pub apply: bool,
+    /// One JSON object per key instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+fn report_text(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !text.trim_start().starts_with('{') {
+        return Ok(text);
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let content = v["Content"].as_str().with_context(|| format!("{}: no Content (the report itself); AWS's documented example omits it", path.display()))?;
+    if content.starts_with("user,") {
+        return Ok(content.to_owned());
+    }
+    let bytes = iam::condition::base64_decode(content).with_context(|| format!("{}: Content is neither CSV nor base64", path.display()))?;
+    String::from_utf8(bytes).with_context(|| format!("{}: Content is not text", path.display()))
+}
+
+pub fn keys_audit(args: &KeysAuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
+    let session = if args.live || args.apply { Some(args.aws.connect()?) } else { None };
+    let csv = match (&args.credential_report, &session) {
+        (Some(path), _) => report_text(path)?,
+        (None, Some(s)) if args.live => s.credential_report()?,
+        _ => bail!("give --credential-report FILE or --live"),
+    };
+    let rows = shrink::keys::parse_report(&csv)?;
+    let usage = if args.cloudtrail.is_empty() { Usage::default() } else { Usage::scan(&args.cloudtrail)? };
+    let now_ms = match &args.now {
+        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
+    };
+    let findings = shrink::keys::audit(&rows, &usage.static_key_use, now_ms, args.max_age_days, args.unused_days);
+    writeln!(err, "{} user(s) in the report, {} key finding(s)", rows.len(), findings.len())?;
+    for f in &findings {
+        if args.json {
+            serde_json::to_writer(&mut *out, f)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{:<8} {} key {}: {}{}", f.severity, f.user, f.slot, f.problems.join("; "), if f.deactivate { " [deactivate]" } else { "" })?;
+        }
+    }
+    if args.apply {
+        let session = session.as_ref().expect("connected for --apply");
+        for f in findings.iter().filter(|f| f.deactivate) {
+            let keys = session.access_keys(&f.user)?;
+            let Some((id, status)) = keys.get(usize::from(f.slot) - 1) else {
+                writeln!(err, "warning: {} has no key in slot {} any more; left alone", f.user, f.slot)?;
+                continue;
+            };
+            if status != "Active" {
+                continue;
+            }
+            session.set_access_key_status(&f.user, id, false)?;
+            // An access key id is an identifier (CloudTrail shows it), not a secret.
+            writeln!(out, "deactivated {} key {id} (undo: credwarden keys reactivate {} {id})", f.user, f.user)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KeysReactivateArgs {
+    pub user: String,
+    pub access_key_id: String,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+pub fn keys_reactivate(args: &KeysReactivateArgs, out: &mut dyn Write) -> Result<()> {
+    args.aws.connect()?.set_access_key_status(&args.user, &args.access_key_id, true)?;
+    writeln!(out, "reactivated {} key {}", args.user, args.access_key_id)?;
+    Ok(())
+}

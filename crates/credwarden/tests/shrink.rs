@@ -165,3 +165,41 @@ fn plan_apply_rollback_on_moto() {
     let out = credwarden(&moto, &["shrink", "history", "app", "--state", &p("state.sqlite")]);
     assert!(text(&out.stdout).lines().count() >= 2 && text(&out.stdout).contains("before shrink"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn static_keys_audit_and_reversible_deactivation_on_moto() {
+    let moto = Moto::start();
+    let kw = BOTO3_KW;
+    let key = moto.python(
+        &format!(
+            r#"
+import boto3, os
+iam = boto3.client("iam", **{kw})
+iam.create_user(UserName="ci")
+print(iam.create_access_key(UserName="ci")["AccessKey"]["AccessKeyId"])
+"#
+        ),
+        &[],
+    );
+    let key = key.trim();
+    let status = || {
+        moto.python(&format!("import boto3, os\nprint(boto3.client('iam', **{kw}).list_access_keys(UserName='ci')['AccessKeyMetadata'][0]['Status'])"), &[])
+            .trim()
+            .to_owned()
+    };
+    // Half a year on, the key was never used.
+    let out = credwarden(&moto, &["keys", "audit", "--live", "--endpoint-url", &moto.url, "--now", "2027-06-01T00:00:00Z", "--apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("ci key 1: ") && s.contains("never used") && s.contains("[deactivate]"), "{s}");
+    assert!(s.contains(&format!("deactivated ci key {key} (undo: credwarden keys reactivate ci {key})")), "{s}");
+    assert_eq!(status(), "Inactive");
+    let out = credwarden(&moto, &["keys", "reactivate", "ci", key, "--endpoint-url", &moto.url]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(status(), "Active");
+    // The documented AWS example has no Content: a clear error, not an empty audit.
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/iam/get-credential-report.awscli-example.json");
+    let out = credwarden(&moto, &["keys", "audit", "--credential-report", example.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no Content"), "{}", text(&out.stderr));
+}

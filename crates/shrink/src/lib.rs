@@ -4,9 +4,11 @@
 //! service): [`usage`] turns CloudTrail into the IAM actions each principal exercised,
 //! [`plan`] removes from each role what it did not use — never what the evidence cannot show
 //! unused — and [`apply`] writes the plan through the IAM API after recording every role's
-//! previous policies in the store, so [`apply::rollback`] restores them exactly.
+//! previous policies in the store, so [`apply::rollback`] restores them exactly. [`keys`]
+//! audits long-lived access keys from the credential report and CloudTrail.
 
 pub mod apply;
+pub mod keys;
 pub mod plan;
 pub mod usage;
 

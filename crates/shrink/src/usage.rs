@@ -28,6 +28,8 @@ pub struct Usage {
     pub unknown_events: BTreeMap<String, u64>,
     pub oldest_ms: Option<i64>,
     pub newest_ms: Option<i64>,
+    /// Last use of a long-lived (AKIA) key, per user ARN.
+    pub static_key_use: BTreeMap<String, i64>,
 }
 
 fn denied(code: &str) -> bool {
@@ -78,6 +80,10 @@ impl Usage {
             actions.push("iam:PassRole".into());
         }
         let Some(p) = principal else { return };
+        if r.identity.access_key_id.as_deref().is_some_and(|k| k.starts_with("AKIA")) {
+            let last = self.static_key_use.entry(p.clone()).or_insert(t);
+            *last = (*last).max(t);
+        }
         let entry = self.used.entry(p).or_default();
         for a in actions {
             let last = entry.entry(a).or_insert(t);
