@@ -69,6 +69,8 @@ enum ShrinkCommand {
     Rollback(shrink_cmd::RollbackArgs),
     /// List a role's recorded policy versions.
     History(shrink_cmd::HistoryArgs),
+    /// Propose one role per person for a shared role, fitted to what each person did with it.
+    PerUser(Box<shrink_cmd::PerUserArgs>),
 }
 
 #[derive(Subcommand)]
@@ -219,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ShrinkCommand::Apply(args) => shrink_cmd::apply(&args, &mut out)?,
                 ShrinkCommand::Rollback(args) => shrink_cmd::rollback(&args, &mut out)?,
                 ShrinkCommand::History(args) => shrink_cmd::history(&args, &mut out)?,
+                ShrinkCommand::PerUser(args) => shrink_cmd::per_user(&args, &mut out, &mut std::io::stderr())?,
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)

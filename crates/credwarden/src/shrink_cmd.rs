@@ -258,3 +258,44 @@ pub fn keys_reactivate(args: &KeysReactivateArgs, out: &mut dyn Write) -> Result
     writeln!(out, "reactivated {} key {}", args.user, args.access_key_id)?;
     Ok(())
 }
+
+#[derive(clap::Args, Debug)]
+pub struct PerUserArgs {
+    /// The shared role to split.
+    pub role: String,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
+    pub cloudtrail: Vec<PathBuf>,
+    #[arg(long, default_value_t = 90)]
+    pub window_days: i64,
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Write one JSON file per proposed role here (RoleName, AssumeRolePolicyDocument, PolicyDocument).
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+/// `shrink per-user ROLE`: one role per person, fitted to what that person did with the role.
+pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
+    let inv = args.inventory.load(err)?;
+    let usage = Usage::scan(&args.cloudtrail)?;
+    let now_ms = match &args.now {
+        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
+        None => usage.newest_ms.context("the CloudTrail holds no records")?,
+    };
+    let opts = PlanOptions { window_days: args.window_days, now_ms, opt_out_tag: String::new(), never_touch: Vec::new() };
+    let people = shrink::per_person(&inv, &usage, &args.role, &opts).map_err(anyhow::Error::msg)?;
+    if people.is_empty() {
+        writeln!(err, "nobody used {} in the window (sessions are told apart by source identity, else session name)", args.role)?;
+    }
+    for p in &people {
+        writeln!(out, "{}: {} action(s) used → proposed role {}", p.person, p.used.len(), p.suggested_name)?;
+        if let Some(dir) = &args.output_dir {
+            std::fs::create_dir_all(dir)?;
+            let doc = serde_json::json!({"RoleName": p.suggested_name, "AssumeRolePolicyDocument": p.trust, "PolicyDocument": p.policy, "UsedActions": p.used});
+            std::fs::write(dir.join(format!("{}.json", p.suggested_name)), serde_json::to_string_pretty(&doc)?)?;
+        }
+    }
+    Ok(())
+}

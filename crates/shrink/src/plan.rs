@@ -375,3 +375,53 @@ fn rewrite(doc: &Policy, keep: &dyn Fn(&str) -> bool, removed: &mut BTreeSet<Str
     }
     Some(Policy { statements, ..doc.clone() })
 }
+
+/// One proposed role per person for a shared role: the role's own statements narrowed to
+/// what that person did with it in the window (plus what CloudTrail cannot show).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PersonRole {
+    pub person: String,
+    pub suggested_name: String,
+    pub used: Vec<String>,
+    pub trust: Option<Value>,
+    pub policy: Option<Value>,
+}
+
+/// Fit one role per person who used `role` (by source identity or session name).
+pub fn per_person(inv: &Inventory, usage: &Usage, role: &str, opts: &PlanOptions) -> Result<Vec<PersonRole>, String> {
+    let r = inv.role(role).ok_or_else(|| format!("role {role} is not in the inventory"))?;
+    let since = opts.now_ms - opts.window_days * 86_400_000;
+    let mut docs: Vec<Policy> = r.inline.iter().map(|(_, p)| p.clone()).collect();
+    for arn in &r.attached {
+        docs.push(inv.managed(arn).and_then(|m| m.document.clone()).ok_or_else(|| format!("attached managed policy {arn} is not in the inventory"))?);
+    }
+    let unlogged: Vec<String> = UNLOGGED.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect();
+    let mut people: Vec<(&String, &BTreeMap<String, i64>)> =
+        usage.per_person.iter().filter(|((arn, _), _)| *arn == r.arn).map(|((_, person), used)| (person, used)).collect();
+    people.sort_by_key(|(p, _)| p.to_owned());
+    let mut out = Vec::new();
+    for (person, used) in people {
+        let used_now: BTreeSet<&str> = used.iter().filter(|(_, &t)| t >= since).map(|(a, _)| a.as_str()).collect();
+        if used_now.is_empty() {
+            continue;
+        }
+        let keep = |a: &str| used_now.contains(a) || unlogged.iter().any(|p| glob_match_ignore_case(p, a));
+        let mut gone = BTreeSet::new();
+        let statements: Vec<Statement> = docs.iter().filter_map(|d| rewrite(d, &keep, &mut gone)).flat_map(|p| p.statements).collect();
+        let policy = (!statements.is_empty()).then(|| {
+            let p = Policy { version: Some(iam::policy::VERSION_2012.into()), id: None, statements };
+            serde_json::from_str(&p.to_compact_json()).expect("policy JSON")
+        });
+        let safe: String = person.chars().map(|c| if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) { c } else { '-' }).collect();
+        let mut name = format!("{}-{safe}", r.name);
+        name.truncate(64);
+        out.push(PersonRole {
+            person: person.clone(),
+            suggested_name: name,
+            used: used_now.iter().map(|a| a.to_string()).collect(),
+            trust: r.trust.as_ref().map(|t| serde_json::from_str(&t.to_compact_json()).expect("policy JSON")),
+            policy,
+        });
+    }
+    Ok(out)
+}

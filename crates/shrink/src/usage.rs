@@ -30,6 +30,9 @@ pub struct Usage {
     pub newest_ms: Option<i64>,
     /// Last use of a long-lived (AKIA) key, per user ARN.
     pub static_key_use: BTreeMap<String, i64>,
+    /// Per role and person (source identity, else the session name): actions → last use.
+    /// What `shrink per-user` fits one role per person to.
+    pub per_person: HashMap<(String, String), BTreeMap<String, i64>>,
 }
 
 fn denied(code: &str) -> bool {
@@ -80,6 +83,21 @@ impl Usage {
             actions.push("iam:PassRole".into());
         }
         let Some(p) = principal else { return };
+        if r.identity.session_issuer_arn.is_some() {
+            let person = r
+                .identity
+                .source_identity
+                .as_deref()
+                .map(str::to_owned)
+                .or_else(|| r.identity.arn.as_deref().and_then(|a| a.rsplit('/').next()).map(str::to_owned));
+            if let Some(person) = person {
+                let entry = self.per_person.entry((p.clone(), person)).or_default();
+                for a in &actions {
+                    let last = entry.entry(a.clone()).or_insert(t);
+                    *last = (*last).max(t);
+                }
+            }
+        }
         if r.identity.access_key_id.as_deref().is_some_and(|k| k.starts_with("AKIA")) {
             let last = self.static_key_use.entry(p.clone()).or_insert(t);
             *last = (*last).max(t);
