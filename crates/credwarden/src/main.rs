@@ -63,6 +63,8 @@ enum KeysCommand {
 enum ShrinkCommand {
     /// Plan: per role, the granted permissions minus the unused ones (a diff, and JSON with --output).
     Plan(Box<shrink_cmd::PlanArgs>),
+    /// Announce a plan to the roles' owners (findings) and set the date from which it may be applied.
+    Schedule(shrink_cmd::ScheduleArgs),
     /// Apply a plan through the IAM API, recording every role's previous policies first.
     Apply(shrink_cmd::ApplyArgs),
     /// Restore a role's recorded policies (the newest record, or --to VERSION).
@@ -218,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut out = stdout.lock();
             match cmd {
                 ShrinkCommand::Plan(args) => shrink_cmd::plan(&args, &mut out, &mut std::io::stderr()).map(drop)?,
+                ShrinkCommand::Schedule(args) => shrink_cmd::schedule(&args, &mut out)?,
                 ShrinkCommand::Apply(args) => shrink_cmd::apply(&args, &mut out)?,
                 ShrinkCommand::Rollback(args) => shrink_cmd::rollback(&args, &mut out)?,
                 ShrinkCommand::History(args) => shrink_cmd::history(&args, &mut out)?,

@@ -105,13 +105,72 @@ pub struct ApplyArgs {
     /// The state file that records every role's previous policies (for rollback).
     #[arg(long, value_name = "FILE")]
     pub state: PathBuf,
+    /// The current time for the announcement check (RFC 3339; default: now).
+    #[arg(long)]
+    pub now: Option<String>,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
 
+fn read_plan(path: &std::path::Path) -> Result<Plan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a credwarden plan", path.display()))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ScheduleArgs {
+    /// The plan written by `shrink plan --output`.
+    #[arg(long, value_name = "FILE")]
+    pub plan: PathBuf,
+    /// Days of notice before the plan may be applied.
+    #[arg(long, default_value_t = 7)]
+    pub days: i64,
+    /// Write the announced plan here (what `shrink apply` will accept from the date on).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Also post each notice to this webhook (JSON, one POST per finding).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    #[arg(long)]
+    pub now: Option<String>,
+}
+
+/// `shrink schedule`: announce the plan (one finding per affected role on stdout) and write the
+/// plan with the date from which it may be applied.
+pub fn schedule(args: &ScheduleArgs, out: &mut dyn Write) -> Result<()> {
+    let mut plan = read_plan(&args.plan)?;
+    let now = match &args.now {
+        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
+    };
+    let notices = shrink::schedule(&mut plan, now, args.days.max(0));
+    for n in &notices {
+        let line = serde_json::to_string(n)?;
+        writeln!(out, "{line}")?;
+        if let Some(url) = &args.webhook {
+            ureq::post(url)
+                .set("content-type", "application/json")
+                .timeout(std::time::Duration::from_secs(30))
+                .send_string(&line)
+                .with_context(|| format!("webhook {url}"))?;
+        }
+    }
+    std::fs::write(&args.output, serde_json::to_string_pretty(&plan)?).with_context(|| format!("cannot write {}", args.output.display()))?;
+    Ok(())
+}
+
 pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
-    let text = std::fs::read_to_string(&args.plan).with_context(|| format!("cannot read {}", args.plan.display()))?;
-    let plan: Plan = serde_json::from_str(&text).with_context(|| format!("{}: not a credwarden plan", args.plan.display()))?;
+    let plan = read_plan(&args.plan)?;
+    if let Some(not_before) = &plan.not_before {
+        let at = iam::condition::parse_date(not_before).with_context(|| format!("{}: not_before {not_before:?} is not a date", args.plan.display()))?;
+        let now = match &args.now {
+            Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
+            None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
+        };
+        if now < at {
+            bail!("this plan was announced for {not_before}; it may not be applied before then");
+        }
+    }
     let store = store::Store::open(&args.state)?;
     let session = args.aws.connect()?;
     for a in shrink::apply::apply(&session, &store, &plan.roles)? {

@@ -124,8 +124,25 @@ fn plan_apply_rollback_on_moto() {
     );
     assert!(app["kept_unknown"]["sqs:SendMessage"].is_string() && app["kept_unknown"]["s3:GetObject"].is_string(), "{app}");
 
+    // Announce it: one notice per affected role; the announced plan waits for its date.
+    let out =
+        credwarden(&moto, &["shrink", "schedule", "--plan", &p("plan.json"), "--days", "7", "--now", "2027-06-01T00:00:00Z", "--output", &p("announced.json")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let notices: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(notices.len(), 2, "app and idle: {notices:?}");
+    assert!(notices.iter().all(|n| n["detector"] == "shrink-scheduled" && n["summary"].as_str().unwrap().contains("2027-06-08")));
+    let early = credwarden(
+        &moto,
+        &["shrink", "apply", "--plan", &p("announced.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url, "--now", "2027-06-02T00:00:00Z"],
+    );
+    assert_eq!(early.status.code(), Some(1));
+    assert!(text(&early.stderr).contains("may not be applied before"), "{}", text(&early.stderr));
+
     // Apply: through the IAM API, previous policies recorded first.
-    let out = credwarden(&moto, &["shrink", "apply", "--plan", &p("plan.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url]);
+    let out = credwarden(
+        &moto,
+        &["shrink", "apply", "--plan", &p("announced.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url, "--now", "2027-06-09T00:00:00Z"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let applied = text(&out.stdout);
     assert!(applied.contains("app: applied (4 permission(s) removed)") && applied.contains("idle: applied"), "{applied}");

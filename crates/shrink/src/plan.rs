@@ -149,6 +149,10 @@ pub struct Plan {
     pub window_days: i64,
     pub window_end: String,
     pub roles: Vec<RolePlan>,
+    /// Set by `shrink schedule`: the plan was announced to the owners and may be applied from
+    /// this time on (RFC 3339), exactly as announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
 }
 
 enum Evidence {
@@ -198,6 +202,7 @@ pub fn plan(inv: &Inventory, usage: &Usage, advisors: &BTreeMap<String, AccessAd
         window_days: opts.window_days,
         window_end: cloudtrail::EventTime(opts.now_ms).to_string(),
         roles,
+        not_before: None,
     }
 }
 
@@ -424,4 +429,33 @@ pub fn per_person(inv: &Inventory, usage: &Usage, role: &str, opts: &PlanOptions
         });
     }
     Ok(out)
+}
+
+/// Announce a plan: one finding per role that will lose permissions (the owners' notice, as
+/// Repokid sends before it repos), and the time from which the plan may be applied.
+pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<detect::Finding> {
+    let when = cloudtrail::EventTime(now_ms + days * 86_400_000).to_string();
+    plan.not_before = Some(when.clone());
+    let mut out = Vec::new();
+    for r in plan.roles.iter().filter(|r| matches!(r.verdict, Verdict::Shrink | Verdict::ToZero)) {
+        let what = if r.verdict == Verdict::ToZero { "all of its permissions".to_owned() } else { format!("{} unused permission(s)", r.removed.len()) };
+        out.push(detect::Finding {
+            id: detect::finding_id("shrink-scheduled", &[&r.arn, &when]),
+            detector: "shrink-scheduled",
+            severity: detect::Severity::Low,
+            time: cloudtrail::EventTime(now_ms).to_string(),
+            account: iam::wildcard::arn_parts(&r.arn).map(|p| p[4].to_owned()),
+            region: None,
+            principal: Some(r.arn.clone()),
+            access_key_id: None,
+            source: detect::FindingSource::default(),
+            event_ids: Vec::new(),
+            summary: format!("{} will lose {what} on {when}", r.role),
+            details: serde_json::json!({"removed": r.removed, "not_before": when, "reason": r.reason}),
+            remediation: "If the role needs them, use them before the date, or tag the role credwarden:shrink=never; after the change, \
+                `credwarden shrink rollback` restores the policies."
+                .into(),
+        });
+    }
+    out
 }
