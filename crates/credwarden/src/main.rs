@@ -49,6 +49,15 @@ enum Command {
     /// Long-lived access keys: audit (old, unused, root, beside a console password) and retire.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Broker directory memberships.
+    #[command(subcommand)]
+    Access(AccessCommand),
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Find (and with --apply remove) memberships that no role use backs within the window.
+    Prune(Box<shrink_cmd::AccessPruneArgs>),
 }
 
 #[derive(Subcommand)]
@@ -227,6 +236,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ShrinkCommand::PerUser(args) => shrink_cmd::per_user(&args, &mut out, &mut std::io::stderr())?,
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Access(AccessCommand::Prune(args)) => {
+            shrink_cmd::access_prune(&args, &mut std::io::stdout().lock(), &mut std::io::stderr())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(cmd) => {

@@ -358,3 +358,97 @@ pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     }
     Ok(())
 }
+
+#[derive(clap::Args, Debug)]
+pub struct AccessPruneArgs {
+    /// The broker's configuration: its directory file, audit store and role grants.
+    #[arg(long, value_name = "FILE")]
+    pub broker_config: PathBuf,
+    /// Role tags (the broker's role_groups_tag) from an inventory, beside the config's grants.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub inventory: Vec<PathBuf>,
+    /// CloudTrail showing broker-issued sessions in use (their source identity is the user).
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub cloudtrail: Vec<PathBuf>,
+    #[arg(long, default_value_t = 90)]
+    pub unused_days: i64,
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Rewrite the directory without the unused memberships (the old file is kept beside it).
+    #[arg(long)]
+    pub apply: bool,
+}
+
+/// `access prune`: directory memberships that no role use backs in the window.
+pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
+    use std::collections::BTreeSet;
+    let cfg = crate::broker_cmd::load_config(&args.broker_config)?;
+    let dir_path = cfg.directory.clone().context("the broker config names no directory file: memberships come from the identity provider, prune them there")?;
+    #[derive(serde::Deserialize)]
+    struct Directory {
+        users: BTreeMap<String, BTreeSet<String>>,
+    }
+    let text = std::fs::read_to_string(&dir_path).with_context(|| format!("cannot read {}", dir_path.display()))?;
+    let directory: Directory = serde_json::from_str(&text).with_context(|| format!("{}: not {{\"users\": {{user: [groups]}}}}", dir_path.display()))?;
+    let mut role_groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for g in &cfg.roles {
+        role_groups.entry(g.arn.clone()).or_default().extend(g.groups.iter().cloned());
+    }
+    if !args.inventory.is_empty() {
+        for r in aws::Inventory::from_files(&args.inventory)?.roles {
+            if let Some(tag) = r.tags.get(&cfg.role_groups_tag) {
+                role_groups.entry(r.arn.clone()).or_default().extend(broker::auth::split_groups(tag));
+            }
+        }
+    }
+    // Evidence of use: broker grants, and sessions in CloudTrail whose source identity is the user.
+    let mut last_use: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut note = |user: &str, role: &str, t: i64| {
+        let e = last_use.entry((user.to_owned(), role.to_owned())).or_insert(t);
+        *e = (*e).max(t);
+    };
+    let audit = store::Store::open(std::path::Path::new(&cfg.audit))?;
+    for user in directory.users.keys() {
+        for e in audit.audit_entries(Some(user), usize::MAX >> 1)?.into_iter().filter(|e| e.decision == "granted") {
+            if let Some(role) = &e.role {
+                note(user, role, e.time_ms);
+            }
+        }
+    }
+    if !args.cloudtrail.is_empty() {
+        let usage = Usage::scan(&args.cloudtrail)?;
+        let by_session_name: BTreeMap<String, &String> = directory.users.keys().map(|u| (broker::service::sts_name(u), u)).collect();
+        for ((identity, role), t) in &usage.source_identity_use {
+            if let Some(user) = by_session_name.get(identity) {
+                note(user, role, *t);
+            }
+        }
+    }
+    let now_ms = match &args.now {
+        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
+    };
+    let judged = shrink::access::judge(&directory.users, &role_groups, &last_use, now_ms, args.unused_days);
+    let remove: Vec<_> = judged.iter().filter(|m| !m.keep).collect();
+    for m in &remove {
+        let last = m.last_use_ms.map(|t| format!("last used {}", cloudtrail::EventTime(t))).unwrap_or_else(|| "never used".into());
+        writeln!(out, "remove {} from {} ({last}; unused for {} days)", m.user, m.group, args.unused_days)?;
+    }
+    writeln!(err, "{} membership(s), {} unused", judged.len(), remove.len())?;
+    if args.apply && !remove.is_empty() {
+        let mut users = directory.users.clone();
+        for m in &remove {
+            if let Some(g) = users.get_mut(&m.user) {
+                g.remove(&m.group);
+            }
+        }
+        let backup = dir_path.with_extension(format!("json.before-prune-{}", now_ms / 1000));
+        std::fs::copy(&dir_path, &backup).with_context(|| format!("cannot keep the old directory as {}", backup.display()))?;
+        // Write-then-rename: the broker never reads a half-written directory.
+        let tmp = dir_path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&serde_json::json!({ "users": users }))?)?;
+        std::fs::rename(&tmp, &dir_path)?;
+        writeln!(out, "directory rewritten; the previous one is {}", backup.display())?;
+    }
+    Ok(())
+}

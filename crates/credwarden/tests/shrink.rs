@@ -249,3 +249,79 @@ fn one_role_per_person_from_session_names() {
     let bob: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("roles/deployer-bob@example.com.json")).unwrap()).unwrap();
     assert!(!bob["PolicyDocument"].to_string().contains("RunInstances"), "{bob}");
 }
+
+#[test]
+fn unused_directory_memberships_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    std::fs::write(p("directory.json"), r#"{"users": {"alice": ["payments", "search"], "bob": ["payments"], "carol": ["search"]}}"#).unwrap();
+    std::fs::write(
+        p("broker.toml"),
+        format!(
+            r#"audit = "{}"
+directory = "{}"
+[[roles]]
+arn = "arn:aws:iam::111122223333:role/payments-api"
+groups = ["payments"]
+[[roles]]
+arn = "arn:aws:iam::444455556666:role/search-admin"
+groups = ["search"]
+[auth]
+mode = "header"
+trusted_proxies = ["127.0.0.1/32"]
+[[networks]]
+name = "vpn"
+clients = ["10.8.0.0/16"]
+egress = ["198.51.100.0/24"]
+"#,
+            p("audit.sqlite"),
+            p("directory.json")
+        ),
+    )
+    .unwrap();
+    // The broker granted alice the payments role recently; bob only long ago.
+    let store = store::Store::open(std::path::Path::new(&p("audit.sqlite"))).unwrap();
+    let day = 86_400_000i64;
+    let now = iam::condition::parse_date("2027-06-01T00:00:00Z").unwrap();
+    let grant = |user: &str, t: i64| store::AuditEntry {
+        time_ms: t,
+        request_id: format!("r-{user}-{t}"),
+        user: user.into(),
+        groups: "payments".into(),
+        client_ip: "10.8.0.5".into(),
+        role: Some("arn:aws:iam::111122223333:role/payments-api".into()),
+        decision: "granted".into(),
+        reason: "test".into(),
+        ..Default::default()
+    };
+    let mut store = store;
+    store.audit_append_batch(&[grant("alice", now - 5 * day), grant("bob", now - 300 * day)]).unwrap();
+    drop(store);
+    // Carol used the search role through a broker session (source identity carol) last week.
+    let mut r = record("search-admin", "s3.amazonaws.com", "ListBuckets", None, 1);
+    r["eventTime"] = "2027-05-25T10:00:00Z".into();
+    r["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] = "arn:aws:iam::444455556666:role/search-admin".into();
+    r["userIdentity"]["sessionContext"]["sourceIdentity"] = "carol".into();
+    std::fs::write(p("trail.json"), serde_json::json!({"Records": [r]}).to_string()).unwrap();
+    let (config, trail) = (p("broker.toml"), p("trail.json"));
+    let run = |apply: bool| {
+        let mut args = vec!["access", "prune", "--broker-config", &config, "--cloudtrail", &trail, "--now", "2027-06-01T00:00:00Z"];
+        if apply {
+            args.push("--apply");
+        }
+        Command::new(env!("CARGO_BIN_EXE_credwarden")).args(&args).output().unwrap()
+    };
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("remove alice from search (never used") && s.contains("remove bob from payments (last used"), "{s}");
+    assert!(!s.contains("alice from payments") && !s.contains("carol"), "{s}");
+    assert!(std::fs::read_to_string(p("directory.json")).unwrap().contains("\"search\"], \"bob\""), "nothing written without --apply");
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("directory.json")).unwrap()).unwrap();
+    assert_eq!(d["users"]["alice"], serde_json::json!(["payments"]));
+    assert_eq!(d["users"]["bob"], serde_json::json!([]));
+    assert_eq!(d["users"]["carol"], serde_json::json!(["search"]));
+    assert!(std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("before-prune")), "the old directory is kept");
+}

@@ -5,8 +5,10 @@
 //! [`plan`] removes from each role what it did not use — never what the evidence cannot show
 //! unused — and [`apply`] writes the plan through the IAM API after recording every role's
 //! previous policies in the store, so [`apply::rollback`] restores them exactly. [`keys`]
-//! audits long-lived access keys from the credential report and CloudTrail.
+//! audits long-lived access keys from the credential report and CloudTrail; [`access`] finds
+//! directory memberships no role use backs.
 
+pub mod access;
 pub mod apply;
 pub mod keys;
 pub mod plan;

@@ -33,6 +33,8 @@ pub struct Usage {
     /// Per role and person (source identity, else the session name): actions → last use.
     /// What `shrink per-user` fits one role per person to.
     pub per_person: HashMap<(String, String), BTreeMap<String, i64>>,
+    /// (source identity, role ARN) → last use: how broker-issued sessions show in CloudTrail.
+    pub source_identity_use: BTreeMap<(String, String), i64>,
 }
 
 fn denied(code: &str) -> bool {
@@ -83,6 +85,10 @@ impl Usage {
             actions.push("iam:PassRole".into());
         }
         let Some(p) = principal else { return };
+        if let (Some(si), true) = (r.identity.source_identity.as_deref(), r.identity.session_issuer_arn.is_some()) {
+            let last = self.source_identity_use.entry((si.to_owned(), p.clone())).or_insert(t);
+            *last = (*last).max(t);
+        }
         if r.identity.session_issuer_arn.is_some() {
             let person = r
                 .identity
