@@ -9,6 +9,7 @@
 //! | `GET /v1/roles` | authenticated | `{"user","groups","roles"}` |
 //! | `POST /v1/credentials` | authenticated | body `{"role", "duration_seconds"?, "format"?: "json"|"process"|"exports"}` |
 //! | `GET /v1/audit?user=&limit=` | admin groups | audit entries, newest first |
+//! | `POST /v1/access-requests` | authenticated | body `{"group", "reason"}`: audited, raised as a finding |
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -39,6 +40,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/roles", get(roles))
         .route("/v1/credentials", post(credentials))
         .route("/v1/audit", get(audit))
+        .route("/v1/access-requests", post(access_request))
         .fallback(|| async { error(&Refusal { status: 404, code: "not-found", message: "no such endpoint".into() }, "") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(broker)
@@ -120,6 +122,30 @@ fn render(i: &Issued, format: &str) -> Response {
             .into_response(),
         _ => Json(i).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessRequest {
+    group: String,
+    reason: String,
+}
+
+async fn access_request(State(b): State<Arc<Broker>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let rid = request_id();
+    let result = async {
+        let c = caller(&b, &headers, peer)?;
+        let req: AccessRequest = serde_json::from_slice(&body).map_err(|e| Refusal {
+            status: 400,
+            code: "bad-request",
+            message: format!("body must be {{\"group\", \"reason\"}}: {e}"),
+        })?;
+        let client = b.client_ip(peer.ip(), &all_values(&headers, "x-forwarded-for"))?;
+        b.request_access(&c, client, &req.group, &req.reason, &rid).await?;
+        Ok((StatusCode::ACCEPTED, Json(json!({"status": "recorded", "request_id": rid}))).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|r| error(&r, &rid))
 }
 
 #[derive(Deserialize)]

@@ -443,6 +443,32 @@ impl Broker {
         .map_err(|e| e.to_string())?
     }
 
+    /// A self-service request to be (re-)added to a group: audited, and raised as a finding for
+    /// whoever keeps the directory. The broker never grants membership itself.
+    pub async fn request_access(&self, caller: &Caller, client: IpAddr, group: &str, reason: &str, request_id: &str) -> Result<(), Refusal> {
+        if group.is_empty() || group.len() > 128 || reason.len() > 1024 {
+            return Err(Refusal::new(400, "bad-request", "group (1–128 characters) and reason (at most 1024) are required"));
+        }
+        if caller.groups.contains(group) {
+            return Err(Refusal::new(409, "already-member", format!("you are already in {group}")));
+        }
+        let entry = AuditEntry {
+            time_ms: now_ms(),
+            request_id: request_id.to_owned(),
+            user: caller.user.clone(),
+            groups: caller.groups.iter().cloned().collect::<Vec<_>>().join(","),
+            client_ip: client.to_string(),
+            network: self.networks.iter().find(|n| n.clients.iter().any(|c| c.contains(client))).map(|n| n.name.clone()),
+            role: Some(format!("group:{group}")),
+            decision: "access-requested".into(),
+            reason: reason.to_owned(),
+            ..Default::default()
+        };
+        self.writer.append(entry.clone()).await.map_err(|e| Refusal::new(503, "audit-unavailable", format!("the audit log cannot be written ({e})")))?;
+        self.finding(&entry, Severity::Low, "access-request", format!("{} asks to be added to {group}: {reason}", caller.user));
+        Ok(())
+    }
+
     /// Read the audit log (the HTTP layer checks the caller is an admin).
     pub async fn audit_entries(&self, user: Option<String>, limit: usize) -> Result<Vec<AuditEntry>, Refusal> {
         self.store(move |s| s.audit_entries(user.as_deref(), limit.min(1000))).await.map_err(|e| Refusal::new(503, "audit-unavailable", e))
@@ -660,6 +686,7 @@ impl Broker {
                     "Ask the user whether they are trying something they need; repeated refusals can be a stolen broker token probing for roles.".into()
                 }
                 "new-network" => "Confirm with the user that they work from this network now.".into(),
+                "access-request" => "Decide whether the user needs the group again; if so, add them to the directory (the broker audits every use).".into(),
                 _ => "Confirm the user needs this role; the first use of a role is worth a glance.".into(),
             },
         };

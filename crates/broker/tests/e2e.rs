@@ -255,6 +255,13 @@ print(sts.get_caller_identity()["Arn"])
     let (status, _, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
     assert_eq!(status, 200, "issues again once the audit store is writable");
 
+    // Self-service: asking to be added to a group is audited and raised for the directory's keepers.
+    let (status, v, _) = h.call("POST", "/v1/access-requests", Some(&alice), Some(json!({"group": "security", "reason": "on call this week"})));
+    assert_eq!(status, 202, "{v}");
+    assert!(h.audit_rows().iter().any(|r| r.0 == "alice" && r.1 == "access-requested"));
+    assert!(h.findings().iter().any(|f| f["details"]["kind"] == "access-request" && f["principal"] == "alice"));
+    assert_eq!(h.call("POST", "/v1/access-requests", Some(&alice), Some(json!({"group": "payments", "reason": "x"}))).0, 409);
+
     // Per-user rate limit: Alice runs out, Bob does not.
     let codes: Vec<u16> = (0..12).map(|_| h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"}))).0).collect();
     assert!(codes.contains(&429), "{codes:?}");
