@@ -3,7 +3,8 @@
 //! The `credwarden` binary's wiring: command-line options, configuration, the detect
 //! pipeline that joins the cloudtrail, detect and store crates, output sinks, the demo
 //! generator, `ip-ranges fetch`, and the thin command layers over the iam, aws, prevent,
-//! broker and imds crates (`policy`, `iam`, `broker`, `creds`, `imds`). Logic that is not
+//! broker, imds and shrink crates (`policy`, `iam`, `broker`, `creds`, `imds`, `shrink`,
+//! `keys`, `access`). Logic that is not
 //! wiring lives in the library crates; `main.rs` only parses arguments and maps results to
 //! exit codes.
 
