@@ -278,8 +278,8 @@ impl Session {
         })
     }
 
-    /// A user's access keys in creation order (the credential report's slot order): (id, status).
-    pub fn access_keys(&self, user: &str) -> Result<Vec<(String, String)>, AwsError> {
+    /// A user's access keys in creation order: (id, status, created at ms).
+    pub fn access_keys(&self, user: &str) -> Result<Vec<(String, String, i64)>, AwsError> {
         self.rt.block_on(async {
             let out = self.iam().list_access_keys().user_name(user).send().await.map_err(|e| call_error("iam:ListAccessKeys", e))?;
             let mut keys: Vec<_> = out
@@ -287,14 +287,14 @@ impl Session {
                 .iter()
                 .map(|k| {
                     (
-                        k.create_date().map(|d| d.secs()).unwrap_or(0),
+                        k.create_date().map(|d| d.secs() * 1000).unwrap_or(0),
                         k.access_key_id().unwrap_or_default().to_owned(),
                         k.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                     )
                 })
                 .collect();
             keys.sort();
-            Ok(keys.into_iter().map(|(_, id, status)| (id, status)).collect())
+            Ok(keys.into_iter().map(|(created, id, status)| (id, status, created)).collect())
         })
     }
 

@@ -33,6 +33,10 @@ pub struct PlanArgs {
     /// Write the plan (JSON) here, for `shrink apply`.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Plan even if the CloudTrail does not span the window or had input errors (what was not
+    /// read cannot show use; prefer fixing the input).
+    #[arg(long)]
+    pub allow_partial_cloudtrail: bool,
 }
 
 pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Plan> {
@@ -71,6 +75,26 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             writeln!(err, "warning: {file}: Access Advisor report incomplete (job not finished or IsTruncated): used as no evidence")?;
         }
         advisors.insert(role.to_owned(), a);
+    }
+    let since = now_ms - args.window_days * 86_400_000;
+    if !args.allow_partial_cloudtrail {
+        if !usage.covers(since, now_ms) {
+            let span = |t: Option<i64>| t.map(|t| cloudtrail::EventTime(t).to_string()).unwrap_or_else(|| "-".into());
+            bail!(
+                "the CloudTrail spans {} .. {}, not the {}-day window {} .. {}: what was not read cannot show use (give the whole window, or --allow-partial-cloudtrail)",
+                span(usage.oldest_ms),
+                span(usage.newest_ms),
+                args.window_days,
+                cloudtrail::EventTime(since),
+                cloudtrail::EventTime(now_ms)
+            );
+        }
+        if usage.input_errors > 0 {
+            bail!(
+                "{} CloudTrail input error(s): records that could not be read may show use (fix the input, or --allow-partial-cloudtrail)",
+                usage.input_errors
+            );
+        }
     }
     let opts = PlanOptions { window_days: args.window_days, now_ms, opt_out_tag: args.opt_out_tag.clone(), never_touch: args.never_touch.clone() };
     let plan = shrink::plan(&inv, &usage, &advisors, &opts);
@@ -288,9 +312,11 @@ pub fn keys_audit(args: &KeysAuditArgs, out: &mut dyn Write, err: &mut dyn Write
     if args.apply {
         let session = session.as_ref().expect("connected for --apply");
         for f in findings.iter().filter(|f| f.deactivate) {
+            // The report names a slot; the key is the one created (or rotated) when the report
+            // says. A key rotated since the report matches nothing and is left alone.
             let keys = session.access_keys(&f.user)?;
-            let Some((id, status)) = keys.get(usize::from(f.slot) - 1) else {
-                writeln!(err, "warning: {} has no key in slot {} any more; left alone", f.user, f.slot)?;
+            let Some((id, status, _)) = keys.iter().find(|(_, _, created)| f.rotated_ms.is_some_and(|r| (created - r).abs() <= 120_000)) else {
+                writeln!(err, "warning: {} key {}: no key was created when the report says (rotated since?); left alone", f.user, f.slot)?;
                 continue;
             };
             if status != "Active" {
@@ -407,11 +433,15 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
         let e = last_use.entry((user.to_owned(), role.to_owned())).or_insert(t);
         *e = (*e).max(t);
     };
+    // Opening would create an empty store, and an empty audit shows no use at all.
+    if !std::path::Path::new(&cfg.audit).is_file() {
+        bail!("the broker's audit store {} does not exist: without it no membership can be shown in use", cfg.audit);
+    }
     let audit = store::Store::open(std::path::Path::new(&cfg.audit))?;
     for user in directory.users.keys() {
         for e in audit.audit_entries(Some(user), usize::MAX >> 1)?.into_iter().filter(|e| e.decision == "granted") {
             if let Some(role) = &e.role {
-                note(user, role, e.time_ms);
+                note(user, &shrink::usage::role_key(role), e.time_ms);
             }
         }
     }
@@ -428,6 +458,7 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
         Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
         None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
     };
+    let role_groups: BTreeMap<String, BTreeSet<String>> = role_groups.into_iter().map(|(arn, g)| (shrink::usage::role_key(&arn), g)).collect();
     let judged = shrink::access::judge(&directory.users, &role_groups, &last_use, now_ms, args.unused_days);
     let remove: Vec<_> = judged.iter().filter(|m| !m.keep).collect();
     for m in &remove {

@@ -83,6 +83,13 @@ fn plan_apply_rollback_on_moto() {
         record("ops", "s3.amazonaws.com", "GetBucketLocation", None, 4),
         record("ops", "ec2.amazonaws.com", "DescribeVolumes", None, 5),
     ];
+    // The trail spans the whole window (the plan refuses a CloudTrail that does not).
+    let mut records = records;
+    for (i, t) in ["2027-03-03T12:00:00Z", "2027-05-31T12:00:00Z"].iter().enumerate() {
+        let mut r = record("ops", "sts.amazonaws.com", "GetCallerIdentity", None, 10 + i);
+        r["eventTime"] = (*t).into();
+        records.push(r);
+    }
     std::fs::write(p("trail.json"), serde_json::json!({ "Records": records }).to_string()).unwrap();
     std::fs::write(
         p("idle-advisor.json"),

@@ -82,7 +82,9 @@ pub fn rollback(session: &Session, store: &Store, role: &str, version: Option<i6
     let history = store.history(role)?;
     let (v, _, _, snapshot) = match version {
         Some(v) => history.into_iter().find(|h| h.0 == v).ok_or_else(|| ApplyError::NoVersion(role.into(), v.to_string()))?,
-        None => history.into_iter().next().ok_or_else(|| ApplyError::NoVersion(role.into(), "(any)".into()))?,
+        // By default the state before the last shrink: a retried rollback must not restore
+        // the "before rollback" record (the shrunk state) it wrote itself.
+        None => history.into_iter().find(|h| h.2.starts_with("before shrink")).ok_or_else(|| ApplyError::NoVersion(role.into(), "(before shrink)".into()))?,
     };
     let target: PolicyState = serde_json::from_str(&snapshot).map_err(|e| ApplyError::Snapshot(role.into(), e.to_string()))?;
     let live = current(session, role)?;

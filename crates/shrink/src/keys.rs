@@ -70,6 +70,10 @@ pub struct KeyFinding {
     /// Active and unused for the window: deactivating it is safe by the evidence.
     pub deactivate: bool,
     pub last_used: Option<String>,
+    /// When the key in this slot was created or last rotated (ms): how `--apply` finds the key
+    /// id, since the report names slots, not keys.
+    #[serde(skip)]
+    pub rotated_ms: Option<i64>,
 }
 
 /// Audit every active key. `cloudtrail_use`: last use per user ARN seen in CloudTrail for
@@ -84,7 +88,12 @@ pub fn audit(rows: &[ReportRow], cloudtrail_use: &BTreeMap<String, i64>, now_ms:
                 continue;
             }
             let root = r.user == "<root_account>";
-            let last_used = used.or_else(|| cloudtrail_use.get(&r.arn).copied());
+            // The later of the report's date and CloudTrail's (an old report must not make a key
+            // that CloudTrail shows in use look unused).
+            let last_used = match (*used, cloudtrail_use.get(&r.arn).copied()) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
             let mut problems = Vec::new();
             if root {
                 problems.push("the root user has an access key: delete it and use roles".to_owned());
@@ -92,7 +101,8 @@ pub fn audit(rows: &[ReportRow], cloudtrail_use: &BTreeMap<String, i64>, now_ms:
             if rotated.is_some_and(|t| now_ms - t > max_age_days * day) {
                 problems.push(format!("older than {max_age_days} days"));
             }
-            let unused = last_used.is_none_or(|t| now_ms - t > unused_days * day) && rotated.is_none_or(|t| now_ms - t > unused_days * day);
+            // Unused needs a known key age: without a rotation date nothing shows the key is not new.
+            let unused = rotated.is_some_and(|t| now_ms - t > unused_days * day) && last_used.is_none_or(|t| now_ms - t > unused_days * day);
             if unused {
                 problems.push(match last_used {
                     Some(_) => format!("not used for {unused_days} days"),
@@ -120,6 +130,7 @@ pub fn audit(rows: &[ReportRow], cloudtrail_use: &BTreeMap<String, i64>, now_ms:
                 // Root keys are reported, never touched automatically: that is a human decision.
                 deactivate: unused && !root,
                 last_used: last_used.map(|t| cloudtrail::EventTime(t).to_string()),
+                rotated_ms: *rotated,
             });
         }
     }

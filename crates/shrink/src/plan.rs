@@ -50,6 +50,20 @@ const ROLE_CONSUMERS: &[&str] = &[
     "codebuild:CreateProject",
     "states:CreateStateMachine",
     "events:PutTargets",
+    "ecs:CreateService",
+    "ecs:UpdateService",
+    "glue:CreateDevEndpoint",
+    "sagemaker:CreateProcessingJob",
+    "sagemaker:CreateModel",
+    "sagemaker:CreateNotebookInstance",
+    "cloudformation:CreateStackSet",
+    "batch:CreateComputeEnvironment",
+    "batch:RegisterJobDefinition",
+    "elasticmapreduce:RunJobFlow",
+    "eks:CreateNodegroup",
+    "eks:CreateCluster",
+    "datapipeline:CreatePipeline",
+    "ssm:CreateAssociation",
 ];
 
 /// Service-level Access Advisor for one role (`get-service-last-accessed-details` JSON).
@@ -64,12 +78,16 @@ pub struct AccessAdvisor {
 impl AccessAdvisor {
     pub fn parse(v: &Value) -> Result<AccessAdvisor, String> {
         let list = v.get("ServicesLastAccessed").and_then(Value::as_array).ok_or("no ServicesLastAccessed: not get-service-last-accessed-details output")?;
-        let status_ok = v.get("JobStatus").and_then(Value::as_str).is_none_or(|s| s == "COMPLETED");
+        // Only a finished job is complete; a file without JobStatus cannot show that it is.
+        let status_ok = v.get("JobStatus").and_then(Value::as_str) == Some("COMPLETED");
         let truncated = v.get("IsTruncated").and_then(Value::as_bool).unwrap_or(false);
         let mut services = BTreeMap::new();
         for s in list {
             let ns = s.get("ServiceNamespace").and_then(Value::as_str).ok_or("a service without ServiceNamespace")?;
-            let last = s.get("LastAuthenticated").and_then(Value::as_str).and_then(iam::condition::parse_date);
+            let last = match s.get("LastAuthenticated") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_str().and_then(iam::condition::parse_date).ok_or_else(|| format!("{ns}: LastAuthenticated {v} is not a date"))?),
+            };
             services.insert(ns.to_owned(), last);
         }
         Ok(AccessAdvisor { complete: status_ok && !truncated, services })
@@ -165,6 +183,7 @@ struct Judge<'a> {
     usage: &'a Usage,
     advisor: Option<&'a AccessAdvisor>,
     role_arn: &'a str,
+    account: String,
     since_ms: i64,
     unlogged: Vec<String>,
 }
@@ -184,10 +203,15 @@ impl Judge<'_> {
         if self.unlogged.iter().any(|p| glob_match_ignore_case(p, action)) {
             return Evidence::Unknown("not recorded by CloudTrail by default (data event or permission-only)");
         }
-        if self.usage.services_seen.contains(prefix) {
+        if !self.usage.principals_seen.contains(&crate::usage::role_key(self.role_arn)) {
+            return Evidence::Unknown("the role does not appear in this CloudTrail at all (is its account covered?)");
+        }
+        // Not seen is evidence of not used only where the trail is shown to record this very
+        // action for this account (someone's call to it appears, allowed or denied).
+        if self.usage.actions_seen.contains(&(self.account.clone(), action.to_owned())) {
             Evidence::Unused
         } else {
-            Evidence::Unknown("no CloudTrail event of this service at all: the trail may not cover it")
+            Evidence::Unknown("this CloudTrail never shows the action for the account: its absence proves nothing")
         }
     }
 }
@@ -196,7 +220,7 @@ impl Judge<'_> {
 pub fn plan(inv: &Inventory, usage: &Usage, advisors: &BTreeMap<String, AccessAdvisor>, opts: &PlanOptions) -> Plan {
     let since = opts.now_ms - opts.window_days * 86_400_000;
     let source = &Catalogue::builtin().source;
-    let roles = inv.roles.iter().map(|r| plan_role(inv, r, usage, advisors.get(&r.name).or(advisors.get(&r.arn)), opts, since)).collect();
+    let roles = inv.roles.iter().map(|r| plan_role(inv, r, usage, advisors.get(&r.arn).or(advisors.get(&r.name)), opts, since)).collect();
     Plan {
         catalogue: format!("{} {} ({})", source.package, source.version, source.updated),
         window_days: opts.window_days,
@@ -247,6 +271,7 @@ fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&
         usage,
         advisor,
         role_arn: &role.arn,
+        account: iam::wildcard::arn_parts(&role.arn).map(|p| p[4].to_owned()).unwrap_or_default(),
         since_ms: since,
         unlogged: UNLOGGED.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect(),
     };
@@ -277,37 +302,46 @@ fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&
             }
         }
     }
-    let pass_role = match judge.evidence("iam:PassRole") {
-        Evidence::Used => true,
-        Evidence::Unused => false,
-        Evidence::Unknown(_) => ROLE_CONSUMERS.iter().any(|c| decided.get(*c) == Some(&true)),
-    };
+    // Permission-only: kept while the role passes roles (seen) or keeps an action that does.
+    let pass_role = usage.used_since(&role.arn, "iam:PassRole", since) || ROLE_CONSUMERS.iter().any(|c| decided.get(*c) == Some(&true));
     if pass_role && !usage.used_since(&role.arn, "iam:PassRole", since) {
         kept_unknown.insert("iam:PassRole".into(), "kept while the role keeps an action that passes a role".into());
     }
     kept_unknown.retain(|a, _| decided.get(a).copied().unwrap_or(pass_role));
     decided.insert("iam:PassRole".into(), pass_role);
     let keep = |a: &str| decided.get(a).copied().unwrap_or(true);
+    // Names the role used that the catalogue does not know: a pattern covering one stays as written.
+    let used_unknown: Vec<String> =
+        usage.used.get(&crate::usage::role_key(&role.arn)).map(|m| m.keys().filter(|a| catalogue.lookup(a).is_none()).cloned().collect()).unwrap_or_default();
+    let pinned = |p: &str| used_unknown.iter().any(|a| glob_match_ignore_case(p, a));
 
     let mut removed = BTreeSet::new();
     let mut after_inline: BTreeMap<String, Policy> = BTreeMap::new();
     for (name, doc) in &inline {
-        if let Some(p) = rewrite(doc, &keep, &mut removed) {
+        if let Some(p) = rewrite(doc, &keep, &pinned, &mut removed) {
             after_inline.insert(name.clone(), p);
         }
     }
     let mut after_attached = Vec::new();
     for (arn, doc) in &managed {
         let mut gone = BTreeSet::new();
-        let rewritten = rewrite(doc, &keep, &mut gone);
+        let rewritten = rewrite(doc, &keep, &pinned, &mut gone);
         if gone.is_empty() {
             after_attached.push(arn.clone());
             continue;
         }
         removed.extend(gone);
         if let Some(p) = rewritten {
+            // A name of its own: never overwrite another inline policy or another copy.
             let short = arn.rsplit('/').next().unwrap_or(arn);
-            after_inline.insert(format!("credwarden-{short}"), p);
+            let mut name: String = format!("credwarden-{short}").chars().take(120).collect();
+            let base = name.clone();
+            let mut n = 2;
+            while after_inline.contains_key(&name) || inline.contains_key(&name) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            after_inline.insert(name, p);
         }
     }
     let after = PolicyState::from_policies(&after_inline, &after_attached);
@@ -339,8 +373,9 @@ fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&
     plan
 }
 
-/// Rewrite one policy's Allow statements to what is kept; `None` when nothing is left.
-fn rewrite(doc: &Policy, keep: &dyn Fn(&str) -> bool, removed: &mut BTreeSet<String>) -> Option<Policy> {
+/// Rewrite one policy's Allow statements to what is kept; `None` when no statement is left
+/// (Deny statements always stay: a guardrail policy is never dropped).
+fn rewrite(doc: &Policy, keep: &dyn Fn(&str) -> bool, pinned: &dyn Fn(&str) -> bool, removed: &mut BTreeSet<String>) -> Option<Policy> {
     let catalogue = Catalogue::builtin();
     let mut statements: Vec<Statement> = Vec::new();
     for s in &doc.statements {
@@ -357,7 +392,7 @@ fn rewrite(doc: &Policy, keep: &dyn Fn(&str) -> bool, removed: &mut BTreeSet<Str
         let mut kept: Vec<String> = Vec::new();
         for p in patterns {
             let covered = catalogue.expand(p);
-            if covered.is_empty() {
+            if covered.is_empty() || pinned(p) {
                 kept.push(p.clone());
                 continue;
             }
@@ -375,7 +410,7 @@ fn rewrite(doc: &Policy, keep: &dyn Fn(&str) -> bool, removed: &mut BTreeSet<Str
             statements.push(Statement { action: Patterns::Only(kept), ..s.clone() });
         }
     }
-    if !statements.iter().any(|s| s.effect == Effect::Allow) {
+    if statements.is_empty() {
         return None;
     }
     Some(Policy { statements, ..doc.clone() })
@@ -412,7 +447,7 @@ pub fn per_person(inv: &Inventory, usage: &Usage, role: &str, opts: &PlanOptions
         }
         let keep = |a: &str| used_now.contains(a) || unlogged.iter().any(|p| glob_match_ignore_case(p, a));
         let mut gone = BTreeSet::new();
-        let statements: Vec<Statement> = docs.iter().filter_map(|d| rewrite(d, &keep, &mut gone)).flat_map(|p| p.statements).collect();
+        let statements: Vec<Statement> = docs.iter().filter_map(|d| rewrite(d, &keep, &|_| false, &mut gone)).flat_map(|p| p.statements).collect();
         let policy = (!statements.is_empty()).then(|| {
             let p = Policy { version: Some(iam::policy::VERSION_2012.into()), id: None, statements };
             serde_json::from_str(&p.to_compact_json()).expect("policy JSON")

@@ -28,8 +28,12 @@ pub struct Usage {
     pub unknown_events: BTreeMap<String, u64>,
     pub oldest_ms: Option<i64>,
     pub newest_ms: Option<i64>,
-    /// Last use of a long-lived (AKIA) key, per user ARN.
+    /// Last use of a long-lived (AKIA) key, per user ARN and per access key id.
     pub static_key_use: BTreeMap<String, i64>,
+    pub key_use: BTreeMap<String, i64>,
+    /// (account, action) seen in any event, denied or not: proof that the trail records that
+    /// action for that account. Right-sizing removes only actions proven recordable.
+    pub actions_seen: BTreeSet<(String, String)>,
     /// Per role and person (source identity, else the session name): actions → last use.
     /// What `shrink per-user` fits one role per person to.
     pub per_person: HashMap<(String, String), BTreeMap<String, i64>>,
@@ -60,7 +64,7 @@ impl Usage {
         let t = r.event_time.millis();
         self.oldest_ms = Some(self.oldest_ms.map_or(t, |o| o.min(t)));
         self.newest_ms = Some(self.newest_ms.map_or(t, |n| n.max(t)));
-        let principal = r.identity.session_issuer_arn.as_deref().or(r.identity.arn.as_deref()).map(str::to_owned);
+        let principal = r.identity.session_issuer_arn.as_deref().or(r.identity.arn.as_deref()).map(role_key);
         if let Some(p) = &principal {
             self.principals_seen.insert(p.clone());
         }
@@ -68,15 +72,20 @@ impl Usage {
         let mut actions = match map.map(catalogue, &r.event_source, &r.event_name) {
             EventActions::Actions { actions } => actions,
             EventActions::NoPermission { .. } | EventActions::Unmappable { .. } => Vec::new(),
+            // Kept as the guessed name: a wildcard that covers it must not be narrowed away.
             EventActions::Unknown { guess } => {
-                *self.unknown_events.entry(guess).or_default() += 1;
-                Vec::new()
+                *self.unknown_events.entry(guess.clone()).or_default() += 1;
+                vec![guess]
             }
         };
         if let Some(first) = actions.first() {
             if let Some((prefix, _)) = first.split_once(':') {
                 self.services_seen.insert(prefix.to_owned());
             }
+        }
+        let account = r.recipient_account_id.as_deref().or(r.identity.account_id.as_deref()).unwrap_or("").to_owned();
+        for a in &actions {
+            self.actions_seen.insert((account.clone(), a.clone()));
         }
         if r.error_code.as_deref().is_some_and(denied) {
             return;
@@ -104,8 +113,10 @@ impl Usage {
                 }
             }
         }
-        if r.identity.access_key_id.as_deref().is_some_and(|k| k.starts_with("AKIA")) {
+        if let Some(k) = r.identity.access_key_id.as_deref().filter(|k| k.starts_with("AKIA")) {
             let last = self.static_key_use.entry(p.clone()).or_insert(t);
+            *last = (*last).max(t);
+            let last = self.key_use.entry(k.to_owned()).or_insert(t);
             *last = (*last).max(t);
         }
         let entry = self.used.entry(p).or_default();
@@ -117,6 +128,31 @@ impl Usage {
 
     /// Did `principal` use `action` at or after `since_ms`?
     pub fn used_since(&self, principal: &str, action: &str, since_ms: i64) -> bool {
-        self.used.get(principal).and_then(|m| m.get(action)).is_some_and(|&t| t >= since_ms)
+        self.used.get(&role_key(principal)).and_then(|m| m.get(action)).is_some_and(|&t| t >= since_ms)
+    }
+
+    /// Does the CloudTrail cover `[since_ms, until_ms]`? (Its oldest record is no later than a
+    /// day after the window starts, and its newest no earlier than a day before it ends.)
+    pub fn covers(&self, since_ms: i64, until_ms: i64) -> bool {
+        let day = 86_400_000;
+        matches!((self.oldest_ms, self.newest_ms), (Some(o), Some(n)) if o <= since_ms + day && n >= until_ms - day)
+    }
+}
+
+/// One key for a role however CloudTrail or IAM spells it: `arn:aws:iam::ACCOUNT:role/NAME`
+/// without the path, also for `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`. Other ARNs
+/// (users) are returned as they are.
+pub fn role_key(arn: &str) -> String {
+    let Some(parts) = iam::wildcard::arn_parts(arn) else { return arn.to_owned() };
+    let name = if let Some(rest) = parts[5].strip_prefix("assumed-role/") {
+        rest.split('/').next()
+    } else if parts[5].starts_with("role/") {
+        parts[5].rsplit('/').next()
+    } else {
+        None
+    };
+    match name {
+        Some(n) => format!("arn:{}:iam::{}:role/{n}", parts[1], parts[4]),
+        None => arn.to_owned(),
     }
 }
