@@ -240,6 +240,14 @@ impl Session {
         })
     }
 
+    /// A role's tags as they are now.
+    pub fn role_tags(&self, role: &str) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+        self.rt.block_on(async {
+            let out = self.iam().list_role_tags().role_name(role).send().await.map_err(|e| call_error("iam:ListRoleTags", e))?;
+            Ok(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
+        })
+    }
+
     pub fn delete_role_policy(&self, role: &str, name: &str) -> Result<(), AwsError> {
         self.rt.block_on(async {
             self.iam().delete_role_policy().role_name(role).policy_name(name).send().await.map_err(|e| call_error("iam:DeleteRolePolicy", e))?;

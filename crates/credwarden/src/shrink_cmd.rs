@@ -132,6 +132,9 @@ pub struct ApplyArgs {
     /// The current time for the announcement check (RFC 3339; default: now).
     #[arg(long)]
     pub now: Option<String>,
+    /// Roles tagged with this (never/false/off) are left alone, even if the plan includes them.
+    #[arg(long, default_value = "credwarden:shrink")]
+    pub opt_out_tag: String,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
@@ -197,7 +200,7 @@ pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
     }
     let store = store::Store::open(&args.state)?;
     let session = args.aws.connect()?;
-    for a in shrink::apply::apply(&session, &store, &plan.roles)? {
+    for a in shrink::apply::apply(&session, &store, &plan.roles, &args.opt_out_tag)? {
         writeln!(
             out,
             "{}: {}{}",

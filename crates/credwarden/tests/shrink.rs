@@ -184,8 +184,19 @@ fn plan_apply_rollback_on_moto() {
             .collect();
         serde_json::json!({"inline": inline, "attached": v["attached"]})
     };
-    assert_eq!(norm(state("app")), norm(original_app));
+    assert_eq!(norm(state("app")), norm(original_app.clone()));
     assert_eq!(norm(state("idle")), norm(original_idle));
+    // The notice's remedy works: once the owners tag the role, the announced plan leaves it alone.
+    moto.python(
+        &format!("import boto3, os\nboto3.client('iam', **{kw}).tag_role(RoleName='app', Tags=[{{'Key': 'credwarden:shrink', 'Value': 'never'}}])"),
+        &[],
+    );
+    let out = credwarden(
+        &moto,
+        &["shrink", "apply", "--plan", &p("announced.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url, "--now", "2027-06-09T00:00:00Z"],
+    );
+    assert!(text(&out.stdout).contains("app: skipped: opted out"), "{}", text(&out.stdout));
+    assert_eq!(norm(state("app")), norm(original_app));
     let out = credwarden(&moto, &["shrink", "history", "app", "--state", &p("state.sqlite")]);
     assert!(text(&out.stdout).lines().count() >= 2 && text(&out.stdout).contains("before shrink"), "{}", text(&out.stdout));
 }

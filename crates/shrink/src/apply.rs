@@ -57,11 +57,17 @@ fn converge(session: &Session, role: &str, live: &PolicyState, target: &PolicySt
     Ok(())
 }
 
-/// Apply every shrinking role plan.
-pub fn apply(session: &Session, store: &Store, roles: &[RolePlan]) -> Result<Vec<Applied>, ApplyError> {
+/// Apply every shrinking role plan. A role tagged `opt_out_tag` = never/false/off/no since the
+/// plan was made is left alone: that tag is the remedy the schedule notice offers its owners.
+pub fn apply(session: &Session, store: &Store, roles: &[RolePlan], opt_out_tag: &str) -> Result<Vec<Applied>, ApplyError> {
     let mut out = Vec::new();
     for r in roles {
         if !matches!(r.verdict, Verdict::Shrink | Verdict::ToZero) {
+            continue;
+        }
+        let tags = session.role_tags(&r.role)?;
+        if tags.get(opt_out_tag).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "never" | "false" | "off" | "no")) {
+            out.push(Applied { role: r.role.clone(), outcome: format!("skipped: opted out with tag {opt_out_tag}"), version: None });
             continue;
         }
         let live = current(session, &r.role)?;

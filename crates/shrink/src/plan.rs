@@ -487,8 +487,8 @@ pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<detect::Finding>
             event_ids: Vec::new(),
             summary: format!("{} will lose {what} on {when}", r.role),
             details: serde_json::json!({"removed": r.removed, "not_before": when, "reason": r.reason}),
-            remediation: "If the role needs them, use them before the date, or tag the role credwarden:shrink=never; after the change, \
-                `credwarden shrink rollback` restores the policies."
+            remediation: "If the role needs them, tag it credwarden:shrink=never (apply checks the tag again) or ask for a new plan \
+                once they are in use; after the change, `credwarden shrink rollback` restores the policies."
                 .into(),
         });
     }
