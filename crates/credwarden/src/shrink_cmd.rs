@@ -61,9 +61,9 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             usage.unknown_events.keys().take(10).cloned().collect::<Vec<_>>().join(", ")
         )?;
     }
-    let now_ms = match &args.now {
-        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
-        None => usage.newest_ms.context("the CloudTrail holds no records: nothing shows what was used (give --now to plan anyway)")?,
+    let now_ms = match (&args.now, usage.newest_ms) {
+        (None, None) => bail!("the CloudTrail holds no records: nothing shows what was used (give --now)"),
+        (arg, newest) => now_arg(arg, newest)?,
     };
     let mut advisors = BTreeMap::new();
     for spec in &args.access_advisor {
@@ -166,10 +166,7 @@ pub struct ScheduleArgs {
 /// plan with the date from which it may be applied.
 pub fn schedule(args: &ScheduleArgs, out: &mut dyn Write) -> Result<()> {
     let mut plan = read_plan(&args.plan)?;
-    let now = match &args.now {
-        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
-        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
-    };
+    let now = now_arg(&args.now, None)?;
     let notices = shrink::schedule(&mut plan, now, args.days.max(0));
     for n in &notices {
         let line = serde_json::to_string(n)?;
@@ -190,10 +187,7 @@ pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
     let plan = read_plan(&args.plan)?;
     if let Some(not_before) = &plan.not_before {
         let at = iam::condition::parse_date(not_before).with_context(|| format!("{}: not_before {not_before:?} is not a date", args.plan.display()))?;
-        let now = match &args.now {
-            Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
-            None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
-        };
+        let now = now_arg(&args.now, None)?;
         if now < at {
             bail!("this plan was announced for {not_before}; it may not be applied before then");
         }
@@ -298,10 +292,7 @@ pub fn keys_audit(args: &KeysAuditArgs, out: &mut dyn Write, err: &mut dyn Write
     };
     let rows = shrink::keys::parse_report(&csv)?;
     let usage = if args.cloudtrail.is_empty() { Usage::default() } else { Usage::scan(&args.cloudtrail)? };
-    let now_ms = match &args.now {
-        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
-        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
-    };
+    let now_ms = now_arg(&args.now, None)?;
     let findings = shrink::keys::audit(&rows, &usage.static_key_use, now_ms, args.max_age_days, args.unused_days);
     writeln!(err, "{} user(s) in the report, {} key finding(s)", rows.len(), findings.len())?;
     for f in &findings {
@@ -368,9 +359,9 @@ pub struct PerUserArgs {
 pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let inv = args.inventory.load(err)?;
     let usage = Usage::scan(&args.cloudtrail)?;
-    let now_ms = match &args.now {
-        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
-        None => usage.newest_ms.context("the CloudTrail holds no records")?,
+    let now_ms = match (&args.now, usage.newest_ms) {
+        (None, None) => bail!("the CloudTrail holds no records: nothing shows what was used (give --now)"),
+        (arg, newest) => now_arg(arg, newest)?,
     };
     let opts = PlanOptions { window_days: args.window_days, now_ms, opt_out_tag: String::new(), never_touch: Vec::new() };
     let people = shrink::per_person(&inv, &usage, &args.role, &opts).map_err(anyhow::Error::msg)?;
@@ -457,10 +448,7 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
             }
         }
     }
-    let now_ms = match &args.now {
-        Some(t) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))?,
-        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64,
-    };
+    let now_ms = now_arg(&args.now, None)?;
     let role_groups: BTreeMap<String, BTreeSet<String>> = role_groups.into_iter().map(|(arn, g)| (shrink::usage::role_key(&arn), g)).collect();
     let judged = shrink::access::judge(&directory.users, &role_groups, &last_use, now_ms, args.unused_days);
     let remove: Vec<_> = judged.iter().filter(|m| !m.keep).collect();
@@ -485,4 +473,14 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
         writeln!(out, "directory rewritten; the previous one is {}", backup.display())?;
     }
     Ok(())
+}
+
+/// The `--now` of a command: the given RFC 3339 time, else `default` (e.g. the newest record),
+/// else the wall clock.
+fn now_arg(arg: &Option<String>, default: Option<i64>) -> Result<i64> {
+    match (arg, default) {
+        (Some(t), _) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date")),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64),
+    }
 }
