@@ -9,21 +9,40 @@ use shrink::{AccessAdvisor, Plan, PlanOptions, Usage, Verdict};
 
 use crate::inventory::{AwsArgs, InventoryArgs};
 
+/// The CloudTrail that shows use, and the window it is judged over.
 #[derive(clap::Args, Debug)]
-pub struct PlanArgs {
-    #[command(flatten)]
-    pub inventory: InventoryArgs,
+pub struct UsageWindow {
     /// CloudTrail files or folders (any input form `detect` reads) covering the window.
     #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
     pub cloudtrail: Vec<PathBuf>,
-    /// Access Advisor per role: ROLE=FILE with `aws iam get-service-last-accessed-details` output.
-    #[arg(long, value_name = "ROLE=FILE")]
-    pub access_advisor: Vec<String>,
     #[arg(long, default_value_t = 90)]
     pub window_days: i64,
     /// End of the window (RFC 3339); default: the newest event in the CloudTrail.
     #[arg(long)]
     pub now: Option<String>,
+}
+
+impl UsageWindow {
+    /// Scan the CloudTrail; the window's end.
+    fn scan(&self) -> Result<(Usage, i64)> {
+        let usage = Usage::scan(&self.cloudtrail)?;
+        let now_ms = match (&self.now, usage.newest_ms) {
+            (None, None) => bail!("the CloudTrail holds no records: nothing shows what was used (give --now)"),
+            (arg, newest) => now_arg(arg, newest)?,
+        };
+        Ok((usage, now_ms))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub window: UsageWindow,
+    /// Access Advisor per role: ROLE=FILE with `aws iam get-service-last-accessed-details` output.
+    #[arg(long, value_name = "ROLE=FILE")]
+    pub access_advisor: Vec<String>,
     /// Roles (names or ARNs) never touched.
     #[arg(long, value_name = "ROLE")]
     pub never_touch: Vec<String>,
@@ -44,7 +63,7 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
     if !inv.has_iam {
         bail!("right-sizing needs IAM inventory: get-account-authorization-details output (--inventory) or --live");
     }
-    let usage = Usage::scan(&args.cloudtrail)?;
+    let (usage, now_ms) = args.window.scan()?;
     writeln!(
         err,
         "cloudtrail: {} records, {} input error(s), {} principal(s), {} service(s) seen",
@@ -61,10 +80,6 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             usage.unknown_events.keys().take(10).cloned().collect::<Vec<_>>().join(", ")
         )?;
     }
-    let now_ms = match (&args.now, usage.newest_ms) {
-        (None, None) => bail!("the CloudTrail holds no records: nothing shows what was used (give --now)"),
-        (arg, newest) => now_arg(arg, newest)?,
-    };
     let mut advisors = BTreeMap::new();
     for spec in &args.access_advisor {
         let (role, file) = spec.split_once('=').with_context(|| format!("--access-advisor {spec:?} is not ROLE=FILE"))?;
@@ -76,7 +91,8 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         }
         advisors.insert(role.to_owned(), a);
     }
-    let since = now_ms - args.window_days * 86_400_000;
+    let window_days = args.window.window_days;
+    let since = now_ms - window_days * 86_400_000;
     if !args.allow_partial_cloudtrail {
         if !usage.covers(since, now_ms) {
             let span = |t: Option<i64>| t.map(|t| cloudtrail::EventTime(t).to_string()).unwrap_or_else(|| "-".into());
@@ -84,7 +100,7 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
                 "the CloudTrail spans {} .. {}, not the {}-day window {} .. {}: what was not read cannot show use (give the whole window, or --allow-partial-cloudtrail)",
                 span(usage.oldest_ms),
                 span(usage.newest_ms),
-                args.window_days,
+                window_days,
                 cloudtrail::EventTime(since),
                 cloudtrail::EventTime(now_ms)
             );
@@ -96,7 +112,7 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             );
         }
     }
-    let opts = PlanOptions { window_days: args.window_days, now_ms, opt_out_tag: args.opt_out_tag.clone(), never_touch: args.never_touch.clone() };
+    let opts = PlanOptions { window_days, now_ms, opt_out_tag: args.opt_out_tag.clone(), never_touch: args.never_touch.clone() };
     let plan = shrink::plan(&inv, &usage, &advisors, &opts);
     writeln!(out, "right-sizing plan: {}-day window ending {}; catalogue {}", plan.window_days, plan.window_end, plan.catalogue)?;
     for r in &plan.roles {
@@ -344,12 +360,8 @@ pub struct PerUserArgs {
     pub role: String,
     #[command(flatten)]
     pub inventory: InventoryArgs,
-    #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
-    pub cloudtrail: Vec<PathBuf>,
-    #[arg(long, default_value_t = 90)]
-    pub window_days: i64,
-    #[arg(long)]
-    pub now: Option<String>,
+    #[command(flatten)]
+    pub window: UsageWindow,
     /// Write one JSON file per proposed role here (RoleName, AssumeRolePolicyDocument, PolicyDocument).
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
@@ -358,12 +370,8 @@ pub struct PerUserArgs {
 /// `shrink per-user ROLE`: one role per person, fitted to what that person did with the role.
 pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let inv = args.inventory.load(err)?;
-    let usage = Usage::scan(&args.cloudtrail)?;
-    let now_ms = match (&args.now, usage.newest_ms) {
-        (None, None) => bail!("the CloudTrail holds no records: nothing shows what was used (give --now)"),
-        (arg, newest) => now_arg(arg, newest)?,
-    };
-    let opts = PlanOptions { window_days: args.window_days, now_ms, opt_out_tag: String::new(), never_touch: Vec::new() };
+    let (usage, now_ms) = args.window.scan()?;
+    let opts = PlanOptions { window_days: args.window.window_days, now_ms, opt_out_tag: String::new(), never_touch: Vec::new() };
     let people = shrink::per_person(&inv, &usage, &args.role, &opts).map_err(anyhow::Error::msg)?;
     if people.is_empty() {
         writeln!(err, "nobody used {} in the window (sessions are told apart by source identity, else session name)", args.role)?;
