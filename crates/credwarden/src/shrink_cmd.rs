@@ -70,7 +70,7 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         usage.records,
         usage.input_errors,
         usage.used.len(),
-        usage.services_seen.len()
+        usage.actions_seen.iter().filter_map(|(_, a)| a.split_once(':').map(|(prefix, _)| prefix)).collect::<std::collections::BTreeSet<_>>().len()
     )?;
     if !usage.unknown_events.is_empty() {
         writeln!(

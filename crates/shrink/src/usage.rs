@@ -18,8 +18,6 @@ use serde::Serialize;
 pub struct Usage {
     /// principal ARN (the role for assumed-role sessions) → action (canonical) → last use (ms).
     pub used: HashMap<String, BTreeMap<String, i64>>,
-    /// IAM prefixes with at least one event from anyone: the trail covers them.
-    pub services_seen: BTreeSet<String>,
     /// Principals seen at all (any event, even denied): "did nothing" needs evidence too.
     pub principals_seen: BTreeSet<String>,
     pub records: u64,
@@ -28,9 +26,8 @@ pub struct Usage {
     pub unknown_events: BTreeMap<String, u64>,
     pub oldest_ms: Option<i64>,
     pub newest_ms: Option<i64>,
-    /// Last use of a long-lived (AKIA) key, per user ARN and per access key id.
+    /// Last use of a long-lived (AKIA) key, per user ARN.
     pub static_key_use: BTreeMap<String, i64>,
-    pub key_use: BTreeMap<String, i64>,
     /// (account, action) seen in any event, denied or not: proof that the trail records that
     /// action for that account. Right-sizing removes only actions proven recordable.
     pub actions_seen: BTreeSet<(String, String)>,
@@ -78,11 +75,6 @@ impl Usage {
                 vec![guess]
             }
         };
-        if let Some(first) = actions.first() {
-            if let Some((prefix, _)) = first.split_once(':') {
-                self.services_seen.insert(prefix.to_owned());
-            }
-        }
         let account = r.recipient_account_id.as_deref().or(r.identity.account_id.as_deref()).unwrap_or("").to_owned();
         for a in &actions {
             self.actions_seen.insert((account.clone(), a.clone()));
@@ -113,10 +105,8 @@ impl Usage {
                 }
             }
         }
-        if let Some(k) = r.identity.access_key_id.as_deref().filter(|k| k.starts_with("AKIA")) {
+        if r.identity.access_key_id.as_deref().is_some_and(|k| k.starts_with("AKIA")) {
             let last = self.static_key_use.entry(p.clone()).or_insert(t);
-            *last = (*last).max(t);
-            let last = self.key_use.entry(k.to_owned()).or_insert(t);
             *last = (*last).max(t);
         }
         let entry = self.used.entry(p).or_default();
