@@ -21,5 +21,8 @@ pub enum AwsError {
     #[error("cannot start the async runtime: {0}")]
     Runtime(String),
     #[error("{operation}: {message}")]
-    Call { operation: &'static str, message: String },
+    Call {
+        operation: &'static str,
+        message: String,
+    },
 }

@@ -94,7 +94,14 @@ pub struct Inventory {
     pub has_iam: bool,
 }
 
-const KEYS: [&str; 6] = ["NatGateways", "Vpcs", "VpcEndpoints", "RoleDetailList", "UserDetailList", "Policies"];
+const KEYS: [&str; 6] = [
+    "NatGateways",
+    "Vpcs",
+    "VpcEndpoints",
+    "RoleDetailList",
+    "UserDetailList",
+    "Policies",
+];
 
 impl Inventory {
     /// Read and merge inventory files.
@@ -102,8 +109,10 @@ impl Inventory {
         let mut inv = Inventory::default();
         for p in paths {
             let p = p.as_ref();
-            let bytes = std::fs::read(p).map_err(|e| InventoryError::Read(p.display().to_string(), e.to_string()))?;
-            let value: Value = serde_json::from_slice(&bytes).map_err(|e| InventoryError::Json(p.display().to_string(), e.to_string()))?;
+            let bytes = std::fs::read(p)
+                .map_err(|e| InventoryError::Read(p.display().to_string(), e.to_string()))?;
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| InventoryError::Json(p.display().to_string(), e.to_string()))?;
             inv.absorb_json(&p.display().to_string(), &value)?;
         }
         Ok(inv)
@@ -111,8 +120,13 @@ impl Inventory {
 
     /// Merge one AWS CLI JSON document (`origin` names it in problems and errors).
     pub fn absorb_json(&mut self, origin: &str, v: &Value) -> Result<(), InventoryError> {
-        let obj = v.as_object().filter(|o| KEYS.iter().any(|k| o.contains_key(*k))).ok_or_else(|| InventoryError::NotInventory(origin.to_owned()))?;
-        if obj.get("IsTruncated").and_then(Value::as_bool) == Some(true) || obj.get("NextToken").is_some_and(|t| !t.is_null()) {
+        let obj = v
+            .as_object()
+            .filter(|o| KEYS.iter().any(|k| o.contains_key(*k)))
+            .ok_or_else(|| InventoryError::NotInventory(origin.to_owned()))?;
+        if obj.get("IsTruncated").and_then(Value::as_bool) == Some(true)
+            || obj.get("NextToken").is_some_and(|t| !t.is_null())
+        {
             self.problems.push(format!("{origin}: one page of a paginated result (IsTruncated/NextToken): the rest of the account is missing"));
         }
         for n in list(obj.get("NatGateways")) {
@@ -123,16 +137,31 @@ impl Inventory {
                 vpc_id: text(n, "VpcId"),
                 subnet_id: text(n, "SubnetId"),
                 state: text(n, "State"),
-                public_ips: addrs.iter().filter_map(|a| a.get("PublicIp").and_then(Value::as_str)).map(str::to_owned).collect(),
-                private_ips: addrs.iter().filter_map(|a| a.get("PrivateIp").and_then(Value::as_str)).map(str::to_owned).collect(),
+                public_ips: addrs
+                    .iter()
+                    .filter_map(|a| a.get("PublicIp").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect(),
+                private_ips: addrs
+                    .iter()
+                    .filter_map(|a| a.get("PrivateIp").and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect(),
             });
         }
         for v in list(obj.get("Vpcs")) {
             self.has_network = true;
-            let mut cidrs: Vec<String> =
-                list(v.get("CidrBlockAssociationSet")).iter().filter_map(|c| c.get("CidrBlock").and_then(Value::as_str)).map(str::to_owned).collect();
+            let mut cidrs: Vec<String> = list(v.get("CidrBlockAssociationSet"))
+                .iter()
+                .filter_map(|c| c.get("CidrBlock").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect();
             if cidrs.is_empty() {
-                cidrs.extend(v.get("CidrBlock").and_then(Value::as_str).map(str::to_owned));
+                cidrs.extend(
+                    v.get("CidrBlock")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                );
             }
             self.vpcs.push(Vpc {
                 id: text(v, "VpcId"),
@@ -159,14 +188,23 @@ impl Inventory {
         for r in list(obj.get("RoleDetailList")) {
             self.has_iam = true;
             let mut p = self.principal(origin, r, "RoleName", "RolePolicyList");
-            p.trust = r.get("AssumeRolePolicyDocument").and_then(|d| self.document(origin, &format!("role {} trust policy", p.name), d));
-            p.instance_profiles = list(r.get("InstanceProfileList")).iter().map(|i| text(i, "Arn")).collect();
+            p.trust = r
+                .get("AssumeRolePolicyDocument")
+                .and_then(|d| self.document(origin, &format!("role {} trust policy", p.name), d));
+            p.instance_profiles = list(r.get("InstanceProfileList"))
+                .iter()
+                .map(|i| text(i, "Arn"))
+                .collect();
             self.roles.push(p);
         }
         for u in list(obj.get("UserDetailList")) {
             self.has_iam = true;
             let mut p = self.principal(origin, u, "UserName", "UserPolicyList");
-            p.groups = list(u.get("GroupList")).iter().filter_map(|g| g.as_str()).map(str::to_owned).collect();
+            p.groups = list(u.get("GroupList"))
+                .iter()
+                .filter_map(|g| g.as_str())
+                .map(str::to_owned)
+                .collect();
             self.users.push(p);
         }
         for g in list(obj.get("GroupDetailList")) {
@@ -177,20 +215,37 @@ impl Inventory {
         for m in list(obj.get("Policies")) {
             self.has_iam = true;
             let name = text(m, "PolicyName");
-            let default = list(m.get("PolicyVersionList")).into_iter().find(|v| v.get("IsDefaultVersion").and_then(Value::as_bool) == Some(true));
-            let document = default.and_then(|v| v.get("Document")).and_then(|d| self.document(origin, &format!("managed policy {name}"), d));
-            self.managed_policies.push(ManagedPolicy { name, arn: text(m, "Arn"), document });
+            let default = list(m.get("PolicyVersionList"))
+                .into_iter()
+                .find(|v| v.get("IsDefaultVersion").and_then(Value::as_bool) == Some(true));
+            let document = default
+                .and_then(|v| v.get("Document"))
+                .and_then(|d| self.document(origin, &format!("managed policy {name}"), d));
+            self.managed_policies.push(ManagedPolicy {
+                name,
+                arn: text(m, "Arn"),
+                document,
+            });
         }
         Ok(())
     }
 
-    fn principal(&mut self, origin: &str, v: &Value, name_key: &str, inline_key: &str) -> Principal {
+    fn principal(
+        &mut self,
+        origin: &str,
+        v: &Value,
+        name_key: &str,
+        inline_key: &str,
+    ) -> Principal {
         let name = text(v, name_key);
         let mut inline = Vec::new();
         let mut unreadable = Vec::new();
         for p in list(v.get(inline_key)) {
             let pname = text(p, "PolicyName");
-            match p.get("PolicyDocument").and_then(|d| self.document(origin, &format!("{name} inline policy {pname}"), d)) {
+            match p
+                .get("PolicyDocument")
+                .and_then(|d| self.document(origin, &format!("{name} inline policy {pname}"), d))
+            {
                 Some(doc) => inline.push((pname, doc)),
                 None => unreadable.push(pname),
             }
@@ -199,11 +254,21 @@ impl Inventory {
             arn: text(v, "Arn"),
             tags: tags(v.get("Tags")),
             inline,
-            attached: list(v.get("AttachedManagedPolicies")).iter().map(|a| text(a, "PolicyArn")).collect(),
-            boundary: v.get("PermissionsBoundary").and_then(|b| b.get("PermissionsBoundaryArn")).and_then(Value::as_str).map(str::to_owned),
+            attached: list(v.get("AttachedManagedPolicies"))
+                .iter()
+                .map(|a| text(a, "PolicyArn"))
+                .collect(),
+            boundary: v
+                .get("PermissionsBoundary")
+                .and_then(|b| b.get("PermissionsBoundaryArn"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             name,
             unreadable,
-            created: v.get("CreateDate").and_then(Value::as_str).map(str::to_owned),
+            created: v
+                .get("CreateDate")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             path: text(v, "Path"),
             ..Default::default()
         }
@@ -231,14 +296,23 @@ impl Inventory {
     }
 
     pub fn role(&self, name_or_arn: &str) -> Option<&Principal> {
-        self.roles.iter().find(|r| r.name == name_or_arn || r.arn == name_or_arn)
+        self.roles
+            .iter()
+            .find(|r| r.name == name_or_arn || r.arn == name_or_arn)
     }
 
     /// Every public NAT address of a gateway that is, or is about to be, in service
     /// (`available`, `pending`, or of unknown state); deleted and failed ones are not ours.
     pub fn nat_public_ips(&self) -> Vec<String> {
-        let live = |s: &str| s.is_empty() || s.eq_ignore_ascii_case("available") || s.eq_ignore_ascii_case("pending");
-        let mut v: Vec<String> = self.nat_gateways.iter().filter(|n| live(&n.state)).flat_map(|n| n.public_ips.iter().cloned()).collect();
+        let live = |s: &str| {
+            s.is_empty() || s.eq_ignore_ascii_case("available") || s.eq_ignore_ascii_case("pending")
+        };
+        let mut v: Vec<String> = self
+            .nat_gateways
+            .iter()
+            .filter(|n| live(&n.state))
+            .flat_map(|n| n.public_ips.iter().cloned())
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -246,15 +320,23 @@ impl Inventory {
 }
 
 fn list(v: Option<&Value>) -> Vec<&Value> {
-    v.and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }
 
 fn text(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn tags(v: Option<&Value>) -> BTreeMap<String, String> {
-    list(v).iter().map(|t| (text(t, "Key"), text(t, "Value"))).collect()
+    list(v)
+        .iter()
+        .map(|t| (text(t, "Key"), text(t, "Value")))
+        .collect()
 }
 
 #[cfg(test)]
@@ -264,16 +346,31 @@ mod tests {
 
     #[test]
     fn the_shared_authorization_details_samples() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/iam");
-        let inv = Inventory::from_files(&[dir.join("get-account-authorization-details.awscli-example.json")]).unwrap();
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/corpora/iam");
+        let inv = Inventory::from_files(&[
+            dir.join("get-account-authorization-details.awscli-example.json")
+        ])
+        .unwrap();
         assert!(inv.has_iam && !inv.has_network);
         assert_eq!(inv.roles.len(), 1);
         assert_eq!(inv.users.len(), 3);
-        assert!(inv.problems.iter().any(|p| p.contains("paginated")), "{:?}", inv.problems);
+        assert!(
+            inv.problems.iter().any(|p| p.contains("paginated")),
+            "{:?}",
+            inv.problems
+        );
         assert!(inv.managed_policies.iter().all(|m| m.document.is_some()));
-        let demo = Inventory::from_files(&[dir.join("get-account-authorization-details.cloudmapper-demo.json")]).unwrap();
+        let demo = Inventory::from_files(&[
+            dir.join("get-account-authorization-details.cloudmapper-demo.json")
+        ])
+        .unwrap();
         assert!(!demo.roles.is_empty());
-        assert!(demo.roles.iter().all(|r| r.trust.is_some()), "{:?}", demo.problems);
+        assert!(
+            demo.roles.iter().all(|r| r.trust.is_some()),
+            "{:?}",
+            demo.problems
+        );
     }
 
     #[test]
@@ -299,13 +396,26 @@ mod tests {
                 "RolePolicyList": [{"PolicyName": "bad", "PolicyDocument": {"Statement": {"Effect": "Maybe", "Action": "s3:*"}}}]}]}),
         )
         .unwrap();
-        assert_eq!(inv.nat_public_ips(), ["198.51.100.10"], "deleted gateways do not count");
+        assert_eq!(
+            inv.nat_public_ips(),
+            ["198.51.100.10"],
+            "deleted gateways do not count"
+        );
         assert_eq!(inv.vpcs[0].cidrs, ["10.0.0.0/16"]);
         assert_eq!(inv.vpcs[0].tags["Name"], "prod");
         assert!(inv.roles[0].trust.is_some());
         assert!(inv.roles[0].inline.is_empty());
         assert_eq!(inv.roles[0].unreadable, ["bad"]);
-        assert!(inv.problems.iter().any(|p| p.contains("roles.json: app inline policy bad") && p.contains("Effect")), "{:?}", inv.problems);
-        assert!(matches!(inv.absorb_json("x.json", &json!({"Something": []})), Err(InventoryError::NotInventory(_))));
+        assert!(
+            inv.problems
+                .iter()
+                .any(|p| p.contains("roles.json: app inline policy bad") && p.contains("Effect")),
+            "{:?}",
+            inv.problems
+        );
+        assert!(matches!(
+            inv.absorb_json("x.json", &json!({"Something": []})),
+            Err(InventoryError::NotInventory(_))
+        ));
     }
 }

@@ -26,7 +26,10 @@ pub struct Session {
     config: aws_config::SdkConfig,
 }
 
-fn call_error<E: ProvideErrorMetadata + std::fmt::Display>(operation: &'static str, e: E) -> AwsError {
+fn call_error<E: ProvideErrorMetadata + std::fmt::Display>(
+    operation: &'static str,
+    e: E,
+) -> AwsError {
     let message = match (e.code(), e.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_owned(),
@@ -37,8 +40,13 @@ fn call_error<E: ProvideErrorMetadata + std::fmt::Display>(operation: &'static s
 
 impl Session {
     pub fn connect(opts: &LiveOptions) -> Result<Session, AwsError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| AwsError::Runtime(e.to_string()))?;
-        let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| AwsError::Runtime(e.to_string()))?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
         if let Some(url) = &opts.endpoint_url {
             loader = loader.endpoint_url(url);
@@ -119,10 +127,21 @@ impl Session {
             let iam = self.authorization_details().await?;
             Ok::<_, AwsError>((nats, vpcs, endpoints, iam))
         })?;
-        let absorb = |inv: &mut Inventory, origin: &str, v: Value| inv.absorb_json(origin, &v).expect("built with a recognised key");
-        absorb(&mut inv, "live ec2:DescribeNatGateways", json!({ "NatGateways": nats }));
+        let absorb = |inv: &mut Inventory, origin: &str, v: Value| {
+            inv.absorb_json(origin, &v)
+                .expect("built with a recognised key")
+        };
+        absorb(
+            &mut inv,
+            "live ec2:DescribeNatGateways",
+            json!({ "NatGateways": nats }),
+        );
         absorb(&mut inv, "live ec2:DescribeVpcs", json!({ "Vpcs": vpcs }));
-        absorb(&mut inv, "live ec2:DescribeVpcEndpoints", json!({ "VpcEndpoints": endpoints }));
+        absorb(
+            &mut inv,
+            "live ec2:DescribeVpcEndpoints",
+            json!({ "VpcEndpoints": endpoints }),
+        );
         absorb(&mut inv, "live iam:GetAccountAuthorizationDetails", iam);
         Ok(inv)
     }
@@ -131,15 +150,26 @@ impl Session {
     /// URL-encoded as the API returns them; the inventory reader decodes).
     async fn authorization_details(&self) -> Result<Value, AwsError> {
         let iam = self.iam();
-        let (mut roles, mut users, mut groups, mut policies) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut roles, mut users, mut groups, mut policies) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut marker = None;
-        let tags = |t: &[aws_sdk_iam::types::Tag]| t.iter().map(|t| json!({"Key": t.key(), "Value": t.value()})).collect::<Vec<_>>();
+        let tags = |t: &[aws_sdk_iam::types::Tag]| {
+            t.iter()
+                .map(|t| json!({"Key": t.key(), "Value": t.value()}))
+                .collect::<Vec<_>>()
+        };
         let attached = |a: &[aws_sdk_iam::types::AttachedPolicy]| {
-            a.iter().map(|p| json!({"PolicyName": p.policy_name(), "PolicyArn": p.policy_arn()})).collect::<Vec<_>>()
+            a.iter()
+                .map(|p| json!({"PolicyName": p.policy_name(), "PolicyArn": p.policy_arn()}))
+                .collect::<Vec<_>>()
         };
         loop {
-            let page =
-                iam.get_account_authorization_details().set_marker(marker).send().await.map_err(|e| call_error("iam:GetAccountAuthorizationDetails", e))?;
+            let page = iam
+                .get_account_authorization_details()
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:GetAccountAuthorizationDetails", e))?;
             for r in page.role_detail_list() {
                 roles.push(json!({
                     "RoleName": r.role_name(), "Arn": r.arn(), "Path": r.path(),
@@ -183,16 +213,28 @@ impl Session {
                 break;
             }
         }
-        Ok(json!({"RoleDetailList": roles, "UserDetailList": users, "GroupDetailList": groups, "Policies": policies}))
+        Ok(
+            json!({"RoleDetailList": roles, "UserDetailList": users, "GroupDetailList": groups, "Policies": policies}),
+        )
     }
 
     /// The current inline policy `name` of `role`, if any (URL-decoded and parsed).
     pub fn role_policy(&self, role: &str, name: &str) -> Result<Option<iam::Policy>, AwsError> {
         self.rt.block_on(async {
-            match self.iam().get_role_policy().role_name(role).policy_name(name).send().await {
+            match self
+                .iam()
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+            {
                 Ok(out) => iam::Policy::parse_encoded(out.policy_document())
                     .map(Some)
-                    .map_err(|e| AwsError::Call { operation: "iam:GetRolePolicy", message: format!("role {role} policy {name}: {e}") }),
+                    .map_err(|e| AwsError::Call {
+                        operation: "iam:GetRolePolicy",
+                        message: format!("role {role} policy {name}: {e}"),
+                    }),
                 Err(e) if e.code() == Some("NoSuchEntity") => Ok(None),
                 Err(e) => Err(call_error("iam:GetRolePolicy", e)),
             }
@@ -201,17 +243,37 @@ impl Session {
 
     /// A role's inline policies (name → document) and attached managed policy ARNs, as they
     /// are now.
-    pub fn role_state(&self, role: &str) -> Result<(std::collections::BTreeMap<String, iam::Policy>, Vec<String>), AwsError> {
+    pub fn role_state(
+        &self,
+        role: &str,
+    ) -> Result<(std::collections::BTreeMap<String, iam::Policy>, Vec<String>), AwsError> {
         self.rt.block_on(async {
             let iam = self.iam();
             let mut inline = std::collections::BTreeMap::new();
             let mut marker = None;
             loop {
-                let page = iam.list_role_policies().role_name(role).set_marker(marker).send().await.map_err(|e| call_error("iam:ListRolePolicies", e))?;
+                let page = iam
+                    .list_role_policies()
+                    .role_name(role)
+                    .set_marker(marker)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("iam:ListRolePolicies", e))?;
                 for name in page.policy_names() {
-                    let doc = iam.get_role_policy().role_name(role).policy_name(name).send().await.map_err(|e| call_error("iam:GetRolePolicy", e))?;
-                    let policy = iam::Policy::parse_encoded(doc.policy_document())
-                        .map_err(|e| AwsError::Call { operation: "iam:GetRolePolicy", message: format!("role {role} policy {name}: {e}") })?;
+                    let doc = iam
+                        .get_role_policy()
+                        .role_name(role)
+                        .policy_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| call_error("iam:GetRolePolicy", e))?;
+                    let policy =
+                        iam::Policy::parse_encoded(doc.policy_document()).map_err(|e| {
+                            AwsError::Call {
+                                operation: "iam:GetRolePolicy",
+                                message: format!("role {role} policy {name}: {e}"),
+                            }
+                        })?;
                     inline.insert(name.clone(), policy);
                 }
                 marker = page.marker().map(str::to_owned);
@@ -229,7 +291,11 @@ impl Session {
                     .send()
                     .await
                     .map_err(|e| call_error("iam:ListAttachedRolePolicies", e))?;
-                attached.extend(page.attached_policies().iter().filter_map(|p| p.policy_arn().map(str::to_owned)));
+                attached.extend(
+                    page.attached_policies()
+                        .iter()
+                        .filter_map(|p| p.policy_arn().map(str::to_owned)),
+                );
                 marker = page.marker().map(str::to_owned);
                 if !page.is_truncated() || marker.is_none() {
                     break;
@@ -241,30 +307,61 @@ impl Session {
     }
 
     /// A role's tags as they are now.
-    pub fn role_tags(&self, role: &str) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
+    pub fn role_tags(
+        &self,
+        role: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, AwsError> {
         self.rt.block_on(async {
-            let out = self.iam().list_role_tags().role_name(role).send().await.map_err(|e| call_error("iam:ListRoleTags", e))?;
-            Ok(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
+            let out = self
+                .iam()
+                .list_role_tags()
+                .role_name(role)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:ListRoleTags", e))?;
+            Ok(out
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect())
         })
     }
 
     pub fn delete_role_policy(&self, role: &str, name: &str) -> Result<(), AwsError> {
         self.rt.block_on(async {
-            self.iam().delete_role_policy().role_name(role).policy_name(name).send().await.map_err(|e| call_error("iam:DeleteRolePolicy", e))?;
+            self.iam()
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(name)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:DeleteRolePolicy", e))?;
             Ok(())
         })
     }
 
     pub fn attach_role_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
         self.rt.block_on(async {
-            self.iam().attach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| call_error("iam:AttachRolePolicy", e))?;
+            self.iam()
+                .attach_role_policy()
+                .role_name(role)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:AttachRolePolicy", e))?;
             Ok(())
         })
     }
 
     pub fn detach_role_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
         self.rt.block_on(async {
-            self.iam().detach_role_policy().role_name(role).policy_arn(arn).send().await.map_err(|e| call_error("iam:DetachRolePolicy", e))?;
+            self.iam()
+                .detach_role_policy()
+                .role_name(role)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:DetachRolePolicy", e))?;
             Ok(())
         })
     }
@@ -274,22 +371,42 @@ impl Session {
         self.rt.block_on(async {
             let iam = self.iam();
             for _ in 0..30 {
-                let state = iam.generate_credential_report().send().await.map_err(|e| call_error("iam:GenerateCredentialReport", e))?;
+                let state = iam
+                    .generate_credential_report()
+                    .send()
+                    .await
+                    .map_err(|e| call_error("iam:GenerateCredentialReport", e))?;
                 if state.state().map(|s| s.as_str()) == Some("COMPLETE") {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
-            let report = iam.get_credential_report().send().await.map_err(|e| call_error("iam:GetCredentialReport", e))?;
-            let bytes = report.content().map(|b| b.as_ref().to_vec()).unwrap_or_default();
-            String::from_utf8(bytes).map_err(|_| AwsError::Call { operation: "iam:GetCredentialReport", message: "the report is not UTF-8".into() })
+            let report = iam
+                .get_credential_report()
+                .send()
+                .await
+                .map_err(|e| call_error("iam:GetCredentialReport", e))?;
+            let bytes = report
+                .content()
+                .map(|b| b.as_ref().to_vec())
+                .unwrap_or_default();
+            String::from_utf8(bytes).map_err(|_| AwsError::Call {
+                operation: "iam:GetCredentialReport",
+                message: "the report is not UTF-8".into(),
+            })
         })
     }
 
     /// A user's access keys in creation order: (id, status, created at ms).
     pub fn access_keys(&self, user: &str) -> Result<Vec<(String, String, i64)>, AwsError> {
         self.rt.block_on(async {
-            let out = self.iam().list_access_keys().user_name(user).send().await.map_err(|e| call_error("iam:ListAccessKeys", e))?;
+            let out = self
+                .iam()
+                .list_access_keys()
+                .user_name(user)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:ListAccessKeys", e))?;
             let mut keys: Vec<_> = out
                 .access_key_metadata()
                 .iter()
@@ -297,21 +414,42 @@ impl Session {
                     (
                         k.create_date().map(|d| d.secs() * 1000).unwrap_or(0),
                         k.access_key_id().unwrap_or_default().to_owned(),
-                        k.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                        k.status()
+                            .map(|s| s.as_str().to_owned())
+                            .unwrap_or_default(),
                     )
                 })
                 .collect();
             keys.sort();
-            Ok(keys.into_iter().map(|(created, id, status)| (id, status, created)).collect())
+            Ok(keys
+                .into_iter()
+                .map(|(created, id, status)| (id, status, created))
+                .collect())
         })
     }
 
     /// Set an access key Active or Inactive (deactivation is reversible; nothing is deleted).
-    pub fn set_access_key_status(&self, user: &str, key: &str, active: bool) -> Result<(), AwsError> {
+    pub fn set_access_key_status(
+        &self,
+        user: &str,
+        key: &str,
+        active: bool,
+    ) -> Result<(), AwsError> {
         use aws_sdk_iam::types::StatusType;
         self.rt.block_on(async {
-            let status = if active { StatusType::Active } else { StatusType::Inactive };
-            self.iam().update_access_key().user_name(user).access_key_id(key).status(status).send().await.map_err(|e| call_error("iam:UpdateAccessKey", e))?;
+            let status = if active {
+                StatusType::Active
+            } else {
+                StatusType::Inactive
+            };
+            self.iam()
+                .update_access_key()
+                .user_name(user)
+                .access_key_id(key)
+                .status(status)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:UpdateAccessKey", e))?;
             Ok(())
         })
     }

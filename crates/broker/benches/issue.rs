@@ -30,16 +30,26 @@ fn main() {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/credwarden-bench");
-    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-bench");
+    std::env::set_var(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "/nonexistent/credwarden-bench",
+    );
     let dir = tempfile::tempdir().unwrap();
     let idp = TestIdp::new("bench");
     std::fs::write(dir.path().join("jwks.json"), &idp.jwks).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (sts, broker_addr) = rt.block_on(async {
         let sts = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sts_addr: SocketAddr = sts.local_addr().unwrap();
         tokio::spawn(async move {
-            let app = axum::Router::new().route("/", post(|| async { ([("content-type", "text/xml")], ASSUME_ROLE) }));
+            let app = axum::Router::new().route(
+                "/",
+                post(|| async { ([("content-type", "text/xml")], ASSUME_ROLE) }),
+            );
             axum::serve(sts, app).await.unwrap();
         });
         let cfg = broker::config::parse(&format!(
@@ -69,10 +79,17 @@ region = "us-east-1"
         let broker = Arc::new(Broker::new(cfg).await.unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(broker::http::serve(broker, listener, std::future::pending()));
+        tokio::spawn(broker::http::serve(
+            broker,
+            listener,
+            std::future::pending(),
+        ));
         (sts_addr, addr)
     });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let token = idp.sign(
         json!({"alg": "ES256", "kid": "bench"}),
         json!({"iss": "https://idp.test", "aud": "credwarden", "sub": "alice", "groups": ["payments"], "exp": now + 3600}),
@@ -81,11 +98,18 @@ region = "us-east-1"
     let body = json!({"role": "payments-api"}).to_string();
     let request = |agent: &ureq::Agent| {
         let t = Instant::now();
-        let r = agent.post(&url).set("authorization", &format!("Bearer {token}")).set("content-type", "application/json").send_string(&body).expect("issued");
+        let r = agent
+            .post(&url)
+            .set("authorization", &format!("Bearer {token}"))
+            .set("content-type", "application/json")
+            .send_string(&body)
+            .expect("issued");
         assert_eq!(r.status(), 200);
         t.elapsed()
     };
-    let warm = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+    let warm = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
     for _ in 0..50 {
         request(&warm);
     }
@@ -97,16 +121,27 @@ region = "us-east-1"
             let handles: Vec<_> = (0..clients)
                 .map(|_| {
                     s.spawn(|| {
-                        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+                        let agent = ureq::AgentBuilder::new()
+                            .timeout(Duration::from_secs(10))
+                            .build();
                         (0..per_client).map(|_| request(&agent)).collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
         });
         let secs = started.elapsed().as_secs_f64();
         all.sort();
         let q = |p: f64| all[((all.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e3;
-        println!("  {clients} client(s): {:>6} requests  p50 {:.2} ms  p99 {:.2} ms  {:.0} requests/s", all.len(), q(0.5), q(0.99), all.len() as f64 / secs);
+        println!(
+            "  {clients} client(s): {:>6} requests  p50 {:.2} ms  p99 {:.2} ms  {:.0} requests/s",
+            all.len(),
+            q(0.5),
+            q(0.99),
+            all.len() as f64 / secs
+        );
     }
 }

@@ -27,8 +27,15 @@ pub struct Caller {
 /// One verification key from a JWKS.
 #[derive(Clone, Debug)]
 enum Key {
-    Rsa { kid: Option<String>, n: Vec<u8>, e: Vec<u8> },
-    P256 { kid: Option<String>, point: Vec<u8> },
+    Rsa {
+        kid: Option<String>,
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    P256 {
+        kid: Option<String>,
+        point: Vec<u8>,
+    },
 }
 
 impl Key {
@@ -68,8 +75,12 @@ impl Jwks {
         }
         let doc: Doc = serde_json::from_str(text).map_err(|e| AuthError::Jwks(e.to_string()))?;
         let b64 = |s: &Option<String>, what: &str| -> Result<Vec<u8>, AuthError> {
-            let s = s.as_deref().ok_or_else(|| AuthError::Jwks(format!("key lacks {what}")))?;
-            URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).map_err(|_| AuthError::Jwks(format!("{what} is not base64url")))
+            let s = s
+                .as_deref()
+                .ok_or_else(|| AuthError::Jwks(format!("key lacks {what}")))?;
+            URL_SAFE_NO_PAD
+                .decode(s.trim_end_matches('='))
+                .map_err(|_| AuthError::Jwks(format!("{what} is not base64url")))
         };
         let mut keys = Vec::new();
         for k in doc.keys {
@@ -77,7 +88,11 @@ impl Jwks {
                 continue;
             }
             match (k.kty.as_str(), k.crv.as_deref()) {
-                ("RSA", _) => keys.push(Key::Rsa { n: b64(&k.n, "n")?, e: b64(&k.e, "e")?, kid: k.kid }),
+                ("RSA", _) => keys.push(Key::Rsa {
+                    n: b64(&k.n, "n")?,
+                    e: b64(&k.e, "e")?,
+                    kid: k.kid,
+                }),
                 ("EC", Some("P-256")) => {
                     let (x, y) = (b64(&k.x, "x")?, b64(&k.y, "y")?);
                     if x.len() != 32 || y.len() != 32 {
@@ -111,20 +126,36 @@ pub struct JwtRules {
 }
 
 /// Verify a compact JWT and return the caller it names.
-pub fn verify_jwt(token: &str, jwks: &Jwks, rules: &JwtRules, now_secs: i64) -> Result<Caller, AuthError> {
+pub fn verify_jwt(
+    token: &str,
+    jwks: &Jwks,
+    rules: &JwtRules,
+    now_secs: i64,
+) -> Result<Caller, AuthError> {
     if token.len() > 16 * 1024 {
         return Err(AuthError::Invalid("token too large"));
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(AuthError::Invalid("not a compact JWS (three dot-separated parts)"));
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Invalid(
+            "not a compact JWS (three dot-separated parts)",
+        ));
     };
-    let decode = |s: &str| URL_SAFE_NO_PAD.decode(s).map_err(|_| AuthError::Invalid("a part is not base64url"));
-    let header: Value = serde_json::from_slice(&decode(h)?).map_err(|_| AuthError::Invalid("header is not JSON"))?;
+    let decode = |s: &str| {
+        URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| AuthError::Invalid("a part is not base64url"))
+    };
+    let header: Value = serde_json::from_slice(&decode(h)?)
+        .map_err(|_| AuthError::Invalid("header is not JSON"))?;
     let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
     let kid = header.get("kid").and_then(Value::as_str);
     if header.get("crit").is_some() {
-        return Err(AuthError::Invalid("critical header extensions are not supported"));
+        return Err(AuthError::Invalid(
+            "critical header extensions are not supported",
+        ));
     }
     let candidates: Vec<&Key> = jwks
         .keys
@@ -137,64 +168,106 @@ pub fn verify_jwt(token: &str, jwks: &Jwks, rules: &JwtRules, now_secs: i64) -> 
         .filter(|k| kid.is_none() || k.kid() == kid)
         .collect();
     if !matches!(alg, "RS256" | "ES256") {
-        return Err(AuthError::Invalid("algorithm not allowed (RS256 and ES256 only)"));
+        return Err(AuthError::Invalid(
+            "algorithm not allowed (RS256 and ES256 only)",
+        ));
     }
     let key = match (candidates.as_slice(), kid) {
         ([one], _) => *one,
-        ([], _) => return Err(AuthError::Invalid("no key in the JWKS matches the token's kid and algorithm")),
-        (_, None) => return Err(AuthError::Invalid("the token has no kid and the JWKS has several keys")),
+        ([], _) => {
+            return Err(AuthError::Invalid(
+                "no key in the JWKS matches the token's kid and algorithm",
+            ))
+        }
+        (_, None) => {
+            return Err(AuthError::Invalid(
+                "the token has no kid and the JWKS has several keys",
+            ))
+        }
         (many, Some(_)) => many[0],
     };
     let message = &token.as_bytes()[..h.len() + 1 + p.len()];
     let sig = decode(sig)?;
     let ok = match key {
-        Key::Rsa { n, e, .. } => RsaPublicKeyComponents { n, e }.verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, &sig).is_ok(),
-        Key::P256 { point, .. } => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(message, &sig).is_ok(),
+        Key::Rsa { n, e, .. } => RsaPublicKeyComponents { n, e }
+            .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, &sig)
+            .is_ok(),
+        Key::P256 { point, .. } => {
+            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                .verify(message, &sig)
+                .is_ok()
+        }
     };
     if !ok {
         return Err(AuthError::Invalid("bad signature"));
     }
-    let claims: Value = serde_json::from_slice(&decode(p)?).map_err(|_| AuthError::Invalid("payload is not JSON"))?;
+    let claims: Value = serde_json::from_slice(&decode(p)?)
+        .map_err(|_| AuthError::Invalid("payload is not JSON"))?;
     if claims.get("iss").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
         return Err(AuthError::Invalid("wrong issuer"));
     }
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => *a == rules.audience,
-        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(rules.audience.as_str())),
+        Some(Value::Array(list)) => list
+            .iter()
+            .any(|a| a.as_str() == Some(rules.audience.as_str())),
         _ => false,
     };
     if !aud_ok {
         return Err(AuthError::Invalid("wrong audience"));
     }
-    let exp = claims.get("exp").and_then(Value::as_i64).ok_or(AuthError::Invalid("no exp claim"))?;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or(AuthError::Invalid("no exp claim"))?;
     if now_secs > exp + rules.leeway_seconds {
         return Err(AuthError::Invalid("token expired"));
     }
     match claims.get("nbf") {
         None => {}
         Some(v) => match v.as_i64() {
-            Some(nbf) if now_secs + rules.leeway_seconds < nbf => return Err(AuthError::Invalid("token not yet valid")),
+            Some(nbf) if now_secs + rules.leeway_seconds < nbf => {
+                return Err(AuthError::Invalid("token not yet valid"))
+            }
             Some(_) => {}
             None => return Err(AuthError::Invalid("nbf is not a number")),
         },
     }
-    let user = claims.get(&rules.user_claim).and_then(Value::as_str).filter(|u| !u.is_empty()).ok_or(AuthError::Invalid("no user claim"))?;
+    let user = claims
+        .get(&rules.user_claim)
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or(AuthError::Invalid("no user claim"))?;
     // An email address names a person only when the identity provider verified it; where
     // users can set their own, an unverified one would let them take another's groups.
-    if rules.user_claim == "email" && claims.get("email_verified").and_then(Value::as_bool) != Some(true) {
-        return Err(AuthError::Invalid("email is not verified (email_verified must be true)"));
+    if rules.user_claim == "email"
+        && claims.get("email_verified").and_then(Value::as_bool) != Some(true)
+    {
+        return Err(AuthError::Invalid(
+            "email is not verified (email_verified must be true)",
+        ));
     }
     let groups = match claims.get(&rules.groups_claim) {
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         Some(Value::String(s)) => split_groups(s),
         _ => BTreeSet::new(),
     };
-    Ok(Caller { user: user.to_owned(), groups })
+    Ok(Caller {
+        user: user.to_owned(),
+        groups,
+    })
 }
 
 /// Groups written as one string: separated by commas, colons or whitespace.
 pub fn split_groups(s: &str) -> BTreeSet<String> {
-    s.split(|c: char| c == ',' || c == ':' || c.is_whitespace()).filter(|g| !g.is_empty()).map(str::to_owned).collect()
+    s.split(|c: char| c == ',' || c == ':' || c.is_whitespace())
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The identity-header mode: the reverse proxy in front authenticated the user.
@@ -206,12 +279,23 @@ pub struct HeaderRules {
 }
 
 /// Read the caller from headers, only when the TCP peer is a trusted proxy.
-pub fn from_headers(peer: IpAddr, user: Option<&str>, groups: Option<&str>, rules: &HeaderRules) -> Result<Caller, AuthError> {
+pub fn from_headers(
+    peer: IpAddr,
+    user: Option<&str>,
+    groups: Option<&str>,
+    rules: &HeaderRules,
+) -> Result<Caller, AuthError> {
     if !rules.trusted_proxies.iter().any(|c| c.contains(peer)) {
         return Err(AuthError::UntrustedProxy(peer.to_string()));
     }
-    let user = user.map(str::trim).filter(|u| !u.is_empty()).ok_or(AuthError::Missing)?;
-    Ok(Caller { user: user.to_owned(), groups: groups.map(split_groups).unwrap_or_default() })
+    let user = user
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .ok_or(AuthError::Missing)?;
+    Ok(Caller {
+        user: user.to_owned(),
+        groups: groups.map(split_groups).unwrap_or_default(),
+    })
 }
 
 /// A local identity provider for tests and benchmarks: an ES256 key, its JWKS, and the
@@ -232,8 +316,11 @@ pub mod testing {
     impl TestIdp {
         pub fn new(kid: &str) -> TestIdp {
             let rng = SystemRandom::new();
-            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-            let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+            let pkcs8 =
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let key =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .unwrap();
             let point = key.public_key().as_ref();
             let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
                 "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])}]})
@@ -242,7 +329,11 @@ pub mod testing {
         }
 
         pub fn sign(&self, header: Value, claims: Value) -> String {
-            let msg = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+            let msg = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
             let sig = self.key.sign(&SystemRandom::new(), msg.as_bytes()).unwrap();
             format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
         }
@@ -287,28 +378,57 @@ mod tests {
             (with("exp", json!(now - 120)), "expired"),
             (with("nbf", json!(now + 600)), "not yet valid"),
             (with("nbf", json!("soon")), "nbf is not a number"),
-            (idp.sign(json!({"alg": "ES256", "kid": "other"}), claims.clone()), "no key"),
-            (idp.sign(json!({"alg": "HS256", "kid": "k1"}), claims.clone()), "algorithm"),
-            (idp.sign(json!({"alg": "none"}), claims.clone()), "algorithm"),
-            (format!("{}.", good.rsplit_once('.').unwrap().0), "signature"),
+            (
+                idp.sign(json!({"alg": "ES256", "kid": "other"}), claims.clone()),
+                "no key",
+            ),
+            (
+                idp.sign(json!({"alg": "HS256", "kid": "k1"}), claims.clone()),
+                "algorithm",
+            ),
+            (
+                idp.sign(json!({"alg": "none"}), claims.clone()),
+                "algorithm",
+            ),
+            (
+                format!("{}.", good.rsplit_once('.').unwrap().0),
+                "signature",
+            ),
             ("a.b".to_owned(), "three"),
         ];
         for (token, want) in cases {
-            let e = verify_jwt(&token, &jwks, &rules(), now).unwrap_err().to_string();
+            let e = verify_jwt(&token, &jwks, &rules(), now)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{want}: {e}");
         }
         // A token signed by another key with the same kid.
-        let impostor = TestIdp::new("k1").sign(json!({"alg": "ES256", "kid": "k1"}), claims.clone());
-        assert!(verify_jwt(&impostor, &jwks, &rules(), now).unwrap_err().to_string().contains("signature"));
+        let impostor =
+            TestIdp::new("k1").sign(json!({"alg": "ES256", "kid": "k1"}), claims.clone());
+        assert!(verify_jwt(&impostor, &jwks, &rules(), now)
+            .unwrap_err()
+            .to_string()
+            .contains("signature"));
         // An email claim counts only when verified.
-        let email_rules = JwtRules { user_claim: "email".into(), ..rules() };
+        let email_rules = JwtRules {
+            user_claim: "email".into(),
+            ..rules()
+        };
         let unverified = with("email", json!("alice@example.com"));
-        assert!(verify_jwt(&unverified, &jwks, &email_rules, now).unwrap_err().to_string().contains("not verified"));
+        assert!(verify_jwt(&unverified, &jwks, &email_rules, now)
+            .unwrap_err()
+            .to_string()
+            .contains("not verified"));
         let mut verified = claims.clone();
         verified["email"] = json!("alice@example.com");
         verified["email_verified"] = json!(true);
         let verified = idp.sign(json!({"alg": "ES256", "kid": "k1"}), verified);
-        assert_eq!(verify_jwt(&verified, &jwks, &email_rules, now).unwrap().user, "alice@example.com");
+        assert_eq!(
+            verify_jwt(&verified, &jwks, &email_rules, now)
+                .unwrap()
+                .user,
+            "alice@example.com"
+        );
         // Within the leeway an expiry just passed is still fine.
         let just = with("exp", json!(now - 30));
         assert!(verify_jwt(&just, &jwks, &rules(), now).is_ok());
@@ -321,16 +441,31 @@ mod tests {
             groups_header: Some("x-groups".into()),
             trusted_proxies: vec![cloudtrail::address::Cidr::parse("10.0.0.0/8").unwrap()],
         };
-        let c = from_headers("10.1.2.3".parse().unwrap(), Some("bob"), Some("a, b:c"), &rules).unwrap();
+        let c = from_headers(
+            "10.1.2.3".parse().unwrap(),
+            Some("bob"),
+            Some("a, b:c"),
+            &rules,
+        )
+        .unwrap();
         assert_eq!(c.groups.into_iter().collect::<Vec<_>>(), ["a", "b", "c"]);
-        assert!(matches!(from_headers("192.0.2.1".parse().unwrap(), Some("bob"), None, &rules), Err(AuthError::UntrustedProxy(_))));
-        assert!(matches!(from_headers("10.1.2.3".parse().unwrap(), Some(" "), None, &rules), Err(AuthError::Missing)));
+        assert!(matches!(
+            from_headers("192.0.2.1".parse().unwrap(), Some("bob"), None, &rules),
+            Err(AuthError::UntrustedProxy(_))
+        ));
+        assert!(matches!(
+            from_headers("10.1.2.3".parse().unwrap(), Some(" "), None, &rules),
+            Err(AuthError::Missing)
+        ));
     }
 
     #[test]
     fn jwks_parsing() {
         assert!(Jwks::parse(r#"{"keys":[]}"#).is_err());
-        assert!(Jwks::parse(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).is_err(), "symmetric keys are never used");
+        assert!(
+            Jwks::parse(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).is_err(),
+            "symmetric keys are never used"
+        );
         assert!(Jwks::parse("not json").is_err());
     }
 }

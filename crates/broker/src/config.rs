@@ -208,7 +208,8 @@ mod tests {
         let cfg = super::parse(super::EXAMPLE).unwrap();
         assert_eq!(cfg.max_duration_seconds, 3600);
         assert_eq!(cfg.networks[0].egress, ["198.51.100.10/32"]);
-        let e = super::parse(&(super::EXAMPLE.replacen("[auth]", "max_durations = 5\n[auth]", 1))).unwrap_err();
+        let e = super::parse(&(super::EXAMPLE.replacen("[auth]", "max_durations = 5\n[auth]", 1)))
+            .unwrap_err();
         assert!(e.to_string().contains("max_durations"), "{e}");
     }
 }

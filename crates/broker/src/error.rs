@@ -18,11 +18,15 @@ pub enum AuthError {
 pub enum ConfigError {
     #[error("broker config: {0}")]
     Invalid(String),
-    #[error("broker config: network {network:?}: the session policy fails its verification: {failures}")]
+    #[error(
+        "broker config: network {network:?}: the session policy fails its verification: {failures}"
+    )]
     Unverified { network: String, failures: String },
     #[error("broker config: network {network:?}: the session policy is {size} characters packed; STS accepts at most 2048 (use fewer, wider CIDRs)")]
     TooLarge { network: String, size: usize },
-    #[error("audit store {0}: PostgreSQL is not implemented in this build; use a SQLite file path")]
+    #[error(
+        "audit store {0}: PostgreSQL is not implemented in this build; use a SQLite file path"
+    )]
     PostgresNotImplemented(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),

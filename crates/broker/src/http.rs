@@ -41,36 +41,60 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/credentials", post(credentials))
         .route("/v1/audit", get(audit))
         .route("/v1/access-requests", post(access_request))
-        .fallback(|| async { error(&Refusal { status: 404, code: "not-found", message: "no such endpoint".into() }, "") })
+        .fallback(|| async {
+            error(
+                &Refusal {
+                    status: 404,
+                    code: "not-found",
+                    message: "no such endpoint".into(),
+                },
+                "",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(broker)
 }
 
 fn request_id() -> String {
     let mut b = [0u8; 12];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("system randomness");
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("system randomness");
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn error(r: &Refusal, request_id: &str) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(json!({"error": r.message, "code": r.code, "request_id": request_id}))).into_response()
+    (
+        status,
+        Json(json!({"error": r.message, "code": r.code, "request_id": request_id})),
+    )
+        .into_response()
 }
 
 fn all_values(headers: &HeaderMap, name: &str) -> Vec<String> {
-    headers.get_all(name).iter().map(|v| v.to_str().map(str::to_owned).unwrap_or_default()).collect()
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().map(str::to_owned).unwrap_or_default())
+        .collect()
 }
 
 fn caller(broker: &Broker, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller, Refusal> {
     broker.authenticate(&|name: &str| all_values(headers, name), peer.ip())
 }
 
-async fn roles(State(b): State<Arc<Broker>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+async fn roles(
+    State(b): State<Arc<Broker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
     let rid = request_id();
     let result = async {
         let c = caller(&b, &headers, peer)?;
         let roles = b.roles_for(&c).await?;
-        Ok::<_, Refusal>(Json(json!({"user": c.user, "groups": c.groups, "roles": roles})).into_response())
+        Ok::<_, Refusal>(
+            Json(json!({"user": c.user, "groups": c.groups, "roles": roles})).into_response(),
+        )
     }
     .await;
     result.unwrap_or_else(|r| error(&r, &rid))
@@ -84,7 +108,12 @@ struct CredentialRequest {
     format: Option<String>,
 }
 
-async fn credentials(State(b): State<Arc<Broker>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn credentials(
+    State(b): State<Arc<Broker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let rid = request_id();
     let result = async {
         let c = caller(&b, &headers, peer)?;
@@ -95,16 +124,24 @@ async fn credentials(State(b): State<Arc<Broker>>, ConnectInfo(peer): ConnectInf
         })?;
         let format = req.format.as_deref().unwrap_or("json");
         if !matches!(format, "json" | "process" | "exports") {
-            return Err(Refusal { status: 400, code: "bad-request", message: "format is json, process or exports".into() });
+            return Err(Refusal {
+                status: 400,
+                code: "bad-request",
+                message: "format is json, process or exports".into(),
+            });
         }
         let client = b.client_ip(peer.ip(), &all_values(&headers, "x-forwarded-for"))?;
-        let issued = b.issue(&c, client, &req.role, req.duration_seconds, &rid).await?;
+        let issued = b
+            .issue(&c, client, &req.role, req.duration_seconds, &rid)
+            .await?;
         Ok(render(&issued, format))
     }
     .await;
     let mut response = result.unwrap_or_else(|r| error(&r, &rid));
     // Credentials must not be cached by anything between the broker and the user.
-    response.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
     response
 }
 
@@ -131,7 +168,12 @@ struct AccessRequest {
     reason: String,
 }
 
-async fn access_request(State(b): State<Arc<Broker>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn access_request(
+    State(b): State<Arc<Broker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let rid = request_id();
     let result = async {
         let c = caller(&b, &headers, peer)?;
@@ -141,8 +183,13 @@ async fn access_request(State(b): State<Arc<Broker>>, ConnectInfo(peer): Connect
             message: format!("body must be {{\"group\", \"reason\"}}: {e}"),
         })?;
         let client = b.client_ip(peer.ip(), &all_values(&headers, "x-forwarded-for"))?;
-        b.request_access(&c, client, &req.group, &req.reason, &rid).await?;
-        Ok((StatusCode::ACCEPTED, Json(json!({"status": "recorded", "request_id": rid}))).into_response())
+        b.request_access(&c, client, &req.group, &req.reason, &rid)
+            .await?;
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "recorded", "request_id": rid})),
+        )
+            .into_response())
     }
     .await;
     result.unwrap_or_else(|r| error(&r, &rid))
@@ -154,12 +201,21 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn audit(State(b): State<Arc<Broker>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
+async fn audit(
+    State(b): State<Arc<Broker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
     let rid = request_id();
     let result = async {
         let c = caller(&b, &headers, peer)?;
         if !b.is_admin(&c) {
-            return Err(Refusal { status: 403, code: "not-admin", message: "reading the audit log needs one of the admin groups".into() });
+            return Err(Refusal {
+                status: 403,
+                code: "not-admin",
+                message: "reading the audit log needs one of the admin groups".into(),
+            });
         }
         let entries = b.audit_entries(q.user, q.limit.unwrap_or(100)).await?;
         Ok(Json(json!({"entries": entries})).into_response())
@@ -173,21 +229,49 @@ async fn metrics(State(b): State<Arc<Broker>>) -> Response {
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let mut s = String::new();
     for (name, help, v) in [
-        ("credwarden_broker_credential_requests_total", "Credential requests received.", get(&m.requests)),
-        ("credwarden_broker_credentials_issued_total", "Credentials issued (audited first).", get(&m.issued)),
-        ("credwarden_broker_requests_refused_total", "Credential requests refused.", get(&m.refused)),
-        ("credwarden_broker_audit_failures_total", "Audit writes that failed (no credentials were issued).", get(&m.audit_failures)),
-        ("credwarden_broker_sts_failures_total", "AssumeRole calls that failed.", get(&m.sts_failures)),
+        (
+            "credwarden_broker_credential_requests_total",
+            "Credential requests received.",
+            get(&m.requests),
+        ),
+        (
+            "credwarden_broker_credentials_issued_total",
+            "Credentials issued (audited first).",
+            get(&m.issued),
+        ),
+        (
+            "credwarden_broker_requests_refused_total",
+            "Credential requests refused.",
+            get(&m.refused),
+        ),
+        (
+            "credwarden_broker_audit_failures_total",
+            "Audit writes that failed (no credentials were issued).",
+            get(&m.audit_failures),
+        ),
+        (
+            "credwarden_broker_sts_failures_total",
+            "AssumeRole calls that failed.",
+            get(&m.sts_failures),
+        ),
     ] {
-        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
     }
     let name = "credwarden_broker_issue_local_seconds";
     s.push_str(&format!("# HELP {name} Time the broker spends on an issuance, excluding the STS call.\n# TYPE {name} histogram\n"));
     for (i, bound) in BUCKETS.iter().enumerate() {
-        s.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {}\n", get(&m.local_buckets[i])));
+        s.push_str(&format!(
+            "{name}_bucket{{le=\"{bound}\"}} {}\n",
+            get(&m.local_buckets[i])
+        ));
     }
     let count = get(&m.local_count);
-    s.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {}\n{name}_count {count}\n", get(&m.local_us_sum) as f64 / 1e6));
+    s.push_str(&format!(
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {}\n{name}_count {count}\n",
+        get(&m.local_us_sum) as f64 / 1e6
+    ));
     ([("content-type", "text/plain; version=0.0.4")], s).into_response()
 }
 
@@ -197,7 +281,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(broker).into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+    axum::serve(
+        listener,
+        router(broker).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Serve over TLS (rustls on ring) until `shutdown` completes. The certificate chain and
@@ -211,9 +300,12 @@ pub async fn serve_tls(
 ) -> Result<(), crate::error::ConfigError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let io = |p: &std::path::Path, e: String| crate::error::ConfigError::Io(p.display().to_string(), e);
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(cert).map_err(|e| io(cert, e.to_string()))?.collect::<Result<_, _>>().map_err(|e| io(cert, e.to_string()))?;
+    let io =
+        |p: &std::path::Path, e: String| crate::error::ConfigError::Io(p.display().to_string(), e);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| io(cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io(cert, e.to_string()))?;
     if chain.is_empty() {
         return Err(io(cert, "no certificate in the file".into()));
     }
@@ -252,7 +344,12 @@ pub async fn serve_tls(
         tokio::spawn(async move {
             let _slot = slot;
             // A handshake that stalls must not hold a task forever.
-            let Ok(Ok(stream)) = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await else { return };
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+            else {
+                return;
+            };
             let service = hyper_util::service::TowerToHyperService::new(app);
             let connection = hyper::server::conn::http1::Builder::new()
                 .header_read_timeout(std::time::Duration::from_secs(10))

@@ -38,7 +38,11 @@ pub struct Refusal {
 
 impl Refusal {
     fn new(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
-        Refusal { status, code, message: message.into() }
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -65,7 +69,10 @@ pub struct Issued {
 
 impl std::fmt::Debug for Issued {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issued").field("access_key_id", &self.access_key_id).field("expiration", &self.expiration).finish_non_exhaustive()
+        f.debug_struct("Issued")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,7 +140,9 @@ impl AuditWriter {
                         }
                     }
                     let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
-                    let result = store.audit_append_batch(&entries).map_err(|e| e.to_string());
+                    let result = store
+                        .audit_append_batch(&entries)
+                        .map_err(|e| e.to_string());
                     for (_, done) in batch {
                         let _ = done.send(result.clone());
                     }
@@ -146,8 +155,11 @@ impl AuditWriter {
     /// Commit one entry; resolves when it is durable (or failed).
     async fn append(&self, entry: AuditEntry) -> Result<(), String> {
         let (done, wait) = tokio::sync::oneshot::channel();
-        self.queue.send((entry, done)).map_err(|_| "the audit writer stopped".to_owned())?;
-        wait.await.map_err(|_| "the audit writer stopped".to_owned())?
+        self.queue
+            .send((entry, done))
+            .map_err(|_| "the audit writer stopped".to_owned())?;
+        wait.await
+            .map_err(|_| "the audit writer stopped".to_owned())?
     }
 }
 
@@ -169,12 +181,25 @@ pub struct Broker {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A name STS accepts for RoleSessionName / SourceIdentity: `[\w+=,.@-]{2,64}`.
 pub fn sts_name(user: &str) -> String {
-    let mut s: String = user.chars().map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' }).take(64).collect();
+    let mut s: String = user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
     while s.len() < 2 {
         s.push('-');
     }
@@ -189,7 +214,9 @@ impl Broker {
             return Err(ConfigError::PostgresNotImplemented(cfg.audit.clone()));
         }
         if !(900..=43200).contains(&cfg.max_duration_seconds) {
-            return Err(ConfigError::Invalid("max_duration_seconds must be within 900..=43200 (STS limits)".into()));
+            return Err(ConfigError::Invalid(
+                "max_duration_seconds must be within 900..=43200 (STS limits)".into(),
+            ));
         }
         if cfg.networks.is_empty() {
             return Err(ConfigError::Invalid("no [[networks]]: every credential is locked to its requester's network, so at least one is needed".into()));
@@ -199,24 +226,53 @@ impl Broker {
             let clients = n
                 .clients
                 .iter()
-                .map(|c| Cidr::parse(c).ok_or_else(|| ConfigError::Invalid(format!("network {:?}: client range {c:?} is not a CIDR", n.name))))
+                .map(|c| {
+                    Cidr::parse(c).ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "network {:?}: client range {c:?} is not a CIDR",
+                            n.name
+                        ))
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
-            networks.push(Network { name: n.name.clone(), clients, session_policy: session_policy::build(&cfg, n)? });
+            networks.push(Network {
+                name: n.name.clone(),
+                clients,
+                session_policy: session_policy::build(&cfg, n)?,
+            });
         }
         let auth = match &cfg.auth {
-            AuthConfig::Jwt { jwks_file, jwks_url, issuer, audience, user_claim, groups_claim, leeway_seconds } => {
+            AuthConfig::Jwt {
+                jwks_file,
+                jwks_url,
+                issuer,
+                audience,
+                user_claim,
+                groups_claim,
+                leeway_seconds,
+            } => {
                 let text = match (jwks_file, jwks_url) {
-                    (Some(f), None) => std::fs::read_to_string(f).map_err(|e| ConfigError::Io(f.display().to_string(), e.to_string()))?,
+                    (Some(f), None) => std::fs::read_to_string(f)
+                        .map_err(|e| ConfigError::Io(f.display().to_string(), e.to_string()))?,
                     (None, Some(url)) => {
                         let url = url.clone();
                         tokio::task::spawn_blocking(move || {
-                            ureq::get(&url).timeout(Duration::from_secs(10)).call().map_err(|e| e.to_string())?.into_string().map_err(|e| e.to_string())
+                            ureq::get(&url)
+                                .timeout(Duration::from_secs(10))
+                                .call()
+                                .map_err(|e| e.to_string())?
+                                .into_string()
+                                .map_err(|e| e.to_string())
                         })
                         .await
                         .map_err(|e| ConfigError::Invalid(e.to_string()))?
                         .map_err(|e| ConfigError::Io("jwks_url".into(), e))?
                     }
-                    _ => return Err(ConfigError::Invalid("[auth] mode = \"jwt\" needs exactly one of jwks_file, jwks_url".into())),
+                    _ => {
+                        return Err(ConfigError::Invalid(
+                            "[auth] mode = \"jwt\" needs exactly one of jwks_file, jwks_url".into(),
+                        ))
+                    }
                 };
                 let jwks = Jwks::parse(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
                 Authenticator::Jwt {
@@ -230,13 +286,23 @@ impl Broker {
                     },
                 }
             }
-            AuthConfig::Header { user_header, groups_header, trusted_proxies } => {
+            AuthConfig::Header {
+                user_header,
+                groups_header,
+                trusted_proxies,
+            } => {
                 let trusted = trusted_proxies
                     .iter()
-                    .map(|c| Cidr::parse(c).ok_or_else(|| ConfigError::Invalid(format!("trusted proxy {c:?} is not a CIDR"))))
+                    .map(|c| {
+                        Cidr::parse(c).ok_or_else(|| {
+                            ConfigError::Invalid(format!("trusted proxy {c:?} is not a CIDR"))
+                        })
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 if trusted.is_empty() {
-                    return Err(ConfigError::Invalid("[auth] mode = \"header\" needs trusted_proxies".into()));
+                    return Err(ConfigError::Invalid(
+                        "[auth] mode = \"header\" needs trusted_proxies".into(),
+                    ));
                 }
                 Authenticator::Header(HeaderRules {
                     user_header: user_header.to_ascii_lowercase(),
@@ -249,11 +315,17 @@ impl Broker {
         let writer = AuditWriter::start(std::path::Path::new(&cfg.audit))?;
         let findings = match &cfg.findings {
             Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| ConfigError::Io(p.display().to_string(), e.to_string()))?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| ConfigError::Io(p.display().to_string(), e.to_string()))?,
             )),
             None => None,
         };
-        let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
         if let Some(url) = &cfg.aws.endpoint_url {
             loader = loader.endpoint_url(url);
@@ -263,9 +335,15 @@ impl Broker {
         }
         let sdk = loader.load().await;
         if sdk.region().is_none() {
-            return Err(ConfigError::Invalid("no AWS region: set [aws] region or AWS_REGION".into()));
+            return Err(ConfigError::Invalid(
+                "no AWS region: set [aws] region or AWS_REGION".into(),
+            ));
         }
-        let directory = cfg.directory.clone().map(|path| Directory { path, modified: None, users: HashMap::new() });
+        let directory = cfg.directory.clone().map(|path| Directory {
+            path,
+            modified: None,
+            users: HashMap::new(),
+        });
         Ok(Broker {
             sts: aws_sdk_sts::Client::new(&sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
@@ -290,20 +368,31 @@ impl Broker {
     /// Authenticate from the request's headers (lowercase names → every value given) and
     /// TCP peer. A header that must be single and is repeated is refused: proxies append
     /// their own copy after whatever the client sent, and the first copy is the client's.
-    pub fn authenticate(&self, headers: &dyn Fn(&str) -> Vec<String>, peer: IpAddr) -> Result<Caller, Refusal> {
+    pub fn authenticate(
+        &self,
+        headers: &dyn Fn(&str) -> Vec<String>,
+        peer: IpAddr,
+    ) -> Result<Caller, Refusal> {
         let peer = peer.to_canonical();
         let one = |name: &str| -> Result<Option<String>, Refusal> {
             let mut v = headers(name);
             match v.len() {
                 0 => Ok(None),
                 1 => Ok(v.pop()),
-                _ => Err(Refusal::new(400, "repeated-header", format!("the {name} header appears more than once"))),
+                _ => Err(Refusal::new(
+                    400,
+                    "repeated-header",
+                    format!("the {name} header appears more than once"),
+                )),
             }
         };
         let mut caller = match &self.auth {
             Authenticator::Jwt { jwks, rules } => {
                 let header = one("authorization")?.ok_or(AuthError::Missing)?;
-                let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).ok_or(AuthError::Missing)?;
+                let token = header
+                    .strip_prefix("Bearer ")
+                    .or_else(|| header.strip_prefix("bearer "))
+                    .ok_or(AuthError::Missing)?;
                 auth::verify_jwt(token.trim(), jwks, rules, now_ms() / 1000)?
             }
             Authenticator::Header(rules) => {
@@ -324,20 +413,34 @@ impl Broker {
     /// Behind the proxy the header must be present exactly once and end in an address.
     pub fn client_ip(&self, peer: IpAddr, forwarded_for: &[String]) -> Result<IpAddr, Refusal> {
         let peer = peer.to_canonical();
-        let Authenticator::Header(_) = &self.auth else { return Ok(peer) };
+        let Authenticator::Header(_) = &self.auth else {
+            return Ok(peer);
+        };
         let [xff] = forwarded_for else {
-            return Err(Refusal::new(400, "client-address", "behind the authenticating proxy, X-Forwarded-For must appear exactly once"));
+            return Err(Refusal::new(
+                400,
+                "client-address",
+                "behind the authenticating proxy, X-Forwarded-For must appear exactly once",
+            ));
         };
         xff.rsplit(',')
             .next()
             .and_then(|s| s.trim().parse::<IpAddr>().ok())
             .map(|ip| ip.to_canonical())
-            .ok_or_else(|| Refusal::new(400, "client-address", "the last X-Forwarded-For hop is not an IP address"))
+            .ok_or_else(|| {
+                Refusal::new(
+                    400,
+                    "client-address",
+                    "the last X-Forwarded-For hop is not an IP address",
+                )
+            })
     }
 
     fn directory_groups(&self, user: &str) -> BTreeSet<String> {
         let mut guard = self.directory.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(dir) = guard.as_mut() else { return BTreeSet::new() };
+        let Some(dir) = guard.as_mut() else {
+            return BTreeSet::new();
+        };
         let modified = std::fs::metadata(&dir.path).and_then(|m| m.modified()).ok();
         if modified != dir.modified {
             // Reload on change; a broken file keeps the last good directory.
@@ -351,7 +454,10 @@ impl Broker {
                         dir.users = f.users;
                         dir.modified = modified;
                     }
-                    Err(e) => eprintln!("broker: directory {}: {e}; keeping the previous one", dir.path.display()),
+                    Err(e) => eprintln!(
+                        "broker: directory {}: {e}; keeping the previous one",
+                        dir.path.display()
+                    ),
                 }
             }
         }
@@ -362,25 +468,39 @@ impl Broker {
     async fn role_groups(&self) -> Result<RoleGroups, Refusal> {
         let mut map = RoleGroups::new();
         for g in &self.cfg.roles {
-            map.entry(g.arn.clone()).or_default().extend(g.groups.iter().cloned());
+            map.entry(g.arn.clone())
+                .or_default()
+                .extend(g.groups.iter().cloned());
         }
         if !self.cfg.read_role_tags {
             return Ok(map);
         }
         let mut cache = self.role_cache.lock().await;
-        let fresh = cache.as_ref().is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(self.cfg.role_cache_seconds));
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(self.cfg.role_cache_seconds));
         if !fresh {
             match self.read_role_tags().await {
                 Ok(tags) => *cache = Some((Instant::now(), tags)),
                 // Fail closed only when nothing is known; a stale cache beats refusing everyone
                 // while IAM is briefly unreachable, and it only ever shrinks on refresh.
-                Err(e) if cache.is_none() => return Err(Refusal::new(503, "role-directory-unavailable", format!("cannot read role tags from IAM: {e}"))),
-                Err(e) => eprintln!("broker: refreshing role tags failed ({e}); using the cached ones"),
+                Err(e) if cache.is_none() => {
+                    return Err(Refusal::new(
+                        503,
+                        "role-directory-unavailable",
+                        format!("cannot read role tags from IAM: {e}"),
+                    ))
+                }
+                Err(e) => {
+                    eprintln!("broker: refreshing role tags failed ({e}); using the cached ones")
+                }
             }
         }
         if let Some((_, tags)) = cache.as_ref() {
             for (arn, groups) in tags {
-                map.entry(arn.clone()).or_default().extend(groups.iter().cloned());
+                map.entry(arn.clone())
+                    .or_default()
+                    .extend(groups.iter().cloned());
             }
         }
         Ok(map)
@@ -390,12 +510,24 @@ impl Broker {
         let mut out = HashMap::new();
         let mut marker = None;
         loop {
-            let page = self.iam.get_account_authorization_details().filter(EntityType::Role).set_marker(marker).send().await.map_err(|e| {
-                use aws_sdk_iam::error::ProvideErrorMetadata;
-                e.code().map(str::to_owned).unwrap_or_else(|| e.to_string())
-            })?;
+            let page = self
+                .iam
+                .get_account_authorization_details()
+                .filter(EntityType::Role)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| {
+                    use aws_sdk_iam::error::ProvideErrorMetadata;
+                    e.code().map(str::to_owned).unwrap_or_else(|| e.to_string())
+                })?;
             for r in page.role_detail_list() {
-                if let (Some(arn), Some(tag)) = (r.arn(), r.tags().iter().find(|t| t.key() == self.cfg.role_groups_tag)) {
+                if let (Some(arn), Some(tag)) = (
+                    r.arn(),
+                    r.tags()
+                        .iter()
+                        .find(|t| t.key() == self.cfg.role_groups_tag),
+                ) {
                     out.insert(arn.to_owned(), auth::split_groups(tag.value()));
                 }
             }
@@ -410,13 +542,20 @@ impl Broker {
     /// The roles this caller may use.
     pub async fn roles_for(&self, caller: &Caller) -> Result<Vec<String>, Refusal> {
         let map = self.role_groups().await?;
-        let mut roles: Vec<String> = map.into_iter().filter(|(_, groups)| !groups.is_disjoint(&caller.groups)).map(|(arn, _)| arn).collect();
+        let mut roles: Vec<String> = map
+            .into_iter()
+            .filter(|(_, groups)| !groups.is_disjoint(&caller.groups))
+            .map(|(arn, _)| arn)
+            .collect();
         roles.sort();
         Ok(roles)
     }
 
     pub fn is_admin(&self, caller: &Caller) -> bool {
-        self.cfg.admin_groups.iter().any(|g| caller.groups.contains(g))
+        self.cfg
+            .admin_groups
+            .iter()
+            .any(|g| caller.groups.contains(g))
     }
 
     fn rate_limited(&self, user: &str) -> bool {
@@ -424,7 +563,8 @@ impl Broker {
         let mut buckets = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let (tokens, last) = buckets.entry(user.to_owned()).or_insert((per_minute, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_minute / 60.0).min(per_minute);
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * per_minute / 60.0).min(per_minute);
         *last = now;
         if *tokens < 1.0 {
             return true;
@@ -433,7 +573,10 @@ impl Broker {
         false
     }
 
-    async fn store<T: Send + 'static>(&self, f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static) -> Result<T, String> {
+    async fn store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
+    ) -> Result<T, String> {
         let audit = self.audit.clone();
         tokio::task::spawn_blocking(move || {
             let guard = audit.lock().unwrap_or_else(|p| p.into_inner());
@@ -445,12 +588,27 @@ impl Broker {
 
     /// A self-service request to be (re-)added to a group: audited, and raised as a finding for
     /// whoever keeps the directory. The broker never grants membership itself.
-    pub async fn request_access(&self, caller: &Caller, client: IpAddr, group: &str, reason: &str, request_id: &str) -> Result<(), Refusal> {
+    pub async fn request_access(
+        &self,
+        caller: &Caller,
+        client: IpAddr,
+        group: &str,
+        reason: &str,
+        request_id: &str,
+    ) -> Result<(), Refusal> {
         if group.is_empty() || group.len() > 128 || reason.len() > 1024 {
-            return Err(Refusal::new(400, "bad-request", "group (1–128 characters) and reason (at most 1024) are required"));
+            return Err(Refusal::new(
+                400,
+                "bad-request",
+                "group (1–128 characters) and reason (at most 1024) are required",
+            ));
         }
         if caller.groups.contains(group) {
-            return Err(Refusal::new(409, "already-member", format!("you are already in {group}")));
+            return Err(Refusal::new(
+                409,
+                "already-member",
+                format!("you are already in {group}"),
+            ));
         }
         let entry = AuditEntry {
             time_ms: now_ms(),
@@ -458,24 +616,52 @@ impl Broker {
             user: caller.user.clone(),
             groups: caller.groups.iter().cloned().collect::<Vec<_>>().join(","),
             client_ip: client.to_string(),
-            network: self.networks.iter().find(|n| n.clients.iter().any(|c| c.contains(client))).map(|n| n.name.clone()),
+            network: self
+                .networks
+                .iter()
+                .find(|n| n.clients.iter().any(|c| c.contains(client)))
+                .map(|n| n.name.clone()),
             role: Some(format!("group:{group}")),
             decision: "access-requested".into(),
             reason: reason.to_owned(),
             ..Default::default()
         };
-        self.writer.append(entry.clone()).await.map_err(|e| Refusal::new(503, "audit-unavailable", format!("the audit log cannot be written ({e})")))?;
-        self.finding(&entry, Severity::Low, "access-request", format!("{} asks to be added to {group}: {reason}", caller.user));
+        self.writer.append(entry.clone()).await.map_err(|e| {
+            Refusal::new(
+                503,
+                "audit-unavailable",
+                format!("the audit log cannot be written ({e})"),
+            )
+        })?;
+        self.finding(
+            &entry,
+            Severity::Low,
+            "access-request",
+            format!("{} asks to be added to {group}: {reason}", caller.user),
+        );
         Ok(())
     }
 
     /// Read the audit log (the HTTP layer checks the caller is an admin).
-    pub async fn audit_entries(&self, user: Option<String>, limit: usize) -> Result<Vec<AuditEntry>, Refusal> {
-        self.store(move |s| s.audit_entries(user.as_deref(), limit.min(1000))).await.map_err(|e| Refusal::new(503, "audit-unavailable", e))
+    pub async fn audit_entries(
+        &self,
+        user: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Refusal> {
+        self.store(move |s| s.audit_entries(user.as_deref(), limit.min(1000)))
+            .await
+            .map_err(|e| Refusal::new(503, "audit-unavailable", e))
     }
 
     /// Issue credentials for `role` (ARN or name) to `caller` calling from `client`.
-    pub async fn issue(&self, caller: &Caller, client: IpAddr, role: &str, duration: Option<i32>, request_id: &str) -> Result<Issued, Refusal> {
+    pub async fn issue(
+        &self,
+        caller: &Caller,
+        client: IpAddr,
+        role: &str,
+        duration: Option<i32>,
+        request_id: &str,
+    ) -> Result<Issued, Refusal> {
         let started = Instant::now();
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let mut entry = AuditEntry {
@@ -488,7 +674,10 @@ impl Broker {
             decision: "refused".into(),
             ..Default::default()
         };
-        let network = self.networks.iter().find(|n| n.clients.iter().any(|c| c.contains(client)));
+        let network = self
+            .networks
+            .iter()
+            .find(|n| n.clients.iter().any(|c| c.contains(client)));
         entry.network = network.map(|n| n.name.clone());
         let decided = self.decide(caller, client, role, duration, network).await;
         let (arn, duration, network) = match decided {
@@ -515,7 +704,11 @@ impl Broker {
                 let why = match out {
                     Err(e) => {
                         use aws_sdk_sts::error::ProvideErrorMetadata;
-                        format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("STS call failed"))
+                        format!(
+                            "{}: {}",
+                            e.code().unwrap_or("error"),
+                            e.message().unwrap_or("STS call failed")
+                        )
                     }
                     Ok(_) => "STS returned no credentials".into(),
                 };
@@ -536,7 +729,10 @@ impl Broker {
             role_arn: arn.clone(),
         };
         entry.decision = "granted".into();
-        entry.reason = format!("member of a group allowed to use the role; locked to network {}", network.name);
+        entry.reason = format!(
+            "member of a group allowed to use the role; locked to network {}",
+            network.name
+        );
         entry.access_key_id = Some(issued.access_key_id.clone());
         entry.expiration = Some(expiration);
         entry.duration_seconds = Some(i64::from(duration));
@@ -546,17 +742,29 @@ impl Broker {
         if let Err(e) = committed {
             // No audit, no credentials: they are dropped here and expire unused.
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::new(503, "audit-unavailable", format!("the audit log cannot be written ({e}); no credentials issued")));
+            return Err(Refusal::new(
+                503,
+                "audit-unavailable",
+                format!("the audit log cannot be written ({e}); no credentials issued"),
+            ));
         }
         if first_for_role {
-            self.finding(&entry, Severity::Low, "first-role-request", format!("{} requested {} for the first time", entry.user, arn));
+            self.finding(
+                &entry,
+                Severity::Low,
+                "first-role-request",
+                format!("{} requested {} for the first time", entry.user, arn),
+            );
         }
         if new_network {
             self.finding(
                 &entry,
                 Severity::Medium,
                 "new-network",
-                format!("{} requested credentials from network {} for the first time", entry.user, network.name),
+                format!(
+                    "{} requested credentials from network {} for the first time",
+                    entry.user, network.name
+                ),
             );
         }
         self.metrics.issued.fetch_add(1, Ordering::Relaxed);
@@ -586,7 +794,14 @@ impl Broker {
         network: Option<&'n Network>,
     ) -> Result<(String, i32, &'n Network), Refusal> {
         if self.rate_limited(&caller.user) {
-            return Err(Refusal::new(429, "rate-limited", format!("more than {} credential requests per minute", self.cfg.rate_limit_per_minute)));
+            return Err(Refusal::new(
+                429,
+                "rate-limited",
+                format!(
+                    "more than {} credential requests per minute",
+                    self.cfg.rate_limit_per_minute
+                ),
+            ));
         }
         let network = network.ok_or_else(|| {
             Refusal::new(403, "unknown-network", format!("{client} is in no configured network; credentials are only issued to known networks"))
@@ -595,17 +810,43 @@ impl Broker {
         // a role chain, and STS caps chained sessions at one hour.
         let duration = duration.unwrap_or(self.cfg.max_duration_seconds.min(3600));
         if !(900..=self.cfg.max_duration_seconds).contains(&duration) {
-            return Err(Refusal::new(400, "bad-duration", format!("duration_seconds must be within 900..={}", self.cfg.max_duration_seconds)));
+            return Err(Refusal::new(
+                400,
+                "bad-duration",
+                format!(
+                    "duration_seconds must be within 900..={}",
+                    self.cfg.max_duration_seconds
+                ),
+            ));
         }
         let groups = self.role_groups().await?;
-        let matches: Vec<&String> = groups.keys().filter(|arn| arn.as_str() == role || arn.rsplit('/').next() == Some(role)).collect();
+        let matches: Vec<&String> = groups
+            .keys()
+            .filter(|arn| arn.as_str() == role || arn.rsplit('/').next() == Some(role))
+            .collect();
         let arn = match matches.as_slice() {
             [one] => (*one).clone(),
-            [] => return Err(Refusal::new(403, "not-authorised", format!("{role} is not a role the broker knows, or not one you may use"))),
-            _ => return Err(Refusal::new(400, "ambiguous-role", format!("{role} names several roles; ask for the role ARN"))),
+            [] => {
+                return Err(Refusal::new(
+                    403,
+                    "not-authorised",
+                    format!("{role} is not a role the broker knows, or not one you may use"),
+                ))
+            }
+            _ => {
+                return Err(Refusal::new(
+                    400,
+                    "ambiguous-role",
+                    format!("{role} names several roles; ask for the role ARN"),
+                ))
+            }
         };
         if groups[&arn].is_disjoint(&caller.groups) {
-            return Err(Refusal::new(403, "not-authorised", format!("none of your groups may use {arn}")));
+            return Err(Refusal::new(
+                403,
+                "not-authorised",
+                format!("none of your groups may use {arn}"),
+            ));
         }
         Ok((arn, duration, network))
     }
@@ -615,7 +856,8 @@ impl Broker {
         let (user, role, network) = (e.user.clone(), e.role.clone(), e.network.clone());
         self.store(move |s| {
             let first_role = !s.audit_exists(&user, role.as_deref(), None, Some("granted"))?;
-            let new_network = s.audit_exists(&user, None, None, None)? && !s.audit_exists(&user, None, network.as_deref(), None)?;
+            let new_network = s.audit_exists(&user, None, None, None)?
+                && !s.audit_exists(&user, None, network.as_deref(), None)?;
             Ok((first_role, new_network))
         })
         .await
@@ -633,7 +875,10 @@ impl Broker {
         let burst = self.cfg.refusal_burst;
         let user = entry.user.clone();
         let recent = match self.writer.append(entry.clone()).await {
-            Ok(()) => self.store(move |s| s.audit_count(&user, None, None, Some("refused"), since)).await,
+            Ok(()) => {
+                self.store(move |s| s.audit_count(&user, None, None, Some("refused"), since))
+                    .await
+            }
             Err(e) => Err(e),
         };
         match recent {
@@ -641,7 +886,10 @@ impl Broker {
                 &entry,
                 Severity::High,
                 "repeated-refusals",
-                format!("{} was refused {n} times in ten minutes (last: {})", entry.user, refusal.code),
+                format!(
+                    "{} was refused {n} times in ten minutes (last: {})",
+                    entry.user, refusal.code
+                ),
             ),
             Ok(_) => {}
             Err(e) => {
@@ -655,7 +903,10 @@ impl Broker {
     /// True once per user and ten-minute window: concurrent refusals committed together all
     /// see a count past the threshold, and one finding is enough.
     fn first_burst_report(&self, user: &str, window_start: i64) -> bool {
-        let mut seen = self.burst_reported.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self
+            .burst_reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match seen.get(user) {
             Some(&at) if at >= window_start => false,
             _ => {
@@ -667,7 +918,11 @@ impl Broker {
 
     fn finding(&self, e: &AuditEntry, severity: Severity, kind: &str, summary: String) {
         let Some(out) = &self.findings else { return };
-        let account = e.role.as_deref().and_then(iam::wildcard::arn_parts).map(|p| p[4].to_owned());
+        let account = e
+            .role
+            .as_deref()
+            .and_then(iam::wildcard::arn_parts)
+            .map(|p| p[4].to_owned());
         let f = Finding {
             id: finding_id("broker-anomaly", &[kind, &e.user, e.role.as_deref().unwrap_or(""), e.network.as_deref().unwrap_or(""), &e.time_ms.to_string()]),
             detector: "broker-anomaly",
@@ -694,7 +949,10 @@ impl Broker {
         line.push('\n');
         let mut file = out.lock().unwrap_or_else(|p| p.into_inner());
         use std::io::Write;
-        if let Err(err) = file.write_all(line.as_bytes()).and_then(|_| file.sync_data()) {
+        if let Err(err) = file
+            .write_all(line.as_bytes())
+            .and_then(|_| file.sync_data())
+        {
             eprintln!("broker: cannot write finding: {err}");
         }
     }

@@ -26,7 +26,11 @@ pub fn build(cfg: &BrokerConfig, net: &NetworkConfig) -> Result<String, ConfigEr
         egress: net.egress.clone(),
         vpcs: cfg.vpcs.clone(),
         vpc_endpoints: cfg.endpoints.iter().map(|e| e.id.clone()).collect(),
-        endpoint_routes: cfg.endpoints.iter().map(|e| (e.id.clone(), e.vpc.clone())).collect(),
+        endpoint_routes: cfg
+            .endpoints
+            .iter()
+            .map(|e| (e.id.clone(), e.vpc.clone()))
+            .collect(),
         ..Default::default()
     };
     for e in &cfg.endpoints {
@@ -36,18 +40,35 @@ pub fn build(cfg: &BrokerConfig, net: &NetworkConfig) -> Result<String, ConfigEr
     }
     for c in &net.egress {
         if cloudtrail::address::Cidr::parse(c).is_none() {
-            return Err(ConfigError::Invalid(format!("network {:?}: egress {c:?} is not an address or CIDR", net.name)));
+            return Err(ConfigError::Invalid(format!(
+                "network {:?}: egress {c:?} is not an address or CIDR",
+                net.name
+            )));
         }
     }
-    let lock = lock_policy(&env, LockForm::Network).map_err(|e| ConfigError::Invalid(format!("network {:?}: {e}", net.name)))?;
-    let mut statements = vec![json!({"Sid": "RoleLimitsApply", "Effect": "Allow", "Action": "*", "Resource": "*"})];
-    statements
-        .extend(serde_json::from_str::<serde_json::Value>(&lock.to_compact_json()).expect("policy JSON")["Statement"].as_array().cloned().unwrap_or_default());
-    let policy = Policy::from_value(&json!({"Version": "2012-10-17", "Statement": statements})).expect("generated session policy is valid");
-    verify(&policy, &env).map_err(|failures| ConfigError::Unverified { network: net.name.clone(), failures })?;
+    let lock = lock_policy(&env, LockForm::Network)
+        .map_err(|e| ConfigError::Invalid(format!("network {:?}: {e}", net.name)))?;
+    let mut statements =
+        vec![json!({"Sid": "RoleLimitsApply", "Effect": "Allow", "Action": "*", "Resource": "*"})];
+    statements.extend(
+        serde_json::from_str::<serde_json::Value>(&lock.to_compact_json()).expect("policy JSON")
+            ["Statement"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let policy = Policy::from_value(&json!({"Version": "2012-10-17", "Statement": statements}))
+        .expect("generated session policy is valid");
+    verify(&policy, &env).map_err(|failures| ConfigError::Unverified {
+        network: net.name.clone(),
+        failures,
+    })?;
     let packed = policy.to_compact_json();
     if packed.len() > MAX_PACKED {
-        return Err(ConfigError::TooLarge { network: net.name.clone(), size: packed.len() });
+        return Err(ConfigError::TooLarge {
+            network: net.name.clone(),
+            size: packed.len(),
+        });
     }
     Ok(packed)
 }
@@ -55,8 +76,17 @@ pub fn build(cfg: &BrokerConfig, net: &NetworkConfig) -> Result<String, ConfigEr
 /// Decide the lock's table with `policy` as the session policy of an allow-everything role.
 fn verify(policy: &Policy, env: &Environment) -> Result<(), String> {
     let role = allow_everything();
-    let set =
-        PolicySet { identity: vec![NamedPolicy { name: "role", policy: &role }], session: vec![NamedPolicy { name: "session", policy }], ..Default::default() };
+    let set = PolicySet {
+        identity: vec![NamedPolicy {
+            name: "role",
+            policy: &role,
+        }],
+        session: vec![NamedPolicy {
+            name: "session",
+            policy,
+        }],
+        ..Default::default()
+    };
     let mut failures = Vec::new();
     for case in cases(env, LockForm::Network) {
         for (action, resource) in PROBES {

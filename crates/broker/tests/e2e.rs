@@ -18,7 +18,10 @@ use testkit::{Moto, Recorder, BOTO3_KW};
 const ISSUER: &str = "https://idp.test";
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 struct Harness {
@@ -34,13 +37,22 @@ impl Harness {
         self.idp.sign(json!({"alg": "ES256", "kid": "test"}), json!({"iss": ISSUER, "aud": "credwarden", "sub": user, "groups": groups, "exp": now() + 600}))
     }
 
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value, String) {
-        let mut req = ureq::request(method, &format!("{}{path}", self.url)).timeout(Duration::from_secs(30));
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value, String) {
+        let mut req =
+            ureq::request(method, &format!("{}{path}", self.url)).timeout(Duration::from_secs(30));
         if let Some(t) = token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
         let resp = match body {
-            Some(b) => req.set("content-type", "application/json").send_string(&b.to_string()),
+            Some(b) => req
+                .set("content-type", "application/json")
+                .send_string(&b.to_string()),
             None => req.call(),
         };
         let resp = match resp {
@@ -51,17 +63,30 @@ impl Harness {
         let status = resp.status();
         let cache = resp.header("cache-control").unwrap_or("").to_owned();
         let text = resp.into_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), cache)
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            cache,
+        )
     }
 
     fn audit_rows(&self) -> Vec<(String, String, Option<String>)> {
         let c = rusqlite::Connection::open(self.dir.path().join("audit.sqlite")).unwrap();
-        let mut s = c.prepare("SELECT user, decision, access_key_id FROM broker_audit ORDER BY seq").unwrap();
-        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+        let mut s = c
+            .prepare("SELECT user, decision, access_key_id FROM broker_audit ORDER BY seq")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     fn findings(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("findings.jsonl")).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        std::fs::read_to_string(self.dir.path().join("findings.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
@@ -71,7 +96,10 @@ fn start() -> Harness {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/credwarden-test");
-    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-test");
+    std::env::set_var(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "/nonexistent/credwarden-test",
+    );
     let moto = Moto::start();
     let recorder = Recorder::start(moto.port);
     moto.python(
@@ -119,17 +147,31 @@ region = "us-east-1"
     let cfg: BrokerConfig = toml_from(&config);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let broker = Arc::new(Broker::new(cfg).await.expect("broker starts"));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr: SocketAddr = listener.local_addr().unwrap();
             tx.send(addr).unwrap();
-            broker::http::serve(broker, listener, std::future::pending()).await.unwrap();
+            broker::http::serve(broker, listener, std::future::pending())
+                .await
+                .unwrap();
         });
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("broker listening");
-    Harness { url: format!("http://{addr}"), idp, moto, recorder, dir }
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("broker listening");
+    Harness {
+        url: format!("http://{addr}"),
+        idp,
+        moto,
+        recorder,
+        dir,
+    }
 }
 
 fn toml_from(text: &str) -> BrokerConfig {
@@ -145,17 +187,28 @@ fn broker_end_to_end_on_moto() {
     // Alice sees the role her group may use, and only it.
     let (status, v, _) = h.call("GET", "/v1/roles", Some(&alice), None);
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["roles"], json!(["arn:aws:iam::123456789012:role/payments-api"]));
+    assert_eq!(
+        v["roles"],
+        json!(["arn:aws:iam::123456789012:role/payments-api"])
+    );
 
     // Alice gets credentials; they work with boto3 against moto.
-    let (status, creds, cache) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
+    let (status, creds, cache) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&alice),
+        Some(json!({"role": "payments-api"})),
+    );
     assert_eq!(status, 200, "{creds}");
     assert_eq!(cache, "no-store");
     let key = creds["AccessKeyId"].as_str().unwrap().to_owned();
     assert!(key.starts_with("ASIA"), "{creds}");
     // The audit row is there by the time the response is.
     let rows = h.audit_rows();
-    assert_eq!(rows.last().unwrap(), &("alice".to_owned(), "granted".to_owned(), Some(key.clone())));
+    assert_eq!(
+        rows.last().unwrap(),
+        &("alice".to_owned(), "granted".to_owned(), Some(key.clone()))
+    );
     let identity = h.moto.python(
         r#"
 import boto3, os, sys
@@ -165,19 +218,40 @@ print(sts.get_caller_identity()["Arn"])
 "#,
         &[&key, creds["SecretAccessKey"].as_str().unwrap(), creds["SessionToken"].as_str().unwrap()],
     );
-    assert!(identity.trim().ends_with(":assumed-role/payments-api/alice"), "{identity}");
+    assert!(
+        identity
+            .trim()
+            .ends_with(":assumed-role/payments-api/alice"),
+        "{identity}"
+    );
 
     // What STS received: the session policy locking to the network, the user as session
     // name and source identity, at most an hour.
-    let assume = h.recorder.bodies().into_iter().find(|b| b.contains("Action=AssumeRole")).expect("an AssumeRole request reached moto");
-    for needle in
-        ["RoleSessionName=alice", "SourceIdentity=alice", "DurationSeconds=3600", "Policy=", "aws%3ASourceIp", "198.51.100.0%2F24", "aws%3AViaAWSService"]
-    {
+    let assume = h
+        .recorder
+        .bodies()
+        .into_iter()
+        .find(|b| b.contains("Action=AssumeRole"))
+        .expect("an AssumeRole request reached moto");
+    for needle in [
+        "RoleSessionName=alice",
+        "SourceIdentity=alice",
+        "DurationSeconds=3600",
+        "Policy=",
+        "aws%3ASourceIp",
+        "198.51.100.0%2F24",
+        "aws%3AViaAWSService",
+    ] {
         assert!(assume.contains(needle), "{needle} missing from {assume}");
     }
 
     // The other formats.
-    let (_, process, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api", "format": "process"})));
+    let (_, process, _) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&alice),
+        Some(json!({"role": "payments-api", "format": "process"})),
+    );
     assert_eq!(process["Version"], 1);
     let (_, exports, _) = h.call(
         "POST",
@@ -185,36 +259,84 @@ print(sts.get_caller_identity()["Arn"])
         Some(&alice),
         Some(json!({"role": "arn:aws:iam::123456789012:role/payments-api", "format": "exports", "duration_seconds": 900})),
     );
-    assert!(exports.as_str().unwrap().starts_with("export AWS_ACCESS_KEY_ID=ASIA"), "{exports}");
+    assert!(
+        exports
+            .as_str()
+            .unwrap()
+            .starts_with("export AWS_ACCESS_KEY_ID=ASIA"),
+        "{exports}"
+    );
 
     // Bob is not in the group: refused, audited, no credentials.
     for _ in 0..3 {
-        let (status, v, _) = h.call("POST", "/v1/credentials", Some(&bob), Some(json!({"role": "payments-api"})));
+        let (status, v, _) = h.call(
+            "POST",
+            "/v1/credentials",
+            Some(&bob),
+            Some(json!({"role": "payments-api"})),
+        );
         assert_eq!(status, 403, "{v}");
         assert_eq!(v["code"], "not-authorised");
         assert!(v.get("AccessKeyId").is_none());
     }
-    assert!(h.audit_rows().iter().filter(|r| r.0 == "bob" && r.1 == "refused").count() == 3);
+    assert!(
+        h.audit_rows()
+            .iter()
+            .filter(|r| r.0 == "bob" && r.1 == "refused")
+            .count()
+            == 3
+    );
 
     // The directory file grants Bob the group; it is read again when it changes.
-    std::fs::write(h.dir.path().join("directory.json"), r#"{"users": {"bob": ["payments"]}}"#).unwrap();
-    let (status, v, _) = h.call("POST", "/v1/credentials", Some(&bob), Some(json!({"role": "payments-api"})));
+    std::fs::write(
+        h.dir.path().join("directory.json"),
+        r#"{"users": {"bob": ["payments"]}}"#,
+    )
+    .unwrap();
+    let (status, v, _) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&bob),
+        Some(json!({"role": "payments-api"})),
+    );
     assert_eq!(status, 200, "{v}");
 
     // Anomalies: Alice's first use of the role; Bob's burst of refusals.
     let findings = h.findings();
     assert!(
-        findings.iter().any(|f| f["detector"] == "broker-anomaly" && f["details"]["kind"] == "first-role-request" && f["principal"] == "alice"),
+        findings.iter().any(|f| f["detector"] == "broker-anomaly"
+            && f["details"]["kind"] == "first-role-request"
+            && f["principal"] == "alice"),
         "{findings:?}"
     );
-    assert!(findings.iter().any(|f| f["details"]["kind"] == "repeated-refusals" && f["principal"] == "bob" && f["severity"] == "high"), "{findings:?}");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["details"]["kind"] == "repeated-refusals"
+                && f["principal"] == "bob"
+                && f["severity"] == "high"),
+        "{findings:?}"
+    );
     assert_eq!(
-        findings.iter().filter(|f| f["details"]["kind"] == "first-role-request" && f["principal"] == "alice").count(),
+        findings
+            .iter()
+            .filter(|f| f["details"]["kind"] == "first-role-request" && f["principal"] == "alice")
+            .count(),
         1,
         "only the first request is new"
     );
     for f in &findings {
-        for key in ["id", "severity", "time", "principal", "source", "event_ids", "summary", "details", "remediation"] {
+        for key in [
+            "id",
+            "severity",
+            "time",
+            "principal",
+            "source",
+            "event_ids",
+            "summary",
+            "details",
+            "remediation",
+        ] {
             assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
         }
     }
@@ -224,17 +346,53 @@ print(sts.get_caller_identity()["Arn"])
     let (status, audit, _) = h.call("GET", "/v1/audit?limit=50", Some(&carol), None);
     assert_eq!(status, 200);
     let text = audit.to_string();
-    assert!(text.contains(&key) && !text.contains(creds["SecretAccessKey"].as_str().unwrap()) && !text.contains(creds["SessionToken"].as_str().unwrap()));
+    assert!(
+        text.contains(&key)
+            && !text.contains(creds["SecretAccessKey"].as_str().unwrap())
+            && !text.contains(creds["SessionToken"].as_str().unwrap())
+    );
     assert_eq!(h.call("GET", "/v1/audit", Some(&alice), None).0, 403);
 
     // Bad requests and bad tokens.
-    assert_eq!(h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api", "duration_seconds": 7200}))).0, 400);
-    assert_eq!(h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"rolle": "x"}))).0, 400);
-    assert_eq!(h.call("POST", "/v1/credentials", None, Some(json!({"role": "payments-api"}))).0, 401);
+    assert_eq!(
+        h.call(
+            "POST",
+            "/v1/credentials",
+            Some(&alice),
+            Some(json!({"role": "payments-api", "duration_seconds": 7200}))
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        h.call(
+            "POST",
+            "/v1/credentials",
+            Some(&alice),
+            Some(json!({"rolle": "x"}))
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        h.call(
+            "POST",
+            "/v1/credentials",
+            None,
+            Some(json!({"role": "payments-api"}))
+        )
+        .0,
+        401
+    );
     let expired = h
         .idp
         .sign(json!({"alg": "ES256", "kid": "test"}), json!({"iss": ISSUER, "aud": "credwarden", "sub": "alice", "groups": ["payments"], "exp": now() - 3600}));
-    let (status, v, _) = h.call("POST", "/v1/credentials", Some(&expired), Some(json!({"role": "payments-api"})));
+    let (status, v, _) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&expired),
+        Some(json!({"role": "payments-api"})),
+    );
     assert_eq!(status, 401);
     assert!(v["error"].as_str().unwrap().contains("expired"), "{v}");
     let forged = TestIdp::new("test")
@@ -249,41 +407,107 @@ print(sts.get_caller_identity()["Arn"])
         .send_string(&big)
     {
         Err(ureq::Error::Status(code, _)) => assert_eq!(code, 413),
-        Err(ureq::Error::Transport(t)) => assert!(t.to_string().contains("Broken pipe") || t.to_string().contains("reset"), "{t}"),
+        Err(ureq::Error::Transport(t)) => assert!(
+            t.to_string().contains("Broken pipe") || t.to_string().contains("reset"),
+            "{t}"
+        ),
         Ok(r) => panic!("an oversized request was accepted: {}", r.status()),
     }
 
     // With the audit store locked by another writer, nothing is issued.
     let lock = rusqlite::Connection::open(h.dir.path().join("audit.sqlite")).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let (status, v, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
+    let (status, v, _) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&alice),
+        Some(json!({"role": "payments-api"})),
+    );
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["code"], "audit-unavailable");
-    assert!(v.get("AccessKeyId").is_none() && !v.to_string().contains("ASIA"), "{v}");
+    assert!(
+        v.get("AccessKeyId").is_none() && !v.to_string().contains("ASIA"),
+        "{v}"
+    );
     lock.execute_batch("ROLLBACK").unwrap();
     drop(lock);
-    let (status, _, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
+    let (status, _, _) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&alice),
+        Some(json!({"role": "payments-api"})),
+    );
     assert_eq!(status, 200, "issues again once the audit store is writable");
 
     // Self-service: asking to be added to a group is audited and raised for the directory's keepers.
-    let (status, v, _) = h.call("POST", "/v1/access-requests", Some(&alice), Some(json!({"group": "security", "reason": "on call this week"})));
+    let (status, v, _) = h.call(
+        "POST",
+        "/v1/access-requests",
+        Some(&alice),
+        Some(json!({"group": "security", "reason": "on call this week"})),
+    );
     assert_eq!(status, 202, "{v}");
-    assert!(h.audit_rows().iter().any(|r| r.0 == "alice" && r.1 == "access-requested"));
-    assert!(h.findings().iter().any(|f| f["details"]["kind"] == "access-request" && f["principal"] == "alice"));
-    assert_eq!(h.call("POST", "/v1/access-requests", Some(&alice), Some(json!({"group": "payments", "reason": "x"}))).0, 409);
+    assert!(h
+        .audit_rows()
+        .iter()
+        .any(|r| r.0 == "alice" && r.1 == "access-requested"));
+    assert!(h
+        .findings()
+        .iter()
+        .any(|f| f["details"]["kind"] == "access-request" && f["principal"] == "alice"));
+    assert_eq!(
+        h.call(
+            "POST",
+            "/v1/access-requests",
+            Some(&alice),
+            Some(json!({"group": "payments", "reason": "x"}))
+        )
+        .0,
+        409
+    );
 
     // Per-user rate limit: Alice runs out, Bob does not.
-    let codes: Vec<u16> = (0..12).map(|_| h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"}))).0).collect();
+    let codes: Vec<u16> = (0..12)
+        .map(|_| {
+            h.call(
+                "POST",
+                "/v1/credentials",
+                Some(&alice),
+                Some(json!({"role": "payments-api"})),
+            )
+            .0
+        })
+        .collect();
     assert!(codes.contains(&429), "{codes:?}");
-    let (status, v, _) = h.call("POST", "/v1/credentials", Some(&alice), Some(json!({"role": "payments-api"})));
+    let (status, v, _) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&alice),
+        Some(json!({"role": "payments-api"})),
+    );
     assert_eq!((status, v["code"].as_str()), (429, Some("rate-limited")));
-    assert_eq!(h.call("POST", "/v1/credentials", Some(&bob), Some(json!({"role": "payments-api"}))).0, 200);
+    assert_eq!(
+        h.call(
+            "POST",
+            "/v1/credentials",
+            Some(&bob),
+            Some(json!({"role": "payments-api"}))
+        )
+        .0,
+        200
+    );
 
     // Metrics reflect all of it.
     let (_, metrics, _) = h.call("GET", "/metrics", None, None);
     let m = metrics.as_str().unwrap();
-    assert!(m.contains("credwarden_broker_audit_failures_total 1"), "{m}");
-    assert!(m.contains("credwarden_broker_issue_local_seconds_count"), "{m}");
+    assert!(
+        m.contains("credwarden_broker_audit_failures_total 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("credwarden_broker_issue_local_seconds_count"),
+        "{m}"
+    );
 }
 
 /// Header mode: identity only from the trusted proxy, each identity header exactly once, the
@@ -307,22 +531,75 @@ region = "us-east-1"
         dir.path().join("audit.sqlite").display()
     ))
     .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let b = rt.block_on(Broker::new(cfg)).unwrap();
     let proxy: std::net::IpAddr = "10.0.0.5".parse().unwrap();
     let headers = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| pairs.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()).collect::<Vec<_>>()
+        move |name: &str| {
+            pairs
+                .iter()
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+                .collect::<Vec<_>>()
+        }
     };
-    let c = b.authenticate(&headers(&[("x-authenticated-user", "alice"), ("x-authenticated-groups", "security")]), proxy).unwrap();
+    let c = b
+        .authenticate(
+            &headers(&[
+                ("x-authenticated-user", "alice"),
+                ("x-authenticated-groups", "security"),
+            ]),
+            proxy,
+        )
+        .unwrap();
     assert_eq!(c.user, "alice");
     assert!(c.groups.is_empty(), "the groups header is opt-in");
-    let e = b.authenticate(&headers(&[("x-authenticated-user", "alice"), ("x-authenticated-user", "admin")]), proxy).unwrap_err();
+    let e = b
+        .authenticate(
+            &headers(&[
+                ("x-authenticated-user", "alice"),
+                ("x-authenticated-user", "admin"),
+            ]),
+            proxy,
+        )
+        .unwrap_err();
     assert_eq!(e.code, "repeated-header");
-    assert_eq!(b.authenticate(&headers(&[("x-authenticated-user", "alice")]), "192.0.2.9".parse().unwrap()).unwrap_err().status, 401);
+    assert_eq!(
+        b.authenticate(
+            &headers(&[("x-authenticated-user", "alice")]),
+            "192.0.2.9".parse().unwrap()
+        )
+        .unwrap_err()
+        .status,
+        401
+    );
     // IPv4 through an IPv6 socket is still the proxy.
-    assert!(b.authenticate(&headers(&[("x-authenticated-user", "alice")]), "::ffff:10.0.0.5".parse().unwrap()).is_ok());
-    assert_eq!(b.client_ip(proxy, &["203.0.113.1, 10.8.0.7".into()]).unwrap().to_string(), "10.8.0.7");
+    assert!(b
+        .authenticate(
+            &headers(&[("x-authenticated-user", "alice")]),
+            "::ffff:10.0.0.5".parse().unwrap()
+        )
+        .is_ok());
+    assert_eq!(
+        b.client_ip(proxy, &["203.0.113.1, 10.8.0.7".into()])
+            .unwrap()
+            .to_string(),
+        "10.8.0.7"
+    );
     assert_eq!(b.client_ip(proxy, &[]).unwrap_err().code, "client-address");
-    assert_eq!(b.client_ip(proxy, &["10.8.0.7".into(), "10.8.0.8".into()]).unwrap_err().code, "client-address");
-    assert_eq!(b.client_ip(proxy, &["10.8.0.7:5555".into()]).unwrap_err().code, "client-address");
+    assert_eq!(
+        b.client_ip(proxy, &["10.8.0.7".into(), "10.8.0.8".into()])
+            .unwrap_err()
+            .code,
+        "client-address"
+    );
+    assert_eq!(
+        b.client_ip(proxy, &["10.8.0.7:5555".into()])
+            .unwrap_err()
+            .code,
+        "client-address"
+    );
 }

@@ -25,7 +25,9 @@ pub enum SourceAddress {
 
 impl SourceAddress {
     pub fn classify(raw: Option<&str>) -> SourceAddress {
-        let Some(raw) = raw else { return SourceAddress::Missing };
+        let Some(raw) = raw else {
+            return SourceAddress::Missing;
+        };
         let s = raw.trim();
         if s.is_empty() {
             return SourceAddress::Missing;
@@ -46,7 +48,10 @@ impl SourceAddress {
         if lower.starts_with("aws internal") {
             return SourceAddress::AwsInternal;
         }
-        if lower.ends_with(".amazonaws.com") || lower.ends_with(".amazonaws.com.cn") || lower == "amazonaws.com" {
+        if lower.ends_with(".amazonaws.com")
+            || lower.ends_with(".amazonaws.com.cn")
+            || lower == "amazonaws.com"
+        {
             return SourceAddress::AwsService(lower.into());
         }
         SourceAddress::Other(s.into())
@@ -54,13 +59,21 @@ impl SourceAddress {
 
     /// True when an AWS service made the call (service name or AWS Internal).
     pub fn is_aws_service(&self) -> bool {
-        matches!(self, SourceAddress::AwsService(_) | SourceAddress::AwsInternal)
+        matches!(
+            self,
+            SourceAddress::AwsService(_) | SourceAddress::AwsInternal
+        )
     }
 
     /// Private, loopback, link-local, CGNAT or unique-local: only meaningful with a VPC endpoint.
     pub fn is_private(&self) -> bool {
         match self {
-            SourceAddress::V4(a) => a.is_private() || a.is_loopback() || a.is_link_local() || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64),
+            SourceAddress::V4(a) => {
+                a.is_private()
+                    || a.is_loopback()
+                    || a.is_link_local()
+                    || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
+            }
             SourceAddress::V6(a) => {
                 let seg = a.segments()[0];
                 a.is_loopback() || (seg & 0xfe00) == 0xfc00 || (seg & 0xffc0) == 0xfe80
@@ -88,7 +101,8 @@ pub fn parse_ipv4_lenient(s: &str) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
     let mut n = 0;
     for part in s.split('.') {
-        if n == 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|c| c.is_ascii_digit()) {
+        if n == 4 || part.is_empty() || part.len() > 3 || !part.bytes().all(|c| c.is_ascii_digit())
+        {
             return None;
         }
         octets[n] = part.parse::<u16>().ok().filter(|v| *v <= 255)? as u8;
@@ -119,16 +133,26 @@ impl Cidr {
                 }
                 let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
                 let start = u32::from(a) & mask;
-                Some(Cidr::V4 { start, end: start | !mask })
+                Some(Cidr::V4 {
+                    start,
+                    end: start | !mask,
+                })
             }
             IpAddr::V6(a) => {
                 let len = len.unwrap_or(128);
                 if len > 128 {
                     return None;
                 }
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 let start = u128::from(a) & mask;
-                Some(Cidr::V6 { start, end: start | !mask })
+                Some(Cidr::V6 {
+                    start,
+                    end: start | !mask,
+                })
             }
         }
     }
@@ -149,16 +173,46 @@ mod tests {
 
     #[test]
     fn classifies_real_world_sources() {
-        assert_eq!(SourceAddress::classify(Some("203.0.113.7")), SourceAddress::V4("203.0.113.7".parse().unwrap()));
-        assert_eq!(SourceAddress::classify(Some("08.1.250.216")), SourceAddress::V4("8.1.250.216".parse().unwrap()));
-        assert_eq!(SourceAddress::classify(Some("2001:db8::1")), SourceAddress::V6("2001:db8::1".parse().unwrap()));
-        assert_eq!(SourceAddress::classify(Some("::ffff:198.51.100.1")), SourceAddress::V4("198.51.100.1".parse().unwrap()));
-        assert_eq!(SourceAddress::classify(Some("AWS Internal")), SourceAddress::AwsInternal);
-        assert_eq!(SourceAddress::classify(Some("AWS Internal/3")), SourceAddress::AwsInternal);
-        assert_eq!(SourceAddress::classify(Some("ec2.amazonaws.com")), SourceAddress::AwsService("ec2.amazonaws.com".into()));
-        assert_eq!(SourceAddress::classify(Some("redacted")), SourceAddress::Other("redacted".into()));
-        assert_eq!(SourceAddress::classify(Some("256.1.1.1")), SourceAddress::Other("256.1.1.1".into()));
-        assert_eq!(SourceAddress::classify(Some("1.2.3")), SourceAddress::Other("1.2.3".into()));
+        assert_eq!(
+            SourceAddress::classify(Some("203.0.113.7")),
+            SourceAddress::V4("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("08.1.250.216")),
+            SourceAddress::V4("8.1.250.216".parse().unwrap())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("2001:db8::1")),
+            SourceAddress::V6("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("::ffff:198.51.100.1")),
+            SourceAddress::V4("198.51.100.1".parse().unwrap())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("AWS Internal")),
+            SourceAddress::AwsInternal
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("AWS Internal/3")),
+            SourceAddress::AwsInternal
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("ec2.amazonaws.com")),
+            SourceAddress::AwsService("ec2.amazonaws.com".into())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("redacted")),
+            SourceAddress::Other("redacted".into())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("256.1.1.1")),
+            SourceAddress::Other("256.1.1.1".into())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("1.2.3")),
+            SourceAddress::Other("1.2.3".into())
+        );
         assert_eq!(SourceAddress::classify(None), SourceAddress::Missing);
         assert!(SourceAddress::classify(Some("10.1.2.3")).is_private());
         assert!(SourceAddress::classify(Some("100.64.0.1")).is_private());

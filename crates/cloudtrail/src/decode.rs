@@ -36,7 +36,12 @@ impl FileReport {
 
     fn error(&mut self, record: Option<u64>, line: Option<u64>, reason: String) {
         if self.errors.len() < MAX_ERRORS_KEPT {
-            self.errors.push(InputError { file: self.source.clone(), record, line, reason });
+            self.errors.push(InputError {
+                file: self.source.clone(),
+                record,
+                line,
+                reason,
+            });
         } else {
             self.errors_dropped += 1;
         }
@@ -58,13 +63,17 @@ impl<F: FnMut(Record)> Decoder<'_, F> {
                 (self.emit)(*r);
                 Ok(())
             }
-            Classified::EventBridge(detail) if depth < 2 => self.take(detail.get().as_bytes(), depth + 1),
+            Classified::EventBridge(detail) if depth < 2 => {
+                self.take(detail.get().as_bytes(), depth + 1)
+            }
             Classified::LookupEvents(events) if depth < 2 => self.take_lookup_events(events, depth),
             Classified::Records(records) if depth < 2 => {
-                let list: Vec<&RawValue> = serde_json::from_str(records.get()).map_err(|e| format!("field `Records` is not a list: {e}"))?;
+                let list: Vec<&RawValue> = serde_json::from_str(records.get())
+                    .map_err(|e| format!("field `Records` is not a list: {e}"))?;
                 for (i, r) in list.iter().enumerate() {
                     if let Err(reason) = self.take(r.get().as_bytes(), depth + 1) {
-                        self.report.error(Some(i as u64), None, format!("Records[{i}]: {reason}"));
+                        self.report
+                            .error(Some(i as u64), None, format!("Records[{i}]: {reason}"));
                     }
                 }
                 Ok(())
@@ -77,7 +86,9 @@ impl<F: FnMut(Record)> Decoder<'_, F> {
                 Ok(())
             }
             Classified::Invalid(reason) => Err(reason),
-            Classified::EventBridge(_) | Classified::LookupEvents(_) | Classified::Records(_) => Err("envelopes nested too deeply".to_owned()),
+            Classified::EventBridge(_) | Classified::LookupEvents(_) | Classified::Records(_) => {
+                Err("envelopes nested too deeply".to_owned())
+            }
         }
     }
 
@@ -88,14 +99,16 @@ impl<F: FnMut(Record)> Decoder<'_, F> {
             #[serde(rename = "CloudTrailEvent", borrow, default)]
             cloudtrail_event: crate::record::Lenient<'a>,
         }
-        let list: Vec<Event> = serde_json::from_str(events.get()).map_err(|e| format!("field `Events` is not a list of events: {e}"))?;
+        let list: Vec<Event> = serde_json::from_str(events.get())
+            .map_err(|e| format!("field `Events` is not a list of events: {e}"))?;
         for (i, ev) in list.iter().enumerate() {
             let result = match ev.cloudtrail_event.as_deref() {
                 Some(s) => self.take(s.as_bytes(), depth + 1),
                 None => Err("field `CloudTrailEvent` is missing or not a string".to_owned()),
             };
             if let Err(reason) = result {
-                self.report.error(Some(i as u64), None, format!("Events[{i}]: {reason}"));
+                self.report
+                    .error(Some(i as u64), None, format!("Events[{i}]: {reason}"));
             }
         }
         Ok(())
@@ -115,7 +128,13 @@ impl<F: FnMut(Record)> Sink for Decoder<'_, F> {
 /// unreadable or corrupt source becomes errors in the report, after every good record
 /// before the damage has been emitted.
 pub fn decode_source(source: &InputSource, emit: &mut impl FnMut(Record)) -> FileReport {
-    let mut dec = Decoder { report: FileReport { source: source.to_string(), ..Default::default() }, emit };
+    let mut dec = Decoder {
+        report: FileReport {
+            source: source.to_string(),
+            ..Default::default()
+        },
+        emit,
+    };
     match open(source) {
         Err(e) => {
             dec.report.io_failed = true;
@@ -126,7 +145,11 @@ pub fn decode_source(source: &InputSource, emit: &mut impl FnMut(Record)) -> Fil
             dec.report.bytes = reader.count;
             if let Err(e) = result {
                 dec.report.io_failed = true;
-                let what = if e.kind() == std::io::ErrorKind::UnexpectedEof { "truncated".to_owned() } else { e.to_string() };
+                let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    "truncated".to_owned()
+                } else {
+                    e.to_string()
+                };
                 let records = dec.report.records;
                 dec.report.error(
                     None,
@@ -141,7 +164,14 @@ pub fn decode_source(source: &InputSource, emit: &mut impl FnMut(Record)) -> Fil
 
 /// Decode bytes already in memory (tests, benchmarks, embedded callers).
 pub fn decode_bytes(name: &str, bytes: &[u8], emit: &mut impl FnMut(Record)) -> FileReport {
-    let mut dec = Decoder { report: FileReport { source: name.to_owned(), bytes: bytes.len() as u64, ..Default::default() }, emit };
+    let mut dec = Decoder {
+        report: FileReport {
+            source: name.to_owned(),
+            bytes: bytes.len() as u64,
+            ..Default::default()
+        },
+        emit,
+    };
     if let Err(e) = split(bytes, &mut dec) {
         dec.report.error(None, None, e.to_string());
     }

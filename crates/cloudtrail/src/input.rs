@@ -32,12 +32,15 @@ impl fmt::Display for InputSource {
 fn looks_like_trail(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     let n = n.strip_suffix(".gz").unwrap_or(&n);
-    !name.starts_with('.') && (n.ends_with(".json") || n.ends_with(".jsonl") || n.ends_with(".ndjson"))
+    !name.starts_with('.')
+        && (n.ends_with(".json") || n.ends_with(".jsonl") || n.ends_with(".ndjson"))
 }
 
 /// Expand paths (files, folders, `-`) into sources in canonical order. Also returns the
 /// files a folder walk passed over because their names are not CloudTrail's.
-pub fn discover<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<InputSource>, Vec<PathBuf>), DiscoverError> {
+pub fn discover<P: AsRef<Path>>(
+    paths: &[P],
+) -> Result<(Vec<InputSource>, Vec<PathBuf>), DiscoverError> {
     let mut out = Vec::new();
     let mut ignored = Vec::new();
     let mut stdin = false;
@@ -47,7 +50,10 @@ pub fn discover<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<InputSource>, Vec<Pa
             stdin = true;
             continue;
         }
-        let meta = std::fs::metadata(p).map_err(|e| DiscoverError { path: p.to_path_buf(), source: e })?;
+        let meta = std::fs::metadata(p).map_err(|e| DiscoverError {
+            path: p.to_path_buf(),
+            source: e,
+        })?;
         if meta.is_dir() {
             walk(p, &mut out, &mut ignored)?;
         } else {
@@ -66,14 +72,25 @@ pub fn discover<P: AsRef<Path>>(paths: &[P]) -> Result<(Vec<InputSource>, Vec<Pa
     Ok((sources, ignored))
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>) -> Result<(), DiscoverError> {
-    let err = |e| DiscoverError { path: dir.to_path_buf(), source: e };
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    ignored: &mut Vec<PathBuf>,
+) -> Result<(), DiscoverError> {
+    let err = |e| DiscoverError {
+        path: dir.to_path_buf(),
+        source: e,
+    };
     for entry in std::fs::read_dir(dir).map_err(err)? {
         let entry = entry.map_err(err)?;
         let path = entry.path();
         let kind = entry.file_type().map_err(err)?;
         // Follow symlinks to files and folders alike, as a user pointing at a tree expects.
-        let is_dir = if kind.is_symlink() { path.is_dir() } else { kind.is_dir() };
+        let is_dir = if kind.is_symlink() {
+            path.is_dir()
+        } else {
+            kind.is_dir()
+        };
         if is_dir {
             walk(&path, out, ignored)?;
         } else if looks_like_trail(&entry.file_name().to_string_lossy()) {
@@ -90,13 +107,20 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, ignored: &mut Vec<PathBuf>) -> Resul
 /// YYYYMMDDHHMM, or 0 for files without one (exports, hand-made files), which therefore sort
 /// first. Sources are ordered by (stamp, path): a total order, the same however they were listed.
 pub fn delivery_stamp(path: &Path) -> u64 {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return 0 };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return 0;
+    };
     name.split('_')
         .find_map(|part| {
             let b = part.as_bytes();
             let shape = b.len() == 14 && b[8] == b'T' && b[13] == b'Z';
             let digits = || b[..8].iter().chain(&b[9..13]).all(u8::is_ascii_digit);
-            (shape && digits()).then(|| b[..8].iter().chain(&b[9..13]).fold(0u64, |v, d| v * 10 + u64::from(d - b'0')))
+            (shape && digits()).then(|| {
+                b[..8]
+                    .iter()
+                    .chain(&b[9..13])
+                    .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'))
+            })
         })
         .unwrap_or(0)
 }
@@ -124,7 +148,11 @@ pub fn open(source: &InputSource) -> io::Result<CountingReader<Box<dyn Read + Se
     };
     let mut buffered = BufReader::with_capacity(256 * 1024, raw);
     let head = buffered.fill_buf()?;
-    let inner: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) { Box::new(MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let inner: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
     Ok(CountingReader { inner, count: 0 })
 }
 
@@ -139,16 +167,32 @@ mod tests {
         assert!(delivery_stamp(a) < delivery_stamp(b));
         assert_eq!(delivery_stamp(a), 202401010005);
         assert_eq!(delivery_stamp(Path::new("x.json")), 0);
-        assert_eq!(delivery_stamp(Path::new("1_CloudTrail_r_2024010xT0005Z_a.json")), 0);
+        assert_eq!(
+            delivery_stamp(Path::new("1_CloudTrail_r_2024010xT0005Z_a.json")),
+            0
+        );
         let dir = tempfile::tempdir().unwrap();
-        for name in ["b_CloudTrail_r_20240101T0010Z_x.json", "a_CloudTrail_r_20240101T0010Z_x.json", "z_CloudTrail_r_20240101T0005Z_x.json", "plain.json"] {
+        for name in [
+            "b_CloudTrail_r_20240101T0010Z_x.json",
+            "a_CloudTrail_r_20240101T0010Z_x.json",
+            "z_CloudTrail_r_20240101T0005Z_x.json",
+            "plain.json",
+        ] {
             std::fs::write(dir.path().join(name), "{}").unwrap();
         }
         let (sources, _) = discover(&[dir.path()]).unwrap();
-        let names: Vec<String> = sources.iter().map(|s| s.to_string().rsplit('/').next().unwrap().to_owned()).collect();
+        let names: Vec<String> = sources
+            .iter()
+            .map(|s| s.to_string().rsplit('/').next().unwrap().to_owned())
+            .collect();
         assert_eq!(
             names,
-            ["plain.json", "z_CloudTrail_r_20240101T0005Z_x.json", "a_CloudTrail_r_20240101T0010Z_x.json", "b_CloudTrail_r_20240101T0010Z_x.json"]
+            [
+                "plain.json",
+                "z_CloudTrail_r_20240101T0005Z_x.json",
+                "a_CloudTrail_r_20240101T0010Z_x.json",
+                "b_CloudTrail_r_20240101T0010Z_x.json"
+            ]
         );
     }
 
@@ -157,12 +201,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let deep = dir.path().join("a/b");
         std::fs::create_dir_all(&deep).unwrap();
-        for name in ["a/b/x.json.gz", "a/y.jsonl", "z.json", "README.md", ".hidden.json"] {
+        for name in [
+            "a/b/x.json.gz",
+            "a/y.jsonl",
+            "z.json",
+            "README.md",
+            ".hidden.json",
+        ] {
             std::fs::write(dir.path().join(name), "{}").unwrap();
         }
         let (sources, ignored) = discover(&[dir.path()]).unwrap();
         assert_eq!(sources.len(), 3);
         assert_eq!(ignored.len(), 2);
-        assert!(discover(&[dir.path().join("missing")]).unwrap_err().to_string().contains("missing"));
+        assert!(discover(&[dir.path().join("missing")])
+            .unwrap_err()
+            .to_string()
+            .contains("missing"));
     }
 }

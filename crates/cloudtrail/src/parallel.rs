@@ -25,7 +25,11 @@ pub enum Decoded {
 
 /// Decode `sources` with `threads` workers (0: one per core), calling `on` in source order.
 pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnMut(Decoded)) {
-    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
     let n = threads.clamp(1, sources.len().max(1));
     std::thread::scope(|scope| {
         let mut receivers: Vec<Receiver<Decoded>> = Vec::with_capacity(n);
@@ -36,16 +40,28 @@ pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnM
                 for (i, source) in sources.iter().enumerate().skip(w).step_by(n) {
                     // A stream (stdin) may be a live feed: hand each record on as it arrives
                     // rather than waiting for a chunk to fill.
-                    let chunk_records = if matches!(source, InputSource::Stdin) { 1 } else { CHUNK_RECORDS };
+                    let chunk_records = if matches!(source, InputSource::Stdin) {
+                        1
+                    } else {
+                        CHUNK_RECORDS
+                    };
                     let mut chunk = Vec::with_capacity(chunk_records);
                     let mut failed = false;
                     let report = decode_source(source, &mut |r| {
                         chunk.push(r);
                         if chunk.len() >= chunk_records && !failed {
-                            failed = tx.send(Decoded::Records(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_records)))).is_err();
+                            failed = tx
+                                .send(Decoded::Records(std::mem::replace(
+                                    &mut chunk,
+                                    Vec::with_capacity(chunk_records),
+                                )))
+                                .is_err();
                         }
                     });
-                    if failed || (!chunk.is_empty() && tx.send(Decoded::Records(chunk)).is_err()) || tx.send(Decoded::Done(i, report)).is_err() {
+                    if failed
+                        || (!chunk.is_empty() && tx.send(Decoded::Records(chunk)).is_err())
+                        || tx.send(Decoded::Done(i, report)).is_err()
+                    {
                         return; // the consumer has gone away
                     }
                 }

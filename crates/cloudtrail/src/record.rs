@@ -50,7 +50,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
                 // `mfaAuthenticated` and `sessionCredentialFromConsole` appear as both
                 // booleans and strings; keep the spelling.
-                Ok(Lenient(Some(Cow::Borrowed(if v { "true" } else { "false" }))))
+                Ok(Lenient(Some(Cow::Borrowed(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
             }
             fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
                 Ok(Lenient(None))
@@ -300,13 +304,19 @@ impl Record {
             #[serde(rename = "ARN", default)]
             arn: Option<String>,
         }
-        let Some(raw) = self.resources_json.as_deref() else { return Vec::new() };
-        serde_json::from_str::<Vec<Resource>>(raw).map(|v| v.into_iter().filter_map(|r| r.arn).collect()).unwrap_or_default()
+        let Some(raw) = self.resources_json.as_deref() else {
+            return Vec::new();
+        };
+        serde_json::from_str::<Vec<Resource>>(raw)
+            .map(|v| v.into_iter().filter_map(|r| r.arn).collect())
+            .unwrap_or_default()
     }
 
     /// The account the record belongs to: the recipient account, else the caller's.
     pub fn account(&self) -> Option<&str> {
-        self.recipient_account_id.as_deref().or(self.identity.account_id.as_deref())
+        self.recipient_account_id
+            .as_deref()
+            .or(self.identity.account_id.as_deref())
     }
 }
 
@@ -357,8 +367,13 @@ impl<'a> RawRecord<'a> {
             if self.event_name.0.is_none() {
                 return match self.detail_type.as_deref() {
                     Some(t) if t.contains("CloudTrail") => Classified::EventBridge(detail),
-                    Some(t) => Classified::Invalid(format!("EventBridge event of type {:?} does not carry a CloudTrail record", clip(t))),
-                    None => Classified::Invalid("field `detail` without `detail-type`: not an EventBridge event".into()),
+                    Some(t) => Classified::Invalid(format!(
+                        "EventBridge event of type {:?} does not carry a CloudTrail record",
+                        clip(t)
+                    )),
+                    None => Classified::Invalid(
+                        "field `detail` without `detail-type`: not an EventBridge event".into(),
+                    ),
                 };
             }
         }
@@ -372,8 +387,12 @@ impl<'a> RawRecord<'a> {
             if self.digest_start_time.is_some() {
                 return Classified::Skip("CloudTrail digest file (integrity digest, no records)");
             }
-            if self.notification_type.as_deref() == Some("Notification") || self.s3_object_key.is_some() {
-                return Classified::Skip("S3/SNS delivery notification (names log files, holds no records)");
+            if self.notification_type.as_deref() == Some("Notification")
+                || self.s3_object_key.is_some()
+            {
+                return Classified::Skip(
+                    "S3/SNS delivery notification (names log files, holds no records)",
+                );
             }
         }
         if self.event_type.as_deref() == Some("AwsCloudTrailInsight") {
@@ -386,15 +405,40 @@ impl<'a> RawRecord<'a> {
     }
 
     fn into_record(self) -> Result<Record, String> {
-        let raw_time = self.event_time.as_deref().ok_or("field `eventTime` is missing or not a string")?;
-        let event_time = EventTime::parse(raw_time).ok_or_else(|| format!("field `eventTime` is not a time: {:?}", clip(raw_time)))?;
-        let event_source: Text = self.event_source.text().ok_or("field `eventSource` is missing or not a string")?;
-        let event_name: Text = self.event_name.text().ok_or("field `eventName` is missing or not a string")?;
-        let identity = self.user_identity.map(RawIdentity::into_identity).unwrap_or_default();
-        let issuance =
-            if &*event_source == "sts.amazonaws.com" { self.response_elements.and_then(|r| parse_issuance(r, self.request_parameters)) } else { None };
-        let instances_named = if &*event_source == "ec2.amazonaws.com" { instances_named(&event_name, self.request_parameters) } else { Vec::new() };
-        let passed_roles = if passes_role(&event_source, &event_name) { roles_passed(self.request_parameters) } else { Vec::new() };
+        let raw_time = self
+            .event_time
+            .as_deref()
+            .ok_or("field `eventTime` is missing or not a string")?;
+        let event_time = EventTime::parse(raw_time)
+            .ok_or_else(|| format!("field `eventTime` is not a time: {:?}", clip(raw_time)))?;
+        let event_source: Text = self
+            .event_source
+            .text()
+            .ok_or("field `eventSource` is missing or not a string")?;
+        let event_name: Text = self
+            .event_name
+            .text()
+            .ok_or("field `eventName` is missing or not a string")?;
+        let identity = self
+            .user_identity
+            .map(RawIdentity::into_identity)
+            .unwrap_or_default();
+        let issuance = if &*event_source == "sts.amazonaws.com" {
+            self.response_elements
+                .and_then(|r| parse_issuance(r, self.request_parameters))
+        } else {
+            None
+        };
+        let instances_named = if &*event_source == "ec2.amazonaws.com" {
+            instances_named(&event_name, self.request_parameters)
+        } else {
+            Vec::new()
+        };
+        let passed_roles = if passes_role(&event_source, &event_name) {
+            roles_passed(self.request_parameters)
+        } else {
+            Vec::new()
+        };
         Ok(Record {
             event_time,
             event_source,
@@ -413,7 +457,11 @@ impl<'a> RawRecord<'a> {
             issuance,
             instances_named,
             passed_roles,
-            resources_json: self.resources.map(RawValue::get).filter(|r| r.starts_with('[') && *r != "[]").map(Into::into),
+            resources_json: self
+                .resources
+                .map(RawValue::get)
+                .filter(|r| r.starts_with('[') && *r != "[]")
+                .map(Into::into),
         })
     }
 }
@@ -422,8 +470,16 @@ impl RawIdentity<'_> {
     fn into_identity(self) -> Identity {
         let (issuer_arn, issuer_kind, delivery, source_identity) = match self.session_context {
             Some(sc) => {
-                let (arn, kind) = sc.session_issuer.map(|i| (i.arn.text(), i.kind.text())).unwrap_or_default();
-                (arn, kind, sc.ec2_role_delivery.text(), sc.source_identity.text())
+                let (arn, kind) = sc
+                    .session_issuer
+                    .map(|i| (i.arn.text(), i.kind.text()))
+                    .unwrap_or_default();
+                (
+                    arn,
+                    kind,
+                    sc.ec2_role_delivery.text(),
+                    sc.source_identity.text(),
+                )
             }
             None => (None, None, None, None),
         };
@@ -468,10 +524,15 @@ fn parse_issuance(response: &RawValue, request: Option<&RawValue>) -> Option<Iss
     let resp: Response = serde_json::from_str(response.get()).ok()?;
     let creds = resp.credentials?;
     let key = creds.access_key_id.text()?;
-    let req: Request = request.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or_default();
+    let req: Request = request
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .unwrap_or_default();
     Some(Issuance {
         access_key_id: key,
-        expiration: creds.expiration.as_deref().and_then(EventTime::parse_expiration),
+        expiration: creds
+            .expiration
+            .as_deref()
+            .and_then(EventTime::parse_expiration),
         role_arn: req.role_arn.text(),
         session_name: req.role_session_name.text(),
     })
@@ -479,14 +540,31 @@ fn parse_issuance(response: &RawValue, request: Option<&RawValue>) -> Option<Iss
 
 /// Calls that pass a role to a service (and so required `iam:PassRole`).
 pub fn passes_role(event_source: &str, event_name: &str) -> bool {
-    let service = event_source.strip_suffix(".amazonaws.com").unwrap_or(event_source);
+    let service = event_source
+        .strip_suffix(".amazonaws.com")
+        .unwrap_or(event_source);
     match service {
-        "ec2" => matches!(event_name, "RunInstances" | "AssociateIamInstanceProfile" | "ReplaceIamInstanceProfileAssociation"),
-        "lambda" => event_name.starts_with("CreateFunction") || event_name.starts_with("UpdateFunctionConfiguration"),
+        "ec2" => matches!(
+            event_name,
+            "RunInstances" | "AssociateIamInstanceProfile" | "ReplaceIamInstanceProfileAssociation"
+        ),
+        "lambda" => {
+            event_name.starts_with("CreateFunction")
+                || event_name.starts_with("UpdateFunctionConfiguration")
+        }
         "ecs" => event_name == "RegisterTaskDefinition",
-        "cloudformation" => matches!(event_name, "CreateStack" | "UpdateStack" | "CreateStackSet" | "UpdateStackSet"),
-        "glue" => matches!(event_name, "CreateDevEndpoint" | "CreateJob" | "UpdateJob" | "CreateSession"),
-        "sagemaker" => matches!(event_name, "CreateNotebookInstance" | "CreateTrainingJob" | "CreateProcessingJob"),
+        "cloudformation" => matches!(
+            event_name,
+            "CreateStack" | "UpdateStack" | "CreateStackSet" | "UpdateStackSet"
+        ),
+        "glue" => matches!(
+            event_name,
+            "CreateDevEndpoint" | "CreateJob" | "UpdateJob" | "CreateSession"
+        ),
+        "sagemaker" => matches!(
+            event_name,
+            "CreateNotebookInstance" | "CreateTrainingJob" | "CreateProcessingJob"
+        ),
         "codebuild" => matches!(event_name, "CreateProject" | "UpdateProject"),
         "states" => matches!(event_name, "CreateStateMachine" | "UpdateStateMachine"),
         "datapipeline" => event_name == "CreatePipeline",
@@ -496,9 +574,25 @@ pub fn passes_role(event_source: &str, event_name: &str) -> bool {
 
 /// The role ARNs (or instance-profile ARNs / names) in a pass-role call's parameters.
 fn roles_passed(request: Option<&RawValue>) -> Vec<Text> {
-    const KEYS: &[&str] = &["role", "roleArn", "roleARN", "RoleArn", "taskRoleArn", "executionRoleArn", "serviceRole", "executionRole"];
-    let Some(v) = request.and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok()) else { return Vec::new() };
-    let mut out: Vec<Text> = KEYS.iter().filter_map(|k| v.get(*k).and_then(|x| x.as_str())).map(Into::into).collect();
+    const KEYS: &[&str] = &[
+        "role",
+        "roleArn",
+        "roleARN",
+        "RoleArn",
+        "taskRoleArn",
+        "executionRoleArn",
+        "serviceRole",
+        "executionRole",
+    ];
+    let Some(v) = request.and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<Text> = KEYS
+        .iter()
+        .filter_map(|k| v.get(*k).and_then(|x| x.as_str()))
+        .map(Into::into)
+        .collect();
     if let Some(p) = v.get("iamInstanceProfile") {
         if let Some(a) = p.get("arn").and_then(|x| x.as_str()) {
             out.push(a.into());
@@ -532,10 +626,15 @@ fn instances_named(event_name: &str, request: Option<&RawValue>) -> Vec<Text> {
         #[serde(rename = "instanceId", borrow)]
         instance_id: Lenient<'a>,
     }
-    if !matches!(event_name, "AssociateAddress" | "AttachNetworkInterface" | "StartInstances") {
+    if !matches!(
+        event_name,
+        "AssociateAddress" | "AttachNetworkInterface" | "StartInstances"
+    ) {
         return Vec::new();
     }
-    let Some(req) = request.and_then(|r| serde_json::from_str::<Request>(r.get()).ok()) else { return Vec::new() };
+    let Some(req) = request.and_then(|r| serde_json::from_str::<Request>(r.get()).ok()) else {
+        return Vec::new();
+    };
     let mut out: Vec<Text> = req.instance_id.text().into_iter().collect();
     if let Some(set) = req.instances_set {
         out.extend(set.items.into_iter().filter_map(|i| i.instance_id.text()));
@@ -590,10 +689,18 @@ mod tests {
             _ => panic!("expected invalid"),
         };
         assert!(err(r#"{"eventSource":"s3.amazonaws.com","eventName":"x"}"#).contains("eventTime"));
-        assert!(err(r#"{"eventTime":"nope","eventSource":"s","eventName":"x"}"#).contains("\"nope\""));
-        assert!(err(r#"{"eventTime":"2024-01-01T00:00:00Z","eventName":"x"}"#).contains("eventSource"));
-        assert!(parse_value(b"[1,2]").unwrap_err().contains("not a JSON object"));
-        assert!(parse_value(b"{\"a\":").unwrap_err().contains("malformed JSON"));
+        assert!(
+            err(r#"{"eventTime":"nope","eventSource":"s","eventName":"x"}"#).contains("\"nope\"")
+        );
+        assert!(
+            err(r#"{"eventTime":"2024-01-01T00:00:00Z","eventName":"x"}"#).contains("eventSource")
+        );
+        assert!(parse_value(b"[1,2]")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(parse_value(b"{\"a\":")
+            .unwrap_err()
+            .contains("malformed JSON"));
     }
 
     #[test]
@@ -606,13 +713,25 @@ mod tests {
             Classified::Records(_) => "records",
             Classified::Invalid(_) => "invalid",
         };
-        assert!(kind(r#"{"awsAccountId":"1","digestStartTime":"2024-01-01T00:00:00Z"}"#).contains("digest"));
+        assert!(
+            kind(r#"{"awsAccountId":"1","digestStartTime":"2024-01-01T00:00:00Z"}"#)
+                .contains("digest")
+        );
         assert!(kind(r#"{"Type":"Notification","Message":"{}"}"#).contains("notification"));
         assert!(kind(r#"{"s3Bucket":"b","s3ObjectKey":["k"]}"#).contains("notification"));
-        assert_eq!(kind(r#"{"detail-type":"AWS API Call via CloudTrail","detail":{}}"#), "eventbridge");
+        assert_eq!(
+            kind(r#"{"detail-type":"AWS API Call via CloudTrail","detail":{}}"#),
+            "eventbridge"
+        );
         assert_eq!(kind(r#"{"Events":[]}"#), "lookup");
-        assert!(kind(r#"{"eventType":"AwsCloudTrailInsight","eventTime":"2024-01-01T00:00:00Z"}"#).contains("Insights"));
-        assert_eq!(kind(r#"{"detail-type":"EC2 Instance State-change Notification","detail":{}}"#), "invalid");
+        assert!(
+            kind(r#"{"eventType":"AwsCloudTrailInsight","eventTime":"2024-01-01T00:00:00Z"}"#)
+                .contains("Insights")
+        );
+        assert_eq!(
+            kind(r#"{"detail-type":"EC2 Instance State-change Notification","detail":{}}"#),
+            "invalid"
+        );
     }
 
     #[test]
@@ -621,6 +740,9 @@ mod tests {
             r#"{"eventTime":"2024-01-01T00:00:00Z","eventSource":"ec2.amazonaws.com","eventName":"StartInstances",
             "requestParameters":{"instancesSet":{"items":[{"instanceId":"i-1"},{"instanceId":"i-2"}]}}}"#,
         );
-        assert_eq!(r.instances_named, vec![Text::from("i-1"), Text::from("i-2")]);
+        assert_eq!(
+            r.instances_named,
+            vec![Text::from("i-1"), Text::from("i-2")]
+        );
     }
 }

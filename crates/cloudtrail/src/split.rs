@@ -67,7 +67,11 @@ pub fn split<R: Read, S: Sink>(mut reader: R, sink: &mut S) -> io::Result<()> {
                 break;
             }
         }
-        (pos, need_more) = if scan.line_mode { scan.lines(&buf, pos, false, sink) } else { (scan.scan(&buf, pos, sink), false) };
+        (pos, need_more) = if scan.line_mode {
+            scan.lines(&buf, pos, false, sink)
+        } else {
+            (scan.scan(&buf, pos, sink), false)
+        };
     }
     if scan.line_mode {
         scan.lines(&buf, pos, true, sink);
@@ -139,7 +143,10 @@ impl Scanner {
     /// The first buffer offset that must survive compaction.
     fn keep_from(&self, pos: usize) -> usize {
         let mut keep = pos;
-        for o in [self.elem_start, self.key_start, self.value_start].into_iter().flatten() {
+        for o in [self.elem_start, self.key_start, self.value_start]
+            .into_iter()
+            .flatten()
+        {
             keep = keep.min(o);
         }
         keep
@@ -152,12 +159,20 @@ impl Scanner {
         let why = format!("larger than {} MiB; skipped", MAX_VALUE_BYTES >> 20);
         if too_big(self.elem_start) {
             let s = self.elem_start.take().expect("checked");
-            sink.error(Some(self.elem_index), self.line_at(buf, s), format!("record {why}"));
+            sink.error(
+                Some(self.elem_index),
+                self.line_at(buf, s),
+                format!("record {why}"),
+            );
             self.skip_elem = true;
         }
         if too_big(self.value_start) {
             let s = self.value_start.take().expect("checked");
-            sink.error(Some(self.value_index), self.line_at(buf, s), format!("JSON value {why}"));
+            sink.error(
+                Some(self.value_index),
+                self.line_at(buf, s),
+                format!("JSON value {why}"),
+            );
             self.skip_value = true;
         }
         if too_big(self.key_start) {
@@ -166,7 +181,14 @@ impl Scanner {
     }
 
     fn shift(&mut self, by: usize) {
-        for o in [&mut self.elem_start, &mut self.key_start, &mut self.value_start].into_iter().flatten() {
+        for o in [
+            &mut self.elem_start,
+            &mut self.key_start,
+            &mut self.value_start,
+        ]
+        .into_iter()
+        .flatten()
+        {
             *o -= by;
         }
     }
@@ -182,7 +204,10 @@ impl Scanner {
     }
 
     fn maybe_start_elem(&mut self, pos: usize) {
-        if self.records_depth != 0 && self.stack.len() == self.records_depth && self.elem_start.is_none() {
+        if self.records_depth != 0
+            && self.stack.len() == self.records_depth
+            && self.elem_start.is_none()
+        {
             self.elem_start = Some(pos);
         }
     }
@@ -243,7 +268,9 @@ impl Scanner {
                 // In the top-level object an object or array can only be a value after `:`.
                 // Anywhere else it means the value before was never closed (a JSON line missing
                 // its `}`): report that value and start again here.
-                b'{' | b'[' if self.stack.len() == 1 && self.stack[0] == b'{' && !self.awaiting_value => {
+                b'{' | b'['
+                    if self.stack.len() == 1 && self.stack[0] == b'{' && !self.awaiting_value =>
+                {
                     pos = self.broken_top_value(buf, pos, sink);
                     if self.line_mode {
                         return pos;
@@ -265,7 +292,8 @@ impl Scanner {
                     self.stack.push(b);
                     if b == b'[' && self.records_depth == 0 {
                         let top_array = self.stack.len() == 1;
-                        let records_array = self.stack.len() == 2 && self.stack[0] == b'{' && self.records_key;
+                        let records_array =
+                            self.stack.len() == 2 && self.stack[0] == b'{' && self.records_key;
                         if top_array || records_array {
                             self.records_depth = self.stack.len();
                             self.value_is_wrapper = true;
@@ -290,7 +318,9 @@ impl Scanner {
                     if self.stack.is_empty() {
                         let start = self.value_start.take();
                         let oversized = std::mem::take(&mut self.skip_value);
-                        if let (Some(start), false, false) = (start, self.value_is_wrapper, oversized) {
+                        if let (Some(start), false, false) =
+                            (start, self.value_is_wrapper, oversized)
+                        {
                             let bytes = &buf[start..=pos];
                             self.deliver(sink, buf, start, self.value_index, bytes);
                             if self.value_index == 0 && memchr(b'\n', bytes).is_none() {
@@ -343,8 +373,18 @@ impl Scanner {
     fn broken_top_value<S: Sink>(&mut self, buf: &[u8], pos: usize, sink: &mut S) -> usize {
         let line = self.line_at(buf, pos);
         let start_line = self.value_start.map_or(line, |s| self.line_at(buf, s));
-        let index = if self.records_depth != 0 { None } else { Some(self.value_index) };
-        sink.error(index, start_line, format!("malformed JSON: object not closed before line {line}; the rest of it is skipped"));
+        let index = if self.records_depth != 0 {
+            None
+        } else {
+            Some(self.value_index)
+        };
+        sink.error(
+            index,
+            start_line,
+            format!(
+                "malformed JSON: object not closed before line {line}; the rest of it is skipped"
+            ),
+        );
         let was_wrapper = self.value_is_wrapper;
         self.value_index += 1;
         self.stack.clear();
@@ -356,7 +396,11 @@ impl Scanner {
         self.awaiting_value = false;
         self.skip_elem = false;
         self.skip_value = false;
-        let starts_line = buf[..pos].iter().rev().find(|b| !matches!(b, b' ' | b'\t' | b'\r')).is_none_or(|b| *b == b'\n');
+        let starts_line = buf[..pos]
+            .iter()
+            .rev()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\r'))
+            .is_none_or(|b| *b == b'\n');
         // A one-line value followed by a new line's value: JSON lines. (A pretty-printed object
         // spanning lines stays in structural mode.)
         if starts_line && !was_wrapper && start_line + 1 == line {
@@ -370,8 +414,16 @@ impl Scanner {
         if !self.in_garbage {
             self.in_garbage = true;
             let c = buf[pos];
-            let shown = if c.is_ascii_graphic() { format!("`{}`", c as char) } else { format!("byte 0x{c:02x}") };
-            sink.error(None, self.line_at(buf, pos), format!("not JSON: unexpected {shown} outside any object"));
+            let shown = if c.is_ascii_graphic() {
+                format!("`{}`", c as char)
+            } else {
+                format!("byte 0x{c:02x}")
+            };
+            sink.error(
+                None,
+                self.line_at(buf, pos),
+                format!("not JSON: unexpected {shown} outside any object"),
+            );
         }
     }
 
@@ -383,7 +435,13 @@ impl Scanner {
         let line = self.line_at(buf, pos);
         if self.records_depth != 0 && self.stack.len() > self.records_depth {
             let start = self.elem_start.take().unwrap_or(pos);
-            sink.error(Some(self.elem_index), self.line_at(buf, start), format!("malformed JSON: brackets do not balance (unexpected `{c}` at line {line})"));
+            sink.error(
+                Some(self.elem_index),
+                self.line_at(buf, start),
+                format!(
+                    "malformed JSON: brackets do not balance (unexpected `{c}` at line {line})"
+                ),
+            );
             self.elem_index += 1;
             self.skip_elem = false;
             self.recover(buf, start + 1, pos, sink);
@@ -400,7 +458,11 @@ impl Scanner {
             self.garbage(buf, pos, sink);
         } else {
             let start = self.value_start.unwrap_or(pos);
-            let index = if self.records_depth != 0 { Some(self.elem_index) } else { Some(self.value_index) };
+            let index = if self.records_depth != 0 {
+                Some(self.elem_index)
+            } else {
+                Some(self.value_index)
+            };
             sink.error(
                 index,
                 self.line_at(buf, start),
@@ -452,7 +514,13 @@ impl Scanner {
 
     /// JSON lines: every complete line in `buf[pos..]` is one value. Returns the start of the
     /// first incomplete line and whether more input is needed.
-    fn lines<S: Sink>(&mut self, buf: &[u8], mut pos: usize, at_eof: bool, sink: &mut S) -> (usize, bool) {
+    fn lines<S: Sink>(
+        &mut self,
+        buf: &[u8],
+        mut pos: usize,
+        at_eof: bool,
+        sink: &mut S,
+    ) -> (usize, bool) {
         loop {
             if self.skip_line {
                 match memchr(b'\n', &buf[pos..]) {
@@ -470,7 +538,11 @@ impl Scanner {
                     self.line_no += 1;
                     let index = self.value_index;
                     self.value_index += 1;
-                    sink.error(Some(index), self.line_no, format!("line longer than {} MiB; skipped", MAX_VALUE_BYTES >> 20));
+                    sink.error(
+                        Some(index),
+                        self.line_no,
+                        format!("line longer than {} MiB; skipped", MAX_VALUE_BYTES >> 20),
+                    );
                     self.skip_line = true;
                     return (buf.len(), true);
                 }
@@ -506,10 +578,23 @@ impl Scanner {
             (d, Some(start)) if d != 0 => sink.error(
                 Some(self.elem_index),
                 self.line_at(buf, start),
-                format!("unexpected end of input inside this record at line {line} (file truncated?)"),
+                format!(
+                    "unexpected end of input inside this record at line {line} (file truncated?)"
+                ),
             ),
-            (d, None) if d != 0 => sink.error(None, line, format!("unexpected end of input after {} records (file truncated?)", self.elem_index)),
-            _ => sink.error(Some(self.value_index), line, "unexpected end of input (file truncated?)".to_owned()),
+            (d, None) if d != 0 => sink.error(
+                None,
+                line,
+                format!(
+                    "unexpected end of input after {} records (file truncated?)",
+                    self.elem_index
+                ),
+            ),
+            _ => sink.error(
+                Some(self.value_index),
+                line,
+                "unexpected end of input (file truncated?)".to_owned(),
+            ),
         }
     }
 }
@@ -555,7 +640,8 @@ fn string_end(b: &[u8], mut p: usize) -> usize {
 }
 
 fn looks_like_record(bytes: &[u8]) -> bool {
-    crate::record::parse_value(bytes).is_ok_and(|r| r.event_time.0.is_some() && r.event_name.0.is_some())
+    crate::record::parse_value(bytes)
+        .is_ok_and(|r| r.event_time.0.is_some() && r.event_name.0.is_some())
 }
 
 #[cfg(test)]
@@ -610,7 +696,14 @@ mod tests {
     fn splits_a_records_wrapper() {
         let c = run(r#"{"Records":[{"a":"x\"]}"},{"b":[1,{"c":2}]} , {"d":"\\"}]}"#);
         let got: Vec<_> = c.values.iter().map(|(i, s)| (*i, s.as_str())).collect();
-        assert_eq!(got, vec![(0, r#"{"a":"x\"]}"}"#), (1, r#"{"b":[1,{"c":2}]}"#), (2, r#"{"d":"\\"}"#)]);
+        assert_eq!(
+            got,
+            vec![
+                (0, r#"{"a":"x\"]}"}"#),
+                (1, r#"{"b":[1,{"c":2}]}"#),
+                (2, r#"{"d":"\\"}"#)
+            ]
+        );
         assert!(c.errors.is_empty());
     }
 
@@ -624,7 +717,10 @@ mod tests {
     fn splits_arrays_and_json_lines_and_single_objects() {
         assert_eq!(run(r#"[{"a":1},{"a":2}]"#).values.len(), 2);
         let c = run("{\"a\":1}\n{\"a\":2}\r\n\n{\"a\":3}");
-        assert_eq!(c.values.iter().map(|v| v.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            c.values.iter().map(|v| v.0).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
         assert_eq!(run("{\n \"a\": 1\n}\n").values.len(), 1);
     }
 
@@ -640,7 +736,11 @@ mod tests {
     #[test]
     fn recovery_work_is_bounded_on_hostile_nesting() {
         let n = 30_000;
-        let input = format!(r#"{{"Records":[{{"a":{}{}]}},{{"eventTime":"t","eventName":"after"}}]}}"#, "[{".repeat(n), "}]".repeat(n));
+        let input = format!(
+            r#"{{"Records":[{{"a":{}{}]}},{{"eventTime":"t","eventName":"after"}}]}}"#,
+            "[{".repeat(n),
+            "}]".repeat(n)
+        );
         let mut c = Collect::default();
         split(input.as_bytes(), &mut c).unwrap();
         assert!(!c.errors.is_empty());
@@ -649,7 +749,10 @@ mod tests {
     #[test]
     fn a_broken_first_json_line_costs_that_line_only() {
         let c = run("{\"a\":1,\"b\":\"x\"\n{\"a\":2}\n{\"a\":3}\n");
-        assert_eq!(c.values.iter().map(|v| v.1.as_str()).collect::<Vec<_>>(), vec!["{\"a\":2}", "{\"a\":3}"]);
+        assert_eq!(
+            c.values.iter().map(|v| v.1.as_str()).collect::<Vec<_>>(),
+            vec!["{\"a\":2}", "{\"a\":3}"]
+        );
         assert_eq!(c.errors.len(), 1);
         assert_eq!((c.errors[0].0, c.errors[0].1), (Some(0), 1));
         // Pretty-printed objects one after another resync too.
@@ -662,7 +765,11 @@ mod tests {
     fn unbalanced_record_is_reported_and_neighbours_recovered() {
         let input = "{\"Records\":[\n{\"eventTime\":\"t\",\"eventName\":\"one\"},\n{\"eventTime\":\"t\",\"u\":{\"x\":1,\n\"eventName\":\"broken\"},\n{\"eventTime\":\"t\",\"eventName\":\"three\"}\n]}";
         let c = run(input);
-        let names: Vec<_> = c.values.iter().map(|v| v.1.contains("one") as u8 + 2 * v.1.contains("three") as u8).collect();
+        let names: Vec<_> = c
+            .values
+            .iter()
+            .map(|v| v.1.contains("one") as u8 + 2 * v.1.contains("three") as u8)
+            .collect();
         assert_eq!(names, vec![1, 2]);
         assert_eq!(c.errors.len(), 1);
         assert_eq!((c.errors[0].0, c.errors[0].1), (Some(1), 3));

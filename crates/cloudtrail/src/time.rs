@@ -7,7 +7,19 @@
 use std::fmt;
 
 /// A point in time, milliseconds since 1970-01-01T00:00:00Z.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct EventTime(pub i64);
 
 impl EventTime {
@@ -50,13 +62,18 @@ impl EventTime {
             // Keep milliseconds; finer digits are truncated (ordering within a millisecond
             // falls back to eventID, which is what makes it deterministic).
             for i in 0..3 {
-                millis = millis * 10 + frac.get(i).filter(|c| i < n && c.is_ascii_digit()).map_or(0, |c| (c - b'0') as i64);
+                millis = millis * 10
+                    + frac
+                        .get(i)
+                        .filter(|c| i < n && c.is_ascii_digit())
+                        .map_or(0, |c| (c - b'0') as i64);
             }
             rest = &frac[n..];
         }
         let offset_minutes = match rest {
             [] | [b'Z'] | [b'z'] => 0,
-            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]
+            | [sign @ (b'+' | b'-'), h1, h2, m1, m2] => {
                 let h = digits(&[*h1, *h2])?;
                 let m = digits(&[*m1, *m2])?;
                 let v = h * 60 + m;
@@ -68,7 +85,13 @@ impl EventTime {
             }
             _ => return None,
         };
-        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+        if !(1..=12).contains(&month)
+            || day == 0
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 60
+        {
             return None;
         }
         let days = days_from_civil(year, month, day);
@@ -88,7 +111,11 @@ impl EventTime {
         let day: i64 = parts.next()?.parse().ok()?;
         // Four-digit years only: anything else is not a date STS wrote, and unbounded years
         // would overflow the millisecond arithmetic.
-        let year: i64 = parts.next()?.parse().ok().filter(|y| (1000..=9999).contains(y))?;
+        let year: i64 = parts
+            .next()?
+            .parse()
+            .ok()
+            .filter(|y| (1000..=9999).contains(y))?;
         let clock = parts.next()?;
         let meridiem = parts.next();
         let mut hms = clock.split(':').map(|p| p.parse::<i64>().ok());
@@ -117,8 +144,18 @@ impl EventTime {
         (y, m, d, sod / 3600, (sod / 60) % 60, sod % 60)
     }
 
-    pub fn from_parts(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> EventTime {
-        EventTime((days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second) * 1000)
+    pub fn from_parts(
+        year: i64,
+        month: i64,
+        day: i64,
+        hour: i64,
+        minute: i64,
+        second: i64,
+    ) -> EventTime {
+        EventTime(
+            (days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+                * 1000,
+        )
     }
 }
 
@@ -147,9 +184,14 @@ fn digits(b: &[u8]) -> Option<i64> {
 }
 
 fn month_number(name: &str) -> Option<i64> {
-    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     let lower = name.get(..3)?.to_ascii_lowercase();
-    MONTHS.iter().position(|m| *m == lower).map(|i| i as i64 + 1)
+    MONTHS
+        .iter()
+        .position(|m| *m == lower)
+        .map(|i| i as i64 + 1)
 }
 
 fn is_leap(y: i64) -> bool {
@@ -200,16 +242,33 @@ mod tests {
         let base = EventTime::parse("2023-07-10T11:45:00Z").unwrap();
         assert_eq!(base.to_string(), "2023-07-10T11:45:00Z");
         assert_eq!(EventTime::parse("2023-07-10 11:45:00"), Some(base));
-        assert_eq!(EventTime::parse("2023-07-10T11:45:00.250Z"), Some(base.plus_millis(250)));
-        assert_eq!(EventTime::parse("2023-07-10T11:45:00.123456789Z"), Some(base.plus_millis(123)));
+        assert_eq!(
+            EventTime::parse("2023-07-10T11:45:00.250Z"),
+            Some(base.plus_millis(250))
+        );
+        assert_eq!(
+            EventTime::parse("2023-07-10T11:45:00.123456789Z"),
+            Some(base.plus_millis(123))
+        );
         assert_eq!(EventTime::parse("2023-07-10T13:45:00+02:00"), Some(base));
-        assert_eq!(EventTime::parse("2023-07-10T11:45:00.5Z"), Some(base.plus_millis(500)));
+        assert_eq!(
+            EventTime::parse("2023-07-10T11:45:00.5Z"),
+            Some(base.plus_millis(500))
+        );
         assert_eq!(base.plus_millis(7).to_string(), "2023-07-10T11:45:00.007Z");
     }
 
     #[test]
     fn rejects_garbage_times() {
-        for bad in ["", "yesterday", "2023-13-01T00:00:00Z", "2023-02-30T00:00:00Z", "2023-07-10T11:45", "2023-07-10T11:45:00Q", "2023-07-10T11:45:00."] {
+        for bad in [
+            "",
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-02-30T00:00:00Z",
+            "2023-07-10T11:45",
+            "2023-07-10T11:45:00Q",
+            "2023-07-10T11:45:00.",
+        ] {
             assert_eq!(EventTime::parse(bad), None, "{bad}");
         }
     }
@@ -217,8 +276,16 @@ mod tests {
     #[test]
     fn epoch_arithmetic_matches_known_values() {
         assert_eq!(EventTime::parse("1970-01-01T00:00:00Z"), Some(EventTime(0)));
-        assert_eq!(EventTime::parse("2000-03-01T00:00:00Z"), Some(EventTime(951_868_800_000)));
-        assert_eq!(EventTime::parse("2024-02-29T23:59:59Z").unwrap().to_string(), "2024-02-29T23:59:59Z");
+        assert_eq!(
+            EventTime::parse("2000-03-01T00:00:00Z"),
+            Some(EventTime(951_868_800_000))
+        );
+        assert_eq!(
+            EventTime::parse("2024-02-29T23:59:59Z")
+                .unwrap()
+                .to_string(),
+            "2024-02-29T23:59:59Z"
+        );
         for days in [-1000i64, 0, 1, 59, 60, 11_016, 19_723, 30_000] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
@@ -228,11 +295,23 @@ mod tests {
     #[test]
     fn parses_sts_expiration_forms() {
         let want = EventTime::parse("2023-07-10T18:30:22Z");
-        assert_eq!(EventTime::parse_expiration("Jul 10, 2023, 6:30:22 PM"), want);
+        assert_eq!(
+            EventTime::parse_expiration("Jul 10, 2023, 6:30:22 PM"),
+            want
+        );
         assert_eq!(EventTime::parse_expiration("Jul 10, 2023 6:30:22 PM"), want);
         assert_eq!(EventTime::parse_expiration("2023-07-10T18:30:22Z"), want);
-        assert_eq!(EventTime::parse_expiration("Jul 10, 2023, 12:05:00 AM"), EventTime::parse("2023-07-10T00:05:00Z"));
-        assert_eq!(EventTime::parse_expiration("Foo 10, 2023, 6:30:22 PM"), None);
-        assert_eq!(EventTime::parse_expiration("Jan 1, 300000000, 1:00:00 AM"), None);
+        assert_eq!(
+            EventTime::parse_expiration("Jul 10, 2023, 12:05:00 AM"),
+            EventTime::parse("2023-07-10T00:05:00Z")
+        );
+        assert_eq!(
+            EventTime::parse_expiration("Foo 10, 2023, 6:30:22 PM"),
+            None
+        );
+        assert_eq!(
+            EventTime::parse_expiration("Jan 1, 300000000, 1:00:00 AM"),
+            None
+        );
     }
 }

@@ -36,7 +36,13 @@ fn aws_parser_test_files_good_and_bad() {
     assert_eq!(err.record, Some(0));
     assert_eq!(err.line, Some(3));
     assert!(err.reason.contains("brackets do not balance"), "{err}");
-    assert!(err.to_string().starts_with(&format!("{}", corpora().join(base).join("SerializerTestFileBadJsonFormat.json").display())));
+    assert!(err.to_string().starts_with(&format!(
+        "{}",
+        corpora()
+            .join(base)
+            .join("SerializerTestFileBadJsonFormat.json")
+            .display()
+    )));
     assert_eq!(records.len(), 1);
     assert_eq!(&*records[0].event_name, "eventName2");
 
@@ -65,13 +71,17 @@ fn every_aws_parser_file_decodes_without_panicking_and_accounts_for_itself() {
         let mut n = 0u64;
         let report = decode_source(s, &mut |_| n += 1);
         assert_eq!(report.records, n);
-        assert!(n + report.error_count() + report.skipped > 0, "{s}: nothing at all");
+        assert!(
+            n + report.error_count() + report.skipped > 0,
+            "{s}: nothing at all"
+        );
     }
 }
 
 #[test]
 fn stratus_detonation_logs_decode_cleanly() {
-    let (sources, ignored) = discover(&[corpora().join("stratus-red-team/detonation-logs")]).unwrap();
+    let (sources, ignored) =
+        discover(&[corpora().join("stratus-red-team/detonation-logs")]).unwrap();
     assert_eq!(sources.len(), 35);
     assert!(ignored.is_empty());
     let mut total = 0;
@@ -84,12 +94,16 @@ fn stratus_detonation_logs_decode_cleanly() {
 
 #[test]
 fn permiso_console_sessions_decode_as_json_lines() {
-    let (sources, ignored) = discover(&[corpora().join("permiso-cloudconsolecartographer/sessions")]).unwrap();
+    let (sources, ignored) =
+        discover(&[corpora().join("permiso-cloudconsolecartographer/sessions")]).unwrap();
     // 32 sessions of events plus 31 annotation files (also .json, so also picked up).
     assert_eq!(sources.len(), 63);
     assert!(ignored.is_empty());
     let mut total = 0;
-    for s in sources.iter().filter(|s| s.to_string().ends_with(".events.jsonl")) {
+    for s in sources
+        .iter()
+        .filter(|s| s.to_string().ends_with(".events.jsonl"))
+    {
         let report = decode_source(s, &mut |_| total += 1);
         assert_eq!(report.error_count(), 0, "{s}: {:?}", report.errors);
     }
@@ -116,7 +130,9 @@ fn sample_input_forms() {
 
     let (r, rep) = decode("samples/27_anonymized_ipv4_with_leading_zeros_stratus.json");
     assert_eq!(rep.error_count(), 0);
-    assert!(r.iter().any(|r| r.source == SourceAddress::V4("8.1.250.216".parse().unwrap())));
+    assert!(r
+        .iter()
+        .any(|r| r.source == SourceAddress::V4("8.1.250.216".parse().unwrap())));
 
     let (r, _) = decode("samples/25_vpce_network_activity_event_allowed_management.json");
     assert!(r[0].vpc_endpoint_id.is_some() && r[0].vpc_endpoint_account_id.is_some());

@@ -31,11 +31,19 @@ pub fn build(args: &BaselineArgs, err: &mut dyn Write) -> Result<()> {
     let _lock = durable::lock_state(&args.state)?;
     let mut store = Store::open(&args.state)?;
     // Learning never ends during the build: nothing seen here can be "new".
-    let learning = NoveltyConfig { learning_ms: i64::MAX / 4, ..Default::default() };
-    let detectors: Vec<Box<dyn Detector>> = [Novelty::ReconCall, Novelty::NewRoleBehaviour, Novelty::UnusedService, Novelty::UnusedRegion]
-        .into_iter()
-        .map(|k| Box::new(NoveltyDetector::new(k, learning.clone())) as Box<dyn Detector>)
-        .collect();
+    let learning = NoveltyConfig {
+        learning_ms: i64::MAX / 4,
+        ..Default::default()
+    };
+    let detectors: Vec<Box<dyn Detector>> = [
+        Novelty::ReconCall,
+        Novelty::NewRoleBehaviour,
+        Novelty::UnusedService,
+        Novelty::UnusedRegion,
+    ]
+    .into_iter()
+    .map(|k| Box::new(NoveltyDetector::new(k, learning.clone())) as Box<dyn Detector>)
+    .collect();
     let mut engine = Engine::new(detectors);
     // What earlier runs learned is kept and added to.
     durable::restore(&store, &mut engine)?;
@@ -52,8 +60,12 @@ pub fn build(args: &BaselineArgs, err: &mut dyn Write) -> Result<()> {
         },
     )?;
     engine.mark_learned();
-    let states: Vec<(&str, i64, String)> =
-        engine.save_state().into_iter().filter(|(n, _)| *n != detect::engine::ENGINE_STATE).map(|(n, v)| (n, durable::STATE_FORMAT, v.to_string())).collect();
+    let states: Vec<(&str, i64, String)> = engine
+        .save_state()
+        .into_iter()
+        .filter(|(n, _)| *n != detect::engine::ENGINE_STATE)
+        .map(|(n, v)| (n, durable::STATE_FORMAT, v.to_string()))
+        .collect();
     store.checkpoint(&states, &[], &[])?;
     writeln!(
         err,

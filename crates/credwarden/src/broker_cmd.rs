@@ -23,31 +23,47 @@ pub struct ServeArgs {
 }
 
 pub fn load_config(path: &std::path::Path) -> Result<BrokerConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     broker::config::parse(&text).with_context(|| format!("{}", path.display()))
 }
 
 /// Run the broker until interrupted.
 pub fn serve(args: &ServeArgs, err: &mut dyn Write) -> Result<()> {
     let cfg = load_config(&args.config)?;
-    let addr: std::net::SocketAddr = cfg.listen.parse().with_context(|| format!("listen = {:?} is not an address:port", cfg.listen))?;
+    let addr: std::net::SocketAddr = cfg
+        .listen
+        .parse()
+        .with_context(|| format!("listen = {:?} is not an address:port", cfg.listen))?;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         (None, None) if addr.ip().is_loopback() => None,
-        (None, None) => bail!("listen = {addr}: plain HTTP is only allowed on loopback; set tls_cert and tls_key"),
+        (None, None) => bail!(
+            "listen = {addr}: plain HTTP is only allowed on loopback; set tls_cert and tls_key"
+        ),
         _ => bail!("tls_cert and tls_key go together"),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let broker = Arc::new(Broker::new(cfg).await?);
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        writeln!(err, "credwarden broker listening on {}://{local}", if tls.is_some() { "https" } else { "http" })?;
+        writeln!(
+            err,
+            "credwarden broker listening on {}://{local}",
+            if tls.is_some() { "https" } else { "http" }
+        )?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         match tls {
-            Some((cert, key)) => broker::http::serve_tls(broker, listener, &cert, &key, shutdown).await?,
+            Some((cert, key)) => {
+                broker::http::serve_tls(broker, listener, &cert, &key, shutdown).await?
+            }
             None => broker::http::serve(broker, listener, shutdown).await?,
         }
         Ok(())
@@ -82,13 +98,21 @@ pub struct CredsArgs {
 pub fn creds(args: &CredsArgs, out: &mut dyn Write) -> Result<()> {
     // The bearer token and the credentials travel over this connection: TLS, except to a
     // broker on this machine.
-    let loopback = ["http://127.", "http://localhost", "http://[::1]"].iter().any(|p| args.broker.starts_with(p));
+    let loopback = ["http://127.", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| args.broker.starts_with(p));
     if !args.broker.starts_with("https://") && !loopback {
-        bail!("--broker {}: use https:// (plain http only for a broker on loopback)", args.broker);
+        bail!(
+            "--broker {}: use https:// (plain http only for a broker on loopback)",
+            args.broker
+        );
     }
     let token = match &args.token_file {
-        Some(f) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
-        None => std::env::var("CREDWARDEN_TOKEN").context("no token: --token-file FILE or $CREDWARDEN_TOKEN")?,
+        Some(f) => {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?
+        }
+        None => std::env::var("CREDWARDEN_TOKEN")
+            .context("no token: --token-file FILE or $CREDWARDEN_TOKEN")?,
     };
     let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30));
     if let Some(ca) = &args.ca_file {
@@ -123,7 +147,11 @@ pub fn creds(args: &CredsArgs, out: &mut dyn Write) -> Result<()> {
         Err(ureq::Error::Status(code, r)) => {
             let text = r.into_string().unwrap_or_default();
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            bail!("broker refused ({code} {}): {}", v["code"].as_str().unwrap_or("error"), v["error"].as_str().unwrap_or(&text))
+            bail!(
+                "broker refused ({code} {}): {}",
+                v["code"].as_str().unwrap_or("error"),
+                v["error"].as_str().unwrap_or(&text)
+            )
         }
         Err(e) => bail!("cannot reach the broker at {url}: {e}"),
     }
@@ -133,9 +161,14 @@ fn client_tls(ca: &std::path::Path) -> Result<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("cannot read {}", ca.display()))? {
+    for cert in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("cannot read {}", ca.display()))?
+    {
         roots.add(cert.with_context(|| format!("{}: not a PEM certificate", ca.display()))?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(roots).with_no_client_auth())
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

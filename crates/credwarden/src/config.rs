@@ -55,8 +55,10 @@ pub struct OwnershipConfig {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut cfg: Config = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut cfg: Config =
+            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         // Relative paths in the file are relative to the file, not to the working directory.
         if let (Some(p), Some(dir)) = (&cfg.detect.aws_ip_ranges, path.parent()) {
             if p.is_relative() {
@@ -120,7 +122,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let e = toml::from_str::<Config>("[detect]\negres_cidrs = []\n").unwrap_err().to_string();
+        let e = toml::from_str::<Config>("[detect]\negres_cidrs = []\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("egres_cidrs"), "{e}");
     }
 }

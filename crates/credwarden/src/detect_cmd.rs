@@ -8,8 +8,10 @@ use anyhow::{bail, Context, Result};
 use cloudtrail::FileReport;
 use cloudtrail::{discover, EventTime};
 use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector, ForeignRolePassConfig, ForeignRolePassDetector, NetSet, Novelty,
-    NoveltyConfig, NoveltyDetector, OffInstanceConfig, OffInstanceDetector, OwnershipMap, StaticKeyConfig, StaticKeyDetector,
+    BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector,
+    ForeignRolePassConfig, ForeignRolePassDetector, NetSet, Novelty, NoveltyConfig,
+    NoveltyDetector, OffInstanceConfig, OffInstanceDetector, OwnershipMap, StaticKeyConfig,
+    StaticKeyDetector,
 };
 use store::Store;
 
@@ -120,7 +122,11 @@ pub struct DetectArgs {
 
 /// The lateness allowance: flag, else config, else the default.
 fn lateness_ms(args: &DetectArgs, cfg: &Config) -> i64 {
-    args.lateness.or(cfg.detect.lateness_minutes).map_or(detect::engine::DEFAULT_LATENESS_MS, |m| i64::from(m) * EventTime::MINUTE)
+    args.lateness
+        .or(cfg.detect.lateness_minutes)
+        .map_or(detect::engine::DEFAULT_LATENESS_MS, |m| {
+            i64::from(m) * EventTime::MINUTE
+        })
 }
 
 fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detector>>> {
@@ -133,7 +139,10 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
     let mut out: Vec<Box<dyn Detector>> = Vec::new();
     for name in wanted {
         if let Some(kind) = Novelty::by_name(name) {
-            let mut nc = NoveltyConfig { lateness_ms, ..Default::default() };
+            let mut nc = NoveltyConfig {
+                lateness_ms,
+                ..Default::default()
+            };
             if let Some(h) = args.learning_hours.or(cfg.detect.learning_hours) {
                 nc.learning_ms = i64::from(h) * EventTime::HOUR;
             }
@@ -144,9 +153,23 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
             detect::off_instance::NAME => {
                 let mut egress = cfg.detect.egress_cidrs.clone();
                 egress.extend(args.egress.iter().cloned());
-                let mut oc = OffInstanceConfig { egress: NetSet::parse_list(&egress).context("egress CIDRs")?, lateness_ms, ..Default::default() };
-                oc.known_accounts = cfg.detect.known_accounts.iter().chain(&args.known_accounts).cloned().collect::<HashSet<_>>();
-                if let Some(path) = args.aws_ip_ranges.as_ref().or(cfg.detect.aws_ip_ranges.as_ref()) {
+                let mut oc = OffInstanceConfig {
+                    egress: NetSet::parse_list(&egress).context("egress CIDRs")?,
+                    lateness_ms,
+                    ..Default::default()
+                };
+                oc.known_accounts = cfg
+                    .detect
+                    .known_accounts
+                    .iter()
+                    .chain(&args.known_accounts)
+                    .cloned()
+                    .collect::<HashSet<_>>();
+                if let Some(path) = args
+                    .aws_ip_ranges
+                    .as_ref()
+                    .or(cfg.detect.aws_ip_ranges.as_ref())
+                {
                     oc.aws_ranges = Some(crate::ipranges::load(path)?);
                 }
                 if let Some(m) = args.expiry_margin.or(cfg.detect.expiry_margin_minutes) {
@@ -155,7 +178,10 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                 out.push(Box::new(OffInstanceDetector::new(oc)));
             }
             detect::burst::NAME => {
-                let mut bc = BurstConfig { lateness_ms, ..Default::default() };
+                let mut bc = BurstConfig {
+                    lateness_ms,
+                    ..Default::default()
+                };
                 if let Some(n) = cfg.detect.burst_rate_threshold {
                     bc.rate_threshold = n.max(1);
                 }
@@ -165,33 +191,75 @@ fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detect
                 out.push(Box::new(EnumerationBurstDetector::new(bc)));
             }
             detect::static_key::NAME => {
-                out.push(Box::new(StaticKeyDetector::new(StaticKeyConfig { lateness_ms, ..Default::default() })));
+                out.push(Box::new(StaticKeyDetector::new(StaticKeyConfig {
+                    lateness_ms,
+                    ..Default::default()
+                })));
             }
             detect::foreign_role::NAME => {
                 let mut ownership = OwnershipMap {
-                    roles: cfg.detect.ownership.roles.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    principals: cfg.detect.ownership.principals.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    roles: cfg
+                        .detect
+                        .ownership
+                        .roles
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    principals: cfg
+                        .detect
+                        .ownership
+                        .principals
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                 };
                 if !args.inventory.is_empty() {
-                    let tag = args.owner_tag.clone().or(cfg.detect.ownership.tag.clone()).unwrap_or_else(|| "application".to_owned());
-                    let (roles, principals) = crate::inventory::ownership_from_tags(&args.inventory, &tag)?;
+                    let tag = args
+                        .owner_tag
+                        .clone()
+                        .or(cfg.detect.ownership.tag.clone())
+                        .unwrap_or_else(|| "application".to_owned());
+                    let (roles, principals) =
+                        crate::inventory::ownership_from_tags(&args.inventory, &tag)?;
                     ownership.roles.extend(roles);
                     ownership.principals.extend(principals);
                 }
-                out.push(Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig { ownership, lateness_ms })));
+                out.push(Box::new(ForeignRolePassDetector::new(
+                    ForeignRolePassConfig {
+                        ownership,
+                        lateness_ms,
+                    },
+                )));
             }
             detect::canary::NAME => {
-                let canaries: Vec<String> = cfg.detect.canaries.iter().chain(&args.canaries).cloned().collect();
-                out.push(Box::new(CanaryDetector::new(CanaryConfig { canaries, lateness_ms })));
+                let canaries: Vec<String> = cfg
+                    .detect
+                    .canaries
+                    .iter()
+                    .chain(&args.canaries)
+                    .cloned()
+                    .collect();
+                out.push(Box::new(CanaryDetector::new(CanaryConfig {
+                    canaries,
+                    lateness_ms,
+                })));
             }
-            other => bail!("unknown detector {other:?}; this build has: {}", DETECTORS.join(", ")),
+            other => bail!(
+                "unknown detector {other:?}; this build has: {}",
+                DETECTORS.join(", ")
+            ),
         }
     }
     Ok(out)
 }
 
 /// Run `detect`: findings to `out`, input errors, notes and the summary to `err`.
-pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_is_tty: bool) -> Result<RunSummary> {
+pub fn detect(
+    args: &DetectArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    out_is_tty: bool,
+) -> Result<RunSummary> {
     if args.webhook.is_some() && args.state.is_none() {
         bail!("--webhook needs --state: the state file's spool is what keeps a finding the endpoint has not accepted yet");
     }
@@ -213,7 +281,11 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             ignored[0].display()
         )?;
     }
-    let format = args.format.unwrap_or(if out_is_tty { Format::Table } else { Format::Jsonl });
+    let format = args.format.unwrap_or(if out_is_tty {
+        Format::Table
+    } else {
+        Format::Jsonl
+    });
     if format == Format::Table {
         write_table_header(out)?;
     }
@@ -230,7 +302,11 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                 let _ = writeln!(err, "error: {e}");
             }
             if report.errors_dropped > 0 {
-                let _ = writeln!(err, "error: {}: {} more errors not shown", report.source, report.errors_dropped);
+                let _ = writeln!(
+                    err,
+                    "error: {}: {} more errors not shown",
+                    report.source, report.errors_dropped
+                );
             }
             if !quiet {
                 for n in &report.notes {
@@ -256,9 +332,19 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                     }
                     None => (None, Default::default()),
                 };
-                let mut sink = Sink { out, format, file, delivered: 0, spool_webhook: args.webhook.is_some() };
+                let mut sink = Sink {
+                    out,
+                    format,
+                    file,
+                    delivered: 0,
+                    spool_webhook: args.webhook.is_some(),
+                };
                 let sender = match &args.webhook {
-                    Some(url) => Some(crate::webhook::WebhookSender::start(state_path.clone(), url.clone(), std::time::Duration::from_secs(10))?),
+                    Some(url) => Some(crate::webhook::WebhookSender::start(
+                        state_path.clone(),
+                        url.clone(),
+                        std::time::Duration::from_secs(10),
+                    )?),
                     None => None,
                 };
                 durable::drain_outbox(&mut store, &mut sink, &written)?;
@@ -278,16 +364,18 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                 let mut listing = sources;
                 loop {
                     let store = &*run.store;
-                    let picked = durable::select_sources(listing, args.follow, |path, size, mtime| {
-                        Ok(match store.processed(path)? {
-                            Some((s, m)) if s == size && m == mtime => durable::Seen::Unchanged,
-                            Some(_) => durable::Seen::Changed,
-                            None => durable::Seen::New,
-                        })
-                    })?;
+                    let picked =
+                        durable::select_sources(listing, args.follow, |path, size, mtime| {
+                            Ok(match store.processed(path)? {
+                                Some((s, m)) if s == size && m == mtime => durable::Seen::Unchanged,
+                                Some(_) => durable::Seen::Changed,
+                                None => durable::Seen::New,
+                            })
+                        })?;
                     stderr_lines.extend(picked.notes);
                     run.identities = picked.identities;
-                    let summary = run_with_hooks(&picked.todo, &mut engine, threads, &mut run, false)?;
+                    let summary =
+                        run_with_hooks(&picked.todo, &mut engine, threads, &mut run, false)?;
                     run.checkpoint(&engine)?;
                     total.absorb(summary);
                     if !args.follow {
@@ -304,7 +392,8 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                 let already = run.already_emitted;
                 store.finish_run(run_id, total.records, sink.delivered, total.input_errors)?;
                 if let Some(sender) = sender {
-                    let (posted, left, failing) = sender.finish(std::time::Duration::from_secs(args.webhook_wait))?;
+                    let (posted, left, failing) =
+                        sender.finish(std::time::Duration::from_secs(args.webhook_wait))?;
                     stderr_lines.push(format!("note: webhook: {posted} finding(s) posted"));
                     if left > 0 {
                         stderr_lines.push(format!(
@@ -317,8 +406,19 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                 (total, sink.delivered, already)
             }
             None => {
-                let file = args.output.as_deref().map(|p| durable::open_output(p, false)).transpose()?.map(|(f, _)| f);
-                let mut sink = Sink { out, format, file, delivered: 0, spool_webhook: false };
+                let file = args
+                    .output
+                    .as_deref()
+                    .map(|p| durable::open_output(p, false))
+                    .transpose()?
+                    .map(|(f, _)| f);
+                let mut sink = Sink {
+                    out,
+                    format,
+                    file,
+                    delivered: 0,
+                    spool_webhook: false,
+                };
                 let mut hooks = ClosureHooks(
                     |f: &detect::Finding| -> Result<()> {
                         sink.deliver(&serde_json::to_string(f)?)?;
@@ -332,10 +432,21 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
                 let mut total = RunSummary::default();
                 let mut listing = sources;
                 loop {
-                    let picked = durable::select_sources(listing, args.follow, |path, size, mtime| {
-                        Ok(if seen.contains(&(path.to_owned(), size, mtime)) { durable::Seen::Unchanged } else { durable::Seen::New })
-                    })?;
-                    let summary = run_with_hooks(&picked.todo, &mut engine, threads, &mut hooks, !args.follow)?;
+                    let picked =
+                        durable::select_sources(listing, args.follow, |path, size, mtime| {
+                            Ok(if seen.contains(&(path.to_owned(), size, mtime)) {
+                                durable::Seen::Unchanged
+                            } else {
+                                durable::Seen::New
+                            })
+                        })?;
+                    let summary = run_with_hooks(
+                        &picked.todo,
+                        &mut engine,
+                        threads,
+                        &mut hooks,
+                        !args.follow,
+                    )?;
                     seen.extend(picked.identities.into_iter().flatten());
                     total.absorb(summary);
                     if !args.follow {
@@ -373,7 +484,8 @@ pub fn detect(args: &DetectArgs, out: &mut dyn Write, err: &mut dyn Write, out_i
             "findings": delivered, "findings_already_emitted": already, "detectors": engine.detector_names(),
             "peak_live_state": summary.engine.peak_live_state,
         });
-        std::fs::write(path, serde_json::to_vec_pretty(&stats)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&stats)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(summary)
 }
@@ -392,12 +504,21 @@ pub fn summary_line(s: &RunSummary, rss: Option<u64>) -> String {
     if s.findings_already_emitted > 0 {
         line += &format!(" ({} already reported earlier)", s.findings_already_emitted);
     }
-    line += &format!("; {} input error(s); {} non-record value(s) skipped; {} duplicate(s)", s.input_errors, s.skipped_values, s.engine.duplicates);
+    line += &format!(
+        "; {} input error(s); {} non-record value(s) skipped; {} duplicate(s)",
+        s.input_errors, s.skipped_values, s.engine.duplicates
+    );
     if s.engine.late > 0 {
-        line += &format!("; {} record(s) later than the lateness allowance", s.engine.late);
+        line += &format!(
+            "; {} record(s) later than the lateness allowance",
+            s.engine.late
+        );
     }
     if s.engine.future > 0 {
-        line += &format!("; {} record(s) stamped in the future (not used to advance event time)", s.engine.future);
+        line += &format!(
+            "; {} record(s) stamped in the future (not used to advance event time)",
+            s.engine.future
+        );
     }
     if let Some(r) = rss {
         line += &format!("; peak RSS {:.0} MB", r as f64 / 1e6);
@@ -436,7 +557,11 @@ impl NoteDigest {
     fn finish(&self, err: &mut dyn Write) {
         for (note, n) in &self.seen {
             if *n > Self::SHOWN {
-                let _ = writeln!(err, "note: {} more skipped for the same reason: {note}", n - Self::SHOWN);
+                let _ = writeln!(
+                    err,
+                    "note: {} more skipped for the same reason: {note}",
+                    n - Self::SHOWN
+                );
             }
         }
     }
@@ -456,7 +581,15 @@ struct Progress {
 impl Progress {
     fn new(total: usize, enabled: bool) -> Progress {
         let now = std::time::Instant::now();
-        Progress { total, done: 0, records: 0, enabled, start: now, last: now, shown: false }
+        Progress {
+            total,
+            done: 0,
+            records: 0,
+            enabled,
+            start: now,
+            last: now,
+            shown: false,
+        }
     }
 
     fn file_done(&mut self, err: &mut dyn Write, records: u64) {
@@ -467,7 +600,11 @@ impl Progress {
         }
         self.last = std::time::Instant::now();
         let rate = self.records as f64 / self.start.elapsed().as_secs_f64().max(1e-3);
-        let _ = write!(err, "\r\x1b[2K{}/{} files, {} records, {:.0} records/s", self.done, self.total, self.records, rate);
+        let _ = write!(
+            err,
+            "\r\x1b[2K{}/{} files, {} records, {:.0} records/s",
+            self.done, self.total, self.records, rate
+        );
         let _ = err.flush();
         self.shown = true;
     }

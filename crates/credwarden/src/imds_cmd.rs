@@ -76,14 +76,26 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     cfg.region = args.region.clone();
     cfg.role_arn = args.role_arn.clone();
     if let Some(f) = &args.ecs_token_file {
-        let token = std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?.trim().to_owned();
-        cfg.ecs = Some(EcsEndpoint { path: "/v2/credentials/credwarden".into(), authorization_token: token });
+        let token = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?
+            .trim()
+            .to_owned();
+        cfg.ecs = Some(EcsEndpoint {
+            path: "/v2/credentials/credwarden".into(),
+            authorization_token: token,
+        });
     }
     let source = Arc::new(ProcessSource::new(&argv[0], argv[1..].iter().cloned()));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let server = imds::serve::MetadataServer::bind(cfg, source, Arc::new(StderrLog)).await?;
-        eprintln!("credwarden imds serve on http://{} (AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{}/)", server.local_addr(), server.local_addr());
+        eprintln!(
+            "credwarden imds serve on http://{} (AWS_EC2_METADATA_SERVICE_ENDPOINT=http://{}/)",
+            server.local_addr(),
+            server.local_addr()
+        );
         server
             .run(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -126,14 +138,23 @@ pub fn proxy(args: &ProxyArgs) -> Result<()> {
         gate_user_data: args.gate_user_data,
         ..Default::default()
     };
-    cfg.allowed_user_agents.extend(args.allow_user_agent.iter().cloned());
+    cfg.allowed_user_agents
+        .extend(args.allow_user_agent.iter().cloned());
     cfg.account = args.account.clone();
     cfg.region = args.region.clone();
     cfg.principal = args.principal.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
-        let proxy = imds::proxy::MetadataProxy::bind(cfg, Arc::new(StderrLog), Arc::new(StdoutFindings)).await?;
-        eprintln!("credwarden imds proxy on http://{} → {}", proxy.local_addr(), args.upstream);
+        let proxy =
+            imds::proxy::MetadataProxy::bind(cfg, Arc::new(StderrLog), Arc::new(StdoutFindings))
+                .await?;
+        eprintln!(
+            "credwarden imds proxy on http://{} → {}",
+            proxy.local_addr(),
+            args.upstream
+        );
         proxy
             .run(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -147,7 +168,10 @@ pub fn proxy(args: &ProxyArgs) -> Result<()> {
 mod tests {
     #[test]
     fn command_lines() {
-        assert_eq!(super::split_command("credwarden creds 'my role' --process").unwrap(), ["credwarden", "creds", "my role", "--process"]);
+        assert_eq!(
+            super::split_command("credwarden creds 'my role' --process").unwrap(),
+            ["credwarden", "creds", "my role", "--process"]
+        );
         assert_eq!(super::split_command(r#"a "" b"#).unwrap(), ["a", "", "b"]);
         assert!(super::split_command("a 'b").is_err());
         assert!(super::split_command("   ").is_err());

@@ -34,7 +34,10 @@ pub struct AwsArgs {
 
 impl AwsArgs {
     pub fn connect(&self) -> Result<Session> {
-        Ok(Session::connect(&LiveOptions { endpoint_url: self.endpoint_url.clone(), region: self.region.clone() })?)
+        Ok(Session::connect(&LiveOptions {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+        })?)
     }
 }
 

@@ -19,18 +19,24 @@ pub fn fetch(url: &str, output: &Path) -> Result<AwsIpRanges> {
         Err(e) => bail!("{url}: {e}"),
     };
     let mut body = Vec::new();
-    response.into_reader().take(MAX_BYTES + 1).read_to_end(&mut body).with_context(|| format!("{url}: reading the response"))?;
+    response
+        .into_reader()
+        .take(MAX_BYTES + 1)
+        .read_to_end(&mut body)
+        .with_context(|| format!("{url}: reading the response"))?;
     if body.len() as u64 > MAX_BYTES {
         bail!("{url}: response larger than {MAX_BYTES} bytes; not an ip-ranges file");
     }
     let ranges = AwsIpRanges::parse(&body).with_context(|| format!("{url}: the response"))?;
     let tmp = output.with_extension("json.partial");
     std::fs::write(&tmp, &body).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, output).with_context(|| format!("cannot replace {}", output.display()))?;
+    std::fs::rename(&tmp, output)
+        .with_context(|| format!("cannot replace {}", output.display()))?;
     Ok(ranges)
 }
 
 pub fn load(path: &Path) -> Result<AwsIpRanges> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read AWS ip ranges {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read AWS ip ranges {}", path.display()))?;
     AwsIpRanges::parse(&bytes).with_context(|| format!("{}", path.display()))
 }

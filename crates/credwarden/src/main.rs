@@ -5,10 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use credwarden::{baseline_cmd, broker_cmd, config, demo, detect_cmd, imds_cmd, ipranges, policy_cmd, shrink_cmd};
+use credwarden::{
+    baseline_cmd, broker_cmd, config, demo, detect_cmd, imds_cmd, ipranges, policy_cmd, shrink_cmd,
+};
 
 #[derive(Parser)]
-#[command(name = "credwarden", version, about = "Find stolen AWS credentials in CloudTrail, and keep them from being useful.")]
+#[command(
+    name = "credwarden",
+    version,
+    about = "Find stolen AWS credentials in CloudTrail, and keep them from being useful."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -119,7 +125,10 @@ enum IamCommand {
     /// List the actions that patterns cover, or that a policy grants (--used-by).
     Actions(policy_cmd::ActionsArgs),
     /// The IAM action(s) a CloudTrail event (eventSource, eventName) exercised.
-    Event { event_source: String, event_name: String },
+    Event {
+        event_source: String,
+        event_name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,7 +156,10 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let version: &'static str = Box::leak(policy_cmd::version_text().into_boxed_str());
-    let parsed = Cli::command().version(version).try_get_matches().and_then(|m| Cli::from_arg_matches(&m));
+    let parsed = Cli::command()
+        .version(version)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
@@ -159,7 +171,14 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         // `credwarden detect … | head`: the reader has all it wanted; not an error.
-        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => ExitCode::SUCCESS,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("credwarden: {e:#}");
             ExitCode::from(1)
@@ -173,9 +192,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let mut err = std::io::stderr();
-            let summary = detect_cmd::detect(&args, &mut out, &mut err, detect_cmd::stdout_is_tty())?;
+            let summary =
+                detect_cmd::detect(&args, &mut out, &mut err, detect_cmd::stdout_is_tty())?;
             out.flush()?;
-            Ok(if args.strict && summary.input_errors > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+            Ok(if args.strict && summary.input_errors > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Demo(args) => {
             demo::run(&args)?;
@@ -183,7 +207,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::IpRanges(IpRangesCommand::Fetch { url, output }) => {
             let r = ipranges::fetch(&url, &output)?;
-            println!("saved {} prefixes (syncToken {}, created {}) to {}", r.prefixes, r.sync_token, r.create_date, output.display());
+            println!(
+                "saved {} prefixes (syncToken {}, created {}) to {}",
+                r.prefixes,
+                r.sync_token,
+                r.create_date,
+                output.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Baseline(BaselineCommand::Build(args)) => {
@@ -199,7 +229,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut out = stdout.lock();
             let mut err = std::io::stderr();
             let code = match cmd {
-                PolicyCommand::Evaluate(args) => policy_cmd::evaluate(&args, &mut out).map(|_| 0)?,
+                PolicyCommand::Evaluate(args) => {
+                    policy_cmd::evaluate(&args, &mut out).map(|_| 0)?
+                }
                 PolicyCommand::Fmt { file } => policy_cmd::fmt(&file, &mut out).map(|_| 0)?,
                 PolicyCommand::Lock(args) => policy_cmd::lock(&args, &mut out, &mut err)?,
                 PolicyCommand::Verify(args) => policy_cmd::verify(&args, &mut out, &mut err)?,
@@ -228,12 +260,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             match cmd {
-                ShrinkCommand::Plan(args) => shrink_cmd::plan(&args, &mut out, &mut std::io::stderr()).map(drop)?,
+                ShrinkCommand::Plan(args) => {
+                    shrink_cmd::plan(&args, &mut out, &mut std::io::stderr()).map(drop)?
+                }
                 ShrinkCommand::Schedule(args) => shrink_cmd::schedule(&args, &mut out)?,
                 ShrinkCommand::Apply(args) => shrink_cmd::apply(&args, &mut out)?,
                 ShrinkCommand::Rollback(args) => shrink_cmd::rollback(&args, &mut out)?,
                 ShrinkCommand::History(args) => shrink_cmd::history(&args, &mut out)?,
-                ShrinkCommand::PerUser(args) => shrink_cmd::per_user(&args, &mut out, &mut std::io::stderr())?,
+                ShrinkCommand::PerUser(args) => {
+                    shrink_cmd::per_user(&args, &mut out, &mut std::io::stderr())?
+                }
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)
@@ -246,7 +282,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             match cmd {
-                KeysCommand::Audit(args) => shrink_cmd::keys_audit(&args, &mut out, &mut std::io::stderr())?,
+                KeysCommand::Audit(args) => {
+                    shrink_cmd::keys_audit(&args, &mut out, &mut std::io::stderr())?
+                }
                 KeysCommand::Reactivate(args) => shrink_cmd::keys_reactivate(&args, &mut out)?,
             }
             out.flush()?;
@@ -260,8 +298,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             match cmd {
-                IamCommand::Actions(args) => policy_cmd::actions(&args, &mut out, &mut std::io::stderr())?,
-                IamCommand::Event { event_source, event_name } => policy_cmd::event(&event_source, &event_name, &mut out)?,
+                IamCommand::Actions(args) => {
+                    policy_cmd::actions(&args, &mut out, &mut std::io::stderr())?
+                }
+                IamCommand::Event {
+                    event_source,
+                    event_name,
+                } => policy_cmd::event(&event_source, &event_name, &mut out)?,
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)

@@ -11,13 +11,21 @@ pub enum Format {
 }
 
 /// Write one finding. Tables are streamed: fixed columns, the summary on its own line.
-pub fn write_finding<W: Write + ?Sized>(w: &mut W, f: &Finding, format: Format) -> std::io::Result<()> {
+pub fn write_finding<W: Write + ?Sized>(
+    w: &mut W,
+    f: &Finding,
+    format: Format,
+) -> std::io::Result<()> {
     write_finding_json(w, &serde_json::to_string(f)?, format)
 }
 
 /// Write one finding given as its JSON line (the form findings are stored in, so a finding
 /// delivered after a restart looks exactly like one delivered at once).
-pub fn write_finding_json<W: Write + ?Sized>(w: &mut W, json: &str, format: Format) -> std::io::Result<()> {
+pub fn write_finding_json<W: Write + ?Sized>(
+    w: &mut W,
+    json: &str,
+    format: Format,
+) -> std::io::Result<()> {
     match format {
         Format::Jsonl => {
             w.write_all(json.as_bytes())?;
@@ -42,11 +50,20 @@ pub fn write_finding_json<W: Write + ?Sized>(w: &mut W, json: &str, format: Form
                 source
             )?;
             writeln!(w, "    {}", s(&f["summary"]))?;
-            writeln!(w, "    id {}  principal {}", s(&f["id"]), s(&f["principal"]))
+            writeln!(
+                w,
+                "    id {}  principal {}",
+                s(&f["id"]),
+                s(&f["principal"])
+            )
         }
     }
 }
 
 pub fn write_table_header<W: Write + ?Sized>(w: &mut W) -> std::io::Result<()> {
-    writeln!(w, "{:<20}  {:<8}  {:<28}  {:<12}  {:<20}  SOURCE", "TIME (UTC)", "SEVERITY", "DETECTOR", "ACCOUNT", "ACCESS KEY")
+    writeln!(
+        w,
+        "{:<20}  {:<8}  {:<28}  {:<12}  {:<20}  SOURCE",
+        "TIME (UTC)", "SEVERITY", "DETECTOR", "ACCOUNT", "ACCESS KEY"
+    )
 }

@@ -49,7 +49,12 @@ pub trait RunHooks {
     fn finding(&mut self, f: &Finding) -> Result<(), Self::Error>;
     /// Source `index` is finished: every record of it (and of the sources before it) has been
     /// through the engine, and none of a later one has.
-    fn file_done(&mut self, index: usize, report: &FileReport, engine: &Engine) -> Result<(), Self::Error>;
+    fn file_done(
+        &mut self,
+        index: usize,
+        report: &FileReport,
+        engine: &Engine,
+    ) -> Result<(), Self::Error>;
 }
 
 /// Run detection over `sources`. `on_finding` is called for each new finding in order;
@@ -62,13 +67,21 @@ pub fn run_detect<E>(
     on_finding: impl FnMut(&Finding) -> Result<(), E>,
     on_file: impl FnMut(&FileReport),
 ) -> Result<RunSummary, E> {
-    run_with_hooks(sources, engine, threads, &mut ClosureHooks(on_finding, on_file), true)
+    run_with_hooks(
+        sources,
+        engine,
+        threads,
+        &mut ClosureHooks(on_finding, on_file),
+        true,
+    )
 }
 
 /// [`RunHooks`] from two closures: one per finding, one per finished source.
 pub struct ClosureHooks<F, G>(pub F, pub G);
 
-impl<E, F: FnMut(&Finding) -> Result<(), E>, G: FnMut(&FileReport)> RunHooks for ClosureHooks<F, G> {
+impl<E, F: FnMut(&Finding) -> Result<(), E>, G: FnMut(&FileReport)> RunHooks
+    for ClosureHooks<F, G>
+{
     type Error = E;
     fn finding(&mut self, f: &Finding) -> Result<(), E> {
         (self.0)(f)
@@ -82,9 +95,18 @@ impl<E, F: FnMut(&Finding) -> Result<(), E>, G: FnMut(&FileReport)> RunHooks for
 /// [`run_detect`] with hooks that can see the engine between sources (to checkpoint it).
 /// `finish`: decide everything still open at the end (a batch run); `--follow` passes false
 /// and lets event time decide as more files arrive.
-pub fn run_with_hooks<H: RunHooks>(sources: &[InputSource], engine: &mut Engine, threads: usize, hooks: &mut H, finish: bool) -> Result<RunSummary, H::Error> {
+pub fn run_with_hooks<H: RunHooks>(
+    sources: &[InputSource],
+    engine: &mut Engine,
+    threads: usize,
+    hooks: &mut H,
+    finish: bool,
+) -> Result<RunSummary, H::Error> {
     let start = Instant::now();
-    let mut summary = RunSummary { files: sources.len(), ..Default::default() };
+    let mut summary = RunSummary {
+        files: sources.len(),
+        ..Default::default()
+    };
     let detecting = !engine.detector_names().is_empty();
     let mut out: Vec<Finding> = Vec::new();
     let mut failure: Option<H::Error> = None;

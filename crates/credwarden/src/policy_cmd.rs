@@ -23,13 +23,20 @@ const MAX_POLICY_BYTES: u64 = 1 << 20;
 pub fn read_policy(path: &Path) -> Result<Policy> {
     use std::io::Read;
     // Read at most one byte past the limit: a FIFO or /dev/zero reports no size up front.
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("{}: cannot read", path.display()))?;
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     if bytes.len() as u64 > MAX_POLICY_BYTES {
-        bail!("{}: larger than any IAM policy ({MAX_POLICY_BYTES} bytes at most here)", path.display());
+        bail!(
+            "{}: larger than any IAM policy ({MAX_POLICY_BYTES} bytes at most here)",
+            path.display()
+        );
     }
-    let text = String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
     Policy::parse_encoded(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -71,14 +78,22 @@ pub fn evaluate(args: &EvaluateArgs, out: &mut dyn Write) -> Result<()> {
         ctx.add_pair(pair)?;
     }
     if ctx.get("aws:currenttime").is_none() {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        ctx.set("aws:CurrentTime", [cloudtrail::EventTime((now.as_millis()) as i64).to_string()]);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        ctx.set(
+            "aws:CurrentTime",
+            [cloudtrail::EventTime((now.as_millis()) as i64).to_string()],
+        );
         if ctx.get("aws:epochtime").is_none() {
             ctx.set("aws:EpochTime", [now.as_secs().to_string()]);
         }
     }
     fn named(p: &(String, Policy)) -> NamedPolicy<'_> {
-        NamedPolicy { name: &p.0, policy: &p.1 }
+        NamedPolicy {
+            name: &p.0,
+            policy: &p.1,
+        }
     }
     let set = PolicySet {
         identity: identity.iter().map(named).collect(),
@@ -88,7 +103,10 @@ pub fn evaluate(args: &EvaluateArgs, out: &mut dyn Write) -> Result<()> {
         scp: scps.iter().map(named).collect(),
     };
     let e = set.evaluate(&ctx);
-    serde_json::to_writer(&mut *out, &json!({"decision": e.decision, "statements": e.statements, "reason": e.reason}))?;
+    serde_json::to_writer(
+        &mut *out,
+        &json!({"decision": e.decision, "statements": e.statements, "reason": e.reason}),
+    )?;
     writeln!(out)?;
     Ok(())
 }
@@ -156,7 +174,13 @@ impl From<Form> for LockForm {
 /// optionally apply it.
 pub fn lock(args: &LockArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
     let (inv, env, policy) = args.target.generate(err)?;
-    let outcomes = run(&policy, "lock", &[("allow-everything", &allow_everything())], &lock_cases(&env, args.target.form.into()), &PROBES);
+    let outcomes = run(
+        &policy,
+        "lock",
+        &[("allow-everything", &allow_everything())],
+        &lock_cases(&env, args.target.form.into()),
+        &PROBES,
+    );
     if outcomes.iter().any(|o| !o.ok) {
         write!(err, "{}", render(&outcomes))?;
         bail!("the generated lock failed its own verification table; not printing or applying it");
@@ -171,15 +195,26 @@ pub fn lock(args: &LockArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         outcomes.len()
     )?;
     let is_external = |name: &str| {
-        args.external.iter().any(|e| e == name || inv.role(e).is_some_and(|r| r.name == name))
-            || inv.role(name).is_some_and(|r| r.tags.get(&args.external_tag).is_some_and(|v| !v.eq_ignore_ascii_case("false")))
+        args.external
+            .iter()
+            .any(|e| e == name || inv.role(e).is_some_and(|r| r.name == name))
+            || inv.role(name).is_some_and(|r| {
+                r.tags
+                    .get(&args.external_tag)
+                    .is_some_and(|v| !v.eq_ignore_ascii_case("false"))
+            })
     };
     let external: Vec<&str> = inv
         .roles
         .iter()
         .map(|r| r.name.as_str())
         .filter(|n| is_external(n))
-        .chain(args.external.iter().map(String::as_str).filter(|e| inv.role(e).is_none()))
+        .chain(
+            args.external
+                .iter()
+                .map(String::as_str)
+                .filter(|e| inv.role(e).is_none()),
+        )
         .collect();
     for e in &external {
         writeln!(err, "not locked (serves external subnets; its source addresses are not known in advance): {e}")?;
@@ -197,7 +232,10 @@ pub fn lock(args: &LockArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             writeln!(out, "{role}: skipped, serves external subnets")?;
             continue;
         }
-        let current = session.role_policy(role, &args.policy_name)?.map(|p| p.to_pretty_json()).unwrap_or_default();
+        let current = session
+            .role_policy(role, &args.policy_name)?
+            .map(|p| p.to_pretty_json())
+            .unwrap_or_default();
         if current == text {
             writeln!(out, "{role}: {} already up to date", args.policy_name)?;
             continue;
@@ -213,7 +251,16 @@ pub fn lock(args: &LockArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             write!(out, "{}", prevent::diff::line_diff(&current, &text))?;
         } else {
             session.put_role_policy(role, &args.policy_name, &policy.to_compact_json())?;
-            writeln!(out, "{role}: {} {}", args.policy_name, if current.is_empty() { "attached" } else { "updated" })?;
+            writeln!(
+                out,
+                "{role}: {} {}",
+                args.policy_name,
+                if current.is_empty() {
+                    "attached"
+                } else {
+                    "updated"
+                }
+            )?;
         }
     }
     Ok(0)
@@ -237,7 +284,13 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write, err: &mut dyn Write) -> Re
         Some(p) => (p.display().to_string(), read_policy(p)?),
         None => ("generated lock".to_owned(), generated),
     };
-    let outcomes = run(&policy, &name, &[("allow-everything", &allow_everything())], &lock_cases(&env, args.target.form.into()), &PROBES);
+    let outcomes = run(
+        &policy,
+        &name,
+        &[("allow-everything", &allow_everything())],
+        &lock_cases(&env, args.target.form.into()),
+        &PROBES,
+    );
     print_outcomes(&outcomes, args.json, out)
 }
 
@@ -253,7 +306,11 @@ fn print_outcomes(outcomes: &[Outcome], as_json: bool, out: &mut dyn Write) -> R
     let failed = outcomes.iter().filter(|o| !o.ok).count();
     if failed > 0 {
         if !as_json {
-            writeln!(out, "{failed} of {} cases FAILED: an outside call is allowed or an inside call denied", outcomes.len())?;
+            writeln!(
+                out,
+                "{failed} of {} cases FAILED: an outside call is allowed or an inside call denied",
+                outcomes.len()
+            )?;
         }
         return Ok(VERIFY_FAILED);
     }
@@ -290,19 +347,36 @@ pub fn passrole(args: &PassRoleArgs, out: &mut dyn Write, err: &mut dyn Write) -
     let policy = lock.policy();
     let outcomes = run_alone_and_beside_everything(&policy, "passrole", &lock.cases(&inv));
     match &args.output {
-        Some(path) => std::fs::write(path, policy.to_pretty_json()).with_context(|| format!("cannot write {}", path.display()))?,
+        Some(path) => std::fs::write(path, policy.to_pretty_json())
+            .with_context(|| format!("cannot write {}", path.display()))?,
         None => write!(out, "{}", policy.to_pretty_json())?,
     }
     writeln!(out, "\nverification:")?;
     let code = print_outcomes(&outcomes, false, out)?;
     let r = report(&inv, &lock);
-    writeln!(out, "\nroles without an {:?} tag ({}): nobody can pass them under this policy", args.owner_tag, r.roles_without_owner.len())?;
+    writeln!(
+        out,
+        "\nroles without an {:?} tag ({}): nobody can pass them under this policy",
+        args.owner_tag,
+        r.roles_without_owner.len()
+    )?;
     for role in &r.roles_without_owner {
         writeln!(out, "  {role}")?;
     }
-    writeln!(out, "principals allowed to pass roles their application does not own, today ({}):", r.can_pass_any_role.len())?;
+    writeln!(
+        out,
+        "principals allowed to pass roles their application does not own, today ({}):",
+        r.can_pass_any_role.len()
+    )?;
     for p in &r.can_pass_any_role {
-        writeln!(out, "  {}  via {}  ({} role(s), e.g. {})", p.principal, p.statements.join(", "), p.roles.len(), p.roles[0])?;
+        writeln!(
+            out,
+            "  {}  via {}  ({} role(s), e.g. {})",
+            p.principal,
+            p.statements.join(", "),
+            p.roles.len(),
+            p.roles[0]
+        )?;
     }
     if !r.unknown.is_empty() {
         writeln!(out, "not judged ({}):", r.unknown.len())?;
@@ -335,7 +409,11 @@ pub fn actions(args: &ActionsArgs, out: &mut dyn Write, err: &mut dyn Write) -> 
         (Some(path), _) => {
             let g = c.granted_by(&read_policy(path)?);
             for u in &g.unknown_patterns {
-                writeln!(err, "warning: {u} matches no action in the catalogue ({} {}); kept as unknown", c.source.package, c.source.version)?;
+                writeln!(
+                    err,
+                    "warning: {u} matches no action in the catalogue ({} {}); kept as unknown",
+                    c.source.package, c.source.version
+                )?;
             }
             g.actions
         }
@@ -372,5 +450,11 @@ pub fn event(source: &str, name: &str, out: &mut dyn Write) -> Result<()> {
 /// `--version`: the build and the catalogue it carries.
 pub fn version_text() -> String {
     let s = &Catalogue::builtin().source;
-    format!("{} (action catalogue: {} {}, data {})", env!("CARGO_PKG_VERSION"), s.package, s.version, s.updated)
+    format!(
+        "{} (action catalogue: {} {}, data {})",
+        env!("CARGO_PKG_VERSION"),
+        s.package,
+        s.version,
+        s.updated
+    )
 }

@@ -27,7 +27,9 @@ impl UsageWindow {
     fn scan(&self) -> Result<(Usage, i64)> {
         let usage = Usage::scan(&self.cloudtrail)?;
         let now_ms = match (&self.now, usage.newest_ms) {
-            (None, None) => bail!("the CloudTrail holds no records: nothing shows what was used (give --now)"),
+            (None, None) => {
+                bail!("the CloudTrail holds no records: nothing shows what was used (give --now)")
+            }
             (arg, newest) => now_arg(arg, newest)?,
         };
         Ok((usage, now_ms))
@@ -70,21 +72,35 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         usage.records,
         usage.input_errors,
         usage.used.len(),
-        usage.actions_seen.iter().filter_map(|(_, a)| a.split_once(':').map(|(prefix, _)| prefix)).collect::<std::collections::BTreeSet<_>>().len()
+        usage
+            .actions_seen
+            .iter()
+            .filter_map(|(_, a)| a.split_once(':').map(|(prefix, _)| prefix))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
     )?;
     if !usage.unknown_events.is_empty() {
         writeln!(
             err,
             "warning: {} event name(s) could not be mapped to IAM actions (kept as unknown): {}",
             usage.unknown_events.len(),
-            usage.unknown_events.keys().take(10).cloned().collect::<Vec<_>>().join(", ")
+            usage
+                .unknown_events
+                .keys()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
     }
     let mut advisors = BTreeMap::new();
     for spec in &args.access_advisor {
-        let (role, file) = spec.split_once('=').with_context(|| format!("--access-advisor {spec:?} is not ROLE=FILE"))?;
+        let (role, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--access-advisor {spec:?} is not ROLE=FILE"))?;
         let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{file}: not JSON"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{file}: not JSON"))?;
         let a = AccessAdvisor::parse(&v).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
         if !a.complete {
             writeln!(err, "warning: {file}: Access Advisor report incomplete (job not finished or IsTruncated): used as no evidence")?;
@@ -95,7 +111,10 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let since = now_ms - window_days * 86_400_000;
     if !args.allow_partial_cloudtrail {
         if !usage.covers(since, now_ms) {
-            let span = |t: Option<i64>| t.map(|t| cloudtrail::EventTime(t).to_string()).unwrap_or_else(|| "-".into());
+            let span = |t: Option<i64>| {
+                t.map(|t| cloudtrail::EventTime(t).to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
             bail!(
                 "the CloudTrail spans {} .. {}, not the {}-day window {} .. {}: what was not read cannot show use (give the whole window, or --allow-partial-cloudtrail)",
                 span(usage.oldest_ms),
@@ -112,9 +131,18 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             );
         }
     }
-    let opts = PlanOptions { window_days, now_ms, opt_out_tag: args.opt_out_tag.clone(), never_touch: args.never_touch.clone() };
+    let opts = PlanOptions {
+        window_days,
+        now_ms,
+        opt_out_tag: args.opt_out_tag.clone(),
+        never_touch: args.never_touch.clone(),
+    };
     let plan = shrink::plan(&inv, &usage, &advisors, &opts);
-    writeln!(out, "right-sizing plan: {}-day window ending {}; catalogue {}", plan.window_days, plan.window_end, plan.catalogue)?;
+    writeln!(
+        out,
+        "right-sizing plan: {}-day window ending {}; catalogue {}",
+        plan.window_days, plan.window_end, plan.catalogue
+    )?;
     for r in &plan.roles {
         let verdict = match r.verdict {
             Verdict::Shrink => "shrink",
@@ -124,14 +152,27 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         };
         writeln!(out, "\n== {} ({verdict}): {}", r.role, r.reason)?;
         if matches!(r.verdict, Verdict::Shrink | Verdict::ToZero) {
-            write!(out, "{}", prevent::diff::line_diff(&r.before.render(), &r.after.render()))?;
+            write!(
+                out,
+                "{}",
+                prevent::diff::line_diff(&r.before.render(), &r.after.render())
+            )?;
         }
         if !r.kept_unknown.is_empty() {
-            writeln!(out, "   kept without proof of use: {}", r.kept_unknown.keys().cloned().collect::<Vec<_>>().join(", "))?;
+            writeln!(
+                out,
+                "   kept without proof of use: {}",
+                r.kept_unknown
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
         }
     }
     if let Some(path) = &args.output {
-        std::fs::write(path, serde_json::to_string_pretty(&plan)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&plan)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         writeln!(err, "plan written to {}", path.display())?;
     }
     Ok(plan)
@@ -156,8 +197,10 @@ pub struct ApplyArgs {
 }
 
 fn read_plan(path: &std::path::Path) -> Result<Plan> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a credwarden plan", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a credwarden plan", path.display()))
 }
 
 #[derive(clap::Args, Debug)]
@@ -195,14 +238,20 @@ pub fn schedule(args: &ScheduleArgs, out: &mut dyn Write) -> Result<()> {
                 .with_context(|| format!("webhook {url}"))?;
         }
     }
-    std::fs::write(&args.output, serde_json::to_string_pretty(&plan)?).with_context(|| format!("cannot write {}", args.output.display()))?;
+    std::fs::write(&args.output, serde_json::to_string_pretty(&plan)?)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
     Ok(())
 }
 
 pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
     let plan = read_plan(&args.plan)?;
     if let Some(not_before) = &plan.not_before {
-        let at = iam::condition::parse_date(not_before).with_context(|| format!("{}: not_before {not_before:?} is not a date", args.plan.display()))?;
+        let at = iam::condition::parse_date(not_before).with_context(|| {
+            format!(
+                "{}: not_before {not_before:?} is not a date",
+                args.plan.display()
+            )
+        })?;
         let now = now_arg(&args.now, None)?;
         if now < at {
             bail!("this plan was announced for {not_before}; it may not be applied before then");
@@ -216,7 +265,12 @@ pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
             "{}: {}{}",
             a.role,
             a.outcome,
-            a.version.map(|v| format!(" (rollback: credwarden shrink rollback {} --to {v})", a.role)).unwrap_or_default()
+            a.version
+                .map(|v| format!(
+                    " (rollback: credwarden shrink rollback {} --to {v})",
+                    a.role
+                ))
+                .unwrap_or_default()
         )?;
     }
     Ok(())
@@ -286,37 +340,72 @@ pub struct KeysAuditArgs {
 }
 
 fn report_text(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !text.trim_start().starts_with('{') {
         return Ok(text);
     }
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let content = v["Content"].as_str().with_context(|| format!("{}: no Content (the report itself); AWS's documented example omits it", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let content = v["Content"].as_str().with_context(|| {
+        format!(
+            "{}: no Content (the report itself); AWS's documented example omits it",
+            path.display()
+        )
+    })?;
     if content.starts_with("user,") {
         return Ok(content.to_owned());
     }
-    let bytes = iam::condition::base64_decode(content).with_context(|| format!("{}: Content is neither CSV nor base64", path.display()))?;
+    let bytes = iam::condition::base64_decode(content)
+        .with_context(|| format!("{}: Content is neither CSV nor base64", path.display()))?;
     String::from_utf8(bytes).with_context(|| format!("{}: Content is not text", path.display()))
 }
 
 pub fn keys_audit(args: &KeysAuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
-    let session = if args.live || args.apply { Some(args.aws.connect()?) } else { None };
+    let session = if args.live || args.apply {
+        Some(args.aws.connect()?)
+    } else {
+        None
+    };
     let csv = match (&args.credential_report, &session) {
         (Some(path), _) => report_text(path)?,
         (None, Some(s)) if args.live => s.credential_report()?,
         _ => bail!("give --credential-report FILE or --live"),
     };
     let rows = shrink::keys::parse_report(&csv)?;
-    let usage = if args.cloudtrail.is_empty() { Usage::default() } else { Usage::scan(&args.cloudtrail)? };
+    let usage = if args.cloudtrail.is_empty() {
+        Usage::default()
+    } else {
+        Usage::scan(&args.cloudtrail)?
+    };
     let now_ms = now_arg(&args.now, None)?;
-    let findings = shrink::keys::audit(&rows, &usage.static_key_use, now_ms, args.max_age_days, args.unused_days);
-    writeln!(err, "{} user(s) in the report, {} key finding(s)", rows.len(), findings.len())?;
+    let findings = shrink::keys::audit(
+        &rows,
+        &usage.static_key_use,
+        now_ms,
+        args.max_age_days,
+        args.unused_days,
+    );
+    writeln!(
+        err,
+        "{} user(s) in the report, {} key finding(s)",
+        rows.len(),
+        findings.len()
+    )?;
     for f in &findings {
         if args.json {
             serde_json::to_writer(&mut *out, f)?;
             writeln!(out)?;
         } else {
-            writeln!(out, "{:<8} {} key {}: {}{}", f.severity, f.user, f.slot, f.problems.join("; "), if f.deactivate { " [deactivate]" } else { "" })?;
+            writeln!(
+                out,
+                "{:<8} {} key {}: {}{}",
+                f.severity,
+                f.user,
+                f.slot,
+                f.problems.join("; "),
+                if f.deactivate { " [deactivate]" } else { "" }
+            )?;
         }
     }
     if args.apply {
@@ -325,7 +414,9 @@ pub fn keys_audit(args: &KeysAuditArgs, out: &mut dyn Write, err: &mut dyn Write
             // The report names a slot; the key is the one created (or rotated) when the report
             // says. A key rotated since the report matches nothing and is left alone.
             let keys = session.access_keys(&f.user)?;
-            let Some((id, status, _)) = keys.iter().find(|(_, _, created)| f.rotated_ms.is_some_and(|r| (created - r).abs() <= 120_000)) else {
+            let Some((id, status, _)) = keys.iter().find(|(_, _, created)| {
+                f.rotated_ms.is_some_and(|r| (created - r).abs() <= 120_000)
+            }) else {
                 writeln!(err, "warning: {} key {}: no key was created when the report says (rotated since?); left alone", f.user, f.slot)?;
                 continue;
             };
@@ -334,7 +425,11 @@ pub fn keys_audit(args: &KeysAuditArgs, out: &mut dyn Write, err: &mut dyn Write
             }
             session.set_access_key_status(&f.user, id, false)?;
             // An access key id is an identifier (CloudTrail shows it), not a secret.
-            writeln!(out, "deactivated {} key {id} (undo: credwarden keys reactivate {} {id})", f.user, f.user)?;
+            writeln!(
+                out,
+                "deactivated {} key {id} (undo: credwarden keys reactivate {} {id})",
+                f.user, f.user
+            )?;
         }
     }
     Ok(())
@@ -349,7 +444,9 @@ pub struct KeysReactivateArgs {
 }
 
 pub fn keys_reactivate(args: &KeysReactivateArgs, out: &mut dyn Write) -> Result<()> {
-    args.aws.connect()?.set_access_key_status(&args.user, &args.access_key_id, true)?;
+    args.aws
+        .connect()?
+        .set_access_key_status(&args.user, &args.access_key_id, true)?;
     writeln!(out, "reactivated {} key {}", args.user, args.access_key_id)?;
     Ok(())
 }
@@ -371,17 +468,31 @@ pub struct PerUserArgs {
 pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let inv = args.inventory.load(err)?;
     let (usage, now_ms) = args.window.scan()?;
-    let opts = PlanOptions { window_days: args.window.window_days, now_ms, opt_out_tag: String::new(), never_touch: Vec::new() };
+    let opts = PlanOptions {
+        window_days: args.window.window_days,
+        now_ms,
+        opt_out_tag: String::new(),
+        never_touch: Vec::new(),
+    };
     let people = shrink::per_person(&inv, &usage, &args.role, &opts).map_err(anyhow::Error::msg)?;
     if people.is_empty() {
         writeln!(err, "nobody used {} in the window (sessions are told apart by source identity, else session name)", args.role)?;
     }
     for p in &people {
-        writeln!(out, "{}: {} action(s) used → proposed role {}", p.person, p.used.len(), p.suggested_name)?;
+        writeln!(
+            out,
+            "{}: {} action(s) used → proposed role {}",
+            p.person,
+            p.used.len(),
+            p.suggested_name
+        )?;
         if let Some(dir) = &args.output_dir {
             std::fs::create_dir_all(dir)?;
             let doc = serde_json::json!({"RoleName": p.suggested_name, "AssumeRolePolicyDocument": p.trust, "PolicyDocument": p.policy, "UsedActions": p.used});
-            std::fs::write(dir.join(format!("{}.json", p.suggested_name)), serde_json::to_string_pretty(&doc)?)?;
+            std::fs::write(
+                dir.join(format!("{}.json", p.suggested_name)),
+                serde_json::to_string_pretty(&doc)?,
+            )?;
         }
     }
     Ok(())
@@ -408,7 +519,11 @@ pub struct AccessPruneArgs {
 }
 
 /// `access prune`: directory memberships that no role use backs in the window.
-pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
+pub fn access_prune(
+    args: &AccessPruneArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<()> {
     use std::collections::BTreeSet;
     let cfg = crate::broker_cmd::load_config(&args.broker_config)?;
     let dir_path = cfg.directory.clone().context("the broker config names no directory file: memberships come from the identity provider, prune them there")?;
@@ -416,23 +531,37 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
     struct Directory {
         users: BTreeMap<String, BTreeSet<String>>,
     }
-    let text = std::fs::read_to_string(&dir_path).with_context(|| format!("cannot read {}", dir_path.display()))?;
-    let directory: Directory = serde_json::from_str(&text).with_context(|| format!("{}: not {{\"users\": {{user: [groups]}}}}", dir_path.display()))?;
+    let text = std::fs::read_to_string(&dir_path)
+        .with_context(|| format!("cannot read {}", dir_path.display()))?;
+    let directory: Directory = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not {{\"users\": {{user: [groups]}}}}",
+            dir_path.display()
+        )
+    })?;
     let mut role_groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for g in &cfg.roles {
-        role_groups.entry(g.arn.clone()).or_default().extend(g.groups.iter().cloned());
+        role_groups
+            .entry(g.arn.clone())
+            .or_default()
+            .extend(g.groups.iter().cloned());
     }
     if !args.inventory.is_empty() {
         for r in aws::Inventory::from_files(&args.inventory)?.roles {
             if let Some(tag) = r.tags.get(&cfg.role_groups_tag) {
-                role_groups.entry(r.arn.clone()).or_default().extend(broker::auth::split_groups(tag));
+                role_groups
+                    .entry(r.arn.clone())
+                    .or_default()
+                    .extend(broker::auth::split_groups(tag));
             }
         }
     }
     // Evidence of use: broker grants, and sessions in CloudTrail whose source identity is the user.
     let mut last_use: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut note = |user: &str, role: &str, t: i64| {
-        let e = last_use.entry((user.to_owned(), role.to_owned())).or_insert(t);
+        let e = last_use
+            .entry((user.to_owned(), role.to_owned()))
+            .or_insert(t);
         *e = (*e).max(t);
     };
     // Opening would create an empty store, and an empty audit shows no use at all.
@@ -441,7 +570,11 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
     }
     let audit = store::Store::open(std::path::Path::new(&cfg.audit))?;
     for user in directory.users.keys() {
-        for e in audit.audit_entries(Some(user), usize::MAX >> 1)?.into_iter().filter(|e| e.decision == "granted") {
+        for e in audit
+            .audit_entries(Some(user), usize::MAX >> 1)?
+            .into_iter()
+            .filter(|e| e.decision == "granted")
+        {
             if let Some(role) = &e.role {
                 note(user, &shrink::usage::role_key(role), e.time_ms);
             }
@@ -449,7 +582,11 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
     }
     if !args.cloudtrail.is_empty() {
         let usage = Usage::scan(&args.cloudtrail)?;
-        let by_session_name: BTreeMap<String, &String> = directory.users.keys().map(|u| (broker::service::sts_name(u), u)).collect();
+        let by_session_name: BTreeMap<String, &String> = directory
+            .users
+            .keys()
+            .map(|u| (broker::service::sts_name(u), u))
+            .collect();
         for ((identity, role), t) in &usage.source_identity_use {
             if let Some(user) = by_session_name.get(identity) {
                 note(user, role, *t);
@@ -457,14 +594,35 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
         }
     }
     let now_ms = now_arg(&args.now, None)?;
-    let role_groups: BTreeMap<String, BTreeSet<String>> = role_groups.into_iter().map(|(arn, g)| (shrink::usage::role_key(&arn), g)).collect();
-    let judged = shrink::access::judge(&directory.users, &role_groups, &last_use, now_ms, args.unused_days);
+    let role_groups: BTreeMap<String, BTreeSet<String>> = role_groups
+        .into_iter()
+        .map(|(arn, g)| (shrink::usage::role_key(&arn), g))
+        .collect();
+    let judged = shrink::access::judge(
+        &directory.users,
+        &role_groups,
+        &last_use,
+        now_ms,
+        args.unused_days,
+    );
     let remove: Vec<_> = judged.iter().filter(|m| !m.keep).collect();
     for m in &remove {
-        let last = m.last_use_ms.map(|t| format!("last used {}", cloudtrail::EventTime(t))).unwrap_or_else(|| "never used".into());
-        writeln!(out, "remove {} from {} ({last}; unused for {} days)", m.user, m.group, args.unused_days)?;
+        let last = m
+            .last_use_ms
+            .map(|t| format!("last used {}", cloudtrail::EventTime(t)))
+            .unwrap_or_else(|| "never used".into());
+        writeln!(
+            out,
+            "remove {} from {} ({last}; unused for {} days)",
+            m.user, m.group, args.unused_days
+        )?;
     }
-    writeln!(err, "{} membership(s), {} unused", judged.len(), remove.len())?;
+    writeln!(
+        err,
+        "{} membership(s), {} unused",
+        judged.len(),
+        remove.len()
+    )?;
     if args.apply && !remove.is_empty() {
         let mut users = directory.users.clone();
         for m in &remove {
@@ -473,12 +631,20 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
             }
         }
         let backup = dir_path.with_extension(format!("json.before-prune-{}", now_ms / 1000));
-        std::fs::copy(&dir_path, &backup).with_context(|| format!("cannot keep the old directory as {}", backup.display()))?;
+        std::fs::copy(&dir_path, &backup)
+            .with_context(|| format!("cannot keep the old directory as {}", backup.display()))?;
         // Write-then-rename: the broker never reads a half-written directory.
         let tmp = dir_path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&serde_json::json!({ "users": users }))?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_string_pretty(&serde_json::json!({ "users": users }))?,
+        )?;
         std::fs::rename(&tmp, &dir_path)?;
-        writeln!(out, "directory rewritten; the previous one is {}", backup.display())?;
+        writeln!(
+            out,
+            "directory rewritten; the previous one is {}",
+            backup.display()
+        )?;
     }
     Ok(())
 }
@@ -487,8 +653,12 @@ pub fn access_prune(args: &AccessPruneArgs, out: &mut dyn Write, err: &mut dyn W
 /// else the wall clock.
 fn now_arg(arg: &Option<String>, default: Option<i64>) -> Result<i64> {
     match (arg, default) {
-        (Some(t), _) => iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date")),
+        (Some(t), _) => {
+            iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))
+        }
         (None, Some(d)) => Ok(d),
-        (None, None) => Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64),
+        (None, None) => Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64),
     }
 }

@@ -25,7 +25,11 @@ pub struct WebhookSender {
 }
 
 fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
-    match ureq::post(url).timeout(timeout).set("Content-Type", "application/json").send_string(body) {
+    match ureq::post(url)
+        .timeout(timeout)
+        .set("Content-Type", "application/json")
+        .send_string(body)
+    {
         Ok(_) => Ok(()),
         Err(ureq::Error::Status(code, _)) => Err(format!("HTTP {code}")),
         Err(e) => Err(e.to_string()),
@@ -66,7 +70,12 @@ impl WebhookSender {
                             f.store(true, Ordering::Relaxed);
                             // Sleep in small steps so a run that ends is not held up.
                             let until = Instant::now() + backoff;
-                            while Instant::now() < until && !d.lock().expect("deadline lock").is_some_and(|t| Instant::now() >= t) {
+                            while Instant::now() < until
+                                && !d
+                                    .lock()
+                                    .expect("deadline lock")
+                                    .is_some_and(|t| Instant::now() >= t)
+                            {
                                 std::thread::sleep(Duration::from_millis(50));
                             }
                             backoff = (backoff * 2).min(Duration::from_secs(60));
@@ -76,7 +85,13 @@ impl WebhookSender {
                 }
             }
         });
-        Ok(WebhookSender { handle, deadline, posted, failing, state })
+        Ok(WebhookSender {
+            handle,
+            deadline,
+            posted,
+            failing,
+            state,
+        })
     }
 
     /// Give the sender up to `wait` to empty the spool, then stop it. Returns how many
@@ -85,6 +100,10 @@ impl WebhookSender {
         *self.deadline.lock().expect("deadline lock") = Some(Instant::now() + wait);
         let _ = self.handle.join();
         let left = Store::open(&self.state)?.spool_len()?;
-        Ok((self.posted.load(Ordering::Relaxed), left, self.failing.load(Ordering::Relaxed)))
+        Ok((
+            self.posted.load(Ordering::Relaxed),
+            left,
+            self.failing.load(Ordering::Relaxed),
+        ))
     }
 }

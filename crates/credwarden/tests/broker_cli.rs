@@ -16,7 +16,10 @@ fn bin() -> Command {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-test")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/credwarden-test",
+        )
         .env_remove("CREDWARDEN_TOKEN")
         .env_remove("CREDWARDEN_BROKER");
     c
@@ -47,11 +50,61 @@ iam.create_role(RoleName="payments-api", AssumeRolePolicyDocument=trust, Tags=[{
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     // A test CA and a server certificate it signs, for 127.0.0.1.
-    let openssl = |args: &[&str]| assert!(Command::new("openssl").args(args).stderr(Stdio::null()).status().unwrap().success(), "openssl {args:?}");
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(&[&["req", "-x509"][..], &ec, &["-days", "1", "-subj", "/CN=credwarden-test-ca", "-keyout", &p("ca.key"), "-out", &p("ca.pem")]].concat());
-    openssl(&[&["req"][..], &ec, &["-subj", "/CN=127.0.0.1", "-keyout", &p("key.pem"), "-out", &p("leaf.csr")]].concat());
-    std::fs::write(p("leaf.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    let openssl = |args: &[&str]| {
+        assert!(
+            Command::new("openssl")
+                .args(args)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "openssl {args:?}"
+        )
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=credwarden-test-ca",
+                "-keyout",
+                &p("ca.key"),
+                "-out",
+                &p("ca.pem"),
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                &p("key.pem"),
+                "-out",
+                &p("leaf.csr"),
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        p("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
     openssl(&[
         "x509",
         "-req",
@@ -71,7 +124,10 @@ iam.create_role(RoleName="payments-api", AssumeRolePolicyDocument=trust, Tags=[{
     ]);
     let idp = TestIdp::new("k");
     std::fs::write(p("jwks.json"), &idp.jwks).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let token = idp.sign(
         json!({"alg": "ES256", "kid": "k"}),
         json!({"iss": "https://idp.test", "aud": "credwarden", "sub": "alice", "groups": ["payments"], "exp": now + 600}),
@@ -103,25 +159,57 @@ region = "us-east-1"
         moto = moto.url
     );
     std::fs::write(p("broker.toml"), &config).unwrap();
-    let mut child = bin().args(["broker", "serve", "--config", &p("broker.toml")]).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = bin()
+        .args(["broker", "serve", "--config", &p("broker.toml")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stderr = child.stderr.take().unwrap();
     let _broker = Killed(child);
     let mut line = String::new();
     BufReader::new(stderr).read_line(&mut line).unwrap();
-    assert!(line.contains(&format!("https://127.0.0.1:{port}")), "{line}");
+    assert!(
+        line.contains(&format!("https://127.0.0.1:{port}")),
+        "{line}"
+    );
     let url = format!("https://127.0.0.1:{port}");
 
     // credwarden creds --process, as credential_process runs it.
-    let out = bin().args(["creds", "payments-api", "--process", "--broker", &url, "--token-file", &p("token"), "--ca-file", &p("ca.pem")]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args([
+            "creds",
+            "payments-api",
+            "--process",
+            "--broker",
+            &url,
+            "--token-file",
+            &p("token"),
+            "--ca-file",
+            &p("ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["Version"], 1);
     assert!(v["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
 
     // An AWS profile with credential_process: boto3 gets the broker's credentials itself.
-    let command =
-        format!("{} creds payments-api --process --broker {url} --token-file {} --ca-file {}", env!("CARGO_BIN_EXE_credwarden"), p("token"), p("ca.pem"));
-    std::fs::write(p("aws-config"), format!("[profile payments]\ncredential_process = {command}\n")).unwrap();
+    let command = format!(
+        "{} creds payments-api --process --broker {url} --token-file {} --ca-file {}",
+        env!("CARGO_BIN_EXE_credwarden"),
+        p("token"),
+        p("ca.pem")
+    );
+    std::fs::write(
+        p("aws-config"),
+        format!("[profile payments]\ncredential_process = {command}\n"),
+    )
+    .unwrap();
     let arn = python(
         r#"
 import boto3, os
@@ -137,21 +225,41 @@ print(s.client("sts", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-
         ],
         &[],
     );
-    assert!(arn.trim().ends_with("assumed-role/payments-api/alice"), "{arn}");
+    assert!(
+        arn.trim().ends_with("assumed-role/payments-api/alice"),
+        "{arn}"
+    );
 
     // The laptop chain: `imds serve` fed by `creds --process`, then `imds proxy` in front of
     // it. boto3 finds the broker's credentials through the metadata endpoint; a non-SDK client
     // asking the proxy for them (an SSRF) is refused and reported.
     let imds_port = free_port();
     let serve = bin()
-        .args(["imds", "serve", "--role", "payments-api", "--require-v2", "--listen", &format!("127.0.0.1:{imds_port}"), "--credential-process", &command])
+        .args([
+            "imds",
+            "serve",
+            "--role",
+            "payments-api",
+            "--require-v2",
+            "--listen",
+            &format!("127.0.0.1:{imds_port}"),
+            "--credential-process",
+            &command,
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let _serve = Killed(serve);
     let proxy_port = free_port();
     let proxy = bin()
-        .args(["imds", "proxy", "--listen", &format!("127.0.0.1:{proxy_port}"), "--upstream", &format!("http://127.0.0.1:{imds_port}")])
+        .args([
+            "imds",
+            "proxy",
+            "--listen",
+            &format!("127.0.0.1:{proxy_port}"),
+            "--upstream",
+            &format!("http://127.0.0.1:{imds_port}"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -160,7 +268,10 @@ print(s.client("sts", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-
     for port in [imds_port, proxy_port] {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "port {port} never opened");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {port} never opened"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -181,8 +292,12 @@ print(boto3.Session().client("sts", endpoint_url=os.environ["ENDPOINT"], region_
             &[],
         )
     };
-    assert!(via(&format!("http://127.0.0.1:{imds_port}/")).trim().ends_with("assumed-role/payments-api/alice"));
-    assert!(via(&format!("http://127.0.0.1:{proxy_port}/")).trim().ends_with("assumed-role/payments-api/alice"));
+    assert!(via(&format!("http://127.0.0.1:{imds_port}/"))
+        .trim()
+        .ends_with("assumed-role/payments-api/alice"));
+    assert!(via(&format!("http://127.0.0.1:{proxy_port}/"))
+        .trim()
+        .ends_with("assumed-role/payments-api/alice"));
     let ssrf = python(
         r#"
 import os, urllib.request
@@ -197,30 +312,83 @@ except urllib.error.HTTPError as e:
         &[("PORT", &proxy_port.to_string())],
         &[],
     );
-    assert_eq!(ssrf.trim(), "403", "a Python-urllib client must not get instance credentials through the proxy");
+    assert_eq!(
+        ssrf.trim(),
+        "403",
+        "a Python-urllib client must not get instance credentials through the proxy"
+    );
     let _ = proxy.0.kill();
     let mut findings = String::new();
     std::io::Read::read_to_string(proxy.0.stdout.as_mut().unwrap(), &mut findings).unwrap();
-    let f: serde_json::Value = serde_json::from_str(findings.lines().next().expect("the proxy reported the blocked fetch")).unwrap();
+    let f: serde_json::Value = serde_json::from_str(
+        findings
+            .lines()
+            .next()
+            .expect("the proxy reported the blocked fetch"),
+    )
+    .unwrap();
     assert_eq!(f["detector"], "imds-proxy-blocked");
     assert_eq!(f["severity"], "high");
 
     // Without the CA the client refuses the broker's certificate: a clear error, exit 1.
-    let out = bin().args(["creds", "payments-api", "--broker", &url, "--token-file", &p("token")]).output().unwrap();
+    let out = bin()
+        .args([
+            "creds",
+            "payments-api",
+            "--broker",
+            &url,
+            "--token-file",
+            &p("token"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the broker"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the broker"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A refused request says why.
-    let out = bin().args(["creds", "someone-elses-role", "--broker", &url, "--token-file", &p("token"), "--ca-file", &p("ca.pem")]).output().unwrap();
+    let out = bin()
+        .args([
+            "creds",
+            "someone-elses-role",
+            "--broker",
+            &url,
+            "--token-file",
+            &p("token"),
+            "--ca-file",
+            &p("ca.pem"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not-authorised"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not-authorised"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Plain HTTP off loopback is refused at start.
     std::fs::write(
         p("open.toml"),
-        config.replace(&format!("listen = \"127.0.0.1:{port}\""), "listen = \"0.0.0.0:0\"").replace("tls_cert", "# tls_cert").replace("tls_key", "# tls_key"),
+        config
+            .replace(
+                &format!("listen = \"127.0.0.1:{port}\""),
+                "listen = \"0.0.0.0:0\"",
+            )
+            .replace("tls_cert", "# tls_cert")
+            .replace("tls_key", "# tls_key"),
     )
     .unwrap();
-    let out = bin().args(["broker", "serve", "--config", &p("open.toml")]).output().unwrap();
+    let out = bin()
+        .args(["broker", "serve", "--config", &p("open.toml")])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only allowed on loopback"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only allowed on loopback"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -23,7 +23,10 @@ fn text(b: &[u8]) -> String {
 }
 
 fn findings(out: &Output) -> Vec<serde_json::Value> {
-    text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect()
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
 }
 
 #[test]
@@ -36,7 +39,13 @@ fn stratus_logs_run_cleanly_with_jsonl_output_when_not_a_terminal() {
     assert!(err.contains("0 input error(s)"), "{err}");
     let found = findings(&out);
     // The two AccessDenied bursts of the detonations (see expected_findings.jsonl).
-    assert_eq!(found.iter().filter(|f| f["detector"] == "enumeration-burst").count(), 2);
+    assert_eq!(
+        found
+            .iter()
+            .filter(|f| f["detector"] == "enumeration-burst")
+            .count(),
+        2
+    );
     for f in found {
         assert!(
             [
@@ -52,7 +61,20 @@ fn stratus_logs_run_cleanly_with_jsonl_output_when_not_a_terminal() {
             .contains(&f["detector"].as_str().unwrap()),
             "{f}"
         );
-        for key in ["id", "severity", "time", "account", "region", "principal", "access_key_id", "source", "event_ids", "summary", "details", "remediation"] {
+        for key in [
+            "id",
+            "severity",
+            "time",
+            "account",
+            "region",
+            "principal",
+            "access_key_id",
+            "source",
+            "event_ids",
+            "summary",
+            "details",
+            "remediation",
+        ] {
             assert!(f.get(key).is_some(), "finding lacks {key}: {f}");
         }
     }
@@ -65,9 +87,18 @@ fn input_errors_are_named_counted_and_strict_exits_2() {
     assert_eq!(out.status.code(), Some(0));
     let err = text(&out.stderr);
     let bad = dir.join("SerializerTestFileBadJsonFormat.json");
-    assert!(err.contains(&format!("error: {}:0: malformed JSON", bad.display())), "{err}");
-    assert!(err.contains("SerializerAllFieldsNull.json:0: field `eventTime` is missing"), "{err}");
-    assert!(err.contains("note: ") && err.contains("notification"), "{err}");
+    assert!(
+        err.contains(&format!("error: {}:0: malformed JSON", bad.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("SerializerAllFieldsNull.json:0: field `eventTime` is missing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("note: ") && err.contains("notification"),
+        "{err}"
+    );
     let strict = run(&["detect", "--strict", dir.to_str().unwrap()]);
     assert_eq!(strict.status.code(), Some(2));
 }
@@ -101,11 +132,29 @@ fn instance_call(minute: u32, id: &str, ip: &str) -> String {
 
 #[test]
 fn reads_json_lines_and_eventbridge_from_stdin() {
-    let eventbridge =
-        format!(r#"{{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.ec2","detail":{}}}"#, instance_call(40, "e3", "198.51.100.77"));
-    let input = format!("{}\n{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(2, "e2", "54.1.2.3"), eventbridge);
-    let mut child = bin().args(["detect", "-", "--format", "jsonl"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let eventbridge = format!(
+        r#"{{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.ec2","detail":{}}}"#,
+        instance_call(40, "e3", "198.51.100.77")
+    );
+    let input = format!(
+        "{}\n{}\n{}\n",
+        instance_call(1, "e1", "54.1.2.3"),
+        instance_call(2, "e2", "54.1.2.3"),
+        eventbridge
+    );
+    let mut child = bin()
+        .args(["detect", "-", "--format", "jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let f = findings(&out);
@@ -118,31 +167,79 @@ fn reads_json_lines_and_eventbridge_from_stdin() {
 fn state_file_suppresses_findings_already_emitted() {
     let dir = tempfile::tempdir().unwrap();
     let trail = dir.path().join("trail.jsonl");
-    std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
+    std::fs::write(
+        &trail,
+        format!(
+            "{}\n{}\n",
+            instance_call(1, "e1", "54.1.2.3"),
+            instance_call(30, "e2", "198.51.100.77")
+        ),
+    )
+    .unwrap();
     let state = dir.path().join("state.sqlite");
     let sink = dir.path().join("findings.jsonl");
-    let args = ["detect", trail.to_str().unwrap(), "--state", state.to_str().unwrap(), "--format", "jsonl", "--output", sink.to_str().unwrap()];
+    let args = [
+        "detect",
+        trail.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--output",
+        sink.to_str().unwrap(),
+    ];
     let first = run(&args);
     assert_eq!(findings(&first).len(), 1, "{}", text(&first.stderr));
-    assert_eq!(std::fs::read_to_string(&sink).unwrap(), text(&first.stdout), "--output holds what stdout showed");
+    assert_eq!(
+        std::fs::read_to_string(&sink).unwrap(),
+        text(&first.stdout),
+        "--output holds what stdout showed"
+    );
     // The same file again: skipped, it was processed.
     let second = run(&args);
     assert_eq!(second.status.code(), Some(0));
     assert!(findings(&second).is_empty());
-    assert!(text(&second.stderr).contains("1 file(s) already processed by an earlier run"), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains("1 file(s) already processed by an earlier run"),
+        "{}",
+        text(&second.stderr)
+    );
     // The file rewritten (new modification time): read again; its records are known
     // duplicates (the duplicate filter's memory is part of the state) and nothing repeats.
     std::thread::sleep(std::time::Duration::from_millis(20));
-    std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
+    std::fs::write(
+        &trail,
+        format!(
+            "{}\n{}\n",
+            instance_call(1, "e1", "54.1.2.3"),
+            instance_call(30, "e2", "198.51.100.77")
+        ),
+    )
+    .unwrap();
     let third = run(&args);
     assert!(findings(&third).is_empty());
     let err3 = text(&third.stderr);
-    assert!(err3.contains("changed since an earlier run") && err3.contains("2 duplicate(s)"), "{err3}");
-    assert_eq!(std::fs::read_to_string(&sink).unwrap().lines().count(), 1, "appended, and nothing twice");
-    std::fs::write(&state, b"not a database, definitely not one, just some words to fill a header").unwrap();
+    assert!(
+        err3.contains("changed since an earlier run") && err3.contains("2 duplicate(s)"),
+        "{err3}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&sink).unwrap().lines().count(),
+        1,
+        "appended, and nothing twice"
+    );
+    std::fs::write(
+        &state,
+        b"not a database, definitely not one, just some words to fill a header",
+    )
+    .unwrap();
     let broken = run(&args);
     assert_eq!(broken.status.code(), Some(1));
-    assert!(text(&broken.stderr).contains("state file"), "{}", text(&broken.stderr));
+    assert!(
+        text(&broken.stderr).contains("state file"),
+        "{}",
+        text(&broken.stderr)
+    );
 }
 
 /// Permiso's console sessions are real, benign and noisy: one click fans out into dozens of
@@ -165,7 +262,11 @@ fn permiso_console_sessions_with_an_identity_are_not_off_instance() {
             v["userIdentity"] = serde_json::json!({"type": "AssumedRole", "accountId": "111122223333", "accessKeyId": format!("ASIACONSOLE{files:05}"),
                 "arn": "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Admin_0123/alice@example.com",
                 "sessionContext": {"sessionIssuer": {"type": "Role", "arn": "arn:aws:iam::111122223333:role/AWSReservedSSO_Admin_0123"}}});
-            v["sourceIPAddress"] = serde_json::json!(if i % 3 == 0 { "203.0.113.10" } else { "198.51.100.20" });
+            v["sourceIPAddress"] = serde_json::json!(if i % 3 == 0 {
+                "203.0.113.10"
+            } else {
+                "198.51.100.20"
+            });
             v["recipientAccountId"] = serde_json::json!("111122223333");
             out.push_str(&v.to_string());
             out.push('\n');
@@ -176,13 +277,26 @@ fn permiso_console_sessions_with_an_identity_are_not_off_instance() {
     assert_eq!(files, 32);
     let out = run(&["detect", dir.path().to_str().unwrap(), "--format", "jsonl"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(text(&out.stderr).contains("9226 records"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("9226 records"),
+        "{}",
+        text(&out.stderr)
+    );
     // Every session was given the same identity here, months apart: only the detectors whose
     // question survives that merge are asked here (the baselines would see one principal's
     // habits change over half a year, which the merge made up; their console grouping is
     // tested in the detect crate).
-    let asked = ["off-instance-credential-use", "enumeration-burst", "static-key-use", "canary-resource"];
-    let detectors = findings(&out).into_iter().map(|f| f["detector"].as_str().unwrap().to_owned()).filter(|d| asked.contains(&d.as_str())).collect::<Vec<_>>();
+    let asked = [
+        "off-instance-credential-use",
+        "enumeration-burst",
+        "static-key-use",
+        "canary-resource",
+    ];
+    let detectors = findings(&out)
+        .into_iter()
+        .map(|f| f["detector"].as_str().unwrap().to_owned())
+        .filter(|d| asked.contains(&d.as_str()))
+        .collect::<Vec<_>>();
     assert!(detectors.is_empty(), "{}", text(&out.stdout));
 }
 
@@ -207,21 +321,44 @@ fn ip_ranges_fetch_checks_what_it_downloads() {
     let out_file = dir.path().join("ip-ranges.json");
     let good = br#"{"syncToken":"1700000000","createDate":"2024-01-01-00-00-00","prefixes":[{"ip_prefix":"3.5.140.0/22","region":"ap-northeast-2","service":"AMAZON","network_border_group":"ap-northeast-2"}],"ipv6_prefixes":[{"ipv6_prefix":"2600:1f00::/24","region":"us-east-1","service":"AMAZON","network_border_group":"us-east-1"}]}"#.to_vec();
     let (url, h) = serve_once("200 OK", good.clone());
-    let ok = run(&["ip-ranges", "fetch", "--url", &url, "--output", out_file.to_str().unwrap()]);
+    let ok = run(&[
+        "ip-ranges",
+        "fetch",
+        "--url",
+        &url,
+        "--output",
+        out_file.to_str().unwrap(),
+    ]);
     h.join().unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
     assert!(text(&ok.stdout).contains("saved 2 prefixes (syncToken 1700000000"));
     assert_eq!(std::fs::read(&out_file).unwrap(), good);
 
-    for (status, body, expect) in
-        [("200 OK", b"<html>captive portal</html>".to_vec(), "not an AWS ip-ranges.json"), ("500 Internal Server Error", b"oops".to_vec(), "HTTP 500")]
-    {
+    for (status, body, expect) in [
+        (
+            "200 OK",
+            b"<html>captive portal</html>".to_vec(),
+            "not an AWS ip-ranges.json",
+        ),
+        ("500 Internal Server Error", b"oops".to_vec(), "HTTP 500"),
+    ] {
         let (url, h) = serve_once(status, body);
-        let bad = run(&["ip-ranges", "fetch", "--url", &url, "--output", out_file.to_str().unwrap()]);
+        let bad = run(&[
+            "ip-ranges",
+            "fetch",
+            "--url",
+            &url,
+            "--output",
+            out_file.to_str().unwrap(),
+        ]);
         h.join().unwrap();
         assert_eq!(bad.status.code(), Some(1));
         assert!(text(&bad.stderr).contains(expect), "{}", text(&bad.stderr));
-        assert_eq!(std::fs::read(&out_file).unwrap(), good, "a failed fetch must leave the old file alone");
+        assert_eq!(
+            std::fs::read(&out_file).unwrap(),
+            good,
+            "a failed fetch must leave the old file alone"
+        );
     }
 }
 
@@ -232,18 +369,44 @@ fn config_example_is_valid_and_used() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("credwarden.toml");
     // Declare the "foreign" address as egress: the finding disappears.
-    std::fs::write(&cfg, text(&example.stdout).replace("\"203.0.113.0/24\"", "\"198.51.100.0/24\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        text(&example.stdout).replace("\"203.0.113.0/24\"", "\"198.51.100.0/24\""),
+    )
+    .unwrap();
     let trail = dir.path().join("t.jsonl");
-    std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
+    std::fs::write(
+        &trail,
+        format!(
+            "{}\n{}\n",
+            instance_call(1, "e1", "54.1.2.3"),
+            instance_call(30, "e2", "198.51.100.77")
+        ),
+    )
+    .unwrap();
     let without = run(&["detect", trail.to_str().unwrap()]);
     assert_eq!(findings(&without).len(), 1);
-    let with = run(&["detect", trail.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let with = run(&[
+        "detect",
+        trail.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert_eq!(with.status.code(), Some(0), "{}", text(&with.stderr));
     assert!(findings(&with).is_empty());
     std::fs::write(&cfg, "[detect]\nlateness = 3\n").unwrap();
-    let bad = run(&["detect", trail.to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    let bad = run(&[
+        "detect",
+        trail.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(text(&bad.stderr).contains("lateness"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("lateness"),
+        "{}",
+        text(&bad.stderr)
+    );
 }
 
 #[test]
@@ -254,7 +417,11 @@ fn a_truncated_gzip_keeps_the_records_before_the_damage() {
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&instance_call((i % 50) as u32, &format!("e{i}"), "54.1.2.3"));
+        body.push_str(&instance_call(
+            (i % 50) as u32,
+            &format!("e{i}"),
+            "54.1.2.3",
+        ));
     }
     body.push_str("]}");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -265,8 +432,20 @@ fn a_truncated_gzip_keeps_the_records_before_the_damage() {
     let out = run(&["detect", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let err = text(&out.stderr);
-    assert!(err.contains(&format!("error: {}: read failed after", path.display())) && err.contains("truncated"), "{err}");
-    let kept: u64 = err.split(" records (").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(
+        err.contains(&format!("error: {}: read failed after", path.display()))
+            && err.contains("truncated"),
+        "{err}"
+    );
+    let kept: u64 = err
+        .split(" records (")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(kept > 500 && kept < 2000, "kept {kept} records: {err}");
 }
 
@@ -277,7 +456,18 @@ fn follow_picks_up_files_as_they_arrive() {
     std::fs::create_dir(&incoming).unwrap();
     let out = dir.path().join("found.jsonl");
     let mut child = bin()
-        .args(["detect", incoming.to_str().unwrap(), "--follow", "--poll", "1", "--output", out.to_str().unwrap(), "--format", "jsonl", "--quiet"])
+        .args([
+            "detect",
+            incoming.to_str().unwrap(),
+            "--follow",
+            "--poll",
+            "1",
+            "--output",
+            out.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--quiet",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -285,8 +475,17 @@ fn follow_picks_up_files_as_they_arrive() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     // Delivered after the watcher started: the lock, the foreign use, and later traffic that
     // moves event time past the decision point.
-    let trail = format!("{}\n{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"), instance_call(59, "e3", "54.1.2.3"));
-    std::fs::write(incoming.join("111122223333_CloudTrail_us-east-1_20240501T1100Z_a.json"), trail).unwrap();
+    let trail = format!(
+        "{}\n{}\n{}\n",
+        instance_call(1, "e1", "54.1.2.3"),
+        instance_call(30, "e2", "198.51.100.77"),
+        instance_call(59, "e3", "54.1.2.3")
+    );
+    std::fs::write(
+        incoming.join("111122223333_CloudTrail_us-east-1_20240501T1100Z_a.json"),
+        trail,
+    )
+    .unwrap();
     let mut found = String::new();
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -310,19 +509,42 @@ fn one_run_at_a_time_per_state_file_and_unread_files_are_retried() {
     std::fs::create_dir(&logs).unwrap();
     // A delivery file cut short: read again by the next run rather than marked done.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(format!("{{\"Records\":[{}]}}", instance_call(1, "e1", "54.1.2.3")).repeat(50).as_bytes()).unwrap();
+    gz.write_all(
+        format!("{{\"Records\":[{}]}}", instance_call(1, "e1", "54.1.2.3"))
+            .repeat(50)
+            .as_bytes(),
+    )
+    .unwrap();
     let full = gz.finish().unwrap();
     std::fs::write(logs.join("cut.json.gz"), &full[..full.len() / 2]).unwrap();
     let state = dir.path().join("s.sqlite");
-    let args = ["detect", logs.to_str().unwrap(), "--state", state.to_str().unwrap()];
+    let args = [
+        "detect",
+        logs.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ];
     for _ in 0..2 {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(0));
-        assert!(text(&o.stderr).contains("read failed"), "tried again: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("read failed"),
+            "tried again: {}",
+            text(&o.stderr)
+        );
     }
     // A second run while one holds the state file is refused.
     let mut holder = bin()
-        .args(["detect", logs.to_str().unwrap(), "--state", state.to_str().unwrap(), "--follow", "--poll", "1", "-q"])
+        .args([
+            "detect",
+            logs.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--follow",
+            "--poll",
+            "1",
+            "-q",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -332,46 +554,124 @@ fn one_run_at_a_time_per_state_file_and_unread_files_are_retried() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert_eq!(second.status.code(), Some(1));
-    assert!(text(&second.stderr).contains("another credwarden run is using the state file"), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stderr).contains("another credwarden run is using the state file"),
+        "{}",
+        text(&second.stderr)
+    );
 }
 
 #[test]
 fn baseline_build_makes_history_the_baseline() {
     let dir = tempfile::tempdir().unwrap();
     let call = |min: u32, id: &str, source: &str, name: &str, region: &str| {
-        let t = format!("2024-05-0{}T{:02}:{:02}:00Z", 1 + min / 1440, (min / 60) % 24, min % 60);
+        let t = format!(
+            "2024-05-0{}T{:02}:{:02}:00Z",
+            1 + min / 1440,
+            (min / 60) % 24,
+            min % 60
+        );
         format!(
             r#"{{"eventTime":"{t}","eventSource":"{source}","eventName":"{name}","eventID":"{id}","awsRegion":"{region}","sourceIPAddress":"54.1.2.3","userAgent":"aws-sdk-go","recipientAccountId":"111122223333","userIdentity":{{"type":"AssumedRole","accessKeyId":"ASIAAPP","arn":"arn:aws:sts::111122223333:assumed-role/app/s","sessionContext":{{"sessionIssuer":{{"type":"Role","arn":"arn:aws:iam::111122223333:role/app"}}}}}}}}"#
         )
     };
-    let history: String = (0..60).map(|i| call(i, &format!("h{i}"), "dynamodb.amazonaws.com", "GetItem", "us-east-1") + "\n").collect();
-    let mut today: String = (0..30).map(|i| call(1500 + i, &format!("t{i}"), "dynamodb.amazonaws.com", "GetItem", "us-east-1") + "\n").collect();
+    let history: String = (0..60)
+        .map(|i| {
+            call(
+                i,
+                &format!("h{i}"),
+                "dynamodb.amazonaws.com",
+                "GetItem",
+                "us-east-1",
+            ) + "\n"
+        })
+        .collect();
+    let mut today: String = (0..30)
+        .map(|i| {
+            call(
+                1500 + i,
+                &format!("t{i}"),
+                "dynamodb.amazonaws.com",
+                "GetItem",
+                "us-east-1",
+            ) + "\n"
+        })
+        .collect();
     today.push_str(&(call(1531, "x1", "s3.amazonaws.com", "ListBuckets", "eu-north-1") + "\n"));
-    today.extend((0..40).map(|i| call(1535 + i, &format!("u{i}"), "dynamodb.amazonaws.com", "GetItem", "us-east-1") + "\n"));
-    let (hist, new) = (dir.path().join("history.jsonl"), dir.path().join("today.jsonl"));
+    today.extend((0..40).map(|i| {
+        call(
+            1535 + i,
+            &format!("u{i}"),
+            "dynamodb.amazonaws.com",
+            "GetItem",
+            "us-east-1",
+        ) + "\n"
+    }));
+    let (hist, new) = (
+        dir.path().join("history.jsonl"),
+        dir.path().join("today.jsonl"),
+    );
     std::fs::write(&hist, history).unwrap();
     std::fs::write(&new, today).unwrap();
     let novelty = |out: &Output| {
         let mut d: Vec<String> = findings(out)
             .iter()
             .map(|f| f["detector"].as_str().unwrap().to_owned())
-            .filter(|d| ["recon-call", "new-role-behaviour", "unused-service", "unused-region"].contains(&d.as_str()))
+            .filter(|d| {
+                [
+                    "recon-call",
+                    "new-role-behaviour",
+                    "unused-service",
+                    "unused-region",
+                ]
+                .contains(&d.as_str())
+            })
             .collect();
         d.sort();
         d
     };
     // Without a baseline the role is still being learned: nothing is new yet.
-    let cold = run(&["detect", new.to_str().unwrap(), "--state", dir.path().join("cold.sqlite").to_str().unwrap()]);
+    let cold = run(&[
+        "detect",
+        new.to_str().unwrap(),
+        "--state",
+        dir.path().join("cold.sqlite").to_str().unwrap(),
+    ]);
     assert_eq!(cold.status.code(), Some(0));
     assert!(novelty(&cold).is_empty(), "{}", text(&cold.stdout));
     // With yesterday as the baseline, today's first ListBuckets in a new region stands out.
     let state = dir.path().join("warm.sqlite");
-    let built = run(&["baseline", "build", hist.to_str().unwrap(), "--state", state.to_str().unwrap()]);
+    let built = run(&[
+        "baseline",
+        "build",
+        hist.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ]);
     assert_eq!(built.status.code(), Some(0), "{}", text(&built.stderr));
-    assert!(text(&built.stderr).contains("60 records"), "{}", text(&built.stderr));
-    let warm = run(&["detect", new.to_str().unwrap(), "--state", state.to_str().unwrap()]);
+    assert!(
+        text(&built.stderr).contains("60 records"),
+        "{}",
+        text(&built.stderr)
+    );
+    let warm = run(&[
+        "detect",
+        new.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+    ]);
     assert_eq!(warm.status.code(), Some(0), "{}", text(&warm.stderr));
-    assert_eq!(novelty(&warm), ["new-role-behaviour", "recon-call", "unused-region", "unused-service"], "{}", text(&warm.stdout));
+    assert_eq!(
+        novelty(&warm),
+        [
+            "new-role-behaviour",
+            "recon-call",
+            "unused-region",
+            "unused-service"
+        ],
+        "{}",
+        text(&warm.stdout)
+    );
 }
 
 /// A loopback HTTP endpoint that refuses its first `fail_first` posts with 500, then accepts,
@@ -395,19 +695,32 @@ fn webhook_server(fail_first: usize) -> (String, std::sync::Arc<std::sync::Mutex
                 buf.extend_from_slice(&chunk[..n]);
                 let text = String::from_utf8_lossy(&buf).into_owned();
                 if let Some(h) = text.find("\r\n\r\n") {
-                    let len: usize =
-                        text[..h].lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())).unwrap_or(0);
+                    let len: usize = text[..h]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
                     if buf.len() >= h + 4 + len {
                         break Some(String::from_utf8_lossy(&buf[h + 4..h + 4 + len]).into_owned());
                     }
                 }
             };
             seen += 1;
-            let status = if seen <= fail_first { "500 Internal Server Error" } else { "200 OK" };
+            let status = if seen <= fail_first {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
             if status.starts_with("200") {
                 store.lock().unwrap().extend(body);
             }
-            let _ = conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+            let _ = conn.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
         }
     });
     (url, got)
@@ -417,10 +730,23 @@ fn webhook_server(fail_first: usize) -> (String, std::sync::Arc<std::sync::Mutex
 fn webhook_delivery_survives_failures_and_runs() {
     let dir = tempfile::tempdir().unwrap();
     let trail = dir.path().join("t.jsonl");
-    std::fs::write(&trail, format!("{}\n{}\n", instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"))).unwrap();
+    std::fs::write(
+        &trail,
+        format!(
+            "{}\n{}\n",
+            instance_call(1, "e1", "54.1.2.3"),
+            instance_call(30, "e2", "198.51.100.77")
+        ),
+    )
+    .unwrap();
     let state = dir.path().join("s.sqlite");
     // No --state: refused, a webhook needs the spool.
-    let refused = run(&["detect", trail.to_str().unwrap(), "--webhook", "http://127.0.0.1:9/"]);
+    let refused = run(&[
+        "detect",
+        trail.to_str().unwrap(),
+        "--webhook",
+        "http://127.0.0.1:9/",
+    ]);
     assert_eq!(refused.status.code(), Some(1));
     // The endpoint is down (nothing listens): the run ends anyway, the finding waits.
     let dead = {
@@ -429,29 +755,64 @@ fn webhook_delivery_survives_failures_and_runs() {
         drop(l);
         format!("http://{a}/hook")
     };
-    let first = run(&["detect", trail.to_str().unwrap(), "--state", state.to_str().unwrap(), "--webhook", &dead, "--webhook-wait", "2"]);
+    let first = run(&[
+        "detect",
+        trail.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--webhook",
+        &dead,
+        "--webhook-wait",
+        "2",
+    ]);
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
-    assert!(text(&first.stderr).contains("1 finding(s) wait in the spool"), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stderr).contains("1 finding(s) wait in the spool"),
+        "{}",
+        text(&first.stderr)
+    );
     assert_eq!(findings(&first).len(), 1);
     // Next run, the endpoint is up but fails twice: the finding arrives, once accepted.
     let (url, got) = webhook_server(2);
-    let second = run(&["detect", trail.to_str().unwrap(), "--state", state.to_str().unwrap(), "--webhook", &url, "--webhook-wait", "20"]);
+    let second = run(&[
+        "detect",
+        trail.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--webhook",
+        &url,
+        "--webhook-wait",
+        "20",
+    ]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
     assert!(findings(&second).is_empty(), "stdout does not repeat it");
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 1, "{got:?}");
     let posted: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
     assert_eq!(posted["source"]["ip"], "198.51.100.77");
-    assert!(!text(&second.stderr).contains("wait in the spool"), "{}", text(&second.stderr));
+    assert!(
+        !text(&second.stderr).contains("wait in the spool"),
+        "{}",
+        text(&second.stderr)
+    );
 }
 
 #[test]
 fn a_live_stdin_stream_yields_findings_before_it_ends() {
-    let mut child =
-        bin().args(["detect", "-", "--format", "jsonl", "--quiet"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = bin()
+        .args(["detect", "-", "--format", "jsonl", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    for line in [instance_call(1, "e1", "54.1.2.3"), instance_call(30, "e2", "198.51.100.77"), instance_call(59, "e3", "54.1.2.3")] {
+    for line in [
+        instance_call(1, "e1", "54.1.2.3"),
+        instance_call(30, "e2", "198.51.100.77"),
+        instance_call(59, "e3", "54.1.2.3"),
+    ] {
         stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
@@ -463,7 +824,9 @@ fn a_live_stdin_stream_yields_findings_before_it_ends() {
         let _ = stdout.read_line(&mut first);
         let _ = tx.send(first);
     });
-    let first = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("a finding while stdin is still open");
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a finding while stdin is still open");
     drop(stdin);
     child.wait().unwrap();
     assert!(first.contains("198.51.100.77"), "{first}");
@@ -491,21 +854,49 @@ fn role_ownership_from_inventory_tags() {
     let trail = dir.path().join("t.jsonl");
     std::fs::write(
         &trail,
-        format!("{}\n{}\n", pass("own", "arn:aws:iam::111122223333:role/web-frontend"), pass("foreign", "arn:aws:iam::111122223333:role/ops-admin")),
+        format!(
+            "{}\n{}\n",
+            pass("own", "arn:aws:iam::111122223333:role/web-frontend"),
+            pass("foreign", "arn:aws:iam::111122223333:role/ops-admin")
+        ),
     )
     .unwrap();
-    let out = run(&["detect", trail.to_str().unwrap(), "--inventory", inventory.to_str().unwrap(), "--detectors", "foreign-role-pass"]);
+    let out = run(&[
+        "detect",
+        trail.to_str().unwrap(),
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--detectors",
+        "foreign-role-pass",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let f = findings(&out);
     assert_eq!(f.len(), 1, "{}", text(&out.stdout));
     assert_eq!(f[0]["event_ids"][0], "foreign");
     assert_eq!(f[0]["details"]["role_owner"], "platform");
     // The AWS CLI's own example and a real account's export read cleanly (they carry no tags).
-    for name in ["get-account-authorization-details.awscli-example.json", "get-account-authorization-details.cloudmapper-demo.json"] {
+    for name in [
+        "get-account-authorization-details.awscli-example.json",
+        "get-account-authorization-details.cloudmapper-demo.json",
+    ] {
         let inv = corpora().join("iam").join(name);
-        let o = run(&["detect", trail.to_str().unwrap(), "--inventory", inv.to_str().unwrap(), "--detectors", "foreign-role-pass"]);
+        let o = run(&[
+            "detect",
+            trail.to_str().unwrap(),
+            "--inventory",
+            inv.to_str().unwrap(),
+            "--detectors",
+            "foreign-role-pass",
+        ]);
         assert_eq!(o.status.code(), Some(0), "{name}: {}", text(&o.stderr));
     }
-    let bogus = run(&["detect", trail.to_str().unwrap(), "--inventory", trail.to_str().unwrap(), "--detectors", "foreign-role-pass"]);
+    let bogus = run(&[
+        "detect",
+        trail.to_str().unwrap(),
+        "--inventory",
+        trail.to_str().unwrap(),
+        "--detectors",
+        "foreign-role-pass",
+    ]);
     assert_eq!(bogus.status.code(), Some(1));
 }

@@ -17,9 +17,17 @@ fn bin() -> Command {
 fn demo_finds_every_attack_and_nothing_on_benign_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = bin().args(["demo", "--out", out.to_str().unwrap(), "--records", "30000"]).output().unwrap();
+    let o = bin()
+        .args(["demo", "--out", out.to_str().unwrap(), "--records", "30000"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(
         stdout.contains("precision 1.000 (34 of 34 findings expected), recall 1.000 (34 of 34 expected findings made); findings on benign traffic: 0"),
         "{stdout}"
@@ -28,13 +36,27 @@ fn demo_finds_every_attack_and_nothing_on_benign_traffic() {
     // The data carries what real CloudTrail carries: digests to skip, duplicates to drop.
     assert!(stdout.contains("0 input errors"), "{stdout}");
     assert!(!stdout.contains(" 0 non-record files skipped"), "{stdout}");
-    assert!(!stdout.contains(" 0 duplicate deliveries removed"), "{stdout}");
+    assert!(
+        !stdout.contains(" 0 duplicate deliveries removed"),
+        "{stdout}"
+    );
     // Running again over an existing demo folder is fine; a foreign folder is refused.
-    assert_eq!(bin().args(["demo", "--out", out.to_str().unwrap(), "--records", "30000"]).output().unwrap().status.code(), Some(0));
+    assert_eq!(
+        bin()
+            .args(["demo", "--out", out.to_str().unwrap(), "--records", "30000"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
     let foreign = dir.path().join("mine");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("precious.txt"), "keep").unwrap();
-    let refused = bin().args(["demo", "--out", foreign.to_str().unwrap()]).output().unwrap();
+    let refused = bin()
+        .args(["demo", "--out", foreign.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(foreign.join("precious.txt").exists());
 }
@@ -48,7 +70,10 @@ fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
             }
         }
     }
@@ -61,7 +86,18 @@ fn generation_is_deterministic_per_seed() {
     let dir = tempfile::tempdir().unwrap();
     let gen = |name: &str, seed: &str| {
         let d = dir.path().join(name);
-        let o = bin().args(["demo", "--generate-only", d.to_str().unwrap(), "--records", "5000", "--seed", seed]).output().unwrap();
+        let o = bin()
+            .args([
+                "demo",
+                "--generate-only",
+                d.to_str().unwrap(),
+                "--records",
+                "5000",
+                "--seed",
+                seed,
+            ])
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(0));
         all_files(&d)
     };
@@ -123,7 +159,9 @@ fn baseline() -> &'static (Vec<PathBuf>, Vec<Finding>) {
 
 fn shuffle<T>(v: &mut [T], mut seed: u64) {
     for i in (1..v.len()).rev() {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         v.swap(i, (seed >> 33) as usize % (i + 1));
     }
 }

@@ -39,7 +39,13 @@ fn ids(output: &Path) -> Vec<String> {
     std::fs::read_to_string(output)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("broken line {l:?}: {e}"))["id"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("broken line {l:?}: {e}"))["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -50,17 +56,32 @@ fn killed_runs_deliver_every_finding_exactly_once() {
     credwarden::demo::write_dataset(&data, 5, 30_000).unwrap();
     let bin = env!("CARGO_BIN_EXE_credwarden");
 
-    let (clean_state, clean_out) = (dir.path().join("clean.sqlite"), dir.path().join("clean.jsonl"));
-    let status = Command::new(bin).args(detect_args(&data, &clean_state, &clean_out)).stdout(Stdio::null()).status().unwrap();
+    let (clean_state, clean_out) = (
+        dir.path().join("clean.sqlite"),
+        dir.path().join("clean.jsonl"),
+    );
+    let status = Command::new(bin)
+        .args(detect_args(&data, &clean_state, &clean_out))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
     let mut want = ids(&clean_out);
     assert!(want.len() >= 15, "the demo's findings: {}", want.len());
 
-    let (state, out) = (dir.path().join("killed.sqlite"), dir.path().join("killed.jsonl"));
+    let (state, out) = (
+        dir.path().join("killed.sqlite"),
+        dir.path().join("killed.jsonl"),
+    );
     let mut kills = 0;
     let mut delay_ms: u64 = 40;
     loop {
-        let mut child = Command::new(bin).args(detect_args(&data, &state, &out)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = Command::new(bin)
+            .args(detect_args(&data, &state, &out))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         if child.try_wait().unwrap().is_some() {
             assert!(child.wait().unwrap().success());
@@ -73,7 +94,10 @@ fn killed_runs_deliver_every_finding_exactly_once() {
         delay_ms = 40 + (delay_ms * 7 + 13) % 160 + kills * 10;
         assert!(kills < 200, "never finished");
     }
-    assert!(kills >= 3, "the test must really interrupt runs (killed {kills} times)");
+    assert!(
+        kills >= 3,
+        "the test must really interrupt runs (killed {kills} times)"
+    );
 
     let mut got = ids(&out);
     let mut counts: HashMap<&String, usize> = HashMap::new();
@@ -81,7 +105,10 @@ fn killed_runs_deliver_every_finding_exactly_once() {
         *counts.entry(id).or_default() += 1;
     }
     let dupes: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dupes.is_empty(), "delivered more than once after {kills} kills: {dupes:?}");
+    assert!(
+        dupes.is_empty(),
+        "delivered more than once after {kills} kills: {dupes:?}"
+    );
     got.sort();
     want.sort();
     assert_eq!(got, want, "after {kills} kills");

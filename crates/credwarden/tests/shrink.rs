@@ -14,7 +14,10 @@ fn credwarden(moto: &Moto, args: &[&str]) -> Output {
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-test")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/credwarden-test",
+        )
         .env("CREDWARDEN_TEST_MOTO", &moto.url)
         .output()
         .unwrap()
@@ -50,7 +53,13 @@ attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=rol
 print(json.dumps({"inline": inline, "attached": attached}, sort_keys=True))
 "#;
 
-fn record(role: &str, source: &str, name: &str, error: Option<&str>, id: usize) -> serde_json::Value {
+fn record(
+    role: &str,
+    source: &str,
+    name: &str,
+    error: Option<&str>,
+    id: usize,
+) -> serde_json::Value {
     let mut r = serde_json::json!({
         "eventVersion": "1.08", "eventTime": format!("2027-05-15T10:{:02}:00Z", id % 60), "eventSource": source, "eventName": name,
         "awsRegion": "us-east-1", "sourceIPAddress": "10.0.0.5", "userAgent": "aws-cli/2", "eventID": format!("e-{id}"), "eventType": "AwsApiCall",
@@ -70,7 +79,13 @@ fn plan_apply_rollback_on_moto() {
     let moto = Moto::start();
     let kw = BOTO3_KW;
     moto.python(&SEED.replace("KW)", &format!("{kw})")), &[]);
-    let state = |role: &str| -> serde_json::Value { serde_json::from_str(moto.python(&STATE.replace("KW)", &format!("{kw})")), &[role]).trim()).unwrap() };
+    let state = |role: &str| -> serde_json::Value {
+        serde_json::from_str(
+            moto.python(&STATE.replace("KW)", &format!("{kw})")), &[role])
+                .trim(),
+        )
+        .unwrap()
+    };
     let original_app = state("app");
     let original_idle = state("idle");
 
@@ -79,18 +94,37 @@ fn plan_apply_rollback_on_moto() {
     let records = vec![
         record("app", "ec2.amazonaws.com", "DescribeInstances", None, 1),
         record("app", "s3.amazonaws.com", "ListBuckets", None, 2),
-        record("app", "ec2.amazonaws.com", "TerminateInstances", Some("Client.UnauthorizedOperation"), 3),
+        record(
+            "app",
+            "ec2.amazonaws.com",
+            "TerminateInstances",
+            Some("Client.UnauthorizedOperation"),
+            3,
+        ),
         record("ops", "s3.amazonaws.com", "GetBucketLocation", None, 4),
         record("ops", "ec2.amazonaws.com", "DescribeVolumes", None, 5),
     ];
     // The trail spans the whole window (the plan refuses a CloudTrail that does not).
     let mut records = records;
-    for (i, t) in ["2027-03-03T12:00:00Z", "2027-05-31T12:00:00Z"].iter().enumerate() {
-        let mut r = record("ops", "sts.amazonaws.com", "GetCallerIdentity", None, 10 + i);
+    for (i, t) in ["2027-03-03T12:00:00Z", "2027-05-31T12:00:00Z"]
+        .iter()
+        .enumerate()
+    {
+        let mut r = record(
+            "ops",
+            "sts.amazonaws.com",
+            "GetCallerIdentity",
+            None,
+            10 + i,
+        );
         r["eventTime"] = (*t).into();
         records.push(r);
     }
-    std::fs::write(p("trail.json"), serde_json::json!({ "Records": records }).to_string()).unwrap();
+    std::fs::write(
+        p("trail.json"),
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .unwrap();
     std::fs::write(
         p("idle-advisor.json"),
         r#"{"JobStatus": "COMPLETED", "IsTruncated": false, "ServicesLastAccessed": [
@@ -119,59 +153,185 @@ fn plan_apply_rollback_on_moto() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
-    assert!(shown.contains("== app (shrink)") && shown.contains("== idle (to zero)") && shown.contains("== keep-me (skipped): opted out"), "{shown}");
-    assert!(shown.lines().any(|l| l.starts_with('-') && l.contains("ec2:TerminateInstances")), "{shown}");
-    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("plan.json")).unwrap()).unwrap();
-    let app = plan["roles"].as_array().unwrap().iter().find(|r| r["role"] == "app").unwrap();
-    let removed: Vec<&str> = app["removed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(
+        shown.contains("== app (shrink)")
+            && shown.contains("== idle (to zero)")
+            && shown.contains("== keep-me (skipped): opted out"),
+        "{shown}"
+    );
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with('-') && l.contains("ec2:TerminateInstances")),
+        "{shown}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("plan.json")).unwrap()).unwrap();
+    let app = plan["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "app")
+        .unwrap();
+    let removed: Vec<&str> = app["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(
         removed,
-        ["ec2:DescribeVolumes", "ec2:TerminateInstances", "iam:PassRole", "s3:GetBucketLocation"],
+        [
+            "ec2:DescribeVolumes",
+            "ec2:TerminateInstances",
+            "iam:PassRole",
+            "s3:GetBucketLocation"
+        ],
         "denied calls are not use; PassRole follows its consumers"
     );
-    assert!(app["kept_unknown"]["sqs:SendMessage"].is_string() && app["kept_unknown"]["s3:GetObject"].is_string(), "{app}");
+    assert!(
+        app["kept_unknown"]["sqs:SendMessage"].is_string()
+            && app["kept_unknown"]["s3:GetObject"].is_string(),
+        "{app}"
+    );
 
     // Announce it: one notice per affected role; the announced plan waits for its date.
-    let out =
-        credwarden(&moto, &["shrink", "schedule", "--plan", &p("plan.json"), "--days", "7", "--now", "2027-06-01T00:00:00Z", "--output", &p("announced.json")]);
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "schedule",
+            "--plan",
+            &p("plan.json"),
+            "--days",
+            "7",
+            "--now",
+            "2027-06-01T00:00:00Z",
+            "--output",
+            &p("announced.json"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let notices: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let notices: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(notices.len(), 2, "app and idle: {notices:?}");
-    assert!(notices.iter().all(|n| n["detector"] == "shrink-scheduled" && n["summary"].as_str().unwrap().contains("2027-06-08")));
+    assert!(notices.iter().all(|n| n["detector"] == "shrink-scheduled"
+        && n["summary"].as_str().unwrap().contains("2027-06-08")));
     let early = credwarden(
         &moto,
-        &["shrink", "apply", "--plan", &p("announced.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url, "--now", "2027-06-02T00:00:00Z"],
+        &[
+            "shrink",
+            "apply",
+            "--plan",
+            &p("announced.json"),
+            "--state",
+            &p("state.sqlite"),
+            "--endpoint-url",
+            &moto.url,
+            "--now",
+            "2027-06-02T00:00:00Z",
+        ],
     );
     assert_eq!(early.status.code(), Some(1));
-    assert!(text(&early.stderr).contains("may not be applied before"), "{}", text(&early.stderr));
+    assert!(
+        text(&early.stderr).contains("may not be applied before"),
+        "{}",
+        text(&early.stderr)
+    );
 
     // Apply: through the IAM API, previous policies recorded first.
     let out = credwarden(
         &moto,
-        &["shrink", "apply", "--plan", &p("announced.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url, "--now", "2027-06-09T00:00:00Z"],
+        &[
+            "shrink",
+            "apply",
+            "--plan",
+            &p("announced.json"),
+            "--state",
+            &p("state.sqlite"),
+            "--endpoint-url",
+            &moto.url,
+            "--now",
+            "2027-06-09T00:00:00Z",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let applied = text(&out.stdout);
-    assert!(applied.contains("app: applied (4 permission(s) removed)") && applied.contains("idle: applied"), "{applied}");
+    assert!(
+        applied.contains("app: applied (4 permission(s) removed)")
+            && applied.contains("idle: applied"),
+        "{applied}"
+    );
     let app_now = state("app");
-    assert_eq!(app_now["attached"], serde_json::json!([]), "the shared managed policy is detached, never edited");
-    let work = app_now["inline"]["app-inline"]["Statement"].as_array().unwrap();
+    assert_eq!(
+        app_now["attached"],
+        serde_json::json!([]),
+        "the shared managed policy is detached, never edited"
+    );
+    let work = app_now["inline"]["app-inline"]["Statement"]
+        .as_array()
+        .unwrap();
     let actions = work.iter().find(|s| s["Sid"] == "Work").unwrap()["Action"].to_string();
     assert!(
-        actions.contains("ec2:DescribeInstances") && actions.contains("sqs:SendMessage") && !actions.contains("Terminate") && !actions.contains("PassRole"),
+        actions.contains("ec2:DescribeInstances")
+            && actions.contains("sqs:SendMessage")
+            && !actions.contains("Terminate")
+            && !actions.contains("PassRole"),
         "{actions}"
     );
-    assert!(work.iter().any(|s| s["Sid"] == "NeverProd" && s["Effect"] == "Deny"), "Deny statements stay");
+    assert!(
+        work.iter()
+            .any(|s| s["Sid"] == "NeverProd" && s["Effect"] == "Deny"),
+        "Deny statements stay"
+    );
     let copy = app_now["inline"]["credwarden-shared-read"]["Statement"][0]["Action"].to_string();
-    assert!(copy.contains("s3:ListAllMyBuckets") && copy.contains("s3:GetObject") && !copy.contains("GetBucketLocation"), "{copy}");
-    assert_eq!(state("idle"), serde_json::json!({"attached": [], "inline": {}}), "the unused role converges to zero");
+    assert!(
+        copy.contains("s3:ListAllMyBuckets")
+            && copy.contains("s3:GetObject")
+            && !copy.contains("GetBucketLocation"),
+        "{copy}"
+    );
+    assert_eq!(
+        state("idle"),
+        serde_json::json!({"attached": [], "inline": {}}),
+        "the unused role converges to zero"
+    );
     // A second apply finds the roles changed since the plan and leaves them alone.
-    let out = credwarden(&moto, &["shrink", "apply", "--plan", &p("plan.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url]);
-    assert!(text(&out.stdout).contains("app: skipped: its policies changed"), "{}", text(&out.stdout));
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "apply",
+            "--plan",
+            &p("plan.json"),
+            "--state",
+            &p("state.sqlite"),
+            "--endpoint-url",
+            &moto.url,
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("app: skipped: its policies changed"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // Roll back: the originals, exactly.
     for role in ["app", "idle"] {
-        let out = credwarden(&moto, &["shrink", "rollback", role, "--state", &p("state.sqlite"), "--endpoint-url", &moto.url]);
+        let out = credwarden(
+            &moto,
+            &[
+                "shrink",
+                "rollback",
+                role,
+                "--state",
+                &p("state.sqlite"),
+                "--endpoint-url",
+                &moto.url,
+            ],
+        );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
     let norm = |v: serde_json::Value| -> serde_json::Value {
@@ -180,7 +340,13 @@ fn plan_apply_rollback_on_moto() {
             .as_object()
             .unwrap()
             .iter()
-            .map(|(k, d)| (k.clone(), serde_json::from_str(&iam::Policy::from_value(d).unwrap().to_compact_json()).unwrap()))
+            .map(|(k, d)| {
+                (
+                    k.clone(),
+                    serde_json::from_str(&iam::Policy::from_value(d).unwrap().to_compact_json())
+                        .unwrap(),
+                )
+            })
             .collect();
         serde_json::json!({"inline": inline, "attached": v["attached"]})
     };
@@ -193,12 +359,34 @@ fn plan_apply_rollback_on_moto() {
     );
     let out = credwarden(
         &moto,
-        &["shrink", "apply", "--plan", &p("announced.json"), "--state", &p("state.sqlite"), "--endpoint-url", &moto.url, "--now", "2027-06-09T00:00:00Z"],
+        &[
+            "shrink",
+            "apply",
+            "--plan",
+            &p("announced.json"),
+            "--state",
+            &p("state.sqlite"),
+            "--endpoint-url",
+            &moto.url,
+            "--now",
+            "2027-06-09T00:00:00Z",
+        ],
     );
-    assert!(text(&out.stdout).contains("app: skipped: opted out"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("app: skipped: opted out"),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(norm(state("app")), norm(original_app));
-    let out = credwarden(&moto, &["shrink", "history", "app", "--state", &p("state.sqlite")]);
-    assert!(text(&out.stdout).lines().count() >= 2 && text(&out.stdout).contains("before shrink"), "{}", text(&out.stdout));
+    let out = credwarden(
+        &moto,
+        &["shrink", "history", "app", "--state", &p("state.sqlite")],
+    );
+    assert!(
+        text(&out.stdout).lines().count() >= 2 && text(&out.stdout).contains("before shrink"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -223,56 +411,136 @@ print(iam.create_access_key(UserName="ci")["AccessKey"]["AccessKeyId"])
             .to_owned()
     };
     // Half a year on, the key was never used.
-    let out = credwarden(&moto, &["keys", "audit", "--live", "--endpoint-url", &moto.url, "--now", "2027-06-01T00:00:00Z", "--apply"]);
+    let out = credwarden(
+        &moto,
+        &[
+            "keys",
+            "audit",
+            "--live",
+            "--endpoint-url",
+            &moto.url,
+            "--now",
+            "2027-06-01T00:00:00Z",
+            "--apply",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = text(&out.stdout);
-    assert!(s.contains("ci key 1: ") && s.contains("never used") && s.contains("[deactivate]"), "{s}");
-    assert!(s.contains(&format!("deactivated ci key {key} (undo: credwarden keys reactivate ci {key})")), "{s}");
+    assert!(
+        s.contains("ci key 1: ") && s.contains("never used") && s.contains("[deactivate]"),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!(
+            "deactivated ci key {key} (undo: credwarden keys reactivate ci {key})"
+        )),
+        "{s}"
+    );
     assert_eq!(status(), "Inactive");
-    let out = credwarden(&moto, &["keys", "reactivate", "ci", key, "--endpoint-url", &moto.url]);
+    let out = credwarden(
+        &moto,
+        &["keys", "reactivate", "ci", key, "--endpoint-url", &moto.url],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(status(), "Active");
     // The documented AWS example has no Content: a clear error, not an empty audit.
-    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/iam/get-credential-report.awscli-example.json");
-    let out = credwarden(&moto, &["keys", "audit", "--credential-report", example.to_str().unwrap()]);
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpora/iam/get-credential-report.awscli-example.json");
+    let out = credwarden(
+        &moto,
+        &[
+            "keys",
+            "audit",
+            "--credential-report",
+            example.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no Content"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no Content"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn one_role_per_person_from_session_names() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
-    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/authorization-details.json");
+    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/authorization-details.json");
     let mut alice = record("deployer", "ec2.amazonaws.com", "RunInstances", None, 1);
     alice["userIdentity"]["arn"] = "arn:aws:sts::123456789012:assumed-role/deployer/alice".into();
-    let mut bob = record("deployer", "ec2.amazonaws.com", "DescribeInstances", None, 2);
+    let mut bob = record(
+        "deployer",
+        "ec2.amazonaws.com",
+        "DescribeInstances",
+        None,
+        2,
+    );
     bob["userIdentity"]["arn"] = "arn:aws:sts::123456789012:assumed-role/deployer/bob".into();
     bob["userIdentity"]["sessionContext"]["sourceIdentity"] = "bob@example.com".into();
     for r in [&mut alice, &mut bob] {
-        r["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] = "arn:aws:iam::111122223333:role/deployer".into();
+        r["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] =
+            "arn:aws:iam::111122223333:role/deployer".into();
     }
-    std::fs::write(p("trail.json"), serde_json::json!({"Records": [alice, bob]}).to_string()).unwrap();
+    std::fs::write(
+        p("trail.json"),
+        serde_json::json!({"Records": [alice, bob]}).to_string(),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_credwarden"))
-        .args(["shrink", "per-user", "deployer", "--inventory", data.to_str().unwrap(), "--cloudtrail", &p("trail.json"), "--output-dir", &p("roles")])
+        .args([
+            "shrink",
+            "per-user",
+            "deployer",
+            "--inventory",
+            data.to_str().unwrap(),
+            "--cloudtrail",
+            &p("trail.json"),
+            "--output-dir",
+            &p("roles"),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = text(&out.stdout);
-    assert!(s.contains("alice: 2 action(s) used → proposed role deployer-alice") && s.contains("bob@example.com: 1 action(s) used"), "{s}");
-    let alice: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("roles/deployer-alice.json")).unwrap()).unwrap();
+    assert!(
+        s.contains("alice: 2 action(s) used → proposed role deployer-alice")
+            && s.contains("bob@example.com: 1 action(s) used"),
+        "{s}"
+    );
+    let alice: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("roles/deployer-alice.json")).unwrap(),
+    )
+    .unwrap();
     let actions = alice["PolicyDocument"]["Statement"].to_string();
     assert!(actions.contains("ec2:RunInstances"), "{alice}");
-    assert!(alice["AssumeRolePolicyDocument"]["Statement"].to_string().contains("codebuild.amazonaws.com"), "the trust policy is carried over");
-    let bob: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("roles/deployer-bob@example.com.json")).unwrap()).unwrap();
-    assert!(!bob["PolicyDocument"].to_string().contains("RunInstances"), "{bob}");
+    assert!(
+        alice["AssumeRolePolicyDocument"]["Statement"]
+            .to_string()
+            .contains("codebuild.amazonaws.com"),
+        "the trust policy is carried over"
+    );
+    let bob: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("roles/deployer-bob@example.com.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        !bob["PolicyDocument"].to_string().contains("RunInstances"),
+        "{bob}"
+    );
 }
 
 #[test]
 fn unused_directory_memberships_are_pruned() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
-    std::fs::write(p("directory.json"), r#"{"users": {"alice": ["payments", "search"], "bob": ["payments"], "carol": ["search"]}}"#).unwrap();
+    std::fs::write(
+        p("directory.json"),
+        r#"{"users": {"alice": ["payments", "search"], "bob": ["payments"], "carol": ["search"]}}"#,
+    )
+    .unwrap();
     std::fs::write(
         p("broker.toml"),
         format!(
@@ -313,33 +581,72 @@ egress = ["198.51.100.0/24"]
         ..Default::default()
     };
     let mut store = store;
-    store.audit_append_batch(&[grant("alice", now - 5 * day), grant("bob", now - 300 * day)]).unwrap();
+    store
+        .audit_append_batch(&[grant("alice", now - 5 * day), grant("bob", now - 300 * day)])
+        .unwrap();
     drop(store);
     // Carol used the search role through a broker session (source identity carol) last week.
     let mut r = record("search-admin", "s3.amazonaws.com", "ListBuckets", None, 1);
     r["eventTime"] = "2027-05-25T10:00:00Z".into();
-    r["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] = "arn:aws:iam::444455556666:role/search-admin".into();
+    r["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] =
+        "arn:aws:iam::444455556666:role/search-admin".into();
     r["userIdentity"]["sessionContext"]["sourceIdentity"] = "carol".into();
-    std::fs::write(p("trail.json"), serde_json::json!({"Records": [r]}).to_string()).unwrap();
+    std::fs::write(
+        p("trail.json"),
+        serde_json::json!({"Records": [r]}).to_string(),
+    )
+    .unwrap();
     let (config, trail) = (p("broker.toml"), p("trail.json"));
     let run = |apply: bool| {
-        let mut args = vec!["access", "prune", "--broker-config", &config, "--cloudtrail", &trail, "--now", "2027-06-01T00:00:00Z"];
+        let mut args = vec![
+            "access",
+            "prune",
+            "--broker-config",
+            &config,
+            "--cloudtrail",
+            &trail,
+            "--now",
+            "2027-06-01T00:00:00Z",
+        ];
         if apply {
             args.push("--apply");
         }
-        Command::new(env!("CARGO_BIN_EXE_credwarden")).args(&args).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_credwarden"))
+            .args(&args)
+            .output()
+            .unwrap()
     };
     let out = run(false);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = text(&out.stdout);
-    assert!(s.contains("remove alice from search (never used") && s.contains("remove bob from payments (last used"), "{s}");
-    assert!(!s.contains("alice from payments") && !s.contains("carol"), "{s}");
-    assert!(std::fs::read_to_string(p("directory.json")).unwrap().contains("\"search\"], \"bob\""), "nothing written without --apply");
+    assert!(
+        s.contains("remove alice from search (never used")
+            && s.contains("remove bob from payments (last used"),
+        "{s}"
+    );
+    assert!(
+        !s.contains("alice from payments") && !s.contains("carol"),
+        "{s}"
+    );
+    assert!(
+        std::fs::read_to_string(p("directory.json"))
+            .unwrap()
+            .contains("\"search\"], \"bob\""),
+        "nothing written without --apply"
+    );
     let out = run(true);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let d: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p("directory.json")).unwrap()).unwrap();
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("directory.json")).unwrap()).unwrap();
     assert_eq!(d["users"]["alice"], serde_json::json!(["payments"]));
     assert_eq!(d["users"]["bob"], serde_json::json!([]));
     assert_eq!(d["users"]["carol"], serde_json::json!(["search"]));
-    assert!(std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("before-prune")), "the old directory is kept");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("before-prune")),
+        "the old directory is kept"
+    );
 }

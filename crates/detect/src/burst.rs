@@ -108,17 +108,24 @@ pub struct EnumerationBurstDetector {
 
 impl EnumerationBurstDetector {
     pub fn new(cfg: BurstConfig) -> Self {
-        EnumerationBurstDetector { cfg, open: FastMap::default(), timers: Timers::default() }
+        EnumerationBurstDetector {
+            cfg,
+            open: FastMap::default(),
+            timers: Timers::default(),
+        }
     }
 }
 
 /// Judge a closed cluster: the finding, if it is a burst.
 fn judge(cfg: &BurstConfig, who: &str, mut c: Cluster) -> Option<Finding> {
-    c.denials.sort_by(|a, b| (a.time, &a.event_id).cmp(&(b.time, &b.event_id)));
+    c.denials
+        .sort_by(|a, b| (a.time, &a.event_id).cmp(&(b.time, &b.event_id)));
     let d = &c.denials;
     // Rate: the first denial that completes `rate_threshold` within the rate window.
-    let rate_hit =
-        (cfg.rate_threshold.max(1) - 1..d.len()).find(|&i| d[i].time.millis() - d[i + 1 - cfg.rate_threshold.max(1)].time.millis() <= cfg.rate_window_ms);
+    let rate_hit = (cfg.rate_threshold.max(1) - 1..d.len()).find(|&i| {
+        d[i].time.millis() - d[i + 1 - cfg.rate_threshold.max(1)].time.millis()
+            <= cfg.rate_window_ms
+    });
     // Spread: the first denial at which the spread window holds enough actions and services.
     let mut spread_hit = None;
     let mut lo = 0;
@@ -127,7 +134,8 @@ fn judge(cfg: &BurstConfig, who: &str, mut c: Cluster) -> Option<Finding> {
             lo += 1;
         }
         let window = &d[lo..=hi];
-        let mut actions: Vec<(&str, &str)> = window.iter().map(|x| (&*x.service, &*x.action)).collect();
+        let mut actions: Vec<(&str, &str)> =
+            window.iter().map(|x| (&*x.service, &*x.action)).collect();
         actions.sort_unstable();
         actions.dedup();
         let mut services: Vec<&str> = actions.iter().map(|a| a.0).collect();
@@ -145,10 +153,22 @@ fn judge(cfg: &BurstConfig, who: &str, mut c: Cluster) -> Option<Finding> {
     };
     let first = d.first()?;
     let last = d.last()?;
-    let mut actions: Vec<String> = d.iter().map(|x| format!("{}:{}", x.service.trim_end_matches(".amazonaws.com"), x.action)).collect();
+    let mut actions: Vec<String> = d
+        .iter()
+        .map(|x| {
+            format!(
+                "{}:{}",
+                x.service.trim_end_matches(".amazonaws.com"),
+                x.action
+            )
+        })
+        .collect();
     actions.sort();
     actions.dedup();
-    let mut services: Vec<&str> = d.iter().map(|x| x.service.trim_end_matches(".amazonaws.com")).collect();
+    let mut services: Vec<&str> = d
+        .iter()
+        .map(|x| x.service.trim_end_matches(".amazonaws.com"))
+        .collect();
     services.sort_unstable();
     services.dedup();
     let mut codes: Vec<&str> = d.iter().map(|x| &*x.code).collect();
@@ -156,7 +176,11 @@ fn judge(cfg: &BurstConfig, who: &str, mut c: Cluster) -> Option<Finding> {
     codes.dedup();
     let total = d.len() as u64 + c.dropped;
     let t = &d[trigger];
-    let severity = if shape == "spread" { Severity::High } else { Severity::Medium };
+    let severity = if shape == "spread" {
+        Severity::High
+    } else {
+        Severity::Medium
+    };
     let span = (last.time.millis() - first.time.millis()) as f64 / 1000.0;
     let who_display = c.principal.as_deref().unwrap_or(who);
     let mut sources: Vec<&str> = d.iter().map(|x| x.source.as_str()).collect();
@@ -197,12 +221,21 @@ impl Detector for EnumerationBurstDetector {
     }
 
     fn observe(&mut self, r: &Record, out: &mut Vec<Finding>) {
-        let Some(code) = r.error_code.as_deref() else { return };
+        let Some(code) = r.error_code.as_deref() else {
+            return;
+        };
         if !is_denial(code) {
             return;
         }
         let id = &r.identity;
-        let Some(who) = id.access_key_id.as_deref().or(id.arn.as_deref()).or(id.principal_id.as_deref()) else { return };
+        let Some(who) = id
+            .access_key_id
+            .as_deref()
+            .or(id.arn.as_deref())
+            .or(id.principal_id.as_deref())
+        else {
+            return;
+        };
         let denial = Denial {
             time: r.event_time,
             event_id: r.event_id.clone().unwrap_or_default(),
@@ -213,16 +246,21 @@ impl Detector for EnumerationBurstDetector {
             user_agent: r.user_agent.clone(),
             region: r.aws_region.clone(),
         };
-        let (gap, max_span, lateness) = (self.cfg.gap_ms, self.cfg.max_span_ms, self.cfg.lateness_ms);
+        let (gap, max_span, lateness) =
+            (self.cfg.gap_ms, self.cfg.max_span_ms, self.cfg.lateness_ms);
         let t = r.event_time;
         let clusters = self.open.entry(who.into()).or_default();
         // A cluster that has gone on too long is judged now and a new one begun.
-        if let Some(i) = clusters.iter().position(|c| t.millis() - c.first.millis() > max_span && t.millis() <= c.last.millis() + gap) {
+        if let Some(i) = clusters.iter().position(|c| {
+            t.millis() - c.first.millis() > max_span && t.millis() <= c.last.millis() + gap
+        }) {
             let c = clusters.swap_remove(i);
             out.extend(judge(&self.cfg, who, c));
         }
         let clusters = self.open.get_mut(who).expect("inserted above");
-        let i = match clusters.iter().position(|c| t.millis() >= c.first.millis() - gap && t.millis() <= c.last.millis() + gap) {
+        let i = match clusters.iter().position(|c| {
+            t.millis() >= c.first.millis() - gap && t.millis() <= c.last.millis() + gap
+        }) {
             Some(i) => i,
             None => {
                 clusters.push(Cluster {
@@ -248,8 +286,15 @@ impl Detector for EnumerationBurstDetector {
         // A late denial can bridge two clusters: merge them, as in time order they were one.
         let mut i = i;
         loop {
-            let (lo, hi) = (clusters[i].first.millis() - gap, clusters[i].last.millis() + gap);
-            let Some(j) = (0..clusters.len()).find(|&j| j != i && clusters[j].first.millis() <= hi && clusters[j].last.millis() >= lo) else { break };
+            let (lo, hi) = (
+                clusters[i].first.millis() - gap,
+                clusters[i].last.millis() + gap,
+            );
+            let Some(j) = (0..clusters.len()).find(|&j| {
+                j != i && clusters[j].first.millis() <= hi && clusters[j].last.millis() >= lo
+            }) else {
+                break;
+            };
             let other = clusters.swap_remove(j);
             if i == clusters.len() {
                 i = j; // swap_remove moved cluster `i` (the last) into slot `j`
@@ -273,7 +318,9 @@ impl Detector for EnumerationBurstDetector {
     fn advance(&mut self, watermark: EventTime, out: &mut Vec<Finding>) {
         let settle = self.cfg.gap_ms + self.cfg.lateness_ms;
         while let Some((_, who)) = self.timers.pop_due(watermark) {
-            let Some(clusters) = self.open.get_mut(&who) else { continue };
+            let Some(clusters) = self.open.get_mut(&who) else {
+                continue;
+            };
             let mut i = 0;
             while i < clusters.len() {
                 if clusters[i].last.plus_millis(settle) <= watermark {
@@ -290,7 +337,11 @@ impl Detector for EnumerationBurstDetector {
     }
 
     fn finish(&mut self, out: &mut Vec<Finding>) {
-        let mut all: Vec<(Text, Cluster)> = self.open.drain().flat_map(|(who, cs)| cs.into_iter().map(move |c| (who.clone(), c))).collect();
+        let mut all: Vec<(Text, Cluster)> = self
+            .open
+            .drain()
+            .flat_map(|(who, cs)| cs.into_iter().map(move |c| (who.clone(), c)))
+            .collect();
         all.sort_by(|a, b| (&a.0, a.1.first).cmp(&(&b.0, b.1.first)));
         for (who, c) in all {
             out.extend(judge(&self.cfg, &who, c));

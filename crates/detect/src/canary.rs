@@ -53,7 +53,11 @@ pub struct CanaryDetector {
 
 impl CanaryDetector {
     pub fn new(cfg: CanaryConfig) -> Self {
-        CanaryDetector { cfg, touches: FastMap::default(), timers: Timers::default() }
+        CanaryDetector {
+            cfg,
+            touches: FastMap::default(),
+            timers: Timers::default(),
+        }
     }
 
     fn is_key(c: &str) -> bool {
@@ -61,7 +65,9 @@ impl CanaryDetector {
     }
 
     fn judge(&mut self, canary: &Text, caller: &Text, out: &mut Vec<Finding>) {
-        let Some(t) = self.touches.get_mut(&(canary.clone(), caller.clone())) else { return };
+        let Some(t) = self.touches.get_mut(&(canary.clone(), caller.clone())) else {
+            return;
+        };
         if t.judged {
             return;
         }
@@ -101,11 +107,24 @@ impl Detector for CanaryDetector {
         let id = &r.identity;
         let mut arns: Vec<String> = r.resource_arns();
         arns.extend(id.session_issuer_arn.as_deref().map(str::to_owned));
-        arns.extend(r.issuance.as_ref().and_then(|i| i.role_arn.as_deref()).map(str::to_owned));
-        let caller: Text = id.access_key_id.clone().or(id.arn.clone()).or(id.principal_id.clone()).unwrap_or_else(|| "unknown".into());
+        arns.extend(
+            r.issuance
+                .as_ref()
+                .and_then(|i| i.role_arn.as_deref())
+                .map(str::to_owned),
+        );
+        let caller: Text = id
+            .access_key_id
+            .clone()
+            .or(id.arn.clone())
+            .or(id.principal_id.clone())
+            .unwrap_or_else(|| "unknown".into());
         for c in &self.cfg.canaries {
             let matched = if Self::is_key(c) {
-                id.access_key_id.as_deref().filter(|k| *k == c).map(str::to_owned)
+                id.access_key_id
+                    .as_deref()
+                    .filter(|k| *k == c)
+                    .map(str::to_owned)
             } else {
                 arns.iter().find(|a| glob_match(c, a)).cloned()
             };
@@ -116,7 +135,11 @@ impl Detector for CanaryDetector {
             let touch = || Touch {
                 time: r.event_time,
                 event_id: eid.into(),
-                event: format!("{}:{}", r.event_source.trim_end_matches(".amazonaws.com"), r.event_name),
+                event: format!(
+                    "{}:{}",
+                    r.event_source.trim_end_matches(".amazonaws.com"),
+                    r.event_name
+                ),
                 matched: matched.clone(),
                 principal: id.session_issuer_arn.clone().or(id.arn.clone()),
                 access_key: id.access_key_id.clone(),
@@ -135,7 +158,10 @@ impl Detector for CanaryDetector {
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(touch());
-                    self.timers.push(r.event_time.plus_millis(self.cfg.lateness_ms), (canary, caller.clone()));
+                    self.timers.push(
+                        r.event_time.plus_millis(self.cfg.lateness_ms),
+                        (canary, caller.clone()),
+                    );
                 }
             }
         }
@@ -167,7 +193,10 @@ impl Detector for CanaryDetector {
         // Canaries no longer declared are forgotten.
         let declared = |c: &Text| self.cfg.canaries.iter().any(|d| d.as_str() == &**c);
         let touches: Vec<((Text, Text), Touch)> = state_field(&mut state, "touches")?;
-        self.touches = touches.into_iter().filter(|((c, _), _)| declared(c)).collect();
+        self.touches = touches
+            .into_iter()
+            .filter(|((c, _), _)| declared(c))
+            .collect();
         self.timers = state_field(&mut state, "timers")?;
         let declared = |c: &Text| self.cfg.canaries.iter().any(|d| d.as_str() == &**c);
         self.timers.retain(|(c, _)| declared(c));
@@ -182,10 +211,22 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match("arn:aws:s3:::honey*", "arn:aws:s3:::honey-bucket/key"));
-        assert!(glob_match("arn:aws:iam::*:role/canary-?", "arn:aws:iam::1:role/canary-a"));
-        assert!(!glob_match("arn:aws:iam::*:role/canary-?", "arn:aws:iam::1:role/canary-ab"));
-        assert!(!glob_match("arn:aws:s3:::honey", "arn:aws:s3:::honey-bucket"));
+        assert!(glob_match(
+            "arn:aws:s3:::honey*",
+            "arn:aws:s3:::honey-bucket/key"
+        ));
+        assert!(glob_match(
+            "arn:aws:iam::*:role/canary-?",
+            "arn:aws:iam::1:role/canary-a"
+        ));
+        assert!(!glob_match(
+            "arn:aws:iam::*:role/canary-?",
+            "arn:aws:iam::1:role/canary-ab"
+        ));
+        assert!(!glob_match(
+            "arn:aws:s3:::honey",
+            "arn:aws:s3:::honey-bucket"
+        ));
         assert!(glob_match("*", ""));
         assert!(!glob_match("a*b", "ba"));
     }

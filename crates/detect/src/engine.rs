@@ -39,7 +39,13 @@ pub trait Detector: Send {
 /// Things to do at a point of event time (decide a source, expire a key), soonest first.
 /// Detectors keep their deferred work here and take what is due as the watermark moves.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(transparent, bound(serialize = "T: serde::Serialize", deserialize = "T: serde::Deserialize<'de>"))]
+#[serde(
+    transparent,
+    bound(
+        serialize = "T: serde::Serialize",
+        deserialize = "T: serde::Deserialize<'de>"
+    )
+)]
 pub struct Timers<T: Ord>(std::collections::BinaryHeap<std::cmp::Reverse<(EventTime, T)>>);
 
 impl<T: Ord> Default for Timers<T> {
@@ -55,7 +61,11 @@ impl<T: Ord> Timers<T> {
 
     /// The soonest item due at or before `watermark`, if any.
     pub fn pop_due(&mut self, watermark: EventTime) -> Option<(EventTime, T)> {
-        if self.0.peek().is_some_and(|std::cmp::Reverse((at, _))| *at <= watermark) {
+        if self
+            .0
+            .peek()
+            .is_some_and(|std::cmp::Reverse((at, _))| *at <= watermark)
+        {
             self.0.pop().map(|std::cmp::Reverse(x)| x)
         } else {
             None
@@ -73,9 +83,17 @@ impl<T: Ord> Timers<T> {
 }
 
 /// Take one field out of a saved state.
-pub fn state_field<T: serde::de::DeserializeOwned>(state: &mut serde_json::Value, name: &str) -> Result<T, String> {
-    serde_json::from_value(state.get_mut(name).map(serde_json::Value::take).ok_or_else(|| format!("saved state lacks `{name}`"))?)
-        .map_err(|e| format!("saved state field `{name}`: {e}"))
+pub fn state_field<T: serde::de::DeserializeOwned>(
+    state: &mut serde_json::Value,
+    name: &str,
+) -> Result<T, String> {
+    serde_json::from_value(
+        state
+            .get_mut(name)
+            .map(serde_json::Value::take)
+            .ok_or_else(|| format!("saved state lacks `{name}`"))?,
+    )
+    .map_err(|e| format!("saved state field `{name}`: {e}"))
 }
 
 /// Counters for the end-of-run summary.
@@ -122,7 +140,12 @@ impl Hasher for PreHashed {
 
 impl RecentEvents {
     fn new(window_ms: i64) -> Self {
-        RecentEvents { window_ms, hasher: FastState::default(), seen: HashSet::default(), order: VecDeque::new() }
+        RecentEvents {
+            window_ms,
+            hasher: FastState::default(),
+            seen: HashSet::default(),
+            order: VecDeque::new(),
+        }
     }
 
     /// True if this event id was already seen within the window.
@@ -165,7 +188,9 @@ pub const DEFAULT_LATENESS_MS: i64 = 15 * EventTime::MINUTE;
 
 impl Engine {
     pub fn new(detectors: Vec<Box<dyn Detector>>) -> Engine {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(i64::MAX / 2, |d| d.as_millis() as i64);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX / 2, |d| d.as_millis() as i64);
         Engine {
             detectors,
             watermark: None,
@@ -247,7 +272,10 @@ impl Engine {
 
     /// Restore what `save_state` gave. States of detectors not running now are ignored;
     /// detectors without a saved state start fresh.
-    pub fn restore_state(&mut self, states: Vec<(String, serde_json::Value)>) -> Result<(), String> {
+    pub fn restore_state(
+        &mut self,
+        states: Vec<(String, serde_json::Value)>,
+    ) -> Result<(), String> {
         for (name, mut state) in states {
             if name == ENGINE_STATE {
                 self.watermark = state_field(&mut state, "watermark")?;
@@ -259,7 +287,8 @@ impl Engine {
                 self.recent.seen = order.iter().map(|(_, k)| *k).collect();
                 self.recent.order = order;
             } else if let Some(d) = self.detectors.iter_mut().find(|d| d.name() == name) {
-                d.restore_state(state).map_err(|e| format!("detector {name}: {e}"))?;
+                d.restore_state(state)
+                    .map_err(|e| format!("detector {name}: {e}"))?;
             }
         }
         Ok(())

@@ -15,7 +15,9 @@ pub struct FastState {
 impl Default for FastState {
     fn default() -> Self {
         // RandomState carries the OS's randomness; use it to key ours.
-        FastState { key: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) }
+        FastState {
+            key: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+        }
     }
 }
 
@@ -47,7 +49,8 @@ impl Hasher for FastHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
-            self.h = (self.h.rotate_left(23) ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(M);
+            self.h = (self.h.rotate_left(23) ^ u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .wrapping_mul(M);
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
@@ -82,9 +85,19 @@ mod tests {
     #[test]
     fn keyed_and_spread() {
         let (a, b) = (FastState::default(), FastState::default());
-        assert_ne!(a.hash_one("ASIAEXAMPLE"), b.hash_one("ASIAEXAMPLE"), "keys differ per map");
+        assert_ne!(
+            a.hash_one("ASIAEXAMPLE"),
+            b.hash_one("ASIAEXAMPLE"),
+            "keys differ per map"
+        );
         assert_eq!(a.hash_one("ASIAEXAMPLE"), a.hash_one("ASIAEXAMPLE"));
-        let buckets: std::collections::HashSet<u64> = (0..10_000).map(|i| a.hash_one(format!("ASIA{i:016}")) >> 52).collect();
-        assert!(buckets.len() > 3_000, "top bits poorly spread: {}", buckets.len());
+        let buckets: std::collections::HashSet<u64> = (0..10_000)
+            .map(|i| a.hash_one(format!("ASIA{i:016}")) >> 52)
+            .collect();
+        assert!(
+            buckets.len() > 3_000,
+            "top bits poorly spread: {}",
+            buckets.len()
+        );
     }
 }

@@ -31,7 +31,10 @@ pub struct OwnershipMap {
 impl OwnershipMap {
     fn lookup<'a>(list: &'a [(String, String)], arn: &str) -> Option<&'a str> {
         // Exact entries (from role tags) first, then the longest pattern.
-        list.iter().filter(|(p, _)| glob_match(p, arn)).max_by_key(|(p, _)| (!p.contains(['*', '?']), p.len())).map(|(_, app)| app.as_str())
+        list.iter()
+            .filter(|(p, _)| glob_match(p, arn))
+            .max_by_key(|(p, _)| (!p.contains(['*', '?']), p.len()))
+            .map(|(_, app)| app.as_str())
     }
 
     pub fn role_owner(&self, arn: &str) -> Option<&str> {
@@ -73,18 +76,32 @@ pub struct ForeignRolePassDetector {
 
 impl ForeignRolePassDetector {
     pub fn new(cfg: ForeignRolePassConfig) -> Self {
-        ForeignRolePassDetector { cfg, passes: FastMap::default(), timers: Timers::default() }
+        ForeignRolePassDetector {
+            cfg,
+            passes: FastMap::default(),
+            timers: Timers::default(),
+        }
     }
 
     fn judge(&mut self, key: &(Text, Text), out: &mut Vec<Finding>) {
-        let Some(p) = self.passes.get_mut(key) else { return };
+        let Some(p) = self.passes.get_mut(key) else {
+            return;
+        };
         if p.judged {
             return;
         }
         p.judged = true;
         let (caller, role) = (&*key.0, &*key.1);
-        let whose = p.caller_app.as_deref().map_or("a principal with no known application".to_owned(), |a| format!("application {a}"));
-        let refused = p.error_code.as_deref().map_or(String::new(), |e| format!(" (refused: {e})"));
+        let whose = p
+            .caller_app
+            .as_deref()
+            .map_or("a principal with no known application".to_owned(), |a| {
+                format!("application {a}")
+            });
+        let refused = p
+            .error_code
+            .as_deref()
+            .map_or(String::new(), |e| format!(" (refused: {e})"));
         out.push(Finding {
             id: finding_id(NAME, &[caller, role]),
             detector: NAME,
@@ -116,13 +133,17 @@ impl Detector for ForeignRolePassDetector {
             return;
         }
         let id = &r.identity;
-        let Some(caller) = id.session_issuer_arn.as_deref().or(id.arn.as_deref()) else { return };
+        let Some(caller) = id.session_issuer_arn.as_deref().or(id.arn.as_deref()) else {
+            return;
+        };
         let caller_app = self.cfg.ownership.caller_app(caller).map(str::to_owned);
         if caller_app.as_deref() == Some("*") {
             return;
         }
         for role in &r.passed_roles {
-            let Some(owner) = self.cfg.ownership.role_owner(role) else { continue };
+            let Some(owner) = self.cfg.ownership.role_owner(role) else {
+                continue;
+            };
             if caller_app.as_deref() == Some(owner) {
                 continue;
             }
@@ -131,7 +152,11 @@ impl Detector for ForeignRolePassDetector {
             let fresh = Pass {
                 time: r.event_time,
                 event_id: eid.into(),
-                event: format!("{}:{}", r.event_source.trim_end_matches(".amazonaws.com"), r.event_name),
+                event: format!(
+                    "{}:{}",
+                    r.event_source.trim_end_matches(".amazonaws.com"),
+                    r.event_name
+                ),
                 owner: owner.to_owned(),
                 caller_app: caller_app.clone(),
                 access_key: id.access_key_id.clone(),
@@ -146,7 +171,8 @@ impl Detector for ForeignRolePassDetector {
                 Some(p) if !p.judged && (r.event_time, eid) < (p.time, &*p.event_id) => *p = fresh,
                 Some(_) => {}
                 None => {
-                    self.timers.push(r.event_time.plus_millis(self.cfg.lateness_ms), key.clone());
+                    self.timers
+                        .push(r.event_time.plus_millis(self.cfg.lateness_ms), key.clone());
                     self.passes.insert(key, fresh);
                 }
             }
@@ -176,7 +202,9 @@ impl Detector for ForeignRolePassDetector {
     }
 
     fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
-        self.passes = state_field::<Vec<((Text, Text), Pass)>>(&mut state, "passes")?.into_iter().collect();
+        self.passes = state_field::<Vec<((Text, Text), Pass)>>(&mut state, "passes")?
+            .into_iter()
+            .collect();
         self.timers = state_field(&mut state, "timers")?;
         Ok(())
     }

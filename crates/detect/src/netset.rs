@@ -50,11 +50,19 @@ impl NetSet {
                 Cidr::V6 { start, end } => v6.push((start, end)),
             }
         }
-        NetSet { v4: merge(v4, |x: u32| x.checked_add(1)), v6: merge(v6, |x: u128| x.checked_add(1)) }
+        NetSet {
+            v4: merge(v4, |x: u32| x.checked_add(1)),
+            v6: merge(v6, |x: u128| x.checked_add(1)),
+        }
     }
 
     pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<NetSet, ConfigError> {
-        Ok(NetSet::from_cidrs(items.iter().map(|s| parse_cidr(s.as_ref())).collect::<Result<Vec<_>, _>>()?))
+        Ok(NetSet::from_cidrs(
+            items
+                .iter()
+                .map(|s| parse_cidr(s.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?,
+        ))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,7 +117,8 @@ impl AwsIpRanges {
         struct V6 {
             ipv6_prefix: String,
         }
-        let f: File = serde_json::from_slice(json).map_err(|e| ConfigError::IpRanges(e.to_string()))?;
+        let f: File =
+            serde_json::from_slice(json).map_err(|e| ConfigError::IpRanges(e.to_string()))?;
         if f.prefixes.is_empty() {
             return Err(ConfigError::IpRanges("the file lists no prefixes".into()));
         }
@@ -119,7 +128,12 @@ impl AwsIpRanges {
             .map(|p| parse_cidr(&p.ip_prefix))
             .chain(f.ipv6_prefixes.iter().map(|p| parse_cidr(&p.ipv6_prefix)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(AwsIpRanges { sync_token: f.sync_token, create_date: f.create_date, prefixes: cidrs.len(), set: NetSet::from_cidrs(cidrs) })
+        Ok(AwsIpRanges {
+            sync_token: f.sync_token,
+            create_date: f.create_date,
+            prefixes: cidrs.len(),
+            set: NetSet::from_cidrs(cidrs),
+        })
     }
 }
 
@@ -130,14 +144,18 @@ mod tests {
 
     #[test]
     fn parses_and_matches_cidrs() {
-        let set = NetSet::parse_list(&["10.0.0.0/8", "203.0.113.7", "2001:db8::/32", "0.0.0.0/0"][..3]).unwrap();
+        let set =
+            NetSet::parse_list(&["10.0.0.0/8", "203.0.113.7", "2001:db8::/32", "0.0.0.0/0"][..3])
+                .unwrap();
         assert!(set.contains("10.255.1.1".parse().unwrap()));
         assert!(!set.contains("11.0.0.0".parse().unwrap()));
         assert!(set.contains("203.0.113.7".parse().unwrap()));
         assert!(!set.contains("203.0.113.8".parse().unwrap()));
         assert!(set.contains("2001:db8:1::5".parse().unwrap()));
         assert!(!set.contains("2001:db9::".parse().unwrap()));
-        assert!(NetSet::parse_list(&["0.0.0.0/0"]).unwrap().contains("255.255.255.255".parse().unwrap()));
+        assert!(NetSet::parse_list(&["0.0.0.0/0"])
+            .unwrap()
+            .contains("255.255.255.255".parse().unwrap()));
         for bad in ["10.0.0.0/33", "nonsense", "10.0.0/8", "::/129"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
         }

@@ -41,7 +41,12 @@ pub const UNUSED_SERVICE: &str = "unused-service";
 pub const UNUSED_REGION: &str = "unused-region";
 
 impl Novelty {
-    pub const ALL: [Novelty; 4] = [Novelty::ReconCall, Novelty::NewRoleBehaviour, Novelty::UnusedService, Novelty::UnusedRegion];
+    pub const ALL: [Novelty; 4] = [
+        Novelty::ReconCall,
+        Novelty::NewRoleBehaviour,
+        Novelty::UnusedService,
+        Novelty::UnusedRegion,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -156,7 +161,13 @@ pub struct NoveltyDetector {
 
 impl NoveltyDetector {
     pub fn new(kind: Novelty, cfg: NoveltyConfig) -> Self {
-        NoveltyDetector { kind, cfg, entities: FastMap::default(), timers: Timers::default(), key: String::new() }
+        NoveltyDetector {
+            kind,
+            cfg,
+            entities: FastMap::default(),
+            timers: Timers::default(),
+            key: String::new(),
+        }
     }
 
     fn delay(&self) -> i64 {
@@ -165,7 +176,10 @@ impl NoveltyDetector {
 
     /// The item this record is, for this detector's question (written into `self.key`).
     fn item(&mut self, r: &Record) -> bool {
-        let service = r.event_source.strip_suffix(".amazonaws.com").unwrap_or(&r.event_source);
+        let service = r
+            .event_source
+            .strip_suffix(".amazonaws.com")
+            .unwrap_or(&r.event_source);
         self.key.clear();
         match self.kind {
             Novelty::ReconCall => {
@@ -183,7 +197,9 @@ impl NoveltyDetector {
             }
             Novelty::UnusedService => self.key.push_str(service),
             Novelty::UnusedRegion => {
-                let Some(region) = r.aws_region.as_deref() else { return false };
+                let Some(region) = r.aws_region.as_deref() else {
+                    return false;
+                };
                 if GLOBAL_SERVICES.contains(&service) {
                     return false;
                 }
@@ -194,12 +210,22 @@ impl NoveltyDetector {
     }
 
     fn decide(&mut self, who: &str, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
-        let (delay, learning, window, kind) = (self.delay(), self.cfg.learning_ms, self.cfg.group_window_ms, self.kind);
-        let Some(e) = self.entities.get_mut(who) else { return };
+        let (delay, learning, window, kind) = (
+            self.delay(),
+            self.cfg.learning_ms,
+            self.cfg.group_window_ms,
+            self.kind,
+        );
+        let Some(e) = self.entities.get_mut(who) else {
+            return;
+        };
         let learned_before = e.first_seen.plus_millis(learning);
-        let ready = |t: EventTime, extra: i64| watermark.is_none_or(|w| t.plus_millis(extra + delay) <= w);
+        let ready =
+            |t: EventTime, extra: i64| watermark.is_none_or(|w| t.plus_millis(extra + delay) <= w);
         let items = &mut e.items;
-        e.pending.sort_by(|a, b| (items[a].0.time, &items[a].0.event_id).cmp(&(items[b].0.time, &items[b].0.event_id)));
+        e.pending.sort_by(|a, b| {
+            (items[a].0.time, &items[a].0.event_id).cmp(&(items[b].0.time, &items[b].0.event_id))
+        });
         // What was done while learning is the baseline.
         e.pending.retain(|k| {
             let (call, judged) = items.get_mut(k).expect("pending items exist");
@@ -211,7 +237,13 @@ impl NoveltyDetector {
             }
         });
         loop {
-            let Some(start) = e.pending.iter().position(|k| items[k].0.time >= learned_before) else { return };
+            let Some(start) = e
+                .pending
+                .iter()
+                .position(|k| items[k].0.time >= learned_before)
+            else {
+                return;
+            };
             let opener = items[&e.pending[start]].0.clone();
             if !ready(opener.time, window) {
                 return;
@@ -219,7 +251,11 @@ impl NoveltyDetector {
             let group: Vec<Text> = e
                 .pending
                 .iter()
-                .filter(|k| items[*k].0.caller == opener.caller && items[*k].0.time >= learned_before && items[*k].0.time <= opener.time.plus_millis(window))
+                .filter(|k| {
+                    items[*k].0.caller == opener.caller
+                        && items[*k].0.time >= learned_before
+                        && items[*k].0.time <= opener.time.plus_millis(window)
+                })
                 .cloned()
                 .collect();
             e.pending.retain(|k| !group.contains(k));
@@ -232,8 +268,11 @@ impl NoveltyDetector {
                     .iter()
                     .filter_map(|k| {
                         let svc = k.split(':').next().unwrap_or("");
-                        let seen_before =
-                            items.iter().any(|(other, (c, _))| !group.contains(other) && other.split(':').next() == Some(svc) && c.time < items[k].0.time);
+                        let seen_before = items.iter().any(|(other, (c, _))| {
+                            !group.contains(other)
+                                && other.split(':').next() == Some(svc)
+                                && c.time < items[k].0.time
+                        });
                         (!seen_before).then(|| svc.to_owned())
                     })
                     .collect();
@@ -243,7 +282,16 @@ impl NoveltyDetector {
             } else {
                 Vec::new()
             };
-            out.push(novelty_finding(kind, who, e.first_seen, learning, &opener, &group, items, &new_services));
+            out.push(novelty_finding(
+                kind,
+                who,
+                e.first_seen,
+                learning,
+                &opener,
+                &group,
+                items,
+                &new_services,
+            ));
         }
     }
 }
@@ -260,7 +308,11 @@ fn novelty_finding(
     new_services: &[String],
 ) -> Finding {
     let list: Vec<&str> = group.iter().map(|k| &**k).collect();
-    let refused: Vec<&str> = group.iter().filter(|k| items[*k].0.error_code.is_some()).map(|k| &**k).collect();
+    let refused: Vec<&str> = group
+        .iter()
+        .filter(|k| items[*k].0.error_code.is_some())
+        .map(|k| &**k)
+        .collect();
     let by = opener.principal.as_deref().unwrap_or(&opener.caller);
     let many = group.len() >= 3;
     let (severity, summary) = match kind {
@@ -282,7 +334,10 @@ fn novelty_finding(
         Novelty::UnusedService | Novelty::UnusedRegion => format!("Unused services and regions are where enumeration scripts and crypto-miners show up. Confirm with {by}'s owner; if unexplained, revoke its credentials. Consider an SCP that denies the regions and services the account does not use."),
     };
     Finding {
-        id: finding_id(kind.name(), &[who, &opener.caller, list[0], &opener.time.to_string()]),
+        id: finding_id(
+            kind.name(),
+            &[who, &opener.caller, list[0], &opener.time.to_string()],
+        ),
         detector: kind.name(),
         severity,
         time: opener.time.to_string(),
@@ -290,8 +345,16 @@ fn novelty_finding(
         region: opener.region.as_deref().map(str::to_owned),
         principal: opener.principal.as_deref().map(str::to_owned),
         access_key_id: opener.access_key.as_deref().map(str::to_owned),
-        source: FindingSource { ip: Some(opener.ip.clone()), vpc_endpoint: None, user_agent: opener.user_agent.as_deref().map(str::to_owned) },
-        event_ids: group.iter().map(|k| items[k].0.event_id.to_string()).filter(|e| !e.is_empty()).collect(),
+        source: FindingSource {
+            ip: Some(opener.ip.clone()),
+            vpc_endpoint: None,
+            user_agent: opener.user_agent.as_deref().map(str::to_owned),
+        },
+        event_ids: group
+            .iter()
+            .map(|k| items[k].0.event_id.to_string())
+            .filter(|e| !e.is_empty())
+            .collect(),
         summary,
         details: json!({
             "new": list,
@@ -330,7 +393,11 @@ impl Detector for NoveltyDetector {
         let is_item = self.item(r);
         let e = match self.entities.get_mut(entity) {
             Some(e) => e,
-            None => self.entities.entry(entity.into()).or_insert(Entity { first_seen: t, items: FastMap::default(), pending: Vec::new() }),
+            None => self.entities.entry(entity.into()).or_insert(Entity {
+                first_seen: t,
+                items: FastMap::default(),
+                pending: Vec::new(),
+            }),
         };
         e.first_seen = e.first_seen.min(t);
         if !is_item {
@@ -342,11 +409,18 @@ impl Detector for NoveltyDetector {
                 return;
             }
         }
-        let service = r.event_source.strip_suffix(".amazonaws.com").unwrap_or(&r.event_source);
+        let service = r
+            .event_source
+            .strip_suffix(".amazonaws.com")
+            .unwrap_or(&r.event_source);
         let call = Call {
             time: t,
             event_id: eid.into(),
-            caller: id.access_key_id.clone().or(id.arn.clone()).unwrap_or_else(|| "unknown".into()),
+            caller: id
+                .access_key_id
+                .clone()
+                .or(id.arn.clone())
+                .unwrap_or_else(|| "unknown".into()),
             access_key: id.access_key_id.clone(),
             principal: id.session_issuer_arn.clone().or(id.arn.clone()),
             ip: r.source.to_string(),

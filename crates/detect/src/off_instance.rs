@@ -80,7 +80,9 @@ impl Default for OffInstanceConfig {
 }
 
 /// Where a call came from, as the detector compares it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 enum NetSource {
     Public4(Ipv4Addr),
     /// A private address without a VPC endpoint (rare; compared as its own family).
@@ -269,13 +271,22 @@ pub struct OffInstanceDetector {
 
 /// `i-` and 8–17 alphanumerics: real ids are hex; anonymised data sets mix case and letters.
 pub fn is_instance_id(s: &str) -> bool {
-    s.strip_prefix("i-").is_some_and(|rest| (8..=17).contains(&rest.len()) && rest.bytes().all(|c| c.is_ascii_alphanumeric()))
+    s.strip_prefix("i-").is_some_and(|rest| {
+        (8..=17).contains(&rest.len()) && rest.bytes().all(|c| c.is_ascii_alphanumeric())
+    })
 }
 
 /// Account and session name of `arn:<partition>:sts::<account>:assumed-role/<role>/<session>`.
 fn assumed_role_parts(arn: &str) -> Option<(&str, &str, &str)> {
     let mut parts = arn.splitn(6, ':');
-    let (_arn, _partition, service, _region, account, resource) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (_arn, _partition, service, _region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if service != "sts" {
         return None;
     }
@@ -295,7 +306,11 @@ fn role_account(role_arn: &str) -> Option<&str> {
 /// locks its first one.
 fn on_instance_score(e: &Evidence) -> i32 {
     let ua = e.user_agent.as_deref().unwrap_or("").to_ascii_lowercase();
-    let tool = ua.is_empty() || ua.contains("aws-cli") || ua.contains("python-requests") || ua.contains("curl") || ua.contains("pacu");
+    let tool = ua.is_empty()
+        || ua.contains("aws-cli")
+        || ua.contains("python-requests")
+        || ua.contains("curl")
+        || ua.contains("pacu");
     if e.recon && tool {
         -1
     } else {
@@ -305,14 +320,25 @@ fn on_instance_score(e: &Evidence) -> i32 {
 
 impl OffInstanceDetector {
     pub fn new(cfg: OffInstanceConfig) -> Self {
-        OffInstanceDetector { cfg, keys: FastMap::default(), instances: FastMap::default(), first_sources: FastMap::default(), timers: Timers::default() }
+        OffInstanceDetector {
+            cfg,
+            keys: FastMap::default(),
+            instances: FastMap::default(),
+            first_sources: FastMap::default(),
+            timers: Timers::default(),
+        }
     }
 
     fn decision_delay(&self) -> i64 {
         self.cfg.lateness_ms + self.cfg.early_window_ms
     }
 
-    fn instance_entry(&mut self, account: &str, instance_id: &str, time: EventTime) -> &mut InstanceState {
+    fn instance_entry(
+        &mut self,
+        account: &str,
+        instance_id: &str,
+        time: EventTime,
+    ) -> &mut InstanceState {
         let key = format!("{account}/{}", instance_id.to_ascii_lowercase());
         self.instances.entry(key).or_insert_with(|| InstanceState {
             account: account.into(),
@@ -330,7 +356,16 @@ impl OffInstanceDetector {
 
     /// Register (or refresh) a credential of an instance.
     fn register_key(&mut self, k: KeySighting<'_>) {
-        let KeySighting { key, account, instance_id, role_arn, expires, issuance, delivery, time } = k;
+        let KeySighting {
+            key,
+            account,
+            instance_id,
+            role_arn,
+            expires,
+            issuance,
+            delivery,
+            time,
+        } = k;
         let ikey = format!("{account}/{}", instance_id.to_ascii_lowercase());
         let identified_by = if issuance.is_some() {
             "issuance"
@@ -349,7 +384,12 @@ impl OffInstanceDetector {
         if !inst.keys.iter().any(|k| &**k == key) {
             inst.keys.push(key.into());
         }
-        let ks = self.keys.entry(key.into()).or_insert_with(|| KeyState { instance: ikey, expires, issuance: None, delivery: None });
+        let ks = self.keys.entry(key.into()).or_insert_with(|| KeyState {
+            instance: ikey,
+            expires,
+            issuance: None,
+            delivery: None,
+        });
         ks.expires = ks.expires.max(expires);
         if issuance.is_some() {
             ks.issuance = issuance;
@@ -363,17 +403,33 @@ impl OffInstanceDetector {
 
     fn observe_issuance(&mut self, r: &Record) {
         let Some(iss) = &r.issuance else { return };
-        let by_ec2 =
-            r.identity.invoked_by.as_deref() == Some("ec2.amazonaws.com") || matches!(&r.source, SourceAddress::AwsService(s) if &**s == "ec2.amazonaws.com");
-        let Some(session) = iss.session_name.as_deref() else { return };
-        if !by_ec2 || &*r.event_name != "AssumeRole" || !is_instance_id(session) || r.error_code.is_some() {
+        let by_ec2 = r.identity.invoked_by.as_deref() == Some("ec2.amazonaws.com")
+            || matches!(&r.source, SourceAddress::AwsService(s) if &**s == "ec2.amazonaws.com");
+        let Some(session) = iss.session_name.as_deref() else {
+            return;
+        };
+        if !by_ec2
+            || &*r.event_name != "AssumeRole"
+            || !is_instance_id(session)
+            || r.error_code.is_some()
+        {
             return;
         }
-        let Some(account) = iss.role_arn.as_deref().and_then(role_account).or(r.account()) else { return };
+        let Some(account) = iss
+            .role_arn
+            .as_deref()
+            .and_then(role_account)
+            .or(r.account())
+        else {
+            return;
+        };
         // STS caps role sessions at 12 h (36 h for some chains): a later or earlier stated
         // expiration is not believed, so a hostile value cannot keep state alive forever.
         let longest = r.event_time.plus_millis(36 * EventTime::HOUR);
-        let expires = iss.expiration.map_or(r.event_time.plus_millis(self.cfg.default_lifetime_ms), |e| e.clamp(r.event_time, longest));
+        let expires = iss.expiration.map_or(
+            r.event_time.plus_millis(self.cfg.default_lifetime_ms),
+            |e| e.clamp(r.event_time, longest),
+        );
         let evidence = Evidence::from_record(r, &iss.access_key_id);
         let account = account.to_owned();
         self.register_key(KeySighting {
@@ -392,7 +448,9 @@ impl OffInstanceDetector {
         if r.instances_named.is_empty() || r.error_code.is_some() {
             return;
         }
-        let Some(account) = r.account().map(str::to_owned) else { return };
+        let Some(account) = r.account().map(str::to_owned) else {
+            return;
+        };
         for id in &r.instances_named {
             if !is_instance_id(id) {
                 continue;
@@ -403,23 +461,35 @@ impl OffInstanceDetector {
                 inst.address_changes.push(ev);
             }
             let ikey = format!("{account}/{}", id.to_ascii_lowercase());
-            let at = r.event_time.plus_millis(self.cfg.default_lifetime_ms + self.cfg.expiry_margin_ms);
+            let at = r
+                .event_time
+                .plus_millis(self.cfg.default_lifetime_ms + self.cfg.expiry_margin_ms);
             self.timers.push(at, Timer::ExpireInstance(ikey));
         }
     }
 
     fn observe_use(&mut self, r: &Record) {
-        let Some(key) = r.identity.access_key_id.as_deref() else { return };
+        let Some(key) = r.identity.access_key_id.as_deref() else {
+            return;
+        };
         if !key.starts_with("ASIA") {
             return;
         }
         if !self.keys.contains_key(key) {
             // Issuance not seen: recognise the instance from the session.
             // Some service events carry no `userIdentity.type`; the ARN's shape decides.
-            if r.identity.kind.as_deref().is_some_and(|k| k != "AssumedRole") {
+            if r.identity
+                .kind
+                .as_deref()
+                .is_some_and(|k| k != "AssumedRole")
+            {
                 return;
             }
-            let Some((account, _role, session)) = r.identity.arn.as_deref().and_then(assumed_role_parts) else { return };
+            let Some((account, _role, session)) =
+                r.identity.arn.as_deref().and_then(assumed_role_parts)
+            else {
+                return;
+            };
             if !is_instance_id(session) {
                 return;
             }
@@ -444,8 +514,12 @@ impl OffInstanceDetector {
         if ks.delivery.is_none() {
             ks.delivery = r.identity.ec2_role_delivery.clone();
         }
-        let Some(inst) = self.instances.get_mut(&ks.instance) else { return };
-        let Some((source, addr)) = classify_source(&self.cfg, r, &inst.account) else { return };
+        let Some(inst) = self.instances.get_mut(&ks.instance) else {
+            return;
+        };
+        let Some((source, addr)) = classify_source(&self.cfg, r, &inst.account) else {
+            return;
+        };
         inst.last_seen = inst.last_seen.max(r.event_time);
         if inst.role_arn.is_none() {
             inst.role_arn = r.identity.session_issuer_arn.clone();
@@ -495,10 +569,14 @@ impl OffInstanceDetector {
         }
         let delay = self.decision_delay();
         match verdict {
-            Verdict::Undecided if created || moved => self.timers.push(first_time.plus_millis(delay), Timer::Decide(ikey)),
+            Verdict::Undecided if created || moved => self
+                .timers
+                .push(first_time.plus_millis(delay), Timer::Decide(ikey)),
             // A new key at a source already judged foreign: reported once its own evidence
             // is complete (its earliest use there may still be in flight).
-            Verdict::Foreign(_) if new_key => self.timers.push(r.event_time.plus_millis(delay), Timer::Decide(ikey)),
+            Verdict::Foreign(_) if new_key => self
+                .timers
+                .push(r.event_time.plus_millis(delay), Timer::Decide(ikey)),
             _ => {}
         }
     }
@@ -506,7 +584,10 @@ impl OffInstanceDetector {
     /// Could this source be the instance's own network? Not if it is outside AWS (ranges
     /// loaded), already judged foreign, or its first call looks like an attacker's first step.
     fn lock_eligible(&self, s: &SourceState) -> bool {
-        s.source.family().is_some() && !matches!(s.verdict, Verdict::Foreign(_)) && !self.outside_aws(s) && on_instance_score(&s.first) >= 0
+        s.source.family().is_some()
+            && !matches!(s.verdict, Verdict::Foreign(_))
+            && !self.outside_aws(s)
+            && on_instance_score(&s.first) >= 0
     }
 
     /// The earliest lock-eligible source of each family, and which families are *primary*:
@@ -524,11 +605,17 @@ impl OffInstanceDetector {
                 best[fam] = Some(i);
             }
         }
-        let overall = best.iter().flatten().map(|&i| inst.sources[i].first.time).min();
+        let overall = best
+            .iter()
+            .flatten()
+            .map(|&i| inst.sources[i].first.time)
+            .min();
         let mut primary = [false; 4];
         for fam in 0..4 {
             primary[fam] = match (best[fam], overall) {
-                (Some(i), Some(o)) => inst.sources[i].first.time <= o.plus_millis(self.cfg.early_window_ms),
+                (Some(i), Some(o)) => {
+                    inst.sources[i].first.time <= o.plus_millis(self.cfg.early_window_ms)
+                }
                 _ => false,
             };
         }
@@ -538,9 +625,15 @@ impl OffInstanceDetector {
     /// Keep the account-wide "first source of a live instance" counts current: each
     /// instance registers the first eligible source of each of its primary families.
     fn update_earliest(&mut self, ikey: &str) {
-        let Some(inst) = self.instances.get(ikey) else { return };
+        let Some(inst) = self.instances.get(ikey) else {
+            return;
+        };
         let (best, primary) = self.family_firsts(inst);
-        let wanted: [Option<NetSource>; 4] = std::array::from_fn(|f| best[f].filter(|_| primary[f]).map(|i| inst.sources[i].source.clone()));
+        let wanted: [Option<NetSource>; 4] = std::array::from_fn(|f| {
+            best[f]
+                .filter(|_| primary[f])
+                .map(|i| inst.sources[i].source.clone())
+        });
         if wanted == inst.earliest {
             return;
         }
@@ -551,14 +644,19 @@ impl OffInstanceDetector {
             dec(&mut self.first_sources, (account.clone(), src));
         }
         for src in wanted.into_iter().flatten() {
-            *self.first_sources.entry((account.clone(), src)).or_insert(0) += 1;
+            *self
+                .first_sources
+                .entry((account.clone(), src))
+                .or_insert(0) += 1;
         }
     }
 
     /// Is `s` the registered first source of another live instance of the account?
     fn shared_first_source(&self, inst: &InstanceState, s: &SourceState) -> bool {
         let own = inst.earliest.iter().flatten().any(|e| *e == s.source);
-        self.first_sources.get(&(inst.account.clone(), s.source.clone())).is_some_and(|n| *n > u32::from(own))
+        self.first_sources
+            .get(&(inst.account.clone(), s.source.clone()))
+            .is_some_and(|n| *n > u32::from(own))
     }
 
     /// Decide every source of the instance whose evidence is complete by `watermark`, and
@@ -566,11 +664,17 @@ impl OffInstanceDetector {
     fn decide(&mut self, ikey: &str, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
         let delay = self.decision_delay();
         let ready = |t: EventTime| watermark.is_none_or(|w| t.plus_millis(delay) <= w);
-        let Some(inst) = self.instances.get(ikey) else { return };
-        let mut order: Vec<usize> =
-            (0..inst.sources.len()).filter(|&i| inst.sources[i].verdict == Verdict::Undecided && ready(inst.sources[i].first.time)).collect();
+        let Some(inst) = self.instances.get(ikey) else {
+            return;
+        };
+        let mut order: Vec<usize> = (0..inst.sources.len())
+            .filter(|&i| {
+                inst.sources[i].verdict == Verdict::Undecided && ready(inst.sources[i].first.time)
+            })
+            .collect();
         order.sort_by(|&a, &b| {
-            (inst.sources[a].first.time, &inst.sources[a].first.event_id).cmp(&(inst.sources[b].first.time, &inst.sources[b].first.event_id))
+            (inst.sources[a].first.time, &inst.sources[a].first.event_id)
+                .cmp(&(inst.sources[b].first.time, &inst.sources[b].first.event_id))
         });
         let (_, primary) = self.family_firsts(inst);
         let mut decisions = Vec::with_capacity(order.len());
@@ -584,11 +688,23 @@ impl OffInstanceDetector {
             } else if self.outside_aws(s) {
                 Verdict::Foreign(Reason::OutsideAws)
             } else {
-                let fam = s.source.family().expect("only foreign endpoints lack a family") as usize;
+                let fam = s
+                    .source
+                    .family()
+                    .expect("only foreign endpoints lack a family")
+                    as usize;
                 if locks[fam].is_none() {
                     if primary[fam] {
                         locks[fam] = self.choose_lock(inst, fam);
-                    } else if self.shared_first_source(inst, s) || matches!(s.source, NetSource::Endpoint { owner_verified: true, .. }) {
+                    } else if self.shared_first_source(inst, s)
+                        || matches!(
+                            s.source,
+                            NetSource::Endpoint {
+                                owner_verified: true,
+                                ..
+                            }
+                        )
+                    {
                         // A family the instance took up later locks only on corroborated
                         // ground: another instance's first source, or our own endpoint.
                         locks[fam] = Some(i);
@@ -635,7 +751,9 @@ impl OffInstanceDetector {
     }
 
     fn outside_aws(&self, s: &SourceState) -> bool {
-        let Some(ranges) = &self.cfg.aws_ranges else { return false };
+        let Some(ranges) = &self.cfg.aws_ranges else {
+            return false;
+        };
         match (&s.source, s.addr) {
             (NetSource::Public4(_) | NetSource::V6Net(_), Some(a)) => !ranges.set.contains(a),
             _ => false,
@@ -647,12 +765,15 @@ impl OffInstanceDetector {
     /// (it is accepted anyway, and must not push the instance's own address aside).
     fn choose_lock(&self, inst: &InstanceState, fam: usize) -> Option<usize> {
         let candidates = || {
-            inst.sources
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.source.family() == Some(fam as u8) && self.lock_eligible(s) && !s.addr.is_some_and(|a| self.cfg.egress.contains(a)))
+            inst.sources.iter().enumerate().filter(|(_, s)| {
+                s.source.family() == Some(fam as u8)
+                    && self.lock_eligible(s)
+                    && !s.addr.is_some_and(|a| self.cfg.egress.contains(a))
+            })
         };
-        let (first, base) = candidates().min_by(|a, b| (a.1.first.time, &a.1.first.event_id).cmp(&(b.1.first.time, &b.1.first.event_id)))?;
+        let (first, base) = candidates().min_by(|a, b| {
+            (a.1.first.time, &a.1.first.event_id).cmp(&(b.1.first.time, &b.1.first.event_id))
+        })?;
         let horizon = base.first.time.plus_millis(self.cfg.early_window_ms);
         let mut best = first;
         for (i, s) in candidates() {
@@ -660,7 +781,11 @@ impl OffInstanceDetector {
                 continue;
             }
             let b = &inst.sources[best].first;
-            if (on_instance_score(&s.first), Reverse((s.first.time, &s.first.event_id))) > (on_instance_score(b), Reverse((b.time, &b.event_id))) {
+            if (
+                on_instance_score(&s.first),
+                Reverse((s.first.time, &s.first.event_id)),
+            ) > (on_instance_score(b), Reverse((b.time, &b.event_id)))
+            {
                 best = i;
             }
         }
@@ -677,38 +802,71 @@ impl OffInstanceDetector {
             if s.first.time < t || s.first.time > t.plus_millis(EventTime::HOUR) {
                 return false;
             }
-            !inst.sources.iter().any(|o| o.source.family() == fam && o.source != s.source && o.first.time >= t && o.first.earlier_than(&s.first))
+            !inst.sources.iter().any(|o| {
+                o.source.family() == fam
+                    && o.source != s.source
+                    && o.first.time >= t
+                    && o.first.earlier_than(&s.first)
+            })
         })
     }
 
     /// Emit one finding per access key that used foreign source `idx`, was not reported yet,
     /// and whose evidence is complete by `watermark` (all of them at the end of input).
-    fn report(&mut self, ikey: &str, idx: usize, reason: Reason, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
+    fn report(
+        &mut self,
+        ikey: &str,
+        idx: usize,
+        reason: Reason,
+        watermark: Option<EventTime>,
+        out: &mut Vec<Finding>,
+    ) {
         let delay = self.decision_delay();
         let inst = self.instances.get(ikey).expect("live instance");
         let s = &inst.sources[idx];
-        let pending: Vec<Evidence> =
-            s.per_key.iter().filter(|e| !s.reported.contains(&e.access_key) && watermark.is_none_or(|w| e.time.plus_millis(delay) <= w)).cloned().collect();
+        let pending: Vec<Evidence> = s
+            .per_key
+            .iter()
+            .filter(|e| {
+                !s.reported.contains(&e.access_key)
+                    && watermark.is_none_or(|w| e.time.plus_millis(delay) <= w)
+            })
+            .cloned()
+            .collect();
         if pending.is_empty() {
             return;
         }
         let fam = s.source.family().map(|f| f as usize);
-        let lock = fam.and_then(|f| inst.locks[f]).or_else(|| inst.locks.iter().flatten().next().copied()).map(|l| &inst.sources[l].first);
+        let lock = fam
+            .and_then(|f| inst.locks[f])
+            .or_else(|| inst.locks.iter().flatten().next().copied())
+            .map(|l| &inst.sources[l].first);
         for ev in &pending {
             out.push(self.finding(inst, s, ev, lock, reason));
         }
         let inst = self.instances.get_mut(ikey).expect("live instance");
-        inst.sources[idx].reported.extend(pending.into_iter().map(|e| e.access_key));
+        inst.sources[idx]
+            .reported
+            .extend(pending.into_iter().map(|e| e.access_key));
     }
 
-    fn finding(&self, inst: &InstanceState, s: &SourceState, ev: &Evidence, lock: Option<&Evidence>, reason: Reason) -> Finding {
+    fn finding(
+        &self,
+        inst: &InstanceState,
+        s: &SourceState,
+        ev: &Evidence,
+        lock: Option<&Evidence>,
+        reason: Reason,
+    ) -> Finding {
         let key_state = self.keys.get(&ev.access_key);
         let issuance = key_state.and_then(|k| k.issuance.as_ref());
         let role = inst.role_arn.as_deref().unwrap_or("(unknown role)");
         let role_name = role.rsplit('/').next().unwrap_or(role);
         let where_from = match &s.source {
             NetSource::Endpoint { vpce, ip, .. } => format!("{ip} through VPC endpoint {vpce}"),
-            NetSource::ForeignEndpoint { vpce, account } => format!("{} through VPC endpoint {vpce} of account {account}", ev.ip),
+            NetSource::ForeignEndpoint { vpce, account } => {
+                format!("{} through VPC endpoint {vpce} of account {account}", ev.ip)
+            }
             _ => ev.ip.clone(),
         };
         let summary = match (reason, lock) {
@@ -765,8 +923,13 @@ impl OffInstanceDetector {
             inst.keys.retain(|k| &**k != key);
             // Evidence of a dead credential at a decided source can never matter again once
             // its finding, if any, is out. A source keeps its first use: that is the lock.
-            for s in inst.sources.iter_mut().filter(|s| s.verdict != Verdict::Undecided) {
-                let owed = matches!(s.verdict, Verdict::Foreign(_)) && !s.reported.iter().any(|k| &**k == key);
+            for s in inst
+                .sources
+                .iter_mut()
+                .filter(|s| s.verdict != Verdict::Undecided)
+            {
+                let owed = matches!(s.verdict, Verdict::Foreign(_))
+                    && !s.reported.iter().any(|k| &**k == key);
                 if !owed {
                     s.per_key.retain(|e| &*e.access_key != key);
                     s.reported.retain(|k| &**k != key);
@@ -790,15 +953,22 @@ impl OffInstanceDetector {
             }
             inst.address_changes.retain(|c| c.time >= horizon);
             if inst.keys.is_empty() {
-                let at = inst.last_seen.plus_millis(self.cfg.expiry_margin_ms).max(watermark);
+                let at = inst
+                    .last_seen
+                    .plus_millis(self.cfg.expiry_margin_ms)
+                    .max(watermark);
                 self.timers.push(at, Timer::ExpireInstance(ikey));
             }
         }
     }
 
     fn expire_instance(&mut self, ikey: &str, watermark: EventTime, out: &mut Vec<Finding>) {
-        let Some(inst) = self.instances.get(ikey) else { return };
-        if !inst.keys.is_empty() || inst.last_seen.plus_millis(self.cfg.expiry_margin_ms) > watermark {
+        let Some(inst) = self.instances.get(ikey) else {
+            return;
+        };
+        if !inst.keys.is_empty()
+            || inst.last_seen.plus_millis(self.cfg.expiry_margin_ms) > watermark
+        {
             return;
         }
         self.decide(ikey, None, out);
@@ -810,7 +980,11 @@ impl OffInstanceDetector {
 }
 
 /// The source a record's call came from, or `None` when it is not a network source.
-fn classify_source(cfg: &OffInstanceConfig, r: &Record, account: &str) -> Option<(NetSource, Option<IpAddr>)> {
+fn classify_source(
+    cfg: &OffInstanceConfig,
+    r: &Record,
+    account: &str,
+) -> Option<(NetSource, Option<IpAddr>)> {
     if r.identity.invoked_by.is_some() {
         return None;
     }
@@ -821,10 +995,21 @@ fn classify_source(cfg: &OffInstanceConfig, r: &Record, account: &str) -> Option
     };
     if let Some(vpce) = &r.vpc_endpoint_id {
         return Some(match r.vpc_endpoint_account_id.as_deref() {
-            Some(owner) if owner != account && !cfg.known_accounts.contains(owner) => {
-                (NetSource::ForeignEndpoint { vpce: vpce.clone(), account: owner.into() }, Some(addr))
-            }
-            owner => (NetSource::Endpoint { vpce: vpce.clone(), ip: addr.to_string().into(), owner_verified: owner.is_some() }, Some(addr)),
+            Some(owner) if owner != account && !cfg.known_accounts.contains(owner) => (
+                NetSource::ForeignEndpoint {
+                    vpce: vpce.clone(),
+                    account: owner.into(),
+                },
+                Some(addr),
+            ),
+            owner => (
+                NetSource::Endpoint {
+                    vpce: vpce.clone(),
+                    ip: addr.to_string().into(),
+                    owner_verified: owner.is_some(),
+                },
+                Some(addr),
+            ),
         });
     }
     Some(match addr {
@@ -852,7 +1037,11 @@ impl Detector for OffInstanceDetector {
     }
 
     fn observe(&mut self, r: &Record, out: &mut Vec<Finding>) {
-        match (&*r.event_source, r.issuance.is_some(), r.instances_named.is_empty()) {
+        match (
+            &*r.event_source,
+            r.issuance.is_some(),
+            r.instances_named.is_empty(),
+        ) {
             ("sts.amazonaws.com", true, _) => self.observe_issuance(r),
             ("ec2.amazonaws.com", _, false) => self.observe_address_change(r),
             _ => {}
@@ -893,7 +1082,10 @@ impl Detector for OffInstanceDetector {
     fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
         self.keys = state_field(&mut state, "keys")?;
         self.instances = state_field(&mut state, "instances")?;
-        self.first_sources = state_field::<Vec<((Text, NetSource), u32)>>(&mut state, "first_sources")?.into_iter().collect();
+        self.first_sources =
+            state_field::<Vec<((Text, NetSource), u32)>>(&mut state, "first_sources")?
+                .into_iter()
+                .collect();
         self.timers = state_field(&mut state, "timers")?;
         Ok(())
     }

@@ -14,16 +14,26 @@ pub const RECON_ACTIONS: &str = include_str!("../data/recon-actions.txt");
 
 /// `(service, eventName)` pairs of the list.
 pub fn recon_actions() -> &'static [(&'static str, &'static str)] {
-    static LIST: std::sync::OnceLock<Vec<(&'static str, &'static str)>> = std::sync::OnceLock::new();
+    static LIST: std::sync::OnceLock<Vec<(&'static str, &'static str)>> =
+        std::sync::OnceLock::new();
     LIST.get_or_init(|| {
-        RECON_ACTIONS.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).filter_map(|l| l.split_once(':')).collect()
+        RECON_ACTIONS
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .collect()
     })
 }
 
 /// Index of a record's call in the list, if it is a recon call.
 pub fn recon_index(event_source: &str, event_name: &str) -> Option<usize> {
-    let service = event_source.strip_suffix(".amazonaws.com").unwrap_or(event_source);
-    recon_actions().iter().position(|(s, n)| *s == service && *n == event_name)
+    let service = event_source
+        .strip_suffix(".amazonaws.com")
+        .unwrap_or(event_source);
+    recon_actions()
+        .iter()
+        .position(|(s, n)| *s == service && *n == event_name)
 }
 
 /// Recon-call settings: the novelty engine's.
@@ -55,6 +65,8 @@ mod tests {
             assert!(recon_index(s, n).is_some(), "{s} {n}");
         }
         assert!(recon_index("s3.amazonaws.com", "GetObject").is_none());
-        assert!(recon_actions().iter().all(|(s, n)| !s.is_empty() && !n.is_empty() && !n.contains(' ')));
+        assert!(recon_actions()
+            .iter()
+            .all(|(s, n)| !s.is_empty() && !n.is_empty() && !n.contains(' ')));
     }
 }

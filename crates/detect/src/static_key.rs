@@ -31,7 +31,10 @@ pub struct StaticKeyConfig {
 
 impl Default for StaticKeyConfig {
     fn default() -> Self {
-        StaticKeyConfig { lateness_ms: 15 * EventTime::MINUTE, early_window_ms: 5 * EventTime::MINUTE }
+        StaticKeyConfig {
+            lateness_ms: 15 * EventTime::MINUTE,
+            early_window_ms: 5 * EventTime::MINUTE,
+        }
     }
 }
 
@@ -95,7 +98,11 @@ fn minute_of(t: EventTime) -> i64 {
 
 impl StaticKeyDetector {
     pub fn new(cfg: StaticKeyConfig) -> Self {
-        StaticKeyDetector { cfg, keys: FastMap::default(), timers: Timers::default() }
+        StaticKeyDetector {
+            cfg,
+            keys: FastMap::default(),
+            timers: Timers::default(),
+        }
     }
 
     fn delay(&self) -> i64 {
@@ -104,15 +111,26 @@ impl StaticKeyDetector {
 
     fn decide(&mut self, key: &str, watermark: Option<EventTime>, out: &mut Vec<Finding>) {
         let delay = self.delay();
-        let Some(k) = self.keys.get_mut(key) else { return };
-        let by_first = |a: &usize, b: &usize| (k.sources[*a].first, &k.sources[*a].event_id).cmp(&(k.sources[*b].first, &k.sources[*b].event_id));
-        let mut settled: Vec<usize> =
-            (0..k.sources.len()).filter(|&i| !k.sources[i].reported && watermark.is_none_or(|w| k.sources[i].first.plus_millis(delay) <= w)).collect();
+        let Some(k) = self.keys.get_mut(key) else {
+            return;
+        };
+        let by_first = |a: &usize, b: &usize| {
+            (k.sources[*a].first, &k.sources[*a].event_id)
+                .cmp(&(k.sources[*b].first, &k.sources[*b].event_id))
+        };
+        let mut settled: Vec<usize> = (0..k.sources.len())
+            .filter(|&i| {
+                !k.sources[i].reported
+                    && watermark.is_none_or(|w| k.sources[i].first.plus_millis(delay) <= w)
+            })
+            .collect();
         if settled.is_empty() {
             return;
         }
         settled.sort_by(by_first);
-        let mut known_ix: Vec<usize> = (0..k.sources.len()).filter(|&i| k.sources[i].reported).collect();
+        let mut known_ix: Vec<usize> = (0..k.sources.len())
+            .filter(|&i| k.sources[i].reported)
+            .collect();
         known_ix.sort_by(by_first);
         let first_src = settled[0];
         let latest = k.sources[*settled.last().expect("non-empty")].first;
@@ -122,7 +140,10 @@ impl StaticKeyDetector {
         let (calls, last) = k.calls_before(cutoff);
         let s = &k.sources[first_src];
         let who = k.owner_arn.as_deref().unwrap_or("an unknown principal");
-        let name = k.user_name.as_deref().map_or_else(|| who.to_owned(), |u| format!("user {u}"));
+        let name = k
+            .user_name
+            .as_deref()
+            .map_or_else(|| who.to_owned(), |u| format!("user {u}"));
         let new_sources: Vec<serde_json::Value> = settled
             .iter()
             .map(|&i| {
@@ -199,7 +220,9 @@ impl Detector for StaticKeyDetector {
     }
 
     fn observe(&mut self, r: &Record, _out: &mut Vec<Finding>) {
-        let Some(key) = r.identity.access_key_id.as_deref() else { return };
+        let Some(key) = r.identity.access_key_id.as_deref() else {
+            return;
+        };
         if !key.starts_with("AKIA") {
             return;
         }
@@ -208,12 +231,19 @@ impl Detector for StaticKeyDetector {
         if k.owner_arn.is_none() {
             k.owner_arn = r.identity.arn.clone();
             k.user_name = r.identity.user_name.clone();
-            k.account = r.identity.account_id.clone().or(r.recipient_account_id.clone());
+            k.account = r
+                .identity
+                .account_id
+                .clone()
+                .or(r.recipient_account_id.clone());
             k.root = r.identity.kind.as_deref() == Some("Root");
         }
         let t = r.event_time;
         let id = r.event_id.as_deref().unwrap_or("");
-        if k.first_use.as_ref().is_none_or(|(ft, fid)| (t, id) < (*ft, &**fid)) {
+        if k.first_use
+            .as_ref()
+            .is_none_or(|(ft, fid)| (t, id) < (*ft, &**fid))
+        {
             k.first_use = Some((t, id.into()));
         }
         let b = k.minutes.entry(minute_of(t)).or_insert((0, t));
@@ -232,7 +262,9 @@ impl Detector for StaticKeyDetector {
             k.folded_last = k.folded_last.max(Some(last));
         }
         let ip = match &r.source {
-            SourceAddress::V4(_) | SourceAddress::V6(_) if r.identity.invoked_by.is_none() => r.source.to_string(),
+            SourceAddress::V4(_) | SourceAddress::V6(_) if r.identity.invoked_by.is_none() => {
+                r.source.to_string()
+            }
             _ => return,
         };
         let fresh = match k.sources.iter().position(|s| s.ip == ip) {

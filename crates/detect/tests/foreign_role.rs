@@ -7,8 +7,17 @@ use common::{records, run_detector};
 use detect::{Finding, ForeignRolePassConfig, ForeignRolePassDetector, OwnershipMap, Severity};
 use serde_json::json;
 
-fn pass(min: i64, id: &str, caller_role: &str, source: &str, name: &str, params: serde_json::Value) -> serde_json::Value {
-    let t = EventTime::parse("2024-11-01T00:00:00Z").unwrap().plus_millis(min * 60_000);
+fn pass(
+    min: i64,
+    id: &str,
+    caller_role: &str,
+    source: &str,
+    name: &str,
+    params: serde_json::Value,
+) -> serde_json::Value {
+    let t = EventTime::parse("2024-11-01T00:00:00Z")
+        .unwrap()
+        .plus_millis(min * 60_000);
     json!({"eventTime": t.to_string(), "eventSource": source, "eventName": name, "eventID": id, "awsRegion": "us-east-1",
         "sourceIPAddress": "198.51.100.9", "recipientAccountId": "111122223333", "requestParameters": params,
         "userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIAX", "arn": format!("arn:aws:sts::111122223333:assumed-role/{caller_role}/s"),
@@ -16,16 +25,30 @@ fn pass(min: i64, id: &str, caller_role: &str, source: &str, name: &str, params:
 }
 
 fn run(values: &[serde_json::Value]) -> Vec<Finding> {
-    let map = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let map = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
     let ownership = OwnershipMap {
         roles: map(&[
             ("arn:aws:iam::*:role/payments-*", "payments"),
             ("arn:aws:iam::*:instance-profile/payments-*", "payments"),
             ("arn:aws:iam::*:role/web-*", "web"),
         ]),
-        principals: map(&[("arn:aws:iam::*:role/payments-*", "payments"), ("arn:aws:iam::*:role/web-*", "web"), ("arn:aws:iam::*:role/deployer", "*")]),
+        principals: map(&[
+            ("arn:aws:iam::*:role/payments-*", "payments"),
+            ("arn:aws:iam::*:role/web-*", "web"),
+            ("arn:aws:iam::*:role/deployer", "*"),
+        ]),
     };
-    run_detector(Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig { ownership, lateness_ms: 15 * 60_000 })), &records(values))
+    run_detector(
+        Box::new(ForeignRolePassDetector::new(ForeignRolePassConfig {
+            ownership,
+            lateness_ms: 15 * 60_000,
+        })),
+        &records(values),
+    )
 }
 
 #[test]
@@ -74,7 +97,14 @@ fn instance_profiles_task_roles_and_stacks_are_passes_too() {
 #[test]
 fn own_roles_deployers_and_unowned_roles_are_fine() {
     let f = run(&[
-        pass(0, "own", "web-frontend", "lambda.amazonaws.com", "CreateFunction20150331", json!({"role": "arn:aws:iam::111122223333:role/web-thumbs"})),
+        pass(
+            0,
+            "own",
+            "web-frontend",
+            "lambda.amazonaws.com",
+            "CreateFunction20150331",
+            json!({"role": "arn:aws:iam::111122223333:role/web-thumbs"}),
+        ),
         pass(
             1,
             "ci",
@@ -83,15 +113,36 @@ fn own_roles_deployers_and_unowned_roles_are_fine() {
             "CreateStack",
             json!({"stackName": "s", "roleARN": "arn:aws:iam::111122223333:role/payments-core"}),
         ),
-        pass(2, "none", "web-frontend", "lambda.amazonaws.com", "CreateFunction20150331", json!({"role": "arn:aws:iam::111122223333:role/legacy-thing"})),
-        pass(3, "read", "web-frontend", "lambda.amazonaws.com", "GetFunction", json!({"role": "arn:aws:iam::111122223333:role/payments-core"})),
+        pass(
+            2,
+            "none",
+            "web-frontend",
+            "lambda.amazonaws.com",
+            "CreateFunction20150331",
+            json!({"role": "arn:aws:iam::111122223333:role/legacy-thing"}),
+        ),
+        pass(
+            3,
+            "read",
+            "web-frontend",
+            "lambda.amazonaws.com",
+            "GetFunction",
+            json!({"role": "arn:aws:iam::111122223333:role/payments-core"}),
+        ),
     ]);
     assert!(f.is_empty(), "{f:#?}");
 }
 
 #[test]
 fn an_unknown_caller_passing_an_owned_role_is_medium() {
-    let f = run(&[pass(0, "u", "mystery", "glue.amazonaws.com", "CreateDevEndpoint", json!({"roleArn": "arn:aws:iam::111122223333:role/payments-etl"}))]);
+    let f = run(&[pass(
+        0,
+        "u",
+        "mystery",
+        "glue.amazonaws.com",
+        "CreateDevEndpoint",
+        json!({"roleArn": "arn:aws:iam::111122223333:role/payments-etl"}),
+    )]);
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].severity, Severity::Medium);
 }

@@ -5,7 +5,9 @@ mod common;
 
 use cloudtrail::EventTime;
 use common::records;
-use detect::{AwsIpRanges, Detector, Engine, Finding, NetSet, OffInstanceConfig, OffInstanceDetector};
+use detect::{
+    AwsIpRanges, Detector, Engine, Finding, NetSet, OffInstanceConfig, OffInstanceDetector,
+};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -13,7 +15,10 @@ const ACCT: &str = "111122223333";
 const ROLE: &str = "arn:aws:iam::111122223333:role/web";
 
 fn t(min: i64) -> String {
-    EventTime::parse("2024-03-01T00:00:00Z").unwrap().plus_millis(min * 60_000).to_string()
+    EventTime::parse("2024-03-01T00:00:00Z")
+        .unwrap()
+        .plus_millis(min * 60_000)
+        .to_string()
 }
 
 fn issue(min: i64, key: &str, instance: &str, request: &str) -> Value {
@@ -54,7 +59,15 @@ fn run(values: &[Value]) -> Vec<Finding> {
 }
 
 fn pairs(f: &[Finding]) -> Vec<(String, String)> {
-    let mut v: Vec<_> = f.iter().map(|f| (f.access_key_id.clone().unwrap(), f.source.ip.clone().unwrap())).collect();
+    let mut v: Vec<_> = f
+        .iter()
+        .map(|f| {
+            (
+                f.access_key_id.clone().unwrap(),
+                f.source.ip.clone().unwrap(),
+            )
+        })
+        .collect();
     v.sort();
     v
 }
@@ -78,7 +91,10 @@ fn use_from_a_second_source_is_a_finding_with_its_evidence_chain() {
     assert_eq!(f.details["locked_source"]["locked_at"], t(1));
     assert_eq!(f.details["credential_identified_by"], "issuance");
     assert!(f.summary.contains("198.51.100.9") && f.summary.contains("54.0.0.1"));
-    assert!(!serde_json::to_string(f).unwrap().contains("never-logged"), "session token leaked into a finding");
+    assert!(
+        !serde_json::to_string(f).unwrap().contains("never-logged"),
+        "session token leaked into a finding"
+    );
 }
 
 #[test]
@@ -114,9 +130,15 @@ fn a_sibling_credential_never_used_on_the_instance_is_caught() {
 #[test]
 fn issuance_not_seen_falls_back_to_session_name() {
     let i = "i-786a3A8B5C0d92eF4";
-    let f = run(&[call(1, "a", "ASIAKEY1", i, "54.0.0.1"), call(20, "b", "ASIAKEY1", i, "198.51.100.9")]);
+    let f = run(&[
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        call(20, "b", "ASIAKEY1", i, "198.51.100.9"),
+    ]);
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "198.51.100.9".into())]);
-    assert_eq!(f[0].details["credential_identified_by"], "session-name+ec2RoleDelivery");
+    assert_eq!(
+        f[0].details["credential_identified_by"],
+        "session-name+ec2RoleDelivery"
+    );
 }
 
 #[test]
@@ -132,8 +154,18 @@ fn sessions_that_are_not_instances_are_ignored() {
 #[test]
 fn declared_egress_is_never_foreign() {
     let i = "i-0123456789abcdef0";
-    let cfg = OffInstanceConfig { egress: NetSet::parse_list(&["198.51.100.0/24"]).unwrap(), ..Default::default() };
-    let f = run_cfg(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), call(30, "b", "ASIAKEY1", i, "198.51.100.9")], cfg);
+    let cfg = OffInstanceConfig {
+        egress: NetSet::parse_list(&["198.51.100.0/24"]).unwrap(),
+        ..Default::default()
+    };
+    let f = run_cfg(
+        &[
+            issue(0, "ASIAKEY1", i, "r1"),
+            call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+            call(30, "b", "ASIAKEY1", i, "198.51.100.9"),
+        ],
+        cfg,
+    );
     assert!(f.is_empty());
 }
 
@@ -147,9 +179,22 @@ fn aws_ranges() -> AwsIpRanges {
 #[test]
 fn attacker_as_first_user_is_caught_only_with_aws_ranges() {
     let i = "i-0123456789abcdef0";
-    let recs = [issue(0, "ASIAKEY1", i, "r1"), issue(0, "ASIAKEY2", i, "r1"), call(2, "a", "ASIAKEY2", i, "198.51.100.9")];
-    assert!(run(&recs).is_empty(), "without a second signal the first user is the lock");
-    let f = run_cfg(&recs, OffInstanceConfig { aws_ranges: Some(aws_ranges()), ..Default::default() });
+    let recs = [
+        issue(0, "ASIAKEY1", i, "r1"),
+        issue(0, "ASIAKEY2", i, "r1"),
+        call(2, "a", "ASIAKEY2", i, "198.51.100.9"),
+    ];
+    assert!(
+        run(&recs).is_empty(),
+        "without a second signal the first user is the lock"
+    );
+    let f = run_cfg(
+        &recs,
+        OffInstanceConfig {
+            aws_ranges: Some(aws_ranges()),
+            ..Default::default()
+        },
+    );
     assert_eq!(pairs(&f), vec![("ASIAKEY2".into(), "198.51.100.9".into())]);
     assert_eq!(f[0].details["reason"], "outside-aws");
 }
@@ -164,7 +209,10 @@ fn with_aws_ranges_an_outside_first_use_does_not_become_the_lock() {
             call(3, "b", "ASIAKEY1", i, "54.0.0.1"),
             call(60, "c", "ASIAKEY1", i, "54.0.0.1"),
         ],
-        OffInstanceConfig { aws_ranges: Some(aws_ranges()), ..Default::default() },
+        OffInstanceConfig {
+            aws_ranges: Some(aws_ranges()),
+            ..Default::default()
+        },
     );
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "198.51.100.9".into())]);
 }
@@ -172,15 +220,39 @@ fn with_aws_ranges_an_outside_first_use_does_not_become_the_lock() {
 #[test]
 fn vpc_endpoints_ours_and_foreign() {
     let i = "i-0123456789abcdef0";
-    let own = with(call(2, "b", "ASIAKEY1", i, "10.0.1.5"), json!({"vpcEndpointId": "vpce-own", "vpcEndpointAccountId": ACCT}));
-    let own_again = with(call(50, "c", "ASIAKEY1", i, "10.0.1.5"), json!({"vpcEndpointId": "vpce-own", "vpcEndpointAccountId": ACCT}));
-    let foreign = with(call(60, "d", "ASIAKEY1", i, "10.9.9.9"), json!({"vpcEndpointId": "vpce-evil", "vpcEndpointAccountId": "999999999999"}));
-    let other_host = with(call(70, "e", "ASIAKEY1", i, "10.0.2.77"), json!({"vpcEndpointId": "vpce-own", "vpcEndpointAccountId": ACCT}));
-    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), own, own_again, foreign, other_host]);
-    let mut reasons: Vec<_> = f.iter().map(|f| f.details["reason"].as_str().unwrap().to_owned()).collect();
+    let own = with(
+        call(2, "b", "ASIAKEY1", i, "10.0.1.5"),
+        json!({"vpcEndpointId": "vpce-own", "vpcEndpointAccountId": ACCT}),
+    );
+    let own_again = with(
+        call(50, "c", "ASIAKEY1", i, "10.0.1.5"),
+        json!({"vpcEndpointId": "vpce-own", "vpcEndpointAccountId": ACCT}),
+    );
+    let foreign = with(
+        call(60, "d", "ASIAKEY1", i, "10.9.9.9"),
+        json!({"vpcEndpointId": "vpce-evil", "vpcEndpointAccountId": "999999999999"}),
+    );
+    let other_host = with(
+        call(70, "e", "ASIAKEY1", i, "10.0.2.77"),
+        json!({"vpcEndpointId": "vpce-own", "vpcEndpointAccountId": ACCT}),
+    );
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        own,
+        own_again,
+        foreign,
+        other_host,
+    ]);
+    let mut reasons: Vec<_> = f
+        .iter()
+        .map(|f| f.details["reason"].as_str().unwrap().to_owned())
+        .collect();
     reasons.sort();
     assert_eq!(reasons, vec!["different-source", "foreign-vpc-endpoint"]);
-    assert!(f.iter().any(|f| f.source.vpc_endpoint.as_deref() == Some("vpce-evil")));
+    assert!(f
+        .iter()
+        .any(|f| f.source.vpc_endpoint.as_deref() == Some("vpce-evil")));
 }
 
 #[test]
@@ -233,7 +305,11 @@ fn a_recon_first_call_from_a_cli_does_not_win_the_lock() {
         call(1, "a", "ASIAKEY1", i, "198.51.100.9"),
         json!({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": "aws-cli/2.15.0 Python/3.11 Darwin/23"}),
     );
-    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), recon, call(3, "b", "ASIAKEY1", i, "54.0.0.1")]);
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        recon,
+        call(3, "b", "ASIAKEY1", i, "54.0.0.1"),
+    ]);
     assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "198.51.100.9".into())]);
 }
 
@@ -241,7 +317,13 @@ fn a_recon_first_call_from_a_cli_does_not_win_the_lock() {
 fn duplicate_delivery_gives_one_finding() {
     let i = "i-0123456789abcdef0";
     let bad = call(30, "b", "ASIAKEY1", i, "198.51.100.9");
-    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), bad.clone(), bad.clone(), bad]);
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        bad.clone(),
+        bad.clone(),
+        bad,
+    ]);
     assert_eq!(f.len(), 1);
 }
 
@@ -249,7 +331,10 @@ fn duplicate_delivery_gives_one_finding() {
 fn state_is_dropped_after_expiry() {
     let mut det = OffInstanceDetector::new(OffInstanceConfig::default());
     let mut out = Vec::new();
-    let recs = records(&[issue(0, "ASIAKEY1", "i-0123456789abcdef0", "r1"), call(1, "a", "ASIAKEY1", "i-0123456789abcdef0", "54.0.0.1")]);
+    let recs = records(&[
+        issue(0, "ASIAKEY1", "i-0123456789abcdef0", "r1"),
+        call(1, "a", "ASIAKEY1", "i-0123456789abcdef0", "54.0.0.1"),
+    ]);
     for r in &recs {
         det.observe(r, &mut out);
         det.advance(r.event_time, &mut out);
@@ -273,7 +358,13 @@ fn a_new_key_using_a_known_foreign_source_is_reported_too() {
         call(61, "c", "ASIAKEY3", i, "54.0.0.1"),
         call(200, "d", "ASIAKEY3", i, "198.51.100.9"),
     ]);
-    assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "198.51.100.9".into()), ("ASIAKEY3".into(), "198.51.100.9".into())]);
+    assert_eq!(
+        pairs(&f),
+        vec![
+            ("ASIAKEY1".into(), "198.51.100.9".into()),
+            ("ASIAKEY3".into(), "198.51.100.9".into())
+        ]
+    );
 }
 
 fn scenario() -> Vec<Value> {
@@ -329,15 +420,28 @@ fn an_attackers_address_never_vouches_for_itself_on_another_instance() {
         call(2, "b1", "ASIAB", b, "54.0.0.7"),
         call(40, "x2", "ASIAA", a, "3.9.9.9"),
     ]);
-    assert_eq!(pairs(&f), vec![("ASIAA".into(), "3.9.9.9".into()), ("ASIAB".into(), "3.9.9.9".into())]);
+    assert_eq!(
+        pairs(&f),
+        vec![
+            ("ASIAA".into(), "3.9.9.9".into()),
+            ("ASIAB".into(), "3.9.9.9".into())
+        ]
+    );
 }
 
 #[test]
 fn a_network_family_taken_up_late_must_be_corroborated() {
     let i = "i-0123456789abcdef0";
     // IPv4 for an hour, then an IPv6 /64 nobody else uses: not the instance's to claim.
-    let f = run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), call(60, "b", "ASIAKEY1", i, "2600:1f18:dead:beef::5")]);
-    assert_eq!(pairs(&f), vec![("ASIAKEY1".into(), "2600:1f18:dead:beef::5".into())]);
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+        call(60, "b", "ASIAKEY1", i, "2600:1f18:dead:beef::5"),
+    ]);
+    assert_eq!(
+        pairs(&f),
+        vec![("ASIAKEY1".into(), "2600:1f18:dead:beef::5".into())]
+    );
     assert_eq!(f[0].details["reason"], "unverified-new-network");
     // The same late endpoint: without an owner in the record it is unverified; with our
     // account as owner it is ours.
@@ -347,7 +451,11 @@ fn a_network_family_taken_up_late_must_be_corroborated() {
         if let Some(o) = owner {
             v["vpcEndpointAccountId"] = json!(o);
         }
-        run(&[issue(0, "ASIAKEY1", i, "r1"), call(1, "a", "ASIAKEY1", i, "54.0.0.1"), v])
+        run(&[
+            issue(0, "ASIAKEY1", i, "r1"),
+            call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+            v,
+        ])
     };
     assert_eq!(late_vpce(None).len(), 1);
     assert!(late_vpce(Some(ACCT)).is_empty());
@@ -356,7 +464,10 @@ fn a_network_family_taken_up_late_must_be_corroborated() {
 #[test]
 fn declared_egress_never_pushes_the_instance_address_aside() {
     let i = "i-0123456789abcdef0";
-    let cfg = OffInstanceConfig { egress: NetSet::parse_list(&["198.51.100.0/24"]).unwrap(), ..Default::default() };
+    let cfg = OffInstanceConfig {
+        egress: NetSet::parse_list(&["198.51.100.0/24"]).unwrap(),
+        ..Default::default()
+    };
     let f = run_cfg(
         &[
             issue(0, "ASIAKEY1", i, "r1"),
@@ -375,7 +486,10 @@ fn an_absurd_expiration_does_not_keep_state_alive() {
     let mut out = Vec::new();
     let mut iss = issue(0, "ASIAKEY1", "i-0123456789abcdef0", "r1");
     iss["responseElements"]["credentials"]["expiration"] = json!("Dec 31, 9999, 11:59:59 PM");
-    for r in records(&[iss, call(1, "a", "ASIAKEY1", "i-0123456789abcdef0", "54.0.0.1")]) {
+    for r in records(&[
+        iss,
+        call(1, "a", "ASIAKEY1", "i-0123456789abcdef0", "54.0.0.1"),
+    ]) {
         det.observe(&r, &mut out);
         det.advance(r.event_time, &mut out);
     }
@@ -387,8 +501,13 @@ fn an_absurd_expiration_does_not_keep_state_alive() {
 #[test]
 fn a_record_from_the_future_does_not_freeze_event_time() {
     let i = "i-0123456789abcdef0";
-    let future = with(call(2, "f", "ASIAOTHER", "i-0fffffffffffffff0", "54.9.9.9"), json!({"eventTime": "9999-12-31T23:59:59Z"}));
-    let mut engine = Engine::new(vec![Box::new(OffInstanceDetector::new(OffInstanceConfig::default()))]);
+    let future = with(
+        call(2, "f", "ASIAOTHER", "i-0fffffffffffffff0", "54.9.9.9"),
+        json!({"eventTime": "9999-12-31T23:59:59Z"}),
+    );
+    let mut engine = Engine::new(vec![Box::new(OffInstanceDetector::new(
+        OffInstanceConfig::default(),
+    ))]);
     let mut out = Vec::new();
     for r in records(&[
         issue(0, "ASIAKEY1", i, "r1"),
@@ -400,5 +519,9 @@ fn a_record_from_the_future_does_not_freeze_event_time() {
         engine.process(&r, &mut out);
     }
     assert_eq!(engine.stats.future, 1);
-    assert_eq!(pairs(&out), vec![("ASIAKEY1".into(), "198.51.100.9".into())], "decided while streaming, not only at the end");
+    assert_eq!(
+        pairs(&out),
+        vec![("ASIAKEY1".into(), "198.51.100.9".into())],
+        "decided while streaming, not only at the end"
+    );
 }

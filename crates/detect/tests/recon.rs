@@ -11,7 +11,9 @@ use detect::{Finding, ReconCallDetector, ReconConfig};
 use serde_json::json;
 
 fn call(min: i64, id: &str, source: &str, name: &str) -> serde_json::Value {
-    let t = EventTime::parse("2024-08-01T00:00:00Z").unwrap().plus_millis(min * 60_000);
+    let t = EventTime::parse("2024-08-01T00:00:00Z")
+        .unwrap()
+        .plus_millis(min * 60_000);
     json!({"eventTime": t.to_string(), "eventSource": source, "eventName": name, "eventID": id, "awsRegion": "us-east-1",
         "sourceIPAddress": "198.51.100.23", "userAgent": "aws-cli/2.15", "recipientAccountId": "111122223333",
         "userIdentity": {"type": "AssumedRole", "accessKeyId": "ASIAAPP", "arn": "arn:aws:sts::111122223333:assumed-role/app/i-0123456789abcdef0",
@@ -19,11 +21,19 @@ fn call(min: i64, id: &str, source: &str, name: &str) -> serde_json::Value {
 }
 
 fn run(records: &[Record], learning_min: i64) -> Vec<Finding> {
-    run_detector(Box::new(ReconCallDetector::new(ReconConfig { learning_ms: learning_min * 60_000, ..Default::default() })), records)
+    run_detector(
+        Box::new(ReconCallDetector::new(ReconConfig {
+            learning_ms: learning_min * 60_000,
+            ..Default::default()
+        })),
+        records,
+    )
 }
 
 fn daily_habit() -> Vec<serde_json::Value> {
-    (0..120).map(|i| call(i, &format!("h{i}"), "dynamodb.amazonaws.com", "GetItem")).collect()
+    (0..120)
+        .map(|i| call(i, &format!("h{i}"), "dynamodb.amazonaws.com", "GetItem"))
+        .collect()
 }
 
 #[test]
@@ -36,8 +46,14 @@ fn after_learning_a_first_recon_call_is_high_and_reported_once() {
     let f = run(&records(&v), 60);
     assert_eq!(f.len(), 2, "one finding per burst of first steps: {f:#?}");
     assert_eq!(f[0].event_ids, vec!["r1", "r3"]);
-    assert_eq!(f[0].principal.as_deref(), Some("arn:aws:iam::111122223333:role/app"));
-    assert_eq!(f[0].details["actions"], json!(["sts:GetCallerIdentity", "s3:ListBuckets"]));
+    assert_eq!(
+        f[0].principal.as_deref(),
+        Some("arn:aws:iam::111122223333:role/app")
+    );
+    assert_eq!(
+        f[0].details["actions"],
+        json!(["sts:GetCallerIdentity", "s3:ListBuckets"])
+    );
     assert_eq!(f[1].details["actions"], json!(["iam:ListUsers"]));
 }
 
@@ -75,23 +91,46 @@ fn service_calls_on_the_principals_behalf_are_not_its_recon() {
 
 #[test]
 fn stratus_first_steps_match_the_annotation_without_learning() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/stratus-red-team");
+    let root =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/stratus-red-team");
     let (sources, _) = discover(&[root.join("detonation-logs")]).unwrap();
     let mut recs = Vec::new();
     for s in &sources {
         decode_source(s, &mut |r| recs.push(r));
     }
     let f = run(&recs, 0);
-    let annotated = std::fs::read_to_string(root.join("expected_findings.jsonl")).unwrap().lines().filter(|l| l.contains("recon_first_step")).count();
+    let annotated = std::fs::read_to_string(root.join("expected_findings.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("recon_first_step"))
+        .count();
     assert_eq!(annotated, 3);
-    let actions: Vec<&str> = f.iter().flat_map(|f| f.details["actions"].as_array().unwrap().iter().map(|a| a.as_str().unwrap())).collect();
-    let whoami = actions.iter().filter(|a| **a == "sts:GetCallerIdentity").count();
+    let actions: Vec<&str> = f
+        .iter()
+        .flat_map(|f| {
+            f.details["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+        })
+        .collect();
+    let whoami = actions
+        .iter()
+        .filter(|a| **a == "sts:GetCallerIdentity")
+        .count();
     assert_eq!(whoami, annotated, "{f:#?}");
     // Beyond the annotation, the secret-stealing techniques list secrets and parameters
     // first: attacker first steps too (every Stratus file is an attack).
-    let mut others: Vec<&str> = actions.into_iter().filter(|a| *a != "sts:GetCallerIdentity").collect();
+    let mut others: Vec<&str> = actions
+        .into_iter()
+        .filter(|a| *a != "sts:GetCallerIdentity")
+        .collect();
     others.sort_unstable();
-    assert_eq!(others, ["secretsmanager:ListSecrets", "ssm:DescribeParameters"]);
+    assert_eq!(
+        others,
+        ["secretsmanager:ListSecrets", "ssm:DescribeParameters"]
+    );
 }
 
 #[test]

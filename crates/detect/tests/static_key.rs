@@ -13,28 +13,48 @@ use proptest::prelude::*;
 use serde_json::json;
 
 fn call(min: i64, id: &str, key: &str, ip: &str) -> serde_json::Value {
-    let t = EventTime::parse("2024-07-01T08:00:00Z").unwrap().plus_millis(min * 60_000);
+    let t = EventTime::parse("2024-07-01T08:00:00Z")
+        .unwrap()
+        .plus_millis(min * 60_000);
     json!({"eventTime": t.to_string(), "eventSource": "s3.amazonaws.com", "eventName": "ListBuckets", "eventID": id, "awsRegion": "us-east-1",
         "sourceIPAddress": ip, "userAgent": "aws-cli/2.15", "recipientAccountId": "111122223333",
         "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "arn": "arn:aws:iam::111122223333:user/ci", "accountId": "111122223333", "accessKeyId": key, "userName": "ci"}})
 }
 
 fn run(records: &[Record]) -> Vec<Finding> {
-    run_detector(Box::new(StaticKeyDetector::new(StaticKeyConfig::default())), records)
+    run_detector(
+        Box::new(StaticKeyDetector::new(StaticKeyConfig::default())),
+        records,
+    )
 }
 
 #[test]
 fn one_finding_per_key_then_one_per_new_address() {
-    let mut v: Vec<_> = (0..50).map(|i| call(i, &format!("a{i}"), "AKIACI0000000001", "203.0.113.50")).collect();
+    let mut v: Vec<_> = (0..50)
+        .map(|i| call(i, &format!("a{i}"), "AKIACI0000000001", "203.0.113.50"))
+        .collect();
     v.push(call(200, "b1", "AKIACI0000000001", "5.188.10.20"));
-    v.extend((0..20).map(|i| call(201 + i, &format!("b{}", i + 2), "AKIACI0000000001", "5.188.10.20")));
+    v.extend((0..20).map(|i| {
+        call(
+            201 + i,
+            &format!("b{}", i + 2),
+            "AKIACI0000000001",
+            "5.188.10.20",
+        )
+    }));
     let f = run(&records(&v));
     assert_eq!(f.len(), 2, "{f:#?}");
     assert_eq!(f[0].severity, Severity::Medium);
     assert_eq!(f[0].source.ip.as_deref(), Some("203.0.113.50"));
-    assert_eq!(f[0].principal.as_deref(), Some("arn:aws:iam::111122223333:user/ci"));
+    assert_eq!(
+        f[0].principal.as_deref(),
+        Some("arn:aws:iam::111122223333:user/ci")
+    );
     assert_eq!(f[0].details["first_report_for_key"], true);
-    assert_eq!(f[0].details["calls"], 5, "calls up to the end of the settling window");
+    assert_eq!(
+        f[0].details["calls"], 5,
+        "calls up to the end of the settling window"
+    );
     assert_eq!(f[1].severity, Severity::High);
     assert_eq!(f[1].source.ip.as_deref(), Some("5.188.10.20"));
     assert_eq!(f[1].details["known_sources"], json!(["203.0.113.50"]));
@@ -47,28 +67,51 @@ fn root_keys_are_critical_and_service_calls_are_not_sources() {
     root["userIdentity"] = json!({"type": "Root", "arn": "arn:aws:iam::111122223333:root", "accountId": "111122223333", "accessKeyId": "AKIAROOT000000001"});
     let mut via = call(30, "v1", "AKIACI0000000001", "cloudformation.amazonaws.com");
     via["userIdentity"]["invokedBy"] = json!("cloudformation.amazonaws.com");
-    let f = run(&records(&[root, via, call(31, "c1", "AKIACI0000000001", "203.0.113.50")]));
+    let f = run(&records(&[
+        root,
+        via,
+        call(31, "c1", "AKIACI0000000001", "203.0.113.50"),
+    ]));
     assert_eq!(f.len(), 2);
-    let root_f = f.iter().find(|f| f.access_key_id.as_deref() == Some("AKIAROOT000000001")).unwrap();
+    let root_f = f
+        .iter()
+        .find(|f| f.access_key_id.as_deref() == Some("AKIAROOT000000001"))
+        .unwrap();
     assert_eq!(root_f.severity, Severity::Critical);
-    let ci = f.iter().find(|f| f.access_key_id.as_deref() == Some("AKIACI0000000001")).unwrap();
-    assert_eq!(ci.details["calls"], 2, "the service call counts as a call, not as a source");
+    let ci = f
+        .iter()
+        .find(|f| f.access_key_id.as_deref() == Some("AKIACI0000000001"))
+        .unwrap();
+    assert_eq!(
+        ci.details["calls"], 2,
+        "the service call counts as a call, not as a source"
+    );
 }
 
 #[test]
 fn temporary_keys_are_not_static() {
-    assert!(run(&records(&[call(0, "x", "ASIATEMP00000001", "198.51.100.1")])).is_empty());
+    assert!(run(&records(&[call(
+        0,
+        "x",
+        "ASIATEMP00000001",
+        "198.51.100.1"
+    )]))
+    .is_empty());
 }
 
 #[test]
 fn stratus_static_keys_match_the_annotation() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/stratus-red-team");
+    let root =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/stratus-red-team");
     let (sources, _) = discover(&[root.join("detonation-logs")]).unwrap();
     let mut recs = Vec::new();
     for s in &sources {
         decode_source(s, &mut |r| recs.push(r));
     }
-    let got: BTreeSet<String> = run(&recs).into_iter().filter_map(|f| f.access_key_id).collect();
+    let got: BTreeSet<String> = run(&recs)
+        .into_iter()
+        .filter_map(|f| f.access_key_id)
+        .collect();
     let want: BTreeSet<String> = std::fs::read_to_string(root.join("expected_findings.jsonl"))
         .unwrap()
         .lines()

@@ -97,34 +97,69 @@ impl Catalogue {
     /// The catalogue compiled into this binary.
     pub fn builtin() -> &'static Catalogue {
         static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
-        CATALOGUE.get_or_init(|| Catalogue::parse(BUILTIN).expect("the built-in catalogue is generated and tested"))
+        CATALOGUE.get_or_init(|| {
+            Catalogue::parse(BUILTIN).expect("the built-in catalogue is generated and tested")
+        })
     }
 
     /// Parse the catalogue's text form (see `scripts/gen-catalogue`).
     pub fn parse(text: &str) -> Result<Catalogue, CatalogueError> {
         let mut c = Catalogue::default();
         for (i, line) in text.lines().enumerate() {
-            let err = |m: &str| CatalogueError { line: i + 1, message: m.to_owned() };
+            let err = |m: &str| CatalogueError {
+                line: i + 1,
+                message: m.to_owned(),
+            };
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let fields: Vec<&str> = line.split('\t').collect();
             if let Some(rest) = line.strip_prefix("!source\t") {
                 let f: Vec<&str> = rest.split('\t').collect();
-                let [package, version, updated] = f[..] else { return Err(err("!source needs package, version, date")) };
-                c.source = CatalogueSource { package: package.into(), version: version.into(), updated: updated.into() };
+                let [package, version, updated] = f[..] else {
+                    return Err(err("!source needs package, version, date"));
+                };
+                c.source = CatalogueSource {
+                    package: package.into(),
+                    version: version.into(),
+                    updated: updated.into(),
+                };
             } else if let Some(prefix) = fields[0].strip_prefix('=') {
-                let name = fields.get(1).ok_or_else(|| err("service line needs a name"))?;
-                c.by_prefix.insert(prefix.to_ascii_lowercase(), c.services.len());
-                c.services.push(Service { prefix: prefix.into(), name: (*name).into(), actions: Vec::new(), resource_types: Vec::new() });
+                let name = fields
+                    .get(1)
+                    .ok_or_else(|| err("service line needs a name"))?;
+                c.by_prefix
+                    .insert(prefix.to_ascii_lowercase(), c.services.len());
+                c.services.push(Service {
+                    prefix: prefix.into(),
+                    name: (*name).into(),
+                    actions: Vec::new(),
+                    resource_types: Vec::new(),
+                });
             } else if let Some(prefix) = fields[0].strip_prefix('@') {
-                let [_, rtype, arn] = fields[..] else { return Err(err("resource line needs prefix, type, ARN")) };
-                let s = c.services.last_mut().filter(|s| s.prefix == prefix).ok_or_else(|| err("resource type outside its service"))?;
+                let [_, rtype, arn] = fields[..] else {
+                    return Err(err("resource line needs prefix, type, ARN"));
+                };
+                let s = c
+                    .services
+                    .last_mut()
+                    .filter(|s| s.prefix == prefix)
+                    .ok_or_else(|| err("resource type outside its service"))?;
                 s.resource_types.push((rtype.into(), arn.into()));
             } else {
-                let [prefix, name, level, rtypes] = fields[..] else { return Err(err("action line needs prefix, action, level, resource types")) };
-                let level = AccessLevel::from_letter(level).ok_or_else(|| err("unknown access level"))?;
-                let si = c.services.len().checked_sub(1).filter(|&si| c.services[si].prefix == prefix).ok_or_else(|| err("action outside its service"))?;
+                let [prefix, name, level, rtypes] = fields[..] else {
+                    return Err(err(
+                        "action line needs prefix, action, level, resource types",
+                    ));
+                };
+                let level =
+                    AccessLevel::from_letter(level).ok_or_else(|| err("unknown access level"))?;
+                let si = c
+                    .services
+                    .len()
+                    .checked_sub(1)
+                    .filter(|&si| c.services[si].prefix == prefix)
+                    .ok_or_else(|| err("action outside its service"))?;
                 let resource_types = rtypes
                     .split(',')
                     .filter(|r| !r.is_empty())
@@ -134,19 +169,39 @@ impl Catalogue {
                     })
                     .collect();
                 let s = &mut c.services[si];
-                c.by_action.insert(format!("{prefix}:{name}").to_ascii_lowercase(), (si, s.actions.len()));
-                s.actions.push(ActionInfo { name: name.into(), level, resource_types });
+                c.by_action.insert(
+                    format!("{prefix}:{name}").to_ascii_lowercase(),
+                    (si, s.actions.len()),
+                );
+                s.actions.push(ActionInfo {
+                    name: name.into(),
+                    level,
+                    resource_types,
+                });
             }
         }
         if c.services.is_empty() {
-            return Err(CatalogueError { line: 0, message: "no services".into() });
+            return Err(CatalogueError {
+                line: 0,
+                message: "no services".into(),
+            });
         }
-        c.all = c.services.iter().flat_map(|s| s.actions.iter().map(move |a| format!("{}:{}", s.prefix, a.name))).collect();
+        c.all = c
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.actions
+                    .iter()
+                    .map(move |a| format!("{}:{}", s.prefix, a.name))
+            })
+            .collect();
         Ok(c)
     }
 
     pub fn service(&self, prefix: &str) -> Option<&Service> {
-        self.by_prefix.get(&prefix.to_ascii_lowercase()).map(|&i| &self.services[i])
+        self.by_prefix
+            .get(&prefix.to_ascii_lowercase())
+            .map(|&i| &self.services[i])
     }
 
     /// Look up `prefix:Action`, case-insensitively.
@@ -157,7 +212,8 @@ impl Catalogue {
 
     /// The canonical spelling of an action (`s3:getobject` → `s3:GetObject`).
     pub fn canonical(&self, action: &str) -> Option<String> {
-        self.lookup(action).map(|(s, a)| format!("{}:{}", s.prefix, a.name))
+        self.lookup(action)
+            .map(|(s, a)| format!("{}:{}", s.prefix, a.name))
     }
 
     pub fn action_count(&self) -> usize {
@@ -170,9 +226,14 @@ impl Catalogue {
         if pattern == "*" {
             return self.all.clone();
         }
-        let Some((prefix, action)) = pattern.split_once(':') else { return out };
+        let Some((prefix, action)) = pattern.split_once(':') else {
+            return out;
+        };
         let services: Vec<&Service> = if has_wildcard(prefix) {
-            self.services.iter().filter(|s| glob_match_ignore_case(prefix, &s.prefix)).collect()
+            self.services
+                .iter()
+                .filter(|s| glob_match_ignore_case(prefix, &s.prefix))
+                .collect()
         } else {
             self.service(prefix).into_iter().collect()
         };
@@ -198,7 +259,8 @@ impl Catalogue {
             match s.effect {
                 Effect::Allow => granted.extend(covered),
                 Effect::Deny => {
-                    let everywhere = s.resource.is_none() || matches!(&s.resource, Some(Patterns::Only(r)) if r.iter().any(|r| r == "*"));
+                    let everywhere = s.resource.is_none()
+                        || matches!(&s.resource, Some(Patterns::Only(r)) if r.iter().any(|r| r == "*"));
                     if everywhere && s.conditions.is_empty() {
                         denied.extend(covered)
                     }
@@ -206,7 +268,10 @@ impl Catalogue {
             }
         }
         let actions = granted.difference(&denied).cloned().collect();
-        Granted { actions, unknown_patterns: unknown.into_iter().collect() }
+        Granted {
+            actions,
+            unknown_patterns: unknown.into_iter().collect(),
+        }
     }
 
     fn covered(&self, patterns: &Patterns, unknown: &mut BTreeSet<String>) -> BTreeSet<String> {
@@ -220,7 +285,12 @@ impl Catalogue {
         }
         match patterns {
             Patterns::Only(_) => hit,
-            Patterns::AllExcept(_) => self.all.iter().filter(|a| !hit.contains(*a)).cloned().collect(),
+            Patterns::AllExcept(_) => self
+                .all
+                .iter()
+                .filter(|a| !hit.contains(*a))
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -246,11 +316,25 @@ mod tests {
         assert_eq!(a.name, "GetObject");
         assert_eq!(a.level, AccessLevel::Read);
         assert!(a.resource_types.iter().any(|(r, _)| r == "object"));
-        assert_eq!(c.lookup("iam:PassRole").unwrap().1.level, AccessLevel::Write);
-        assert_eq!(c.lookup("iam:AttachRolePolicy").unwrap().1.level, AccessLevel::PermissionsManagement);
-        assert_eq!(c.lookup("s3:ListAllMyBuckets").unwrap().1.level, AccessLevel::List);
+        assert_eq!(
+            c.lookup("iam:PassRole").unwrap().1.level,
+            AccessLevel::Write
+        );
+        assert_eq!(
+            c.lookup("iam:AttachRolePolicy").unwrap().1.level,
+            AccessLevel::PermissionsManagement
+        );
+        assert_eq!(
+            c.lookup("s3:ListAllMyBuckets").unwrap().1.level,
+            AccessLevel::List
+        );
         assert!(c.lookup("s3:NoSuchAction").is_none());
-        assert!(c.service("s3").unwrap().resource_types.iter().any(|(t, arn)| t == "bucket" && arn.contains("${BucketName}")));
+        assert!(c
+            .service("s3")
+            .unwrap()
+            .resource_types
+            .iter()
+            .any(|(t, arn)| t == "bucket" && arn.contains("${BucketName}")));
     }
 
     #[test]
@@ -263,7 +347,9 @@ mod tests {
         assert_eq!(c.expand("iam:passrole"), ["iam:PassRole"]);
         assert!(c.expand("nosuchservice:*").is_empty());
         assert_eq!(c.expand("*").len(), c.action_count());
-        assert!(c.expand("s?s:GetCallerIdentity").contains(&"sts:GetCallerIdentity".to_owned()));
+        assert!(c
+            .expand("s?s:GetCallerIdentity")
+            .contains(&"sts:GetCallerIdentity".to_owned()));
     }
 
     #[test]
@@ -278,10 +364,18 @@ mod tests {
         .unwrap();
         let g = c.granted_by(&p);
         assert!(g.actions.contains(&"sqs:SendMessage".to_owned()));
-        assert!(!g.actions.contains(&"s3:GetObject".to_owned()), "denied everywhere");
-        assert!(g.actions.contains(&"s3:GetBucketPolicy".to_owned()), "denied on one bucket only");
+        assert!(
+            !g.actions.contains(&"s3:GetObject".to_owned()),
+            "denied everywhere"
+        );
+        assert!(
+            g.actions.contains(&"s3:GetBucketPolicy".to_owned()),
+            "denied on one bucket only"
+        );
         assert_eq!(g.unknown_patterns, ["s3:MadeUpAction"]);
-        let all_but = Policy::parse(r#"{"Statement":{"Effect":"Allow","NotAction":"iam:*","Resource":"*"}}"#).unwrap();
+        let all_but =
+            Policy::parse(r#"{"Statement":{"Effect":"Allow","NotAction":"iam:*","Resource":"*"}}"#)
+                .unwrap();
         let g = c.granted_by(&all_but);
         assert!(!g.actions.iter().any(|a| a.starts_with("iam:")));
         assert!(g.actions.contains(&"s3:GetObject".to_owned()));

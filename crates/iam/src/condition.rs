@@ -70,8 +70,16 @@ pub struct Operator {
 const OPERATORS: &[(&str, Base, bool)] = &[
     ("StringEquals", Base::StringEquals, false),
     ("StringNotEquals", Base::StringEquals, true),
-    ("StringEqualsIgnoreCase", Base::StringEqualsIgnoreCase, false),
-    ("StringNotEqualsIgnoreCase", Base::StringEqualsIgnoreCase, true),
+    (
+        "StringEqualsIgnoreCase",
+        Base::StringEqualsIgnoreCase,
+        false,
+    ),
+    (
+        "StringNotEqualsIgnoreCase",
+        Base::StringEqualsIgnoreCase,
+        true,
+    ),
     ("StringLike", Base::StringLike, false),
     ("StringNotLike", Base::StringLike, true),
     ("NumericEquals", Base::NumericEquals, false),
@@ -79,7 +87,11 @@ const OPERATORS: &[(&str, Base, bool)] = &[
     ("NumericLessThan", Base::NumericLessThan, false),
     ("NumericLessThanEquals", Base::NumericLessThanEquals, false),
     ("NumericGreaterThan", Base::NumericGreaterThan, false),
-    ("NumericGreaterThanEquals", Base::NumericGreaterThanEquals, false),
+    (
+        "NumericGreaterThanEquals",
+        Base::NumericGreaterThanEquals,
+        false,
+    ),
     ("DateEquals", Base::DateEquals, false),
     ("DateNotEquals", Base::DateEquals, true),
     ("DateLessThan", Base::DateLessThan, false),
@@ -103,32 +115,60 @@ impl Operator {
         let mut rest = name;
         let mut qualifier = None;
         // At most one set qualifier; `get` keeps slicing on character boundaries.
-        for (prefix, q) in [("ForAnyValue:", SetQualifier::AnyValue), ("ForAllValues:", SetQualifier::AllValues)] {
-            if rest.len() > prefix.len() && rest.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix)) {
+        for (prefix, q) in [
+            ("ForAnyValue:", SetQualifier::AnyValue),
+            ("ForAllValues:", SetQualifier::AllValues),
+        ] {
+            if rest.len() > prefix.len()
+                && rest
+                    .get(..prefix.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+            {
                 qualifier = Some(q);
                 rest = &rest[prefix.len()..];
                 break;
             }
         }
         let mut if_exists = false;
-        if rest.len() > 8 && rest.is_char_boundary(rest.len() - 8) && rest[rest.len() - 8..].eq_ignore_ascii_case("IfExists") {
+        if rest.len() > 8
+            && rest.is_char_boundary(rest.len() - 8)
+            && rest[rest.len() - 8..].eq_ignore_ascii_case("IfExists")
+        {
             if_exists = true;
             rest = &rest[..rest.len() - 8];
         }
-        let &(_, base, negated) = OPERATORS.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(rest))?;
+        let &(_, base, negated) = OPERATORS
+            .iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(rest))?;
         if base == Base::Null && (if_exists || qualifier.is_some()) {
             return None;
         }
-        Some(Operator { base, negated, if_exists, qualifier })
+        Some(Operator {
+            base,
+            negated,
+            if_exists,
+            qualifier,
+        })
     }
 
     fn base_name(&self) -> &'static str {
-        OPERATORS.iter().find(|(_, b, n)| *b == self.base && *n == self.negated).map(|(name, _, _)| *name).expect("every operator has a name")
+        OPERATORS
+            .iter()
+            .find(|(_, b, n)| *b == self.base && *n == self.negated)
+            .map(|(name, _, _)| *name)
+            .expect("every operator has a name")
     }
 
     /// String and ARN operators take policy variables and wildcards.
     fn takes_variables(&self) -> bool {
-        matches!(self.base, Base::StringEquals | Base::StringEqualsIgnoreCase | Base::StringLike | Base::ArnEquals | Base::ArnLike)
+        matches!(
+            self.base,
+            Base::StringEquals
+                | Base::StringEqualsIgnoreCase
+                | Base::StringLike
+                | Base::ArnEquals
+                | Base::ArnLike
+        )
     }
 }
 
@@ -181,17 +221,32 @@ impl Condition {
             }
         };
         let parsed = match operator.base {
-            Base::StringEquals | Base::StringEqualsIgnoreCase | Base::StringLike | Base::ArnEquals | Base::ArnLike => Parsed::Text,
+            Base::StringEquals
+            | Base::StringEqualsIgnoreCase
+            | Base::StringLike
+            | Base::ArnEquals
+            | Base::ArnLike => Parsed::Text,
             Base::BinaryEquals => {
                 all(&|v| base64_decode(v).is_some(), "base64")?;
                 Parsed::Text
             }
-            Base::NumericEquals | Base::NumericLessThan | Base::NumericLessThanEquals | Base::NumericGreaterThan | Base::NumericGreaterThanEquals => {
+            Base::NumericEquals
+            | Base::NumericLessThan
+            | Base::NumericLessThanEquals
+            | Base::NumericGreaterThan
+            | Base::NumericGreaterThanEquals => {
                 all(&|v| parse_number(v).is_some(), "a number")?;
                 Parsed::Numbers(values.iter().filter_map(|v| parse_number(v)).collect())
             }
-            Base::DateEquals | Base::DateLessThan | Base::DateLessThanEquals | Base::DateGreaterThan | Base::DateGreaterThanEquals => {
-                all(&|v| parse_date(v).is_some(), "an ISO 8601 date or epoch seconds")?;
+            Base::DateEquals
+            | Base::DateLessThan
+            | Base::DateLessThanEquals
+            | Base::DateGreaterThan
+            | Base::DateGreaterThanEquals => {
+                all(
+                    &|v| parse_date(v).is_some(),
+                    "an ISO 8601 date or epoch seconds",
+                )?;
                 Parsed::Dates(values.iter().filter_map(|v| parse_date(v)).collect())
             }
             Base::Bool => {
@@ -207,7 +262,13 @@ impl Condition {
                 Parsed::Absent(values.iter().filter_map(|v| parse_bool(v)).collect())
             }
         };
-        Ok(Condition { operator, key: key.to_owned(), key_lower: key.to_ascii_lowercase(), values, parsed })
+        Ok(Condition {
+            operator,
+            key: key.to_owned(),
+            key_lower: key.to_ascii_lowercase(),
+            values,
+            parsed,
+        })
     }
 
     /// Decide this condition for a request. `variables`: whether `${…}` is substituted.
@@ -228,7 +289,8 @@ impl Condition {
         };
         // Substitute variables once per evaluation; unresolved ones drop out (match nothing).
         let substituted: Vec<String>;
-        let escaped = variables && op.takes_variables() && self.values.iter().any(|v| v.contains("${"));
+        let escaped =
+            variables && op.takes_variables() && self.values.iter().any(|v| v.contains("${"));
         let policy_values: &[String] = if escaped {
             // Substituted text (and `${*}`, `${?}`) is literal: the values come back as escaped
             // patterns, matched by the escaped matchers or unescaped for exact comparison.
@@ -245,7 +307,9 @@ impl Condition {
             &self.values
         };
         // One request value against the operator, negation included.
-        let one = |request: &str| self.any_policy_value_matches(policy_values, escaped, request) != op.negated;
+        let one = |request: &str| {
+            self.any_policy_value_matches(policy_values, escaped, request) != op.negated
+        };
         match op.qualifier {
             Some(SetQualifier::AnyValue) => values.iter().any(|v| one(v)),
             Some(SetQualifier::AllValues) => values.iter().all(|v| one(v)),
@@ -262,17 +326,31 @@ impl Condition {
             req.is_some_and(|r| list.iter().any(|p| r.partial_cmp(p).is_some_and(ok)))
         };
         match (&self.parsed, self.operator.base) {
-            (Parsed::Text, Base::StringEquals) if escaped => policy.iter().any(|p| unescape(p) == request),
+            (Parsed::Text, Base::StringEquals) if escaped => {
+                policy.iter().any(|p| unescape(p) == request)
+            }
             (Parsed::Text, Base::StringEquals) => policy.iter().any(|p| p == request),
             (Parsed::Text, Base::StringEqualsIgnoreCase) => {
                 let r = request.to_lowercase();
-                policy.iter().any(|p| if escaped { unescape(p) } else { p.clone() }.to_lowercase() == r)
+                policy
+                    .iter()
+                    .any(|p| if escaped { unescape(p) } else { p.clone() }.to_lowercase() == r)
             }
-            (Parsed::Text, Base::StringLike) if escaped => policy.iter().any(|p| glob_match_escaped(p, request)),
+            (Parsed::Text, Base::StringLike) if escaped => {
+                policy.iter().any(|p| glob_match_escaped(p, request))
+            }
             (Parsed::Text, Base::StringLike) => policy.iter().any(|p| glob_match(p, request)),
-            (Parsed::Text, Base::ArnEquals | Base::ArnLike) if escaped => policy.iter().any(|p| arn_match_escaped(p, request)),
-            (Parsed::Text, Base::ArnEquals | Base::ArnLike) => policy.iter().any(|p| arn_match(p, request)),
-            (Parsed::Text, Base::BinaryEquals) => base64_decode(request).is_some_and(|r| policy.iter().any(|p| base64_decode(p).as_deref() == Some(&r[..]))),
+            (Parsed::Text, Base::ArnEquals | Base::ArnLike) if escaped => {
+                policy.iter().any(|p| arn_match_escaped(p, request))
+            }
+            (Parsed::Text, Base::ArnEquals | Base::ArnLike) => {
+                policy.iter().any(|p| arn_match(p, request))
+            }
+            (Parsed::Text, Base::BinaryEquals) => base64_decode(request).is_some_and(|r| {
+                policy
+                    .iter()
+                    .any(|p| base64_decode(p).as_deref() == Some(&r[..]))
+            }),
             (Parsed::Numbers(list), base) => {
                 let ok: &dyn Fn(std::cmp::Ordering) -> bool = match base {
                     Base::NumericEquals => &|o| o == Equal,
@@ -284,7 +362,9 @@ impl Condition {
                 cmp_any(list, parse_number(request), ok)
             }
             (Parsed::Dates(list), base) => {
-                let Some(r) = parse_date(request) else { return false };
+                let Some(r) = parse_date(request) else {
+                    return false;
+                };
                 list.iter().any(|&p| match base {
                     Base::DateEquals => r == p,
                     Base::DateLessThan => r < p,
@@ -294,7 +374,10 @@ impl Condition {
                 })
             }
             (Parsed::Bools(list), _) => parse_bool(request).is_some_and(|r| list.contains(&r)),
-            (Parsed::Cidrs(list), _) => request.trim().parse::<IpAddr>().is_ok_and(|ip| list.iter().any(|c| c.contains(ip))),
+            (Parsed::Cidrs(list), _) => request
+                .trim()
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| list.iter().any(|c| c.contains(ip))),
             _ => false,
         }
     }
@@ -303,7 +386,11 @@ impl Condition {
 fn parse_number(s: &str) -> Option<f64> {
     let s = s.trim();
     // Only plain decimal numbers: no "inf", "NaN" or hex that Rust's parser would accept.
-    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E')) {
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
+    {
         return None;
     }
     s.parse::<f64>().ok().filter(|n| n.is_finite())
@@ -327,7 +414,9 @@ pub fn parse_date(s: &str) -> Option<i64> {
             return Some(t.millis());
         }
     }
-    parse_number(s).filter(|n| n.abs() < 1e13).map(|secs| (secs * 1000.0) as i64)
+    parse_number(s)
+        .filter(|n| n.abs() < 1e13)
+        .map(|secs| (secs * 1000.0) as i64)
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -373,19 +462,35 @@ mod tests {
             let op = Operator::parse(name).unwrap();
             assert_eq!(op.to_string(), *name);
             if *name != "Null" {
-                for full in [format!("{name}IfExists"), format!("ForAnyValue:{name}"), format!("ForAllValues:{name}IfExists")] {
+                for full in [
+                    format!("{name}IfExists"),
+                    format!("ForAnyValue:{name}"),
+                    format!("ForAllValues:{name}IfExists"),
+                ] {
                     assert_eq!(Operator::parse(&full).unwrap().to_string(), full);
                 }
             }
         }
-        assert_eq!(Operator::parse("stringequals").unwrap().to_string(), "StringEquals");
+        assert_eq!(
+            Operator::parse("stringequals").unwrap().to_string(),
+            "StringEquals"
+        );
         assert!(Operator::parse("NullIfExists").is_none());
         assert!(Operator::parse("ForAnyValue:").is_none());
         assert!(Operator::parse("IfExists").is_none());
         assert!(Operator::parse("StringEqualsIfExistsIfExists").is_none());
-        assert!(Operator::parse("ForAnyValue:ForAllValues:StringEquals").is_none(), "one qualifier at most");
+        assert!(
+            Operator::parse("ForAnyValue:ForAllValues:StringEquals").is_none(),
+            "one qualifier at most"
+        );
         // Multi-byte characters where a prefix or suffix would be cut: refused, never a panic.
-        for hostile in ["xxxxxxxxxxxé", "ForAnyValueé", "éIfExists", "StringEqualsIfExisté", "ForAllValues:é"] {
+        for hostile in [
+            "xxxxxxxxxxxé",
+            "ForAnyValueé",
+            "éIfExists",
+            "StringEqualsIfExisté",
+            "ForAllValues:é",
+        ] {
             assert!(Operator::parse(hostile).is_none(), "{hostile}");
         }
     }
@@ -395,12 +500,18 @@ mod tests {
         assert_eq!(parse_date("2020-01-01T00:00:00Z"), Some(1_577_836_800_000));
         assert_eq!(parse_date("2020-01-01"), Some(1_577_836_800_000));
         assert_eq!(parse_date("1577836800"), Some(1_577_836_800_000));
-        assert_eq!(parse_date("2020-01-01T01:00:00+01:00"), Some(1_577_836_800_000));
+        assert_eq!(
+            parse_date("2020-01-01T01:00:00+01:00"),
+            Some(1_577_836_800_000)
+        );
         assert_eq!(parse_date("yesterday"), None);
         assert_eq!(parse_number("10.5"), Some(10.5));
         assert_eq!(parse_number("NaN"), None);
         assert_eq!(parse_number("inf"), None);
-        assert_eq!(base64_decode("QmluYXJ5VmFsdWVJbkJhc2U2NA==").unwrap(), b"BinaryValueInBase64");
+        assert_eq!(
+            base64_decode("QmluYXJ5VmFsdWVJbkJhc2U2NA==").unwrap(),
+            b"BinaryValueInBase64"
+        );
         assert!(base64_decode("not base64!").is_none());
     }
 }

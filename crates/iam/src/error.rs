@@ -20,12 +20,22 @@ pub enum PolicyError {
     #[error("the document is neither JSON nor URL-encoded JSON")]
     Encoding,
     #[error("statement {index}{}: {field}: {message}", sid.as_ref().map(|s| format!(" (Sid {s:?})")).unwrap_or_default())]
-    Statement { index: usize, sid: Option<String>, field: String, message: String },
+    Statement {
+        index: usize,
+        sid: Option<String>,
+        field: String,
+        message: String,
+    },
 }
 
 impl PolicyError {
     pub(crate) fn at(index: usize, sid: Option<&str>, field: &str, message: &str) -> PolicyError {
-        PolicyError::Statement { index, sid: sid.map(str::to_owned), field: field.to_owned(), message: message.to_owned() }
+        PolicyError::Statement {
+            index,
+            sid: sid.map(str::to_owned),
+            field: field.to_owned(),
+            message: message.to_owned(),
+        }
     }
 }
 

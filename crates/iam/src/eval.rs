@@ -80,31 +80,76 @@ enum Named {
 impl PolicySet<'_> {
     /// Decide one request.
     pub fn evaluate(&self, ctx: &RequestContext) -> Evaluation {
-        let all = self.identity.iter().chain(self.session.iter()).chain(self.boundary.iter()).chain(self.scp.iter());
-        let mut denies: Vec<StatementRef> = all.flat_map(|p| matching(p, ctx, Effect::Deny, false)).map(|(r, _)| r).collect();
+        let all = self
+            .identity
+            .iter()
+            .chain(self.session.iter())
+            .chain(self.boundary.iter())
+            .chain(self.scp.iter());
+        let mut denies: Vec<StatementRef> = all
+            .flat_map(|p| matching(p, ctx, Effect::Deny, false))
+            .map(|(r, _)| r)
+            .collect();
         if let Some(rp) = &self.resource {
             denies.extend(matching(rp, ctx, Effect::Deny, true).map(|(r, _)| r));
         }
         if !denies.is_empty() {
-            return Evaluation { decision: Decision::ExplicitDeny, statements: denies, reason: "an explicit Deny statement applies".into() };
+            return Evaluation {
+                decision: Decision::ExplicitDeny,
+                statements: denies,
+                reason: "an explicit Deny statement applies".into(),
+            };
         }
 
-        let implicit = |reason: &str| Evaluation { decision: Decision::ImplicitDeny, statements: Vec::new(), reason: reason.to_owned() };
+        let implicit = |reason: &str| Evaluation {
+            decision: Decision::ImplicitDeny,
+            statements: Vec::new(),
+            reason: reason.to_owned(),
+        };
         let mut scp_allows = Vec::new();
         for scp in &self.scp {
-            let allows: Vec<StatementRef> = matching(scp, ctx, Effect::Allow, false).map(|(r, _)| r).collect();
+            let allows: Vec<StatementRef> = matching(scp, ctx, Effect::Allow, false)
+                .map(|(r, _)| r)
+                .collect();
             if allows.is_empty() {
-                return implicit(&format!("the service control policy {} does not allow the request", scp.name));
+                return implicit(&format!(
+                    "the service control policy {} does not allow the request",
+                    scp.name
+                ));
             }
             scp_allows.extend(allows);
         }
-        let identity: Vec<StatementRef> = self.identity.iter().flat_map(|p| matching(p, ctx, Effect::Allow, false)).map(|(r, _)| r).collect();
-        let boundary: Option<Vec<StatementRef>> = self.boundary.as_ref().map(|p| matching(p, ctx, Effect::Allow, false).map(|(r, _)| r).collect());
-        let session: Option<Vec<StatementRef>> =
-            (!self.session.is_empty()).then(|| self.session.iter().flat_map(|p| matching(p, ctx, Effect::Allow, false)).map(|(r, _)| r).collect());
-        let resource: Vec<(StatementRef, Named)> = self.resource.iter().flat_map(|p| matching(p, ctx, Effect::Allow, true)).collect();
-        let limits_allow = boundary.as_ref().is_none_or(|b| !b.is_empty()) && session.as_ref().is_none_or(|s| !s.is_empty());
-        let mut limits: Vec<StatementRef> = boundary.iter().chain(session.iter()).flatten().cloned().collect();
+        let identity: Vec<StatementRef> = self
+            .identity
+            .iter()
+            .flat_map(|p| matching(p, ctx, Effect::Allow, false))
+            .map(|(r, _)| r)
+            .collect();
+        let boundary: Option<Vec<StatementRef>> = self.boundary.as_ref().map(|p| {
+            matching(p, ctx, Effect::Allow, false)
+                .map(|(r, _)| r)
+                .collect()
+        });
+        let session: Option<Vec<StatementRef>> = (!self.session.is_empty()).then(|| {
+            self.session
+                .iter()
+                .flat_map(|p| matching(p, ctx, Effect::Allow, false))
+                .map(|(r, _)| r)
+                .collect()
+        });
+        let resource: Vec<(StatementRef, Named)> = self
+            .resource
+            .iter()
+            .flat_map(|p| matching(p, ctx, Effect::Allow, true))
+            .collect();
+        let limits_allow = boundary.as_ref().is_none_or(|b| !b.is_empty())
+            && session.as_ref().is_none_or(|s| !s.is_empty());
+        let mut limits: Vec<StatementRef> = boundary
+            .iter()
+            .chain(session.iter())
+            .flatten()
+            .cloned()
+            .collect();
 
         let strongest = resource.iter().map(|(_, n)| *n).max();
         let cross_account = is_cross_account(ctx);
@@ -115,12 +160,17 @@ impl PolicySet<'_> {
                 _ => false,
             };
             if by_resource {
-                let mut statements: Vec<StatementRef> = resource.into_iter().map(|(r, _)| r).collect();
+                let mut statements: Vec<StatementRef> =
+                    resource.into_iter().map(|(r, _)| r).collect();
                 if strongest == Some(Named::Role) {
                     statements.append(&mut limits);
                 }
                 statements.append(&mut scp_allows);
-                return Evaluation { decision: Decision::Allow, statements, reason: "the resource policy allows the principal".into() };
+                return Evaluation {
+                    decision: Decision::Allow,
+                    statements,
+                    reason: "the resource policy allows the principal".into(),
+                };
             }
         }
         if identity.is_empty() {
@@ -149,29 +199,61 @@ impl PolicySet<'_> {
         if cross_account {
             statements.extend(resource.into_iter().map(|(r, _)| r));
         }
-        Evaluation { decision: Decision::Allow, statements, reason: "allowed by identity policy".into() }
+        Evaluation {
+            decision: Decision::Allow,
+            statements,
+            reason: "allowed by identity policy".into(),
+        }
     }
 }
 
 /// True when the caller's account (from `aws:PrincipalAccount` or the principal ARN) and the
 /// resource's (`aws:ResourceAccount` or the resource ARN) are both known and differ.
 fn is_cross_account(ctx: &RequestContext) -> bool {
-    let principal = ctx.single("aws:principalaccount").or_else(|| ctx.principal_arn().and_then(arn_parts).map(|p| p[4]));
-    let resource = ctx.single("aws:resourceaccount").or_else(|| arn_parts(&ctx.resource).map(|p| p[4]).filter(|a| !a.is_empty()));
+    let principal = ctx
+        .single("aws:principalaccount")
+        .or_else(|| ctx.principal_arn().and_then(arn_parts).map(|p| p[4]));
+    let resource = ctx.single("aws:resourceaccount").or_else(|| {
+        arn_parts(&ctx.resource)
+            .map(|p| p[4])
+            .filter(|a| !a.is_empty())
+    });
     matches!((principal, resource), (Some(p), Some(r)) if !p.is_empty() && p != r)
 }
 
 /// The statements of `p` with `effect` that apply to the request.
-fn matching<'a>(p: &'a NamedPolicy<'a>, ctx: &'a RequestContext, effect: Effect, resource_policy: bool) -> impl Iterator<Item = (StatementRef, Named)> + 'a {
+fn matching<'a>(
+    p: &'a NamedPolicy<'a>,
+    ctx: &'a RequestContext,
+    effect: Effect,
+    resource_policy: bool,
+) -> impl Iterator<Item = (StatementRef, Named)> + 'a {
     let vars = p.policy.variables_enabled();
-    p.policy.statements.iter().enumerate().filter(move |(_, s)| s.effect == effect).filter_map(move |(index, s)| {
-        let named = statement_applies(s, ctx, vars, resource_policy)?;
-        Some((StatementRef { policy: p.name.to_owned(), sid: s.sid.clone(), index }, named))
-    })
+    p.policy
+        .statements
+        .iter()
+        .enumerate()
+        .filter(move |(_, s)| s.effect == effect)
+        .filter_map(move |(index, s)| {
+            let named = statement_applies(s, ctx, vars, resource_policy)?;
+            Some((
+                StatementRef {
+                    policy: p.name.to_owned(),
+                    sid: s.sid.clone(),
+                    index,
+                },
+                named,
+            ))
+        })
 }
 
 /// `Some(how the principal was named)` when the statement applies to the request.
-fn statement_applies(s: &Statement, ctx: &RequestContext, vars: bool, resource_policy: bool) -> Option<Named> {
+fn statement_applies(
+    s: &Statement,
+    ctx: &RequestContext,
+    vars: bool,
+    resource_policy: bool,
+) -> Option<Named> {
     let action_hit = |p: &String| glob_match_ignore_case(p, &ctx.action);
     let action = match &s.action {
         Patterns::Only(list) => list.iter().any(action_hit),
@@ -216,7 +298,10 @@ fn statement_applies(s: &Statement, ctx: &RequestContext, vars: bool, resource_p
     } else {
         Named::Exactly
     };
-    s.conditions.iter().all(|c| c.matches(ctx, vars)).then_some(named)
+    s.conditions
+        .iter()
+        .all(|c| c.matches(ctx, vars))
+        .then_some(named)
 }
 
 /// How (if at all) a `Principal` element names the calling principal.
@@ -227,7 +312,9 @@ fn principal_named(p: &Principals, ctx: &RequestContext) -> Option<Named> {
     };
     let caller = ctx.principal_arn();
     let caller_parts = caller.and_then(arn_parts);
-    let caller_account = ctx.single("aws:principalaccount").or(caller_parts.map(|p| p[4]));
+    let caller_account = ctx
+        .single("aws:principalaccount")
+        .or(caller_parts.map(|p| p[4]));
     let mut best: Option<Named> = None;
     let mut note = |n: Named| best = best.max(Some(n));
     for (kind, ids) in map {
@@ -245,13 +332,17 @@ fn principal_named(p: &Principals, ctx: &RequestContext) -> Option<Named> {
                     } else if let Some(parts) = arn_parts(id) {
                         if parts[5] == "root" && caller_account == Some(parts[4]) {
                             note(Named::Account)
-                        } else if parts[5].starts_with("role/") && is_session_of(caller_parts, parts) {
+                        } else if parts[5].starts_with("role/")
+                            && is_session_of(caller_parts, parts)
+                        {
                             note(Named::Role)
                         }
                     }
                 }
                 "Service" => {
-                    if ctx.single("aws:principalservicename") == Some(id.as_str()) || caller == Some(id.as_str()) {
+                    if ctx.single("aws:principalservicename") == Some(id.as_str())
+                        || caller == Some(id.as_str())
+                    {
                         note(Named::Exactly)
                     }
                 }
@@ -270,13 +361,24 @@ fn principal_named(p: &Principals, ctx: &RequestContext) -> Option<Named> {
 /// by its session ARN, not by the role's) and the caller's account too, as AWS documents:
 /// anything looser would let a Deny with `NotPrincipal` miss callers it must cover.
 fn not_principal_exempts(p: &Principals, ctx: &RequestContext) -> bool {
-    let Principals::Listed(map) = p else { return true };
-    let Some(caller) = ctx.principal_arn() else { return false };
-    let account = ctx.single("aws:principalaccount").or(arn_parts(caller).map(|p| p[4]));
+    let Principals::Listed(map) = p else {
+        return true;
+    };
+    let Some(caller) = ctx.principal_arn() else {
+        return false;
+    };
+    let account = ctx
+        .single("aws:principalaccount")
+        .or(arn_parts(caller).map(|p| p[4]));
     let ids = map.get("AWS").map(Vec::as_slice).unwrap_or_default();
     let named = ids.iter().any(|id| id == caller);
-    let account_named = account.is_some_and(|a| ids.iter().any(|id| id == a || *id == format!("arn:aws:iam::{a}:root")));
-    let service = map.get("Service").is_some_and(|s| s.iter().any(|id| id == caller));
+    let account_named = account.is_some_and(|a| {
+        ids.iter()
+            .any(|id| id == a || *id == format!("arn:aws:iam::{a}:root"))
+    });
+    let service = map
+        .get("Service")
+        .is_some_and(|s| s.iter().any(|id| id == caller));
     service || (named && account_named)
 }
 
@@ -284,5 +386,10 @@ fn not_principal_exempts(p: &Principals, ctx: &RequestContext) -> bool {
 fn is_session_of(caller: Option<[&str; 6]>, role: [&str; 6]) -> bool {
     let Some(c) = caller else { return false };
     let role_name = role[5].rsplit('/').next().unwrap_or("");
-    c[2] == "sts" && c[4] == role[4] && c[5].strip_prefix("assumed-role/").and_then(|r| r.split('/').next()) == Some(role_name)
+    c[2] == "sts"
+        && c[4] == role[4]
+        && c[5]
+            .strip_prefix("assumed-role/")
+            .and_then(|r| r.split('/').next())
+            == Some(role_name)
 }

@@ -54,14 +54,22 @@ impl EventMap {
             if line.trim().is_empty() || line.starts_with('#') {
                 continue;
             }
-            let err = |message: &str| CatalogueError { line: i + 1, message: message.to_owned() };
+            let err = |message: &str| CatalogueError {
+                line: i + 1,
+                message: message.to_owned(),
+            };
             let f: Vec<&str> = line.split('\t').collect();
             match f[..] {
                 ["source", source, prefix] => {
-                    m.sources.insert(source.to_ascii_lowercase(), prefix.to_owned());
+                    m.sources
+                        .insert(source.to_ascii_lowercase(), prefix.to_owned());
                 }
                 ["alias", source, name, actions] => {
-                    let list: Vec<String> = actions.split(',').map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
+                    let list: Vec<String> = actions
+                        .split(',')
+                        .map(|a| a.trim().to_owned())
+                        .filter(|a| !a.is_empty())
+                        .collect();
                     if list.is_empty() || list.iter().any(|a| !a.contains(':')) {
                         return Err(err("alias needs prefix:Action[,prefix:Action…]"));
                     }
@@ -73,7 +81,11 @@ impl EventMap {
                 ["unmappable", source, name, reason] => {
                     m.unmappable.insert(key(source, name), reason.to_owned());
                 }
-                _ => return Err(err("expected source/alias/none/unmappable with tab-separated fields")),
+                _ => {
+                    return Err(err(
+                        "expected source/alias/none/unmappable with tab-separated fields",
+                    ))
+                }
             }
         }
         Ok(m)
@@ -99,21 +111,38 @@ impl EventMap {
     pub fn map(&self, catalogue: &Catalogue, event_source: &str, event_name: &str) -> EventActions {
         let k = key(event_source, event_name);
         if let Some(actions) = self.aliases.get(&k) {
-            let actions = actions.iter().map(|a| catalogue.canonical(a).unwrap_or_else(|| a.clone())).collect();
+            let actions = actions
+                .iter()
+                .map(|a| catalogue.canonical(a).unwrap_or_else(|| a.clone()))
+                .collect();
             return EventActions::Actions { actions };
         }
         let any = key(event_source, "*");
-        if let Some(reason) = self.no_permission.get(&k).or_else(|| self.no_permission.get(&any)) {
-            return EventActions::NoPermission { reason: reason.clone() };
+        if let Some(reason) = self
+            .no_permission
+            .get(&k)
+            .or_else(|| self.no_permission.get(&any))
+        {
+            return EventActions::NoPermission {
+                reason: reason.clone(),
+            };
         }
         let prefix = self.prefix(event_source);
         let name = strip_api_version(event_name);
         let guess = format!("{prefix}:{name}");
         if let Some(action) = catalogue.canonical(&guess) {
-            return EventActions::Actions { actions: vec![action] };
+            return EventActions::Actions {
+                actions: vec![action],
+            };
         }
-        if let Some(reason) = self.unmappable.get(&k).or_else(|| self.unmappable.get(&any)) {
-            return EventActions::Unmappable { reason: reason.clone() };
+        if let Some(reason) = self
+            .unmappable
+            .get(&k)
+            .or_else(|| self.unmappable.get(&any))
+        {
+            return EventActions::Unmappable {
+                reason: reason.clone(),
+            };
         }
         EventActions::Unknown { guess }
     }
@@ -146,7 +175,11 @@ pub fn strip_api_version(name: &str) -> &str {
 fn date_suffix_len(b: &[u8]) -> Option<usize> {
     let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
     let n = b.len();
-    if n >= 10 && b[n - 3] == b'_' && b[n - 6] == b'_' && [1, 2, 4, 5, 7, 8, 9, 10].iter().all(|&k| digit(n - k)) {
+    if n >= 10
+        && b[n - 3] == b'_'
+        && b[n - 6] == b'_'
+        && [1, 2, 4, 5, 7, 8, 9, 10].iter().all(|&k| digit(n - k))
+    {
         return Some(10);
     }
     if n >= 8 && (1..=8).all(|k| digit(n - k)) {
@@ -163,8 +196,14 @@ mod tests {
     fn version_suffixes() {
         assert_eq!(strip_api_version("ListFunctions20150331"), "ListFunctions");
         assert_eq!(strip_api_version("GetFunction20150331v2"), "GetFunction");
-        assert_eq!(strip_api_version("CreateDistribution2020_05_31"), "CreateDistribution");
-        assert_eq!(strip_api_version("CreateEnvironmentEC2"), "CreateEnvironmentEC2");
+        assert_eq!(
+            strip_api_version("CreateDistribution2020_05_31"),
+            "CreateDistribution"
+        );
+        assert_eq!(
+            strip_api_version("CreateEnvironmentEC2"),
+            "CreateEnvironmentEC2"
+        );
         assert_eq!(strip_api_version("GetObjectv2"), "GetObjectv2");
         assert_eq!(strip_api_version("20150331"), "20150331");
     }
@@ -176,25 +215,57 @@ mod tests {
             EventActions::Actions { actions } => actions,
             other => panic!("{s} {n}: {other:?}"),
         };
-        assert_eq!(acts("ec2.amazonaws.com", "DescribeInstances"), ["ec2:DescribeInstances"]);
+        assert_eq!(
+            acts("ec2.amazonaws.com", "DescribeInstances"),
+            ["ec2:DescribeInstances"]
+        );
         // Conservative: a launch may pass a role, so right-sizing never removes PassRole a launch needed.
-        assert_eq!(acts("ec2.amazonaws.com", "RunInstances"), ["ec2:RunInstances", "iam:PassRole"]);
-        assert_eq!(acts("monitoring.amazonaws.com", "PutMetricData"), ["cloudwatch:PutMetricData"]);
-        assert_eq!(acts("lambda.amazonaws.com", "ListFunctions20150331"), ["lambda:ListFunctions"]);
+        assert_eq!(
+            acts("ec2.amazonaws.com", "RunInstances"),
+            ["ec2:RunInstances", "iam:PassRole"]
+        );
+        assert_eq!(
+            acts("monitoring.amazonaws.com", "PutMetricData"),
+            ["cloudwatch:PutMetricData"]
+        );
+        assert_eq!(
+            acts("lambda.amazonaws.com", "ListFunctions20150331"),
+            ["lambda:ListFunctions"]
+        );
         assert_eq!(acts("s3.amazonaws.com", "ListObjects"), ["s3:ListBucket"]);
-        assert_eq!(acts("s3.amazonaws.com", "ListBuckets"), ["s3:ListAllMyBuckets"]);
+        assert_eq!(
+            acts("s3.amazonaws.com", "ListBuckets"),
+            ["s3:ListAllMyBuckets"]
+        );
         let mut re = acts("kms.amazonaws.com", "ReEncrypt");
         re.sort();
         assert_eq!(re, ["kms:ReEncryptFrom", "kms:ReEncryptTo"]);
-        assert!(matches!(m.map(c, "sts.amazonaws.com", "GetCallerIdentity"), EventActions::NoPermission { .. }));
-        assert!(matches!(m.map(c, "signin.amazonaws.com", "ConsoleLogin"), EventActions::NoPermission { .. }));
-        assert_eq!(m.map(c, "example.amazonaws.com", "DoThing"), EventActions::Unknown { guess: "example:DoThing".into() });
+        assert!(matches!(
+            m.map(c, "sts.amazonaws.com", "GetCallerIdentity"),
+            EventActions::NoPermission { .. }
+        ));
+        assert!(matches!(
+            m.map(c, "signin.amazonaws.com", "ConsoleLogin"),
+            EventActions::NoPermission { .. }
+        ));
+        assert_eq!(
+            m.map(c, "example.amazonaws.com", "DoThing"),
+            EventActions::Unknown {
+                guess: "example:DoThing".into()
+            }
+        );
     }
 
     #[test]
     fn overlay_names_only_catalogue_actions() {
         let (c, m) = (Catalogue::builtin(), EventMap::builtin());
-        let bad: Vec<&str> = m.alias_actions().filter(|a| c.lookup(a).is_none()).collect();
-        assert!(bad.is_empty(), "overlay aliases not in the catalogue: {bad:?}");
+        let bad: Vec<&str> = m
+            .alias_actions()
+            .filter(|a| c.lookup(a).is_none())
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "overlay aliases not in the catalogue: {bad:?}"
+        );
     }
 }

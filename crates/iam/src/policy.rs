@@ -74,7 +74,8 @@ pub struct Statement {
 impl Policy {
     /// Parse a policy document from JSON text.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| PolicyError::Json(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| PolicyError::Json(e.to_string()))?;
         Policy::from_value(&value)
     }
 
@@ -103,8 +104,16 @@ impl Policy {
             Some(one @ Value::Object(_)) => vec![one],
             Some(_) => return Err(PolicyError::NoStatement),
         };
-        let statements = raw.iter().enumerate().map(|(i, s)| parse_statement(i, s)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Policy { version, id, statements })
+        let statements = raw
+            .iter()
+            .enumerate()
+            .map(|(i, s)| parse_statement(i, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Policy {
+            version,
+            id,
+            statements,
+        })
     }
 
     /// Parse a document as `aws iam` APIs return it through the SDKs: URL-encoded JSON. Plain
@@ -170,7 +179,9 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 fn parse_statement(index: usize, v: &Value) -> Result<Statement, PolicyError> {
-    let obj = v.as_object().ok_or_else(|| PolicyError::at(index, None, "", "a statement must be a JSON object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PolicyError::at(index, None, "", "a statement must be a JSON object"))?;
     let sid = match obj.get("Sid") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -178,7 +189,18 @@ fn parse_statement(index: usize, v: &Value) -> Result<Statement, PolicyError> {
     };
     let err = |field: &str, msg: &str| PolicyError::at(index, sid.as_deref(), field, msg);
     for key in obj.keys() {
-        if !matches!(key.as_str(), "Sid" | "Effect" | "Principal" | "NotPrincipal" | "Action" | "NotAction" | "Resource" | "NotResource" | "Condition") {
+        if !matches!(
+            key.as_str(),
+            "Sid"
+                | "Effect"
+                | "Principal"
+                | "NotPrincipal"
+                | "Action"
+                | "NotAction"
+                | "Resource"
+                | "NotResource"
+                | "Condition"
+        ) {
             return Err(err(key, "is not a statement field"));
         }
     }
@@ -192,23 +214,55 @@ fn parse_statement(index: usize, v: &Value) -> Result<Statement, PolicyError> {
         (Some(_), Some(_)) => return Err(err("Action", "Action and NotAction cannot both appear")),
         (Some(a), None) => Patterns::Only(string_list(a).map_err(|m| err("Action", m))?),
         (None, Some(a)) => Patterns::AllExcept(string_list(a).map_err(|m| err("NotAction", m))?),
-        (None, None) => return Err(err("Action", "is missing (a statement needs Action or NotAction)")),
+        (None, None) => {
+            return Err(err(
+                "Action",
+                "is missing (a statement needs Action or NotAction)",
+            ))
+        }
     };
     for a in action.items() {
         if a != "*" && !a.contains(':') {
-            return Err(err(if matches!(action, Patterns::Only(_)) { "Action" } else { "NotAction" }, &format!("{a:?} is not service:action")));
+            return Err(err(
+                if matches!(action, Patterns::Only(_)) {
+                    "Action"
+                } else {
+                    "NotAction"
+                },
+                &format!("{a:?} is not service:action"),
+            ));
         }
     }
     let resource = match (obj.get("Resource"), obj.get("NotResource")) {
-        (Some(_), Some(_)) => return Err(err("Resource", "Resource and NotResource cannot both appear")),
-        (Some(r), None) => Some(Patterns::Only(string_list(r).map_err(|m| err("Resource", m))?)),
-        (None, Some(r)) => Some(Patterns::AllExcept(string_list(r).map_err(|m| err("NotResource", m))?)),
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "Resource",
+                "Resource and NotResource cannot both appear",
+            ))
+        }
+        (Some(r), None) => Some(Patterns::Only(
+            string_list(r).map_err(|m| err("Resource", m))?,
+        )),
+        (None, Some(r)) => Some(Patterns::AllExcept(
+            string_list(r).map_err(|m| err("NotResource", m))?,
+        )),
         (None, None) => None,
     };
     let principal = match (obj.get("Principal"), obj.get("NotPrincipal")) {
-        (Some(_), Some(_)) => return Err(err("Principal", "Principal and NotPrincipal cannot both appear")),
-        (Some(p), None) => Some((parse_principals(p).map_err(|m| err("Principal", &m))?, false)),
-        (None, Some(p)) => Some((parse_principals(p).map_err(|m| err("NotPrincipal", &m))?, true)),
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "Principal",
+                "Principal and NotPrincipal cannot both appear",
+            ))
+        }
+        (Some(p), None) => Some((
+            parse_principals(p).map_err(|m| err("Principal", &m))?,
+            false,
+        )),
+        (None, Some(p)) => Some((
+            parse_principals(p).map_err(|m| err("NotPrincipal", &m))?,
+            true,
+        )),
         (None, None) => None,
     };
     let conditions = match obj.get("Condition") {
@@ -216,8 +270,18 @@ fn parse_statement(index: usize, v: &Value) -> Result<Statement, PolicyError> {
         Some(Value::Object(ops)) => {
             let mut out = Vec::new();
             for (op_name, keys) in ops {
-                let op = Operator::parse(op_name).ok_or_else(|| err(&format!("Condition.{op_name}"), "is not a condition operator"))?;
-                let keys = keys.as_object().ok_or_else(|| err(&format!("Condition.{op_name}"), "must map condition keys to values"))?;
+                let op = Operator::parse(op_name).ok_or_else(|| {
+                    err(
+                        &format!("Condition.{op_name}"),
+                        "is not a condition operator",
+                    )
+                })?;
+                let keys = keys.as_object().ok_or_else(|| {
+                    err(
+                        &format!("Condition.{op_name}"),
+                        "must map condition keys to values",
+                    )
+                })?;
                 for (key, values) in keys {
                     let field = format!("Condition.{op_name}.{key}");
                     let values = string_list(values).map_err(|m| err(&field, m))?;
@@ -228,7 +292,14 @@ fn parse_statement(index: usize, v: &Value) -> Result<Statement, PolicyError> {
         }
         Some(_) => return Err(err("Condition", "must be an object of operators")),
     };
-    Ok(Statement { sid, effect, principal, action, resource, conditions })
+    Ok(Statement {
+        sid,
+        effect,
+        principal,
+        action,
+        resource,
+        conditions,
+    })
 }
 
 /// A string, number or boolean, or a non-empty list of them, as strings.
@@ -254,8 +325,13 @@ fn parse_principals(v: &Value) -> Result<Principals, String> {
         Value::Object(map) => {
             let mut out = BTreeMap::new();
             for (kind, ids) in map {
-                if !matches!(kind.as_str(), "AWS" | "Service" | "Federated" | "CanonicalUser") {
-                    return Err(format!("{kind:?} is not a principal type (AWS, Service, Federated, CanonicalUser)"));
+                if !matches!(
+                    kind.as_str(),
+                    "AWS" | "Service" | "Federated" | "CanonicalUser"
+                ) {
+                    return Err(format!(
+                        "{kind:?} is not a principal type (AWS, Service, Federated, CanonicalUser)"
+                    ));
                 }
                 out.insert(kind.clone(), string_list(ids).map_err(str::to_owned)?);
             }
@@ -316,28 +392,44 @@ impl Serialize for Statement {
         }
         m.serialize_entry("Effect", &self.effect.to_string())?;
         if let Some((p, negated)) = &self.principal {
-            let key = if *negated { "NotPrincipal" } else { "Principal" };
+            let key = if *negated {
+                "NotPrincipal"
+            } else {
+                "Principal"
+            };
             match p {
                 Principals::Anyone => m.serialize_entry(key, "*")?,
                 Principals::Listed(map) => {
-                    let map: BTreeMap<&str, OneOrMany> = map.iter().map(|(k, v)| (k.as_str(), OneOrMany(normalised(v, false)))).collect();
+                    let map: BTreeMap<&str, OneOrMany> = map
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), OneOrMany(normalised(v, false))))
+                        .collect();
                     m.serialize_entry(key, &map)?
                 }
             }
         }
         match &self.action {
             Patterns::Only(a) => m.serialize_entry("Action", &OneOrMany(normalised(a, true)))?,
-            Patterns::AllExcept(a) => m.serialize_entry("NotAction", &OneOrMany(normalised(a, true)))?,
+            Patterns::AllExcept(a) => {
+                m.serialize_entry("NotAction", &OneOrMany(normalised(a, true)))?
+            }
         }
         match &self.resource {
-            Some(Patterns::Only(r)) => m.serialize_entry("Resource", &OneOrMany(normalised(r, false)))?,
-            Some(Patterns::AllExcept(r)) => m.serialize_entry("NotResource", &OneOrMany(normalised(r, false)))?,
+            Some(Patterns::Only(r)) => {
+                m.serialize_entry("Resource", &OneOrMany(normalised(r, false)))?
+            }
+            Some(Patterns::AllExcept(r)) => {
+                m.serialize_entry("NotResource", &OneOrMany(normalised(r, false)))?
+            }
             None => {}
         }
         if !self.conditions.is_empty() {
             let mut block: BTreeMap<String, BTreeMap<String, OneOrMany>> = BTreeMap::new();
             for c in &self.conditions {
-                block.entry(c.operator.to_string()).or_default().insert(c.key.clone(), OneOrMany(normalised(&c.values, false)));
+                block
+                    .entry(c.operator.to_string())
+                    .or_default()
+                    .insert(c.key.clone(), OneOrMany(normalised(&c.values, false)));
             }
             m.serialize_entry("Condition", &block)?;
         }
@@ -371,17 +463,38 @@ mod tests {
                 r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Sid":"Two","Effect":"allow","Action":"s3:*"}]}"#,
                 "statement 1 (Sid \"Two\"): Effect",
             ),
-            (r#"{"Statement":{"Effect":"Allow","Action":"s3:*","NotAction":"s3:Get*"}}"#, "statement 0: Action"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Condition":{"StringEqualz":{"a":"b"}}}}"#, "Condition.StringEqualz"),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","NotAction":"s3:Get*"}}"#,
+                "statement 0: Action",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Condition":{"StringEqualz":{"a":"b"}}}}"#,
+                "Condition.StringEqualz",
+            ),
             (
                 r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/33"}}}}"#,
                 "Condition.IpAddress.aws:SourceIp",
             ),
-            (r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Condition":{"NumericEquals":{"s3:max-keys":"ten"}}}}"#, "Condition.NumericEquals.s3:max-keys"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"GetObject"}}"#, "statement 0: Action"),
-            (r#"{"Statement":{"Effect":"Allow","Action":[]}}"#, "statement 0: Action"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Principal":{"Person":"x"}}}"#, "statement 0: Principal"),
-            (r#"{"Statement":{"Effect":"Allow","Actions":"s3:*"}}"#, "statement 0: Actions"),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Condition":{"NumericEquals":{"s3:max-keys":"ten"}}}}"#,
+                "Condition.NumericEquals.s3:max-keys",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"GetObject"}}"#,
+                "statement 0: Action",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":[]}}"#,
+                "statement 0: Action",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"s3:*","Principal":{"Person":"x"}}}"#,
+                "statement 0: Principal",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Actions":"s3:*"}}"#,
+                "statement 0: Actions",
+            ),
             (r#"{"Version":"2020-01-01","Statement":[]}"#, "Version"),
         ];
         for (doc, want) in cases {
@@ -399,7 +512,12 @@ mod tests {
         .unwrap();
         let printed = a.to_pretty_json();
         assert!(printed.starts_with("{\n  \"Version\": \"2012-10-17\",\n  \"Statement\": [\n    {\n      \"Effect\": \"Allow\""), "{printed}");
-        assert!(printed.contains("\"Action\": [\n        \"S3:GetObject\",\n        \"s3:PutObject\"\n      ]"), "{printed}");
+        assert!(
+            printed.contains(
+                "\"Action\": [\n        \"S3:GetObject\",\n        \"s3:PutObject\"\n      ]"
+            ),
+            "{printed}"
+        );
         let b = Policy::parse(&printed).unwrap();
         assert_eq!(b.to_pretty_json(), printed);
     }

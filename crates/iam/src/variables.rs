@@ -43,7 +43,9 @@ pub fn substitute(value: &str, ctx: &RequestContext, escaped: bool) -> Substitut
         }
     };
     while let Some(start) = rest.find("${") {
-        let Some(len) = rest[start..].find('}') else { break };
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
         push_policy_text(&mut out, &rest[..start]);
         let inner = &rest[start + 2..start + len];
         rest = &rest[start + len + 1..];
@@ -75,20 +77,48 @@ mod tests {
 
     fn ctx() -> RequestContext {
         let mut c = RequestContext::new("s3:ListBucket", "arn:aws:s3:::b").unwrap();
-        c.add("aws:username", "alice").add("aws:PrincipalTag/team", "red").add("aws:TagKeys", "a").add("aws:TagKeys", "b");
+        c.add("aws:username", "alice")
+            .add("aws:PrincipalTag/team", "red")
+            .add("aws:TagKeys", "a")
+            .add("aws:TagKeys", "b");
         c
     }
 
     #[test]
     fn substitution() {
         let c = ctx();
-        assert_eq!(substitute("home/${aws:username}/*", &c, false), Substituted::Value("home/alice/*".into()));
-        assert_eq!(substitute("${aws:principaltag/TEAM}-${aws:username}", &c, false), Substituted::Value("red-alice".into()));
-        assert_eq!(substitute("${aws:userid}", &c, false), Substituted::Unresolved);
-        assert_eq!(substitute("${aws:TagKeys}", &c, false), Substituted::Unresolved, "multi-valued keys cannot be variables");
-        assert_eq!(substitute("${aws:userid, 'nobody'}", &c, false), Substituted::Value("nobody".into()));
-        assert_eq!(substitute("a${*}b${?}c${$}", &c, false), Substituted::Value("a*b?c$".into()));
-        assert_eq!(substitute("a${*}b*", &c, true), Substituted::Value("a\\*b*".into()));
-        assert_eq!(substitute("unclosed ${aws:username", &c, false), Substituted::Value("unclosed ${aws:username".into()));
+        assert_eq!(
+            substitute("home/${aws:username}/*", &c, false),
+            Substituted::Value("home/alice/*".into())
+        );
+        assert_eq!(
+            substitute("${aws:principaltag/TEAM}-${aws:username}", &c, false),
+            Substituted::Value("red-alice".into())
+        );
+        assert_eq!(
+            substitute("${aws:userid}", &c, false),
+            Substituted::Unresolved
+        );
+        assert_eq!(
+            substitute("${aws:TagKeys}", &c, false),
+            Substituted::Unresolved,
+            "multi-valued keys cannot be variables"
+        );
+        assert_eq!(
+            substitute("${aws:userid, 'nobody'}", &c, false),
+            Substituted::Value("nobody".into())
+        );
+        assert_eq!(
+            substitute("a${*}b${?}c${$}", &c, false),
+            Substituted::Value("a*b?c$".into())
+        );
+        assert_eq!(
+            substitute("a${*}b*", &c, true),
+            Substituted::Value("a\\*b*".into())
+        );
+        assert_eq!(
+            substitute("unclosed ${aws:username", &c, false),
+            Substituted::Value("unclosed ${aws:username".into())
+        );
     }
 }

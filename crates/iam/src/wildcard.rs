@@ -10,7 +10,12 @@
 /// Match `text` against `pattern` (`*`, `?`), case-sensitively.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     if pattern.is_ascii() && text.is_ascii() {
-        glob(pattern.as_bytes(), text.as_bytes(), |c| plain(*c as char), |a, b| a == b)
+        glob(
+            pattern.as_bytes(),
+            text.as_bytes(),
+            |c| plain(*c as char),
+            |a, b| a == b,
+        )
     } else {
         let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
         glob(&p, &t, |c| plain(*c), |a, b| a == b)
@@ -20,7 +25,12 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// Match `text` against `pattern` (`*`, `?`), ignoring case: how action names compare.
 pub fn glob_match_ignore_case(pattern: &str, text: &str) -> bool {
     if pattern.is_ascii() && text.is_ascii() {
-        glob(pattern.as_bytes(), text.as_bytes(), |c| plain(*c as char), |a, b| a.eq_ignore_ascii_case(b))
+        glob(
+            pattern.as_bytes(),
+            text.as_bytes(),
+            |c| plain(*c as char),
+            |a, b| a.eq_ignore_ascii_case(b),
+        )
     } else {
         let lower = |s: &str| s.to_lowercase().chars().collect::<Vec<char>>();
         glob(&lower(pattern), &lower(text), |c| plain(*c), |a, b| a == b)
@@ -120,7 +130,9 @@ pub fn arn_match_escaped(pattern: &str, arn: &str) -> bool {
     let (Some(p), Some(a)) = (arn_parts(pattern), arn_parts(arn)) else {
         return false;
     };
-    p.iter().zip(a.iter()).all(|(p, a)| glob_match_escaped(p, a))
+    p.iter()
+        .zip(a.iter())
+        .all(|(p, a)| glob_match_escaped(p, a))
 }
 
 /// The literal text of an escaped pattern (for exact comparisons).
@@ -128,7 +140,11 @@ pub fn unescape(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len());
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
-        out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+        out.push(if c == '\\' {
+            chars.next().unwrap_or('\\')
+        } else {
+            c
+        });
     }
     out
 }
@@ -136,7 +152,14 @@ pub fn unescape(pattern: &str) -> String {
 /// Split an ARN into its six components, or `None` when it has fewer than six.
 pub fn arn_parts(s: &str) -> Option<[&str; 6]> {
     let mut it = s.splitn(6, ':');
-    let parts = [it.next()?, it.next()?, it.next()?, it.next()?, it.next()?, it.next()?];
+    let parts = [
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+    ];
     Some(parts)
 }
 
@@ -161,7 +184,10 @@ mod tests {
         assert!(glob_match("home/é?/*", "home/éx/file"));
         assert!(!glob_match("Home/*", "home/x"));
         assert!(glob_match_ignore_case("s3:Get*", "S3:GETOBJECT"));
-        assert!(glob_match_ignore_case("iam:*AccessKey*", "iam:CreateAccessKey"));
+        assert!(glob_match_ignore_case(
+            "iam:*AccessKey*",
+            "iam:CreateAccessKey"
+        ));
         assert!(glob_match_escaped("a\\*b*", "a*bcd"));
         assert!(!glob_match_escaped("a\\*b", "axb"));
         let mut e = String::from("home/");
@@ -173,16 +199,34 @@ mod tests {
 
     #[test]
     fn arn_components_do_not_bleed() {
-        assert!(arn_match("arn:aws:s3:::bucket/*", "arn:aws:s3:::bucket/a/b:c"));
-        assert!(arn_match("arn:aws:iam::*:role/app-*", "arn:aws:iam::123456789012:role/app-web"));
-        assert!(!arn_match("arn:aws:iam::*:role/app-*", "arn:aws:iam::123456789012:user/app-web"));
+        assert!(arn_match(
+            "arn:aws:s3:::bucket/*",
+            "arn:aws:s3:::bucket/a/b:c"
+        ));
+        assert!(arn_match(
+            "arn:aws:iam::*:role/app-*",
+            "arn:aws:iam::123456789012:role/app-web"
+        ));
+        assert!(!arn_match(
+            "arn:aws:iam::*:role/app-*",
+            "arn:aws:iam::123456789012:user/app-web"
+        ));
         // A star in the region component cannot reach into the account.
-        assert!(!arn_match("arn:aws:sqs:us-*1:queue", "arn:aws:sqs:us-east-1:1:queue"));
-        assert!(arn_match("arn:aws:sqs:*:*:queue", "arn:aws:sqs:us-east-1:1:queue"));
+        assert!(!arn_match(
+            "arn:aws:sqs:us-*1:queue",
+            "arn:aws:sqs:us-east-1:1:queue"
+        ));
+        assert!(arn_match(
+            "arn:aws:sqs:*:*:queue",
+            "arn:aws:sqs:us-east-1:1:queue"
+        ));
         assert!(!arn_match("arn:aws:s3:::Bucket", "arn:aws:s3:::bucket"));
         assert!(arn_match("*", "not an arn"));
         assert!(!arn_match("arn:aws:*", "arn:aws:s3:::b"));
-        assert!(arn_match("arn:aws:logs:us-east-1:1:log-group:/app:*", "arn:aws:logs:us-east-1:1:log-group:/app:log-stream:x"));
+        assert!(arn_match(
+            "arn:aws:logs:us-east-1:1:log-group:/app:*",
+            "arn:aws:logs:us-east-1:1:log-group:/app:log-stream:x"
+        ));
     }
 
     /// A reference matcher: backtracking recursion, obviously correct, exponential in the worst case.

@@ -8,9 +8,17 @@ use serde_json::{json, Value};
 
 #[test]
 fn every_documented_condition_vector() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/conditions.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/conditions.json"
+    ))
+    .unwrap();
     let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
-    assert!(vectors.len() >= 80, "the table has {} vectors", vectors.len());
+    assert!(
+        vectors.len() >= 80,
+        "the table has {} vectors",
+        vectors.len()
+    );
     let mut failures = Vec::new();
     let mut operators = std::collections::BTreeSet::new();
     for v in &vectors {
@@ -20,7 +28,13 @@ fn every_documented_condition_vector() {
         }
         let mut ctx = RequestContext::new("s3:GetObject", "arn:aws:s3:::bucket/key").unwrap();
         for (k, vals) in v["context"].as_object().unwrap() {
-            ctx.set(k, vals.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()));
+            ctx.set(
+                k,
+                vals.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_owned()),
+            );
         }
         let expected = v["expected"].as_bool().unwrap();
         for effect in ["Allow", "Deny"] {
@@ -32,10 +46,21 @@ fn every_documented_condition_vector() {
                     break;
                 }
             };
-            let allow_all = Policy::parse(r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#).unwrap();
-            let mut set = PolicySet { identity: vec![NamedPolicy { name: "under-test", policy: &policy }], ..Default::default() };
+            let allow_all =
+                Policy::parse(r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#)
+                    .unwrap();
+            let mut set = PolicySet {
+                identity: vec![NamedPolicy {
+                    name: "under-test",
+                    policy: &policy,
+                }],
+                ..Default::default()
+            };
             if effect == "Deny" {
-                set.identity.push(NamedPolicy { name: "allow-all", policy: &allow_all });
+                set.identity.push(NamedPolicy {
+                    name: "allow-all",
+                    policy: &allow_all,
+                });
             }
             let got = set.evaluate(&ctx).decision;
             let want = match (effect, expected) {
@@ -45,13 +70,35 @@ fn every_documented_condition_vector() {
                 (_, false) => Decision::Allow,
             };
             if got != want {
-                failures.push(format!("{name} ({effect}): got {got:?}, documented outcome means {want:?}"));
+                failures.push(format!(
+                    "{name} ({effect}): got {got:?}, documented outcome means {want:?}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // The table must exercise every operator family at least once.
-    for family in ["String", "Numeric", "Date", "Bool", "BinaryEquals", "IpAddress", "Arn", "Null", "IfExists", "ForAnyValue:", "ForAllValues:"] {
-        assert!(operators.iter().any(|o| o.contains(family)), "no vector uses {family}");
+    for family in [
+        "String",
+        "Numeric",
+        "Date",
+        "Bool",
+        "BinaryEquals",
+        "IpAddress",
+        "Arn",
+        "Null",
+        "IfExists",
+        "ForAnyValue:",
+        "ForAllValues:",
+    ] {
+        assert!(
+            operators.iter().any(|o| o.contains(family)),
+            "no vector uses {family}"
+        );
     }
 }

@@ -19,7 +19,10 @@ fn check(events: impl Iterator<Item = (String, String)>) -> (usize, usize, usize
         match m.map(c, &source, &name) {
             EventActions::Actions { actions } => {
                 for a in &actions {
-                    assert!(c.lookup(a).is_some(), "{source} {name} → {a}: not in the catalogue");
+                    assert!(
+                        c.lookup(a).is_some(),
+                        "{source} {name} → {a}: not in the catalogue"
+                    );
                 }
                 mapped += 1
             }
@@ -27,7 +30,9 @@ fn check(events: impl Iterator<Item = (String, String)>) -> (usize, usize, usize
                 assert!(!reason.trim().is_empty());
                 listed += 1
             }
-            EventActions::Unknown { guess } => unknown.push(format!("{source} {name} (guess {guess})")),
+            EventActions::Unknown { guess } => {
+                unknown.push(format!("{source} {name} (guess {guess})"))
+            }
         }
     }
     assert!(unknown.is_empty(), "unmapped events: {unknown:#?}");
@@ -39,7 +44,10 @@ fn traildiscover_examples_all_map() {
     let text = std::fs::read_to_string(corpora().join("traildiscover/log_examples.jsonl")).unwrap();
     let events = text.lines().filter(|l| !l.trim().is_empty()).map(|l| {
         let v: Value = serde_json::from_str(l).unwrap();
-        (v["event"]["eventSource"].as_str().unwrap().to_owned(), v["event"]["eventName"].as_str().unwrap().to_owned())
+        (
+            v["event"]["eventSource"].as_str().unwrap().to_owned(),
+            v["event"]["eventName"].as_str().unwrap().to_owned(),
+        )
     });
     let (mapped, listed, total) = check(events);
     assert_eq!(total, 315);
@@ -53,7 +61,10 @@ fn stratus_detonations_all_map() {
         let path = entry.unwrap().path();
         let records: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         for r in records.as_array().unwrap() {
-            events.push((r["eventSource"].as_str().unwrap().to_owned(), r["eventName"].as_str().unwrap().to_owned()));
+            events.push((
+                r["eventSource"].as_str().unwrap().to_owned(),
+                r["eventName"].as_str().unwrap().to_owned(),
+            ));
         }
     }
     let (mapped, _, total) = check(events.into_iter());

@@ -21,7 +21,10 @@ const PATH: &str = "/latest/meta-data/iam/security-credentials/bench-role";
 const UA: &str = "Botocore/1.34.0 Python/3.12.1 Linux/6.1.0";
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn load(addr: SocketAddr, rate: u64, conns: u64, secs: u64) -> (Vec<Duration>, f64, u64) {
@@ -33,7 +36,10 @@ async fn load(addr: SocketAddr, rate: u64, conns: u64, secs: u64) -> (Vec<Durati
         tasks.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
-            let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
             tokio::spawn(conn);
             let mut lat = Vec::new();
             let mut errors = 0u64;
@@ -41,7 +47,11 @@ async fn load(addr: SocketAddr, rate: u64, conns: u64, secs: u64) -> (Vec<Durati
             let mut next = start + per_conn.mul_f64(i as f64 / conns as f64);
             while next < end {
                 tokio::time::sleep_until(next.into()).await;
-                let req = hyper::Request::get(PATH).header("host", "169.254.169.254").header("user-agent", UA).body(Empty::<Bytes>::new()).unwrap();
+                let req = hyper::Request::get(PATH)
+                    .header("host", "169.254.169.254")
+                    .header("user-agent", UA)
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
                 match send.send_request(req).await {
                     Ok(resp) if resp.status() == 200 => {
                         let _ = resp.into_body().collect().await;
@@ -61,7 +71,9 @@ async fn load(addr: SocketAddr, rate: u64, conns: u64, secs: u64) -> (Vec<Durati
         all.extend(l);
         errors += e;
     }
-    let elapsed = Instant::now().saturating_duration_since(start).as_secs_f64();
+    let elapsed = Instant::now()
+        .saturating_duration_since(start)
+        .as_secs_f64();
     all.sort();
     let rps = all.len() as f64 / elapsed;
     (all, rps, errors)
@@ -75,7 +87,10 @@ fn pct(v: &[Duration], p: f64) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
         let creds = Credentials {

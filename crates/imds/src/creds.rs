@@ -62,17 +62,30 @@ impl Credentials {
     /// "SessionToken"?, "Expiration"? (RFC 3339)}`.
     pub fn from_process_json(bytes: &[u8]) -> Result<Credentials, SourceError> {
         // The serde error may quote input; keep only its category and position.
-        let out: ProcessOutput =
-            serde_json::from_slice(bytes).map_err(|e| SourceError::Parse(format!("{:?} at line {} column {}", e.classify(), e.line(), e.column())))?;
+        let out: ProcessOutput = serde_json::from_slice(bytes).map_err(|e| {
+            SourceError::Parse(format!(
+                "{:?} at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         if out.version != 1 {
-            return Err(SourceError::Parse(format!("Version {} (only 1 is defined)", out.version)));
+            return Err(SourceError::Parse(format!(
+                "Version {} (only 1 is defined)",
+                out.version
+            )));
         }
         if out.access_key_id.is_empty() || out.secret_access_key.is_empty() {
-            return Err(SourceError::Parse("empty AccessKeyId or SecretAccessKey".into()));
+            return Err(SourceError::Parse(
+                "empty AccessKeyId or SecretAccessKey".into(),
+            ));
         }
         let t = now();
         let expiration = match out.expiration.as_deref() {
-            Some(s) => EventTime::parse(s).ok_or_else(|| SourceError::Parse(format!("Expiration {:?} is not RFC 3339", one_line(s, 40))))?,
+            Some(s) => EventTime::parse(s).ok_or_else(|| {
+                SourceError::Parse(format!("Expiration {:?} is not RFC 3339", one_line(s, 40)))
+            })?,
             None => t.plus_millis(NO_EXPIRATION_LIFETIME.as_millis() as i64),
         };
         Ok(Credentials {
@@ -86,7 +99,8 @@ impl Credentials {
 }
 
 /// Boxed future returned by [`CredentialSource::fetch`] (keeps the trait object-safe).
-pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Credentials, SourceError>> + Send + 'a>>;
+pub type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Credentials, SourceError>> + Send + 'a>>;
 
 /// Anything that can produce fresh credentials on demand.
 pub trait CredentialSource: Send + Sync + 'static {
@@ -106,8 +120,15 @@ pub struct ProcessSource {
 }
 
 impl ProcessSource {
-    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> ProcessSource {
-        ProcessSource { program: program.into(), args: args.into_iter().map(Into::into).collect(), timeout: Duration::from_secs(60) }
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> ProcessSource {
+        ProcessSource {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -115,17 +136,33 @@ impl CredentialSource for ProcessSource {
     fn fetch(&self) -> FetchFuture<'_> {
         Box::pin(async move {
             let mut cmd = tokio::process::Command::new(&self.program);
-            cmd.args(&self.args).stdin(std::process::Stdio::null()).kill_on_drop(true);
+            cmd.args(&self.args)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true);
             let program = self.program.clone();
             let out = match tokio::time::timeout(self.timeout, cmd.output()).await {
-                Err(_) => return Err(SourceError::Timeout { program, seconds: self.timeout.as_secs() }),
-                Ok(Err(e)) => return Err(SourceError::Spawn { program, message: e.to_string() }),
+                Err(_) => {
+                    return Err(SourceError::Timeout {
+                        program,
+                        seconds: self.timeout.as_secs(),
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(SourceError::Spawn {
+                        program,
+                        message: e.to_string(),
+                    })
+                }
                 Ok(Ok(out)) => out,
             };
             if !out.status.success() {
                 // Only the first line of stderr, trimmed: enough to diagnose, little room for leaks.
                 let stderr = one_line(&String::from_utf8_lossy(&out.stderr), 200);
-                return Err(SourceError::Exit { program, status: out.status.to_string(), stderr });
+                return Err(SourceError::Exit {
+                    program,
+                    status: out.status.to_string(),
+                    stderr,
+                });
             }
             Credentials::from_process_json(&out.stdout)
         })
@@ -183,8 +220,13 @@ impl Default for RefreshPolicy {
 
 impl RefreshPolicy {
     fn backoff(&self, failures: u32) -> Duration {
-        let factor = 1u32.checked_shl(failures.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff).max(Duration::from_millis(10))
+        let factor = 1u32
+            .checked_shl(failures.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+            .max(Duration::from_millis(10))
     }
 
     fn refresh_delay(&self, c: &Credentials, at: EventTime) -> Duration {
@@ -221,8 +263,16 @@ pub struct CredentialCache {
 impl CredentialCache {
     /// Start the refresher; it fetches immediately and runs until the returned handle is
     /// aborted (the servers abort it when they stop).
-    pub fn start(source: Arc<dyn CredentialSource>, policy: RefreshPolicy, log: Arc<dyn LogSink>) -> (Arc<CredentialCache>, tokio::task::JoinHandle<()>) {
-        let cache = Arc::new(CredentialCache { state: watch::Sender::new(State::default()), wake: Notify::new(), policy });
+    pub fn start(
+        source: Arc<dyn CredentialSource>,
+        policy: RefreshPolicy,
+        log: Arc<dyn LogSink>,
+    ) -> (Arc<CredentialCache>, tokio::task::JoinHandle<()>) {
+        let cache = Arc::new(CredentialCache {
+            state: watch::Sender::new(State::default()),
+            wake: Notify::new(),
+            policy,
+        });
         let task = tokio::spawn(refresher(cache.clone(), source, log));
         (cache, task)
     }
@@ -234,41 +284,71 @@ impl CredentialCache {
     /// Valid credentials, waiting up to `request_wait` for a fetch when none are cached.
     pub async fn current(&self) -> Result<Arc<Credentials>, Unavailable> {
         let mut rx = self.state.subscribe();
-        if let Some(c) = rx.borrow_and_update().creds.clone().filter(|c| self.valid(c)) {
+        if let Some(c) = rx
+            .borrow_and_update()
+            .creds
+            .clone()
+            .filter(|c| self.valid(c))
+        {
             return Ok(c);
         }
         // Expired or missing: ask the refresher to fetch now (it still honours backoff).
         self.wake.notify_one();
         let deadline = tokio::time::Instant::now() + self.policy.request_wait;
         loop {
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 break;
             }
-            if let Some(c) = rx.borrow_and_update().creds.clone().filter(|c| self.valid(c)) {
+            if let Some(c) = rx
+                .borrow_and_update()
+                .creds
+                .clone()
+                .filter(|c| self.valid(c))
+            {
                 return Ok(c);
             }
         }
         let state = self.state.borrow();
         Err(Unavailable(match (&state.creds, &state.last_error) {
             (_, Some(e)) => format!("no valid credentials: the credential source is failing ({e})"),
-            (Some(c), None) => format!("no valid credentials: the cached ones expire at {}", imds_time(c.expiration)),
+            (Some(c), None) => format!(
+                "no valid credentials: the cached ones expire at {}",
+                imds_time(c.expiration)
+            ),
             (None, None) => "no valid credentials yet: the first fetch is still running".into(),
         }))
     }
 }
 
-async fn refresher(cache: Arc<CredentialCache>, source: Arc<dyn CredentialSource>, log: Arc<dyn LogSink>) {
+async fn refresher(
+    cache: Arc<CredentialCache>,
+    source: Arc<dyn CredentialSource>,
+    log: Arc<dyn LogSink>,
+) {
     let policy = cache.policy.clone();
     loop {
         let result = source.fetch().await;
         let at = now();
-        let result = result.and_then(|c| if cache.valid(&c) { Ok(c) } else { Err(SourceError::AlreadyExpired(imds_time(c.expiration))) });
+        let result = result.and_then(|c| {
+            if cache.valid(&c) {
+                Ok(c)
+            } else {
+                Err(SourceError::AlreadyExpired(imds_time(c.expiration)))
+            }
+        });
         let delay = match result {
             Ok(c) => {
                 log.log(&serde_json::json!({"time": imds_time(at), "event": "credentials-refreshed", "source": source.describe(),
                     "access_key_id": key_prefix(&c.access_key_id), "expiration": imds_time(c.expiration)}));
                 let delay = policy.refresh_delay(&c, at);
-                cache.state.send_replace(State { creds: Some(Arc::new(c)), last_error: None, failures: 0 });
+                cache.state.send_replace(State {
+                    creds: Some(Arc::new(c)),
+                    last_error: None,
+                    failures: 0,
+                });
                 delay
             }
             Err(e) => {
@@ -321,9 +401,18 @@ mod tests {
         assert_eq!(c.access_key_id, "ASIAX");
         assert_eq!(imds_time(c.expiration), "2030-01-01T00:00:00Z");
         assert!(!format!("{c:?}").contains("\"s\""));
-        assert!(Credentials::from_process_json(br#"{"Version":2,"AccessKeyId":"a","SecretAccessKey":"s"}"#).is_err());
-        assert!(Credentials::from_process_json(br#"{"Version":1,"AccessKeyId":"a","SecretAccessKey":"s","Expiration":"soon"}"#).is_err());
-        let e = Credentials::from_process_json(br#"{"Version":1,"AccessKeyId":"a","SecretAccessKey":"SECRET" oops"#).unwrap_err();
+        assert!(Credentials::from_process_json(
+            br#"{"Version":2,"AccessKeyId":"a","SecretAccessKey":"s"}"#
+        )
+        .is_err());
+        assert!(Credentials::from_process_json(
+            br#"{"Version":1,"AccessKeyId":"a","SecretAccessKey":"s","Expiration":"soon"}"#
+        )
+        .is_err());
+        let e = Credentials::from_process_json(
+            br#"{"Version":1,"AccessKeyId":"a","SecretAccessKey":"SECRET" oops"#,
+        )
+        .unwrap_err();
         assert!(!e.to_string().contains("SECRET"));
     }
 

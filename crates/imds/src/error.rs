@@ -9,7 +9,10 @@ pub enum ImdsError {
     #[error("refusing to listen on {0}: not a loopback address (set allow_non_loopback to bind it on purpose)")]
     NonLoopback(SocketAddr),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("i/o error: {0}")]
@@ -24,7 +27,11 @@ pub enum SourceError {
     #[error("credential command `{program}` did not finish within {seconds}s")]
     Timeout { program: String, seconds: u64 },
     #[error("credential command `{program}` failed ({status}): {stderr}")]
-    Exit { program: String, status: String, stderr: String },
+    Exit {
+        program: String,
+        status: String,
+        stderr: String,
+    },
     #[error("credential command output is not credential_process JSON: {0}")]
     Parse(String),
     #[error("credential source returned credentials that expire at {0}, too soon to serve")]

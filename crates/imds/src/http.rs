@@ -29,17 +29,26 @@ pub(crate) struct ConnLimits {
 }
 
 pub(crate) trait Handler: Send + Sync + 'static {
-    fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> impl Future<Output = Response<Body>> + Send;
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<Body>> + Send;
     /// A connection ended with a protocol error (malformed request, oversized headers, header
     /// timeout): hyper has already answered or closed it; this is for the log.
     fn connection_error(&self, _peer: SocketAddr, _error: &hyper::Error) {}
 }
 
-pub(crate) async fn bind(addr: SocketAddr, allow_non_loopback: bool) -> Result<TcpListener, ImdsError> {
+pub(crate) async fn bind(
+    addr: SocketAddr,
+    allow_non_loopback: bool,
+) -> Result<TcpListener, ImdsError> {
     if !addr.ip().is_loopback() && !allow_non_loopback {
         return Err(ImdsError::NonLoopback(addr));
     }
-    TcpListener::bind(addr).await.map_err(|source| ImdsError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ImdsError::Bind { addr, source })
 }
 
 pub(crate) async fn serve<H: Handler>(
@@ -104,7 +113,10 @@ pub(crate) async fn serve<H: Handler>(
     drop(listener);
     let _ = stop_tx.send(true);
     // Give in-flight requests a moment, then drop whatever is left (idle keep-alives).
-    let _ = tokio::time::timeout(Duration::from_secs(5), async { while conns.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     conns.abort_all();
     Ok(())
 }
@@ -112,18 +124,27 @@ pub(crate) async fn serve<H: Handler>(
 pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
     r
 }
 
 /// `{"Code": …, "Message": …}` — the shape EC2 and ECS use for their own JSON errors.
 pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json(status, &serde_json::json!({"Code": code, "Message": message}))
+    json(
+        status,
+        &serde_json::json!({"Code": code, "Message": message}),
+    )
 }

@@ -130,7 +130,10 @@ impl Default for ProxyConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9912)),
             allow_non_loopback: false,
             upstream: "http://169.254.169.254".into(),
-            allowed_user_agents: DEFAULT_ALLOWED_USER_AGENTS.iter().map(|s| s.to_string()).collect(),
+            allowed_user_agents: DEFAULT_ALLOWED_USER_AGENTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             require_v2: false,
             gate_user_data: false,
             header_read_timeout: Duration::from_secs(5),
@@ -147,11 +150,15 @@ impl Default for ProxyConfig {
 
 /// Does `user_agent` start with one of `patterns` (see [`DEFAULT_ALLOWED_USER_AGENTS`])?
 pub fn user_agent_allowed(patterns: &[String], user_agent: &str) -> bool {
-    patterns.iter().any(|p| match user_agent.strip_prefix(p.as_str()) {
-        Some(rest) if p.ends_with('/') => rest.as_bytes().first().is_some_and(u8::is_ascii_digit),
-        Some(_) => !p.is_empty(),
-        None => false,
-    })
+    patterns
+        .iter()
+        .any(|p| match user_agent.strip_prefix(p.as_str()) {
+            Some(rest) if p.ends_with('/') => {
+                rest.as_bytes().first().is_some_and(u8::is_ascii_digit)
+            }
+            Some(_) => !p.is_empty(),
+            None => false,
+        })
 }
 
 /// Why a path is not canonical, or `Ok` when it is exactly what an SDK would send.
@@ -167,7 +174,19 @@ pub fn check_canonical(path: &str) -> Result<(), &'static str> {
             b'%' => return Err("percent-encoded path"),
             b'\\' => return Err("backslash in path"),
             b';' => return Err("path parameter (;) in path"),
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' | b':' | b'=' | b'@' | b'+' | b',' => {}
+            b'a'..=b'z'
+            | b'A'..=b'Z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b'/'
+            | b':'
+            | b'='
+            | b'@'
+            | b'+'
+            | b',' => {}
             _ => return Err("disallowed character in path"),
         }
     }
@@ -228,9 +247,15 @@ fn percent_decode_lossy(s: &str) -> String {
 
 /// Is this (lowercased) path one whose answer is a credential or proves the instance's identity?
 pub fn is_sensitive(lower_path: &str, gate_user_data: bool) -> bool {
-    const MARKERS: &[&str] =
-        &["security-credentials", "identity-credentials", "instance-identity/pkcs7", "instance-identity/signature", "instance-identity/rsa2048"];
-    MARKERS.iter().any(|m| lower_path.contains(m)) || (gate_user_data && lower_path.contains("user-data"))
+    const MARKERS: &[&str] = &[
+        "security-credentials",
+        "identity-credentials",
+        "instance-identity/pkcs7",
+        "instance-identity/signature",
+        "instance-identity/rsa2048",
+    ];
+    MARKERS.iter().any(|m| lower_path.contains(m))
+        || (gate_user_data && lower_path.contains("user-data"))
 }
 
 /// A bound proxy.
@@ -248,25 +273,50 @@ struct ProxyState {
 }
 
 impl MetadataProxy {
-    pub async fn bind(config: ProxyConfig, log: Arc<dyn LogSink>, findings: Arc<dyn FindingSink>) -> Result<MetadataProxy, ImdsError> {
-        let uri: Uri = config.upstream.parse().map_err(|_| ImdsError::Config(format!("upstream {:?} is not a URL", config.upstream)))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() || !uri.path().trim_end_matches('/').is_empty() || uri.query().is_some() {
+    pub async fn bind(
+        config: ProxyConfig,
+        log: Arc<dyn LogSink>,
+        findings: Arc<dyn FindingSink>,
+    ) -> Result<MetadataProxy, ImdsError> {
+        let uri: Uri = config.upstream.parse().map_err(|_| {
+            ImdsError::Config(format!("upstream {:?} is not a URL", config.upstream))
+        })?;
+        if uri.scheme_str() != Some("http")
+            || uri.authority().is_none()
+            || !uri.path().trim_end_matches('/').is_empty()
+            || uri.query().is_some()
+        {
             return Err(ImdsError::Config(format!(
                 "upstream {:?} must be http://host[:port] (the metadata service has no TLS and no base path)",
                 config.upstream
             )));
         }
         if config.allowed_user_agents.iter().any(|p| p.is_empty()) {
-            return Err(ImdsError::Config("an empty User-Agent pattern would allow everything".into()));
+            return Err(ImdsError::Config(
+                "an empty User-Agent pattern would allow everything".into(),
+            ));
         }
-        let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-        let host = HeaderValue::from_str(&authority).map_err(|_| ImdsError::Config("bad upstream host".into()))?;
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        let host = HeaderValue::from_str(&authority)
+            .map_err(|_| ImdsError::Config("bad upstream host".into()))?;
         let listener = http::bind(config.listen, config.allow_non_loopback).await?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.upstream_timeout));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build(connector);
-        let state = Arc::new(ProxyState { upstream_scheme_authority: (format!("http://{authority}"), host), cfg: config, client, log, findings });
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        let state = Arc::new(ProxyState {
+            upstream_scheme_authority: (format!("http://{authority}"), host),
+            cfg: config,
+            client,
+            log,
+            findings,
+        });
         Ok(MetadataProxy { listener, state })
     }
 
@@ -293,7 +343,10 @@ pub async fn run(
     findings: Arc<dyn FindingSink>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ImdsError> {
-    MetadataProxy::bind(config, log, findings).await?.run(shutdown).await
+    MetadataProxy::bind(config, log, findings)
+        .await?
+        .run(shutdown)
+        .await
 }
 
 /// One line of the request log.
@@ -322,16 +375,40 @@ struct Refusal {
 }
 
 fn refuse(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Refusal {
-    Refusal { status, code, reason: reason.into(), finding: false }
+    Refusal {
+        status,
+        code,
+        reason: reason.into(),
+        finding: false,
+    }
 }
 
 const FORWARDING_HEADERS: &[&str] = &["x-forwarded-for", "forwarded", "x-real-ip", "via"];
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization", "proxy-authenticate"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
 
 /// Printable-ASCII excerpt for logs (header values and paths come from attackers).
 fn clean(s: &[u8], max: usize) -> String {
-    let mut out: String = s.iter().take(max).map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' }).collect();
+    let mut out: String = s
+        .iter()
+        .take(max)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
     if s.len() > max {
         out.push('…');
     }
@@ -343,64 +420,142 @@ impl ProxyState {
     fn check(&self, req: &Request<Incoming>, user_agent: Option<&str>) -> Result<bool, Refusal> {
         let uri = req.uri();
         if uri.scheme().is_some() || uri.authority().is_some() || req.method() == Method::CONNECT {
-            return Err(refuse(StatusCode::BAD_REQUEST, "BadRequest", "absolute-form or authority-form request target (proxy request)"));
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "absolute-form or authority-form request target (proxy request)",
+            ));
         }
         if req.headers().get_all(hyper::header::HOST).iter().count() != 1 {
-            return Err(refuse(StatusCode::BAD_REQUEST, "BadRequest", "exactly one Host header is required"));
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "exactly one Host header is required",
+            ));
         }
         let mut header_bytes = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1) + 16;
         for (name, value) in req.headers() {
             header_bytes += name.as_str().len() + value.len() + 4;
             let canonical = name.as_str().replace('_', "-");
             if FORWARDING_HEADERS.contains(&canonical.as_str()) {
-                return Err(refuse(StatusCode::FORBIDDEN, "Forbidden", format!("forwarded request ({} header)", name.as_str())));
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    format!("forwarded request ({} header)", name.as_str()),
+                ));
             }
         }
         if header_bytes > self.cfg.max_header_bytes {
-            return Err(refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "HeadersTooLarge", "request headers too large"));
+            return Err(refuse(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "HeadersTooLarge",
+                "request headers too large",
+            ));
         }
-        if req.headers().get_all(hyper::header::USER_AGENT).iter().count() > 1 {
-            return Err(refuse(StatusCode::BAD_REQUEST, "BadRequest", "more than one User-Agent header"));
+        if req
+            .headers()
+            .get_all(hyper::header::USER_AGENT)
+            .iter()
+            .count()
+            > 1
+        {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "more than one User-Agent header",
+            ));
         }
         let has_body = req.headers().contains_key(hyper::header::TRANSFER_ENCODING)
-            || req.headers().get_all(hyper::header::CONTENT_LENGTH).iter().any(|v| v.as_bytes() != b"0");
+            || req
+                .headers()
+                .get_all(hyper::header::CONTENT_LENGTH)
+                .iter()
+                .any(|v| v.as_bytes() != b"0");
         if has_body {
-            return Err(refuse(StatusCode::BAD_REQUEST, "BadRequest", "the metadata service takes no request body"));
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "the metadata service takes no request body",
+            ));
         }
         let path = uri.path();
         let lenient = lenient_view(path);
-        let lenient_sensitive = is_sensitive(&lenient, self.cfg.gate_user_data) || is_sensitive(&path.to_ascii_lowercase(), self.cfg.gate_user_data);
+        let lenient_sensitive = is_sensitive(&lenient, self.cfg.gate_user_data)
+            || is_sensitive(&path.to_ascii_lowercase(), self.cfg.gate_user_data);
         if uri.query().is_some() {
             return Err(Refusal {
                 finding: lenient_sensitive,
-                ..refuse(StatusCode::BAD_REQUEST, "BadRequest", "query strings are not part of the metadata protocol")
+                ..refuse(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "query strings are not part of the metadata protocol",
+                )
             });
         }
         if let Err(why) = check_canonical(path) {
-            return Err(Refusal { finding: lenient_sensitive, ..refuse(StatusCode::BAD_REQUEST, "BadRequest", format!("ambiguous path: {why}")) });
+            return Err(Refusal {
+                finding: lenient_sensitive,
+                ..refuse(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("ambiguous path: {why}"),
+                )
+            });
         }
         let sensitive = is_sensitive(&path.to_ascii_lowercase(), self.cfg.gate_user_data);
-        let token_path = path.eq_ignore_ascii_case(TOKEN_PATH) || path.eq_ignore_ascii_case("/latest/api/token/");
+        let token_path = path.eq_ignore_ascii_case(TOKEN_PATH)
+            || path.eq_ignore_ascii_case("/latest/api/token/");
         if token_path {
             if req.method() != Method::PUT {
-                return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the token is obtained with PUT"));
+                return Err(refuse(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "the token is obtained with PUT",
+                ));
             }
-            let ttl_ok = match req.headers().get_all(TOKEN_TTL_HEADER).iter().collect::<Vec<_>>().as_slice() {
-                [v] => v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()).is_some_and(|t| (1..=MAX_TOKEN_TTL_SECONDS).contains(&t)),
+            let ttl_ok = match req
+                .headers()
+                .get_all(TOKEN_TTL_HEADER)
+                .iter()
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
+                [v] => v
+                    .to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .is_some_and(|t| (1..=MAX_TOKEN_TTL_SECONDS).contains(&t)),
                 _ => false,
             };
             if !ttl_ok {
-                return Err(refuse(StatusCode::BAD_REQUEST, "BadRequest", "X-aws-ec2-metadata-token-ttl-seconds must be one integer from 1 to 21600"));
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "X-aws-ec2-metadata-token-ttl-seconds must be one integer from 1 to 21600",
+                ));
             }
             return Ok(false);
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return Err(Refusal { finding: sensitive, ..refuse(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the metadata service answers GET") });
+            return Err(Refusal {
+                finding: sensitive,
+                ..refuse(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "the metadata service answers GET",
+                )
+            });
         }
         if self.cfg.require_v2 && !req.headers().contains_key(TOKEN_HEADER) {
-            return Err(refuse(StatusCode::UNAUTHORIZED, "Unauthorized", "IMDSv2 is required: PUT /latest/api/token first"));
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "IMDSv2 is required: PUT /latest/api/token first",
+            ));
         }
-        if sensitive && !user_agent.is_some_and(|ua| user_agent_allowed(&self.cfg.allowed_user_agents, ua)) {
+        if sensitive
+            && !user_agent.is_some_and(|ua| user_agent_allowed(&self.cfg.allowed_user_agents, ua))
+        {
             return Err(Refusal {
                 finding: true,
                 ..refuse(StatusCode::FORBIDDEN, "Forbidden", "credential paths are served only to AWS SDKs and tools (User-Agent not allow-listed)")
@@ -409,9 +564,14 @@ impl ProxyState {
         Ok(sensitive)
     }
 
-    async fn forward(&self, req: &Request<Incoming>) -> Result<Response<Body>, (StatusCode, &'static str)> {
+    async fn forward(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Result<Response<Body>, (StatusCode, &'static str)> {
         let (base, host) = &self.upstream_scheme_authority;
-        let uri: Uri = format!("{base}{}", req.uri().path()).parse().map_err(|_| (StatusCode::BAD_REQUEST, "path cannot be forwarded"))?;
+        let uri: Uri = format!("{base}{}", req.uri().path())
+            .parse()
+            .map_err(|_| (StatusCode::BAD_REQUEST, "path cannot be forwarded"))?;
         let mut out = Request::builder().method(req.method().clone()).uri(uri);
         if let Some(h) = out.headers_mut() {
             for (name, value) in req.headers() {
@@ -421,14 +581,26 @@ impl ProxyState {
             }
             h.insert(hyper::header::HOST, host.clone());
         }
-        let out = out.body(Full::new(Bytes::new())).map_err(|_| (StatusCode::BAD_REQUEST, "request cannot be forwarded"))?;
+        let out = out
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| (StatusCode::BAD_REQUEST, "request cannot be forwarded"))?;
         let work = async {
-            let resp = self.client.request(out).await.map_err(|_| (StatusCode::BAD_GATEWAY, "upstream metadata service unreachable"))?;
+            let resp = self.client.request(out).await.map_err(|_| {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream metadata service unreachable",
+                )
+            })?;
             let (parts, body) = resp.into_parts();
             let bytes = Limited::new(body, self.cfg.max_response_bytes)
                 .collect()
                 .await
-                .map_err(|_| (StatusCode::BAD_GATEWAY, "upstream response too large or broken"))?
+                .map_err(|_| {
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        "upstream response too large or broken",
+                    )
+                })?
                 .to_bytes();
             let mut r = Response::new(Full::new(bytes));
             *r.status_mut() = parts.status;
@@ -439,12 +611,28 @@ impl ProxyState {
             }
             Ok(r)
         };
-        tokio::time::timeout(self.cfg.upstream_timeout, work).await.unwrap_or(Err((StatusCode::GATEWAY_TIMEOUT, "upstream metadata service timed out")))
+        tokio::time::timeout(self.cfg.upstream_timeout, work)
+            .await
+            .unwrap_or(Err((
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream metadata service timed out",
+            )))
     }
 
-    fn finding(&self, req: &Request<Incoming>, peer: SocketAddr, user_agent: Option<&str>, reason: &str) -> Finding {
+    fn finding(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        user_agent: Option<&str>,
+        reason: &str,
+    ) -> Finding {
         let t = imds_time(now());
-        let path = clean(req.uri().path_and_query().map_or(b"", |p| p.as_str().as_bytes()), 512);
+        let path = clean(
+            req.uri()
+                .path_and_query()
+                .map_or(b"", |p| p.as_str().as_bytes()),
+            512,
+        );
         let ua = user_agent.map(|u| clean(u.as_bytes(), 256));
         let ua_text = ua.clone().unwrap_or_else(|| "(none)".into());
         Finding {
@@ -473,7 +661,9 @@ impl Handler for ProxyState {
         let started = Instant::now();
         let ua_header = req.headers().get(hyper::header::USER_AGENT);
         // A User-Agent that is not visible ASCII is treated as absent (no SDK sends one).
-        let user_agent = ua_header.and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty());
+        let user_agent = ua_header
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty());
         let decision = self.check(&req, user_agent);
         let sensitive = match &decision {
             Ok(s) => *s,
@@ -485,13 +675,24 @@ impl Handler for ProxyState {
                     let s = r.status().as_u16();
                     (r, "allow", String::from("forwarded"), Some(s))
                 }
-                Err((status, why)) => (http::error(status, "UpstreamError", why), "allow", why.to_string(), None),
+                Err((status, why)) => (
+                    http::error(status, "UpstreamError", why),
+                    "allow",
+                    why.to_string(),
+                    None,
+                ),
             },
             Err(refusal) => {
                 if refusal.finding {
-                    self.findings.deliver(self.finding(&req, peer, user_agent, &refusal.reason));
+                    self.findings
+                        .deliver(self.finding(&req, peer, user_agent, &refusal.reason));
                 }
-                (http::error(refusal.status, refusal.code, &refusal.reason), "deny", refusal.reason, None)
+                (
+                    http::error(refusal.status, refusal.code, &refusal.reason),
+                    "deny",
+                    refusal.reason,
+                    None,
+                )
             }
         };
         let line = LogLine {
@@ -499,7 +700,12 @@ impl Handler for ProxyState {
             event: "request",
             remote: peer.to_string(),
             method: req.method().as_str(),
-            path: clean(req.uri().path_and_query().map_or(b"", |p| p.as_str().as_bytes()), 512),
+            path: clean(
+                req.uri()
+                    .path_and_query()
+                    .map_or(b"", |p| p.as_str().as_bytes()),
+                512,
+            ),
             user_agent: ua_header.map(|v| clean(v.as_bytes(), 256)),
             sensitive,
             decision,
@@ -534,7 +740,10 @@ mod tests {
 
     #[test]
     fn user_agents() {
-        let p: Vec<String> = DEFAULT_ALLOWED_USER_AGENTS.iter().map(|s| s.to_string()).collect();
+        let p: Vec<String> = DEFAULT_ALLOWED_USER_AGENTS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         for ok in [
             "Botocore/1.34.0 Python/3.12",
             "Boto3/1.34.0 md/Botocore#1.34.0",
@@ -568,8 +777,21 @@ mod tests {
     #[test]
     fn canonical_paths() {
         assert!(check_canonical("/latest/meta-data/iam/security-credentials/").is_ok());
-        assert!(check_canonical("/latest/meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/vpc-id").is_ok());
-        for bad in ["latest", "/latest//meta-data", "/latest/./meta-data", "/latest/meta-data/../", "/latest/%2e%2e/", "/a\\b", "/a;b", "/a b", "/é"] {
+        assert!(check_canonical(
+            "/latest/meta-data/network/interfaces/macs/0e:49:61:0f:c3:11/vpc-id"
+        )
+        .is_ok());
+        for bad in [
+            "latest",
+            "/latest//meta-data",
+            "/latest/./meta-data",
+            "/latest/meta-data/../",
+            "/latest/%2e%2e/",
+            "/a\\b",
+            "/a;b",
+            "/a b",
+            "/é",
+        ] {
             assert!(check_canonical(bad).is_err(), "{bad}");
         }
     }
@@ -583,7 +805,11 @@ mod tests {
             "/latest/meta-data/iam/%2573ecurity-credentials",
             "//latest//meta-data/IAM/Security-Credentials",
         ] {
-            assert!(is_sensitive(&lenient_view(p), false), "{p} -> {}", lenient_view(p));
+            assert!(
+                is_sensitive(&lenient_view(p), false),
+                "{p} -> {}",
+                lenient_view(p)
+            );
         }
         assert_eq!(lenient_view("/a/%"), "/a/%");
     }

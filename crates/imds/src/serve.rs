@@ -105,15 +105,34 @@ impl ServeConfig {
 
     fn validate(&self) -> Result<(), ImdsError> {
         let bad = |m: String| Err(ImdsError::Config(m));
-        if self.role_name.is_empty() || !self.role_name.bytes().all(|c| c.is_ascii_alphanumeric() || b"+=,.@_-".contains(&c)) {
-            return bad(format!("role name {:?} is not an IAM role name", self.role_name));
+        if self.role_name.is_empty()
+            || !self
+                .role_name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"+=,.@_-".contains(&c))
+        {
+            return bad(format!(
+                "role name {:?} is not an IAM role name",
+                self.role_name
+            ));
         }
         if let Some(ecs) = &self.ecs {
-            if !ecs.path.starts_with('/') || ecs.path.starts_with("/latest") || ecs.path.contains(['?', '#']) || ecs.path == "/" {
-                return bad(format!("ECS credential path {:?} must start with / and not overlap the metadata paths", ecs.path));
+            if !ecs.path.starts_with('/')
+                || ecs.path.starts_with("/latest")
+                || ecs.path.contains(['?', '#'])
+                || ecs.path == "/"
+            {
+                return bad(format!(
+                    "ECS credential path {:?} must start with / and not overlap the metadata paths",
+                    ecs.path
+                ));
             }
-            if ecs.authorization_token.len() < 16 || HeaderValue::from_str(&ecs.authorization_token).is_err() {
-                return bad("the ECS authorization token must be at least 16 printable characters".into());
+            if ecs.authorization_token.len() < 16
+                || HeaderValue::from_str(&ecs.authorization_token).is_err()
+            {
+                return bad(
+                    "the ECS authorization token must be at least 16 printable characters".into(),
+                );
             }
         }
         if self.max_tokens == 0 {
@@ -125,12 +144,20 @@ impl ServeConfig {
     fn account(&self) -> String {
         self.account_id
             .clone()
-            .or_else(|| self.role_arn.as_deref().and_then(|a| a.split(':').nth(4)).filter(|a| !a.is_empty()).map(str::to_owned))
+            .or_else(|| {
+                self.role_arn
+                    .as_deref()
+                    .and_then(|a| a.split(':').nth(4))
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| "000000000000".into())
     }
 
     fn role_arn(&self) -> String {
-        self.role_arn.clone().unwrap_or_else(|| format!("arn:aws:iam::{}:role/{}", self.account(), self.role_name))
+        self.role_arn
+            .clone()
+            .unwrap_or_else(|| format!("arn:aws:iam::{}:role/{}", self.account(), self.role_name))
     }
 }
 
@@ -151,13 +178,28 @@ struct ServeState {
 }
 
 impl MetadataServer {
-    pub async fn bind(config: ServeConfig, source: Arc<dyn CredentialSource>, log: Arc<dyn LogSink>) -> Result<MetadataServer, ImdsError> {
+    pub async fn bind(
+        config: ServeConfig,
+        source: Arc<dyn CredentialSource>,
+        log: Arc<dyn LogSink>,
+    ) -> Result<MetadataServer, ImdsError> {
         config.validate()?;
         let listener = http::bind(config.listen, config.allow_non_loopback).await?;
-        let (cache, refresher) = CredentialCache::start(source, config.refresh.clone(), log.clone());
+        let (cache, refresher) =
+            CredentialCache::start(source, config.refresh.clone(), log.clone());
         let account = config.account();
-        let state = Arc::new(ServeState { cfg: config, account, cache, tokens: Mutex::new(HashMap::new()), log });
-        Ok(MetadataServer { listener, state, refresher })
+        let state = Arc::new(ServeState {
+            cfg: config,
+            account,
+            cache,
+            tokens: Mutex::new(HashMap::new()),
+            log,
+        });
+        Ok(MetadataServer {
+            listener,
+            state,
+            refresher,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -166,7 +208,12 @@ impl MetadataServer {
 
     /// Serve until `shutdown` completes.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ImdsError> {
-        let limits = ConnLimits { header_read_timeout: self.state.cfg.header_read_timeout, max_header_bytes: 16 * 1024, max_headers: 64, max_connections: 512 };
+        let limits = ConnLimits {
+            header_read_timeout: self.state.cfg.header_read_timeout,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            max_connections: 512,
+        };
         let refresher = self.refresher;
         let result = http::serve(self.listener, limits, self.state, shutdown).await;
         refresher.abort();
@@ -181,7 +228,10 @@ pub async fn run(
     log: Arc<dyn LogSink>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ImdsError> {
-    MetadataServer::bind(config, source, log).await?.run(shutdown).await
+    MetadataServer::bind(config, source, log)
+        .await?
+        .run(shutdown)
+        .await
 }
 
 /// The EC2 credential document, fields in EC2's order.
@@ -217,32 +267,63 @@ enum Auth {
 impl ServeState {
     fn issue_token(&self, req: &Request<Incoming>) -> Response<Body> {
         if req.headers().contains_key("x-forwarded-for") {
-            return http::error(StatusCode::FORBIDDEN, "Forbidden", "token requests carrying X-Forwarded-For are refused");
+            return http::error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "token requests carrying X-Forwarded-For are refused",
+            );
         }
-        let ttl = match req.headers().get_all(TOKEN_TTL_HEADER).iter().collect::<Vec<_>>().as_slice() {
-            [v] => v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()).filter(|t| (1..=MAX_TOKEN_TTL_SECONDS).contains(t)),
+        let ttl = match req
+            .headers()
+            .get_all(TOKEN_TTL_HEADER)
+            .iter()
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [v] => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .filter(|t| (1..=MAX_TOKEN_TTL_SECONDS).contains(t)),
             _ => None,
         };
         let Some(ttl) = ttl else {
-            return http::error(StatusCode::BAD_REQUEST, "BadRequest", "X-aws-ec2-metadata-token-ttl-seconds must be one integer from 1 to 21600");
+            return http::error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "X-aws-ec2-metadata-token-ttl-seconds must be one integer from 1 to 21600",
+            );
         };
         let Ok(token) = random_token() else {
-            return http::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "no randomness available for a token");
+            return http::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "no randomness available for a token",
+            );
         };
         let now = Instant::now();
         let Ok(mut tokens) = self.tokens.lock() else {
-            return http::error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "token store unavailable");
+            return http::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "token store unavailable",
+            );
         };
         tokens.retain(|_, exp| *exp > now);
         if tokens.len() >= self.cfg.max_tokens {
-            if let Some(oldest) = tokens.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = tokens
+                .iter()
+                .min_by_key(|(_, e)| **e)
+                .map(|(k, _)| k.clone())
+            {
                 tokens.remove(&oldest);
             }
         }
         tokens.insert(token.clone(), now + Duration::from_secs(ttl));
         drop(tokens);
         let mut r = http::text(StatusCode::OK, token);
-        r.headers_mut().insert(TOKEN_TTL_HEADER, HeaderValue::from(ttl));
+        r.headers_mut()
+            .insert(TOKEN_TTL_HEADER, HeaderValue::from(ttl));
         r
     }
 
@@ -251,26 +332,51 @@ impl ServeState {
         let values: Vec<_> = req.headers().get_all(TOKEN_HEADER).iter().collect();
         match values.as_slice() {
             [] if !self.cfg.require_v2 => Auth::Ok,
-            [] => Auth::Reject(http::error(StatusCode::UNAUTHORIZED, "Unauthorized", "IMDSv2 is required: PUT /latest/api/token first")),
+            [] => Auth::Reject(http::error(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "IMDSv2 is required: PUT /latest/api/token first",
+            )),
             [v] => {
-                let valid = v.to_str().ok().and_then(|t| self.tokens.lock().ok().and_then(|m| m.get(t).copied())).is_some_and(|exp| exp > Instant::now());
+                let valid = v
+                    .to_str()
+                    .ok()
+                    .and_then(|t| self.tokens.lock().ok().and_then(|m| m.get(t).copied()))
+                    .is_some_and(|exp| exp > Instant::now());
                 if valid {
                     Auth::Ok
                 } else {
-                    Auth::Reject(http::error(StatusCode::UNAUTHORIZED, "Unauthorized", "the metadata token is invalid or expired"))
+                    Auth::Reject(http::error(
+                        StatusCode::UNAUTHORIZED,
+                        "Unauthorized",
+                        "the metadata token is invalid or expired",
+                    ))
                 }
             }
-            _ => Auth::Reject(http::error(StatusCode::UNAUTHORIZED, "Unauthorized", "more than one metadata token")),
+            _ => Auth::Reject(http::error(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "more than one metadata token",
+            )),
         }
     }
 
     async fn credentials(&self) -> Result<Arc<Credentials>, Response<Body>> {
-        self.cache.current().await.map_err(|e| http::error(StatusCode::SERVICE_UNAVAILABLE, "CredentialsUnavailable", &e.0))
+        self.cache.current().await.map_err(|e| {
+            http::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CredentialsUnavailable",
+                &e.0,
+            )
+        })
     }
 
     fn metadata_leaf(&self, path: &str) -> Option<String> {
         let c = &self.cfg;
-        let az = c.availability_zone.clone().unwrap_or_else(|| format!("{}a", c.region));
+        let az = c
+            .availability_zone
+            .clone()
+            .unwrap_or_else(|| format!("{}a", c.region));
         let hostname = format!("ip-{}.ec2.internal", c.private_ip.replace('.', "-"));
         Some(match path {
             "" | "latest" => "latest".into(),
@@ -309,20 +415,54 @@ impl ServeState {
         // DNS rebinding: a web page whose name re-resolves to 127.0.0.1 talks to this server as
         // its own origin. Browsers send Origin / Sec-Fetch-* and the page's host name; SDKs
         // send neither and name loopback or the metadata address. Refuse anything else.
-        let from_browser = ["origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"].iter().any(|h| req.headers().contains_key(*h));
-        let host_ok = req.headers().get(hyper::header::HOST).and_then(|h| h.to_str().ok()).is_none_or(trusted_host);
+        let from_browser = [
+            "origin",
+            "sec-fetch-site",
+            "sec-fetch-mode",
+            "sec-fetch-dest",
+        ]
+        .iter()
+        .any(|h| req.headers().contains_key(*h));
+        let host_ok = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_none_or(trusted_host);
         if from_browser || !host_ok {
-            return http::error(StatusCode::FORBIDDEN, "Forbidden", "requests from browsers or for other host names are refused (DNS rebinding)");
+            return http::error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "requests from browsers or for other host names are refused (DNS rebinding)",
+            );
         }
         let path = req.uri().path();
         if let Some(ecs) = &self.cfg.ecs {
             if path == ecs.path {
                 if req.method() != Method::GET {
-                    return http::error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use GET");
+                    return http::error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "MethodNotAllowed",
+                        "use GET",
+                    );
                 }
-                let presented = req.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
-                if req.headers().get_all(hyper::header::AUTHORIZATION).iter().count() != 1 || !constant_time_eq(presented, ecs.authorization_token.as_bytes()) {
-                    return http::error(StatusCode::UNAUTHORIZED, "Unauthorized", "the Authorization header does not carry the container authorization token");
+                let presented = req
+                    .headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes())
+                    .unwrap_or(b"");
+                if req
+                    .headers()
+                    .get_all(hyper::header::AUTHORIZATION)
+                    .iter()
+                    .count()
+                    != 1
+                    || !constant_time_eq(presented, ecs.authorization_token.as_bytes())
+                {
+                    return http::error(
+                        StatusCode::UNAUTHORIZED,
+                        "Unauthorized",
+                        "the Authorization header does not carry the container authorization token",
+                    );
                 }
                 return match self.credentials().await {
                     Ok(c) => http::json(
@@ -344,11 +484,19 @@ impl ServeState {
             return if req.method() == Method::PUT {
                 self.issue_token(req)
             } else {
-                http::error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "use PUT to obtain a token")
+                http::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "use PUT to obtain a token",
+                )
             };
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return http::error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the metadata service answers GET");
+            return http::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "the metadata service answers GET",
+            );
         }
         if let Auth::Reject(r) = self.check_session(req) {
             return r;
@@ -358,9 +506,16 @@ impl ServeState {
         if trimmed == role_prefix {
             return http::text(StatusCode::OK, self.cfg.role_name.clone());
         }
-        if let Some(role) = trimmed.strip_prefix(role_prefix).and_then(|r| r.strip_prefix('/')) {
+        if let Some(role) = trimmed
+            .strip_prefix(role_prefix)
+            .and_then(|r| r.strip_prefix('/'))
+        {
             if role != self.cfg.role_name {
-                return http::error(StatusCode::NOT_FOUND, "NotFound", "no such role on this instance");
+                return http::error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "no such role on this instance",
+                );
             }
             return match self.credentials().await {
                 Ok(c) => {
@@ -373,17 +528,28 @@ impl ServeState {
                         token: c.session_token.as_deref().unwrap_or(""),
                         expiration: imds_time(c.expiration),
                     };
-                    http::text(StatusCode::OK, serde_json::to_string_pretty(&body).unwrap_or_default())
+                    http::text(
+                        StatusCode::OK,
+                        serde_json::to_string_pretty(&body).unwrap_or_default(),
+                    )
                 }
                 Err(r) => r,
             };
         }
         if trimmed == "latest/meta-data/iam/info" {
-            let last = self.cache.current().await.map(|c| c.last_updated).unwrap_or_else(|_| now());
+            let last = self
+                .cache
+                .current()
+                .await
+                .map(|c| c.last_updated)
+                .unwrap_or_else(|_| now());
             let info = serde_json::json!({"Code": "Success", "LastUpdated": imds_time(last),
                 "InstanceProfileArn": format!("arn:aws:iam::{}:instance-profile/{}", self.account, self.cfg.role_name),
                 "InstanceProfileId": format!("AIPA{}", profile_id(&self.cfg.role_name))});
-            return http::text(StatusCode::OK, serde_json::to_string_pretty(&info).unwrap_or_default());
+            return http::text(
+                StatusCode::OK,
+                serde_json::to_string_pretty(&info).unwrap_or_default(),
+            );
         }
         match self.metadata_leaf(trimmed) {
             Some(body) => http::text(StatusCode::OK, body),
@@ -394,13 +560,22 @@ impl ServeState {
 
 /// A stable, plausible 17-character instance profile id suffix derived from the role name.
 fn profile_id(role: &str) -> String {
-    detect::finding_id("imds-instance-profile-id", &[role]).to_ascii_uppercase().chars().filter(|c| c.is_ascii_alphanumeric()).take(17).collect()
+    detect::finding_id("imds-instance-profile-id", &[role])
+        .to_ascii_uppercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(17)
+        .collect()
 }
 
 impl Handler for ServeState {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let response = self.route(&req).await;
-        let ua = req.headers().get(hyper::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ua = req
+            .headers()
+            .get(hyper::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         self.log.log(&serde_json::json!({"time": imds_time(now()), "event": "request", "remote": peer.to_string(), "method": req.method().as_str(),
             "path": req.uri().path(), "user_agent": ua, "status": response.status().as_u16()}));
         response
@@ -412,23 +587,44 @@ impl Handler for ServeState {
 fn trusted_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, port)| if port.bytes().all(|c| c.is_ascii_digit()) { h } else { host }),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
     };
     name.eq_ignore_ascii_case("localhost")
         || name == "169.254.169.254"
         || name == "169.254.170.2"
         || name.eq_ignore_ascii_case("fd00:ec2::254")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
 mod host_tests {
     #[test]
     fn rebinding_hosts_are_refused() {
-        for ok in ["127.0.0.1:9911", "localhost", "169.254.169.254", "[::1]:9911", "[fd00:ec2::254]", "127.0.0.2:80"] {
+        for ok in [
+            "127.0.0.1:9911",
+            "localhost",
+            "169.254.169.254",
+            "[::1]:9911",
+            "[fd00:ec2::254]",
+            "127.0.0.2:80",
+        ] {
             assert!(super::trusted_host(ok), "{ok}");
         }
-        for bad in ["rebind.evil:9911", "evil.example", "10.0.0.1", "127.0.0.1.evil.com", ""] {
+        for bad in [
+            "rebind.evil:9911",
+            "evil.example",
+            "10.0.0.1",
+            "127.0.0.1.evil.com",
+            "",
+        ] {
             assert!(!super::trusted_host(bad), "{bad}");
         }
     }

@@ -9,7 +9,10 @@ use cloudtrail::time::EventTime;
 /// clock times, and a laptop that slept overnight must see its credentials as expired even
 /// though the monotonic clock barely moved.
 pub(crate) fn now() -> EventTime {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     EventTime(ms)
 }
 
@@ -33,7 +36,11 @@ pub(crate) fn random_token() -> std::io::Result<String> {
     let bytes = random_bytes(32)?;
     let mut out = String::with_capacity(44);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {
@@ -60,7 +67,11 @@ pub(crate) fn key_prefix(access_key_id: &str) -> String {
 
 /// A message from an untrusted or noisy source cut to one short line.
 pub(crate) fn one_line(s: &str, max: usize) -> String {
-    let line = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut out: String = line.chars().filter(|c| !c.is_control()).take(max).collect();
     if line.chars().count() > max {
         out.push('…');
@@ -78,12 +89,17 @@ mod tests {
         let b = random_token().unwrap();
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
-        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 
     #[test]
     fn time_format_matches_ec2() {
-        assert_eq!(imds_time(EventTime::from_parts(2024, 5, 1, 12, 3, 4).plus_millis(999)), "2024-05-01T12:03:04Z");
+        assert_eq!(
+            imds_time(EventTime::from_parts(2024, 5, 1, 12, 3, 4).plus_millis(999)),
+            "2024-05-01T12:03:04Z"
+        );
     }
 
     #[test]

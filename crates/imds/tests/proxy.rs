@@ -26,20 +26,36 @@ struct Setup {
 }
 
 async fn setup(adjust: impl FnOnce(&mut ProxyConfig)) -> Setup {
-    let upstream = start_server(test_config(ROLE), static_source(KEY, Duration::from_secs(3600))).await;
-    let mut cfg = ProxyConfig { listen: "127.0.0.1:0".parse().unwrap(), upstream: format!("http://{}", upstream.addr), ..ProxyConfig::default() };
+    let upstream = start_server(
+        test_config(ROLE),
+        static_source(KEY, Duration::from_secs(3600)),
+    )
+    .await;
+    let mut cfg = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: format!("http://{}", upstream.addr),
+        ..ProxyConfig::default()
+    };
     cfg.header_read_timeout = Duration::from_secs(1);
     cfg.account = Some("123456789012".into());
     adjust(&mut cfg);
     let log = Arc::new(MemoryLog::default());
     let (tx, rx) = mpsc::unbounded_channel();
-    let proxy = MetadataProxy::bind(cfg, log.clone() as Arc<dyn LogSink>, Arc::new(tx)).await.unwrap();
+    let proxy = MetadataProxy::bind(cfg, log.clone() as Arc<dyn LogSink>, Arc::new(tx))
+        .await
+        .unwrap();
     let addr = proxy.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel();
     tokio::spawn(proxy.run(async {
         let _ = stopped.await;
     }));
-    Setup { upstream, proxy: addr, log, findings: rx, _stop: stop }
+    Setup {
+        upstream,
+        proxy: addr,
+        log,
+        findings: rx,
+        _stop: stop,
+    }
 }
 
 fn leaked(r: &Reply) -> bool {
@@ -66,33 +82,91 @@ async fn sdk_user_agents_get_credentials_and_other_paths_pass() {
         "aws-sdk-php/3.295.0",
         "aws-sdk-cpp/1.11.200 Linux/6.1 x86_64 GCC/12",
     ] {
-        let list = get(s.proxy, "/latest/meta-data/iam/security-credentials/", &[("User-Agent", ua)]).await;
+        let list = get(
+            s.proxy,
+            "/latest/meta-data/iam/security-credentials/",
+            &[("User-Agent", ua)],
+        )
+        .await;
         assert_eq!((list.status, list.body.as_str()), (200, ROLE), "{ua}");
-        let doc = get(s.proxy, &format!("/latest/meta-data/iam/security-credentials/{ROLE}"), &[("User-Agent", ua)]).await;
+        let doc = get(
+            s.proxy,
+            &format!("/latest/meta-data/iam/security-credentials/{ROLE}"),
+            &[("User-Agent", ua)],
+        )
+        .await;
         assert_eq!(doc.json()["AccessKeyId"], KEY, "{ua}");
     }
     // IMDSv2 through the proxy: token PUT from any client, credentials only for the SDK.
-    let t = request(s.proxy, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "60"), ("User-Agent", "curl/8.5.0")]).await;
+    let t = request(
+        s.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[
+            ("X-aws-ec2-metadata-token-ttl-seconds", "60"),
+            ("User-Agent", "curl/8.5.0"),
+        ],
+    )
+    .await;
     assert_eq!(t.status, 200);
-    let doc = get(s.proxy, &format!("/latest/meta-data/iam/security-credentials/{ROLE}"), &[("User-Agent", BOTO), ("X-aws-ec2-metadata-token", &t.body)]).await;
+    let doc = get(
+        s.proxy,
+        &format!("/latest/meta-data/iam/security-credentials/{ROLE}"),
+        &[("User-Agent", BOTO), ("X-aws-ec2-metadata-token", &t.body)],
+    )
+    .await;
     assert_eq!(doc.json()["AccessKeyId"], KEY);
     // Ordinary metadata is for everyone.
     for ua in ["curl/8.5.0", "python-requests/2.31.0"] {
-        assert_eq!(get(s.proxy, "/latest/meta-data/instance-id", &[("User-Agent", ua)]).await.body, "i-0c0ffee0c0ffee000");
-        assert_eq!(get(s.proxy, "/latest/dynamic/instance-identity/document", &[("User-Agent", ua)]).await.json()["accountId"], "123456789012");
-        assert_eq!(get(s.proxy, "/latest/meta-data/iam/info", &[("User-Agent", ua)]).await.status, 200);
+        assert_eq!(
+            get(
+                s.proxy,
+                "/latest/meta-data/instance-id",
+                &[("User-Agent", ua)]
+            )
+            .await
+            .body,
+            "i-0c0ffee0c0ffee000"
+        );
+        assert_eq!(
+            get(
+                s.proxy,
+                "/latest/dynamic/instance-identity/document",
+                &[("User-Agent", ua)]
+            )
+            .await
+            .json()["accountId"],
+            "123456789012"
+        );
+        assert_eq!(
+            get(s.proxy, "/latest/meta-data/iam/info", &[("User-Agent", ua)])
+                .await
+                .status,
+            200
+        );
     }
-    assert!(s.findings.try_recv().is_err(), "no findings for allowed traffic");
+    assert!(
+        s.findings.try_recv().is_err(),
+        "no findings for allowed traffic"
+    );
     let lines = s.log.lines();
     assert!(lines.iter().all(|l| l["decision"] == "allow"), "{lines:?}");
-    assert!(lines.iter().any(|l| l["sensitive"] == true && l["user_agent"].as_str().unwrap_or("").starts_with("Botocore/")));
+    assert!(lines.iter().any(|l| l["sensitive"] == true
+        && l["user_agent"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Botocore/")));
     s.upstream.stop().await;
 }
 
 /// (name, raw request). Every one targets credentials.
 fn corpus() -> Vec<(&'static str, String)> {
     let p = format!("/latest/meta-data/iam/security-credentials/{ROLE}");
-    let req = |path: &str, headers: &str| format!("GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n{headers}Connection: close\r\n\r\n");
+    let req = |path: &str, headers: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n{headers}Connection: close\r\n\r\n"
+        )
+    };
     vec![
         ("python-requests", req(&p, "User-Agent: python-requests/2.31.0\r\n")),
         ("curl", req(&p, "User-Agent: curl/8.5.0\r\n")),
@@ -161,9 +235,21 @@ async fn bypass_corpus_is_refused() {
     }
     assert!(findings.len() >= 20, "{} findings", findings.len());
     let f = serde_json::to_value(&findings[0]).unwrap();
-    for k in
-        ["id", "detector", "severity", "time", "account", "region", "principal", "access_key_id", "source", "event_ids", "summary", "details", "remediation"]
-    {
+    for k in [
+        "id",
+        "detector",
+        "severity",
+        "time",
+        "account",
+        "region",
+        "principal",
+        "access_key_id",
+        "source",
+        "event_ids",
+        "summary",
+        "details",
+        "remediation",
+    ] {
         assert!(f.get(k).is_some(), "{k} missing in {f}");
     }
     assert_eq!(f["detector"], "imds-proxy-blocked");
@@ -173,7 +259,11 @@ async fn bypass_corpus_is_refused() {
     assert_eq!(f["source"]["user_agent"], "python-requests/2.31.0");
     // Every request is logged, refused ones as "deny".
     let lines = s.log.lines();
-    assert!(lines.iter().filter(|l| l["decision"] == "deny").count() >= cases.len() - 3, "{}", lines.len());
+    assert!(
+        lines.iter().filter(|l| l["decision"] == "deny").count() >= cases.len() - 3,
+        "{}",
+        lines.len()
+    );
     s.upstream.stop().await;
 }
 
@@ -181,7 +271,9 @@ async fn bypass_corpus_is_refused() {
 async fn slow_clients_are_cut_off() {
     let s = setup(|_| {}).await;
     let mut c = tokio::net::TcpStream::connect(s.proxy).await.unwrap();
-    c.write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    c.write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     // Slowloris: one header byte at a time, never finishing.
     let mut closed = false;
@@ -193,10 +285,25 @@ async fn slow_clients_are_cut_off() {
         }
     }
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), tokio::io::AsyncReadExt::read_to_end(&mut c, &mut buf)).await;
-    assert!(closed || started.elapsed() < Duration::from_secs(6), "connection held");
+    let _ = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::io::AsyncReadExt::read_to_end(&mut c, &mut buf),
+    )
+    .await;
+    assert!(
+        closed || started.elapsed() < Duration::from_secs(6),
+        "connection held"
+    );
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
-    assert!(eventually(Duration::from_secs(3), async || s.log.lines().iter().any(|l| l["event"] == "connection")).await, "timeout logged");
+    assert!(
+        eventually(Duration::from_secs(3), async || s
+            .log
+            .lines()
+            .iter()
+            .any(|l| l["event"] == "connection"))
+        .await,
+        "timeout logged"
+    );
 }
 
 #[tokio::test]
@@ -206,25 +313,113 @@ async fn require_v2_and_gated_user_data() {
         c.gate_user_data = true;
     })
     .await;
-    assert_eq!(get(s.proxy, "/latest/meta-data/instance-id", &[("User-Agent", "curl/8")]).await.status, 401);
-    let t = request(s.proxy, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "60")]).await.body;
-    assert_eq!(get(s.proxy, "/latest/meta-data/instance-id", &[("X-aws-ec2-metadata-token", &t)]).await.status, 200);
-    assert_eq!(get(s.proxy, "/latest/user-data", &[("X-aws-ec2-metadata-token", &t), ("User-Agent", "curl/8")]).await.status, 403);
+    assert_eq!(
+        get(
+            s.proxy,
+            "/latest/meta-data/instance-id",
+            &[("User-Agent", "curl/8")]
+        )
+        .await
+        .status,
+        401
+    );
+    let t = request(
+        s.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await
+    .body;
+    assert_eq!(
+        get(
+            s.proxy,
+            "/latest/meta-data/instance-id",
+            &[("X-aws-ec2-metadata-token", &t)]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        get(
+            s.proxy,
+            "/latest/user-data",
+            &[("X-aws-ec2-metadata-token", &t), ("User-Agent", "curl/8")]
+        )
+        .await
+        .status,
+        403
+    );
     for ttl in ["0", "21601", "x"] {
-        assert_eq!(request(s.proxy, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", ttl)]).await.status, 400);
+        assert_eq!(
+            request(
+                s.proxy,
+                "PUT",
+                "/latest/api/token",
+                &[("X-aws-ec2-metadata-token-ttl-seconds", ttl)]
+            )
+            .await
+            .status,
+            400
+        );
     }
-    let fwd = request(s.proxy, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "60"), ("x-forwarded-for", "1.2.3.4")]).await;
+    let fwd = request(
+        s.proxy,
+        "PUT",
+        "/latest/api/token",
+        &[
+            ("X-aws-ec2-metadata-token-ttl-seconds", "60"),
+            ("x-forwarded-for", "1.2.3.4"),
+        ],
+    )
+    .await;
     assert_eq!(fwd.status, 403);
     assert_eq!(get(s.proxy, "/latest/api/token", &[]).await.status, 405);
 }
 
 #[tokio::test]
 async fn configuration_is_checked() {
-    let bad = |c: ProxyConfig| async { MetadataProxy::bind(c, Arc::new(imds::log::NullLog), Arc::new(imds::log::StdoutFindings)).await.is_err() };
-    let base = ProxyConfig { listen: "127.0.0.1:0".parse().unwrap(), ..ProxyConfig::default() };
-    assert!(bad(ProxyConfig { upstream: "https://169.254.169.254".into(), ..base.clone() }).await);
-    assert!(bad(ProxyConfig { upstream: "http://169.254.169.254/latest".into(), ..base.clone() }).await);
-    assert!(bad(ProxyConfig { allowed_user_agents: vec![String::new()], ..base.clone() }).await);
-    assert!(bad(ProxyConfig { listen: "0.0.0.0:0".parse().unwrap(), ..base.clone() }).await);
+    let bad = |c: ProxyConfig| async {
+        MetadataProxy::bind(
+            c,
+            Arc::new(imds::log::NullLog),
+            Arc::new(imds::log::StdoutFindings),
+        )
+        .await
+        .is_err()
+    };
+    let base = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ProxyConfig::default()
+    };
+    assert!(
+        bad(ProxyConfig {
+            upstream: "https://169.254.169.254".into(),
+            ..base.clone()
+        })
+        .await
+    );
+    assert!(
+        bad(ProxyConfig {
+            upstream: "http://169.254.169.254/latest".into(),
+            ..base.clone()
+        })
+        .await
+    );
+    assert!(
+        bad(ProxyConfig {
+            allowed_user_agents: vec![String::new()],
+            ..base.clone()
+        })
+        .await
+    );
+    assert!(
+        bad(ProxyConfig {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            ..base.clone()
+        })
+        .await
+    );
     assert!(!bad(base).await);
 }

@@ -36,7 +36,10 @@ async fn boto(env: Vec<(&'static str, String)>, moto: &str) -> serde_json::Value
             }
         }
         cmd.env("AWS_CONFIG_FILE", "/nonexistent/credwarden-imds-test")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credwarden-imds-test")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/credwarden-imds-test",
+            )
             .env("MOTO", moto);
         for (k, v) in env {
             cmd.env(k, v);
@@ -45,7 +48,11 @@ async fn boto(env: Vec<(&'static str, String)>, moto: &str) -> serde_json::Value
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -53,25 +60,50 @@ async fn boto(env: Vec<(&'static str, String)>, moto: &str) -> serde_json::Value
 async fn boto3_resolves_served_credentials_and_moto_accepts_them() {
     let moto = start_moto();
     let mut cfg = test_config(ROLE);
-    cfg.ecs = Some(EcsEndpoint { path: "/v2/credentials/credwarden".into(), authorization_token: "container-token-0123456789".into() });
+    cfg.ecs = Some(EcsEndpoint {
+        path: "/v2/credentials/credwarden".into(),
+        authorization_token: "container-token-0123456789".into(),
+    });
     cfg.require_v2 = true;
     let srv = start_server(cfg, static_source(KEY, Duration::from_secs(3600))).await;
 
     // 1. EC2 instance metadata (IMDSv2, since v1 is refused here).
-    let r = boto(vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{}/", srv.addr))], &moto.url).await;
+    let r = boto(
+        vec![(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{}/", srv.addr),
+        )],
+        &moto.url,
+    )
+    .await;
     assert_eq!(r["method"], "iam-role");
     assert_eq!(r["key"], KEY);
     assert_eq!(r["secret"], format!("{KEY}-secret"));
     assert_eq!(r["token"], format!("{KEY}-token"));
     assert_eq!(r["account"].as_str().unwrap().len(), 12);
-    let uas: Vec<String> = srv.log.lines().iter().filter_map(|l| l["user_agent"].as_str().map(str::to_owned)).collect();
-    assert!(uas.iter().any(|u| u.starts_with("Boto3/") || u.starts_with("Botocore/")), "boto3's IMDS User-Agent: {uas:?}");
+    let uas: Vec<String> = srv
+        .log
+        .lines()
+        .iter()
+        .filter_map(|l| l["user_agent"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        uas.iter()
+            .any(|u| u.starts_with("Boto3/") || u.starts_with("Botocore/")),
+        "boto3's IMDS User-Agent: {uas:?}"
+    );
 
     // 2. ECS container credentials with the authorization token.
     let r = boto(
         vec![
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", format!("http://{}/v2/credentials/credwarden", srv.addr)),
-            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token-0123456789".into()),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("http://{}/v2/credentials/credwarden", srv.addr),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                "container-token-0123456789".into(),
+            ),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ],
         &moto.url,
@@ -82,15 +114,31 @@ async fn boto3_resolves_served_credentials_and_moto_accepts_them() {
 
     // 3. Through the proxy: boto3's User-Agent is allow-listed, so the proxy passes it.
     let log = Arc::new(MemoryLog::default());
-    let proxy_cfg = ProxyConfig { listen: "127.0.0.1:0".parse().unwrap(), upstream: format!("http://{}", srv.addr), ..ProxyConfig::default() };
+    let proxy_cfg = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: format!("http://{}", srv.addr),
+        ..ProxyConfig::default()
+    };
     let (tx, mut findings) = tokio::sync::mpsc::unbounded_channel();
-    let proxy = MetadataProxy::bind(proxy_cfg, log.clone() as Arc<dyn LogSink>, Arc::new(tx)).await.unwrap();
+    let proxy = MetadataProxy::bind(proxy_cfg, log.clone() as Arc<dyn LogSink>, Arc::new(tx))
+        .await
+        .unwrap();
     let paddr = proxy.local_addr();
     tokio::spawn(proxy.run(std::future::pending()));
-    let r = boto(vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", format!("http://{paddr}/"))], &moto.url).await;
+    let r = boto(
+        vec![(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://{paddr}/"),
+        )],
+        &moto.url,
+    )
+    .await;
     assert_eq!(r["key"], KEY);
     assert!(findings.try_recv().is_err());
-    assert!(log.lines().iter().any(|l| l["sensitive"] == true && l["decision"] == "allow"));
+    assert!(log
+        .lines()
+        .iter()
+        .any(|l| l["sensitive"] == true && l["decision"] == "allow"));
     srv.stop().await;
 }
 
@@ -107,11 +155,27 @@ async fn the_rust_sdk_resolves_served_credentials() {
     let srv = start_server(cfg, static_source(key, Duration::from_secs(3600))).await;
     let http = aws_smithy_http_client::Builder::new().build_http();
     let provider_config = ProviderConfig::without_region().with_http_client(http);
-    let client = aws_config::imds::Client::builder().configure(&provider_config).endpoint(format!("http://{}/", srv.addr)).unwrap().build();
-    let provider = ImdsCredentialsProvider::builder().configure(&provider_config).imds_client(client).build();
-    let creds = provider.provide_credentials().await.expect("the SDK gets credentials from the metadata server");
+    let client = aws_config::imds::Client::builder()
+        .configure(&provider_config)
+        .endpoint(format!("http://{}/", srv.addr))
+        .unwrap()
+        .build();
+    let provider = ImdsCredentialsProvider::builder()
+        .configure(&provider_config)
+        .imds_client(client)
+        .build();
+    let creds = provider
+        .provide_credentials()
+        .await
+        .expect("the SDK gets credentials from the metadata server");
     assert_eq!(creds.access_key_id(), key);
     assert_eq!(creds.session_token(), Some(format!("{key}-token").as_str()));
-    assert!(srv.log.lines().iter().any(|l| l.to_string().contains("security-credentials")), "the request went through this server");
+    assert!(
+        srv.log
+            .lines()
+            .iter()
+            .any(|l| l.to_string().contains("security-credentials")),
+        "the request went through this server"
+    );
     srv.stop().await;
 }

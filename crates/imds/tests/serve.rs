@@ -16,22 +16,55 @@ const CREDS: &str = "/latest/meta-data/iam/security-credentials/";
 
 #[tokio::test]
 async fn imdsv2_token_flow_and_credentials_document() {
-    let srv = start_server(test_config(ROLE), static_source("ASIASTATIC0000000001", Duration::from_secs(3600))).await;
-    let put = request(srv.addr, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "60")]).await;
+    let srv = start_server(
+        test_config(ROLE),
+        static_source("ASIASTATIC0000000001", Duration::from_secs(3600)),
+    )
+    .await;
+    let put = request(
+        srv.addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
     assert_eq!(put.status, 200);
-    assert_eq!(put.header("x-aws-ec2-metadata-token-ttl-seconds").as_deref(), Some("60"));
+    assert_eq!(
+        put.header("x-aws-ec2-metadata-token-ttl-seconds")
+            .as_deref(),
+        Some("60")
+    );
     let token = put.body.clone();
     assert!(token.len() >= 40);
-    let again = request(srv.addr, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "60")]).await;
+    let again = request(
+        srv.addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
     assert_ne!(again.body, token, "tokens are random");
 
     let list = get(srv.addr, CREDS, &[("X-aws-ec2-metadata-token", &token)]).await;
     assert_eq!((list.status, list.body.as_str()), (200, ROLE));
-    let doc = get(srv.addr, &format!("{CREDS}{ROLE}"), &[("X-aws-ec2-metadata-token", &token)]).await;
+    let doc = get(
+        srv.addr,
+        &format!("{CREDS}{ROLE}"),
+        &[("X-aws-ec2-metadata-token", &token)],
+    )
+    .await;
     assert_eq!(doc.status, 200);
     let j = doc.json();
     let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
-    for k in ["Code", "LastUpdated", "Type", "AccessKeyId", "SecretAccessKey", "Token", "Expiration"] {
+    for k in [
+        "Code",
+        "LastUpdated",
+        "Type",
+        "AccessKeyId",
+        "SecretAccessKey",
+        "Token",
+        "Expiration",
+    ] {
         assert!(keys.contains(&k), "{k} missing in {j}");
     }
     assert_eq!(j["Code"], "Success");
@@ -39,50 +72,154 @@ async fn imdsv2_token_flow_and_credentials_document() {
     assert_eq!(j["AccessKeyId"], "ASIASTATIC0000000001");
     assert_eq!(j["Token"], "ASIASTATIC0000000001-token");
     let exp = j["Expiration"].as_str().unwrap();
-    assert!(exp.len() == 20 && exp.ends_with('Z') && exp.as_bytes()[10] == b'T', "{exp}");
+    assert!(
+        exp.len() == 20 && exp.ends_with('Z') && exp.as_bytes()[10] == b'T',
+        "{exp}"
+    );
     // EC2 writes the keys in this order; some hand-written parsers depend on it.
-    assert!(doc.body.find("\"Code\"") < doc.body.find("\"AccessKeyId\"") && doc.body.find("\"Token\"") < doc.body.find("\"Expiration\""));
+    assert!(
+        doc.body.find("\"Code\"") < doc.body.find("\"AccessKeyId\"")
+            && doc.body.find("\"Token\"") < doc.body.find("\"Expiration\"")
+    );
 
-    let unknown = get(srv.addr, &format!("{CREDS}admin"), &[("X-aws-ec2-metadata-token", &token)]).await;
+    let unknown = get(
+        srv.addr,
+        &format!("{CREDS}admin"),
+        &[("X-aws-ec2-metadata-token", &token)],
+    )
+    .await;
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["Code"], "NotFound");
     let bad = get(srv.addr, CREDS, &[("X-aws-ec2-metadata-token", "forged")]).await;
-    assert_eq!(bad.status, 401, "an invalid token is refused even when v1 is allowed");
+    assert_eq!(
+        bad.status, 401,
+        "an invalid token is refused even when v1 is allowed"
+    );
 
-    let info = get(srv.addr, "/latest/meta-data/iam/info", &[]).await.json();
+    let info = get(srv.addr, "/latest/meta-data/iam/info", &[])
+        .await
+        .json();
     assert_eq!(info["Code"], "Success");
-    assert_eq!(info["InstanceProfileArn"], format!("arn:aws:iam::123456789012:instance-profile/{ROLE}"));
-    assert!(info["InstanceProfileId"].as_str().unwrap().starts_with("AIPA"));
-    let id = get(srv.addr, "/latest/dynamic/instance-identity/document", &[]).await.json();
-    assert_eq!((id["accountId"].as_str(), id["region"].as_str()), (Some("123456789012"), Some("eu-west-1")));
+    assert_eq!(
+        info["InstanceProfileArn"],
+        format!("arn:aws:iam::123456789012:instance-profile/{ROLE}")
+    );
+    assert!(info["InstanceProfileId"]
+        .as_str()
+        .unwrap()
+        .starts_with("AIPA"));
+    let id = get(srv.addr, "/latest/dynamic/instance-identity/document", &[])
+        .await
+        .json();
+    assert_eq!(
+        (id["accountId"].as_str(), id["region"].as_str()),
+        (Some("123456789012"), Some("eu-west-1"))
+    );
     assert!(id["instanceId"].as_str().unwrap().starts_with("i-"));
-    assert_eq!(get(srv.addr, "/latest/meta-data/placement/region", &[]).await.body, "eu-west-1");
-    assert_eq!(get(srv.addr, "/latest/meta-data/placement/availability-zone/", &[]).await.body, "eu-west-1a");
-    assert!(get(srv.addr, "/latest/meta-data/", &[]).await.body.contains("iam/"));
+    assert_eq!(
+        get(srv.addr, "/latest/meta-data/placement/region", &[])
+            .await
+            .body,
+        "eu-west-1"
+    );
+    assert_eq!(
+        get(
+            srv.addr,
+            "/latest/meta-data/placement/availability-zone/",
+            &[]
+        )
+        .await
+        .body,
+        "eu-west-1a"
+    );
+    assert!(get(srv.addr, "/latest/meta-data/", &[])
+        .await
+        .body
+        .contains("iam/"));
     assert_eq!(get(srv.addr, "/latest/api/token", &[]).await.status, 405);
-    assert_eq!(request(srv.addr, "POST", "/latest/meta-data/", &[]).await.status, 405);
+    assert_eq!(
+        request(srv.addr, "POST", "/latest/meta-data/", &[])
+            .await
+            .status,
+        405
+    );
 
     // Nothing secret in the log.
     let log = serde_json::to_string(&srv.log.lines()).unwrap();
-    assert!(!log.contains("ASIASTATIC0000000001-secret") && !log.contains(&token) && !log.contains("-token\""));
+    assert!(
+        !log.contains("ASIASTATIC0000000001-secret")
+            && !log.contains(&token)
+            && !log.contains("-token\"")
+    );
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn token_ttl_bounds_and_forwarded_put() {
-    let srv = start_server(test_config(ROLE), static_source("ASIASTATIC0000000002", Duration::from_secs(3600))).await;
-    for (ttl, want) in [("0", 400), ("21601", 400), ("-1", 400), ("abc", 400), ("", 400), ("1", 200), ("21600", 200)] {
-        let r = request(srv.addr, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", ttl)]).await;
+    let srv = start_server(
+        test_config(ROLE),
+        static_source("ASIASTATIC0000000002", Duration::from_secs(3600)),
+    )
+    .await;
+    for (ttl, want) in [
+        ("0", 400),
+        ("21601", 400),
+        ("-1", 400),
+        ("abc", 400),
+        ("", 400),
+        ("1", 200),
+        ("21600", 200),
+    ] {
+        let r = request(
+            srv.addr,
+            "PUT",
+            "/latest/api/token",
+            &[("X-aws-ec2-metadata-token-ttl-seconds", ttl)],
+        )
+        .await;
         assert_eq!(r.status, want, "ttl {ttl:?}: {}", r.body);
     }
-    assert_eq!(request(srv.addr, "PUT", "/latest/api/token", &[]).await.status, 400, "TTL header required");
-    let fwd = request(srv.addr, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "60"), ("X-Forwarded-For", "10.0.0.1")]).await;
+    assert_eq!(
+        request(srv.addr, "PUT", "/latest/api/token", &[])
+            .await
+            .status,
+        400,
+        "TTL header required"
+    );
+    let fwd = request(
+        srv.addr,
+        "PUT",
+        "/latest/api/token",
+        &[
+            ("X-aws-ec2-metadata-token-ttl-seconds", "60"),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ],
+    )
+    .await;
     assert_eq!(fwd.status, 403);
     // Tokens expire.
-    let t = request(srv.addr, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "1")]).await.body;
-    assert_eq!(get(srv.addr, CREDS, &[("X-aws-ec2-metadata-token", &t)]).await.status, 200);
+    let t = request(
+        srv.addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "1")],
+    )
+    .await
+    .body;
+    assert_eq!(
+        get(srv.addr, CREDS, &[("X-aws-ec2-metadata-token", &t)])
+            .await
+            .status,
+        200
+    );
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(get(srv.addr, CREDS, &[("X-aws-ec2-metadata-token", &t)]).await.status, 401, "expired token");
+    assert_eq!(
+        get(srv.addr, CREDS, &[("X-aws-ec2-metadata-token", &t)])
+            .await
+            .status,
+        401,
+        "expired token"
+    );
     srv.stop().await;
 }
 
@@ -90,12 +227,28 @@ async fn token_ttl_bounds_and_forwarded_put() {
 async fn imdsv1_refused_when_v2_required() {
     let mut cfg = test_config(ROLE);
     cfg.require_v2 = true;
-    let srv = start_server(cfg, static_source("ASIASTATIC0000000003", Duration::from_secs(3600))).await;
+    let srv = start_server(
+        cfg,
+        static_source("ASIASTATIC0000000003", Duration::from_secs(3600)),
+    )
+    .await;
     let r = get(srv.addr, &format!("{CREDS}{ROLE}"), &[]).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["Code"], "Unauthorized");
-    let t = request(srv.addr, "PUT", "/latest/api/token", &[("X-aws-ec2-metadata-token-ttl-seconds", "300")]).await.body;
-    let ok = get(srv.addr, &format!("{CREDS}{ROLE}"), &[("X-aws-ec2-metadata-token", &t)]).await;
+    let t = request(
+        srv.addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "300")],
+    )
+    .await
+    .body;
+    let ok = get(
+        srv.addr,
+        &format!("{CREDS}{ROLE}"),
+        &[("X-aws-ec2-metadata-token", &t)],
+    )
+    .await;
     assert_eq!(ok.json()["AccessKeyId"], "ASIASTATIC0000000003");
     srv.stop().await;
 }
@@ -103,20 +256,70 @@ async fn imdsv1_refused_when_v2_required() {
 #[tokio::test]
 async fn ecs_endpoint_requires_the_authorization_token() {
     let mut cfg = test_config(ROLE);
-    cfg.ecs = Some(EcsEndpoint { path: "/v2/credentials/credwarden".into(), authorization_token: "s3cr3t-container-token".into() });
-    let srv = start_server(cfg, static_source("ASIASTATIC0000000004", Duration::from_secs(3600))).await;
-    assert_eq!(get(srv.addr, "/v2/credentials/credwarden", &[]).await.status, 401);
-    assert_eq!(get(srv.addr, "/v2/credentials/credwarden", &[("Authorization", "wrong")]).await.status, 401);
-    assert_eq!(get(srv.addr, "/v2/credentials/credwarden", &[("Authorization", "s3cr3t-container-token"), ("Authorization", "x")]).await.status, 401);
-    let ok = get(srv.addr, "/v2/credentials/credwarden", &[("Authorization", "s3cr3t-container-token")]).await;
+    cfg.ecs = Some(EcsEndpoint {
+        path: "/v2/credentials/credwarden".into(),
+        authorization_token: "s3cr3t-container-token".into(),
+    });
+    let srv = start_server(
+        cfg,
+        static_source("ASIASTATIC0000000004", Duration::from_secs(3600)),
+    )
+    .await;
+    assert_eq!(
+        get(srv.addr, "/v2/credentials/credwarden", &[])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        get(
+            srv.addr,
+            "/v2/credentials/credwarden",
+            &[("Authorization", "wrong")]
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        get(
+            srv.addr,
+            "/v2/credentials/credwarden",
+            &[
+                ("Authorization", "s3cr3t-container-token"),
+                ("Authorization", "x")
+            ]
+        )
+        .await
+        .status,
+        401
+    );
+    let ok = get(
+        srv.addr,
+        "/v2/credentials/credwarden",
+        &[("Authorization", "s3cr3t-container-token")],
+    )
+    .await;
     assert_eq!(ok.status, 200);
     let j = ok.json();
     assert_eq!(j["AccessKeyId"], "ASIASTATIC0000000004");
-    assert_eq!(j["RoleArn"], format!("arn:aws:iam::123456789012:role/{ROLE}"));
+    assert_eq!(
+        j["RoleArn"],
+        format!("arn:aws:iam::123456789012:role/{ROLE}")
+    );
     for k in ["SecretAccessKey", "Token", "Expiration"] {
         assert!(j[k].is_string(), "{k}");
     }
-    assert_eq!(get(srv.addr, "/v2/credentials/other", &[("Authorization", "s3cr3t-container-token")]).await.status, 404);
+    assert_eq!(
+        get(
+            srv.addr,
+            "/v2/credentials/other",
+            &[("Authorization", "s3cr3t-container-token")]
+        )
+        .await
+        .status,
+        404
+    );
     srv.stop().await;
 }
 
@@ -124,13 +327,35 @@ async fn ecs_endpoint_requires_the_authorization_token() {
 async fn refuses_bad_configs() {
     let mut cfg = test_config(ROLE);
     cfg.listen = "0.0.0.0:0".parse().unwrap();
-    let e = MetadataServer::bind(cfg, static_source("ASIAX", Duration::from_secs(60)), Arc::new(imds::log::NullLog)).await.err().unwrap();
+    let e = MetadataServer::bind(
+        cfg,
+        static_source("ASIAX", Duration::from_secs(60)),
+        Arc::new(imds::log::NullLog),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(matches!(e, imds::ImdsError::NonLoopback(_)), "{e}");
     let mut cfg = test_config(ROLE);
-    cfg.ecs = Some(EcsEndpoint { path: "/v2/credentials/x".into(), authorization_token: "short".into() });
-    assert!(MetadataServer::bind(cfg, static_source("ASIAX", Duration::from_secs(60)), Arc::new(imds::log::NullLog)).await.is_err());
+    cfg.ecs = Some(EcsEndpoint {
+        path: "/v2/credentials/x".into(),
+        authorization_token: "short".into(),
+    });
+    assert!(MetadataServer::bind(
+        cfg,
+        static_source("ASIAX", Duration::from_secs(60)),
+        Arc::new(imds::log::NullLog)
+    )
+    .await
+    .is_err());
     let cfg = test_config("bad/role");
-    assert!(MetadataServer::bind(cfg, static_source("ASIAX", Duration::from_secs(60)), Arc::new(imds::log::NullLog)).await.is_err());
+    assert!(MetadataServer::bind(
+        cfg,
+        static_source("ASIAX", Duration::from_secs(60)),
+        Arc::new(imds::log::NullLog)
+    )
+    .await
+    .is_err());
 }
 
 fn policy(refresh_before_ms: u64, margin_ms: u64) -> RefreshPolicy {
@@ -160,7 +385,10 @@ async fn refreshes_before_expiry_from_a_credential_process() {
         assert_eq!(r.status, 200, "{}", r.body);
         let j = r.json();
         let exp = cloudtrail::time::EventTime::parse(j["Expiration"].as_str().unwrap()).unwrap();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         assert!(exp.millis() > now, "served expired credentials");
         seen.insert(j["AccessKeyId"].as_str().unwrap().to_string());
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -168,10 +396,18 @@ async fn refreshes_before_expiry_from_a_credential_process() {
     let n = count(dir.path());
     assert!((3..=5).contains(&n), "{n} invocations in 5.5 s");
     assert!(seen.len() >= 3, "{seen:?}");
-    let refreshed = srv.log.lines().iter().filter(|l| l["event"] == "credentials-refreshed").count();
+    let refreshed = srv
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l["event"] == "credentials-refreshed")
+        .count();
     assert!(refreshed >= 3);
     let log = serde_json::to_string(&srv.log.lines()).unwrap();
-    assert!(!log.contains("secret-1") && !log.contains("token-1") && !log.contains("ASIATEST00000001"), "only key prefixes are logged");
+    assert!(
+        !log.contains("secret-1") && !log.contains("token-1") && !log.contains("ASIATEST00000001"),
+        "only key prefixes are logged"
+    );
     srv.stop().await;
 }
 
@@ -183,16 +419,35 @@ async fn never_serves_expired_credentials() {
     let mut cfg = test_config(ROLE);
     cfg.refresh = policy(1000, 1000);
     let mut ecs_cfg = cfg.clone();
-    cfg.ecs = Some(EcsEndpoint { path: "/creds".into(), authorization_token: "0123456789abcdef0123".into() });
+    cfg.ecs = Some(EcsEndpoint {
+        path: "/creds".into(),
+        authorization_token: "0123456789abcdef0123".into(),
+    });
     let srv = start_server(cfg, process_source(&script)).await;
-    assert_eq!(get(srv.addr, &format!("{CREDS}{ROLE}"), &[]).await.json()["AccessKeyId"], "ASIATEST00000001");
+    assert_eq!(
+        get(srv.addr, &format!("{CREDS}{ROLE}"), &[]).await.json()["AccessKeyId"],
+        "ASIATEST00000001"
+    );
     tokio::time::sleep(Duration::from_millis(2600)).await;
     let r = get(srv.addr, &format!("{CREDS}{ROLE}"), &[]).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["Code"], "CredentialsUnavailable");
     assert!(!r.body.contains("ASIATEST"), "{}", r.body);
-    assert!(r.body.contains("broker unreachable"), "the source's error is explained: {}", r.body);
-    assert_eq!(get(srv.addr, "/creds", &[("Authorization", "0123456789abcdef0123")]).await.status, 503);
+    assert!(
+        r.body.contains("broker unreachable"),
+        "the source's error is explained: {}",
+        r.body
+    );
+    assert_eq!(
+        get(
+            srv.addr,
+            "/creds",
+            &[("Authorization", "0123456789abcdef0123")]
+        )
+        .await
+        .status,
+        503
+    );
     srv.stop().await;
 
     // A source that hands out already-expired credentials is a failure, not something to serve.
@@ -221,9 +476,20 @@ async fn backs_off_when_the_source_fails() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let n = count(dir.path());
-    assert!((4..=10).contains(&n), "{n} invocations in 2.5 s: backoff not applied");
-    let failures: Vec<_> = srv.log.lines().into_iter().filter(|l| l["event"] == "credentials-refresh-failed").collect();
-    let retries: Vec<u64> = failures.iter().map(|l| l["retry_in_ms"].as_u64().unwrap()).collect();
+    assert!(
+        (4..=10).contains(&n),
+        "{n} invocations in 2.5 s: backoff not applied"
+    );
+    let failures: Vec<_> = srv
+        .log
+        .lines()
+        .into_iter()
+        .filter(|l| l["event"] == "credentials-refresh-failed")
+        .collect();
+    let retries: Vec<u64> = failures
+        .iter()
+        .map(|l| l["retry_in_ms"].as_u64().unwrap())
+        .collect();
     assert_eq!(&retries[..4], &[100, 200, 400, 400], "{retries:?}");
     srv.stop().await;
 }

@@ -7,7 +7,11 @@ pub fn line_diff(old: &str, new: &str) -> String {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, String::new());
@@ -30,7 +34,10 @@ pub fn line_diff(old: &str, new: &str) -> String {
 mod tests {
     #[test]
     fn diff() {
-        assert_eq!(super::line_diff("a\nb\nc\n", "a\nx\nc\n"), " a\n-b\n+x\n c\n");
+        assert_eq!(
+            super::line_diff("a\nb\nc\n", "a\nx\nc\n"),
+            " a\n-b\n+x\n c\n"
+        );
         assert_eq!(super::line_diff("", "a\n"), "+a\n");
         assert_eq!(super::line_diff("a\n", "a\n"), " a\n");
     }

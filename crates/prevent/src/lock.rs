@@ -52,13 +52,18 @@ pub enum LockError {
     EmptyEnvironment,
     #[error("{0:?} is not an IP address or CIDR block")]
     BadCidr(String),
-    #[error("the instance form needs at least one VPC (it binds instance credentials to their VPC)")]
+    #[error(
+        "the instance form needs at least one VPC (it binds instance credentials to their VPC)"
+    )]
     NoVpc,
 }
 
 impl Environment {
     /// Our environment from an inventory plus extra egress CIDRs (`--egress`).
-    pub fn from_inventory(inv: &Inventory, extra_egress: &[String]) -> Result<Environment, LockError> {
+    pub fn from_inventory(
+        inv: &Inventory,
+        extra_egress: &[String],
+    ) -> Result<Environment, LockError> {
         let mut egress = inv.nat_public_ips();
         for e in extra_egress {
             Cidr::parse(e).ok_or_else(|| LockError::BadCidr(e.clone()))?;
@@ -66,18 +71,41 @@ impl Environment {
         }
         egress.sort();
         egress.dedup();
-        let mut vpcs: Vec<String> =
-            inv.vpcs.iter().map(|v| v.id.clone()).chain(inv.vpc_endpoints.iter().map(|e| e.vpc_id.clone())).filter(|v| !v.is_empty()).collect();
+        let mut vpcs: Vec<String> = inv
+            .vpcs
+            .iter()
+            .map(|v| v.id.clone())
+            .chain(inv.vpc_endpoints.iter().map(|e| e.vpc_id.clone()))
+            .filter(|v| !v.is_empty())
+            .collect();
         vpcs.sort();
         vpcs.dedup();
-        let vpc_cidrs = inv.vpcs.iter().filter_map(|v| v.cidrs.first().map(|c| (v.id.clone(), c.clone()))).collect();
-        let usable = |state: &str| state.is_empty() || state.eq_ignore_ascii_case("available") || state.eq_ignore_ascii_case("pending");
-        let mut endpoint_routes: Vec<(String, String)> =
-            inv.vpc_endpoints.iter().filter(|e| usable(&e.state)).map(|e| (e.id.clone(), e.vpc_id.clone())).collect();
+        let vpc_cidrs = inv
+            .vpcs
+            .iter()
+            .filter_map(|v| v.cidrs.first().map(|c| (v.id.clone(), c.clone())))
+            .collect();
+        let usable = |state: &str| {
+            state.is_empty()
+                || state.eq_ignore_ascii_case("available")
+                || state.eq_ignore_ascii_case("pending")
+        };
+        let mut endpoint_routes: Vec<(String, String)> = inv
+            .vpc_endpoints
+            .iter()
+            .filter(|e| usable(&e.state))
+            .map(|e| (e.id.clone(), e.vpc_id.clone()))
+            .collect();
         endpoint_routes.sort();
         endpoint_routes.dedup();
         let vpc_endpoints = endpoint_routes.iter().map(|(e, _)| e.clone()).collect();
-        let env = Environment { egress, vpcs, vpc_cidrs, vpc_endpoints, endpoint_routes };
+        let env = Environment {
+            egress,
+            vpcs,
+            vpc_cidrs,
+            vpc_endpoints,
+            endpoint_routes,
+        };
         if env.egress.is_empty() && env.vpc_endpoints.is_empty() {
             return Err(LockError::EmptyEnvironment);
         }
@@ -85,20 +113,32 @@ impl Environment {
     }
 
     fn inside(&self, ip: IpAddr) -> bool {
-        self.egress.iter().filter_map(|c| Cidr::parse(c)).any(|c| c.contains(ip))
+        self.egress
+            .iter()
+            .filter_map(|c| Cidr::parse(c))
+            .any(|c| c.contains(ip))
     }
 
     /// An address in none of our egress ranges, from the documentation ranges.
     fn outside_v4(&self) -> String {
-        ["203.0.113.200", "198.51.100.200", "192.0.2.200", "100.100.100.100"]
-            .into_iter()
-            .find(|a| !self.inside(a.parse().unwrap()))
-            .unwrap_or("8.8.4.4")
-            .to_owned()
+        [
+            "203.0.113.200",
+            "198.51.100.200",
+            "192.0.2.200",
+            "100.100.100.100",
+        ]
+        .into_iter()
+        .find(|a| !self.inside(a.parse().unwrap()))
+        .unwrap_or("8.8.4.4")
+        .to_owned()
     }
 
     fn outside_v6(&self) -> String {
-        ["2001:db8:dead::1", "2001:db9::1", "2606:4700::1"].into_iter().find(|a| !self.inside(a.parse().unwrap())).unwrap_or("2a00::1").to_owned()
+        ["2001:db8:dead::1", "2001:db9::1", "2606:4700::1"]
+            .into_iter()
+            .find(|a| !self.inside(a.parse().unwrap()))
+            .unwrap_or("2a00::1")
+            .to_owned()
     }
 }
 
@@ -125,7 +165,9 @@ pub fn lock_policy(env: &Environment, form: LockForm) -> Result<Policy, LockErro
                 cond.insert("StringNotEquals".into(), Value::Object(vpc));
             }
             cond.insert("BoolIfExists".into(), aws_service_exempt);
-            vec![json!({"Sid": "CredwardenEnvironmentLock", "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": cond})]
+            vec![
+                json!({"Sid": "CredwardenEnvironmentLock", "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": cond}),
+            ]
         }
         LockForm::Instance => {
             if env.vpcs.is_empty() {
@@ -133,11 +175,17 @@ pub fn lock_policy(env: &Environment, form: LockForm) -> Result<Policy, LockErro
             }
             let bound = |sid: &str, instance_key: &str, request_key: &str| {
                 let mut cond = Map::new();
-                cond.insert("StringNotEquals".into(), json!({ instance_key: format!("${{{request_key}}}") }));
+                cond.insert(
+                    "StringNotEquals".into(),
+                    json!({ instance_key: format!("${{{request_key}}}") }),
+                );
                 cond.insert("Null".into(), json!({"ec2:SourceInstanceARN": "false"}));
                 cond.insert("BoolIfExists".into(), aws_service_exempt.clone());
                 if !env.egress.is_empty() {
-                    cond.insert("NotIpAddressIfExists".into(), json!({"aws:SourceIp": env.egress}));
+                    cond.insert(
+                        "NotIpAddressIfExists".into(),
+                        json!({"aws:SourceIp": env.egress}),
+                    );
                 }
                 json!({"Sid": sid, "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": cond})
             };
@@ -145,19 +193,36 @@ pub fn lock_policy(env: &Environment, form: LockForm) -> Result<Policy, LockErro
             // denied by a statement of their own, so that the lock never depends on how AWS
             // treats a policy variable it cannot resolve.
             let mut outside = Map::new();
-            outside.insert("Null".into(), json!({"ec2:SourceInstanceARN": "false", "aws:SourceVpc": "true"}));
+            outside.insert(
+                "Null".into(),
+                json!({"ec2:SourceInstanceARN": "false", "aws:SourceVpc": "true"}),
+            );
             outside.insert("BoolIfExists".into(), aws_service_exempt.clone());
             if !env.egress.is_empty() {
-                outside.insert("NotIpAddressIfExists".into(), json!({"aws:SourceIp": env.egress}));
+                outside.insert(
+                    "NotIpAddressIfExists".into(),
+                    json!({"aws:SourceIp": env.egress}),
+                );
             }
             vec![
                 json!({"Sid": "CredwardenInstanceOutsideAnyVpc", "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": outside}),
-                bound("CredwardenInstanceVpcLock", "aws:Ec2InstanceSourceVpc", "aws:SourceVpc"),
-                bound("CredwardenInstanceAddressLock", "aws:Ec2InstanceSourcePrivateIPv4", "aws:VpcSourceIp"),
+                bound(
+                    "CredwardenInstanceVpcLock",
+                    "aws:Ec2InstanceSourceVpc",
+                    "aws:SourceVpc",
+                ),
+                bound(
+                    "CredwardenInstanceAddressLock",
+                    "aws:Ec2InstanceSourcePrivateIPv4",
+                    "aws:VpcSourceIp",
+                ),
             ]
         }
     };
-    Ok(Policy::from_value(&json!({"Version": "2012-10-17", "Statement": statements})).expect("generated lock policies are valid"))
+    Ok(
+        Policy::from_value(&json!({"Version": "2012-10-17", "Statement": statements}))
+            .expect("generated lock policies are valid"),
+    )
 }
 
 /// The verification table for a form: every inside route must be allowed, every outside one
@@ -168,14 +233,31 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
     let mut v = Vec::new();
     let outside4 = env.outside_v4();
     let outside6 = env.outside_v6();
-    let nat: Option<&str> = env.egress.iter().find(|e| Cidr::parse(e).is_some_and(|c| matches!(c, Cidr::V4 { .. }))).map(|s| s.split('/').next().unwrap_or(s));
-    let nat6: Option<&str> = env.egress.iter().find(|e| Cidr::parse(e).is_some_and(|c| matches!(c, Cidr::V6 { .. }))).map(|s| s.split('/').next().unwrap_or(s));
+    let nat: Option<&str> = env
+        .egress
+        .iter()
+        .find(|e| Cidr::parse(e).is_some_and(|c| matches!(c, Cidr::V4 { .. })))
+        .map(|s| s.split('/').next().unwrap_or(s));
+    let nat6: Option<&str> = env
+        .egress
+        .iter()
+        .find(|e| Cidr::parse(e).is_some_and(|c| matches!(c, Cidr::V6 { .. })))
+        .map(|s| s.split('/').next().unwrap_or(s));
     // Inside calls through an endpoint are built only from real endpoints: `aws:SourceVpc` is
     // present on no other route, and a table that invented it would pass locks that deny
     // production.
     let route = env.endpoint_routes.first().cloned();
-    let vpc = route.as_ref().map(|(_, v)| v.clone()).or_else(|| env.vpcs.first().cloned()).unwrap_or_else(|| "vpc-0ffffffffffffffff".into());
-    let private_ip = env.vpc_cidrs.iter().find(|(v, _)| *v == vpc).map(|(_, c)| first_host(c)).unwrap_or_else(|| "10.0.0.10".to_owned());
+    let vpc = route
+        .as_ref()
+        .map(|(_, v)| v.clone())
+        .or_else(|| env.vpcs.first().cloned())
+        .unwrap_or_else(|| "vpc-0ffffffffffffffff".into());
+    let private_ip = env
+        .vpc_cidrs
+        .iter()
+        .find(|(v, _)| *v == vpc)
+        .map(|(_, c)| first_host(c))
+        .unwrap_or_else(|| "10.0.0.10".to_owned());
     let vpce = route.map(|(e, _)| e);
     let other_vpc = "vpc-0a77ac4e40000000";
     let other_vpce = "vpce-0a77ac4e40000000";
@@ -183,10 +265,22 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
     match form {
         LockForm::Network => {
             if let Some(nat) = nat {
-                v.push(Case::new("from our NAT address", Expect::Allowed, ACTION, RESOURCE, &[("aws:SourceIp", nat), ("aws:ViaAWSService", no)]));
+                v.push(Case::new(
+                    "from our NAT address",
+                    Expect::Allowed,
+                    ACTION,
+                    RESOURCE,
+                    &[("aws:SourceIp", nat), ("aws:ViaAWSService", no)],
+                ));
             }
             if let Some(nat6) = nat6 {
-                v.push(Case::new("from our IPv6 egress", Expect::Allowed, ACTION, RESOURCE, &[("aws:SourceIp", nat6), ("aws:ViaAWSService", no)]));
+                v.push(Case::new(
+                    "from our IPv6 egress",
+                    Expect::Allowed,
+                    ACTION,
+                    RESOURCE,
+                    &[("aws:SourceIp", nat6), ("aws:ViaAWSService", no)],
+                ));
             }
             if let Some(e) = &vpce {
                 let keys = [
@@ -196,17 +290,39 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
                     ("aws:SourceVpce", e.as_str()),
                     ("aws:ViaAWSService", no),
                 ];
-                v.push(Case::new("from our VPC through our endpoint", Expect::Allowed, ACTION, RESOURCE, &keys));
+                v.push(Case::new(
+                    "from our VPC through our endpoint",
+                    Expect::Allowed,
+                    ACTION,
+                    RESOURCE,
+                    &keys,
+                ));
             }
             v.push(Case::new(
                 "via an AWS service (CloudFormation)",
                 Expect::Allowed,
                 ACTION,
                 RESOURCE,
-                &[("aws:SourceIp", "cloudformation.amazonaws.com"), ("aws:ViaAWSService", "true"), ("aws:CalledVia", "cloudformation.amazonaws.com")],
+                &[
+                    ("aws:SourceIp", "cloudformation.amazonaws.com"),
+                    ("aws:ViaAWSService", "true"),
+                    ("aws:CalledVia", "cloudformation.amazonaws.com"),
+                ],
             ));
-            v.push(Case::new("from the internet", Expect::Denied, ACTION, RESOURCE, &[("aws:SourceIp", &outside4), ("aws:ViaAWSService", no)]));
-            v.push(Case::new("from the internet over IPv6", Expect::Denied, ACTION, RESOURCE, &[("aws:SourceIp", &outside6), ("aws:ViaAWSService", no)]));
+            v.push(Case::new(
+                "from the internet",
+                Expect::Denied,
+                ACTION,
+                RESOURCE,
+                &[("aws:SourceIp", &outside4), ("aws:ViaAWSService", no)],
+            ));
+            v.push(Case::new(
+                "from the internet over IPv6",
+                Expect::Denied,
+                ACTION,
+                RESOURCE,
+                &[("aws:SourceIp", &outside6), ("aws:ViaAWSService", no)],
+            ));
             v.push(Case::new(
                 "from another VPC through its own endpoint",
                 Expect::Denied,
@@ -225,7 +341,10 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
                 Expect::Denied,
                 ACTION,
                 RESOURCE,
-                &[("aws:SourceIp", "172.31.255.254"), ("aws:ViaAWSService", no)],
+                &[
+                    ("aws:SourceIp", "172.31.255.254"),
+                    ("aws:ViaAWSService", no),
+                ],
             ));
         }
         LockForm::Instance => {
@@ -253,25 +372,45 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
                 own.push(("aws:SourceVpce", e.clone()));
             }
             if vpce.is_some() {
-                v.push(case("from the instance itself through our endpoint", Expect::Allowed, inst(&own)));
+                v.push(case(
+                    "from the instance itself through our endpoint",
+                    Expect::Allowed,
+                    inst(&own),
+                ));
             }
             if let Some(nat) = nat {
                 v.push(case(
                     "from the instance through our NAT",
                     Expect::Allowed,
-                    inst(&[("aws:SourceIp", nat.to_owned()), ("aws:ViaAWSService", no.to_owned())]),
+                    inst(&[
+                        ("aws:SourceIp", nat.to_owned()),
+                        ("aws:ViaAWSService", no.to_owned()),
+                    ]),
                 ));
             }
             v.push(case(
                 "via an AWS service (CloudFormation)",
                 Expect::Allowed,
-                inst(&[("aws:SourceIp", "cloudformation.amazonaws.com".into()), ("aws:ViaAWSService", "true".into())]),
+                inst(&[
+                    ("aws:SourceIp", "cloudformation.amazonaws.com".into()),
+                    ("aws:ViaAWSService", "true".into()),
+                ]),
             ));
-            v.push(case("stolen, used from the internet", Expect::Denied, inst(&[("aws:SourceIp", outside4.clone()), ("aws:ViaAWSService", no.to_owned())])));
+            v.push(case(
+                "stolen, used from the internet",
+                Expect::Denied,
+                inst(&[
+                    ("aws:SourceIp", outside4.clone()),
+                    ("aws:ViaAWSService", no.to_owned()),
+                ]),
+            ));
             v.push(case(
                 "stolen, used from the internet over IPv6",
                 Expect::Denied,
-                inst(&[("aws:SourceIp", outside6.clone()), ("aws:ViaAWSService", no.to_owned())]),
+                inst(&[
+                    ("aws:SourceIp", outside6.clone()),
+                    ("aws:ViaAWSService", no.to_owned()),
+                ]),
             ));
             let neighbour = neighbour_ip(&private_ip);
             let mut from_neighbour = vec![
@@ -283,7 +422,11 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
             if let Some(e) = &vpce {
                 from_neighbour.push(("aws:SourceVpce", e.clone()));
             }
-            v.push(case("stolen, used from another instance in our VPC", Expect::Denied, inst(&from_neighbour)));
+            v.push(case(
+                "stolen, used from another instance in our VPC",
+                Expect::Denied,
+                inst(&from_neighbour),
+            ));
             v.push(case(
                 "stolen, used from another VPC through its own endpoint",
                 Expect::Denied,
@@ -304,15 +447,26 @@ pub fn cases(env: &Environment, form: LockForm) -> Vec<Case> {
 /// any service, not only for the action a case names.
 pub const PROBES: [(&str, &str); 4] = [
     ("s3:GetObject", "arn:aws:s3:::company-data/report.csv"),
-    ("iam:CreateAccessKey", "arn:aws:iam::111122223333:user/admin"),
-    ("ec2:RunInstances", "arn:aws:ec2:us-east-1:111122223333:instance/*"),
-    ("kms:Decrypt", "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+    (
+        "iam:CreateAccessKey",
+        "arn:aws:iam::111122223333:user/admin",
+    ),
+    (
+        "ec2:RunInstances",
+        "arn:aws:ec2:us-east-1:111122223333:instance/*",
+    ),
+    (
+        "kms:Decrypt",
+        "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ),
 ];
 
 /// The first usable host of a CIDR (`10.0.0.0/16` → `10.0.0.10`), for inside test calls.
 fn first_host(cidr: &str) -> String {
     match Cidr::parse(cidr) {
-        Some(Cidr::V4 { start, end }) => std::net::Ipv4Addr::from(start.saturating_add(10).min(end)).to_string(),
+        Some(Cidr::V4 { start, end }) => {
+            std::net::Ipv4Addr::from(start.saturating_add(10).min(end)).to_string()
+        }
         _ => "10.0.0.10".to_owned(),
     }
 }
@@ -335,7 +489,11 @@ mod tests {
 
     fn env() -> Environment {
         Environment {
-            egress: vec!["198.51.100.10".into(), "198.51.100.11".into(), "2001:db8:ee::/48".into()],
+            egress: vec![
+                "198.51.100.10".into(),
+                "198.51.100.11".into(),
+                "2001:db8:ee::/48".into(),
+            ],
             vpcs: vec!["vpc-0a1b2c3d".into()],
             vpc_cidrs: vec![("vpc-0a1b2c3d".into(), "10.1.0.0/16".into())],
             vpc_endpoints: vec!["vpce-01234567".into()],
@@ -348,10 +506,23 @@ mod tests {
         let all = allow_everything();
         for form in [LockForm::Network, LockForm::Instance] {
             let p = lock_policy(&env(), form).unwrap();
-            let out = run(&p, "lock", &[("allow-all", &all)], &cases(&env(), form), &PROBES);
+            let out = run(
+                &p,
+                "lock",
+                &[("allow-all", &all)],
+                &cases(&env(), form),
+                &PROBES,
+            );
             assert!(out.len() >= 6);
-            assert!(out.iter().all(|o| o.ok), "{form:?}: {}", crate::verify::render(&out));
-            assert!(out.iter().any(|o| o.expect == crate::Expect::Denied) && out.iter().any(|o| o.expect == crate::Expect::Allowed));
+            assert!(
+                out.iter().all(|o| o.ok),
+                "{form:?}: {}",
+                crate::verify::render(&out)
+            );
+            assert!(
+                out.iter().any(|o| o.expect == crate::Expect::Denied)
+                    && out.iter().any(|o| o.expect == crate::Expect::Allowed)
+            );
         }
     }
 
@@ -361,9 +532,14 @@ mod tests {
     fn the_tables_catch_broken_locks() {
         let all = allow_everything();
         let table = cases(&env(), LockForm::Network);
-        let good = lock_policy(&env(), LockForm::Network).unwrap().to_pretty_json();
+        let good = lock_policy(&env(), LockForm::Network)
+            .unwrap()
+            .to_pretty_json();
         let broken = [
-            good.replace("\"BoolIfExists\"", "\"Bool\"").replace("\"aws:ViaAWSService\": \"false\"", "\"aws:ViaAWSService\": \"true\""),
+            good.replace("\"BoolIfExists\"", "\"Bool\"").replace(
+                "\"aws:ViaAWSService\": \"false\"",
+                "\"aws:ViaAWSService\": \"true\"",
+            ),
             good.replace("NotIpAddress", "IpAddress"),
             good.replace("StringNotEquals", "StringEquals"),
             good.replace("\"Deny\"", "\"Allow\""),
@@ -383,26 +559,60 @@ mod tests {
         // Drop the two variable statements: the explicit no-VPC statement alone still denies
         // stolen instance credentials used from the internet.
         let p = lock_policy(&env(), LockForm::Instance).unwrap();
-        let only_outside = Policy { statements: p.statements[..1].to_vec(), ..p };
-        let out = run(&only_outside, "lock", &[("allow-all", &allow_everything())], &cases(&env(), LockForm::Instance), &PROBES);
-        assert!(out.iter().filter(|o| o.label.contains("internet")).all(|o| o.ok), "{}", crate::verify::render(&out));
+        let only_outside = Policy {
+            statements: p.statements[..1].to_vec(),
+            ..p
+        };
+        let out = run(
+            &only_outside,
+            "lock",
+            &[("allow-all", &allow_everything())],
+            &cases(&env(), LockForm::Instance),
+            &PROBES,
+        );
+        assert!(
+            out.iter()
+                .filter(|o| o.label.contains("internet"))
+                .all(|o| o.ok),
+            "{}",
+            crate::verify::render(&out)
+        );
     }
 
     #[test]
     fn vpcs_without_endpoints_are_not_a_route() {
         let mut inv = Inventory::default();
-        inv.absorb_json("vpcs.json", &serde_json::json!({"Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]})).unwrap();
-        assert_eq!(Environment::from_inventory(&inv, &[]), Err(LockError::EmptyEnvironment));
+        inv.absorb_json(
+            "vpcs.json",
+            &serde_json::json!({"Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]}),
+        )
+        .unwrap();
+        assert_eq!(
+            Environment::from_inventory(&inv, &[]),
+            Err(LockError::EmptyEnvironment)
+        );
         let env = Environment::from_inventory(&inv, &["203.0.113.0/28".into()]).unwrap();
-        assert!(cases(&env, LockForm::Network).iter().all(|c| !c.label.contains("endpoint") || c.expect == crate::Expect::Denied));
+        assert!(cases(&env, LockForm::Network)
+            .iter()
+            .all(|c| !c.label.contains("endpoint") || c.expect == crate::Expect::Denied));
     }
 
     #[test]
     fn empty_environment_is_refused() {
-        assert_eq!(Environment::from_inventory(&Inventory::default(), &[]), Err(LockError::EmptyEnvironment));
-        assert_eq!(Environment::from_inventory(&Inventory::default(), &["nonsense".into()]), Err(LockError::BadCidr("nonsense".into())));
-        let only_egress = Environment::from_inventory(&Inventory::default(), &["203.0.113.0/28".into()]).unwrap();
-        assert_eq!(lock_policy(&only_egress, LockForm::Instance), Err(LockError::NoVpc));
+        assert_eq!(
+            Environment::from_inventory(&Inventory::default(), &[]),
+            Err(LockError::EmptyEnvironment)
+        );
+        assert_eq!(
+            Environment::from_inventory(&Inventory::default(), &["nonsense".into()]),
+            Err(LockError::BadCidr("nonsense".into()))
+        );
+        let only_egress =
+            Environment::from_inventory(&Inventory::default(), &["203.0.113.0/28".into()]).unwrap();
+        assert_eq!(
+            lock_policy(&only_egress, LockForm::Instance),
+            Err(LockError::NoVpc)
+        );
         assert!(lock_policy(&only_egress, LockForm::Network).is_ok());
     }
 }

@@ -31,8 +31,16 @@ pub struct Lockdown {
 impl Lockdown {
     /// Defaults from the inventory: the services that the account's roles trust.
     pub fn new(owner_tag: &str, app_tag: &str, services: Vec<String>, inv: &Inventory) -> Lockdown {
-        let services = if services.is_empty() { trusted_services(inv) } else { services };
-        Lockdown { owner_tag: owner_tag.to_owned(), app_tag: app_tag.to_owned(), services }
+        let services = if services.is_empty() {
+            trusted_services(inv)
+        } else {
+            services
+        };
+        Lockdown {
+            owner_tag: owner_tag.to_owned(),
+            app_tag: app_tag.to_owned(),
+            services,
+        }
     }
 
     pub fn policy(&self) -> Policy {
@@ -61,32 +69,89 @@ impl Lockdown {
                 json!({"Sid": "DenyPassingToOtherServices", "Effect": "Deny", "Action": "iam:PassRole", "Resource": "*", "Condition": {"StringNotEquals": {"iam:PassedToService": self.services}}}),
             );
         }
-        Policy::from_value(&json!({"Version": "2012-10-17", "Statement": statements})).expect("generated lockdown policies are valid")
+        Policy::from_value(&json!({"Version": "2012-10-17", "Statement": statements}))
+            .expect("generated lockdown policies are valid")
     }
 
     /// Inside and outside passes, with application names from the inventory's own tags.
     pub fn cases(&self, inv: &Inventory) -> Vec<Case> {
-        let owners: BTreeSet<&str> = inv.roles.iter().filter_map(|r| r.tags.get(&self.owner_tag)).map(String::as_str).collect();
+        let owners: BTreeSet<&str> = inv
+            .roles
+            .iter()
+            .filter_map(|r| r.tags.get(&self.owner_tag))
+            .map(String::as_str)
+            .collect();
         let mut names = owners.iter().copied();
         let own = names.next().unwrap_or("payments").to_owned();
-        let other = names.next().map(str::to_owned).unwrap_or_else(|| format!("{own}-other"));
-        let service = self.services.first().cloned().unwrap_or_else(|| "ec2.amazonaws.com".to_owned());
+        let other = names
+            .next()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{own}-other"));
+        let service = self
+            .services
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "ec2.amazonaws.com".to_owned());
         let role = "arn:aws:iam::111122223333:role/probe";
         let owner_key = format!("iam:ResourceTag/{}", self.owner_tag);
         let app_key = format!("aws:PrincipalTag/{}", self.app_tag);
-        let case = |label: &str, expect: Expect, keys: &[(&str, &str)]| Case::new(label, expect, "iam:PassRole", role, keys);
+        let case = |label: &str, expect: Expect, keys: &[(&str, &str)]| {
+            Case::new(label, expect, "iam:PassRole", role, keys)
+        };
         let mut v = vec![
-            case("own application's role", Expect::Allowed, &[(&app_key, &own), (&owner_key, &own), ("iam:PassedToService", &service)]),
-            case("another application's role", Expect::Denied, &[(&app_key, &own), (&owner_key, &other), ("iam:PassedToService", &service)]),
-            case("a role with no owner tag", Expect::Denied, &[(&app_key, &own), ("iam:PassedToService", &service)]),
-            case("a caller with no application tag", Expect::Denied, &[(&owner_key, &own), ("iam:PassedToService", &service)]),
+            case(
+                "own application's role",
+                Expect::Allowed,
+                &[
+                    (&app_key, &own),
+                    (&owner_key, &own),
+                    ("iam:PassedToService", &service),
+                ],
+            ),
+            case(
+                "another application's role",
+                Expect::Denied,
+                &[
+                    (&app_key, &own),
+                    (&owner_key, &other),
+                    ("iam:PassedToService", &service),
+                ],
+            ),
+            case(
+                "a role with no owner tag",
+                Expect::Denied,
+                &[(&app_key, &own), ("iam:PassedToService", &service)],
+            ),
+            case(
+                "a caller with no application tag",
+                Expect::Denied,
+                &[(&owner_key, &own), ("iam:PassedToService", &service)],
+            ),
         ];
         // Tag values compare case-sensitively: "Payments" does not own "payments"' roles.
-        let recased = if own.to_uppercase() != own { own.to_uppercase() } else { own.to_lowercase() };
+        let recased = if own.to_uppercase() != own {
+            own.to_uppercase()
+        } else {
+            own.to_lowercase()
+        };
         if recased != own {
-            v.push(case("owner differing only in case", Expect::Denied, &[(&app_key, &own), (&owner_key, &recased), ("iam:PassedToService", &service)]));
+            v.push(case(
+                "owner differing only in case",
+                Expect::Denied,
+                &[
+                    (&app_key, &own),
+                    (&owner_key, &recased),
+                    ("iam:PassedToService", &service),
+                ],
+            ));
         }
-        v.push(Case::new("change a role's owner tag", Expect::Denied, "iam:TagRole", role, &[(&app_key, &own), ("aws:TagKeys", &self.owner_tag)]));
+        v.push(Case::new(
+            "change a role's owner tag",
+            Expect::Denied,
+            "iam:TagRole",
+            role,
+            &[(&app_key, &own), ("aws:TagKeys", &self.owner_tag)],
+        ));
         v.push(Case::new(
             "remove its own application tag",
             Expect::Denied,
@@ -95,14 +160,22 @@ impl Lockdown {
             &[(&app_key, &own), ("aws:TagKeys", &self.app_tag)],
         ));
         if !self.services.is_empty() {
-            let foreign_service = ["glue.amazonaws.com", "sagemaker.amazonaws.com", "codebuild.amazonaws.com"]
-                .into_iter()
-                .find(|s| !self.services.iter().any(|x| x == s))
-                .unwrap_or("example.amazonaws.com");
+            let foreign_service = [
+                "glue.amazonaws.com",
+                "sagemaker.amazonaws.com",
+                "codebuild.amazonaws.com",
+            ]
+            .into_iter()
+            .find(|s| !self.services.iter().any(|x| x == s))
+            .unwrap_or("example.amazonaws.com");
             v.push(case(
                 "own role, to a service not listed",
                 Expect::Denied,
-                &[(&app_key, &own), (&owner_key, &own), ("iam:PassedToService", foreign_service)],
+                &[
+                    (&app_key, &own),
+                    (&owner_key, &own),
+                    ("iam:PassedToService", foreign_service),
+                ],
             ));
         }
         v
@@ -146,19 +219,44 @@ pub struct PassAny {
 /// by none) and an untagged probe role, for every service the lockdown names.
 pub fn report(inv: &Inventory, lock: &Lockdown) -> PassRoleReport {
     let mut r = PassRoleReport {
-        roles_without_owner: inv.roles.iter().filter(|r| !r.tags.contains_key(&lock.owner_tag)).map(|r| r.arn.clone()).collect(),
+        roles_without_owner: inv
+            .roles
+            .iter()
+            .filter(|r| !r.tags.contains_key(&lock.owner_tag))
+            .map(|r| r.arn.clone())
+            .collect(),
         ..Default::default()
     };
-    let services: Vec<&str> = if lock.services.is_empty() { vec!["ec2.amazonaws.com"] } else { lock.services.iter().map(String::as_str).collect() };
+    let services: Vec<&str> = if lock.services.is_empty() {
+        vec!["ec2.amazonaws.com"]
+    } else {
+        lock.services.iter().map(String::as_str).collect()
+    };
     for p in inv.roles.iter().chain(inv.users.iter()) {
-        let mut docs: Vec<(String, &Policy)> = p.inline.iter().map(|(n, d)| (format!("{} inline {n}", p.name), d)).collect();
-        let mut missing: Vec<String> = p.unreadable.iter().map(|n| format!("inline policy {n} unreadable")).collect();
+        let mut docs: Vec<(String, &Policy)> = p
+            .inline
+            .iter()
+            .map(|(n, d)| (format!("{} inline {n}", p.name), d))
+            .collect();
+        let mut missing: Vec<String> = p
+            .unreadable
+            .iter()
+            .map(|n| format!("inline policy {n} unreadable"))
+            .collect();
         let mut attached: Vec<&String> = p.attached.iter().collect();
         for g in &p.groups {
             match inv.groups.iter().find(|x| &x.name == g) {
                 Some(g) => {
-                    docs.extend(g.inline.iter().map(|(n, d)| (format!("group {} inline {n}", g.name), d)));
-                    missing.extend(g.unreadable.iter().map(|n| format!("group {} inline policy {n} unreadable", g.name)));
+                    docs.extend(
+                        g.inline
+                            .iter()
+                            .map(|(n, d)| (format!("group {} inline {n}", g.name), d)),
+                    );
+                    missing.extend(
+                        g.unreadable
+                            .iter()
+                            .map(|n| format!("group {} inline policy {n} unreadable", g.name)),
+                    );
                     attached.extend(g.attached.iter());
                 }
                 None => missing.push(format!("group {g} not in the inventory")),
@@ -170,10 +268,22 @@ pub fn report(inv: &Inventory, lock: &Lockdown) -> PassRoleReport {
                 None => missing.push(format!("managed policy {arn} not in the inventory")),
             }
         }
-        let set = PolicySet { identity: docs.iter().map(|(n, d)| NamedPolicy { name: n, policy: d }).collect(), ..Default::default() };
+        let set = PolicySet {
+            identity: docs
+                .iter()
+                .map(|(n, d)| NamedPolicy { name: n, policy: d })
+                .collect(),
+            ..Default::default()
+        };
         let app = p.tags.get(&lock.app_tag);
-        let account = iam::wildcard::arn_parts(&p.arn).map(|x| x[4]).unwrap_or("111122223333").to_owned();
-        let probe_role = (format!("arn:aws:iam::{account}:role/credwarden-probe-unowned"), None);
+        let account = iam::wildcard::arn_parts(&p.arn)
+            .map(|x| x[4])
+            .unwrap_or("111122223333")
+            .to_owned();
+        let probe_role = (
+            format!("arn:aws:iam::{account}:role/credwarden-probe-unowned"),
+            None,
+        );
         let foreign = inv
             .roles
             .iter()
@@ -183,16 +293,32 @@ pub fn report(inv: &Inventory, lock: &Lockdown) -> PassRoleReport {
         let mut deciding = BTreeSet::new();
         for (role_arn, owner) in std::iter::once(probe_role).chain(foreign) {
             for service in &services {
-                let e = set.evaluate(&probe(p, &role_arn, owner.map(String::as_str), service, &lock.owner_tag));
+                let e = set.evaluate(&probe(
+                    p,
+                    &role_arn,
+                    owner.map(String::as_str),
+                    service,
+                    &lock.owner_tag,
+                ));
                 if e.decision == Decision::Allow {
                     passable.push(role_arn.clone());
-                    deciding.extend(e.statements.iter().map(|s| format!("{}#{}", s.policy, s.sid.clone().unwrap_or_else(|| s.index.to_string()))));
+                    deciding.extend(e.statements.iter().map(|s| {
+                        format!(
+                            "{}#{}",
+                            s.policy,
+                            s.sid.clone().unwrap_or_else(|| s.index.to_string())
+                        )
+                    }));
                     break;
                 }
             }
         }
         if !passable.is_empty() {
-            r.can_pass_any_role.push(PassAny { principal: p.arn.clone(), statements: deciding.into_iter().collect(), roles: passable });
+            r.can_pass_any_role.push(PassAny {
+                principal: p.arn.clone(),
+                statements: deciding.into_iter().collect(),
+                roles: passable,
+            });
         }
         if !missing.is_empty() {
             r.unknown.push(format!("{}: {}", p.arn, missing.join("; ")));
@@ -202,9 +328,16 @@ pub fn report(inv: &Inventory, lock: &Lockdown) -> PassRoleReport {
 }
 
 /// A pass of `role` (owned by `owner`, if tagged) by `p` to `service`, with `p`'s own tags.
-fn probe(p: &Principal, role: &str, owner: Option<&str>, service: &str, owner_tag: &str) -> RequestContext {
+fn probe(
+    p: &Principal,
+    role: &str,
+    owner: Option<&str>,
+    service: &str,
+    owner_tag: &str,
+) -> RequestContext {
     let mut c = RequestContext::new("iam:PassRole", role).expect("constant action");
-    c.add("aws:PrincipalArn", p.arn.clone()).add("iam:PassedToService", service);
+    c.add("aws:PrincipalArn", p.arn.clone())
+        .add("iam:PassedToService", service);
     if let Some(o) = owner {
         c.add(&format!("iam:ResourceTag/{owner_tag}"), o);
     }
@@ -265,7 +398,12 @@ mod tests {
         ] {
             assert_ne!(broken, text);
             let p = Policy::parse(&broken).unwrap();
-            assert!(run_alone_and_beside_everything(&p, "passrole", &cases).iter().any(|o| !o.ok), "{broken}");
+            assert!(
+                run_alone_and_beside_everything(&p, "passrole", &cases)
+                    .iter()
+                    .any(|o| !o.ok),
+                "{broken}"
+            );
         }
     }
 
@@ -274,11 +412,24 @@ mod tests {
         let inv = inventory();
         let lock = Lockdown::new("owner", "app", vec![], &inv);
         let r = report(&inv, &lock);
-        assert_eq!(r.roles_without_owner, ["arn:aws:iam::111122223333:role/legacy"]);
+        assert_eq!(
+            r.roles_without_owner,
+            ["arn:aws:iam::111122223333:role/legacy"]
+        );
         assert_eq!(r.can_pass_any_role.len(), 1);
-        assert_eq!(r.can_pass_any_role[0].principal, "arn:aws:iam::111122223333:role/legacy");
-        assert_eq!(r.can_pass_any_role[0].statements, ["legacy inline deploy#PassAnything"]);
-        assert_eq!(r.can_pass_any_role[0].roles.len(), 4, "the probe and every role its (absent) application does not own");
+        assert_eq!(
+            r.can_pass_any_role[0].principal,
+            "arn:aws:iam::111122223333:role/legacy"
+        );
+        assert_eq!(
+            r.can_pass_any_role[0].statements,
+            ["legacy inline deploy#PassAnything"]
+        );
+        assert_eq!(
+            r.can_pass_any_role[0].roles.len(),
+            4,
+            "the probe and every role its (absent) application does not own"
+        );
         assert_eq!(r.unknown.len(), 1, "{:?}", r.unknown);
         assert!(r.unknown[0].contains("AdministratorAccess"));
     }

@@ -32,12 +32,22 @@ pub struct Outcome {
 }
 
 impl Case {
-    pub fn new(label: &str, expect: Expect, action: &str, resource: &str, keys: &[(&str, &str)]) -> Case {
+    pub fn new(
+        label: &str,
+        expect: Expect,
+        action: &str,
+        resource: &str,
+        keys: &[(&str, &str)],
+    ) -> Case {
         let mut context = RequestContext::new(action, resource).expect("cases use service:action");
         for (k, v) in keys {
             context.add(k, *v);
         }
-        Case { label: label.to_owned(), expect, context }
+        Case {
+            label: label.to_owned(),
+            expect,
+            context,
+        }
     }
 }
 
@@ -46,10 +56,23 @@ impl Case {
 /// (action, resource), each case is decided once per probe in place of its own action and
 /// resource, and its row reports the first probe decided wrongly: a lock must hold for every
 /// action, not only for the one a table happens to name.
-pub fn run(policy: &Policy, name: &str, beside: &[(&str, &Policy)], cases: &[Case], probes: &[(&str, &str)]) -> Vec<Outcome> {
+pub fn run(
+    policy: &Policy,
+    name: &str,
+    beside: &[(&str, &Policy)],
+    cases: &[Case],
+    probes: &[(&str, &str)],
+) -> Vec<Outcome> {
     let mut identity = vec![NamedPolicy { name, policy }];
-    identity.extend(beside.iter().map(|(n, p)| NamedPolicy { name: n, policy: p }));
-    let set = PolicySet { identity, ..Default::default() };
+    identity.extend(
+        beside
+            .iter()
+            .map(|(n, p)| NamedPolicy { name: n, policy: p }),
+    );
+    let set = PolicySet {
+        identity,
+        ..Default::default()
+    };
     cases
         .iter()
         .map(|c| {
@@ -65,18 +88,39 @@ pub fn run(policy: &Policy, name: &str, beside: &[(&str, &Policy)], cases: &[Cas
                     })
                     .collect();
             }
-            let decided: Vec<(String, iam::Evaluation)> = contexts.iter().map(|ctx| (ctx.action.clone(), set.evaluate(ctx))).collect();
+            let decided: Vec<(String, iam::Evaluation)> = contexts
+                .iter()
+                .map(|ctx| (ctx.action.clone(), set.evaluate(ctx)))
+                .collect();
             let wrong = |e: &iam::Evaluation| match c.expect {
                 Expect::Allowed => e.decision != Decision::Allow,
                 Expect::Denied => e.decision == Decision::Allow,
             };
             let (label, e, ok) = match decided.iter().find(|(_, e)| wrong(e)) {
-                Some((action, e)) if decided.len() > 1 => (format!("{} [{action}]", c.label), e, false),
+                Some((action, e)) if decided.len() > 1 => {
+                    (format!("{} [{action}]", c.label), e, false)
+                }
                 Some((_, e)) => (c.label.clone(), e, false),
                 None => (c.label.clone(), &decided[0].1, true),
             };
-            let statements = e.statements.iter().map(|s| format!("{}#{}", s.policy, s.sid.clone().unwrap_or_else(|| s.index.to_string()))).collect();
-            Outcome { label, expect: c.expect, decision: e.decision, ok, statements }
+            let statements = e
+                .statements
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}#{}",
+                        s.policy,
+                        s.sid.clone().unwrap_or_else(|| s.index.to_string())
+                    )
+                })
+                .collect();
+            Outcome {
+                label,
+                expect: c.expect,
+                decision: e.decision,
+                ok,
+                statements,
+            }
         })
         .collect()
 }
@@ -84,15 +128,28 @@ pub fn run(policy: &Policy, name: &str, beside: &[(&str, &Policy)], cases: &[Cas
 /// Both checks a policy meant to sit beside others needs: alone (does it grant what it
 /// should?) and beside an allow-everything policy (do its denials hold whatever else the
 /// principal has?). A row is ok only when both are.
-pub fn run_alone_and_beside_everything(policy: &Policy, name: &str, cases: &[Case]) -> Vec<Outcome> {
+pub fn run_alone_and_beside_everything(
+    policy: &Policy,
+    name: &str,
+    cases: &[Case],
+) -> Vec<Outcome> {
     let everything = allow_everything();
     let alone = run(policy, name, &[], cases, &[]);
-    let beside = run(policy, name, &[("allow-everything", &everything)], cases, &[]);
+    let beside = run(
+        policy,
+        name,
+        &[("allow-everything", &everything)],
+        cases,
+        &[],
+    );
     alone
         .into_iter()
         .zip(beside)
         .map(|(a, b)| match (a.ok, b.ok) {
-            (true, false) => Outcome { label: format!("{} (beside allow-everything)", b.label), ..b },
+            (true, false) => Outcome {
+                label: format!("{} (beside allow-everything)", b.label),
+                ..b
+            },
             _ => a,
         })
         .collect()
@@ -117,7 +174,12 @@ pub fn render(outcomes: &[Outcome]) -> String {
             Expect::Allowed => "must allow",
             Expect::Denied => "must deny",
         };
-        s.push_str(&format!("{} {:<width$}  {:<13}  ({want})\n", if o.ok { "ok  " } else { "FAIL" }, o.label, decision));
+        s.push_str(&format!(
+            "{} {:<width$}  {:<13}  ({want})\n",
+            if o.ok { "ok  " } else { "FAIL" },
+            o.label,
+            decision
+        ));
     }
     s
 }

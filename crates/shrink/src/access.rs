@@ -33,11 +33,23 @@ pub fn judge(
     let mut out = Vec::new();
     for (user, groups) in directory {
         for group in groups {
-            let roles: Vec<&String> = role_groups.iter().filter(|(_, g)| g.contains(group)).map(|(r, _)| r).collect();
-            let last = roles.iter().filter_map(|r| last_use.get(&(user.clone(), (*r).clone())).copied()).max();
+            let roles: Vec<&String> = role_groups
+                .iter()
+                .filter(|(_, g)| g.contains(group))
+                .map(|(r, _)| r)
+                .collect();
+            let last = roles
+                .iter()
+                .filter_map(|r| last_use.get(&(user.clone(), (*r).clone())).copied())
+                .max();
             // A group that opens no role the broker knows is not judged: nothing could show it used.
             let keep = roles.is_empty() || last.is_some_and(|t| t >= since);
-            out.push(Membership { user: user.clone(), group: group.clone(), last_use_ms: last, keep });
+            out.push(Membership {
+                user: user.clone(),
+                group: group.clone(),
+                last_use_ms: last,
+                keep,
+            });
         }
     }
     out
@@ -53,13 +65,25 @@ mod tests {
         let mut dir = BTreeMap::new();
         dir.insert("alice".to_owned(), set(&["payments", "search", "wiki"]));
         let mut roles = BTreeMap::new();
-        roles.insert("arn:aws:iam::1:role/payments".to_owned(), set(&["payments"]));
+        roles.insert(
+            "arn:aws:iam::1:role/payments".to_owned(),
+            set(&["payments"]),
+        );
         roles.insert("arn:aws:iam::2:role/search".to_owned(), set(&["search"]));
         let day = 86_400_000;
         let now = 1000 * day;
         let mut used = BTreeMap::new();
-        used.insert(("alice".to_owned(), "arn:aws:iam::1:role/payments".to_owned()), now - 10 * day);
-        used.insert(("alice".to_owned(), "arn:aws:iam::2:role/search".to_owned()), now - 200 * day);
+        used.insert(
+            (
+                "alice".to_owned(),
+                "arn:aws:iam::1:role/payments".to_owned(),
+            ),
+            now - 10 * day,
+        );
+        used.insert(
+            ("alice".to_owned(), "arn:aws:iam::2:role/search".to_owned()),
+            now - 200 * day,
+        );
         let j = judge(&dir, &roles, &used, now, 90);
         let keep = |g: &str| j.iter().find(|m| m.group == g).unwrap().keep;
         assert!(keep("payments"));

@@ -38,20 +38,39 @@ fn current(session: &Session, role: &str) -> Result<PolicyState, ApplyError> {
 }
 
 /// Move a role from its live state to `target`.
-fn converge(session: &Session, role: &str, live: &PolicyState, target: &PolicyState) -> Result<(), ApplyError> {
+fn converge(
+    session: &Session,
+    role: &str,
+    live: &PolicyState,
+    target: &PolicyState,
+) -> Result<(), ApplyError> {
     for (name, doc) in &target.inline {
         if live.inline.get(name) != Some(doc) {
-            let text = Policy::from_value(doc).map(|p| p.to_compact_json()).unwrap_or_else(|_| doc.to_string());
+            let text = Policy::from_value(doc)
+                .map(|p| p.to_compact_json())
+                .unwrap_or_else(|_| doc.to_string());
             session.put_role_policy(role, name, &text)?;
         }
     }
-    for arn in target.attached.iter().filter(|a| !live.attached.contains(a)) {
+    for arn in target
+        .attached
+        .iter()
+        .filter(|a| !live.attached.contains(a))
+    {
         session.attach_role_policy(role, arn)?;
     }
-    for name in live.inline.keys().filter(|n| !target.inline.contains_key(*n)) {
+    for name in live
+        .inline
+        .keys()
+        .filter(|n| !target.inline.contains_key(*n))
+    {
         session.delete_role_policy(role, name)?;
     }
-    for arn in live.attached.iter().filter(|a| !target.attached.contains(a)) {
+    for arn in live
+        .attached
+        .iter()
+        .filter(|a| !target.attached.contains(a))
+    {
         session.detach_role_policy(role, arn)?;
     }
     Ok(())
@@ -59,43 +78,86 @@ fn converge(session: &Session, role: &str, live: &PolicyState, target: &PolicySt
 
 /// Apply every shrinking role plan. A role tagged `opt_out_tag` = never/false/off/no since the
 /// plan was made is left alone: that tag is the remedy the schedule notice offers its owners.
-pub fn apply(session: &Session, store: &Store, roles: &[RolePlan], opt_out_tag: &str) -> Result<Vec<Applied>, ApplyError> {
+pub fn apply(
+    session: &Session,
+    store: &Store,
+    roles: &[RolePlan],
+    opt_out_tag: &str,
+) -> Result<Vec<Applied>, ApplyError> {
     let mut out = Vec::new();
     for r in roles {
         if !matches!(r.verdict, Verdict::Shrink | Verdict::ToZero) {
             continue;
         }
         let tags = session.role_tags(&r.role)?;
-        if tags.get(opt_out_tag).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "never" | "false" | "off" | "no")) {
-            out.push(Applied { role: r.role.clone(), outcome: format!("skipped: opted out with tag {opt_out_tag}"), version: None });
+        if tags.get(opt_out_tag).is_some_and(|v| {
+            matches!(
+                v.to_ascii_lowercase().as_str(),
+                "never" | "false" | "off" | "no"
+            )
+        }) {
+            out.push(Applied {
+                role: r.role.clone(),
+                outcome: format!("skipped: opted out with tag {opt_out_tag}"),
+                version: None,
+            });
             continue;
         }
         let live = current(session, &r.role)?;
         if live != r.before {
-            out.push(Applied { role: r.role.clone(), outcome: "skipped: its policies changed since the plan was made".into(), version: None });
+            out.push(Applied {
+                role: r.role.clone(),
+                outcome: "skipped: its policies changed since the plan was made".into(),
+                version: None,
+            });
             continue;
         }
         let snapshot = serde_json::to_string(&live).expect("state serialises");
-        let version = store.history_record(&r.role, &format!("before shrink: {}", r.reason), &snapshot)?;
+        let version =
+            store.history_record(&r.role, &format!("before shrink: {}", r.reason), &snapshot)?;
         converge(session, &r.role, &live, &r.after)?;
-        out.push(Applied { role: r.role.clone(), outcome: format!("applied ({} permission(s) removed)", r.removed.len()), version: Some(version) });
+        out.push(Applied {
+            role: r.role.clone(),
+            outcome: format!("applied ({} permission(s) removed)", r.removed.len()),
+            version: Some(version),
+        });
     }
     Ok(out)
 }
 
 /// Restore a role's recorded policies: the newest record, or `version`.
-pub fn rollback(session: &Session, store: &Store, role: &str, version: Option<i64>) -> Result<Applied, ApplyError> {
+pub fn rollback(
+    session: &Session,
+    store: &Store,
+    role: &str,
+    version: Option<i64>,
+) -> Result<Applied, ApplyError> {
     let history = store.history(role)?;
     let (v, _, _, snapshot) = match version {
-        Some(v) => history.into_iter().find(|h| h.0 == v).ok_or_else(|| ApplyError::NoVersion(role.into(), v.to_string()))?,
+        Some(v) => history
+            .into_iter()
+            .find(|h| h.0 == v)
+            .ok_or_else(|| ApplyError::NoVersion(role.into(), v.to_string()))?,
         // By default the state before the last shrink: a retried rollback must not restore
         // the "before rollback" record (the shrunk state) it wrote itself.
-        None => history.into_iter().find(|h| h.2.starts_with("before shrink")).ok_or_else(|| ApplyError::NoVersion(role.into(), "(before shrink)".into()))?,
+        None => history
+            .into_iter()
+            .find(|h| h.2.starts_with("before shrink"))
+            .ok_or_else(|| ApplyError::NoVersion(role.into(), "(before shrink)".into()))?,
     };
-    let target: PolicyState = serde_json::from_str(&snapshot).map_err(|e| ApplyError::Snapshot(role.into(), e.to_string()))?;
+    let target: PolicyState = serde_json::from_str(&snapshot)
+        .map_err(|e| ApplyError::Snapshot(role.into(), e.to_string()))?;
     let live = current(session, role)?;
     // The state being replaced is recorded too: a rollback can itself be rolled back.
-    store.history_record(role, &format!("before rollback to version {v}"), &serde_json::to_string(&live).expect("state serialises"))?;
+    store.history_record(
+        role,
+        &format!("before rollback to version {v}"),
+        &serde_json::to_string(&live).expect("state serialises"),
+    )?;
     converge(session, role, &live, &target)?;
-    Ok(Applied { role: role.into(), outcome: format!("restored version {v}"), version: Some(v) })
+    Ok(Applied {
+        role: role.into(),
+        outcome: format!("restored version {v}"),
+        version: Some(v),
+    })
 }

@@ -39,12 +39,30 @@ fn date(v: &str) -> Option<i64> {
 /// Parse the credential report CSV (the decoded `Content`). Fields never contain commas.
 pub fn parse_report(csv: &str) -> Result<Vec<ReportRow>, ReportError> {
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().ok_or(ReportError::Empty)?.split(',').map(str::trim).collect();
-    let col = |name: &'static str| header.iter().position(|h| *h == name).ok_or(ReportError::Column(name));
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or(ReportError::Empty)?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let col = |name: &'static str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or(ReportError::Column(name))
+    };
     let (user, arn, pw) = (col("user")?, col("arn")?, col("password_enabled")?);
     let slots = [
-        (col("access_key_1_active")?, col("access_key_1_last_rotated")?, col("access_key_1_last_used_date")?),
-        (col("access_key_2_active")?, col("access_key_2_last_rotated")?, col("access_key_2_last_used_date")?),
+        (
+            col("access_key_1_active")?,
+            col("access_key_1_last_rotated")?,
+            col("access_key_1_last_used_date")?,
+        ),
+        (
+            col("access_key_2_active")?,
+            col("access_key_2_last_rotated")?,
+            col("access_key_2_last_used_date")?,
+        ),
     ];
     let mut rows = Vec::new();
     for (i, line) in lines.enumerate() {
@@ -53,7 +71,12 @@ pub fn parse_report(csv: &str) -> Result<Vec<ReportRow>, ReportError> {
             return Err(ReportError::Width(i + 2, f.len(), header.len()));
         }
         let slot = |(a, r, u): (usize, usize, usize)| (f[a] == "true", date(f[r]), date(f[u]));
-        rows.push(ReportRow { user: f[user].into(), arn: f[arn].into(), password_enabled: f[pw] == "true", keys: [slot(slots[0]), slot(slots[1])] });
+        rows.push(ReportRow {
+            user: f[user].into(),
+            arn: f[arn].into(),
+            password_enabled: f[pw] == "true",
+            keys: [slot(slots[0]), slot(slots[1])],
+        });
     }
     Ok(rows)
 }
@@ -79,7 +102,13 @@ pub struct KeyFinding {
 /// Audit every active key. `cloudtrail_use`: last use per user ARN seen in CloudTrail for
 /// AKIA keys (the report's slot cannot be told from CloudTrail alone, so it vouches for the
 /// user's keys as a whole only when the report has no last-use date of its own).
-pub fn audit(rows: &[ReportRow], cloudtrail_use: &BTreeMap<String, i64>, now_ms: i64, max_age_days: i64, unused_days: i64) -> Vec<KeyFinding> {
+pub fn audit(
+    rows: &[ReportRow],
+    cloudtrail_use: &BTreeMap<String, i64>,
+    now_ms: i64,
+    max_age_days: i64,
+    unused_days: i64,
+) -> Vec<KeyFinding> {
     let day = 86_400_000;
     let mut out = Vec::new();
     for r in rows {
@@ -96,13 +125,15 @@ pub fn audit(rows: &[ReportRow], cloudtrail_use: &BTreeMap<String, i64>, now_ms:
             };
             let mut problems = Vec::new();
             if root {
-                problems.push("the root user has an access key: delete it and use roles".to_owned());
+                problems
+                    .push("the root user has an access key: delete it and use roles".to_owned());
             }
             if rotated.is_some_and(|t| now_ms - t > max_age_days * day) {
                 problems.push(format!("older than {max_age_days} days"));
             }
             // Unused needs a known key age: without a rotation date nothing shows the key is not new.
-            let unused = rotated.is_some_and(|t| now_ms - t > unused_days * day) && last_used.is_none_or(|t| now_ms - t > unused_days * day);
+            let unused = rotated.is_some_and(|t| now_ms - t > unused_days * day)
+                && last_used.is_none_or(|t| now_ms - t > unused_days * day);
             if unused {
                 problems.push(match last_used {
                     Some(_) => format!("not used for {unused_days} days"),
@@ -110,7 +141,10 @@ pub fn audit(rows: &[ReportRow], cloudtrail_use: &BTreeMap<String, i64>, now_ms:
                 });
             }
             if r.password_enabled && !root {
-                problems.push("the user also signs in to the console: one identity, two kinds of credential".to_owned());
+                problems.push(
+                    "the user also signs in to the console: one identity, two kinds of credential"
+                        .to_owned(),
+                );
             }
             if problems.is_empty() {
                 continue;
@@ -143,35 +177,66 @@ mod tests {
 
     #[test]
     fn the_shared_report_sample() {
-        let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpora/iam/credential-report.cloudmapper-demo.csv")).unwrap();
+        let csv = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/corpora/iam/credential-report.cloudmapper-demo.csv"
+        ))
+        .unwrap();
         let rows = parse_report(&csv).unwrap();
         assert_eq!(rows.len(), 3);
         let now = iam::condition::parse_date("2019-06-01T00:00:00Z").unwrap();
         let f = audit(&rows, &BTreeMap::new(), now, 90, 90);
         let root = f.iter().find(|k| k.user == "<root_account>").unwrap();
         assert_eq!(root.severity, "critical");
-        assert!(!root.deactivate, "root keys are never deactivated automatically");
+        assert!(
+            !root.deactivate,
+            "root keys are never deactivated automatically"
+        );
         // auditor_tmp: created three weeks earlier, never used — young, so not yet "unused".
         assert!(f.iter().all(|k| k.user != "auditor_tmp"), "{f:?}");
         // user: key 1 rotated 2019-05-07 never used (young), key 2 used a year ago; console too.
         let k2 = f.iter().find(|k| k.user == "user" && k.slot == 2).unwrap();
-        assert!(k2.deactivate && k2.problems.iter().any(|p| p.contains("not used for 90 days")) && k2.problems.iter().any(|p| p.contains("console")));
+        assert!(
+            k2.deactivate
+                && k2
+                    .problems
+                    .iter()
+                    .any(|p| p.contains("not used for 90 days"))
+                && k2.problems.iter().any(|p| p.contains("console"))
+        );
         let k1 = f.iter().find(|k| k.user == "user" && k.slot == 1).unwrap();
         assert!(!k1.deactivate, "{k1:?}");
         // CloudTrail use vouches for a key the report has no date for.
         let later = iam::condition::parse_date("2019-09-01T00:00:00Z").unwrap();
         let mut seen = BTreeMap::new();
-        seen.insert("arn:aws:iam::123456789012:user/auditor_tmp".to_owned(), later - 86_400_000);
-        assert!(audit(&rows, &seen, later, 90, 90).iter().all(|k| k.user != "auditor_tmp" || !k.deactivate));
-        assert!(audit(&rows, &BTreeMap::new(), later, 90, 90).iter().any(|k| k.user == "auditor_tmp" && k.deactivate));
+        seen.insert(
+            "arn:aws:iam::123456789012:user/auditor_tmp".to_owned(),
+            later - 86_400_000,
+        );
+        assert!(audit(&rows, &seen, later, 90, 90)
+            .iter()
+            .all(|k| k.user != "auditor_tmp" || !k.deactivate));
+        assert!(audit(&rows, &BTreeMap::new(), later, 90, 90)
+            .iter()
+            .any(|k| k.user == "auditor_tmp" && k.deactivate));
     }
 
     #[test]
     fn malformed_reports_are_refused_clearly() {
         assert_eq!(parse_report(""), Err(ReportError::Empty));
-        assert_eq!(parse_report("user,arn\nx,y"), Err(ReportError::Column("password_enabled")));
-        let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpora/iam/credential-report.cloudmapper-demo.csv")).unwrap();
+        assert_eq!(
+            parse_report("user,arn\nx,y"),
+            Err(ReportError::Column("password_enabled"))
+        );
+        let csv = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/corpora/iam/credential-report.cloudmapper-demo.csv"
+        ))
+        .unwrap();
         let broken = format!("{csv}\nshort,line\n");
-        assert!(matches!(parse_report(&broken), Err(ReportError::Width(5, 2, 22))));
+        assert!(matches!(
+            parse_report(&broken),
+            Err(ReportError::Width(5, 2, 22))
+        ));
     }
 }

@@ -14,5 +14,7 @@ pub mod keys;
 pub mod plan;
 pub mod usage;
 
-pub use plan::{per_person, plan, schedule, AccessAdvisor, PersonRole, Plan, PlanOptions, RolePlan, Verdict};
+pub use plan::{
+    per_person, plan, schedule, AccessAdvisor, PersonRole, Plan, PlanOptions, RolePlan, Verdict,
+};
 pub use usage::Usage;

@@ -77,20 +77,36 @@ pub struct AccessAdvisor {
 
 impl AccessAdvisor {
     pub fn parse(v: &Value) -> Result<AccessAdvisor, String> {
-        let list = v.get("ServicesLastAccessed").and_then(Value::as_array).ok_or("no ServicesLastAccessed: not get-service-last-accessed-details output")?;
+        let list = v
+            .get("ServicesLastAccessed")
+            .and_then(Value::as_array)
+            .ok_or("no ServicesLastAccessed: not get-service-last-accessed-details output")?;
         // Only a finished job is complete; a file without JobStatus cannot show that it is.
         let status_ok = v.get("JobStatus").and_then(Value::as_str) == Some("COMPLETED");
-        let truncated = v.get("IsTruncated").and_then(Value::as_bool).unwrap_or(false);
+        let truncated = v
+            .get("IsTruncated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let mut services = BTreeMap::new();
         for s in list {
-            let ns = s.get("ServiceNamespace").and_then(Value::as_str).ok_or("a service without ServiceNamespace")?;
+            let ns = s
+                .get("ServiceNamespace")
+                .and_then(Value::as_str)
+                .ok_or("a service without ServiceNamespace")?;
             let last = match s.get("LastAuthenticated") {
                 None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_str().and_then(iam::condition::parse_date).ok_or_else(|| format!("{ns}: LastAuthenticated {v} is not a date"))?),
+                Some(v) => Some(
+                    v.as_str()
+                        .and_then(iam::condition::parse_date)
+                        .ok_or_else(|| format!("{ns}: LastAuthenticated {v} is not a date"))?,
+                ),
             };
             services.insert(ns.to_owned(), last);
         }
-        Ok(AccessAdvisor { complete: status_ok && !truncated, services })
+        Ok(AccessAdvisor {
+            complete: status_ok && !truncated,
+            services,
+        })
     }
 }
 
@@ -130,7 +146,9 @@ impl PolicyState {
     pub fn render(&self) -> String {
         let mut s = String::new();
         for (name, doc) in &self.inline {
-            let text = Policy::from_value(doc).map(|p| p.to_pretty_json()).unwrap_or_else(|_| format!("{doc:#}\n"));
+            let text = Policy::from_value(doc)
+                .map(|p| p.to_pretty_json())
+                .unwrap_or_else(|_| format!("{doc:#}\n"));
             s.push_str(&format!("# inline {name}\n{text}"));
         }
         for arn in &self.attached {
@@ -141,7 +159,15 @@ impl PolicyState {
 
     pub fn from_policies(inline: &BTreeMap<String, Policy>, attached: &[String]) -> PolicyState {
         PolicyState {
-            inline: inline.iter().map(|(n, p)| (n.clone(), serde_json::from_str(&p.to_compact_json()).expect("policy JSON"))).collect(),
+            inline: inline
+                .iter()
+                .map(|(n, p)| {
+                    (
+                        n.clone(),
+                        serde_json::from_str(&p.to_compact_json()).expect("policy JSON"),
+                    )
+                })
+                .collect(),
             attached: attached.to_vec(),
         }
     }
@@ -194,21 +220,40 @@ impl Judge<'_> {
             return Evidence::Used;
         }
         let prefix = action.split_once(':').map_or(action, |(p, _)| p);
-        let advisor = self.advisor.filter(|a| a.complete).and_then(|a| a.services.get(prefix));
+        let advisor = self
+            .advisor
+            .filter(|a| a.complete)
+            .and_then(|a| a.services.get(prefix));
         match advisor {
             Some(Some(last)) if *last >= self.since_ms => return Evidence::Used,
             Some(_) => return Evidence::Unused,
             None => {}
         }
-        if self.unlogged.iter().any(|p| glob_match_ignore_case(p, action)) {
-            return Evidence::Unknown("not recorded by CloudTrail by default (data event or permission-only)");
+        if self
+            .unlogged
+            .iter()
+            .any(|p| glob_match_ignore_case(p, action))
+        {
+            return Evidence::Unknown(
+                "not recorded by CloudTrail by default (data event or permission-only)",
+            );
         }
-        if !self.usage.principals_seen.contains(&crate::usage::role_key(self.role_arn)) {
-            return Evidence::Unknown("the role does not appear in this CloudTrail at all (is its account covered?)");
+        if !self
+            .usage
+            .principals_seen
+            .contains(&crate::usage::role_key(self.role_arn))
+        {
+            return Evidence::Unknown(
+                "the role does not appear in this CloudTrail at all (is its account covered?)",
+            );
         }
         // Not seen is evidence of not used only where the trail is shown to record this very
         // action for this account (someone's call to it appears, allowed or denied).
-        if self.usage.actions_seen.contains(&(self.account.clone(), action.to_owned())) {
+        if self
+            .usage
+            .actions_seen
+            .contains(&(self.account.clone(), action.to_owned()))
+        {
             Evidence::Unused
         } else {
             Evidence::Unknown("this CloudTrail never shows the action for the account: its absence proves nothing")
@@ -217,10 +262,28 @@ impl Judge<'_> {
 }
 
 /// Plan every role in the inventory.
-pub fn plan(inv: &Inventory, usage: &Usage, advisors: &BTreeMap<String, AccessAdvisor>, opts: &PlanOptions) -> Plan {
+pub fn plan(
+    inv: &Inventory,
+    usage: &Usage,
+    advisors: &BTreeMap<String, AccessAdvisor>,
+    opts: &PlanOptions,
+) -> Plan {
     let since = opts.now_ms - opts.window_days * 86_400_000;
     let source = &Catalogue::builtin().source;
-    let roles = inv.roles.iter().map(|r| plan_role(inv, r, usage, advisors.get(&r.arn).or(advisors.get(&r.name)), opts, since)).collect();
+    let roles = inv
+        .roles
+        .iter()
+        .map(|r| {
+            plan_role(
+                inv,
+                r,
+                usage,
+                advisors.get(&r.arn).or(advisors.get(&r.name)),
+                opts,
+                since,
+            )
+        })
+        .collect();
     Plan {
         catalogue: format!("{} {} ({})", source.package, source.version, source.updated),
         window_days: opts.window_days,
@@ -230,7 +293,14 @@ pub fn plan(inv: &Inventory, usage: &Usage, advisors: &BTreeMap<String, AccessAd
     }
 }
 
-fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&AccessAdvisor>, opts: &PlanOptions, since: i64) -> RolePlan {
+fn plan_role(
+    inv: &Inventory,
+    role: &Principal,
+    usage: &Usage,
+    advisor: Option<&AccessAdvisor>,
+    opts: &PlanOptions,
+    since: i64,
+) -> RolePlan {
     let inline: BTreeMap<String, Policy> = role.inline.iter().cloned().collect();
     let before = PolicyState::from_policies(&inline, &role.attached);
     let skip = |reason: String| RolePlan {
@@ -246,18 +316,36 @@ fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&
     if role.path.starts_with("/aws-service-role/") {
         return skip("service-linked role: AWS manages its permissions".into());
     }
-    if role.tags.get(&opts.opt_out_tag).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "never" | "false" | "off" | "no")) {
+    if role.tags.get(&opts.opt_out_tag).is_some_and(|v| {
+        matches!(
+            v.to_ascii_lowercase().as_str(),
+            "never" | "false" | "off" | "no"
+        )
+    }) {
         return skip(format!("opted out with tag {}", opts.opt_out_tag));
     }
-    if opts.never_touch.iter().any(|n| *n == role.name || *n == role.arn) {
+    if opts
+        .never_touch
+        .iter()
+        .any(|n| *n == role.name || *n == role.arn)
+    {
         return skip("on the never-touch list".into());
     }
     if !role.unreadable.is_empty() {
-        return skip(format!("inline policies that cannot be read: {}", role.unreadable.join(", ")));
+        return skip(format!(
+            "inline policies that cannot be read: {}",
+            role.unreadable.join(", ")
+        ));
     }
     match role.created.as_deref().and_then(iam::condition::parse_date) {
-        Some(created) if created > since => return skip(format!("younger than the {}-day window", opts.window_days)),
-        None => return skip("creation date unknown: its age cannot be checked against the window".into()),
+        Some(created) if created > since => {
+            return skip(format!("younger than the {}-day window", opts.window_days))
+        }
+        None => {
+            return skip(
+                "creation date unknown: its age cannot be checked against the window".into(),
+            )
+        }
         _ => {}
     }
     let mut managed = Vec::new();
@@ -271,15 +359,25 @@ fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&
         usage,
         advisor,
         role_arn: &role.arn,
-        account: iam::wildcard::arn_parts(&role.arn).map(|p| p[4].to_owned()).unwrap_or_default(),
+        account: iam::wildcard::arn_parts(&role.arn)
+            .map(|p| p[4].to_owned())
+            .unwrap_or_default(),
         since_ms: since,
-        unlogged: UNLOGGED.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect(),
+        unlogged: UNLOGGED
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect(),
     };
     // First decide every granted action except PassRole, which follows its consumers.
     let catalogue = Catalogue::builtin();
     let mut decided: BTreeMap<String, bool> = BTreeMap::new();
     let mut kept_unknown = BTreeMap::new();
-    let all_docs: Vec<&Policy> = inline.values().chain(managed.iter().map(|(_, p)| p)).collect();
+    let all_docs: Vec<&Policy> = inline
+        .values()
+        .chain(managed.iter().map(|(_, p)| p))
+        .collect();
     for doc in &all_docs {
         for s in doc.statements.iter().filter(|s| s.effect == Effect::Allow) {
             if let Patterns::Only(patterns) = &s.action {
@@ -303,16 +401,30 @@ fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&
         }
     }
     // Permission-only: kept while the role passes roles (seen) or keeps an action that does.
-    let pass_role = usage.used_since(&role.arn, "iam:PassRole", since) || ROLE_CONSUMERS.iter().any(|c| decided.get(*c) == Some(&true));
+    let pass_role = usage.used_since(&role.arn, "iam:PassRole", since)
+        || ROLE_CONSUMERS
+            .iter()
+            .any(|c| decided.get(*c) == Some(&true));
     if pass_role && !usage.used_since(&role.arn, "iam:PassRole", since) {
-        kept_unknown.insert("iam:PassRole".into(), "kept while the role keeps an action that passes a role".into());
+        kept_unknown.insert(
+            "iam:PassRole".into(),
+            "kept while the role keeps an action that passes a role".into(),
+        );
     }
     kept_unknown.retain(|a, _| decided.get(a).copied().unwrap_or(pass_role));
     decided.insert("iam:PassRole".into(), pass_role);
     let keep = |a: &str| decided.get(a).copied().unwrap_or(true);
     // Names the role used that the catalogue does not know: a pattern covering one stays as written.
-    let used_unknown: Vec<String> =
-        usage.used.get(&crate::usage::role_key(&role.arn)).map(|m| m.keys().filter(|a| catalogue.lookup(a).is_none()).cloned().collect()).unwrap_or_default();
+    let used_unknown: Vec<String> = usage
+        .used
+        .get(&crate::usage::role_key(&role.arn))
+        .map(|m| {
+            m.keys()
+                .filter(|a| catalogue.lookup(a).is_none())
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     let pinned = |p: &str| used_unknown.iter().any(|a| glob_match_ignore_case(p, a));
 
     let mut removed = BTreeSet::new();
@@ -345,7 +457,10 @@ fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&
         }
     }
     let after = PolicyState::from_policies(&after_inline, &after_attached);
-    let size: usize = after_inline.values().map(|p| p.to_compact_json().len()).sum();
+    let size: usize = after_inline
+        .values()
+        .map(|p| p.to_compact_json().len())
+        .sum();
     let mut plan = RolePlan {
         role: role.name.clone(),
         arn: role.arn.clone(),
@@ -357,25 +472,50 @@ fn plan_role(inv: &Inventory, role: &Principal, usage: &Usage, advisor: Option<&
         after,
     };
     if size > INLINE_LIMIT {
-        return skip(format!("the right-sized inline policies would be {size} characters, over IAM's {INLINE_LIMIT}"));
+        return skip(format!(
+            "the right-sized inline policies would be {size} characters, over IAM's {INLINE_LIMIT}"
+        ));
     }
     let grants_anything = after_inline
         .values()
-        .chain(managed.iter().filter(|(a, _)| after_attached.contains(a)).map(|(_, p)| p))
+        .chain(
+            managed
+                .iter()
+                .filter(|(a, _)| after_attached.contains(a))
+                .map(|(_, p)| p),
+        )
         .any(|p| p.statements.iter().any(|s| s.effect == Effect::Allow));
     (plan.verdict, plan.reason) = if plan.removed.is_empty() {
-        (Verdict::Unchanged, "every granted permission was used or cannot be shown unused".into())
+        (
+            Verdict::Unchanged,
+            "every granted permission was used or cannot be shown unused".into(),
+        )
     } else if !grants_anything {
-        (Verdict::ToZero, format!("nothing granted was used in {} days", opts.window_days))
+        (
+            Verdict::ToZero,
+            format!("nothing granted was used in {} days", opts.window_days),
+        )
     } else {
-        (Verdict::Shrink, format!("{} permission(s) unused in {} days", plan.removed.len(), opts.window_days))
+        (
+            Verdict::Shrink,
+            format!(
+                "{} permission(s) unused in {} days",
+                plan.removed.len(),
+                opts.window_days
+            ),
+        )
     };
     plan
 }
 
 /// Rewrite one policy's Allow statements to what is kept; `None` when no statement is left
 /// (Deny statements always stay: a guardrail policy is never dropped).
-fn rewrite(doc: &Policy, keep: &dyn Fn(&str) -> bool, pinned: &dyn Fn(&str) -> bool, removed: &mut BTreeSet<String>) -> Option<Policy> {
+fn rewrite(
+    doc: &Policy,
+    keep: &dyn Fn(&str) -> bool,
+    pinned: &dyn Fn(&str) -> bool,
+    removed: &mut BTreeSet<String>,
+) -> Option<Policy> {
     let catalogue = Catalogue::builtin();
     let mut statements: Vec<Statement> = Vec::new();
     for s in &doc.statements {
@@ -407,13 +547,19 @@ fn rewrite(doc: &Policy, keep: &dyn Fn(&str) -> bool, pinned: &dyn Fn(&str) -> b
         kept.sort_by_key(|a| a.to_ascii_lowercase());
         kept.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         if !kept.is_empty() {
-            statements.push(Statement { action: Patterns::Only(kept), ..s.clone() });
+            statements.push(Statement {
+                action: Patterns::Only(kept),
+                ..s.clone()
+            });
         }
     }
     if statements.is_empty() {
         return None;
     }
-    Some(Policy { statements, ..doc.clone() })
+    Some(Policy {
+        statements,
+        ..doc.clone()
+    })
 }
 
 /// One proposed role per person for a shared role: the role's own statements narrowed to
@@ -428,38 +574,83 @@ pub struct PersonRole {
 }
 
 /// Fit one role per person who used `role` (by source identity or session name).
-pub fn per_person(inv: &Inventory, usage: &Usage, role: &str, opts: &PlanOptions) -> Result<Vec<PersonRole>, String> {
-    let r = inv.role(role).ok_or_else(|| format!("role {role} is not in the inventory"))?;
+pub fn per_person(
+    inv: &Inventory,
+    usage: &Usage,
+    role: &str,
+    opts: &PlanOptions,
+) -> Result<Vec<PersonRole>, String> {
+    let r = inv
+        .role(role)
+        .ok_or_else(|| format!("role {role} is not in the inventory"))?;
     let since = opts.now_ms - opts.window_days * 86_400_000;
     let mut docs: Vec<Policy> = r.inline.iter().map(|(_, p)| p.clone()).collect();
     for arn in &r.attached {
-        docs.push(inv.managed(arn).and_then(|m| m.document.clone()).ok_or_else(|| format!("attached managed policy {arn} is not in the inventory"))?);
+        docs.push(
+            inv.managed(arn)
+                .and_then(|m| m.document.clone())
+                .ok_or_else(|| format!("attached managed policy {arn} is not in the inventory"))?,
+        );
     }
-    let unlogged: Vec<String> = UNLOGGED.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect();
-    let mut people: Vec<(&String, &BTreeMap<String, i64>)> =
-        usage.per_person.iter().filter(|((arn, _), _)| *arn == r.arn).map(|((_, person), used)| (person, used)).collect();
+    let unlogged: Vec<String> = UNLOGGED
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    let mut people: Vec<(&String, &BTreeMap<String, i64>)> = usage
+        .per_person
+        .iter()
+        .filter(|((arn, _), _)| *arn == r.arn)
+        .map(|((_, person), used)| (person, used))
+        .collect();
     people.sort_by_key(|(p, _)| p.to_owned());
     let mut out = Vec::new();
     for (person, used) in people {
-        let used_now: BTreeSet<&str> = used.iter().filter(|(_, &t)| t >= since).map(|(a, _)| a.as_str()).collect();
+        let used_now: BTreeSet<&str> = used
+            .iter()
+            .filter(|(_, &t)| t >= since)
+            .map(|(a, _)| a.as_str())
+            .collect();
         if used_now.is_empty() {
             continue;
         }
-        let keep = |a: &str| used_now.contains(a) || unlogged.iter().any(|p| glob_match_ignore_case(p, a));
+        let keep =
+            |a: &str| used_now.contains(a) || unlogged.iter().any(|p| glob_match_ignore_case(p, a));
         let mut gone = BTreeSet::new();
-        let statements: Vec<Statement> = docs.iter().filter_map(|d| rewrite(d, &keep, &|_| false, &mut gone)).flat_map(|p| p.statements).collect();
+        let statements: Vec<Statement> = docs
+            .iter()
+            .filter_map(|d| rewrite(d, &keep, &|_| false, &mut gone))
+            .flat_map(|p| p.statements)
+            .collect();
         let policy = (!statements.is_empty()).then(|| {
-            let p = Policy { version: Some(iam::policy::VERSION_2012.into()), id: None, statements };
+            let p = Policy {
+                version: Some(iam::policy::VERSION_2012.into()),
+                id: None,
+                statements,
+            };
             serde_json::from_str(&p.to_compact_json()).expect("policy JSON")
         });
-        let safe: String = person.chars().map(|c| if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) { c } else { '-' }).collect();
+        let safe: String = person
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
         let mut name = format!("{}-{safe}", r.name);
         name.truncate(64);
         out.push(PersonRole {
             person: person.clone(),
             suggested_name: name,
             used: used_now.iter().map(|a| a.to_string()).collect(),
-            trust: r.trust.as_ref().map(|t| serde_json::from_str(&t.to_compact_json()).expect("policy JSON")),
+            trust: r
+                .trust
+                .as_ref()
+                .map(|t| serde_json::from_str(&t.to_compact_json()).expect("policy JSON")),
             policy,
         });
     }
@@ -472,8 +663,16 @@ pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<detect::Finding>
     let when = cloudtrail::EventTime(now_ms + days * 86_400_000).to_string();
     plan.not_before = Some(when.clone());
     let mut out = Vec::new();
-    for r in plan.roles.iter().filter(|r| matches!(r.verdict, Verdict::Shrink | Verdict::ToZero)) {
-        let what = if r.verdict == Verdict::ToZero { "all of its permissions".to_owned() } else { format!("{} unused permission(s)", r.removed.len()) };
+    for r in plan
+        .roles
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Shrink | Verdict::ToZero))
+    {
+        let what = if r.verdict == Verdict::ToZero {
+            "all of its permissions".to_owned()
+        } else {
+            format!("{} unused permission(s)", r.removed.len())
+        };
         out.push(detect::Finding {
             id: detect::finding_id("shrink-scheduled", &[&r.arn, &when]),
             detector: "shrink-scheduled",

@@ -50,7 +50,9 @@ impl Usage {
         let mut usage = Usage::default();
         decode_in_order(&sources, 0, |d| match d {
             Decoded::Records(records) => records.iter().for_each(|r| usage.observe(r)),
-            Decoded::Done(_, report) => usage.input_errors += report.errors.len() as u64 + report.errors_dropped,
+            Decoded::Done(_, report) => {
+                usage.input_errors += report.errors.len() as u64 + report.errors_dropped
+            }
         });
         Ok(usage)
     }
@@ -61,7 +63,12 @@ impl Usage {
         let t = r.event_time.millis();
         self.oldest_ms = Some(self.oldest_ms.map_or(t, |o| o.min(t)));
         self.newest_ms = Some(self.newest_ms.map_or(t, |n| n.max(t)));
-        let principal = r.identity.session_issuer_arn.as_deref().or(r.identity.arn.as_deref()).map(role_key);
+        let principal = r
+            .identity
+            .session_issuer_arn
+            .as_deref()
+            .or(r.identity.arn.as_deref())
+            .map(role_key);
         if let Some(p) = &principal {
             self.principals_seen.insert(p.clone());
         }
@@ -75,7 +82,12 @@ impl Usage {
                 vec![guess]
             }
         };
-        let account = r.recipient_account_id.as_deref().or(r.identity.account_id.as_deref()).unwrap_or("").to_owned();
+        let account = r
+            .recipient_account_id
+            .as_deref()
+            .or(r.identity.account_id.as_deref())
+            .unwrap_or("")
+            .to_owned();
         for a in &actions {
             self.actions_seen.insert((account.clone(), a.clone()));
         }
@@ -86,8 +98,14 @@ impl Usage {
             actions.push("iam:PassRole".into());
         }
         let Some(p) = principal else { return };
-        if let (Some(si), true) = (r.identity.source_identity.as_deref(), r.identity.session_issuer_arn.is_some()) {
-            let last = self.source_identity_use.entry((si.to_owned(), p.clone())).or_insert(t);
+        if let (Some(si), true) = (
+            r.identity.source_identity.as_deref(),
+            r.identity.session_issuer_arn.is_some(),
+        ) {
+            let last = self
+                .source_identity_use
+                .entry((si.to_owned(), p.clone()))
+                .or_insert(t);
             *last = (*last).max(t);
         }
         if r.identity.session_issuer_arn.is_some() {
@@ -96,7 +114,13 @@ impl Usage {
                 .source_identity
                 .as_deref()
                 .map(str::to_owned)
-                .or_else(|| r.identity.arn.as_deref().and_then(|a| a.rsplit('/').next()).map(str::to_owned));
+                .or_else(|| {
+                    r.identity
+                        .arn
+                        .as_deref()
+                        .and_then(|a| a.rsplit('/').next())
+                        .map(str::to_owned)
+                });
             if let Some(person) = person {
                 let entry = self.per_person.entry((p.clone(), person)).or_default();
                 for a in &actions {
@@ -105,7 +129,11 @@ impl Usage {
                 }
             }
         }
-        if r.identity.access_key_id.as_deref().is_some_and(|k| k.starts_with("AKIA")) {
+        if r.identity
+            .access_key_id
+            .as_deref()
+            .is_some_and(|k| k.starts_with("AKIA"))
+        {
             let last = self.static_key_use.entry(p.clone()).or_insert(t);
             *last = (*last).max(t);
         }
@@ -118,7 +146,10 @@ impl Usage {
 
     /// Did `principal` use `action` at or after `since_ms`?
     pub fn used_since(&self, principal: &str, action: &str, since_ms: i64) -> bool {
-        self.used.get(&role_key(principal)).and_then(|m| m.get(action)).is_some_and(|&t| t >= since_ms)
+        self.used
+            .get(&role_key(principal))
+            .and_then(|m| m.get(action))
+            .is_some_and(|&t| t >= since_ms)
     }
 
     /// Does the CloudTrail cover `[since_ms, until_ms]`? (Its oldest record is no later than a
@@ -133,7 +164,9 @@ impl Usage {
 /// without the path, also for `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`. Other ARNs
 /// (users) are returned as they are.
 pub fn role_key(arn: &str) -> String {
-    let Some(parts) = iam::wildcard::arn_parts(arn) else { return arn.to_owned() };
+    let Some(parts) = iam::wildcard::arn_parts(arn) else {
+        return arn.to_owned();
+    };
     let name = if let Some(rest) = parts[5].strip_prefix("assumed-role/") {
         rest.split('/').next()
     } else if parts[5].starts_with("role/") {

@@ -96,33 +96,55 @@ impl Store {
     /// Open or create a state file, creating or checking the schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let p = path.display().to_string();
-        let err = |source| StoreError::Sqlite { path: p.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: p.clone(),
+            source,
+        };
         let conn = Connection::open(path).map_err(err)?;
         // WAL: readers (a user's sqlite3) never block the detector. FULL sync: a commit
         // survives power loss too, not only a crash, so a checkpoint is never lost while the
         // findings it released are already in an fsynced --output.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
         let store = Store { conn, path: p };
         store.migrate()?;
         Ok(store)
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite { path: self.path.clone(), source }
+        move |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
         let has_meta: bool = self
             .conn
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='credwarden_meta'", [], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='credwarden_meta'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map_err(self.err())?
             > 0;
         if !has_meta {
-            let tables: i64 = self.conn.query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0)).map_err(self.err())?;
+            let tables: i64 = self
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type='table'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(self.err())?;
             if tables > 0 {
-                return Err(StoreError::Foreign { path: self.path.clone() });
+                return Err(StoreError::Foreign {
+                    path: self.path.clone(),
+                });
             }
             self.conn
                 .execute_batch(&format!(
@@ -137,11 +159,25 @@ impl Store {
                 .map_err(self.err())?;
             return Ok(());
         }
-        let found: Option<String> =
-            self.conn.query_row("SELECT value FROM credwarden_meta WHERE key='schema_version'", [], |r| r.get(0)).optional().map_err(self.err())?;
-        let found: i64 = found.and_then(|v| v.parse().ok()).ok_or_else(|| StoreError::Foreign { path: self.path.clone() })?;
+        let found: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM credwarden_meta WHERE key='schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        let found: i64 = found
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StoreError::Foreign {
+                path: self.path.clone(),
+            })?;
         if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { path: self.path.clone(), found });
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+            });
         }
         if found < SCHEMA_VERSION {
             self.conn
@@ -155,7 +191,10 @@ impl Store {
     /// broker's writer batches concurrent requests this way (group commit).
     pub fn audit_append_batch(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut stmt = tx
@@ -187,7 +226,11 @@ impl Store {
     }
 
     /// Audit entries, newest first, optionally for one user.
-    pub fn audit_entries(&self, user: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    pub fn audit_entries(
+        &self,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -218,8 +261,16 @@ impl Store {
     }
 
     /// Record a role's policies as they are before a change; returns the version number.
-    pub fn history_record(&self, role: &str, reason: &str, snapshot: &str) -> Result<i64, StoreError> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    pub fn history_record(
+        &self,
+        role: &str,
+        reason: &str,
+        snapshot: &str,
+    ) -> Result<i64, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         self.conn
             .execute("INSERT INTO policy_history (role, recorded_at, reason, snapshot) VALUES (?1, ?2, ?3, ?4)", params![role, now, reason, snapshot])
             .map_err(self.err())?;
@@ -230,25 +281,43 @@ impl Store {
     pub fn history(&self, role: &str) -> Result<Vec<(i64, i64, String, String)>, StoreError> {
         let mut stmt =
             self.conn.prepare("SELECT version, recorded_at, reason, snapshot FROM policy_history WHERE role = ?1 ORDER BY version DESC").map_err(self.err())?;
-        let rows = stmt.query_map(params![role], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![role], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
     /// Is there any earlier entry of `user` (with this role and decision, on this network)?
     /// An indexed lookup that stops at the first match, whatever the history's length.
-    pub fn audit_exists(&self, user: &str, role: Option<&str>, network: Option<&str>, decision: Option<&str>) -> Result<bool, StoreError> {
+    pub fn audit_exists(
+        &self,
+        user: &str,
+        role: Option<&str>,
+        network: Option<&str>,
+        decision: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT 1 FROM broker_audit WHERE user = ?1 AND (?2 IS NULL OR role = ?2) AND (?3 IS NULL OR network = ?3) AND (?4 IS NULL OR decision = ?4) LIMIT 1",
             )
             .map_err(self.err())?;
-        stmt.exists(params![user, role, network, decision]).map_err(self.err())
+        stmt.exists(params![user, role, network, decision])
+            .map_err(self.err())
     }
 
     /// How many earlier entries match: `role` granted to `user`, `network` used by `user`
     /// (granted or not), refusals of `user` since a time. What the broker's anomaly checks ask.
-    pub fn audit_count(&self, user: &str, role: Option<&str>, network: Option<&str>, decision: Option<&str>, since_ms: i64) -> Result<i64, StoreError> {
+    pub fn audit_count(
+        &self,
+        user: &str,
+        role: Option<&str>,
+        network: Option<&str>,
+        decision: Option<&str>,
+        since_ms: i64,
+    ) -> Result<i64, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -256,40 +325,71 @@ impl Store {
                  AND (?4 IS NULL OR decision = ?4) AND time_ms >= ?5",
             )
             .map_err(self.err())?;
-        stmt.query_row(params![user, role, network, decision, since_ms], |r| r.get(0)).map_err(self.err())
+        stmt.query_row(params![user, role, network, decision, since_ms], |r| {
+            r.get(0)
+        })
+        .map_err(self.err())
     }
 
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        let v: String = self.conn.query_row("SELECT value FROM credwarden_meta WHERE key='schema_version'", [], |r| r.get(0)).map_err(self.err())?;
+        let v: String = self
+            .conn
+            .query_row(
+                "SELECT value FROM credwarden_meta WHERE key='schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
         Ok(v.parse().unwrap_or(0))
     }
 
     /// Was this finding id emitted by an earlier run?
     pub fn was_emitted(&self, id: &str) -> Result<bool, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM emitted_findings WHERE id = ?1").map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM emitted_findings WHERE id = ?1")
+            .map_err(self.err())?;
         stmt.exists(params![id]).map_err(self.err())
     }
 
     /// Saved detector states: name → (format, JSON).
     pub fn detector_states(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT name, format, state FROM detector_state ORDER BY name").map_err(self.err())?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, format, state FROM detector_state ORDER BY name")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
     /// Size and modification time (ns) a file had when it was processed, if it was.
     pub fn processed(&self, path: &str) -> Result<Option<(i64, i64)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT size, mtime_ns FROM processed_files WHERE path = ?1").map_err(self.err())?;
-        stmt.query_row(params![path], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(self.err())
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT size, mtime_ns FROM processed_files WHERE path = ?1")
+            .map_err(self.err())?;
+        stmt.query_row(params![path], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(self.err())
     }
 
     /// One atomic step of a run: the detectors' state after `files` were processed, those
     /// files, and the findings they produced (queued in the outbox unless already emitted).
     /// Either all of it is durable or none of it is.
-    pub fn checkpoint(&mut self, states: &[(&str, i64, String)], files: &[ProcessedFile], findings: &[(&str, String)]) -> Result<(), StoreError> {
+    pub fn checkpoint(
+        &mut self,
+        states: &[(&str, i64, String)],
+        files: &[ProcessedFile],
+        findings: &[(&str, String)],
+    ) -> Result<(), StoreError> {
         let now = unix_now();
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut st = tx.prepare_cached("INSERT OR REPLACE INTO detector_state (name, format, state, saved_at) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
@@ -300,7 +400,8 @@ impl Store {
                 .prepare_cached("INSERT OR REPLACE INTO processed_files (path, size, mtime_ns, records, processed_at) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .map_err(err)?;
             for f in files {
-                pf.execute(params![f.path, f.size, f.mtime_ns, f.records as i64, now]).map_err(err)?;
+                pf.execute(params![f.path, f.size, f.mtime_ns, f.records as i64, now])
+                    .map_err(err)?;
             }
             let mut ob = tx
                 .prepare_cached("INSERT OR IGNORE INTO outbox (id, finding) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM emitted_findings WHERE id = ?1)")
@@ -314,26 +415,43 @@ impl Store {
 
     /// Findings committed but not yet confirmed delivered, in the order they were queued.
     pub fn outbox(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT id, finding FROM outbox ORDER BY seq").map_err(self.err())?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, finding FROM outbox ORDER BY seq")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
     /// Move delivered findings from the outbox to the emitted set, atomically; with
     /// `spool`, queue them for the webhook in the same transaction.
-    pub fn delivered(&mut self, findings: &[EmittedFinding<'_>], spool: &[(&str, &str)]) -> Result<(), StoreError> {
+    pub fn delivered(
+        &mut self,
+        findings: &[EmittedFinding<'_>],
+        spool: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
         let now = unix_now();
         let path = self.path.clone();
-        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO emitted_findings (id, detector, time, emitted_at) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
-            let mut del = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1").map_err(err)?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                .map_err(err)?;
             for f in findings {
-                ins.execute(params![f.id, f.detector, f.time, now]).map_err(err)?;
+                ins.execute(params![f.id, f.detector, f.time, now])
+                    .map_err(err)?;
                 del.execute(params![f.id]).map_err(err)?;
             }
-            let mut sp = tx.prepare_cached("INSERT INTO webhook_spool (id, finding) VALUES (?1, ?2)").map_err(err)?;
+            let mut sp = tx
+                .prepare_cached("INSERT INTO webhook_spool (id, finding) VALUES (?1, ?2)")
+                .map_err(err)?;
             for (id, finding) in spool {
                 sp.execute(params![id, finding]).map_err(err)?;
             }
@@ -343,32 +461,56 @@ impl Store {
 
     /// The oldest findings waiting for the webhook: (seq, id, finding).
     pub fn spool_peek(&self, limit: usize) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT seq, id, finding FROM webhook_spool ORDER BY seq LIMIT ?1").map_err(self.err())?;
-        let rows = stmt.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, id, finding FROM webhook_spool ORDER BY seq LIMIT ?1")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
     /// The webhook accepted this one.
     pub fn spool_done(&self, seq: i64) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM webhook_spool WHERE seq = ?1", params![seq]).map_err(self.err())?;
+        self.conn
+            .execute("DELETE FROM webhook_spool WHERE seq = ?1", params![seq])
+            .map_err(self.err())?;
         Ok(())
     }
 
     pub fn spool_len(&self) -> Result<i64, StoreError> {
-        self.conn.query_row("SELECT count(*) FROM webhook_spool", [], |r| r.get(0)).map_err(self.err())
+        self.conn
+            .query_row("SELECT count(*) FROM webhook_spool", [], |r| r.get(0))
+            .map_err(self.err())
     }
 
     pub fn emitted_count(&self) -> Result<i64, StoreError> {
-        self.conn.query_row("SELECT count(*) FROM emitted_findings", [], |r| r.get(0)).map_err(self.err())
+        self.conn
+            .query_row("SELECT count(*) FROM emitted_findings", [], |r| r.get(0))
+            .map_err(self.err())
     }
 
     /// Start a run; returns its id.
     pub fn begin_run(&self) -> Result<i64, StoreError> {
-        self.conn.execute("INSERT INTO runs (started_at) VALUES (?1)", params![unix_now()]).map_err(self.err())?;
+        self.conn
+            .execute(
+                "INSERT INTO runs (started_at) VALUES (?1)",
+                params![unix_now()],
+            )
+            .map_err(self.err())?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn finish_run(&self, run: i64, records: u64, findings: u64, input_errors: u64) -> Result<(), StoreError> {
+    pub fn finish_run(
+        &self,
+        run: i64,
+        records: u64,
+        findings: u64,
+        input_errors: u64,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE runs SET finished_at=?2, records=?3, findings=?4, input_errors=?5 WHERE id=?1",
@@ -380,7 +522,9 @@ impl Store {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
@@ -394,7 +538,22 @@ mod tests {
         {
             let mut s = Store::open(&path).unwrap();
             assert!(!s.was_emitted("a").unwrap());
-            s.delivered(&[EmittedFinding { id: "a", detector: "d", time: "t" }, EmittedFinding { id: "a", detector: "d", time: "t" }], &[]).unwrap();
+            s.delivered(
+                &[
+                    EmittedFinding {
+                        id: "a",
+                        detector: "d",
+                        time: "t",
+                    },
+                    EmittedFinding {
+                        id: "a",
+                        detector: "d",
+                        time: "t",
+                    },
+                ],
+                &[],
+            )
+            .unwrap();
             let run = s.begin_run().unwrap();
             s.finish_run(run, 10, 1, 0).unwrap();
         }
@@ -410,11 +569,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
         let mut s = Store::open(&path).unwrap();
-        let f = ProcessedFile { path: "a.json".into(), size: 10, mtime_ns: 5, records: 3 };
-        s.checkpoint(&[("d", 1, "{}".into())], &[f], &[("f1", "{\"id\":\"f1\"}".into()), ("f2", "{}".into())]).unwrap();
+        let f = ProcessedFile {
+            path: "a.json".into(),
+            size: 10,
+            mtime_ns: 5,
+            records: 3,
+        };
+        s.checkpoint(
+            &[("d", 1, "{}".into())],
+            &[f],
+            &[("f1", "{\"id\":\"f1\"}".into()), ("f2", "{}".into())],
+        )
+        .unwrap();
         assert_eq!(s.processed("a.json").unwrap(), Some((10, 5)));
-        assert_eq!(s.outbox().unwrap().iter().map(|x| x.0.as_str()).collect::<Vec<_>>(), ["f1", "f2"]);
-        s.delivered(&[EmittedFinding { id: "f1", detector: "d", time: "t" }], &[("f1", "{}")]).unwrap();
+        assert_eq!(
+            s.outbox()
+                .unwrap()
+                .iter()
+                .map(|x| x.0.as_str())
+                .collect::<Vec<_>>(),
+            ["f1", "f2"]
+        );
+        s.delivered(
+            &[EmittedFinding {
+                id: "f1",
+                detector: "d",
+                time: "t",
+            }],
+            &[("f1", "{}")],
+        )
+        .unwrap();
         assert_eq!(s.spool_len().unwrap(), 1);
         let (seq, id, _) = s.spool_peek(10).unwrap().remove(0);
         assert_eq!(id, "f1");
@@ -426,7 +610,10 @@ mod tests {
         drop(s);
         let s = Store::open(&path).unwrap();
         assert!(s.was_emitted("f1").unwrap());
-        assert_eq!(s.detector_states().unwrap(), vec![("d".to_owned(), 1, "{}".to_owned())]);
+        assert_eq!(
+            s.detector_states().unwrap(),
+            vec![("d".to_owned(), 1, "{}".to_owned())]
+        );
     }
 
     #[test]
@@ -447,7 +634,10 @@ mod tests {
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         assert!(s.was_emitted("old").unwrap());
         assert!(s.outbox().unwrap().is_empty());
-        assert!(s.audit_entries(None, 10).unwrap().is_empty(), "the audit table is added on upgrade");
+        assert!(
+            s.audit_entries(None, 10).unwrap().is_empty(),
+            "the audit table is added on upgrade"
+        );
     }
 
     #[test]
@@ -467,17 +657,46 @@ mod tests {
             ..Default::default()
         };
         let mut s = s;
-        s.audit_append_batch(&[entry(1, "alice", "r1", "vpn", "granted"), entry(2, "alice", "r2", "office", "refused")]).unwrap();
-        s.audit_append_batch(&[entry(3, "bob", "r1", "vpn", "refused")]).unwrap();
+        s.audit_append_batch(&[
+            entry(1, "alice", "r1", "vpn", "granted"),
+            entry(2, "alice", "r2", "office", "refused"),
+        ])
+        .unwrap();
+        s.audit_append_batch(&[entry(3, "bob", "r1", "vpn", "refused")])
+            .unwrap();
         let all = s.audit_entries(None, 10).unwrap();
-        assert_eq!(all.iter().map(|e| e.time_ms).collect::<Vec<_>>(), [3, 2, 1], "newest first");
+        assert_eq!(
+            all.iter().map(|e| e.time_ms).collect::<Vec<_>>(),
+            [3, 2, 1],
+            "newest first"
+        );
         assert_eq!(s.audit_entries(Some("alice"), 1).unwrap()[0].time_ms, 2);
-        assert_eq!(s.audit_count("alice", Some("r1"), None, Some("granted"), 0).unwrap(), 1);
-        assert_eq!(s.audit_count("alice", None, Some("office"), None, 0).unwrap(), 1);
-        assert_eq!(s.audit_count("alice", None, None, Some("refused"), 3).unwrap(), 0);
-        assert_eq!(s.audit_count("bob", None, None, Some("refused"), 0).unwrap(), 1);
-        assert!(s.audit_exists("alice", Some("r1"), None, Some("granted")).unwrap());
-        assert!(!s.audit_exists("alice", Some("r2"), None, Some("granted")).unwrap());
+        assert_eq!(
+            s.audit_count("alice", Some("r1"), None, Some("granted"), 0)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.audit_count("alice", None, Some("office"), None, 0)
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            s.audit_count("alice", None, None, Some("refused"), 3)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.audit_count("bob", None, None, Some("refused"), 0)
+                .unwrap(),
+            1
+        );
+        assert!(s
+            .audit_exists("alice", Some("r1"), None, Some("granted"))
+            .unwrap());
+        assert!(!s
+            .audit_exists("alice", Some("r2"), None, Some("granted"))
+            .unwrap());
         assert!(!s.audit_exists("carol", None, None, None).unwrap());
     }
 
@@ -486,16 +705,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let newer = dir.path().join("newer.sqlite");
         drop(Store::open(&newer).unwrap());
-        Connection::open(&newer).unwrap().execute("UPDATE credwarden_meta SET value='99' WHERE key='schema_version'", []).unwrap();
+        Connection::open(&newer)
+            .unwrap()
+            .execute(
+                "UPDATE credwarden_meta SET value='99' WHERE key='schema_version'",
+                [],
+            )
+            .unwrap();
         let e = Store::open(&newer).err().unwrap().to_string();
-        assert!(e.contains("schema version 99") && e.contains("newer"), "{e}");
+        assert!(
+            e.contains("schema version 99") && e.contains("newer"),
+            "{e}"
+        );
 
         let foreign = dir.path().join("foreign.sqlite");
-        Connection::open(&foreign).unwrap().execute("CREATE TABLE x (y)", []).unwrap();
-        assert!(Store::open(&foreign).err().unwrap().to_string().contains("not a credwarden state file"));
+        Connection::open(&foreign)
+            .unwrap()
+            .execute("CREATE TABLE x (y)", [])
+            .unwrap();
+        assert!(Store::open(&foreign)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("not a credwarden state file"));
 
         let garbage = dir.path().join("garbage.sqlite");
-        std::fs::write(&garbage, b"this is not sqlite at all, just text, long enough to be read as a header").unwrap();
+        std::fs::write(
+            &garbage,
+            b"this is not sqlite at all, just text, long enough to be read as a header",
+        )
+        .unwrap();
         assert!(Store::open(&garbage).is_err());
     }
 }

@@ -28,7 +28,11 @@ impl Drop for Moto {
 
 /// A free loopback port (bound and released; good enough for a test server started next).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Moto {
@@ -36,7 +40,14 @@ impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -64,13 +75,16 @@ pub fn python(script: &str, env: &[(&str, &str)], args: &[&str]) -> String {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("python3 runs");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// The boto3 keyword arguments for a client of the moto server at `os.environ["ENDPOINT"]`.
-pub const BOTO3_KW: &str =
-    r#"dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")"#;
+pub const BOTO3_KW: &str = r#"dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")"#;
 
 /// One HTTP request as the relay saw it.
 #[derive(Clone, Debug)]
@@ -106,7 +120,12 @@ impl Recorder {
 
     /// Bodies of recorded requests, as text.
     pub fn bodies(&self) -> Vec<String> {
-        self.requests.lock().unwrap().iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect()
     }
 }
 
@@ -125,7 +144,11 @@ fn read_message(r: &mut BufReader<TcpStream>) -> std::io::Result<(String, Vec<u8
     }
     let len = head
         .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.trim().parse::<usize>().ok()))
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        })
         .unwrap_or(0);
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
@@ -135,14 +158,25 @@ fn read_message(r: &mut BufReader<TcpStream>) -> std::io::Result<(String, Vec<u8
 fn relay(conn: TcpStream, upstream_port: u16, seen: &Mutex<Vec<Recorded>>) -> std::io::Result<()> {
     let mut client = BufReader::new(conn);
     let (head, body) = read_message(&mut client)?;
-    seen.lock().unwrap().push(Recorded { head: head.clone(), body: body.clone() });
-    let head: String = head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty()).map(|l| format!("{l}\r\n")).collect();
+    seen.lock().unwrap().push(Recorded {
+        head: head.clone(),
+        body: body.clone(),
+    });
+    let head: String = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+        .map(|l| format!("{l}\r\n"))
+        .collect();
     let mut up = TcpStream::connect(("127.0.0.1", upstream_port))?;
     up.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())?;
     up.write_all(&body)?;
     let mut up = BufReader::new(up);
     let (rhead, rbody) = read_message(&mut up)?;
-    let rhead: String = rhead.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty()).map(|l| format!("{l}\r\n")).collect();
+    let rhead: String = rhead
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
+        .map(|l| format!("{l}\r\n"))
+        .collect();
     let mut out = client.into_inner();
     out.write_all(format!("{rhead}Connection: close\r\n\r\n").as_bytes())?;
     out.write_all(&rbody)?;

@@ -19,7 +19,12 @@ pub enum Who<'a> {
         invoked_by: Option<&'a str>,
     },
     /// An IAM user's long-lived key.
-    User { account: &'a str, user: &'a str, user_id: &'a str, key: &'a str },
+    User {
+        account: &'a str,
+        user: &'a str,
+        user_id: &'a str,
+        key: &'a str,
+    },
     /// An AWS service acting for itself (issuing credentials, for example).
     Service { invoked_by: &'a str },
 }
@@ -82,10 +87,24 @@ impl Call<'_> {
         q(buf, "userIdentity");
         buf.push_str(":{");
         match &self.who {
-            Who::Role { account, role, role_id, session, key, created, delivery, console, invoked_by } => {
+            Who::Role {
+                account,
+                role,
+                role_id,
+                session,
+                key,
+                created,
+                delivery,
+                console,
+                invoked_by,
+            } => {
                 field(buf, "type", "AssumedRole");
                 field(buf, "principalId", &format!("{role_id}:{session}"));
-                field(buf, "arn", &format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"));
+                field(
+                    buf,
+                    "arn",
+                    &format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
+                );
                 field(buf, "accountId", account);
                 field(buf, "accessKeyId", key);
                 if let Some(by) = invoked_by {
@@ -101,14 +120,22 @@ impl Call<'_> {
                 q(buf, role);
                 buf.push_str("},\"attributes\":{");
                 field(buf, "creationDate", &created.to_string());
-                buf.push_str(&format!("\"mfaAuthenticated\":\"{}\"}}", if *console { "true" } else { "false" }));
+                buf.push_str(&format!(
+                    "\"mfaAuthenticated\":\"{}\"}}",
+                    if *console { "true" } else { "false" }
+                ));
                 if let Some(d) = delivery {
                     buf.push_str(",\"ec2RoleDelivery\":");
                     q(buf, d);
                 }
                 buf.push('}');
             }
-            Who::User { account, user, user_id, key } => {
+            Who::User {
+                account,
+                user,
+                user_id,
+                key,
+            } => {
                 field(buf, "type", "IAMUser");
                 field(buf, "principalId", user_id);
                 field(buf, "arn", &format!("arn:aws:iam::{account}:user/{user}"));
@@ -143,7 +170,11 @@ impl Call<'_> {
         buf.push(',');
         field(buf, "requestID", self.request_id);
         field(buf, "eventID", self.event_id);
-        buf.push_str(if self.read_only { "\"readOnly\":true," } else { "\"readOnly\":false," });
+        buf.push_str(if self.read_only {
+            "\"readOnly\":true,"
+        } else {
+            "\"readOnly\":false,"
+        });
         if !self.resources.is_empty() {
             buf.push_str("\"resources\":[");
             for (i, arn) in self.resources.iter().enumerate() {
@@ -186,14 +217,19 @@ impl Call<'_> {
 /// STS's human expiration format: `Mar 2, 2026, 6:30:22 AM`.
 pub fn sts_expiration(t: EventTime) -> String {
     let (y, mo, d, h, mi, s) = t.to_parts();
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let (h12, ampm) = match h {
         0 => (12, "AM"),
         1..=11 => (h, "AM"),
         12 => (12, "PM"),
         _ => (h - 12, "PM"),
     };
-    format!("{} {d}, {y}, {h12}:{mi:02}:{s:02} {ampm}", MONTHS[(mo - 1) as usize])
+    format!(
+        "{} {d}, {y}, {h12}:{mi:02}:{s:02} {ampm}",
+        MONTHS[(mo - 1) as usize]
+    )
 }
 
 #[cfg(test)]
@@ -202,7 +238,12 @@ mod tests {
 
     #[test]
     fn expiration_round_trips_through_the_parser() {
-        for t in ["2026-03-02T06:30:22Z", "2026-03-02T00:05:00Z", "2026-03-02T12:00:59Z", "2026-12-31T23:59:59Z"] {
+        for t in [
+            "2026-03-02T06:30:22Z",
+            "2026-03-02T00:05:00Z",
+            "2026-03-02T12:00:59Z",
+            "2026-12-31T23:59:59Z",
+        ] {
             let t = EventTime::parse(t).unwrap();
             assert_eq!(EventTime::parse_expiration(&sts_expiration(t)), Some(t));
         }
@@ -241,7 +282,10 @@ mod tests {
         };
         call.write_json(&mut buf);
         let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
-        assert_eq!(v["userIdentity"]["sessionContext"]["ec2RoleDelivery"], "2.0");
+        assert_eq!(
+            v["userIdentity"]["sessionContext"]["ec2RoleDelivery"],
+            "2.0"
+        );
         assert_eq!(v["userAgent"], "ua \"quoted\"");
         assert_eq!(v["vpcEndpointId"], "vpce-1");
         assert_eq!(v["resources"][0]["ARN"], "arn:aws:s3:::b");

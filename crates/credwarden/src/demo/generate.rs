@@ -44,11 +44,17 @@ const UA_BOTO: &str = "Boto3/1.34.11 md/Botocore#1.34.11 ua/2.0 os/linux#5.10.20
 const UA_GO: &str = "aws-sdk-go-v2/1.24.0 os/linux lang/go#1.21.5 md/GOOS#linux md/GOARCH#amd64 api/dynamodb#1.26.6";
 const UA_SSM: &str = "aws-sdk-go/1.44.260 (go1.20.11; linux; amd64) amazon-ssm-agent/3.2.1705.0";
 const UA_CONSOLE: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.0.0 Safari/537.36";
-const UA_CLI: &str = "aws-cli/2.15.30 Python/3.11.8 Linux/6.5.0-1014-aws exe/x86_64.ubuntu.22 prompt/off";
+const UA_CLI: &str =
+    "aws-cli/2.15.30 Python/3.11.8 Linux/6.5.0-1014-aws exe/x86_64.ubuntu.22 prompt/off";
 const UA_CI: &str = "aws-cli/2.13.0 Python/3.11.4 Linux/5.15.0-1051-azure exe/x86_64.ubuntu.22 prompt/off command/cloudformation.deploy";
 
 /// The synthetic company's AWS address space, written to the demo's ip-ranges.json.
-pub const AWS_PREFIXES_V4: &[&str] = &["52.0.0.0/10", "54.144.0.0/12", "3.208.0.0/12", "18.204.0.0/14"];
+pub const AWS_PREFIXES_V4: &[&str] = &[
+    "52.0.0.0/10",
+    "54.144.0.0/12",
+    "3.208.0.0/12",
+    "18.204.0.0/14",
+];
 pub const AWS_PREFIXES_V6: &[&str] = &["2600:1f00::/24"];
 
 /// One injected attack: the credential and the source a detector must report.
@@ -152,7 +158,9 @@ struct DeliveryWriter {
 }
 
 fn slot_time(slot: u64) -> EventTime {
-    EventTime::parse(START).expect("constant").plus_millis(slot as i64 * SLOT_MS)
+    EventTime::parse(START)
+        .expect("constant")
+        .plus_millis(slot as i64 * SLOT_MS)
 }
 
 fn stamp(t: EventTime) -> String {
@@ -165,14 +173,24 @@ impl DeliveryWriter {
         let slot = ((time.millis() - slot_time(0).millis()) / SLOT_MS).max(0) as u64;
         let delay = u64::from(self.rng.chance(0.2));
         if self.rng.chance(0.001) {
-            self.pending.entry((slot + delay + 1, account.to_owned(), region)).or_default().push(json.clone());
+            self.pending
+                .entry((slot + delay + 1, account.to_owned(), region))
+                .or_default()
+                .push(json.clone());
         }
-        self.pending.entry((slot + delay, account.to_owned(), region)).or_default().push(json);
+        self.pending
+            .entry((slot + delay, account.to_owned(), region))
+            .or_default()
+            .push(json);
     }
 
     /// Write every file due at or before `slot`.
     fn flush(&mut self, upto: u64) -> Result<()> {
-        let due: Vec<_> = self.pending.range(..(upto + 1, String::new(), "")).map(|(k, _)| k.clone()).collect();
+        let due: Vec<_> = self
+            .pending
+            .range(..(upto + 1, String::new(), ""))
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in due {
             let mut records = self.pending.remove(&key).expect("listed");
             let (slot, account, region) = key;
@@ -182,11 +200,18 @@ impl DeliveryWriter {
             }
             let delivered = slot_time(slot + 1);
             let (y, mo, d, ..) = delivered.to_parts();
-            let dir = self.logs.join(format!("AWSLogs/{account}/CloudTrail/{region}/{y:04}/{mo:02}/{d:02}"));
+            let dir = self.logs.join(format!(
+                "AWSLogs/{account}/CloudTrail/{region}/{y:04}/{mo:02}/{d:02}"
+            ));
             fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
             for chunk in records.chunks(MAX_PER_FILE) {
-                let name = format!("{account}_CloudTrail_{region}_{}_{}.json.gz", stamp(delivered), self.rng.alnum(16));
-                let mut body = String::with_capacity(chunk.iter().map(|r| r.len() + 1).sum::<usize>() + 16);
+                let name = format!(
+                    "{account}_CloudTrail_{region}_{}_{}.json.gz",
+                    stamp(delivered),
+                    self.rng.alnum(16)
+                );
+                let mut body =
+                    String::with_capacity(chunk.iter().map(|r| r.len() + 1).sum::<usize>() + 16);
                 body.push_str("{\"Records\":[");
                 for (i, r) in chunk.iter().enumerate() {
                     if i > 0 {
@@ -213,7 +238,9 @@ impl DeliveryWriter {
         let streams: Vec<_> = self.seen_streams.keys().cloned().collect();
         for (account, region) in streams {
             let (y, mo, d, ..) = at.to_parts();
-            let dir = self.logs.join(format!("AWSLogs/{account}/CloudTrail-Digest/{region}/{y:04}/{mo:02}/{d:02}"));
+            let dir = self.logs.join(format!(
+                "AWSLogs/{account}/CloudTrail-Digest/{region}/{y:04}/{mo:02}/{d:02}"
+            ));
             fs::create_dir_all(&dir)?;
             let start = at.plus_millis(-EventTime::HOUR);
             let body = format!(
@@ -221,7 +248,13 @@ impl DeliveryWriter {
                 stamp(at),
                 self.rng.hex(32)
             );
-            write_gz(&dir.join(format!("{account}_CloudTrail-Digest_{region}_org-trail_{region}_{}.json.gz", stamp(at))), body.as_bytes())?;
+            write_gz(
+                &dir.join(format!(
+                    "{account}_CloudTrail-Digest_{region}_org-trail_{region}_{}.json.gz",
+                    stamp(at)
+                )),
+                body.as_bytes(),
+            )?;
             self.digests += 1;
         }
         Ok(())
@@ -229,7 +262,8 @@ impl DeliveryWriter {
 }
 
 fn write_gz(path: &Path, body: &[u8]) -> Result<u64> {
-    let file = fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file =
+        fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::new(4));
     gz.write_all(body)?;
     let mut inner = gz.finish()?;
@@ -255,21 +289,40 @@ fn role_id(rng: &mut Rng) -> String {
 impl World {
     fn build(seed: u64) -> World {
         let mut rng = Rng::new(seed);
-        let layout: [(&'static str, &[&'static str]); 3] =
-            [("318294751063", &["us-east-1", "eu-west-1"]), ("540912836471", &["us-west-2"]), ("729104658213", &["us-east-1", "us-west-2"])];
+        let layout: [(&'static str, &[&'static str]); 3] = [
+            ("318294751063", &["us-east-1", "eu-west-1"]),
+            ("540912836471", &["us-west-2"]),
+            ("729104658213", &["us-east-1", "us-west-2"]),
+        ];
         let mut accounts = Vec::new();
         let mut nets = Vec::new();
         for (ai, (id, regions)) in layout.iter().enumerate() {
-            let mut acct = Account { id, nets: Vec::new() };
+            let mut acct = Account {
+                id,
+                nets: Vec::new(),
+            };
             for region in regions.iter() {
                 let n = nets.len();
                 nets.push(Net {
                     account: ai,
                     region,
-                    nat: (0..2).map(|_| format!("52.{}.{}.{}", rng.below(60) + 1, rng.below(256), rng.below(254) + 1)).collect(),
+                    nat: (0..2)
+                        .map(|_| {
+                            format!(
+                                "52.{}.{}.{}",
+                                rng.below(60) + 1,
+                                rng.below(256),
+                                rng.below(254) + 1
+                            )
+                        })
+                        .collect(),
                     vpce: format!("vpce-0{}", rng.hex(16)),
                     private_prefix: format!("10.{}.{}", 10 * (ai + 1) + n, rng.below(200) + 10),
-                    v6_prefix: format!("2600:1f18:{:x}:{:x}", rng.below(0xfffe) + 1, rng.below(0xffe) + 1),
+                    v6_prefix: format!(
+                        "2600:1f18:{:x}:{:x}",
+                        rng.below(0xfffe) + 1,
+                        rng.below(0xffe) + 1
+                    ),
                 });
                 acct.nets.push(n);
             }
@@ -288,7 +341,10 @@ impl World {
             }
             let mut role_ids: BTreeMap<&str, String> = BTreeMap::new();
             for (k, (kind, role)) in kinds.into_iter().enumerate() {
-                let rid = role_ids.entry(role).or_insert_with(|| role_id(&mut rng)).clone();
+                let rid = role_ids
+                    .entry(role)
+                    .or_insert_with(|| role_id(&mut rng))
+                    .clone();
                 // Most instances were running before the logs begin (their current
                 // credentials' issuance is not in the data); some launch during the window.
                 let launch = if kind == Kind::Idle {
@@ -296,7 +352,9 @@ impl World {
                 } else if rng.chance(0.7) {
                     start.plus_millis(-(rng.below(50) as i64 + 5) * EventTime::MINUTE)
                 } else {
-                    start.plus_millis((rng.below(20) as i64 + 1) * SLOT_MS + rng.below(SLOT_MS as u64) as i64)
+                    start.plus_millis(
+                        (rng.below(20) as i64 + 1) * SLOT_MS + rng.below(SLOT_MS as u64) as i64,
+                    )
                 };
                 let host = rng.below(250) + 2;
                 instances.push(Instance {
@@ -306,8 +364,19 @@ impl World {
                     role: format!("{}-{}", net_name(&accounts, net), role),
                     role_id: rid,
                     private_ip: format!("{}.{}", net.private_prefix, host),
-                    public_ip: format!("54.{}.{}.{}", 144 + rng.below(16), rng.below(256), rng.below(254) + 1),
-                    v6: format!("{}:{:x}:{:x}::{:x}", net.v6_prefix, rng.below(0xfffe) + 1, rng.below(0xfe) + 1, rng.below(0xffe) + 1),
+                    public_ip: format!(
+                        "54.{}.{}.{}",
+                        144 + rng.below(16),
+                        rng.below(256),
+                        rng.below(254) + 1
+                    ),
+                    v6: format!(
+                        "{}:{:x}:{:x}::{:x}",
+                        net.v6_prefix,
+                        rng.below(0xfffe) + 1,
+                        rng.below(0xfe) + 1,
+                        rng.below(0xffe) + 1
+                    ),
                     launch,
                     launched: false,
                     creds: None,
@@ -317,13 +386,25 @@ impl World {
                 });
             }
         }
-        let mut w = World { accounts, nets, instances, attacks: Vec::new(), rng };
+        let mut w = World {
+            accounts,
+            nets,
+            instances,
+            attacks: Vec::new(),
+            rng,
+        };
         w.plan_attacks();
         w
     }
 
     fn find(&self, net: usize, kind: Kind, nth: usize) -> usize {
-        self.instances.iter().enumerate().filter(|(_, i)| i.net == net && i.kind == kind).nth(nth).map(|(ix, _)| ix).expect("world layout has this instance")
+        self.instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.net == net && i.kind == kind)
+            .nth(nth)
+            .map(|(ix, _)| ix)
+            .expect("world layout has this instance")
     }
 
     fn plan_attacks(&mut self) {
@@ -400,7 +481,16 @@ impl World {
             ),
         ];
         for (slot, instance, use_sibling, ip, vpce, name, description) in plans {
-            self.attacks.push(Attack { slot, instance, use_sibling, ip, vpce, name, description, stolen_key: None });
+            self.attacks.push(Attack {
+                slot,
+                instance,
+                use_sibling,
+                ip,
+                vpce,
+                name,
+                description,
+                stolen_key: None,
+            });
         }
     }
 }
@@ -511,7 +601,10 @@ const CONSOLE_ACTIONS: &[(&str, &str)] = &[
     ("cloudwatch.amazonaws.com", "DescribeAlarms"),
     ("monitoring.amazonaws.com", "GetMetricData"),
     ("health.amazonaws.com", "DescribeEventAggregates"),
-    ("elasticloadbalancing.amazonaws.com", "DescribeLoadBalancers"),
+    (
+        "elasticloadbalancing.amazonaws.com",
+        "DescribeLoadBalancers",
+    ),
     ("autoscaling.amazonaws.com", "DescribeAutoScalingGroups"),
     ("s3.amazonaws.com", "ListBuckets"),
     ("iam.amazonaws.com", "ListRoles"),
@@ -519,7 +612,11 @@ const CONSOLE_ACTIONS: &[(&str, &str)] = &[
 ];
 
 /// One attacker call: event source, event name, and the error it gets, if any.
-type AttackStep = (&'static str, &'static str, Option<(&'static str, &'static str)>);
+type AttackStep = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+);
 
 /// Which novelty detectors a call must trip.
 #[derive(Clone, Copy, Default)]
@@ -568,7 +665,11 @@ pub const DEMO_CANARY_BUCKET: &str = "arn:aws:s3:::corp-backup-archive-2019";
 
 /// Who owns which roles in the demo company, for foreign-role-pass.
 pub fn demo_ownership() -> detect::OwnershipMap {
-    let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    let pairs = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
     detect::OwnershipMap {
         roles: pairs(&[
             ("arn:aws:iam::*:role/*-admin-automation", "platform"),
@@ -593,30 +694,56 @@ impl Gen<'_> {
     fn emit(&mut self, call: &Call<'_>) -> Expect {
         let by_service = call.ip.ends_with("amazonaws.com")
             || call.ip.starts_with("AWS Internal")
-            || matches!(call.who, Who::Service { .. } | Who::Role { invoked_by: Some(_), .. });
+            || matches!(
+                call.who,
+                Who::Service { .. }
+                    | Who::Role {
+                        invoked_by: Some(_),
+                        ..
+                    }
+            );
         let mut expect = Expect::default();
         if !by_service {
             let service = call.source.trim_end_matches(".amazonaws.com");
             let action = format!("{service}:{}", call.name);
             let principal = match &call.who {
-                Who::Role { account, role, .. } => Some(format!("arn:aws:iam::{account}:role/{role}")),
-                Who::User { account, user, .. } => Some(format!("arn:aws:iam::{account}:user/{user}")),
+                Who::Role { account, role, .. } => {
+                    Some(format!("arn:aws:iam::{account}:role/{role}"))
+                }
+                Who::User { account, user, .. } => {
+                    Some(format!("arn:aws:iam::{account}:user/{user}"))
+                }
                 Who::Service { .. } => None,
             };
             if let Some(p) = principal.filter(|_| !call.user_agent.starts_with("Mozilla/")) {
-                let first = *self.principal_first.entry(p.clone()).and_modify(|t| *t = (*t).min(call.time)).or_insert(call.time);
+                let first = *self
+                    .principal_first
+                    .entry(p.clone())
+                    .and_modify(|t| *t = (*t).min(call.time))
+                    .or_insert(call.time);
                 let learned = call.time >= first.plus_millis(DEMO_RECON_LEARNING_MS);
                 if detect::recon::recon_index(call.source, call.name).is_some() {
-                    expect.recon = self.made.insert((p.clone(), format!("recon {action}"))) && learned;
+                    expect.recon =
+                        self.made.insert((p.clone(), format!("recon {action}"))) && learned;
                 }
                 expect.new_action = self.made.insert((p, action)) && learned;
             }
             let a = call.account.to_owned();
-            let first = *self.principal_first.entry(format!("account {a}")).and_modify(|t| *t = (*t).min(call.time)).or_insert(call.time);
+            let first = *self
+                .principal_first
+                .entry(format!("account {a}"))
+                .and_modify(|t| *t = (*t).min(call.time))
+                .or_insert(call.time);
             let learned = call.time >= first.plus_millis(DEMO_RECON_LEARNING_MS);
-            expect.new_service = self.made.insert((format!("account {a}"), format!("service {service}"))) && learned;
+            expect.new_service = self
+                .made
+                .insert((format!("account {a}"), format!("service {service}")))
+                && learned;
             if !detect::novelty::GLOBAL_SERVICES.contains(&service) {
-                expect.new_region = self.made.insert((format!("account {a}"), format!("region {}", call.region))) && learned;
+                expect.new_region = self
+                    .made
+                    .insert((format!("account {a}"), format!("region {}", call.region)))
+                    && learned;
             }
         }
         self.emit_record(call);
@@ -628,13 +755,33 @@ impl Gen<'_> {
     fn expect_novelty(&mut self, e: Expect) {
         let last = self.truth.last().expect("the attack's entry").clone();
         for (flag, detector, description) in [
-            (e.recon, detect::recon::NAME, "the attacker's first whoami / listing calls, never made by this principal"),
-            (e.new_action, "new-role-behaviour", "the attacker's calls, never made by this principal"),
-            (e.new_service, "unused-service", "a service the account never used"),
-            (e.new_region, "unused-region", "regions the account never used"),
+            (
+                e.recon,
+                detect::recon::NAME,
+                "the attacker's first whoami / listing calls, never made by this principal",
+            ),
+            (
+                e.new_action,
+                "new-role-behaviour",
+                "the attacker's calls, never made by this principal",
+            ),
+            (
+                e.new_service,
+                "unused-service",
+                "a service the account never used",
+            ),
+            (
+                e.new_region,
+                "unused-region",
+                "regions the account never used",
+            ),
         ] {
             if flag {
-                self.truth.push(TruthEntry { detector, description, ..last.clone() });
+                self.truth.push(TruthEntry {
+                    detector,
+                    description,
+                    ..last.clone()
+                });
             }
         }
     }
@@ -646,7 +793,8 @@ impl Gen<'_> {
             "iam.amazonaws.com" => "us-east-1",
             _ => region_static(call.region),
         };
-        self.out.add(call.account, region, call.time, self.buf.clone());
+        self.out
+            .add(call.account, region, call.time, self.buf.clone());
     }
 
     fn time_in_slot(&mut self, slot: u64) -> EventTime {
@@ -678,7 +826,9 @@ impl Gen<'_> {
                 region,
                 ip: "ec2.amazonaws.com",
                 user_agent: "ec2.amazonaws.com",
-                who: Who::Service { invoked_by: "ec2.amazonaws.com" },
+                who: Who::Service {
+                    invoked_by: "ec2.amazonaws.com",
+                },
                 account,
                 read_only: true,
                 request: Some(&request),
@@ -690,7 +840,11 @@ impl Gen<'_> {
                 resources: &[],
             });
         }
-        self.w.instances[ix].creds = Some(Creds { k1, k2, created: at });
+        self.w.instances[ix].creds = Some(Creds {
+            k1,
+            k2,
+            created: at,
+        });
     }
 
     fn launch(&mut self, ix: usize) {
@@ -700,7 +854,11 @@ impl Gen<'_> {
         if launch < slot_time(0) {
             // Running before the logs begin: credentials exist, their issuance is not in the data.
             let (k1, k2) = (self.rng.key_id("ASIA"), self.rng.key_id("ASIA"));
-            self.w.instances[ix].creds = Some(Creds { k1, k2, created: launch });
+            self.w.instances[ix].creds = Some(Creds {
+                k1,
+                k2,
+                created: launch,
+            });
             self.w.instances[ix].next_refresh = launch.plus_millis(EventTime::HOUR);
             return;
         }
@@ -711,7 +869,10 @@ impl Gen<'_> {
             r#"{{"instancesSet":{{"items":[{{"imageId":"ami-0c101f26f147fa7fd","minCount":1,"maxCount":1}}]}},"instanceType":"m6i.large","iamInstanceProfile":{{"arn":"arn:aws:iam::{account}:instance-profile/{}"}}}}"#,
             inst.role
         );
-        let response = format!(r#"{{"instancesSet":{{"items":[{{"instanceId":"{}","privateIpAddress":"{}"}}]}}}}"#, inst.id, inst.private_ip);
+        let response = format!(
+            r#"{{"instancesSet":{{"items":[{{"instanceId":"{}","privateIpAddress":"{}"}}]}}}}"#,
+            inst.id, inst.private_ip
+        );
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
         let created = launch.plus_millis(-EventTime::HOUR);
         self.emit(&Call {
@@ -750,7 +911,10 @@ impl Gen<'_> {
         let inst = &self.w.instances[ix];
         let net = &self.w.nets[inst.net];
         let account = self.w.accounts[net.account].id;
-        let creds = inst.creds.as_ref().expect("launched instances have credentials");
+        let creds = inst
+            .creds
+            .as_ref()
+            .expect("launched instances have credentials");
         let ssm_turn = inst.kind == Kind::Web && self.rng.chance(0.15);
         let action = if ssm_turn {
             &SSM_ACTION
@@ -759,9 +923,17 @@ impl Gen<'_> {
         } else {
             self.rng.pick(WEB_ACTIONS)
         };
-        let (key, delivery, ua) =
-            if ssm_turn { (creds.k1.clone(), "1.0", UA_SSM) } else { (creds.k2.clone(), "2.0", *self.rng.pick(&[UA_JAVA, UA_BOTO, UA_GO])) };
-        let through_endpoint = action.endpoint_ok && inst.kind != Kind::Public && self.rng.chance(0.6);
+        let (key, delivery, ua) = if ssm_turn {
+            (creds.k1.clone(), "1.0", UA_SSM)
+        } else {
+            (
+                creds.k2.clone(),
+                "2.0",
+                *self.rng.pick(&[UA_JAVA, UA_BOTO, UA_GO]),
+            )
+        };
+        let through_endpoint =
+            action.endpoint_ok && inst.kind != Kind::Public && self.rng.chance(0.6);
         let ip = if through_endpoint {
             inst.private_ip.clone()
         } else {
@@ -774,10 +946,25 @@ impl Gen<'_> {
         };
         let vpce_id = net.vpce.clone();
         let vpce = through_endpoint.then_some((vpce_id.as_str(), account));
-        let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
+        let (id, role, role_id, created, region) = (
+            inst.id.clone(),
+            inst.role.clone(),
+            inst.role_id.clone(),
+            creds.created,
+            net.region,
+        );
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
-        let who =
-            Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some(delivery), console: false, invoked_by: None };
+        let who = Who::Role {
+            account,
+            role: &role,
+            role_id: &role_id,
+            session: &id,
+            key: &key,
+            created,
+            delivery: Some(delivery),
+            console: false,
+            invoked_by: None,
+        };
         self.emit(&Call {
             time,
             source: action.source,
@@ -796,7 +983,13 @@ impl Gen<'_> {
             request_id: &request_id,
             resources: &[],
         });
-        if !through_endpoint && matches!(self.w.instances[ix].kind, Kind::Web | Kind::Worker | Kind::DualStack) && !ip.contains(':') {
+        if !through_endpoint
+            && matches!(
+                self.w.instances[ix].kind,
+                Kind::Web | Kind::Worker | Kind::DualStack
+            )
+            && !ip.contains(':')
+        {
             self.w.instances[ix].nat_used = true;
         }
         // S3 with SSE-KMS: KMS logs a Decrypt that S3 made on the caller's behalf.
@@ -813,7 +1006,11 @@ impl Gen<'_> {
                 console: false,
                 invoked_by: (!internal).then_some("s3.amazonaws.com"),
             };
-            let ip = if internal { "AWS Internal" } else { "s3.amazonaws.com" };
+            let ip = if internal {
+                "AWS Internal"
+            } else {
+                "s3.amazonaws.com"
+            };
             self.emit(&Call {
                 time,
                 source: "kms.amazonaws.com",
@@ -836,7 +1033,12 @@ impl Gen<'_> {
     }
 
     fn background(&mut self, slot: u64, budget: u64) {
-        let accounts: Vec<(&'static str, Vec<usize>)> = self.w.accounts.iter().map(|a| (a.id, a.nets.clone())).collect();
+        let accounts: Vec<(&'static str, Vec<usize>)> = self
+            .w
+            .accounts
+            .iter()
+            .map(|a| (a.id, a.nets.clone()))
+            .collect();
         for n in 0..budget {
             let account_ix = (n as usize + slot as usize) % accounts.len();
             let (account, nets) = &accounts[account_ix];
@@ -872,7 +1074,9 @@ impl Gen<'_> {
                         who,
                         account,
                         read_only: true,
-                        request: Some(r#"{"tableName":"orders","keyConditionExpression":"pk = :pk"}"#),
+                        request: Some(
+                            r#"{"tableName":"orders","keyConditionExpression":"pk = :pk"}"#,
+                        ),
                         response: None,
                         vpce: None,
                         error: None,
@@ -883,9 +1087,16 @@ impl Gen<'_> {
                 }
                 // Lambda: per-function credentials, calls from Lambda's (AWS) addresses that vary per call.
                 3..=4 => {
-                    let f = *self.rng.pick(&["thumbnailer", "audit-forwarder", "nightly-report"]);
+                    let f = *self
+                        .rng
+                        .pick(&["thumbnailer", "audit-forwarder", "nightly-report"]);
                     let key = format!("ASIALAMBDA{:010}", (slot / 12) * 3 + n % 3);
-                    let ip = format!("3.{}.{}.{}", 208 + self.rng.below(16), self.rng.below(256), self.rng.below(254) + 1);
+                    let ip = format!(
+                        "3.{}.{}.{}",
+                        208 + self.rng.below(16),
+                        self.rng.below(256),
+                        self.rng.below(254) + 1
+                    );
                     let who = Who::Role {
                         account,
                         role: f,
@@ -918,14 +1129,24 @@ impl Gen<'_> {
                 }
                 // Console users browsing: one click fans out across services and regions.
                 5..=7 => {
-                    let user = *self.rng.pick(&["alice@corp.example", "bob@corp.example", "carol@corp.example"]);
+                    let user = *self.rng.pick(&[
+                        "alice@corp.example",
+                        "bob@corp.example",
+                        "carol@corp.example",
+                    ]);
                     let key = format!("ASIACONSOLE{:09}", (slot / 24) * 3 + n % 3);
                     let ip = format!("198.51.100.{}", 10 + self.rng.below(5));
                     let (source, name) = *self.rng.pick(CONSOLE_ACTIONS);
-                    let region = *self.rng.pick(&["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"]);
+                    let region =
+                        *self
+                            .rng
+                            .pick(&["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"]);
                     // Read-only users are now and then denied a page's call: scattered noise
                     // that must not look like enumeration.
-                    let error = self.rng.chance(0.01).then_some(("AccessDenied", "User is not authorized to perform this action"));
+                    let error = self.rng.chance(0.01).then_some((
+                        "AccessDenied",
+                        "User is not authorized to perform this action",
+                    ));
                     let who = Who::Role {
                         account,
                         role: "AWSReservedSSO_ReadOnly_5f2e9c1a",
@@ -959,7 +1180,12 @@ impl Gen<'_> {
                 // CI deploys with a static key.
                 _ => {
                     let key = ci_key(account_ix);
-                    let who = Who::User { account, user: "ci-deployer", user_id: "AIDACIDEPLOYEREXAMPLE", key: &key };
+                    let who = Who::User {
+                        account,
+                        user: "ci-deployer",
+                        user_id: "AIDACIDEPLOYEREXAMPLE",
+                        key: &key,
+                    };
                     self.emit(&Call {
                         time,
                         source: "cloudformation.amazonaws.com",
@@ -988,11 +1214,20 @@ impl Gen<'_> {
     fn move_elastic_ip(&mut self, slot: u64) {
         let ix = self.w.find(0, Kind::Public, 1);
         let time = self.time_in_slot(slot);
-        let new_ip = format!("54.{}.{}.{}", 144 + self.rng.below(16), self.rng.below(256), self.rng.below(254) + 1);
+        let new_ip = format!(
+            "54.{}.{}.{}",
+            144 + self.rng.below(16),
+            self.rng.below(256),
+            self.rng.below(254) + 1
+        );
         let inst = &self.w.instances[ix];
         let net = &self.w.nets[inst.net];
         let account = self.w.accounts[net.account].id;
-        let request = format!(r#"{{"instanceId":"{}","allocationId":"eipalloc-0{}","allowReassociation":true}}"#, inst.id, self.rng.hex(16));
+        let request = format!(
+            r#"{{"instanceId":"{}","allocationId":"eipalloc-0{}","allowReassociation":true}}"#,
+            inst.id,
+            self.rng.hex(16)
+        );
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
         let who = Who::Role {
             account,
@@ -1051,7 +1286,19 @@ impl Gen<'_> {
 
     fn enumeration_attack(&mut self, slot: u64) {
         // The credential stolen earlier: still valid, even if the instance has refreshed since.
-        let Some(Stolen { key, ip, id, role, role_id, created, region, account }) = self.stolen("ssrf-credential-theft") else { return };
+        let Some(Stolen {
+            key,
+            ip,
+            id,
+            role,
+            role_id,
+            created,
+            region,
+            account,
+        }) = self.stolen("ssrf-credential-theft")
+        else {
+            return;
+        };
         const PROBES: &[(&str, &str)] = &[
             ("iam.amazonaws.com", "ListUsers"),
             ("iam.amazonaws.com", "ListRoles"),
@@ -1080,7 +1327,8 @@ impl Gen<'_> {
                 "s3.amazonaws.com" | "iam.amazonaws.com" | "sns.amazonaws.com" => "AccessDenied",
                 _ => "AccessDeniedException",
             };
-            let error = (*name != "ListBuckets").then_some((code, "not authorized to perform this operation"));
+            let error = (*name != "ListBuckets")
+                .then_some((code, "not authorized to perform this operation"));
             let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
             let who = Who::Role {
                 account,
@@ -1114,7 +1362,10 @@ impl Gen<'_> {
             });
         }
         // ... and sprays regions the company never uses, looking for forgotten resources.
-        for (i, spray_region) in ["eu-north-1", "ap-south-1", "sa-east-1", "me-south-1"].into_iter().enumerate() {
+        for (i, spray_region) in ["eu-north-1", "ap-south-1", "sa-east-1", "me-south-1"]
+            .into_iter()
+            .enumerate()
+        {
             let time = slot_time(slot).plus_millis(125_000 + i as i64 * 2_000);
             let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
             let who = Who::Role {
@@ -1134,14 +1385,18 @@ impl Gen<'_> {
                 name: "DescribeInstances",
                 region: spray_region,
                 ip: &ip,
-                user_agent: "Boto3/1.34.11 Python/3.11.8 Linux/6.5.0 Botocore/1.34.11 enumerate-iam",
+                user_agent:
+                    "Boto3/1.34.11 Python/3.11.8 Linux/6.5.0 Botocore/1.34.11 enumerate-iam",
                 who,
                 account,
                 read_only: true,
                 request: Some("{}"),
                 response: None,
                 vpce: None,
-                error: Some(("Client.UnauthorizedOperation", "You are not authorized to perform this operation.")),
+                error: Some((
+                    "Client.UnauthorizedOperation",
+                    "You are not authorized to perform this operation.",
+                )),
                 event_id: &event_id,
                 request_id: &request_id,
                 resources: &[],
@@ -1166,13 +1421,37 @@ impl Gen<'_> {
     /// The attacker holding the stolen sibling credential tries the company's old backup
     /// bucket — a canary nobody legitimate touches.
     fn honey_bucket_attack(&mut self, slot: u64) {
-        let Some(Stolen { key, ip, id, role, role_id, created, region, account }) = self.stolen("stolen-sibling-credential") else { return };
+        let Some(Stolen {
+            key,
+            ip,
+            id,
+            role,
+            role_id,
+            created,
+            region,
+            account,
+        }) = self.stolen("stolen-sibling-credential")
+        else {
+            return;
+        };
         let time = slot_time(slot).plus_millis(self.rng.below(SLOT_MS as u64 / 2) as i64);
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
         let object = format!("{DEMO_CANARY_BUCKET}/db/prod-dump-2019-11.sql.gz");
-        let request = format!(r#"{{"bucketName":"{}","key":"db/prod-dump-2019-11.sql.gz"}}"#, DEMO_CANARY_BUCKET.trim_start_matches("arn:aws:s3:::"));
-        let who =
-            Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some("1.0"), console: false, invoked_by: None };
+        let request = format!(
+            r#"{{"bucketName":"{}","key":"db/prod-dump-2019-11.sql.gz"}}"#,
+            DEMO_CANARY_BUCKET.trim_start_matches("arn:aws:s3:::")
+        );
+        let who = Who::Role {
+            account,
+            role: &role,
+            role_id: &role_id,
+            session: &id,
+            key: &key,
+            created,
+            delivery: Some("1.0"),
+            console: false,
+            invoked_by: None,
+        };
         let novelty = self.emit(&Call {
             time,
             source: "s3.amazonaws.com",
@@ -1210,13 +1489,36 @@ impl Gen<'_> {
     /// The attacker holding the worker's sibling credential creates a Lambda function that
     /// runs as the platform team's admin-automation role: privilege escalation by PassRole.
     fn foreign_pass_attack(&mut self, slot: u64) {
-        let Some(Stolen { key, ip, id, role, role_id, created, region, account }) = self.stolen("stolen-sibling-credential") else { return };
+        let Some(Stolen {
+            key,
+            ip,
+            id,
+            role,
+            role_id,
+            created,
+            region,
+            account,
+        }) = self.stolen("stolen-sibling-credential")
+        else {
+            return;
+        };
         let time = slot_time(slot).plus_millis(self.rng.below(SLOT_MS as u64 / 2) as i64);
         let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
         let admin = format!("arn:aws:iam::{account}:role/data-admin-automation");
-        let request = format!(r#"{{"functionName":"log-rotate","runtime":"python3.12","role":"{admin}","handler":"index.handler","timeout":900}}"#);
-        let who =
-            Who::Role { account, role: &role, role_id: &role_id, session: &id, key: &key, created, delivery: Some("1.0"), console: false, invoked_by: None };
+        let request = format!(
+            r#"{{"functionName":"log-rotate","runtime":"python3.12","role":"{admin}","handler":"index.handler","timeout":900}}"#
+        );
+        let who = Who::Role {
+            account,
+            role: &role,
+            role_id: &role_id,
+            session: &id,
+            key: &key,
+            created,
+            delivery: Some("1.0"),
+            console: false,
+            invoked_by: None,
+        };
         let novelty = self.emit(&Call {
             time,
             source: "lambda.amazonaws.com",
@@ -1267,10 +1569,16 @@ impl Gen<'_> {
         .into_iter()
         .enumerate()
         {
-            let time = slot_time(slot).plus_millis(i as i64 * 45_000 + self.rng.below(10_000) as i64);
+            let time =
+                slot_time(slot).plus_millis(i as i64 * 45_000 + self.rng.below(10_000) as i64);
             first.get_or_insert(time);
             let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
-            let who = Who::User { account, user: "ci-deployer", user_id: "AIDACIDEPLOYEREXAMPLE", key: &key };
+            let who = Who::User {
+                account,
+                user: "ci-deployer",
+                user_id: "AIDACIDEPLOYEREXAMPLE",
+                key: &key,
+            };
             recon |= self.emit(&Call {
                 time,
                 source,
@@ -1309,18 +1617,43 @@ impl Gen<'_> {
     fn attack(&mut self, a: usize) {
         let (slot, ix, use_sibling, ip, vpce, name, description) = {
             let a = &self.w.attacks[a];
-            (a.slot, a.instance, a.use_sibling, a.ip.clone(), a.vpce.clone(), a.name, a.description)
+            (
+                a.slot,
+                a.instance,
+                a.use_sibling,
+                a.ip.clone(),
+                a.vpce.clone(),
+                a.name,
+                a.description,
+            )
         };
         let inst = &self.w.instances[ix];
         let net = &self.w.nets[inst.net];
         let account = self.w.accounts[net.account].id;
         let creds = inst.creds.as_ref().expect("attacked instances are running");
-        let (key, delivery) = if use_sibling { (creds.k1.clone(), "1.0") } else { (creds.k2.clone(), "2.0") };
-        let (id, role, role_id, created, region) = (inst.id.clone(), inst.role.clone(), inst.role_id.clone(), creds.created, net.region);
+        let (key, delivery) = if use_sibling {
+            (creds.k1.clone(), "1.0")
+        } else {
+            (creds.k2.clone(), "2.0")
+        };
+        let (id, role, role_id, created, region) = (
+            inst.id.clone(),
+            inst.role.clone(),
+            inst.role_id.clone(),
+            creds.created,
+            net.region,
+        );
         let steps: [AttackStep; 6] = [
             ("sts.amazonaws.com", "GetCallerIdentity", None),
             ("s3.amazonaws.com", "ListBuckets", None),
-            ("iam.amazonaws.com", "ListUsers", Some(("AccessDenied", "User is not authorized to perform: iam:ListUsers"))),
+            (
+                "iam.amazonaws.com",
+                "ListUsers",
+                Some((
+                    "AccessDenied",
+                    "User is not authorized to perform: iam:ListUsers",
+                )),
+            ),
             ("ec2.amazonaws.com", "DescribeInstances", None),
             ("secretsmanager.amazonaws.com", "ListSecrets", None),
             ("s3.amazonaws.com", "GetObject", None),
@@ -1328,7 +1661,8 @@ impl Gen<'_> {
         let mut first = None;
         let mut recon = Expect::default();
         for (i, (source, event, error)) in steps.into_iter().enumerate() {
-            let time = slot_time(slot).plus_millis(i as i64 * 70_000 + self.rng.below(30_000) as i64);
+            let time =
+                slot_time(slot).plus_millis(i as i64 * 70_000 + self.rng.below(30_000) as i64);
             first.get_or_insert(time);
             let (event_id, request_id) = (self.rng.uuid(), self.rng.uuid());
             let who = Who::Role {
@@ -1389,7 +1723,10 @@ fn ci_key(i: usize) -> String {
 }
 
 fn region_static(r: &str) -> &'static str {
-    ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"].into_iter().find(|x| *x == r).unwrap_or("us-east-1")
+    ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"]
+        .into_iter()
+        .find(|x| *x == r)
+        .unwrap_or("us-east-1")
 }
 
 /// Generate about `records` records into `dir` (logs under `dir/AWSLogs`).
@@ -1427,11 +1764,16 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
             while g.w.instances[ix].launched && g.w.instances[ix].next_refresh < slot_end {
                 let at = g.w.instances[ix].next_refresh;
                 g.issue_instance_creds(ix, at.max(slot_time(slot)));
-                g.w.instances[ix].next_refresh = at.plus_millis(EventTime::HOUR + (rng.below(120) as i64 - 60) * 1000);
+                g.w.instances[ix].next_refresh =
+                    at.plus_millis(EventTime::HOUR + (rng.below(120) as i64 - 60) * 1000);
             }
         }
         let active: Vec<usize> = (0..g.w.instances.len())
-            .filter(|&i| g.w.instances[i].launched && g.w.instances[i].kind != Kind::Idle && g.w.instances[i].launch < slot_time(slot))
+            .filter(|&i| {
+                g.w.instances[i].launched
+                    && g.w.instances[i].kind != Kind::Idle
+                    && g.w.instances[i].launch < slot_time(slot)
+            })
             .collect();
         let instance_budget = per_slot * 7 / 10;
         let per_instance = instance_budget as f64 / active.len().max(1) as f64;
@@ -1485,7 +1827,8 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
             source_ip: CI_RUNNER_IP.to_owned(),
             vpc_endpoint: None,
             time: String::new(),
-            description: "a CI user's long-lived key in daily use: reported once, so it gets retired",
+            description:
+                "a CI user's long-lived key in daily use: reported once, so it gets retired",
         });
     }
     Ok(Generated {

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cloudtrail::discover;
 use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding, ForeignRolePassConfig, ForeignRolePassDetector, Novelty,
-    NoveltyConfig, NoveltyDetector, OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector,
+    BurstConfig, CanaryConfig, CanaryDetector, Engine, EnumerationBurstDetector, Finding,
+    ForeignRolePassConfig, ForeignRolePassDetector, Novelty, NoveltyConfig, NoveltyDetector,
+    OffInstanceConfig, OffInstanceDetector, StaticKeyConfig, StaticKeyDetector,
 };
 
 pub use generate::TruthEntry;
@@ -69,13 +70,27 @@ impl Score {
 
 /// A finding matches an attack when it names the attack's credential and source.
 pub fn matches(f: &Finding, t: &TruthEntry) -> bool {
-    f.detector == t.detector && f.access_key_id.as_deref() == Some(t.access_key_id.as_str()) && f.source.ip.as_deref() == Some(t.source_ip.as_str())
+    f.detector == t.detector
+        && f.access_key_id.as_deref() == Some(t.access_key_id.as_str())
+        && f.source.ip.as_deref() == Some(t.source_ip.as_str())
 }
 
 pub fn score(findings: &[Finding], truth: &[TruthEntry]) -> Score {
-    let tp = findings.iter().filter(|f| truth.iter().any(|t| matches(f, t))).count();
-    let found = truth.iter().filter(|t| findings.iter().any(|f| matches(f, t))).count();
-    Score { findings: findings.len(), true_positives: tp, false_positives: findings.len() - tp, attacks: truth.len(), attacks_found: found }
+    let tp = findings
+        .iter()
+        .filter(|f| truth.iter().any(|t| matches(f, t)))
+        .count();
+    let found = truth
+        .iter()
+        .filter(|t| findings.iter().any(|f| matches(f, t)))
+        .count();
+    Score {
+        findings: findings.len(),
+        true_positives: tp,
+        false_positives: findings.len() - tp,
+        attacks: truth.len(),
+        attacks_found: found,
+    }
 }
 
 /// Prepare an output folder: create it, or reuse one an earlier demo made; never clobber
@@ -84,15 +99,22 @@ fn prepare(dir: &Path) -> Result<()> {
     if dir.exists() {
         let non_empty = std::fs::read_dir(dir)?.next().is_some();
         if non_empty && !dir.join(MARKER).exists() {
-            bail!("{} exists and was not made by credwarden demo; choose another folder", dir.display());
+            bail!(
+                "{} exists and was not made by credwarden demo; choose another folder",
+                dir.display()
+            );
         }
         let logs = dir.join("AWSLogs");
         if logs.exists() {
-            std::fs::remove_dir_all(&logs).with_context(|| format!("cannot clear {}", logs.display()))?;
+            std::fs::remove_dir_all(&logs)
+                .with_context(|| format!("cannot clear {}", logs.display()))?;
         }
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(dir.join(MARKER), "made by credwarden demo; safe to delete\n")?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by credwarden demo; safe to delete\n",
+    )?;
     Ok(())
 }
 
@@ -105,15 +127,24 @@ pub fn write_dataset(dir: &Path, seed: u64, records: u64) -> Result<generate::Ge
         serde_json::to_writer(&mut truth, t)?;
         truth.write_all(b"\n")?;
     }
-    std::fs::write(dir.join("aws-ip-ranges.json"), generate::aws_ip_ranges_json())?;
+    std::fs::write(
+        dir.join("aws-ip-ranges.json"),
+        generate::aws_ip_ranges_json(),
+    )?;
     Ok(generated)
 }
 
 /// The engine the demo runs: every detector, with the demo company's canary, ownership
 /// map and a one-hour learning window (its data spans six hours).
 pub fn demo_engine(ranges: detect::AwsIpRanges) -> Engine {
-    let cfg = OffInstanceConfig { aws_ranges: Some(ranges), ..Default::default() };
-    let learning = || NoveltyConfig { learning_ms: generate::DEMO_RECON_LEARNING_MS, ..Default::default() };
+    let cfg = OffInstanceConfig {
+        aws_ranges: Some(ranges),
+        ..Default::default()
+    };
+    let learning = || NoveltyConfig {
+        learning_ms: generate::DEMO_RECON_LEARNING_MS,
+        ..Default::default()
+    };
     let mut detectors: Vec<Box<dyn detect::Detector>> = vec![
         Box::new(OffInstanceDetector::new(cfg)),
         Box::new(EnumerationBurstDetector::new(BurstConfig::default())),
@@ -127,7 +158,11 @@ pub fn demo_engine(ranges: detect::AwsIpRanges) -> Engine {
             lateness_ms: detect::engine::DEFAULT_LATENESS_MS,
         })),
     ];
-    detectors.extend(Novelty::ALL.into_iter().map(|k| Box::new(NoveltyDetector::new(k, learning())) as Box<dyn detect::Detector>));
+    detectors.extend(
+        Novelty::ALL
+            .into_iter()
+            .map(|k| Box::new(NoveltyDetector::new(k, learning())) as Box<dyn detect::Detector>),
+    );
     Engine::new(detectors)
 }
 
@@ -151,7 +186,13 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let records = args.records.unwrap_or(60_000);
     println!("credwarden demo: generating about {records} records for a 3-account, 5-region company (seed {}) into {} …", args.seed, dir.display());
     let g = write_dataset(dir, args.seed, records)?;
-    println!("  {} records in {} delivery files (+{} digest files), {} attacks injected (truth.jsonl)", g.records, g.files, g.digest_files, g.truth.len());
+    println!(
+        "  {} records in {} delivery files (+{} digest files), {} attacks injected (truth.jsonl)",
+        g.records,
+        g.files,
+        g.digest_files,
+        g.truth.len()
+    );
     let ranges = crate::ipranges::load(&dir.join("aws-ip-ranges.json"))?;
     let mut engine = demo_engine(ranges);
     let (sources, _) = discover(&[&g.logs])?;
@@ -195,11 +236,18 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let truth = &g.truth;
     let s = score(&findings, truth);
     let attacks = truth.iter().filter(|t| t.kind == "attack").count();
-    writeln!(out, "\nground truth: {attacks} attacks and {} expected hygiene findings (truth.jsonl):", truth.len() - attacks)?;
+    writeln!(
+        out,
+        "\nground truth: {attacks} attacks and {} expected hygiene findings (truth.jsonl):",
+        truth.len() - attacks
+    )?;
     for t in truth {
         let hit = findings.iter().find(|f| matches(f, t));
         let how = hit.map_or(String::new(), |f| {
-            let why = f.details["reason"].as_str().or(f.details["shape"].as_str()).unwrap_or(f.severity.as_str());
+            let why = f.details["reason"]
+                .as_str()
+                .or(f.details["shape"].as_str())
+                .unwrap_or(f.severity.as_str());
             format!("{} ({why})", f.detector)
         });
         writeln!(
@@ -210,10 +258,17 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             t.instance_id,
             t.access_key_id,
             t.source_ip,
-            t.vpc_endpoint.as_ref().map(|v| format!(" via {v}")).unwrap_or_default(),
+            t.vpc_endpoint
+                .as_ref()
+                .map(|v| format!(" via {v}"))
+                .unwrap_or_default(),
         )?;
     }
-    let benign_keys: HashSet<&str> = findings.iter().filter(|f| !truth.iter().any(|t| matches(f, t))).filter_map(|f| f.access_key_id.as_deref()).collect();
+    let benign_keys: HashSet<&str> = findings
+        .iter()
+        .filter(|f| !truth.iter().any(|t| matches(f, t)))
+        .filter_map(|f| f.access_key_id.as_deref())
+        .collect();
     writeln!(
         out,
         "\nprecision {:.3} ({} of {} findings expected), recall {:.3} ({} of {} expected findings made); findings on benign traffic: {}",
@@ -226,7 +281,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         s.false_positives
     )?;
     if !benign_keys.is_empty() {
-        writeln!(out, "false positives on keys: {}", benign_keys.into_iter().collect::<Vec<_>>().join(", "))?;
+        writeln!(
+            out,
+            "false positives on keys: {}",
+            benign_keys.into_iter().collect::<Vec<_>>().join(", ")
+        )?;
     }
     writeln!(out, "findings: {}", dir.join("findings.jsonl").display())?;
     Ok(())

@@ -41,11 +41,21 @@ impl Rng {
     }
 
     pub fn hex(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from(b"0123456789abcdef"[self.below(16) as usize])).collect()
+        (0..n)
+            .map(|_| char::from(b"0123456789abcdef"[self.below(16) as usize]))
+            .collect()
     }
 
     pub fn uuid(&mut self) -> String {
-        format!("{}-{}-4{}-{}{}-{}", self.hex(8), self.hex(4), self.hex(3), char::from(b"89ab"[self.below(4) as usize]), self.hex(3), self.hex(12))
+        format!(
+            "{}-{}-4{}-{}{}-{}",
+            self.hex(8),
+            self.hex(4),
+            self.hex(3),
+            char::from(b"89ab"[self.below(4) as usize]),
+            self.hex(3),
+            self.hex(12)
+        )
     }
 
     /// An STS-style key id: prefix and 16 base-32 characters.
@@ -58,6 +68,8 @@ impl Rng {
 
     pub fn alnum(&mut self, n: usize) -> String {
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        (0..n).map(|_| char::from(alphabet[self.below(alphabet.len() as u64) as usize])).collect()
+        (0..n)
+            .map(|_| char::from(alphabet[self.below(alphabet.len() as u64) as usize]))
+            .collect()
     }
 }

@@ -26,7 +26,9 @@ impl Reply {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     }
 }
@@ -44,13 +46,27 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
 pub fn parse(buf: &[u8]) -> Reply {
     let text = String::from_utf8_lossy(buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Reply { status, head: head.to_string(), body: body.to_string() }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
 }
 
 /// A well-formed request with `Connection: close`.
-pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n");
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut r =
+        format!("{method} {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n");
     for (k, v) in headers {
         r.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -97,7 +113,9 @@ pub fn test_config(role: &str) -> ServeConfig {
 
 pub async fn start_server(config: ServeConfig, source: Arc<dyn CredentialSource>) -> Running {
     let log = Arc::new(MemoryLog::default());
-    let server = MetadataServer::bind(config, source, log.clone() as Arc<dyn LogSink>).await.unwrap();
+    let server = MetadataServer::bind(config, source, log.clone() as Arc<dyn LogSink>)
+        .await
+        .unwrap();
     let addr = server.local_addr();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -108,11 +126,19 @@ pub async fn start_server(config: ServeConfig, source: Arc<dyn CredentialSource>
             .await
             .unwrap()
     });
-    Running { addr, log, stop: Some(tx), task }
+    Running {
+        addr,
+        log,
+        stop: Some(tx),
+        task,
+    }
 }
 
 pub fn static_source(key: &str, lifetime: Duration) -> Arc<dyn CredentialSource> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     Arc::new(StaticSource(Credentials {
         access_key_id: key.into(),
         secret_access_key: format!("{key}-secret"),
@@ -127,7 +153,9 @@ pub fn static_source(key: &str, lifetime: Duration) -> Arc<dyn CredentialSource>
 /// onwards when given.
 pub fn script(dir: &Path, life_secs: u64, fail_from: Option<u32>) -> PathBuf {
     let path = dir.join("creds.sh");
-    let fail = fail_from.map_or(String::new(), |n| format!("if [ \"$n\" -ge {n} ]; then echo 'broker unreachable' >&2; exit 3; fi\n"));
+    let fail = fail_from.map_or(String::new(), |n| {
+        format!("if [ \"$n\" -ge {n} ]; then echo 'broker unreachable' >&2; exit 3; fi\n")
+    });
     let body = format!(
         "#!/bin/sh\nset -e\nd='{dir}'\nn=$(cat \"$d/count\" 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > \"$d/count\"\n{fail}\
          exp=$(date -u -d \"+{life_secs} seconds\" +%Y-%m-%dT%H:%M:%SZ)\n\
@@ -141,11 +169,17 @@ pub fn script(dir: &Path, life_secs: u64, fail_from: Option<u32>) -> PathBuf {
 }
 
 pub fn process_source(script: &Path) -> Arc<dyn CredentialSource> {
-    Arc::new(ProcessSource::new(script.display().to_string(), Vec::<String>::new()))
+    Arc::new(ProcessSource::new(
+        script.display().to_string(),
+        Vec::<String>::new(),
+    ))
 }
 
 pub fn count(dir: &Path) -> u32 {
-    std::fs::read_to_string(dir.join("count")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    std::fs::read_to_string(dir.join("count"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Poll until `f` is true or `timeout` passes.
