@@ -275,7 +275,7 @@ pub fn split_groups(s: &str) -> BTreeSet<String> {
 pub struct HeaderRules {
     pub user_header: String,
     pub groups_header: Option<String>,
-    pub trusted_proxies: Vec<cloudtrail::address::Cidr>,
+    pub trusted_proxies: Vec<credwarden_core::Cidr>,
 }
 
 /// Read the caller from headers, only when the TCP peer is a trusted proxy.
@@ -439,7 +439,7 @@ mod tests {
         let rules = HeaderRules {
             user_header: "x-user".into(),
             groups_header: Some("x-groups".into()),
-            trusted_proxies: vec![cloudtrail::address::Cidr::parse("10.0.0.0/8").unwrap()],
+            trusted_proxies: vec![credwarden_core::Cidr::parse("10.0.0.0/8").unwrap()],
         };
         let c = from_headers(
             "10.1.2.3".parse().unwrap(),

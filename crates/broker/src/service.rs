@@ -12,14 +12,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_iam::types::EntityType;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-use cloudtrail::address::Cidr;
-use cloudtrail::EventTime;
-use detect::{finding_id, Finding, FindingSource, Severity};
+use credwarden_core::Cidr;
+use credwarden_core::EventTime;
+use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 use serde::Serialize;
 use store::{AuditEntry, Store};
 
@@ -181,10 +181,7 @@ pub struct Broker {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    credwarden_core::clock::now_millis()
 }
 
 /// A name STS accepts for RoleSessionName / SourceIdentity: `[\w+=,.@-]{2,64}`.

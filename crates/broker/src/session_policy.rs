@@ -39,7 +39,7 @@ pub fn build(cfg: &BrokerConfig, net: &NetworkConfig) -> Result<String, ConfigEr
         }
     }
     for c in &net.egress {
-        if cloudtrail::address::Cidr::parse(c).is_none() {
+        if credwarden_core::Cidr::parse(c).is_none() {
             return Err(ConfigError::Invalid(format!(
                 "network {:?}: egress {c:?} is not an address or CIDR",
                 net.name

@@ -6,7 +6,7 @@
 //! once, here, leniently.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What a record's `sourceIPAddress` is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -109,62 +109,6 @@ pub fn parse_ipv4_lenient(s: &str) -> Option<Ipv4Addr> {
         n += 1;
     }
     (n == 4).then(|| Ipv4Addr::from(octets))
-}
-
-/// One CIDR block, IPv4 or IPv6.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cidr {
-    V4 { start: u32, end: u32 },
-    V6 { start: u128, end: u128 },
-}
-
-impl Cidr {
-    /// Parse `a.b.c.d/n`, `x::/n`, or a bare address (a /32 or /128); `None` when it is neither.
-    pub fn parse(s: &str) -> Option<Cidr> {
-        let (addr, len) = match s.trim().split_once('/') {
-            Some((a, l)) => (a, Some(l.parse::<u32>().ok()?)),
-            None => (s.trim(), None),
-        };
-        match addr.parse::<IpAddr>().ok()? {
-            IpAddr::V4(a) => {
-                let len = len.unwrap_or(32);
-                if len > 32 {
-                    return None;
-                }
-                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-                let start = u32::from(a) & mask;
-                Some(Cidr::V4 {
-                    start,
-                    end: start | !mask,
-                })
-            }
-            IpAddr::V6(a) => {
-                let len = len.unwrap_or(128);
-                if len > 128 {
-                    return None;
-                }
-                let mask = if len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - len)
-                };
-                let start = u128::from(a) & mask;
-                Some(Cidr::V6 {
-                    start,
-                    end: start | !mask,
-                })
-            }
-        }
-    }
-
-    /// True when `addr` lies inside this block (an IPv4 block never holds an IPv6 address).
-    pub fn contains(&self, addr: IpAddr) -> bool {
-        match (*self, addr) {
-            (Cidr::V4 { start, end }, IpAddr::V4(a)) => (start..=end).contains(&u32::from(a)),
-            (Cidr::V6 { start, end }, IpAddr::V6(a)) => (start..=end).contains(&u128::from(a)),
-            _ => false,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -30,12 +30,11 @@ pub mod input;
 pub mod parallel;
 pub mod record;
 pub mod split;
-pub mod time;
 
 pub use address::SourceAddress;
+pub use credwarden_core::time::{self, EventTime};
 pub use decode::{decode_bytes, decode_source, FileReport};
 pub use error::{DiscoverError, InputError};
 pub use input::{discover, InputSource};
 pub use parallel::{decode_in_order, Decoded};
 pub use record::{Identity, Issuance, Record, Text};
-pub use time::EventTime;

@@ -11,8 +11,7 @@ use cloudtrail::discover;
 use detect::{Detector, Engine, Novelty, NoveltyConfig, NoveltyDetector};
 use store::Store;
 
-use crate::durable;
-use crate::pipeline::run_detect;
+use run::run_detect;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct BaselineArgs {
@@ -28,7 +27,7 @@ pub struct BaselineArgs {
 }
 
 pub fn build(args: &BaselineArgs, err: &mut dyn Write) -> Result<()> {
-    let _lock = durable::lock_state(&args.state)?;
+    let _lock = run::lock_state(&args.state)?;
     let mut store = Store::open(&args.state)?;
     // Learning never ends during the build: nothing seen here can be "new".
     let learning = NoveltyConfig {
@@ -46,7 +45,7 @@ pub fn build(args: &BaselineArgs, err: &mut dyn Write) -> Result<()> {
     .collect();
     let mut engine = Engine::new(detectors);
     // What earlier runs learned is kept and added to.
-    durable::restore(&store, &mut engine)?;
+    run::restore(&store, &mut engine)?;
     let (sources, _) = discover(&args.paths)?;
     let summary = run_detect(
         &sources,
@@ -64,7 +63,7 @@ pub fn build(args: &BaselineArgs, err: &mut dyn Write) -> Result<()> {
         .save_state()
         .into_iter()
         .filter(|(n, _)| *n != detect::engine::ENGINE_STATE)
-        .map(|(n, v)| (n, durable::STATE_FORMAT, v.to_string()))
+        .map(|(n, v)| (n, run::STATE_FORMAT, v.to_string()))
         .collect();
     store.checkpoint(&states, &[], &[])?;
     writeln!(

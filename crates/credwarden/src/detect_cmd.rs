@@ -3,35 +3,37 @@
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cloudtrail::FileReport;
-use cloudtrail::{discover, EventTime};
-use detect::{
-    BurstConfig, CanaryConfig, CanaryDetector, Detector, Engine, EnumerationBurstDetector,
-    ForeignRolePassConfig, ForeignRolePassDetector, NetSet, Novelty, NoveltyConfig,
-    NoveltyDetector, OffInstanceConfig, OffInstanceDetector, OwnershipMap, StaticKeyConfig,
-    StaticKeyDetector,
+use cloudtrail::{EventTime, FileReport};
+use detect::{DetectorSettings, Engine, NetSet, OwnershipMap};
+use run::{
+    run_passes, DurableLedger, FindingSink, Format, MemoryLedger, Passes, PathSource, RunSummary,
+    Source, WebhookSender,
 };
 use store::Store;
 
 use crate::config::Config;
-use crate::durable::{self, DurableRun, Sink};
-use crate::output::{write_table_header, Format};
-use crate::pipeline::{peak_rss_bytes, run_with_hooks, ClosureHooks, RunSummary};
 
 /// Detector names this build implements.
-pub const DETECTORS: &[&str] = &[
-    detect::off_instance::NAME,
-    detect::burst::NAME,
-    detect::static_key::NAME,
-    detect::recon::NAME,
-    detect::canary::NAME,
-    detect::novelty::NEW_ROLE_BEHAVIOUR,
-    detect::novelty::UNUSED_SERVICE,
-    detect::novelty::UNUSED_REGION,
-    detect::foreign_role::NAME,
-];
+pub const DETECTORS: &[&str] = detect::set::ALL;
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Table,
+    Jsonl,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Table => Format::Table,
+            FormatArg::Jsonl => Format::Jsonl,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DetectArgs {
@@ -41,7 +43,7 @@ pub struct DetectArgs {
     pub paths: Vec<PathBuf>,
     /// Output format [default: table on a terminal, jsonl otherwise].
     #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    pub format: Option<FormatArg>,
     /// Also append each finding as a JSON line to FILE (created if missing), written and
     /// fsynced before the finding is recorded as emitted in --state.
     #[arg(long, value_name = "FILE")]
@@ -129,128 +131,71 @@ fn lateness_ms(args: &DetectArgs, cfg: &Config) -> i64 {
         })
 }
 
-fn build_detectors(args: &DetectArgs, cfg: &Config) -> Result<Vec<Box<dyn Detector>>> {
-    let wanted: Vec<&str> = match args.detectors.trim() {
-        "all" => DETECTORS.to_vec(),
-        "none" | "" => Vec::new(),
-        list => list.split(',').map(str::trim).collect(),
+/// What the detectors named in `names` are told: flags over the configuration file over
+/// each detector's defaults. Files are only read for a detector that will run.
+fn detector_settings(args: &DetectArgs, cfg: &Config, names: &[&str]) -> Result<DetectorSettings> {
+    let wants = |name: &str| names.contains(&name);
+    let mut egress = cfg.detect.egress_cidrs.clone();
+    egress.extend(args.egress.iter().cloned());
+    let mut settings = DetectorSettings {
+        lateness_ms: lateness_ms(args, cfg),
+        learning_ms: args
+            .learning_hours
+            .or(cfg.detect.learning_hours)
+            .map(|h| i64::from(h) * EventTime::HOUR),
+        egress: NetSet::parse_list(&egress).context("egress CIDRs")?,
+        known_accounts: cfg
+            .detect
+            .known_accounts
+            .iter()
+            .chain(&args.known_accounts)
+            .cloned()
+            .collect::<HashSet<_>>(),
+        aws_ranges: None,
+        expiry_margin_ms: args
+            .expiry_margin
+            .or(cfg.detect.expiry_margin_minutes)
+            .map(|m| i64::from(m) * EventTime::MINUTE),
+        burst_rate_threshold: cfg.detect.burst_rate_threshold,
+        burst_spread_actions: cfg.detect.burst_spread_actions,
+        ownership: OwnershipMap {
+            roles: cfg.detect.ownership.roles.clone().into_iter().collect(),
+            principals: cfg
+                .detect
+                .ownership
+                .principals
+                .clone()
+                .into_iter()
+                .collect(),
+        },
+        canaries: cfg
+            .detect
+            .canaries
+            .iter()
+            .chain(&args.canaries)
+            .cloned()
+            .collect(),
     };
-    let lateness_ms = lateness_ms(args, cfg);
-    let mut out: Vec<Box<dyn Detector>> = Vec::new();
-    for name in wanted {
-        if let Some(kind) = Novelty::by_name(name) {
-            let mut nc = NoveltyConfig {
-                lateness_ms,
-                ..Default::default()
-            };
-            if let Some(h) = args.learning_hours.or(cfg.detect.learning_hours) {
-                nc.learning_ms = i64::from(h) * EventTime::HOUR;
-            }
-            out.push(Box::new(NoveltyDetector::new(kind, nc)));
-            continue;
-        }
-        match name {
-            detect::off_instance::NAME => {
-                let mut egress = cfg.detect.egress_cidrs.clone();
-                egress.extend(args.egress.iter().cloned());
-                let mut oc = OffInstanceConfig {
-                    egress: NetSet::parse_list(&egress).context("egress CIDRs")?,
-                    lateness_ms,
-                    ..Default::default()
-                };
-                oc.known_accounts = cfg
-                    .detect
-                    .known_accounts
-                    .iter()
-                    .chain(&args.known_accounts)
-                    .cloned()
-                    .collect::<HashSet<_>>();
-                if let Some(path) = args
-                    .aws_ip_ranges
-                    .as_ref()
-                    .or(cfg.detect.aws_ip_ranges.as_ref())
-                {
-                    oc.aws_ranges = Some(crate::ipranges::load(path)?);
-                }
-                if let Some(m) = args.expiry_margin.or(cfg.detect.expiry_margin_minutes) {
-                    oc.expiry_margin_ms = i64::from(m) * EventTime::MINUTE;
-                }
-                out.push(Box::new(OffInstanceDetector::new(oc)));
-            }
-            detect::burst::NAME => {
-                let mut bc = BurstConfig {
-                    lateness_ms,
-                    ..Default::default()
-                };
-                if let Some(n) = cfg.detect.burst_rate_threshold {
-                    bc.rate_threshold = n.max(1);
-                }
-                if let Some(n) = cfg.detect.burst_spread_actions {
-                    bc.spread_actions = n.max(1);
-                }
-                out.push(Box::new(EnumerationBurstDetector::new(bc)));
-            }
-            detect::static_key::NAME => {
-                out.push(Box::new(StaticKeyDetector::new(StaticKeyConfig {
-                    lateness_ms,
-                    ..Default::default()
-                })));
-            }
-            detect::foreign_role::NAME => {
-                let mut ownership = OwnershipMap {
-                    roles: cfg
-                        .detect
-                        .ownership
-                        .roles
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                    principals: cfg
-                        .detect
-                        .ownership
-                        .principals
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                };
-                if !args.inventory.is_empty() {
-                    let tag = args
-                        .owner_tag
-                        .clone()
-                        .or(cfg.detect.ownership.tag.clone())
-                        .unwrap_or_else(|| "application".to_owned());
-                    let (roles, principals) =
-                        crate::inventory::ownership_from_tags(&args.inventory, &tag)?;
-                    ownership.roles.extend(roles);
-                    ownership.principals.extend(principals);
-                }
-                out.push(Box::new(ForeignRolePassDetector::new(
-                    ForeignRolePassConfig {
-                        ownership,
-                        lateness_ms,
-                    },
-                )));
-            }
-            detect::canary::NAME => {
-                let canaries: Vec<String> = cfg
-                    .detect
-                    .canaries
-                    .iter()
-                    .chain(&args.canaries)
-                    .cloned()
-                    .collect();
-                out.push(Box::new(CanaryDetector::new(CanaryConfig {
-                    canaries,
-                    lateness_ms,
-                })));
-            }
-            other => bail!(
-                "unknown detector {other:?}; this build has: {}",
-                DETECTORS.join(", ")
-            ),
+    if wants(detect::off_instance::NAME) {
+        if let Some(path) = args
+            .aws_ip_ranges
+            .as_ref()
+            .or(cfg.detect.aws_ip_ranges.as_ref())
+        {
+            settings.aws_ranges = Some(crate::ipranges::load(path)?);
         }
     }
-    Ok(out)
+    if wants(detect::foreign_role::NAME) && !args.inventory.is_empty() {
+        let tag = args
+            .owner_tag
+            .clone()
+            .or(cfg.detect.ownership.tag.clone())
+            .unwrap_or_else(|| "application".to_owned());
+        let (roles, principals) = crate::inventory::ownership_from_tags(&args.inventory, &tag)?;
+        settings.ownership.roles.extend(roles);
+        settings.ownership.principals.extend(principals);
+    }
+    Ok(settings)
 }
 
 /// Run `detect`: findings to `out`, input errors, notes and the summary to `err`.
@@ -261,39 +206,57 @@ pub fn detect(
     out_is_tty: bool,
 ) -> Result<RunSummary> {
     if args.webhook.is_some() && args.state.is_none() {
-        bail!("--webhook needs --state: the state file's spool is what keeps a finding the endpoint has not accepted yet");
+        bail!(
+            "--webhook needs --state: the state file's spool is what keeps a finding the \
+             endpoint has not accepted yet"
+        );
     }
-    let stdin = args.paths.iter().any(|p| p.as_os_str() == "-");
-    if stdin && args.state.is_some() && args.follow {
-        bail!("--follow with stdin and --state is not supported: a stream cannot be read again after a crash, so its progress cannot be checkpointed; follow folders with --state, or a stream without it");
+    let mut source = PathSource::new(args.paths.clone());
+    if source.has_stream() && args.state.is_some() && args.follow {
+        bail!(
+            "--follow with stdin and --state is not supported: a stream cannot be read again \
+             after a crash, so its progress cannot be checkpointed; follow folders with \
+             --state, or a stream without it"
+        );
     }
     let cfg = match &args.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let detectors = build_detectors(args, &cfg)?;
-    let (sources, ignored) = discover(&args.paths)?;
-    if !args.quiet && !ignored.is_empty() {
+    let names = detect::set::names(&args.detectors)?;
+    let detectors = detector_settings(args, &cfg, &names)?.build(&names)?;
+    let listing = source.list()?;
+    if !args.quiet && !listing.ignored.is_empty() {
         writeln!(
             err,
-            "note: {} file(s) in the given folders are not named like CloudTrail (.json, .json.gz, .jsonl) and were not read, e.g. {}",
-            ignored.len(),
-            ignored[0].display()
+            "note: {} file(s) in the given folders are not named like CloudTrail (.json, \
+             .json.gz, .jsonl) and were not read, e.g. {}",
+            listing.ignored.len(),
+            listing.ignored[0].display()
         )?;
     }
-    let format = args.format.unwrap_or(if out_is_tty {
-        Format::Table
-    } else {
-        Format::Jsonl
-    });
+    let format = args.format.map_or(
+        if out_is_tty {
+            Format::Table
+        } else {
+            Format::Jsonl
+        },
+        Format::from,
+    );
     if format == Format::Table {
-        write_table_header(out)?;
+        run::write_table_header(out)?;
     }
     let mut engine = Engine::new(detectors).with_lateness(lateness_ms(args, &cfg));
-    let threads = args.threads.or(cfg.detect.threads).unwrap_or(0);
+    let passes = Passes {
+        threads: args.threads.or(cfg.detect.threads).unwrap_or(0),
+        follow: args.follow.then(|| Duration::from_secs(args.poll.max(1))),
+    };
     let quiet = args.quiet;
     let mut notes = NoteDigest::default();
-    let mut progress = Progress::new(sources.len(), !quiet && std::io::stderr().is_terminal());
+    let mut progress = Progress::new(
+        listing.inputs.len(),
+        !quiet && std::io::stderr().is_terminal(),
+    );
     let mut stderr_lines: Vec<String> = Vec::new();
     let (mut summary, delivered, already) = {
         let mut report_file = |report: &FileReport| {
@@ -315,91 +278,65 @@ pub fn detect(
             }
             progress.file_done(err, report.records);
         };
-        let poll = std::time::Duration::from_secs(args.poll.max(1));
+        let mut note = |line: String| stderr_lines.push(line);
         match &args.state {
             Some(state_path) => {
-                let _lock = durable::lock_state(state_path)?;
+                let _lock = run::lock_state(state_path)?;
                 let mut store = Store::open(state_path)?;
                 let run_id = store.begin_run()?;
-                durable::restore(&store, &mut engine)?;
+                run::restore(&store, &mut engine)?;
                 // An interrupted run may have left findings committed but not delivered, and
                 // half a line in --output: repair, then deliver what is missing.
                 let interrupted = !store.outbox()?.is_empty();
                 let (file, written) = match &args.output {
                     Some(p) => {
-                        let (f, ids) = durable::open_output(p, interrupted)?;
+                        let (f, ids) = run::open_output(p, interrupted)?;
                         (Some(f), ids)
                     }
                     None => (None, Default::default()),
                 };
-                let mut sink = Sink {
-                    out,
-                    format,
-                    file,
-                    delivered: 0,
-                    spool_webhook: args.webhook.is_some(),
-                };
+                let mut sink = FindingSink::new(out, format, file);
+                sink.spool_webhook = args.webhook.is_some();
                 let sender = match &args.webhook {
-                    Some(url) => Some(crate::webhook::WebhookSender::start(
+                    Some(url) => Some(WebhookSender::start(
                         state_path.clone(),
                         url.clone(),
-                        std::time::Duration::from_secs(10),
+                        Duration::from_secs(10),
                     )?),
                     None => None,
                 };
-                durable::drain_outbox(&mut store, &mut sink, &written)?;
-                let mut run = DurableRun {
-                    store: &mut store,
-                    sink: &mut sink,
-                    identities: Vec::new(),
-                    pending_files: Vec::new(),
-                    pending_findings: Vec::new(),
-                    already_emitted: 0,
-                    last_checkpoint: std::time::Instant::now(),
-                    every_files: args.checkpoint_every.max(1),
-                    every: std::time::Duration::from_secs(30),
-                    on_report: &mut report_file,
-                };
-                let mut total = RunSummary::default();
-                let mut listing = sources;
-                loop {
-                    let store = &*run.store;
-                    let picked =
-                        durable::select_sources(listing, args.follow, |path, size, mtime| {
-                            Ok(match store.processed(path)? {
-                                Some((s, m)) if s == size && m == mtime => durable::Seen::Unchanged,
-                                Some(_) => durable::Seen::Changed,
-                                None => durable::Seen::New,
-                            })
-                        })?;
-                    stderr_lines.extend(picked.notes);
-                    run.identities = picked.identities;
-                    let summary =
-                        run_with_hooks(&picked.todo, &mut engine, threads, &mut run, false)?;
-                    run.checkpoint(&engine)?;
-                    total.absorb(summary);
-                    if !args.follow {
-                        // Everything still open is decided now, for this run's output; the
-                        // state saved is the one from before, so the next run continues it.
-                        let mut last = Vec::new();
-                        engine.finish(&mut last);
-                        run.commit_final_findings(last)?;
-                        break;
-                    }
-                    std::thread::sleep(poll);
-                    listing = discover(&args.paths)?.0;
-                }
-                let already = run.already_emitted;
+                run::drain_outbox(&mut store, &mut sink, &written)?;
+                let mut ledger = DurableLedger::new(
+                    &mut store,
+                    &mut sink,
+                    args.checkpoint_every,
+                    Duration::from_secs(30),
+                    &mut report_file,
+                );
+                let total = run_passes(
+                    &mut source,
+                    listing.inputs,
+                    &mut engine,
+                    &mut ledger,
+                    passes,
+                    &mut note,
+                )?;
+                let already = ledger.already_emitted;
                 store.finish_run(run_id, total.records, sink.delivered, total.input_errors)?;
                 if let Some(sender) = sender {
-                    let (posted, left, failing) =
-                        sender.finish(std::time::Duration::from_secs(args.webhook_wait))?;
-                    stderr_lines.push(format!("note: webhook: {posted} finding(s) posted"));
-                    if left > 0 {
-                        stderr_lines.push(format!(
-                            "note: webhook: {left} finding(s) wait in the spool of {} and will be posted by the next run{}",
+                    let sent = sender.finish(Duration::from_secs(args.webhook_wait))?;
+                    note(format!("note: webhook: {} finding(s) posted", sent.posted));
+                    if sent.left > 0 {
+                        note(format!(
+                            "note: webhook: {} finding(s) wait in the spool of {} and will be \
+                             posted by the next run{}",
+                            sent.left,
                             state_path.display(),
-                            if failing { " (the endpoint is failing)" } else { "" }
+                            if sent.failing {
+                                " (the endpoint is failing)"
+                            } else {
+                                ""
+                            }
                         ));
                     }
                 }
@@ -409,79 +346,47 @@ pub fn detect(
                 let file = args
                     .output
                     .as_deref()
-                    .map(|p| durable::open_output(p, false))
+                    .map(|p| run::open_output(p, false))
                     .transpose()?
                     .map(|(f, _)| f);
-                let mut sink = Sink {
-                    out,
-                    format,
-                    file,
-                    delivered: 0,
-                    spool_webhook: false,
-                };
-                let mut hooks = ClosureHooks(
-                    |f: &detect::Finding| -> Result<()> {
-                        sink.deliver(&serde_json::to_string(f)?)?;
-                        sink.sync()
-                    },
-                    &mut report_file,
-                );
-                // Without --state, --follow remembers what it read in memory (a few hundred
-                // bytes a file); with --state the state file does.
-                let mut seen: std::collections::HashSet<(String, i64, i64)> = Default::default();
-                let mut total = RunSummary::default();
-                let mut listing = sources;
-                loop {
-                    let picked =
-                        durable::select_sources(listing, args.follow, |path, size, mtime| {
-                            Ok(if seen.contains(&(path.to_owned(), size, mtime)) {
-                                durable::Seen::Unchanged
-                            } else {
-                                durable::Seen::New
-                            })
-                        })?;
-                    let summary = run_with_hooks(
-                        &picked.todo,
-                        &mut engine,
-                        threads,
-                        &mut hooks,
-                        !args.follow,
-                    )?;
-                    seen.extend(picked.identities.into_iter().flatten());
-                    total.absorb(summary);
-                    if !args.follow {
-                        break;
-                    }
-                    std::thread::sleep(poll);
-                    listing = discover(&args.paths)?.0;
-                }
+                let mut sink = FindingSink::new(out, format, file);
+                let mut ledger = MemoryLedger::new(&mut sink, &mut report_file);
+                let total = run_passes(
+                    &mut source,
+                    listing.inputs,
+                    &mut engine,
+                    &mut ledger,
+                    passes,
+                    &mut note,
+                )?;
                 (total, sink.delivered, 0)
             }
         }
     };
     progress.clear(err);
-    for line in &stderr_lines {
-        if !quiet {
+    if !quiet {
+        for line in &stderr_lines {
             writeln!(err, "{line}")?;
         }
-    }
-    if !quiet {
         notes.finish(err);
     }
     summary.findings_emitted = delivered;
     summary.findings_already_emitted = already;
-    let rss = peak_rss_bytes();
+    let rss = run::peak_rss_bytes();
     if !args.quiet {
         writeln!(err, "{}", summary_line(&summary, rss))?;
     }
     if let Some(path) = &args.stats_json {
         let stats = serde_json::json!({
             "files": summary.files, "records": summary.records, "bytes": summary.bytes,
-            "seconds": summary.elapsed.as_secs_f64(), "records_per_second": summary.records_per_second(),
+            "seconds": summary.elapsed.as_secs_f64(),
+            "records_per_second": summary.records_per_second(),
             "megabytes_per_second": summary.megabytes_per_second(), "peak_rss_bytes": rss,
             "input_errors": summary.input_errors, "skipped_values": summary.skipped_values,
-            "duplicates": summary.engine.duplicates, "late_records": summary.engine.late, "future_records": summary.engine.future,
-            "findings": delivered, "findings_already_emitted": already, "detectors": engine.detector_names(),
+            "duplicates": summary.engine.duplicates, "late_records": summary.engine.late,
+            "future_records": summary.engine.future,
+            "findings": delivered, "findings_already_emitted": already,
+            "detectors": engine.detector_names(),
             "peak_live_state": summary.engine.peak_live_state,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&stats)?)

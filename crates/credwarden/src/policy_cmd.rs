@@ -78,15 +78,10 @@ pub fn evaluate(args: &EvaluateArgs, out: &mut dyn Write) -> Result<()> {
         ctx.add_pair(pair)?;
     }
     if ctx.get("aws:currenttime").is_none() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        ctx.set(
-            "aws:CurrentTime",
-            [cloudtrail::EventTime((now.as_millis()) as i64).to_string()],
-        );
+        let now = credwarden_core::clock::now();
+        ctx.set("aws:CurrentTime", [now.to_string()]);
         if ctx.get("aws:epochtime").is_none() {
-            ctx.set("aws:EpochTime", [now.as_secs().to_string()]);
+            ctx.set("aws:EpochTime", [(now.millis() / 1000).to_string()]);
         }
     }
     fn named(p: &(String, Policy)) -> NamedPolicy<'_> {

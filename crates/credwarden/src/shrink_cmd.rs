@@ -108,36 +108,14 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         advisors.insert(role.to_owned(), a);
     }
     let window_days = args.window.window_days;
-    let since = now_ms - window_days * 86_400_000;
-    if !args.allow_partial_cloudtrail {
-        if !usage.covers(since, now_ms) {
-            let span = |t: Option<i64>| {
-                t.map(|t| cloudtrail::EventTime(t).to_string())
-                    .unwrap_or_else(|| "-".into())
-            };
-            bail!(
-                "the CloudTrail spans {} .. {}, not the {}-day window {} .. {}: what was not read cannot show use (give the whole window, or --allow-partial-cloudtrail)",
-                span(usage.oldest_ms),
-                span(usage.newest_ms),
-                window_days,
-                cloudtrail::EventTime(since),
-                cloudtrail::EventTime(now_ms)
-            );
-        }
-        if usage.input_errors > 0 {
-            bail!(
-                "{} CloudTrail input error(s): records that could not be read may show use (fix the input, or --allow-partial-cloudtrail)",
-                usage.input_errors
-            );
-        }
-    }
     let opts = PlanOptions {
         window_days,
         now_ms,
         opt_out_tag: args.opt_out_tag.clone(),
         never_touch: args.never_touch.clone(),
+        allow_partial_cloudtrail: args.allow_partial_cloudtrail,
     };
-    let plan = shrink::plan(&inv, &usage, &advisors, &opts);
+    let plan = shrink::plan(&inv, &usage, &advisors, &opts)?;
     writeln!(
         out,
         "right-sizing plan: {}-day window ending {}; catalogue {}",
@@ -245,21 +223,10 @@ pub fn schedule(args: &ScheduleArgs, out: &mut dyn Write) -> Result<()> {
 
 pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
     let plan = read_plan(&args.plan)?;
-    if let Some(not_before) = &plan.not_before {
-        let at = iam::condition::parse_date(not_before).with_context(|| {
-            format!(
-                "{}: not_before {not_before:?} is not a date",
-                args.plan.display()
-            )
-        })?;
-        let now = now_arg(&args.now, None)?;
-        if now < at {
-            bail!("this plan was announced for {not_before}; it may not be applied before then");
-        }
-    }
+    let now = credwarden_core::EventTime(now_arg(&args.now, None)?);
     let store = store::Store::open(&args.state)?;
     let session = args.aws.connect()?;
-    for a in shrink::apply::apply(&session, &store, &plan.roles, &args.opt_out_tag)? {
+    for a in shrink::apply::apply_plan(&session, &store, &plan, &args.opt_out_tag, now)? {
         writeln!(
             out,
             "{}: {}{}",
@@ -473,8 +440,10 @@ pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         now_ms,
         opt_out_tag: String::new(),
         never_touch: Vec::new(),
+        // One role per person keeps what each person used; it removes nothing by silence.
+        allow_partial_cloudtrail: true,
     };
-    let people = shrink::per_person(&inv, &usage, &args.role, &opts).map_err(anyhow::Error::msg)?;
+    let people = shrink::per_person(&inv, &usage, &args.role, &opts)?;
     if people.is_empty() {
         writeln!(err, "nobody used {} in the window (sessions are told apart by source identity, else session name)", args.role)?;
     }
@@ -657,8 +626,6 @@ fn now_arg(arg: &Option<String>, default: Option<i64>) -> Result<i64> {
             iam::condition::parse_date(t).with_context(|| format!("--now {t:?} is not a date"))
         }
         (None, Some(d)) => Ok(d),
-        (None, None) => Ok(std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64),
+        (None, None) => Ok(credwarden_core::clock::now_millis()),
     }
 }

@@ -5,9 +5,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use cloudtrail::{discover, input::delivery_stamp, InputSource};
-use credwarden::pipeline::run_detect;
 use detect::Finding;
 use proptest::prelude::*;
+use run::run_detect;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_credwarden"))

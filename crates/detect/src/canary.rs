@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::engine::{state_field, Detector, Timers};
 use crate::fasthash::FastMap;
-use crate::finding::{finding_id, Finding, FindingSource, Severity};
+use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 
 pub const NAME: &str = "canary-resource";
 

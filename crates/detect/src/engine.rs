@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use cloudtrail::{EventTime, Record};
 
 use crate::fasthash::FastState;
-use crate::finding::Finding;
+use credwarden_core::Finding;
 
 /// A detector: sees every record once, in engine order.
 pub trait Detector: Send {
@@ -188,9 +188,7 @@ pub const DEFAULT_LATENESS_MS: i64 = 15 * EventTime::MINUTE;
 
 impl Engine {
     pub fn new(detectors: Vec<Box<dyn Detector>>) -> Engine {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(i64::MAX / 2, |d| d.as_millis() as i64);
+        let now_ms = credwarden_core::clock::now_millis();
         Engine {
             detectors,
             watermark: None,

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::canary::glob_match;
 use crate::engine::{state_field, Detector, Timers};
 use crate::fasthash::FastMap;
-use crate::finding::{finding_id, Finding, FindingSource, Severity};
+use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 
 pub const NAME: &str = "foreign-role-pass";
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
-pub use cloudtrail::address::Cidr;
+pub use credwarden_core::Cidr;
 
 /// [`Cidr::parse`] with the configuration error that names the bad text.
 pub fn parse_cidr(s: &str) -> Result<Cidr, ConfigError> {

@@ -41,8 +41,8 @@ use serde_json::json;
 
 use crate::engine::{state_field, Detector, Timers};
 use crate::fasthash::FastMap;
-use crate::finding::{finding_id, Finding, FindingSource, Severity};
 use crate::netset::{AwsIpRanges, NetSet};
+use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 
 pub const NAME: &str = "off-instance-credential-use";
 

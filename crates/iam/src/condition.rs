@@ -19,8 +19,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use cloudtrail::address::Cidr;
-use cloudtrail::EventTime;
+use credwarden_core::Cidr;
+use credwarden_core::EventTime;
 
 use crate::context::RequestContext;
 use crate::variables::{substitute, Substituted};
@@ -429,27 +429,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 /// Standard base64 (with or without padding) to bytes; `None` when it is not base64.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim().trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    (bits < 6).then_some(out)
+    credwarden_core::encoding::Base64::Standard.decode(s)
 }
 
 #[cfg(test)]

@@ -97,8 +97,8 @@ fn main() {
             access_key_id: "ASIABENCH00000000001".into(),
             secret_access_key: "bench-secret".into(),
             session_token: Some("bench-token".into()),
-            expiration: cloudtrail::time::EventTime(now + 3_600_000),
-            last_updated: cloudtrail::time::EventTime(now),
+            expiration: credwarden_core::EventTime(now + 3_600_000),
+            last_updated: credwarden_core::EventTime(now),
         };
         let mut cfg = ServeConfig::new("bench-role");
         cfg.listen = "127.0.0.1:0".parse().unwrap();

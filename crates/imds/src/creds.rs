@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudtrail::time::EventTime;
+use credwarden_core::EventTime;
 use serde::Deserialize;
 use tokio::sync::{watch, Notify};
 

@@ -52,7 +52,7 @@ impl<F: Fn(&serde_json::Value) + Send + Sync + 'static> LogSink for F {
 }
 
 /// Findings use the workspace's one finding model (DESIGN.md contract), shared with `detect`.
-pub use detect::{Finding, FindingSource};
+pub use credwarden_core::{Finding, FindingSource};
 
 /// Receives findings as they are made.
 pub trait FindingSink: Send + Sync + 'static {

@@ -636,9 +636,9 @@ impl ProxyState {
         let ua = user_agent.map(|u| clean(u.as_bytes(), 256));
         let ua_text = ua.clone().unwrap_or_else(|| "(none)".into());
         Finding {
-            id: detect::finding_id(DETECTOR, &[&t, &peer.to_string(), req.method().as_str(), &path, &ua_text]),
+            id: credwarden_core::finding_id(DETECTOR, &[&t, &peer.to_string(), req.method().as_str(), &path, &ua_text]),
             detector: DETECTOR,
-            severity: detect::Severity::High,
+            severity: credwarden_core::Severity::High,
             time: t,
             account: self.cfg.account.clone(),
             region: self.cfg.region.clone(),

@@ -405,10 +405,10 @@ impl ServeState {
         })
     }
 
-    fn cache_started(&self) -> cloudtrail::time::EventTime {
+    fn cache_started(&self) -> credwarden_core::EventTime {
         // A stable, plausible launch time: the start of the current day.
         let t = now().millis();
-        cloudtrail::time::EventTime(t - t.rem_euclid(86_400_000))
+        credwarden_core::EventTime(t - t.rem_euclid(86_400_000))
     }
 
     async fn route(&self, req: &Request<Incoming>) -> Response<Body> {
@@ -560,7 +560,7 @@ impl ServeState {
 
 /// A stable, plausible 17-character instance profile id suffix derived from the role name.
 fn profile_id(role: &str) -> String {
-    detect::finding_id("imds-instance-profile-id", &[role])
+    credwarden_core::finding_id("imds-instance-profile-id", &[role])
         .to_ascii_uppercase()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())

@@ -1,19 +1,13 @@
 //! Small helpers: wall-clock time in the IMDS format, random tokens, a stable hash.
 
 use std::io::Read;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use cloudtrail::time::EventTime;
+use credwarden_core::EventTime;
 
-/// Now, milliseconds since the epoch. Wall clock on purpose: credential expirations are wall
-/// clock times, and a laptop that slept overnight must see its credentials as expired even
-/// though the monotonic clock barely moved.
+/// Now. Wall clock on purpose (see `credwarden_core::clock`): a laptop that slept overnight
+/// must see its credentials as expired.
 pub(crate) fn now() -> EventTime {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    EventTime(ms)
+    credwarden_core::clock::now()
 }
 
 /// `2024-05-01T12:00:00Z`: whole seconds, `Z`, the form EC2's metadata service writes.
@@ -32,22 +26,7 @@ pub(crate) fn random_bytes(n: usize) -> std::io::Result<Vec<u8>> {
 
 /// URL- and header-safe base64 (no padding) of 32 random bytes: 43 characters, 256 bits.
 pub(crate) fn random_token() -> std::io::Result<String> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = random_bytes(32)?;
-    let mut out = String::with_capacity(44);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    Ok(out)
+    Ok(credwarden_core::encoding::Base64::UrlNoPad.encode(&random_bytes(32)?))
 }
 
 /// Comparison whose time does not depend on where the inputs differ, for shared secrets

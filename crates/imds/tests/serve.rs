@@ -384,7 +384,7 @@ async fn refreshes_before_expiry_from_a_credential_process() {
         let r = get(srv.addr, &format!("{CREDS}{ROLE}"), &[]).await;
         assert_eq!(r.status, 200, "{}", r.body);
         let j = r.json();
-        let exp = cloudtrail::time::EventTime::parse(j["Expiration"].as_str().unwrap()).unwrap();
+        let exp = credwarden_core::EventTime::parse(j["Expiration"].as_str().unwrap()).unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

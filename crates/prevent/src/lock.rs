@@ -20,7 +20,7 @@
 use std::net::IpAddr;
 
 use aws::Inventory;
-use cloudtrail::address::Cidr;
+use credwarden_core::Cidr;
 use iam::Policy;
 use serde_json::{json, Map, Value};
 

@@ -10,7 +10,9 @@ use iam::Policy;
 use serde::Serialize;
 use store::Store;
 
-use crate::plan::{PolicyState, RolePlan, Verdict};
+use credwarden_core::EventTime;
+
+use crate::plan::{Plan, PolicyState, RolePlan, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -22,6 +24,10 @@ pub enum ApplyError {
     NoVersion(String, String),
     #[error("recorded snapshot for {0} is unreadable: {1}")]
     Snapshot(String, String),
+    #[error("this plan was announced for {0}; it may not be applied before then")]
+    NotYetDue(String),
+    #[error("the plan's not_before {0:?} is not a date")]
+    BadNotBefore(String),
 }
 
 /// What happened to one role.
@@ -76,9 +82,29 @@ fn converge(
     Ok(())
 }
 
-/// Apply every shrinking role plan. A role tagged `opt_out_tag` = never/false/off/no since the
+/// Apply a plan at `now`: refused before the date a schedule announced (`not_before`), so the
+/// notice's promise holds whoever applies it. See [`apply`].
+pub fn apply_plan(
+    session: &Session,
+    store: &Store,
+    plan: &Plan,
+    opt_out_tag: &str,
+    now: EventTime,
+) -> Result<Vec<Applied>, ApplyError> {
+    if let Some(not_before) = &plan.not_before {
+        let at = iam::condition::parse_date(not_before)
+            .ok_or_else(|| ApplyError::BadNotBefore(not_before.clone()))?;
+        if now.millis() < at {
+            return Err(ApplyError::NotYetDue(not_before.clone()));
+        }
+    }
+    apply(session, store, &plan.roles, opt_out_tag)
+}
+
+/// Apply every shrinking role plan (through [`apply_plan`], which checks the date). A role
+/// tagged `opt_out_tag` = never/false/off/no since the
 /// plan was made is left alone: that tag is the remedy the schedule notice offers its owners.
-pub fn apply(
+fn apply(
     session: &Session,
     store: &Store,
     roles: &[RolePlan],

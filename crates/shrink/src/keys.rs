@@ -163,7 +163,7 @@ pub fn audit(
                 problems,
                 // Root keys are reported, never touched automatically: that is a human decision.
                 deactivate: unused && !root,
-                last_used: last_used.map(|t| cloudtrail::EventTime(t).to_string()),
+                last_used: last_used.map(|t| credwarden_core::EventTime(t).to_string()),
                 rotated_ms: *rotated,
             });
         }

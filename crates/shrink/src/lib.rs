@@ -15,6 +15,7 @@ pub mod plan;
 pub mod usage;
 
 pub use plan::{
-    per_person, plan, schedule, AccessAdvisor, PersonRole, Plan, PlanOptions, RolePlan, Verdict,
+    per_person, plan, schedule, AccessAdvisor, PersonRole, Plan, PlanError, PlanOptions, RolePlan,
+    Verdict,
 };
 pub use usage::Usage;

@@ -26,6 +26,8 @@ use iam::{Catalogue, Effect, Patterns, Policy, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use credwarden_core::EventTime;
+
 use crate::usage::Usage;
 
 const UNLOGGED: &str = include_str!("../data/unlogged-actions.txt");
@@ -120,6 +122,50 @@ pub struct PlanOptions {
     pub opt_out_tag: String,
     /// Role names or ARNs never touched.
     pub never_touch: Vec<String>,
+    /// Plan even if the CloudTrail does not span the window or had input errors. Off by
+    /// default: what was not read cannot show use, so a partial trail would remove
+    /// permissions that are in use.
+    pub allow_partial_cloudtrail: bool,
+}
+
+/// Why no plan was made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the CloudTrail spans {oldest} .. {newest}, not the {window_days}-day window {since} .. {until}: what was not read cannot show use (give the whole window, or --allow-partial-cloudtrail)")]
+    TrailDoesNotSpanWindow {
+        oldest: String,
+        newest: String,
+        window_days: i64,
+        since: EventTime,
+        until: EventTime,
+    },
+    #[error("{0} CloudTrail input error(s): records that could not be read may show use (fix the input, or --allow-partial-cloudtrail)")]
+    TrailInputErrors(u64),
+    #[error("role {0} is not in the inventory")]
+    UnknownRole(String),
+    #[error("attached managed policy {0} is not in the inventory")]
+    MissingManagedPolicy(String),
+}
+
+/// The CloudTrail must be whole for the window before its silence counts as evidence.
+fn check_trail(usage: &Usage, opts: &PlanOptions, since: i64) -> Result<(), PlanError> {
+    if opts.allow_partial_cloudtrail {
+        return Ok(());
+    }
+    if !usage.covers(since, opts.now_ms) {
+        let span = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), |t| EventTime(t).to_string());
+        return Err(PlanError::TrailDoesNotSpanWindow {
+            oldest: span(usage.oldest_ms),
+            newest: span(usage.newest_ms),
+            window_days: opts.window_days,
+            since: EventTime(since),
+            until: EventTime(opts.now_ms),
+        });
+    }
+    if usage.input_errors > 0 {
+        return Err(PlanError::TrailInputErrors(usage.input_errors));
+    }
+    Ok(())
 }
 
 /// The verdict for one role.
@@ -261,14 +307,16 @@ impl Judge<'_> {
     }
 }
 
-/// Plan every role in the inventory.
+/// Plan every role in the inventory; refused when the CloudTrail is not whole for the window
+/// (unless `opts.allow_partial_cloudtrail`).
 pub fn plan(
     inv: &Inventory,
     usage: &Usage,
     advisors: &BTreeMap<String, AccessAdvisor>,
     opts: &PlanOptions,
-) -> Plan {
+) -> Result<Plan, PlanError> {
     let since = opts.now_ms - opts.window_days * 86_400_000;
+    check_trail(usage, opts, since)?;
     let source = &Catalogue::builtin().source;
     let roles = inv
         .roles
@@ -284,13 +332,13 @@ pub fn plan(
             )
         })
         .collect();
-    Plan {
+    Ok(Plan {
         catalogue: format!("{} {} ({})", source.package, source.version, source.updated),
         window_days: opts.window_days,
-        window_end: cloudtrail::EventTime(opts.now_ms).to_string(),
+        window_end: EventTime(opts.now_ms).to_string(),
         roles,
         not_before: None,
-    }
+    })
 }
 
 fn plan_role(
@@ -579,17 +627,17 @@ pub fn per_person(
     usage: &Usage,
     role: &str,
     opts: &PlanOptions,
-) -> Result<Vec<PersonRole>, String> {
+) -> Result<Vec<PersonRole>, PlanError> {
     let r = inv
         .role(role)
-        .ok_or_else(|| format!("role {role} is not in the inventory"))?;
+        .ok_or_else(|| PlanError::UnknownRole(role.to_owned()))?;
     let since = opts.now_ms - opts.window_days * 86_400_000;
     let mut docs: Vec<Policy> = r.inline.iter().map(|(_, p)| p.clone()).collect();
     for arn in &r.attached {
         docs.push(
             inv.managed(arn)
                 .and_then(|m| m.document.clone())
-                .ok_or_else(|| format!("attached managed policy {arn} is not in the inventory"))?,
+                .ok_or_else(|| PlanError::MissingManagedPolicy(arn.clone()))?,
         );
     }
     let unlogged: Vec<String> = UNLOGGED
@@ -659,8 +707,8 @@ pub fn per_person(
 
 /// Announce a plan: one finding per role that will lose permissions (the owners' notice, as
 /// Repokid sends before it repos), and the time from which the plan may be applied.
-pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<detect::Finding> {
-    let when = cloudtrail::EventTime(now_ms + days * 86_400_000).to_string();
+pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<credwarden_core::Finding> {
+    let when = EventTime(now_ms + days * 86_400_000).to_string();
     plan.not_before = Some(when.clone());
     let mut out = Vec::new();
     for r in plan
@@ -673,16 +721,16 @@ pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<detect::Finding>
         } else {
             format!("{} unused permission(s)", r.removed.len())
         };
-        out.push(detect::Finding {
-            id: detect::finding_id("shrink-scheduled", &[&r.arn, &when]),
+        out.push(credwarden_core::Finding {
+            id: credwarden_core::finding_id("shrink-scheduled", &[&r.arn, &when]),
             detector: "shrink-scheduled",
-            severity: detect::Severity::Low,
-            time: cloudtrail::EventTime(now_ms).to_string(),
+            severity: credwarden_core::Severity::Low,
+            time: EventTime(now_ms).to_string(),
             account: iam::wildcard::arn_parts(&r.arn).map(|p| p[4].to_owned()),
             region: None,
             principal: Some(r.arn.clone()),
             access_key_id: None,
-            source: detect::FindingSource::default(),
+            source: credwarden_core::FindingSource::default(),
             event_ids: Vec::new(),
             summary: format!("{} will lose {what} on {when}", r.role),
             details: serde_json::json!({"removed": r.removed, "not_before": when, "reason": r.reason}),

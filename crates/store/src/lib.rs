@@ -267,10 +267,7 @@ impl Store {
         reason: &str,
         snapshot: &str,
     ) -> Result<i64, StoreError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = credwarden_core::clock::now_millis();
         self.conn
             .execute("INSERT INTO policy_history (role, recorded_at, reason, snapshot) VALUES (?1, ?2, ?3, ?4)", params![role, now, reason, snapshot])
             .map_err(self.err())?;
@@ -522,9 +519,7 @@ impl Store {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    credwarden_core::clock::now_seconds()
 }
 
 #[cfg(test)]

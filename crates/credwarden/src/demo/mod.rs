@@ -20,8 +20,7 @@ use detect::{
 
 pub use generate::TruthEntry;
 
-use crate::output::{write_finding, write_table_header, Format};
-use crate::pipeline::{peak_rss_bytes, run_detect};
+use run::{peak_rss_bytes, run_detect, write_finding, write_table_header, Format};
 
 const MARKER: &str = ".credwarden-demo";
 

@@ -143,8 +143,8 @@ pub fn static_source(key: &str, lifetime: Duration) -> Arc<dyn CredentialSource>
         access_key_id: key.into(),
         secret_access_key: format!("{key}-secret"),
         session_token: Some(format!("{key}-token")),
-        expiration: cloudtrail::time::EventTime(now + lifetime.as_millis() as i64),
-        last_updated: cloudtrail::time::EventTime(now),
+        expiration: credwarden_core::EventTime(now + lifetime.as_millis() as i64),
+        last_updated: credwarden_core::EventTime(now),
     }))
 }
 

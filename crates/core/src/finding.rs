@@ -59,10 +59,7 @@ pub fn finding_id(detector: &str, parts: &[&str]) -> String {
         h.update((p.len() as u64).to_le_bytes());
         h.update(p.as_bytes());
     }
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::encoding::hex(&h.finalize()[..16])
 }
 
 #[cfg(test)]

@@ -1,46 +1,12 @@
-//! The `detect` data flow, as one function the CLI, the demo and the tests share:
-//! sources → parallel decode (canonical order) → engine → findings.
+//! The engine driven over sources: parallel decode in canonical order → engine → findings.
+//! One function serves `detect`, `baseline build`, the demo and the benchmarks.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cloudtrail::{decode_in_order, Decoded, FileReport, InputSource};
-use detect::{Engine, EngineStats, Finding};
+use detect::{Engine, Finding};
 
-/// Everything the end-of-run summary reports.
-#[derive(Clone, Debug, Default)]
-pub struct RunSummary {
-    pub files: usize,
-    pub records: u64,
-    /// Uncompressed bytes decoded.
-    pub bytes: u64,
-    pub input_errors: u64,
-    pub skipped_values: u64,
-    pub engine: EngineStats,
-    pub findings_emitted: u64,
-    /// Findings an earlier run (per `--state`) had already emitted.
-    pub findings_already_emitted: u64,
-    pub elapsed: Duration,
-}
-
-impl RunSummary {
-    /// Add another pass's figures (a `--follow` run reads in passes).
-    pub fn absorb(&mut self, other: RunSummary) {
-        self.files += other.files;
-        self.records += other.records;
-        self.bytes += other.bytes;
-        self.input_errors += other.input_errors;
-        self.skipped_values += other.skipped_values;
-        self.engine = other.engine;
-        self.elapsed += other.elapsed;
-    }
-
-    pub fn records_per_second(&self) -> f64 {
-        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-    pub fn megabytes_per_second(&self) -> f64 {
-        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-}
+use crate::summary::RunSummary;
 
 /// What a run tells its caller as it goes.
 pub trait RunHooks {
@@ -57,9 +23,9 @@ pub trait RunHooks {
     ) -> Result<(), Self::Error>;
 }
 
-/// Run detection over `sources`. `on_finding` is called for each new finding in order;
-/// `on_file` once per source with its report. With an engine that has no detectors this
-/// is the decode floor: records are decoded and dropped.
+/// Run detection over `sources` and decide everything still open at the end. `on_finding`
+/// is called for each new finding in order; `on_file` once per source with its report. With
+/// an engine that has no detectors this is the decode floor: records are decoded and dropped.
 pub fn run_detect<E>(
     sources: &[InputSource],
     engine: &mut Engine,
@@ -67,20 +33,17 @@ pub fn run_detect<E>(
     on_finding: impl FnMut(&Finding) -> Result<(), E>,
     on_file: impl FnMut(&FileReport),
 ) -> Result<RunSummary, E> {
-    run_with_hooks(
-        sources,
-        engine,
-        threads,
-        &mut ClosureHooks(on_finding, on_file),
-        true,
-    )
+    let mut hooks = ClosureHooks(on_finding, on_file);
+    run_with_hooks(sources, engine, threads, &mut hooks, true)
 }
 
 /// [`RunHooks`] from two closures: one per finding, one per finished source.
 pub struct ClosureHooks<F, G>(pub F, pub G);
 
-impl<E, F: FnMut(&Finding) -> Result<(), E>, G: FnMut(&FileReport)> RunHooks
-    for ClosureHooks<F, G>
+impl<E, F, G> RunHooks for ClosureHooks<F, G>
+where
+    F: FnMut(&Finding) -> Result<(), E>,
+    G: FnMut(&FileReport),
 {
     type Error = E;
     fn finding(&mut self, f: &Finding) -> Result<(), E> {
@@ -93,8 +56,8 @@ impl<E, F: FnMut(&Finding) -> Result<(), E>, G: FnMut(&FileReport)> RunHooks
 }
 
 /// [`run_detect`] with hooks that can see the engine between sources (to checkpoint it).
-/// `finish`: decide everything still open at the end (a batch run); `--follow` passes false
-/// and lets event time decide as more files arrive.
+/// `finish`: decide everything still open at the end (a batch run); a pass of a longer run
+/// passes false and lets event time, or the run's own end, decide.
 pub fn run_with_hooks<H: RunHooks>(
     sources: &[InputSource],
     engine: &mut Engine,
@@ -151,12 +114,4 @@ pub fn run_with_hooks<H: RunHooks>(
     summary.engine = engine.stats.clone();
     summary.elapsed = start.elapsed();
     Ok(summary)
-}
-
-/// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

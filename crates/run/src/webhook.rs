@@ -12,9 +12,20 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use store::Store;
+use store::{Store, StoreError};
 
+/// What a sender did in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebhookOutcome {
+    /// Findings posted in this run.
+    pub posted: u64,
+    /// Findings still waiting in the spool (the next run posts them).
+    pub left: i64,
+    /// The endpoint's last answer was a failure.
+    pub failing: bool,
+}
+
+/// The thread that posts the spool; [`WebhookSender::finish`] gives it time to empty it.
 pub struct WebhookSender {
     handle: JoinHandle<()>,
     /// When set: stop once the spool is empty or this moment has passed.
@@ -24,20 +35,21 @@ pub struct WebhookSender {
     state: PathBuf,
 }
 
-fn post(url: &str, body: &str, timeout: Duration) -> Result<(), String> {
-    match ureq::post(url)
+fn post(url: &str, body: &str, timeout: Duration) -> Result<(), Box<ureq::Error>> {
+    ureq::post(url)
         .timeout(timeout)
         .set("Content-Type", "application/json")
         .send_string(body)
-    {
-        Ok(_) => Ok(()),
-        Err(ureq::Error::Status(code, _)) => Err(format!("HTTP {code}")),
-        Err(e) => Err(e.to_string()),
-    }
+        .map(drop)
+        .map_err(Box::new)
 }
 
 impl WebhookSender {
-    pub fn start(state: PathBuf, url: String, timeout: Duration) -> Result<WebhookSender> {
+    pub fn start(
+        state: PathBuf,
+        url: String,
+        timeout: Duration,
+    ) -> Result<WebhookSender, StoreError> {
         let store = Store::open(&state)?;
         let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
         let posted: Arc<std::sync::atomic::AtomicU64> = Arc::default();
@@ -96,14 +108,14 @@ impl WebhookSender {
 
     /// Give the sender up to `wait` to empty the spool, then stop it. Returns how many
     /// findings were posted in this run and how many still wait in the spool.
-    pub fn finish(self, wait: Duration) -> Result<(u64, i64, bool)> {
+    pub fn finish(self, wait: Duration) -> Result<WebhookOutcome, StoreError> {
         *self.deadline.lock().expect("deadline lock") = Some(Instant::now() + wait);
         let _ = self.handle.join();
         let left = Store::open(&self.state)?.spool_len()?;
-        Ok((
-            self.posted.load(Ordering::Relaxed),
+        Ok(WebhookOutcome {
+            posted: self.posted.load(Ordering::Relaxed),
             left,
-            self.failing.load(Ordering::Relaxed),
-        ))
+            failing: self.failing.load(Ordering::Relaxed),
+        })
     }
 }

@@ -1,0 +1,144 @@
+//! What a run remembers and how it hands findings on, and the one loop every run uses.
+//!
+//! A [`Ledger`] says which inputs were already read, receives findings and finished files
+//! (it is the run's [`RunHooks`]), and closes passes and the run. [`MemoryLedger`] delivers
+//! each finding at once and remembers files in memory; [`crate::DurableLedger`] checkpoints
+//! into the state file and delivers exactly once. [`run_passes`] drives either over a
+//! [`Source`], once or, following, pass after pass.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cloudtrail::FileReport;
+use detect::{Engine, Finding};
+
+use crate::drive::{run_with_hooks, RunHooks};
+use crate::error::RunError;
+use crate::sink::FindingSink;
+use crate::source::{select, FileIdentity, Seen, Source};
+use crate::summary::RunSummary;
+
+/// How a run remembers what it read and delivers what it found.
+pub trait Ledger: RunHooks<Error = RunError> {
+    /// What this ledger knows of a file.
+    fn seen(&self, id: &FileIdentity) -> Result<Seen, RunError>;
+    /// A pass over these inputs (identities in source order) begins.
+    fn begin_pass(&mut self, identities: Vec<Option<FileIdentity>>);
+    /// The pass's inputs have all been through the engine.
+    fn end_pass(&mut self, engine: &Engine) -> Result<(), RunError>;
+    /// The run ends (not following): decide and deliver everything still open.
+    fn end_run(&mut self, engine: &mut Engine) -> Result<(), RunError>;
+    /// Findings delivered so far.
+    fn delivered(&self) -> u64;
+}
+
+/// A run without a state file: each finding is delivered (and the sink synced) as it is
+/// found; the files read are remembered in memory (a few hundred bytes a file) so that a
+/// following run reads each once.
+pub struct MemoryLedger<'a, 's> {
+    sink: &'a mut FindingSink<'s>,
+    on_report: &'a mut dyn FnMut(&FileReport),
+    read: HashSet<FileIdentity>,
+    pass: Vec<Option<FileIdentity>>,
+}
+
+impl<'a, 's> MemoryLedger<'a, 's> {
+    pub fn new(
+        sink: &'a mut FindingSink<'s>,
+        on_report: &'a mut dyn FnMut(&FileReport),
+    ) -> MemoryLedger<'a, 's> {
+        MemoryLedger {
+            sink,
+            on_report,
+            read: HashSet::new(),
+            pass: Vec::new(),
+        }
+    }
+}
+
+impl RunHooks for MemoryLedger<'_, '_> {
+    type Error = RunError;
+
+    fn finding(&mut self, f: &Finding) -> Result<(), RunError> {
+        self.sink.deliver(&serde_json::to_string(f)?)?;
+        self.sink.sync()
+    }
+
+    fn file_done(&mut self, _: usize, report: &FileReport, _: &Engine) -> Result<(), RunError> {
+        (self.on_report)(report);
+        Ok(())
+    }
+}
+
+impl Ledger for MemoryLedger<'_, '_> {
+    fn seen(&self, id: &FileIdentity) -> Result<Seen, RunError> {
+        Ok(if self.read.contains(id) {
+            Seen::Unchanged
+        } else {
+            Seen::New
+        })
+    }
+
+    fn begin_pass(&mut self, identities: Vec<Option<FileIdentity>>) {
+        self.pass = identities;
+    }
+
+    fn end_pass(&mut self, _: &Engine) -> Result<(), RunError> {
+        self.read.extend(self.pass.drain(..).flatten());
+        Ok(())
+    }
+
+    fn end_run(&mut self, engine: &mut Engine) -> Result<(), RunError> {
+        let mut last = Vec::new();
+        engine.finish(&mut last);
+        for f in &last {
+            self.finding(f)?;
+        }
+        Ok(())
+    }
+
+    fn delivered(&self) -> u64 {
+        self.sink.delivered
+    }
+}
+
+/// How a run goes on.
+#[derive(Clone, Copy, Debug)]
+pub struct Passes {
+    /// Decoding threads (0: one per core).
+    pub threads: usize,
+    /// `Some(poll)`: keep following, looking at the source again every `poll`; event time
+    /// decides, nothing is forced at the end because there is no end. `None`: one pass,
+    /// then everything still open is decided.
+    pub follow: Option<Duration>,
+}
+
+/// Drive `engine` over `source` with `ledger`. Notes for the operator (files read again,
+/// files skipped) are handed to `note` as they arise.
+pub fn run_passes<L: Ledger>(
+    source: &mut dyn Source,
+    mut listing: Vec<cloudtrail::InputSource>,
+    engine: &mut Engine,
+    ledger: &mut L,
+    passes: Passes,
+    note: &mut dyn FnMut(String),
+) -> Result<RunSummary, RunError> {
+    let mut total = RunSummary::default();
+    loop {
+        let picked = select(listing, passes.follow.is_some(), |id| ledger.seen(id))?;
+        for n in picked.notes {
+            note(n);
+        }
+        ledger.begin_pass(picked.identities);
+        let summary = run_with_hooks(&picked.todo, engine, passes.threads, ledger, false)?;
+        ledger.end_pass(engine)?;
+        total.absorb(summary);
+        let Some(poll) = passes.follow else {
+            ledger.end_run(engine)?;
+            total.engine = engine.stats.clone();
+            return Ok(total);
+        };
+        std::thread::sleep(poll);
+        listing = source.list()?.inputs;
+    }
+}

@@ -1,0 +1,32 @@
+//! # credwarden-run
+//!
+//! A detect run, as a library: **sources** of CloudTrail ([`Source`]: files, folders,
+//! stdin), the engine **driven** over them in canonical order ([`run_with_hooks`]), a
+//! **ledger** that remembers what was read and delivers what was found — in memory
+//! ([`MemoryLedger`]) or exactly once through a state file's checkpoints and outbox
+//! ([`DurableLedger`]) — the one loop that runs a batch or follows a source
+//! ([`run_passes`]), and the **sinks** findings go to ([`FindingSink`]: a stream and an
+//! fsynced file; [`WebhookSender`]: a spooled webhook).
+//!
+//! The binary parses arguments and wires these together; `detect`, `baseline build`, the
+//! demo and the benchmarks all run through here, so a guarantee made here (exactly once,
+//! canonical order, nothing lost) holds for each of them.
+
+pub mod drive;
+pub mod durable;
+pub mod error;
+pub mod ledger;
+pub mod sink;
+pub mod source;
+pub mod summary;
+pub mod webhook;
+
+pub use drive::{run_detect, run_with_hooks, ClosureHooks, RunHooks};
+pub use durable::{drain_outbox, lock_state, restore, DurableLedger, STATE_FORMAT};
+pub use error::RunError;
+pub use ledger::{run_passes, Ledger, MemoryLedger, Passes};
+pub use sink::{open_output, write_finding, write_finding_json, write_table_header};
+pub use sink::{FindingSink, Format};
+pub use source::{FileIdentity, Listing, PathSource, Seen, Source};
+pub use summary::{peak_rss_bytes, RunSummary};
+pub use webhook::{WebhookOutcome, WebhookSender};
