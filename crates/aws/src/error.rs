@@ -4,10 +4,18 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum InventoryError {
-    #[error("{0}: cannot read: {1}")]
-    Read(String, String),
-    #[error("{0}: not JSON: {1}")]
-    Json(String, String),
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not JSON: {source}", path.display())]
+    Json {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{0}: not an inventory file (expected the AWS CLI output of describe-nat-gateways, describe-vpcs, describe-vpc-endpoints or get-account-authorization-details)")]
     NotInventory(String),
 }
@@ -19,7 +27,7 @@ pub enum AwsError {
     #[error("no AWS region: set AWS_REGION or pass --region")]
     NoRegion,
     #[error("cannot start the async runtime: {0}")]
-    Runtime(String),
+    Runtime(#[source] std::io::Error),
     #[error("{operation}: {message}")]
     Call {
         operation: &'static str,

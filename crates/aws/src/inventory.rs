@@ -109,10 +109,15 @@ impl Inventory {
         let mut inv = Inventory::default();
         for p in paths {
             let p = p.as_ref();
-            let bytes = std::fs::read(p)
-                .map_err(|e| InventoryError::Read(p.display().to_string(), e.to_string()))?;
-            let value: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| InventoryError::Json(p.display().to_string(), e.to_string()))?;
+            let bytes = std::fs::read(p).map_err(|source| InventoryError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let value: Value =
+                serde_json::from_slice(&bytes).map_err(|source| InventoryError::Json {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
             inv.absorb_json(&p.display().to_string(), &value)?;
         }
         Ok(inv)

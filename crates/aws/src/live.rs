@@ -38,26 +38,35 @@ fn call_error<E: ProvideErrorMetadata + std::fmt::Display>(
     AwsError::Call { operation, message }
 }
 
+/// The AWS SDK configuration every credwarden client uses (inventory, IAM writes, the
+/// broker's STS): the SDK's credential and region chain, HTTPS through rustls on ring (the
+/// workspace's one crypto library), and `endpoint_url` / `region` when given. Refused
+/// without a region: a call to no region would fail later with a vaguer message.
+pub async fn sdk_config(opts: &LiveOptions) -> Result<aws_config::SdkConfig, AwsError> {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(url) = &opts.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(region) = &opts.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(AwsError::NoRegion);
+    }
+    Ok(config)
+}
+
 impl Session {
     pub fn connect(opts: &LiveOptions) -> Result<Session, AwsError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| AwsError::Runtime(e.to_string()))?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-        if let Some(url) = &opts.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(region) = &opts.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        let config = rt.block_on(loader.load());
-        if config.region().is_none() {
-            return Err(AwsError::NoRegion);
-        }
+            .map_err(AwsError::Runtime)?;
+        let config = rt.block_on(sdk_config(opts))?;
         Ok(Session { rt, config })
     }
 

@@ -102,10 +102,18 @@ fn main() {
         };
         let mut cfg = ServeConfig::new("bench-role");
         cfg.listen = "127.0.0.1:0".parse().unwrap();
+        // The load generator sends plain GETs (IMDSv1), as the published numbers were taken.
+        cfg.ec2 = imds::serve::Ec2Access::V1AndV2;
         let server = MetadataServer::bind(cfg, Arc::new(StaticSource(creds)), Arc::new(NullLog)).await.unwrap();
         let upstream = server.local_addr();
         tokio::spawn(server.run(std::future::pending()));
-        let pcfg = ProxyConfig { listen: "127.0.0.1:0".parse().unwrap(), upstream: format!("http://{upstream}"), ..ProxyConfig::default() };
+        // v1_credentials: the same token-less GETs as the direct run, so the runs compare.
+        let pcfg = ProxyConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: format!("http://{upstream}"),
+            v1_credentials: true,
+            ..ProxyConfig::default()
+        };
         let proxy = MetadataProxy::bind(pcfg, Arc::new(NullLog), Arc::new(|_f: imds::log::Finding| {})).await.unwrap();
         let via = proxy.local_addr();
         tokio::spawn(proxy.run(std::future::pending()));

@@ -141,10 +141,78 @@ pub(crate) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body>
     r
 }
 
+/// Headers an AWS *API* client sends and a metadata client never does. An SDK pointed at the
+/// metadata service as a custom endpoint (`s3.get_object(Bucket="latest", Key="meta-data/…")`
+/// with path-style addressing) carries a User-Agent the proxy allow-lists, so its signing
+/// headers are what gives it away: `Authorization`, and `X-Amz-*` (`X-Amz-Date`,
+/// `X-Amz-Content-SHA256`, `X-Amz-Security-Token`, `X-Amz-Target`, `X-Amz-Checksum-Mode`, …).
+/// `X-Amz-User-Agent` is the one exception: the Rust and Go SDKs' own metadata clients send it.
+/// Names are compared in any case and with `_` read as `-`, as some servers do.
+/// Returns the offending header's name.
+pub(crate) fn api_client_header(headers: &hyper::HeaderMap) -> Option<String> {
+    headers.keys().find_map(|name| {
+        let canonical = name.as_str().replace('_', "-");
+        let api = canonical == "authorization"
+            || canonical == "proxy-authorization"
+            || (canonical.starts_with("x-amz-") && canonical != "x-amz-user-agent");
+        api.then(|| name.as_str().to_owned())
+    })
+}
+
 /// `{"Code": …, "Message": …}` — the shape EC2 and ECS use for their own JSON errors.
 pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     json(
         status,
         &serde_json::json!({"Code": code, "Message": message}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+
+    fn headers(names: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for n in names {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn api_clients_are_told_apart_from_metadata_clients() {
+        for api in [
+            &["user-agent", "authorization"][..],
+            &["X-Amz-Date"],
+            &["x-amz-content-sha256"],
+            &["X-AMZ-SECURITY-TOKEN"],
+            &["x_amz_date"],
+            &["x-amz-checksum-mode"],
+            &["x-amz-target"],
+            &["x-amz-meta-anything"],
+            &["Proxy-Authorization"],
+        ] {
+            assert!(super::api_client_header(&headers(api)).is_some(), "{api:?}");
+        }
+        for metadata in [
+            &["user-agent", "x-aws-ec2-metadata-token"][..],
+            &["x-aws-ec2-metadata-token-ttl-seconds"],
+            &[
+                "x-amz-user-agent",
+                "amz-sdk-invocation-id",
+                "amz-sdk-request",
+            ],
+            &["accept", "accept-encoding", "connection"],
+            &[],
+        ] {
+            assert_eq!(
+                super::api_client_header(&headers(metadata)),
+                None,
+                "{metadata:?}"
+            );
+        }
+    }
 }

@@ -2,10 +2,10 @@
 //!
 //! This crate owns the two places where AWS SDKs pick up credentials over plain HTTP:
 //!
-//! * [`serve`] — a local EC2 instance metadata service (IMDSv1 and v2) and ECS container
-//!   credential endpoint for laptops, the idea behind Netflix's Weep. Developers' tools use
-//!   the SDKs' ordinary credential chain, while the credentials themselves come from the
-//!   broker (through a [`creds::CredentialSource`], normally [`creds::ProcessSource`] running
+//! * [`serve`] — a local EC2 instance metadata service (IMDSv2; IMDSv1 only on request) and
+//!   ECS container credential endpoint for laptops, the idea behind Netflix's Weep.
+//!   Developers' tools use the SDKs' ordinary credential chain, while the credentials
+//!   themselves come from the broker (through a [`creds::CredentialSource`], normally [`creds::ProcessSource`] running
 //!   `credwarden creds ROLE --process`), refreshed in the background before they expire so
 //!   that long jobs never break, and never served once expired.
 //! * [`proxy`] — a metadata proxy for instances, the SSRF defence: credential paths are

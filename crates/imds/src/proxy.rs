@@ -11,11 +11,16 @@
 //! (`imds-proxy-blocked`).
 //!
 //! Fail-closed rules, in order (every refusal is a JSON `{"Code","Message"}` error):
+//! 0. Peers: loopback, plus the blocks in `allowed_peers` (container bridges DNATed here),
+//!    else 403.
 //! 1. Absolute-form (`GET http://host/…`) and authority-form targets: 400 — that is an HTTP
 //!    proxy request, never an SDK.
 //! 2. Exactly one `Host` header (so HTTP/1.0 without Host is refused): 400.
 //! 3. `X-Forwarded-For`, `Forwarded`, `X-Real-IP`, `Via` in any case or with `_` for `-`:
 //!    403 — something relayed this request, so its origin is not a local process.
+//!    `Authorization`, `Proxy-Authorization` and `X-Amz-*` other than `X-Amz-User-Agent`: 403
+//!    — AWS API signing headers, which no metadata client sends: an SDK pointed at the proxy
+//!    as a custom endpoint (its User-Agent would pass rule 9) is an API client, not IMDS.
 //! 4. Request line + headers above `max_header_bytes`: 431 (hyper itself closes anything that
 //!    does not fit its 8 KiB minimum buffer, and cuts clients that have not sent a complete
 //!    header block within `header_read_timeout`).
@@ -26,13 +31,20 @@
 //!    what an odd path means. If the path would reach a sensitive path under any lenient
 //!    decoding, the refusal is also a finding.
 //! 7. Methods: `PUT` only on `/latest/api/token` (with a valid TTL header, 1..=21600), `GET`
-//!    and `HEAD` elsewhere: 405 / 400.
+//!    and `HEAD` elsewhere: 405 / 400. The token `PUT` keeps the meaning of the instance's
+//!    hop limit: a loopback peer is one hop away; any other peer (a container on a bridge) is
+//!    at least two, and gets a token only when `token_hop_limit` is 2 or more, else 403.
 //! 8. With `require_v2`, a GET without `X-aws-ec2-metadata-token`: 401.
 //! 9. Sensitive paths (compared case-insensitively, under any version prefix such as
 //!    `/2021-07-15/`): anything containing `security-credentials` or `identity-credentials`,
 //!    the signed identity documents (`instance-identity/pkcs7|signature|rsa2048`, which log in
-//!    to e.g. Vault's AWS auth), and `user-data` when `gate_user_data` is set. Without an
-//!    allow-listed `User-Agent`: 403 and a finding.
+//!    to e.g. Vault's AWS auth), and `user-data` (bootstrap secrets) unless `gate_user_data`
+//!    is cleared. Without an allow-listed `User-Agent` (for user-data, also one of
+//!    `user_data_user_agents`, e.g. cloud-init's): 403 and a finding.
+//! 10. Sensitive paths need an IMDSv2 token (`X-aws-ec2-metadata-token`) unless
+//!     `v1_credentials` is set: 401. Every allow-listed SDK fetches one first; an API client
+//!     that a URL was pointed here cannot send the token `PUT` (it needs the TTL header), so
+//!     this also stops an *unsigned* SDK client that rule 3 cannot see.
 //!
 //! The token `PUT` is *not* gated by User-Agent: it grants nothing by itself (every sensitive
 //! GET that uses the token is still gated), and tools that read ordinary metadata with IMDSv2
@@ -40,7 +52,7 @@
 //! still checked for the rules IMDS applies (no forwarding headers, a valid TTL).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +71,7 @@ use crate::http::{self, Body, ConnLimits, Handler};
 use crate::log::{Finding, FindingSink, FindingSource, LogSink};
 use crate::serve::{MAX_TOKEN_TTL_SECONDS, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER};
 use crate::util::{imds_time, now};
+pub use credwarden_core::Cidr;
 
 pub const DETECTOR: &str = "imds-proxy-blocked";
 
@@ -97,6 +110,11 @@ pub const DEFAULT_ALLOWED_USER_AGENTS: &[&str] = &[
     "amazon-ssm-agent/",
 ];
 
+/// cloud-init's User-Agent (`Cloud-Init/23.4.4`, cloudinit/url_helper.py): it reads user-data
+/// at boot. Add it to [`ProxyConfig::user_data_user_agents`] where cloud-init runs behind the
+/// proxy (`credwarden imds proxy --allow-cloud-init`).
+pub const CLOUD_INIT_USER_AGENT: &str = "Cloud-Init/";
+
 /// Proxy configuration. Build with [`ProxyConfig::default`] and adjust fields.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -106,11 +124,23 @@ pub struct ProxyConfig {
     /// `http://host[:port]`, default `http://169.254.169.254`. Only plain HTTP: IMDS has no TLS.
     pub upstream: String,
     pub allowed_user_agents: Vec<String>,
-    /// Refuse metadata GETs without an IMDSv2 session token.
+    /// Refuse metadata GETs without an IMDSv2 session token, on every path.
     pub require_v2: bool,
-    /// Treat `user-data` as sensitive (it often holds secrets; cloud-init reads it with its own
-    /// User-Agent, so enable only where that runs before the proxy or is allow-listed).
+    /// Answer sensitive paths without an IMDSv2 token (default false: every allow-listed SDK
+    /// sends one, and an API client aimed at the proxy cannot obtain one).
+    pub v1_credentials: bool,
+    /// Treat `user-data` as sensitive (default true: it often holds bootstrap secrets).
     pub gate_user_data: bool,
+    /// User-Agent prefixes allowed to read user-data besides `allowed_user_agents`, e.g.
+    /// [`CLOUD_INIT_USER_AGENT`]. They get no credentials.
+    pub user_data_user_agents: Vec<String>,
+    /// Peers allowed besides loopback (container bridges whose metadata traffic is DNATed to
+    /// the proxy). Default empty: loopback only.
+    pub allowed_peers: Vec<Cidr>,
+    /// The IMDSv2 hop limit the proxy enforces for the token `PUT`: loopback peers are one
+    /// hop away, every other allowed peer two. Default 1: only the instance itself gets tokens
+    /// (and so credentials), as on EC2 with a hop limit of 1.
+    pub token_hop_limit: u8,
     pub header_read_timeout: Duration,
     /// Request line + headers, bytes.
     pub max_header_bytes: usize,
@@ -135,7 +165,11 @@ impl Default for ProxyConfig {
                 .map(|s| s.to_string())
                 .collect(),
             require_v2: false,
-            gate_user_data: false,
+            v1_credentials: false,
+            gate_user_data: true,
+            user_data_user_agents: Vec::new(),
+            allowed_peers: Vec::new(),
+            token_hop_limit: 1,
             header_read_timeout: Duration::from_secs(5),
             max_header_bytes: 8 * 1024,
             upstream_timeout: Duration::from_secs(5),
@@ -145,6 +179,63 @@ impl Default for ProxyConfig {
             region: None,
             principal: None,
         }
+    }
+}
+
+/// Is `ip` this host? Loopback, or one of its own interface addresses: after the `OUTPUT`
+/// DNAT that routes a local process to the proxy, the connection keeps the source address the
+/// kernel chose for 169.254.169.254 — the instance's own address, not 127.0.0.1. Asks the
+/// routing table without sending anything (the route to a local address leaves from that
+/// address itself); any error answers no. Packets arriving from outside with one of this
+/// host's addresses as their source are dropped by the kernel (martians).
+pub fn is_this_host(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() {
+        return true;
+    }
+    if ip.is_unspecified() || ip.is_multicast() {
+        return false;
+    }
+    let any: SocketAddr = match ip {
+        IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| {
+            s.connect((ip, 9))?;
+            s.local_addr()
+        })
+        .is_ok_and(|local| local.ip() == ip)
+}
+
+impl ProxyConfig {
+    /// How many hops `peer` is from the metadata service, or `None` when it may not use the
+    /// proxy: this host is one hop (as on EC2), an `allowed_peers` network (a container
+    /// bridge) two, anything else is refused.
+    pub fn peer_hops(&self, peer: IpAddr) -> Option<u8> {
+        self.hops_from(peer, is_this_host(peer))
+    }
+
+    fn hops_from(&self, peer: IpAddr, this_host: bool) -> Option<u8> {
+        let peer = peer.to_canonical();
+        if this_host {
+            Some(1)
+        } else if self.allowed_peers.iter().any(|c| c.contains(peer)) {
+            Some(2)
+        } else {
+            None
+        }
+    }
+
+    /// May this peer use the proxy at all?
+    pub fn peer_allowed(&self, peer: IpAddr) -> bool {
+        self.peer_hops(peer).is_some()
+    }
+
+    /// May this peer obtain an IMDSv2 token (its hops within `token_hop_limit`)?
+    pub fn token_allowed(&self, peer: IpAddr) -> bool {
+        self.peer_hops(peer)
+            .is_some_and(|hops| hops <= self.token_hop_limit)
     }
 }
 
@@ -254,8 +345,11 @@ pub fn is_sensitive(lower_path: &str, gate_user_data: bool) -> bool {
         "instance-identity/signature",
         "instance-identity/rsa2048",
     ];
-    MARKERS.iter().any(|m| lower_path.contains(m))
-        || (gate_user_data && lower_path.contains("user-data"))
+    MARKERS.iter().any(|m| lower_path.contains(m)) || (gate_user_data && is_user_data(lower_path))
+}
+
+fn is_user_data(lower_path: &str) -> bool {
+    lower_path.contains("user-data")
 }
 
 /// A bound proxy.
@@ -291,7 +385,12 @@ impl MetadataProxy {
                 config.upstream
             )));
         }
-        if config.allowed_user_agents.iter().any(|p| p.is_empty()) {
+        if config
+            .allowed_user_agents
+            .iter()
+            .chain(&config.user_data_user_agents)
+            .any(|p| p.is_empty())
+        {
             return Err(ImdsError::Config(
                 "an empty User-Agent pattern would allow everything".into(),
             ));
@@ -417,8 +516,27 @@ fn clean(s: &[u8], max: usize) -> String {
 
 impl ProxyState {
     /// Apply the rules; `Ok(sensitive)` when the request may be forwarded.
-    fn check(&self, req: &Request<Incoming>, user_agent: Option<&str>) -> Result<bool, Refusal> {
+    fn check(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        user_agent: Option<&str>,
+    ) -> Result<bool, Refusal> {
         let uri = req.uri();
+        let lenient_sensitive = || {
+            is_sensitive(&lenient_view(uri.path()), self.cfg.gate_user_data)
+                || is_sensitive(&uri.path().to_ascii_lowercase(), self.cfg.gate_user_data)
+        };
+        if !self.cfg.peer_allowed(peer.ip()) {
+            return Err(Refusal {
+                finding: lenient_sensitive(),
+                ..refuse(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "peer is neither loopback nor an allowed network",
+                )
+            });
+        }
         if uri.scheme().is_some() || uri.authority().is_some() || req.method() == Method::CONNECT {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
@@ -444,6 +562,19 @@ impl ProxyState {
                     format!("forwarded request ({} header)", name.as_str()),
                 ));
             }
+        }
+        if let Some(name) = http::api_client_header(req.headers()) {
+            return Err(Refusal {
+                finding: lenient_sensitive(),
+                ..refuse(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    format!(
+                        "AWS API request ({} header): metadata clients never sign requests",
+                        clean(name.as_bytes(), 64)
+                    ),
+                )
+            });
         }
         if header_bytes > self.cfg.max_header_bytes {
             return Err(refuse(
@@ -479,12 +610,9 @@ impl ProxyState {
             ));
         }
         let path = uri.path();
-        let lenient = lenient_view(path);
-        let lenient_sensitive = is_sensitive(&lenient, self.cfg.gate_user_data)
-            || is_sensitive(&path.to_ascii_lowercase(), self.cfg.gate_user_data);
         if uri.query().is_some() {
             return Err(Refusal {
-                finding: lenient_sensitive,
+                finding: lenient_sensitive(),
                 ..refuse(
                     StatusCode::BAD_REQUEST,
                     "BadRequest",
@@ -494,7 +622,7 @@ impl ProxyState {
         }
         if let Err(why) = check_canonical(path) {
             return Err(Refusal {
-                finding: lenient_sensitive,
+                finding: lenient_sensitive(),
                 ..refuse(
                     StatusCode::BAD_REQUEST,
                     "BadRequest",
@@ -534,6 +662,14 @@ impl ProxyState {
                     "X-aws-ec2-metadata-token-ttl-seconds must be one integer from 1 to 21600",
                 ));
             }
+            // The hop limit: a non-loopback peer is at least one hop beyond the instance.
+            if !self.cfg.token_allowed(peer.ip()) {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    "token requests from beyond the instance exceed the hop limit",
+                ));
+            }
             return Ok(false);
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -553,13 +689,32 @@ impl ProxyState {
                 "IMDSv2 is required: PUT /latest/api/token first",
             ));
         }
-        if sensitive
-            && !user_agent.is_some_and(|ua| user_agent_allowed(&self.cfg.allowed_user_agents, ua))
-        {
-            return Err(Refusal {
-                finding: true,
-                ..refuse(StatusCode::FORBIDDEN, "Forbidden", "credential paths are served only to AWS SDKs and tools (User-Agent not allow-listed)")
+        if sensitive {
+            let lower = path.to_ascii_lowercase();
+            let allowed = user_agent.is_some_and(|ua| {
+                user_agent_allowed(&self.cfg.allowed_user_agents, ua)
+                    || (is_user_data(&lower)
+                        && !is_sensitive(&lower.replace("user-data", ""), false)
+                        && user_agent_allowed(&self.cfg.user_data_user_agents, ua))
             });
+            if !allowed {
+                return Err(Refusal {
+                    finding: true,
+                    ..refuse(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        "credential paths are served only to AWS SDKs and tools \
+                         (User-Agent not allow-listed)",
+                    )
+                });
+            }
+            if !self.cfg.v1_credentials && !req.headers().contains_key(TOKEN_HEADER) {
+                return Err(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "credential paths need an IMDSv2 token: PUT /latest/api/token first",
+                ));
+            }
         }
         Ok(sensitive)
     }
@@ -664,7 +819,7 @@ impl Handler for ProxyState {
         let user_agent = ua_header
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty());
-        let decision = self.check(&req, user_agent);
+        let decision = self.check(&req, peer, user_agent);
         let sensitive = match &decision {
             Ok(s) => *s,
             Err(r) => r.finding,
@@ -772,6 +927,50 @@ mod tests {
         ] {
             assert!(!user_agent_allowed(&p, bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn peers_and_the_token_hop_limit() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut c = ProxyConfig::default();
+        for local in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+            assert!(
+                c.peer_allowed(ip(local)) && c.token_allowed(ip(local)),
+                "{local}"
+            );
+        }
+        // Documentation addresses are nobody's interface: foreign peers.
+        for remote in [
+            "203.0.113.7",
+            "198.51.100.2",
+            "::ffff:203.0.113.7",
+            "0.0.0.0",
+            "::",
+        ] {
+            assert!(
+                !c.peer_allowed(ip(remote)) && !c.token_allowed(ip(remote)),
+                "{remote}"
+            );
+        }
+        assert_eq!(c.hops_from(ip("172.17.0.2"), false), None);
+        assert_eq!(
+            c.hops_from(ip("10.0.0.5"), true),
+            Some(1),
+            "the instance's own address"
+        );
+        c.allowed_peers = vec![Cidr::parse("203.0.113.0/24").unwrap()];
+        assert!(c.peer_allowed(ip("203.0.113.7")) && c.peer_allowed(ip("::ffff:203.0.113.7")));
+        assert!(
+            !c.token_allowed(ip("203.0.113.7")),
+            "hop limit 1: the instance only"
+        );
+        assert!(!c.peer_allowed(ip("198.51.100.2")));
+        c.token_hop_limit = 2;
+        assert!(c.token_allowed(ip("203.0.113.7")));
+        assert!(
+            !c.token_allowed(ip("198.51.100.2")),
+            "a token never for a refused peer"
+        );
     }
 
     #[test]

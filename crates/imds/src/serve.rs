@@ -12,7 +12,14 @@
 //!   (else 400), refused with 403 when `X-Forwarded-For` is present (AWS does the same: a
 //!   forwarding proxy in front means the caller is not on this machine). Tokens are 256 random
 //!   bits from /dev/urandom and expire after their TTL. A GET carrying an invalid or expired
-//!   token gets 401; with `require_v2`, so does a GET carrying none.
+//!   token gets 401, and so does a GET carrying none unless IMDSv1 was asked for
+//!   ([`Ec2Access::V1AndV2`]): a plain GET is all a request forgery in any local application
+//!   can send, and with IMDSv1 that GET is the credentials.
+//! * The EC2 paths only when [`ServeConfig::ec2`] is not [`Ec2Access::Off`]: a server started
+//!   for the ECS endpoint (token-protected) does not also hand the same credentials to every
+//!   local process through `/latest/…`.
+//! * Requests with AWS API signing headers (`Authorization`, `X-Amz-*`) on the EC2 paths are
+//!   refused: an SDK pointed here as a custom endpoint is not a metadata client.
 //! * The credential paths, `iam/info`, the instance identity document, the listings and
 //!   `placement/*` that SDKs read to find their region.
 //! * Unknown paths are 404, other methods 405, credentials unavailable 503 — all as JSON
@@ -52,6 +59,19 @@ pub struct EcsEndpoint {
     pub authorization_token: String,
 }
 
+/// Which EC2 instance-metadata paths the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ec2Access {
+    /// None: every `/latest/…` request is 404. For a server that only serves the ECS endpoint.
+    Off,
+    /// IMDSv2 only (the default): metadata GETs need a token from `PUT /latest/api/token`.
+    V2,
+    /// IMDSv1 as well: a GET without a token is answered. Any local process, and any request
+    /// forgery in any local application, gets the credentials with one GET. Logged as a
+    /// warning when the server starts.
+    V1AndV2,
+}
+
 /// Everything `serve` needs. Build with [`ServeConfig::new`] and adjust fields.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -72,8 +92,8 @@ pub struct ServeConfig {
     pub instance_type: String,
     pub image_id: String,
     pub private_ip: String,
-    /// Refuse IMDSv1 (GETs without a session token get 401).
-    pub require_v2: bool,
+    /// The EC2 paths: IMDSv2 only by default; off for an ECS-only server.
+    pub ec2: Ec2Access,
     pub ecs: Option<EcsEndpoint>,
     pub refresh: RefreshPolicy,
     pub header_read_timeout: Duration,
@@ -95,7 +115,7 @@ impl ServeConfig {
             instance_type: "t3.medium".into(),
             image_id: "ami-0c0ffee0c0ffee000".into(),
             private_ip: "10.0.0.10".into(),
-            require_v2: false,
+            ec2: Ec2Access::V2,
             ecs: None,
             refresh: RefreshPolicy::default(),
             header_read_timeout: Duration::from_secs(10),
@@ -134,6 +154,11 @@ impl ServeConfig {
                     "the ECS authorization token must be at least 16 printable characters".into(),
                 );
             }
+        }
+        if self.ec2 == Ec2Access::Off && self.ecs.is_none() {
+            return bad(
+                "nothing to serve: the EC2 paths are off and there is no ECS endpoint".into(),
+            );
         }
         if self.max_tokens == 0 {
             return bad("max_tokens must be at least 1".into());
@@ -188,6 +213,13 @@ impl MetadataServer {
         let (cache, refresher) =
             CredentialCache::start(source, config.refresh.clone(), log.clone());
         let account = config.account();
+        if config.ec2 == Ec2Access::V1AndV2 {
+            log.log(
+                &serde_json::json!({"time": imds_time(now()), "event": "warning",
+                "message": "IMDSv1 is enabled: any local process, and any request forgery in a \
+                    local application, can read the role's credentials with one GET"}),
+            );
+        }
         let state = Arc::new(ServeState {
             cfg: config,
             account,
@@ -331,7 +363,7 @@ impl ServeState {
     fn check_session(&self, req: &Request<Incoming>) -> Auth {
         let values: Vec<_> = req.headers().get_all(TOKEN_HEADER).iter().collect();
         match values.as_slice() {
-            [] if !self.cfg.require_v2 => Auth::Ok,
+            [] if self.cfg.ec2 == Ec2Access::V1AndV2 => Auth::Ok,
             [] => Auth::Reject(http::error(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
@@ -361,12 +393,16 @@ impl ServeState {
         }
     }
 
+    /// The current credentials, or a 503 that says nothing about the source: the credential
+    /// command, its arguments and its stderr are the server's business, written to its log.
     async fn credentials(&self) -> Result<Arc<Credentials>, Response<Body>> {
         self.cache.current().await.map_err(|e| {
+            self.log.log(&serde_json::json!({"time": imds_time(now()),
+                "event": "credentials-unavailable", "reason": e.0}));
             http::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CredentialsUnavailable",
-                &e.0,
+                "credentials are temporarily unavailable; the metadata server's log says why",
             )
         })
     }
@@ -479,6 +515,19 @@ impl ServeState {
                     Err(r) => r,
                 };
             }
+        }
+        if self.cfg.ec2 == Ec2Access::Off {
+            return http::error(StatusCode::NOT_FOUND, "NotFound", "no such path");
+        }
+        // Every EC2 route is matched on the path without its slashes (`//latest/…` too).
+        let ec2_path =
+            path.trim_matches('/').is_empty() || path.trim_matches('/').starts_with("latest");
+        if let Some(name) = http::api_client_header(req.headers()).filter(|_| ec2_path) {
+            return http::error(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!("metadata clients do not send {name}: refused as an AWS API request"),
+            );
         }
         if path == TOKEN_PATH {
             return if req.method() == Method::PUT {

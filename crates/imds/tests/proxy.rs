@@ -82,17 +82,29 @@ async fn sdk_user_agents_get_credentials_and_other_paths_pass() {
         "aws-sdk-php/3.295.0",
         "aws-sdk-cpp/1.11.200 Linux/6.1 x86_64 GCC/12",
     ] {
+        // Every SDK fetches an IMDSv2 token first; credential paths need one.
+        let t = request(
+            s.proxy,
+            "PUT",
+            "/latest/api/token",
+            &[
+                ("X-aws-ec2-metadata-token-ttl-seconds", "60"),
+                ("User-Agent", ua),
+            ],
+        )
+        .await
+        .body;
         let list = get(
             s.proxy,
             "/latest/meta-data/iam/security-credentials/",
-            &[("User-Agent", ua)],
+            &[("User-Agent", ua), ("X-aws-ec2-metadata-token", &t)],
         )
         .await;
         assert_eq!((list.status, list.body.as_str()), (200, ROLE), "{ua}");
         let doc = get(
             s.proxy,
             &format!("/latest/meta-data/iam/security-credentials/{ROLE}"),
-            &[("User-Agent", ua)],
+            &[("User-Agent", ua), ("X-aws-ec2-metadata-token", &t)],
         )
         .await;
         assert_eq!(doc.json()["AccessKeyId"], KEY, "{ua}");
@@ -162,6 +174,8 @@ async fn sdk_user_agents_get_credentials_and_other_paths_pass() {
 /// (name, raw request). Every one targets credentials.
 fn corpus() -> Vec<(&'static str, String)> {
     let p = format!("/latest/meta-data/iam/security-credentials/{ROLE}");
+    let sdk = format!("User-Agent: {BOTO}\r\n");
+    let boto3 = "User-Agent: Boto3/1.34.0 md/Botocore#1.34.0\r\n";
     let req = |path: &str, headers: &str| {
         format!(
             "GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\n{headers}Connection: close\r\n\r\n"
@@ -212,6 +226,32 @@ fn corpus() -> Vec<(&'static str, String)> {
         ("post with body", format!("POST {p} HTTP/1.1\r\nHost: x\r\nUser-Agent: curl/8\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")),
         ("oversized headers", req(&p, &format!("User-Agent: {BOTO}\r\nX-Pad: {}\r\n", "a".repeat(9000)))),
         ("header smuggling (obs-fold)", req(&p, "User-Agent: curl/8\r\n Botocore/1.34.0\r\n")),
+        // Issue 12, item 4: an AWS SDK aimed at the proxy as an API endpoint (S3 GetObject,
+        // bucket "latest", path-style) has an allow-listed User-Agent; its headers differ.
+        ("signed S3 GetObject", req(&p, &format!(
+            "{boto3}X-Amz-Date: 20240501T120000Z\r\nX-Amz-Content-SHA256: {}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20240501/us-east-1/s3/\
+             aws4_request, SignedHeaders=host;x-amz-date, Signature=00\r\n\
+             amz-sdk-invocation-id: 1\r\n",
+            "e3b0".repeat(16)
+        ))),
+        ("authorization only", req(&p, &format!("{sdk}Authorization: Bearer x\r\n"))),
+        ("x-amz-date only", req(&p, &format!("{sdk}X-Amz-Date: 20240501T120000Z\r\n"))),
+        (
+            "x_amz_content_sha256 underscore",
+            req(&p, &format!("{sdk}x_amz_content_sha256: UNSIGNED-PAYLOAD\r\n")),
+        ),
+        ("security token", req(&p, &format!("{sdk}X-Amz-Security-Token: x\r\n"))),
+        ("unsigned S3 GetObject", req(&p, &format!(
+            "{boto3}x-amz-checksum-mode: ENABLED\r\namz-sdk-invocation-id: 1\r\n\
+             amz-sdk-request: attempt=1\r\n"
+        ))),
+        (
+            "unsigned, no x-amz headers (IMDSv1 GET)",
+            req(&p, &format!("{boto3}amz-sdk-invocation-id: 1\r\n")),
+        ),
+        ("SDK user agent without a token", req(&p, &sdk)),
+        ("identity document without a token", req("/latest/dynamic/instance-identity/pkcs7", &sdk)),
     ]
 }
 
@@ -264,6 +304,175 @@ async fn bypass_corpus_is_refused() {
         "{}",
         lines.len()
     );
+    s.upstream.stop().await;
+}
+
+/// Issue 12, item 4: the token `PUT` is not an API call either; signing headers are refused.
+#[tokio::test]
+async fn signed_token_requests_are_refused() {
+    let s = setup(|_| {}).await;
+    for header in [
+        ("Authorization", "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/x"),
+        ("X-Amz-Date", "20240501T120000Z"),
+        ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+    ] {
+        let r = request(
+            s.proxy,
+            "PUT",
+            "/latest/api/token",
+            &[("X-aws-ec2-metadata-token-ttl-seconds", "60"), header],
+        )
+        .await;
+        assert_eq!(r.status, 403, "{header:?}: {}", r.body);
+    }
+    s.upstream.stop().await;
+}
+
+/// Issue 12, item 5: user-data (bootstrap secrets) is gated by default; cloud-init reads it
+/// when allowed by flag, and gets nothing else.
+#[tokio::test]
+async fn user_data_is_gated_by_default_and_cloud_init_is_allowed_by_flag() {
+    const CLOUD_INIT: &str = "Cloud-Init/23.4.4";
+    let mut s = setup(|_| {}).await;
+    let token = |addr| async move {
+        request(
+            addr,
+            "PUT",
+            "/latest/api/token",
+            &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+        )
+        .await
+        .body
+    };
+    let t = token(s.proxy).await;
+    for ua in ["curl/8.5.0", "python-requests/2.31.0", CLOUD_INIT] {
+        for path in ["/latest/user-data", "/2021-07-15/user-data/"] {
+            let r = get(
+                s.proxy,
+                path,
+                &[("User-Agent", ua), ("X-aws-ec2-metadata-token", &t)],
+            )
+            .await;
+            assert_eq!(r.status, 403, "{ua} {path}: {}", r.body);
+        }
+    }
+    let f = s
+        .findings
+        .try_recv()
+        .expect("a blocked user-data read is a finding");
+    assert_eq!(f.detector, "imds-proxy-blocked");
+    assert_eq!(f.details["path"], "/latest/user-data");
+    s.upstream.stop().await;
+
+    let mut s = setup(|c| {
+        c.user_data_user_agents = vec![imds::proxy::CLOUD_INIT_USER_AGENT.into()];
+    })
+    .await;
+    let t = token(s.proxy).await;
+    let r = get(
+        s.proxy,
+        "/latest/user-data",
+        &[("User-Agent", CLOUD_INIT), ("X-aws-ec2-metadata-token", &t)],
+    )
+    .await;
+    // Forwarded: the upstream (a local metadata server) has no user-data and says 404.
+    assert_eq!(r.status, 404, "{}", r.body);
+    let line = s.log.lines().pop().unwrap();
+    assert_eq!(
+        (&line["decision"], &line["sensitive"]),
+        (&"allow".into(), &true.into())
+    );
+    // cloud-init is no SDK: no credentials for it, and curl still gets no user-data.
+    let creds = get(
+        s.proxy,
+        &format!("/latest/meta-data/iam/security-credentials/{ROLE}"),
+        &[("User-Agent", CLOUD_INIT), ("X-aws-ec2-metadata-token", &t)],
+    )
+    .await;
+    assert_eq!(creds.status, 403);
+    assert!(!leaked(&creds));
+    let curl = get(
+        s.proxy,
+        "/latest/user-data",
+        &[
+            ("User-Agent", "curl/8.5.0"),
+            ("X-aws-ec2-metadata-token", &t),
+        ],
+    )
+    .await;
+    assert_eq!(curl.status, 403);
+    assert_eq!(
+        s.findings.try_recv().unwrap().details["path"],
+        format!("/latest/meta-data/iam/security-credentials/{ROLE}")
+    );
+    s.upstream.stop().await;
+}
+
+/// This machine's address on a non-loopback interface (no packet is sent: a UDP `connect`
+/// only picks the route). The peer tests need one; a machine without any cannot run them.
+fn non_loopback_ip() -> std::net::IpAddr {
+    for probe in ["192.0.2.1:9", "10.255.255.1:9", "[2001:db8::1]:9"] {
+        let bind = if probe.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        if let Ok(sock) = std::net::UdpSocket::bind(bind) {
+            if sock.connect(probe).is_ok() {
+                if let Ok(local) = sock.local_addr() {
+                    if !local.ip().is_loopback() && !local.ip().is_unspecified() {
+                        return local.ip();
+                    }
+                }
+            }
+        }
+    }
+    panic!("this test needs a non-loopback network interface");
+}
+
+/// Issue 12, item 4: the proxy answers this host only (unless networks are allowed). After the
+/// README's `OUTPUT` DNAT a local process arrives from the instance's own address, not
+/// 127.0.0.1: that is still this host, one hop from the metadata service, and gets tokens and
+/// credentials. Foreign peers cannot be made on one machine; `ProxyConfig`'s unit tests cover
+/// them (refused; an allowed network is two hops and needs `token_hop_limit` 2).
+#[tokio::test]
+async fn this_hosts_own_address_is_the_instance_and_documentation_addresses_are_not() {
+    let ip = non_loopback_ip();
+    assert!(imds::proxy::is_this_host(ip));
+    for foreign in ["203.0.113.7", "198.51.100.2", "2001:db8::7"] {
+        assert!(
+            !imds::proxy::is_this_host(foreign.parse().unwrap()),
+            "{foreign}"
+        );
+    }
+    let mut s = setup(move |c: &mut ProxyConfig| {
+        c.listen = SocketAddr::new(ip, 0);
+        c.allow_non_loopback = true;
+    })
+    .await;
+    let addr = SocketAddr::new(ip, s.proxy.port());
+    let t = request(
+        addr,
+        "PUT",
+        "/latest/api/token",
+        &[
+            ("X-aws-ec2-metadata-token-ttl-seconds", "60"),
+            ("User-Agent", BOTO),
+        ],
+    )
+    .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let r = get(
+        addr,
+        &format!("/latest/meta-data/iam/security-credentials/{ROLE}"),
+        &[("User-Agent", BOTO), ("X-aws-ec2-metadata-token", &t.body)],
+    )
+    .await;
+    assert_eq!(r.json()["AccessKeyId"], KEY);
+    assert!(s.findings.try_recv().is_err());
+    let line = s.log.lines().pop().unwrap();
+    let remote: SocketAddr = line["remote"].as_str().unwrap().parse().unwrap();
+    assert_eq!(remote.ip(), ip, "the peer really was not loopback: {line}");
     s.upstream.stop().await;
 }
 

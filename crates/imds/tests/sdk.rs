@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use imds::log::{LogSink, MemoryLog};
 use imds::proxy::{MetadataProxy, ProxyConfig};
-use imds::serve::EcsEndpoint;
+use imds::serve::{Ec2Access, EcsEndpoint};
 
 const ROLE: &str = "sdk-role";
 const KEY: &str = "ASIABOTOTEST00000001";
@@ -64,7 +64,7 @@ async fn boto3_resolves_served_credentials_and_moto_accepts_them() {
         path: "/v2/credentials/credwarden".into(),
         authorization_token: "container-token-0123456789".into(),
     });
-    cfg.require_v2 = true;
+    cfg.ec2 = Ec2Access::V2;
     let srv = start_server(cfg, static_source(KEY, Duration::from_secs(3600))).await;
 
     // 1. EC2 instance metadata (IMDSv2, since v1 is refused here).
@@ -142,6 +142,95 @@ async fn boto3_resolves_served_credentials_and_moto_accepts_them() {
     srv.stop().await;
 }
 
+/// boto3 aimed at the proxy as a custom S3 endpoint: `get_object(Bucket="latest",
+/// Key="meta-data/iam/security-credentials/ROLE")` with path-style addressing asks for exactly
+/// the credential path, with an allow-listed User-Agent. Signed (the application's own keys) or
+/// unsigned, it must not get the instance's credentials (issue 12, item 4).
+const S3_TRICK: &str = r#"
+import boto3, json, os, sys
+from botocore import UNSIGNED
+from botocore.config import Config
+out = {}
+for name, extra in [("signed", {}), ("unsigned", {"signature_version": UNSIGNED}),
+                    ("unsigned-no-checksum", {"signature_version": UNSIGNED,
+                                              "response_checksum_validation": "when_required"})]:
+    s3 = boto3.client("s3", endpoint_url=os.environ["PROXY"], region_name="us-east-1",
+                      aws_access_key_id="AKIAAPPLICATIONKEY01", aws_secret_access_key="app-secret",
+                      config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                                    **extra))
+    try:
+        body = s3.get_object(Bucket="latest", Key=os.environ["KEY"])["Body"].read().decode()
+        out[name] = {"leaked": body}
+    except s3.exceptions.ClientError as e:
+        out[name] = {"status": e.response["ResponseMetadata"]["HTTPStatusCode"]}
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_aimed_at_the_proxy_as_an_s3_endpoint_gets_no_credentials() {
+    // The upstream plays an instance that still allows IMDSv1, as in the reported attack.
+    let mut cfg = test_config(ROLE);
+    cfg.ec2 = Ec2Access::V1AndV2;
+    let srv = start_server(cfg, static_source(KEY, Duration::from_secs(3600))).await;
+    let log = Arc::new(MemoryLog::default());
+    let proxy_cfg = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: format!("http://{}", srv.addr),
+        ..ProxyConfig::default()
+    };
+    let (tx, mut findings) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = MetadataProxy::bind(proxy_cfg, log.clone() as Arc<dyn LogSink>, Arc::new(tx))
+        .await
+        .unwrap();
+    let paddr = proxy.local_addr();
+    tokio::spawn(proxy.run(std::future::pending()));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(S3_TRICK)
+            .env("PROXY", format!("http://{paddr}"))
+            .env("KEY", format!("meta-data/iam/security-credentials/{ROLE}"))
+            .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-imds-test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains(KEY), "credentials leaked: {stdout}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // Signed: refused for its signing headers. Unsigned: x-amz-checksum-mode gives it away,
+    // and without that header it has no IMDSv2 token, which credential paths need.
+    assert_eq!(r["signed"]["status"], 403, "{r}");
+    assert_eq!(r["unsigned"]["status"], 403, "{r}");
+    assert_eq!(r["unsigned-no-checksum"]["status"], 401, "{r}");
+    let f = findings
+        .try_recv()
+        .expect("the signed attempt is a finding");
+    assert_eq!(f.detector, "imds-proxy-blocked");
+    assert!(
+        f.details["reason"]
+            .as_str()
+            .unwrap()
+            .contains("AWS API request"),
+        "{}",
+        f.details
+    );
+    let denied = log
+        .lines()
+        .iter()
+        .filter(|l| l["decision"] == "deny" && l["sensitive"] == true)
+        .count();
+    assert!(denied >= 2, "{:?}", log.lines());
+    srv.stop().await;
+}
+
 /// The AWS SDK for Rust's own IMDS credential provider (IMDSv2, the server requiring it)
 /// resolves the served credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +240,7 @@ async fn the_rust_sdk_resolves_served_credentials() {
     use aws_credential_types::provider::ProvideCredentials;
     let key = "ASIARUSTSDKTEST00001";
     let mut cfg = test_config(ROLE);
-    cfg.require_v2 = true;
+    cfg.ec2 = Ec2Access::V2;
     let srv = start_server(cfg, static_source(key, Duration::from_secs(3600))).await;
     let http = aws_smithy_http_client::Builder::new().build_http();
     let provider_config = ProviderConfig::without_region().with_http_client(http);
@@ -169,6 +258,34 @@ async fn the_rust_sdk_resolves_served_credentials() {
         .await
         .expect("the SDK gets credentials from the metadata server");
     assert_eq!(creds.access_key_id(), key);
+    // Through the proxy too: its metadata client sends X-Amz-User-Agent, which is not an API
+    // signing header, and fetches a token before the credentials.
+    let proxy_cfg = ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: format!("http://{}", srv.addr),
+        ..ProxyConfig::default()
+    };
+    let (tx, mut findings) = tokio::sync::mpsc::unbounded_channel();
+    let proxy = MetadataProxy::bind(proxy_cfg, Arc::new(imds::log::NullLog), Arc::new(tx))
+        .await
+        .unwrap();
+    let paddr = proxy.local_addr();
+    tokio::spawn(proxy.run(std::future::pending()));
+    let via_proxy = ImdsCredentialsProvider::builder()
+        .configure(&provider_config)
+        .imds_client(
+            aws_config::imds::Client::builder()
+                .configure(&provider_config)
+                .endpoint(format!("http://{paddr}/"))
+                .unwrap()
+                .build(),
+        )
+        .build()
+        .provide_credentials()
+        .await
+        .expect("the SDK gets credentials through the proxy");
+    assert_eq!(via_proxy.access_key_id(), key);
+    assert!(findings.try_recv().is_err());
     assert_eq!(creds.session_token(), Some(format!("{key}-token").as_str()));
     assert!(
         srv.log

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use imds::creds::RefreshPolicy;
-use imds::serve::{EcsEndpoint, MetadataServer};
+use imds::serve::{Ec2Access, EcsEndpoint, MetadataServer};
 
 const ROLE: &str = "dev-laptop";
 const CREDS: &str = "/latest/meta-data/iam/security-credentials/";
@@ -226,7 +226,7 @@ async fn token_ttl_bounds_and_forwarded_put() {
 #[tokio::test]
 async fn imdsv1_refused_when_v2_required() {
     let mut cfg = test_config(ROLE);
-    cfg.require_v2 = true;
+    cfg.ec2 = Ec2Access::V2;
     let srv = start_server(
         cfg,
         static_source("ASIASTATIC0000000003", Duration::from_secs(3600)),
@@ -434,8 +434,8 @@ async fn never_serves_expired_credentials() {
     assert_eq!(r.json()["Code"], "CredentialsUnavailable");
     assert!(!r.body.contains("ASIATEST"), "{}", r.body);
     assert!(
-        r.body.contains("broker unreachable"),
-        "the source's error is explained: {}",
+        !r.body.contains("broker unreachable") && !r.body.contains("creds.sh"),
+        "the source's error stays in the server's log: {}",
         r.body
     );
     assert_eq!(
@@ -457,7 +457,213 @@ async fn never_serves_expired_credentials() {
     let srv = start_server(ecs_cfg, process_source(&expired)).await;
     let r = get(srv.addr, &format!("{CREDS}{ROLE}"), &[]).await;
     assert_eq!(r.status, 503);
-    assert!(r.body.contains("too soon to serve"), "{}", r.body);
+    assert!(!r.body.contains("too soon to serve"), "{}", r.body);
+    let log = serde_json::to_string(&srv.log.lines()).unwrap();
+    assert!(
+        log.contains("too soon to serve"),
+        "the reason is logged: {log}"
+    );
+    srv.stop().await;
+}
+
+/// Issue 12, item 10: a failing credential command's name, arguments and stderr reach the
+/// server's log (stderr for `credwarden imds serve`), never the client.
+#[tokio::test]
+async fn the_503_names_neither_the_credential_command_nor_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("fetch-from-vault.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n\
+         echo \"vault at https://vault.internal:8200 refused token hvs.EXAMPLE\" >&2\nexit 7\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cfg = test_config(ROLE);
+    cfg.refresh = policy(1000, 1000);
+    cfg.ecs = Some(EcsEndpoint {
+        path: "/creds".into(),
+        authorization_token: "0123456789abcdef0123".into(),
+    });
+    let source = Arc::new(imds::creds::ProcessSource::new(
+        script.display().to_string(),
+        ["--role", "payments-admin"],
+    ));
+    let srv = start_server(cfg, source).await;
+    for r in [
+        get(srv.addr, &format!("{CREDS}{ROLE}"), &[]).await,
+        get(
+            srv.addr,
+            "/creds",
+            &[("Authorization", "0123456789abcdef0123")],
+        )
+        .await,
+    ] {
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert_eq!(r.json()["Code"], "CredentialsUnavailable");
+        for private in [
+            "vault",
+            "hvs.EXAMPLE",
+            "fetch-from-vault",
+            "payments-admin",
+            "exit",
+        ] {
+            assert!(!r.body.contains(private), "{private} in {}", r.body);
+        }
+    }
+    let log = serde_json::to_string(&srv.log.lines()).unwrap();
+    assert!(
+        log.contains("credentials-unavailable") && log.contains("refused token"),
+        "the operator still learns why: {log}"
+    );
+    srv.stop().await;
+}
+
+/// Issue 12, item 2: IMDSv2 is the default; IMDSv1 only when asked for, with a warning.
+#[tokio::test]
+async fn imdsv1_is_refused_by_default_and_served_only_when_asked_for() {
+    let mut cfg = imds::serve::ServeConfig::new(ROLE);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let key = "ASIASTATIC0000000005";
+    let srv = start_server(cfg.clone(), static_source(key, Duration::from_secs(3600))).await;
+    // A GET-only request forgery: no token, no credentials, not even the role's name.
+    for path in [CREDS.to_string(), format!("{CREDS}{ROLE}")] {
+        let r = get(srv.addr, &path, &[]).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.body);
+        assert!(
+            !r.body.contains(key) && !r.body.contains(ROLE),
+            "{}",
+            r.body
+        );
+    }
+    let t = request(
+        srv.addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await
+    .body;
+    let ok = get(
+        srv.addr,
+        &format!("{CREDS}{ROLE}"),
+        &[("X-aws-ec2-metadata-token", &t)],
+    )
+    .await;
+    assert_eq!(ok.json()["AccessKeyId"], key);
+    assert!(!srv.log.lines().iter().any(|l| l["event"] == "warning"));
+    srv.stop().await;
+
+    cfg.ec2 = Ec2Access::V1AndV2;
+    let srv = start_server(cfg, static_source(key, Duration::from_secs(3600))).await;
+    assert_eq!(
+        get(srv.addr, &format!("{CREDS}{ROLE}"), &[]).await.json()["AccessKeyId"],
+        key
+    );
+    assert!(
+        srv.log
+            .lines()
+            .iter()
+            .any(|l| l["event"] == "warning" && l["message"].as_str().unwrap().contains("IMDSv1")),
+        "IMDSv1 is announced in the log"
+    );
+    srv.stop().await;
+}
+
+/// Issue 12, item 2: a server started for the ECS endpoint does not also serve the EC2 paths
+/// (no token, no role name, no credentials to any local process) unless asked.
+#[tokio::test]
+async fn an_ecs_server_serves_no_ec2_paths_unless_asked() {
+    let mut cfg = test_config(ROLE);
+    cfg.ecs = Some(EcsEndpoint {
+        path: "/v2/credentials/credwarden".into(),
+        authorization_token: "s3cr3t-container-token".into(),
+    });
+    cfg.ec2 = Ec2Access::Off;
+    let key = "ASIASTATIC0000000006";
+    let srv = start_server(cfg.clone(), static_source(key, Duration::from_secs(3600))).await;
+    let put = request(
+        srv.addr,
+        "PUT",
+        "/latest/api/token",
+        &[("X-aws-ec2-metadata-token-ttl-seconds", "60")],
+    )
+    .await;
+    assert_eq!(put.status, 404, "no IMDSv2 token either: {}", put.body);
+    for path in [
+        CREDS.to_string(),
+        format!("{CREDS}{ROLE}"),
+        "/latest/meta-data/iam/info".into(),
+        "/latest/dynamic/instance-identity/document".into(),
+        "/latest/meta-data/".into(),
+    ] {
+        let r = get(srv.addr, &path, &[]).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(
+            !r.body.contains(key) && !r.body.contains(ROLE),
+            "{}",
+            r.body
+        );
+    }
+    let ecs = get(
+        srv.addr,
+        "/v2/credentials/credwarden",
+        &[("Authorization", "s3cr3t-container-token")],
+    )
+    .await;
+    assert_eq!(ecs.json()["AccessKeyId"], key);
+    srv.stop().await;
+
+    // Nothing to serve at all is a configuration error.
+    cfg.ecs = None;
+    let e = MetadataServer::bind(
+        cfg,
+        static_source("ASIAX", Duration::from_secs(60)),
+        Arc::new(imds::log::NullLog),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(e, imds::ImdsError::Config(_)), "{e}");
+}
+
+/// Issue 12, item 4 (defence in depth on the laptop): an AWS SDK aimed at the server as an API
+/// endpoint signs its request; metadata clients never do.
+#[tokio::test]
+async fn signed_api_requests_get_no_credentials() {
+    let key = "ASIASTATIC0000000007";
+    let srv = start_server(
+        test_config(ROLE),
+        static_source(key, Duration::from_secs(3600)),
+    )
+    .await;
+    let path = format!("{CREDS}{ROLE}");
+    let slashed = format!("/{path}/");
+    for header in [
+        (
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20240501/us-east-1/s3/aws4_request",
+        ),
+        ("X-Amz-Date", "20240501T120000Z"),
+        ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ("X-Amz-Security-Token", "x"),
+        ("x-amz-checksum-mode", "ENABLED"),
+    ] {
+        for p in [&path, &slashed] {
+            let r = get(srv.addr, p, &[header]).await;
+            assert_eq!(r.status, 403, "{p} {header:?}: {}", r.body);
+            assert!(!r.body.contains(key));
+        }
+    }
+    // The Rust and Go SDKs' metadata clients send X-Amz-User-Agent: still a metadata client.
+    let r = get(
+        srv.addr,
+        &path,
+        &[("x-amz-user-agent", "aws-sdk-rust/1.3.0 api/imds")],
+    )
+    .await;
+    assert_eq!(r.json()["AccessKeyId"], key);
     srv.stop().await;
 }
 

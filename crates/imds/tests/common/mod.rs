@@ -108,6 +108,9 @@ pub fn test_config(role: &str) -> ServeConfig {
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.role_arn = Some(format!("arn:aws:iam::123456789012:role/{role}"));
     c.region = "eu-west-1".into();
+    // Most tests speak IMDSv1 for brevity (and the proxy's upstream plays an instance that
+    // allows it); the default, IMDSv2 only, has its own tests.
+    c.ec2 = imds::serve::Ec2Access::V1AndV2;
     c
 }
 
