@@ -318,6 +318,39 @@ impl Record {
             .as_deref()
             .or(self.identity.account_id.as_deref())
     }
+
+    /// True when AWS made this call on the caller's behalf, so its source address is AWS's
+    /// and says nothing of where the caller is: `invokedBy` set, a source that is a service
+    /// name or `AWS Internal`, or a console backend or AWS-internal client (`[S3Console/0.4,
+    /// aws-internal/3 …]`) calling from a private address without a VPC endpoint (the
+    /// console fleet). The user agent alone is never trusted: a caller may send any user
+    /// agent, but not a private source address without a VPC endpoint. Every detector that
+    /// asks "where did this credential come from" asks here.
+    pub fn made_by_aws_for_caller(&self) -> bool {
+        if self.identity.invoked_by.is_some() || self.source.is_aws_service() {
+            return true;
+        }
+        self.vpc_endpoint_id.is_none()
+            && self.source.is_private()
+            && is_aws_internal_agent(self.user_agent.as_deref())
+    }
+}
+
+/// User agents of AWS's own clients acting for a caller: console backends (`S3Console/…`,
+/// `console.amazonaws.com`) and the `aws-internal` SDK marker.
+pub fn is_aws_internal_agent(user_agent: Option<&str>) -> bool {
+    let Some(ua) = user_agent else {
+        return false;
+    };
+    let ua = ua.to_ascii_lowercase();
+    ua.contains("aws-internal")
+        || ua.contains("console.amazonaws.com")
+        || ua.contains("console.aws.amazon.com")
+        || ua
+            .trim_start_matches('[')
+            .split(['/', ' ', ','])
+            .next()
+            .is_some_and(|product| product.ends_with("console"))
 }
 
 /// What a JSON value turned out to be.

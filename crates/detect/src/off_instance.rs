@@ -985,7 +985,7 @@ fn classify_source(
     r: &Record,
     account: &str,
 ) -> Option<(NetSource, Option<IpAddr>)> {
-    if r.identity.invoked_by.is_some() {
+    if r.made_by_aws_for_caller() {
         return None;
     }
     let addr = match &r.source {

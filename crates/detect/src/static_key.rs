@@ -262,7 +262,7 @@ impl Detector for StaticKeyDetector {
             k.folded_last = k.folded_last.max(Some(last));
         }
         let ip = match &r.source {
-            SourceAddress::V4(_) | SourceAddress::V6(_) if r.identity.invoked_by.is_none() => {
+            SourceAddress::V4(_) | SourceAddress::V6(_) if !r.made_by_aws_for_caller() => {
                 r.source.to_string()
             }
             _ => return,

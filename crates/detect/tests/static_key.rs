@@ -143,3 +143,32 @@ proptest! {
         prop_assert_eq!(run(&records(&v)), want);
     }
 }
+
+/// Issue 12: the S3 console calls with the user's key from AWS's console fleet (private
+/// addresses, `[S3Console/…, aws-internal/3 …]`). Those calls are AWS's, not a new source
+/// of the key; the same user agent from a public address is still a source (a caller can
+/// send any user agent, not a private source address without a VPC endpoint).
+#[test]
+fn console_calls_on_a_users_behalf_are_not_new_addresses() {
+    let console_ua = "[S3Console/0.4, aws-internal/3 aws-sdk-java/1.12.488 Linux/5.10 \
+                      OpenJDK_64-Bit_Server_VM/25.372-b08 java/1.8.0_372]";
+    let mut v: Vec<_> = (0..10)
+        .map(|i| call(i, &format!("a{i}"), "AKIACI0000000001", "203.0.113.50"))
+        .collect();
+    for (i, ip) in ["10.4.17.200", "10.9.3.12", "10.0.250.7"].iter().enumerate() {
+        let mut c = call(60 + i as i64, &format!("s{i}"), "AKIACI0000000001", ip);
+        c["userAgent"] = json!(console_ua);
+        v.push(c);
+    }
+    let f = run(&records(&v));
+    assert_eq!(f.len(), 1, "only the key's first report: {f:#?}");
+    assert_eq!(f[0].source.ip.as_deref(), Some("203.0.113.50"));
+
+    let mut spoofed = call(120, "p1", "AKIACI0000000001", "5.188.10.20");
+    spoofed["userAgent"] = json!(console_ua);
+    v.push(spoofed);
+    let f = run(&records(&v));
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(f[1].source.ip.as_deref(), Some("5.188.10.20"));
+    assert_eq!(f[1].severity, Severity::High);
+}
