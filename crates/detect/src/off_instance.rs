@@ -180,6 +180,9 @@ enum Reason {
     AfterAddressChange,
     UnverifiedNewNetwork,
     DifferentSource,
+    /// A private address without a VPC endpoint, first used with an attacker's first step
+    /// after the instance already held a lock elsewhere.
+    UnverifiedPrivateSource,
 }
 
 impl Reason {
@@ -193,6 +196,7 @@ impl Reason {
             Reason::AfterAddressChange => "after-address-change",
             Reason::UnverifiedNewNetwork => "unverified-new-network",
             Reason::DifferentSource => "different-source",
+            Reason::UnverifiedPrivateSource => "unverified-private-source",
         }
     }
 }
@@ -693,6 +697,19 @@ impl OffInstanceDetector {
                     .family()
                     .expect("only foreign endpoints lack a family")
                     as usize;
+                // A private address without a VPC endpoint (anonymised logs, a proxy) is no
+                // evidence of the instance: it must not take a lock of its own when the
+                // instance already holds one elsewhere and its first call is an attacker's
+                // first step (a stolen sibling credential's `GetCallerIdentity`).
+                let private_recon_after_lock = matches!(s.source, NetSource::Private4(_))
+                    && s.first.recon
+                    && locks.iter().enumerate().any(|(f, l)| {
+                        f != fam && l.is_some_and(|l| inst.sources[l].first.earlier_than(&s.first))
+                    });
+                if private_recon_after_lock && locks[fam].is_none() {
+                    decisions.push((i, Verdict::Foreign(Reason::UnverifiedPrivateSource)));
+                    continue;
+                }
                 if locks[fam].is_none() {
                     if primary[fam] {
                         locks[fam] = self.choose_lock(inst, fam);

@@ -525,3 +525,57 @@ fn a_record_from_the_future_does_not_freeze_event_time() {
         "decided while streaming, not only at the end"
     );
 }
+
+/// Issue 12 (public attack data): the instance's own key is used from its public address;
+/// six seconds later the sibling key of the same instance session is first used from a
+/// private address with no VPC endpoint by a Go SDK tool whose first calls are
+/// `GetCallerIdentity` then `DescribeInstances`. The private address took a lock of its own
+/// (its own family) and nothing was reported.
+#[test]
+fn a_sibling_first_used_from_a_private_address_with_a_recon_call_is_caught() {
+    let i = "i-0123456789abcdef0";
+    let at = |secs: i64| {
+        EventTime::parse("2024-03-01T00:01:00Z")
+            .unwrap()
+            .plus_millis(secs * 1000)
+            .to_string()
+    };
+    let recon = json!({"eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity"});
+    let stolen = |secs: i64, id: &str, first: bool| {
+        let mut v = with(
+            call(1, id, "ASIAKEY2", i, "10.20.30.40"),
+            json!({"eventTime": at(secs)}),
+        );
+        if first {
+            v = with(v, recon.clone());
+        }
+        v
+    };
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        issue(0, "ASIAKEY2", i, "r1"),
+        with(call(1, "a", "ASIAKEY1", i, "54.0.0.1"), json!({"eventTime": at(0)})),
+        stolen(6, "b", true),
+        stolen(7, "c", false),
+        with(call(1, "d", "ASIAKEY1", i, "54.0.0.1"), json!({"eventTime": at(60)})),
+    ]);
+    assert_eq!(pairs(&f), vec![("ASIAKEY2".into(), "10.20.30.40".into())]);
+    assert_eq!(f[0].details["reason"], "unverified-private-source");
+
+    // Without the recon first step a private source keeps its own family's lock, as before
+    // (an instance that calls some services from a private address is not reported) ...
+    let f = run(&[
+        issue(0, "ASIAKEY1", i, "r1"),
+        issue(0, "ASIAKEY2", i, "r1"),
+        with(call(1, "a", "ASIAKEY1", i, "54.0.0.1"), json!({"eventTime": at(0)})),
+        stolen(6, "b", false),
+    ]);
+    assert!(f.is_empty(), "{f:#?}");
+    // ... and a private source that is the instance's first source is its lock.
+    let f = run(&[
+        issue(0, "ASIAKEY2", i, "r1"),
+        stolen(6, "b", true),
+        stolen(7, "c", false),
+    ]);
+    assert!(f.is_empty(), "{f:#?}");
+}
