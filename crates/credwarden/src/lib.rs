@@ -2,16 +2,16 @@
 //!
 //! The `credwarden` binary's wiring: command-line options, configuration, the detect
 //! pipeline that joins the cloudtrail, detect and store crates, output sinks, the demo
-//! generator, `ip-ranges fetch`, and the thin command layers over the iam, aws, prevent,
-//! broker, imds and shrink crates (`policy`, `iam`, `broker`, `creds`, `imds`, `shrink`,
-//! `keys`, `access`). Logic that is not
-//! wiring lives in the library crates; `main.rs` only parses arguments and maps results to
+//! command (generation and scoring are the demo crate's), `ip-ranges fetch`, and the thin
+//! command layers over the iam, aws, prevent, broker, imds and shrink crates (`policy`,
+//! `iam`, `broker`, `creds`, `imds`, `shrink`, `keys`, `access`). Logic that is not wiring
+//! lives in the library crates; `main.rs` only parses arguments and maps results to
 //! exit codes.
 
 pub mod baseline_cmd;
 pub mod broker_cmd;
 pub mod config;
-pub mod demo;
+pub mod demo_cmd;
 pub mod detect_cmd;
 pub mod imds_cmd;
 pub mod inventory;

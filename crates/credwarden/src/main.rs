@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use credwarden::{
-    baseline_cmd, broker_cmd, config, demo, detect_cmd, imds_cmd, ipranges, policy_cmd, shrink_cmd,
+    baseline_cmd, broker_cmd, config, demo_cmd, detect_cmd, imds_cmd, ipranges, policy_cmd,
+    shrink_cmd,
 };
 
 #[derive(Parser)]
@@ -25,7 +26,7 @@ enum Command {
     /// Find credential compromise in CloudTrail files, folders or stdin.
     Detect(Box<detect_cmd::DetectArgs>),
     /// Generate a realistic company's CloudTrail with injected attacks, detect, and score.
-    Demo(demo::DemoArgs),
+    Demo(demo_cmd::DemoArgs),
     /// Baselines for the learning detectors.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -202,7 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Demo(args) => {
-            demo::run(&args)?;
+            demo_cmd::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::IpRanges(IpRangesCommand::Fetch { url, output }) => {

@@ -29,7 +29,10 @@ fn demo_finds_every_attack_and_nothing_on_benign_traffic() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        stdout.contains("precision 1.000 (34 of 34 findings expected), recall 1.000 (34 of 34 expected findings made); findings on benign traffic: 0"),
+        stdout.contains(concat!(
+            "precision 1.000 (34 of 34 findings expected), ",
+            "recall 1.000 (34 of 34 expected findings made); findings on benign traffic: 0"
+        )),
         "{stdout}"
     );
     assert!(!stdout.contains("MISSED"));
@@ -117,14 +120,14 @@ fn dataset() -> &'static Dataset {
     D.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("d");
-        credwarden::demo::write_dataset(&root, 3, 25_000).unwrap();
+        demo::write_dataset(&root, 3, 25_000).unwrap();
         Dataset { _dir: dir, root }
     })
 }
 
 fn detect(sources: &[InputSource]) -> Vec<Finding> {
     let ranges = credwarden::ipranges::load(&dataset().root.join("aws-ip-ranges.json")).unwrap();
-    let mut engine = credwarden::demo::demo_engine(ranges);
+    let mut engine = demo::engine(ranges);
     let mut out = Vec::new();
     run_detect(
         sources,
@@ -167,7 +170,11 @@ fn shuffle<T>(v: &mut [T], mut seed: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 6,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     /// However the files are listed, the findings are the same, in the same order.
     #[test]

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn detect_args<'a>(data: &'a Path, state: &'a Path, output: &'a Path) -> Vec<String> {
-    let canary = format!("{}*", credwarden::demo::generate::DEMO_CANARY_BUCKET);
+    let canary = format!("{}*", demo::DEMO_CANARY_BUCKET);
     [
         "detect",
         data.join("AWSLogs").to_str().unwrap(),
@@ -53,7 +53,7 @@ fn ids(output: &Path) -> Vec<String> {
 fn killed_runs_deliver_every_finding_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    credwarden::demo::write_dataset(&data, 5, 30_000).unwrap();
+    demo::write_dataset(&data, 5, 30_000).unwrap();
     let bin = env!("CARGO_BIN_EXE_credwarden");
 
     let (clean_state, clean_out) = (

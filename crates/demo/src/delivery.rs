@@ -155,7 +155,16 @@ impl DeliveryWriter {
                 stamp(at)
             );
             let body = format!(
-                r#"{{"awsAccountId":"{account}","digestStartTime":"{start}","digestEndTime":"{at}","digestS3Bucket":"corp-cloudtrail","digestS3Object":"{object}","digestPublicKeyFingerprint":"{}","digestSignatureAlgorithm":"SHA256withRSA","logFiles":[]}}"#,
+                concat!(
+                    r#"{{"awsAccountId":"{}","digestStartTime":"{}","digestEndTime":"{}","#,
+                    r#""digestS3Bucket":"corp-cloudtrail","digestS3Object":"{}","#,
+                    r#""digestPublicKeyFingerprint":"{}","#,
+                    r#""digestSignatureAlgorithm":"SHA256withRSA","logFiles":[]}}"#
+                ),
+                account,
+                start,
+                at,
+                object,
                 self.rng.hex(32)
             );
             write_gz(

@@ -103,7 +103,9 @@ pub enum Caller<'a> {
     Role(RoleSession<'a>),
     User(UserKey<'a>),
     /// An AWS service acting for itself (issuing credentials, for example).
-    Service { invoked_by: &'a str },
+    Service {
+        invoked_by: &'a str,
+    },
 }
 
 impl Caller<'_> {
@@ -430,11 +432,18 @@ mod tests {
             region: "us-east-1",
         };
         let time = EventTime::parse("2026-03-02T00:00:00Z").unwrap();
-        Call::new(time, Api::new("s3.amazonaws.com", "GetObject"), place, caller, origin, &ids)
-            .read_only(true)
-            .request(r#"{"bucketName":"b"}"#)
-            .resources(&["arn:aws:s3:::b"])
-            .write_json(&mut buf);
+        Call::new(
+            time,
+            Api::new("s3.amazonaws.com", "GetObject"),
+            place,
+            caller,
+            origin,
+            &ids,
+        )
+        .read_only(true)
+        .request(r#"{"bucketName":"b"}"#)
+        .resources(&["arn:aws:s3:::b"])
+        .write_json(&mut buf);
         let v: serde_json::Value = serde_json::from_str(&buf).unwrap();
         assert_eq!(
             v["userIdentity"]["sessionContext"]["ec2RoleDelivery"],

@@ -188,8 +188,10 @@ impl NoveltyTracker {
         }
         let account = format!("account {}", call.place.account);
         let learned = self.learned(&account, call.time);
-        novel.service =
-            self.made.insert((account.clone(), format!("service {service}"))) && learned;
+        novel.service = self
+            .made
+            .insert((account.clone(), format!("service {service}")))
+            && learned;
         if !detect::novelty::GLOBAL_SERVICES.contains(&service) {
             novel.region = self
                 .made

@@ -152,7 +152,10 @@ const CONSOLE_ACTIONS: &[Api<'static>] = &[
     Api::new("cloudwatch.amazonaws.com", "DescribeAlarms"),
     Api::new("monitoring.amazonaws.com", "GetMetricData"),
     Api::new("health.amazonaws.com", "DescribeEventAggregates"),
-    Api::new("elasticloadbalancing.amazonaws.com", "DescribeLoadBalancers"),
+    Api::new(
+        "elasticloadbalancing.amazonaws.com",
+        "DescribeLoadBalancers",
+    ),
     Api::new("autoscaling.amazonaws.com", "DescribeAutoScalingGroups"),
     Api::new("s3.amazonaws.com", "ListBuckets"),
     Api::new("iam.amazonaws.com", "ListRoles"),
@@ -289,9 +292,16 @@ impl Generator {
         });
         let api = Api::new("ec2.amazonaws.com", "RunInstances");
         let origin = Origin::new(autoscaling, autoscaling);
-        let call = Call::new(launch.plus_millis(-30_000), api, place, caller, origin, &ids)
-            .request(&request)
-            .response(&response);
+        let call = Call::new(
+            launch.plus_millis(-30_000),
+            api,
+            place,
+            caller,
+            origin,
+            &ids,
+        )
+        .request(&request)
+        .response(&response);
         self.emit(&call);
         self.issue_instance_credentials(ix, launch);
         self.company.instances[ix].next_refresh = launch.plus_millis(EventTime::HOUR);
@@ -424,9 +434,10 @@ impl Generator {
                     self.emit(&call);
                 }
                 Workload::LambdaFunction => {
-                    let function = *self
-                        .rng
-                        .pick(&["thumbnailer", "audit-forwarder", "nightly-report"]);
+                    let function =
+                        *self
+                            .rng
+                            .pick(&["thumbnailer", "audit-forwarder", "nightly-report"]);
                     let key = format!("ASIALAMBDA{:010}", (slot / 12) * 3 + n % 3);
                     let ip = format!(
                         "3.{}.{}.{}",

@@ -554,10 +554,16 @@ fn a_sibling_first_used_from_a_private_address_with_a_recon_call_is_caught() {
     let f = run(&[
         issue(0, "ASIAKEY1", i, "r1"),
         issue(0, "ASIAKEY2", i, "r1"),
-        with(call(1, "a", "ASIAKEY1", i, "54.0.0.1"), json!({"eventTime": at(0)})),
+        with(
+            call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+            json!({"eventTime": at(0)}),
+        ),
         stolen(6, "b", true),
         stolen(7, "c", false),
-        with(call(1, "d", "ASIAKEY1", i, "54.0.0.1"), json!({"eventTime": at(60)})),
+        with(
+            call(1, "d", "ASIAKEY1", i, "54.0.0.1"),
+            json!({"eventTime": at(60)}),
+        ),
     ]);
     assert_eq!(pairs(&f), vec![("ASIAKEY2".into(), "10.20.30.40".into())]);
     assert_eq!(f[0].details["reason"], "unverified-private-source");
@@ -567,7 +573,10 @@ fn a_sibling_first_used_from_a_private_address_with_a_recon_call_is_caught() {
     let f = run(&[
         issue(0, "ASIAKEY1", i, "r1"),
         issue(0, "ASIAKEY2", i, "r1"),
-        with(call(1, "a", "ASIAKEY1", i, "54.0.0.1"), json!({"eventTime": at(0)})),
+        with(
+            call(1, "a", "ASIAKEY1", i, "54.0.0.1"),
+            json!({"eventTime": at(0)}),
+        ),
         stolen(6, "b", false),
     ]);
     assert!(f.is_empty(), "{f:#?}");

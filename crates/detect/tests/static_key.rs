@@ -155,7 +155,10 @@ fn console_calls_on_a_users_behalf_are_not_new_addresses() {
     let mut v: Vec<_> = (0..10)
         .map(|i| call(i, &format!("a{i}"), "AKIACI0000000001", "203.0.113.50"))
         .collect();
-    for (i, ip) in ["10.4.17.200", "10.9.3.12", "10.0.250.7"].iter().enumerate() {
+    for (i, ip) in ["10.4.17.200", "10.9.3.12", "10.0.250.7"]
+        .iter()
+        .enumerate()
+    {
         let mut c = call(60 + i as i64, &format!("s{i}"), "AKIACI0000000001", ip);
         c["userAgent"] = json!(console_ua);
         v.push(c);
