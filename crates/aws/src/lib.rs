@@ -13,4 +13,4 @@ pub mod live;
 
 pub use error::{AwsError, InventoryError};
 pub use inventory::{Inventory, ManagedPolicy, NatGateway, Principal, Vpc, VpcEndpoint};
-pub use live::{LiveOptions, Session};
+pub use live::{InlinePolicy, LiveOptions, Session};

@@ -20,6 +20,13 @@ pub struct LiveOptions {
     pub region: Option<String>,
 }
 
+/// An inline policy as IAM holds it: its exact text (URL-decoded) and what it says.
+#[derive(Clone, Debug)]
+pub struct InlinePolicy {
+    pub policy: iam::Policy,
+    pub text: String,
+}
+
 /// A connected session: an async runtime and the loaded SDK configuration.
 pub struct Session {
     rt: tokio::runtime::Runtime,
@@ -255,7 +262,13 @@ impl Session {
     pub fn role_state(
         &self,
         role: &str,
-    ) -> Result<(std::collections::BTreeMap<String, iam::Policy>, Vec<String>), AwsError> {
+    ) -> Result<
+        (
+            std::collections::BTreeMap<String, InlinePolicy>,
+            Vec<String>,
+        ),
+        AwsError,
+    > {
         self.rt.block_on(async {
             let iam = self.iam();
             let mut inline = std::collections::BTreeMap::new();
@@ -276,14 +289,13 @@ impl Session {
                         .send()
                         .await
                         .map_err(|e| call_error("iam:GetRolePolicy", e))?;
-                    let policy =
-                        iam::Policy::parse_encoded(doc.policy_document()).map_err(|e| {
-                            AwsError::Call {
-                                operation: "iam:GetRolePolicy",
-                                message: format!("role {role} policy {name}: {e}"),
-                            }
-                        })?;
-                    inline.insert(name.clone(), policy);
+                    let bad = |e: iam::PolicyError| AwsError::Call {
+                        operation: "iam:GetRolePolicy",
+                        message: format!("role {role} policy {name}: {e}"),
+                    };
+                    let text = iam::policy::decode_document(doc.policy_document()).map_err(bad)?;
+                    let policy = iam::Policy::parse(&text).map_err(bad)?;
+                    inline.insert(name.clone(), InlinePolicy { policy, text });
                 }
                 marker = page.marker().map(str::to_owned);
                 if !page.is_truncated() || marker.is_none() {

@@ -120,8 +120,10 @@ pub struct JwtRules {
     pub audience: String,
     /// Claim naming the user (`sub`, `email`, `preferred_username`).
     pub user_claim: String,
-    /// Claim listing groups (array, or a space/comma-separated string).
+    /// Claim listing groups: a JSON array taken as it is, or a string that is one group
+    /// unless `groups_delimiter` is set.
     pub groups_claim: String,
+    pub groups_delimiter: Option<String>,
     pub leeway_seconds: i64,
 }
 
@@ -174,11 +176,7 @@ pub fn verify_jwt(
     }
     let key = match (candidates.as_slice(), kid) {
         ([one], _) => *one,
-        ([], _) => {
-            return Err(AuthError::Invalid(
-                "no key in the JWKS matches the token's kid and algorithm",
-            ))
-        }
+        ([], _) => return Err(AuthError::UnknownKey),
         (_, None) => {
             return Err(AuthError::Invalid(
                 "the token has no kid and the JWKS has several keys",
@@ -220,13 +218,14 @@ pub fn verify_jwt(
         .get("exp")
         .and_then(Value::as_i64)
         .ok_or(AuthError::Invalid("no exp claim"))?;
-    if now_secs > exp + rules.leeway_seconds {
+    // Saturating: an IdP may write a far-future exp, and i64::MAX + leeway must not wrap.
+    if now_secs > exp.saturating_add(rules.leeway_seconds) {
         return Err(AuthError::Invalid("token expired"));
     }
     match claims.get("nbf") {
         None => {}
         Some(v) => match v.as_i64() {
-            Some(nbf) if now_secs + rules.leeway_seconds < nbf => {
+            Some(nbf) if now_secs.saturating_add(rules.leeway_seconds) < nbf => {
                 return Err(AuthError::Invalid("token not yet valid"))
             }
             Some(_) => {}
@@ -253,7 +252,10 @@ pub fn verify_jwt(
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect(),
-        Some(Value::String(s)) => split_groups(s),
+        Some(Value::String(s)) => match rules.groups_delimiter.as_deref() {
+            Some(d) => split_groups(s, d),
+            None => split_groups(s, ""),
+        },
         _ => BTreeSet::new(),
     };
     Ok(Caller {
@@ -262,12 +264,68 @@ pub fn verify_jwt(
     })
 }
 
-/// Groups written as one string: separated by commas, colons or whitespace.
-pub fn split_groups(s: &str) -> BTreeSet<String> {
-    s.split(|c: char| c == ',' || c == ':' || c.is_whitespace())
+/// Groups written as one string (a groups header, or a string claim): split on `delimiter`
+/// only, each part trimmed, empty parts dropped; everything else in a name is kept as it is
+/// (spaces, colons, slashes: `Former admins` and `acme:security` are one group each). An
+/// empty delimiter means the whole string is one group.
+pub fn split_groups(s: &str, delimiter: &str) -> BTreeSet<String> {
+    let parts: Vec<&str> = if delimiter.is_empty() {
+        vec![s]
+    } else {
+        s.split(delimiter).collect()
+    };
+    parts
+        .into_iter()
+        .map(str::trim)
         .filter(|g| !g.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// The groups named in a role's tag value: separated by `delimiter`, or by whitespace when
+/// none is configured (IAM tag values allow no comma). Colons and slashes stay in the name.
+pub fn tag_groups(value: &str, delimiter: Option<&str>) -> BTreeSet<String> {
+    match delimiter {
+        Some(d) if !d.is_empty() => split_groups(value, d),
+        _ => value.split_whitespace().map(str::to_owned).collect(),
+    }
+}
+
+/// A secret shared between the authenticating proxy and the broker, kept as its SHA-256 so
+/// that comparing takes the same time whatever the presented value (length included).
+#[derive(Clone)]
+pub struct ProxySecret([u8; 32]);
+
+impl ProxySecret {
+    /// The secret's text; too short a secret is refused.
+    pub fn new(secret: &str) -> Result<ProxySecret, AuthError> {
+        if secret.len() < 16 {
+            return Err(AuthError::WeakSecret);
+        }
+        Ok(ProxySecret(digest(secret.as_bytes())))
+    }
+
+    /// Constant-time comparison of a presented value with the secret.
+    pub fn matches(&self, presented: &str) -> bool {
+        let other = digest(presented.as_bytes());
+        let diff = self
+            .0
+            .iter()
+            .zip(other.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+impl std::fmt::Debug for ProxySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProxySecret(..)")
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// The identity-header mode: the reverse proxy in front authenticated the user.
@@ -275,12 +333,19 @@ pub fn split_groups(s: &str) -> BTreeSet<String> {
 pub struct HeaderRules {
     pub user_header: String,
     pub groups_header: Option<String>,
+    /// What separates groups in the groups header (`,` by default).
+    pub groups_delimiter: String,
+    /// When set, every request must carry the proxy's secret in `secret_header`.
+    pub secret: Option<ProxySecret>,
+    pub secret_header: String,
     pub trusted_proxies: Vec<credwarden_core::Cidr>,
 }
 
-/// Read the caller from headers, only when the TCP peer is a trusted proxy.
+/// Read the caller from headers, only when the TCP peer is a trusted proxy and, when a
+/// proxy secret is configured, the request carries it.
 pub fn from_headers(
     peer: IpAddr,
+    secret: Option<&str>,
     user: Option<&str>,
     groups: Option<&str>,
     rules: &HeaderRules,
@@ -288,13 +353,20 @@ pub fn from_headers(
     if !rules.trusted_proxies.iter().any(|c| c.contains(peer)) {
         return Err(AuthError::UntrustedProxy(peer.to_string()));
     }
+    if let Some(expected) = &rules.secret {
+        if !secret.is_some_and(|s| expected.matches(s)) {
+            return Err(AuthError::ProxySecret);
+        }
+    }
     let user = user
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .ok_or(AuthError::Missing)?;
     Ok(Caller {
         user: user.to_owned(),
-        groups: groups.map(split_groups).unwrap_or_default(),
+        groups: groups
+            .map(|g| split_groups(g, &rules.groups_delimiter))
+            .unwrap_or_default(),
     })
 }
 
@@ -352,6 +424,7 @@ mod tests {
             audience: "credwarden".into(),
             user_claim: "sub".into(),
             groups_claim: "groups".into(),
+            groups_delimiter: None,
             leeway_seconds: 60,
         }
     }
@@ -434,29 +507,164 @@ mod tests {
         assert!(verify_jwt(&just, &jwks, &rules(), now).is_ok());
     }
 
-    #[test]
-    fn headers_only_from_trusted_proxies() {
-        let rules = HeaderRules {
+    fn header_rules() -> HeaderRules {
+        HeaderRules {
             user_header: "x-user".into(),
             groups_header: Some("x-groups".into()),
+            groups_delimiter: ",".into(),
+            secret: None,
+            secret_header: "x-credwarden-proxy-secret".into(),
             trusted_proxies: vec![credwarden_core::Cidr::parse("10.0.0.0/8").unwrap()],
-        };
-        let c = from_headers(
-            "10.1.2.3".parse().unwrap(),
-            Some("bob"),
-            Some("a, b:c"),
-            &rules,
-        )
-        .unwrap();
-        assert_eq!(c.groups.into_iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+        }
+    }
+
+    #[test]
+    fn headers_only_from_trusted_proxies() {
+        let rules = header_rules();
+        let proxy = "10.1.2.3".parse().unwrap();
+        let c = from_headers(proxy, None, Some("bob"), Some("a, b:c ,, d/e "), &rules).unwrap();
+        assert_eq!(
+            c.groups.into_iter().collect::<Vec<_>>(),
+            ["a", "b:c", "d/e"]
+        );
         assert!(matches!(
-            from_headers("192.0.2.1".parse().unwrap(), Some("bob"), None, &rules),
+            from_headers(
+                "192.0.2.1".parse().unwrap(),
+                None,
+                Some("bob"),
+                None,
+                &rules
+            ),
             Err(AuthError::UntrustedProxy(_))
         ));
         assert!(matches!(
-            from_headers("10.1.2.3".parse().unwrap(), Some(" "), None, &rules),
+            from_headers(proxy, None, Some(" "), None, &rules),
             Err(AuthError::Missing)
         ));
+    }
+
+    /// Issue 12, item 1: group names are kept whole — spaces, colons and slashes included.
+    #[test]
+    fn group_names_are_not_split_on_colons_or_spaces() {
+        let hr = header_rules();
+        let proxy = "10.1.2.3".parse().unwrap();
+        let groups = |header: &str| {
+            from_headers(proxy, None, Some("bob"), Some(header), &hr)
+                .unwrap()
+                .groups
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(groups("Former admins"), ["Former admins"]);
+        assert_eq!(groups("acme:security"), ["acme:security"]);
+        assert_eq!(
+            groups(" org:team/sub , Domain Users"),
+            ["Domain Users", "org:team/sub"]
+        );
+        let semicolons = HeaderRules {
+            groups_delimiter: ";".into(),
+            ..header_rules()
+        };
+        let c = from_headers(proxy, None, Some("bob"), Some("a, b; c"), &semicolons).unwrap();
+        assert_eq!(c.groups.into_iter().collect::<Vec<_>>(), ["a, b", "c"]);
+
+        // A token's string claim is one group; an array is taken as it is; a configured
+        // delimiter splits a string claim.
+        let idp = TestIdp::new("k1");
+        let jwks = Jwks::parse(&idp.jwks).unwrap();
+        let now = 1_800_000_000;
+        let token = |groups: Value| {
+            idp.sign(
+                json!({"alg": "ES256", "kid": "k1"}),
+                json!({"iss": "https://idp.test", "aud": "credwarden", "sub": "bob",
+                    "exp": now + 600, "groups": groups}),
+            )
+        };
+        let claim = |t: &str, r: &JwtRules| {
+            let c = verify_jwt(t, &jwks, r, now).unwrap();
+            c.groups.into_iter().collect::<Vec<_>>()
+        };
+        assert_eq!(
+            claim(&token(json!("Former admins")), &rules()),
+            ["Former admins"]
+        );
+        assert_eq!(
+            claim(&token(json!("acme:security")), &rules()),
+            ["acme:security"]
+        );
+        assert_eq!(
+            claim(&token(json!(["acme:security", "Former admins"])), &rules()),
+            ["Former admins", "acme:security"]
+        );
+        let comma = JwtRules {
+            groups_delimiter: Some(",".into()),
+            ..rules()
+        };
+        assert_eq!(claim(&token(json!("a b, c:d")), &comma), ["a b", "c:d"]);
+        // Role tags: spaces separate unless a delimiter is configured; colons stay.
+        let tag: Vec<String> = tag_groups("payments org:team", None).into_iter().collect();
+        assert_eq!(tag, ["org:team", "payments"]);
+        let tag: Vec<String> = tag_groups("Domain Admins+ops", Some("+"))
+            .into_iter()
+            .collect();
+        assert_eq!(tag, ["Domain Admins", "ops"]);
+    }
+
+    #[test]
+    fn the_proxy_secret_is_required_when_configured() {
+        assert!(matches!(
+            ProxySecret::new("short"),
+            Err(AuthError::WeakSecret)
+        ));
+        let rules = HeaderRules {
+            secret: Some(ProxySecret::new("0123456789abcdef-proxy").unwrap()),
+            ..header_rules()
+        };
+        let proxy = "10.1.2.3".parse().unwrap();
+        for wrong in [
+            None,
+            Some(""),
+            Some("0123456789abcdef-prox"),
+            Some("0123456789abcdef-proxyx"),
+        ] {
+            assert!(
+                matches!(
+                    from_headers(proxy, wrong, Some("bob"), None, &rules),
+                    Err(AuthError::ProxySecret)
+                ),
+                "{wrong:?}"
+            );
+        }
+        assert!(from_headers(
+            proxy,
+            Some("0123456789abcdef-proxy"),
+            Some("bob"),
+            None,
+            &rules
+        )
+        .is_ok());
+        assert!(!format!("{rules:?}").contains("0123456789abcdef"));
+    }
+
+    /// Issue 12: `exp + leeway` must saturate, not overflow (a panic in debug builds).
+    #[test]
+    fn far_future_times_do_not_overflow() {
+        let idp = TestIdp::new("k1");
+        let jwks = Jwks::parse(&idp.jwks).unwrap();
+        let now = 1_800_000_000;
+        let base = json!({"iss": "https://idp.test", "aud": "credwarden", "sub": "bob"});
+        let mut far = base.clone();
+        far["exp"] = json!(i64::MAX);
+        let t = idp.sign(json!({"alg": "ES256", "kid": "k1"}), far.clone());
+        assert!(verify_jwt(&t, &jwks, &rules(), now).is_ok());
+        far["nbf"] = json!(i64::MAX);
+        let t = idp.sign(json!({"alg": "ES256", "kid": "k1"}), far);
+        assert!(verify_jwt(&t, &jwks, &rules(), now).is_err());
+        let mut early = base;
+        early["exp"] = json!(now + 600);
+        early["nbf"] = json!(i64::MIN);
+        let t = idp.sign(json!({"alg": "ES256", "kid": "k1"}), early);
+        assert!(verify_jwt(&t, &jwks, &rules(), i64::MAX - 10).is_err());
     }
 
     #[test]

@@ -25,6 +25,9 @@ fn default_burst() -> i64 {
 fn yes() -> bool {
     true
 }
+fn default_access_rate() -> u32 {
+    5
+}
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,12 +50,19 @@ pub struct BrokerConfig {
     /// Credential requests per user per minute.
     #[serde(default = "default_rate")]
     pub rate_limit_per_minute: u32,
+    /// Access requests (`POST /v1/access-requests`) per user per hour: each one is an audit
+    /// row and a finding, so a user cannot flood either.
+    #[serde(default = "default_access_rate")]
+    pub access_requests_per_hour: u32,
     /// Refusals of one user within ten minutes that make a `broker-anomaly` finding.
     #[serde(default = "default_burst")]
     pub refusal_burst: i64,
-    /// Read role authorisations from this tag on IAM roles (groups separated by `:` `,` or spaces).
+    /// Read role authorisations from this tag on IAM roles.
     #[serde(default = "default_groups_tag")]
     pub role_groups_tag: String,
+    /// What separates the groups in that tag's value. Unset: whitespace (IAM tag values allow
+    /// no comma), so a group name in a tag may hold `:` `/` `=` `+` `@` but no space.
+    pub role_groups_tag_delimiter: Option<String>,
     #[serde(default = "yes")]
     pub read_role_tags: bool,
     #[serde(default = "default_cache")]
@@ -72,6 +82,42 @@ pub struct BrokerConfig {
     pub endpoints: Vec<EndpointConfig>,
     #[serde(default)]
     pub aws: AwsConfig,
+    /// Connection limits and timeouts of the HTTP(S) server.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// How much of the server one client may hold, and for how long. The TLS listener and the
+/// loopback plain-HTTP listener are served by the same bounded server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections at most, in all.
+    pub connections: usize,
+    /// Open connections at most from one source address (trusted proxies are exempt).
+    pub connections_per_address: usize,
+    /// The TLS handshake, and each request's headers, must arrive within this many seconds.
+    pub header_seconds: u64,
+    /// A request body must arrive within this many seconds (it is read only after the
+    /// request is authenticated from its headers).
+    pub body_seconds: u64,
+    /// A connection that has not made an authenticated request is closed after this long.
+    pub unauthenticated_seconds: u64,
+    /// Any connection (all its keep-alive requests) is closed after this long.
+    pub connection_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            connections: 1024,
+            connections_per_address: 32,
+            header_seconds: 10,
+            body_seconds: 10,
+            unauthenticated_seconds: 10,
+            connection_seconds: 120,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -117,15 +163,33 @@ pub enum AuthConfig {
         user_claim: String,
         #[serde(default = "default_groups_claim")]
         groups_claim: String,
+        /// A groups claim that is a string is one group, unless this delimiter is set; a
+        /// JSON array is taken as it is.
+        groups_delimiter: Option<String>,
         #[serde(default = "default_leeway")]
         leeway_seconds: i64,
+        /// The JWKS is read again this often (seconds), and when a token names a key id
+        /// it does not hold, at most once per `jwks_refetch_seconds`.
+        #[serde(default = "default_jwks_refresh")]
+        jwks_refresh_seconds: u64,
+        #[serde(default = "default_jwks_refetch")]
+        jwks_refetch_seconds: u64,
     },
     Header {
         #[serde(default = "default_user_header")]
         user_header: String,
         #[serde(default = "default_groups_header")]
         groups_header: Option<String>,
+        /// The groups header is split on this delimiter only (each part trimmed); spaces,
+        /// colons and slashes inside a group name are kept.
+        #[serde(default = "default_groups_delimiter")]
+        groups_delimiter: String,
         trusted_proxies: Vec<String>,
+        /// A file holding a secret the proxy sends in `secret_header` on every request, so
+        /// that other processes on the proxy's host cannot speak for users.
+        secret_file: Option<PathBuf>,
+        #[serde(default = "default_secret_header")]
+        secret_header: String,
     },
 }
 
@@ -137,6 +201,18 @@ fn default_groups_claim() -> String {
 }
 fn default_leeway() -> i64 {
     60
+}
+fn default_jwks_refresh() -> u64 {
+    3600
+}
+fn default_jwks_refetch() -> u64 {
+    60
+}
+fn default_groups_delimiter() -> String {
+    ",".into()
+}
+fn default_secret_header() -> String {
+    "x-credwarden-proxy-secret".into()
 }
 fn default_user_header() -> String {
     "x-authenticated-user".into()
@@ -162,8 +238,10 @@ findings = "/var/lib/credwarden/broker-findings.jsonl"
 max_duration_seconds = 3600            # credentials live at most this long
 admin_groups = ["security"]            # may read the audit through GET /v1/audit
 rate_limit_per_minute = 30
+access_requests_per_hour = 5           # POST /v1/access-requests per user
 refusal_burst = 5                      # refusals in 10 minutes that raise a broker-anomaly finding
 role_groups_tag = "credwarden:groups"  # IAM role tag naming the groups that may use the role
+# role_groups_tag_delimiter = "+"      # default: groups in the tag separated by spaces
 read_role_tags = true
 role_cache_seconds = 300
 # directory = "/etc/credwarden/directory.json"   # {"users": {"alice": ["payments"]}}, reloaded on change
@@ -174,13 +252,19 @@ jwks_url = "https://idp.example.com/.well-known/jwks.json"   # or jwks_file = ".
 issuer = "https://idp.example.com"
 audience = "credwarden"
 user_claim = "email"                  # email claims must come with email_verified = true
-groups_claim = "groups"
+groups_claim = "groups"               # a JSON array; a string is one group...
+# groups_delimiter = ","               # ...unless a delimiter is set
+# jwks_refresh_seconds = 3600          # read the JWKS again this often
+# jwks_refetch_seconds = 60            # and on an unknown kid, at most this often
 
 # [auth]
 # mode = "header"                      # an authenticating reverse proxy sets these headers
 # user_header = "x-authenticated-user"
 # groups_header = "x-authenticated-groups"  # only if the proxy sets (and strips) it
+# groups_delimiter = ","                # the only character that separates groups in it
 # trusted_proxies = ["10.0.0.5/32"]
+# secret_file = "/etc/credwarden/proxy-secret"  # the proxy sends it in every request...
+# secret_header = "x-credwarden-proxy-secret"   # ...in this header
 
 [[networks]]
 name = "vpn"
@@ -199,6 +283,14 @@ egress = ["198.51.100.10/32"]          # where their AWS calls leave from (VPN/N
 # [aws]
 # endpoint_url = "https://sts.us-east-1.amazonaws.com"
 # region = "us-east-1"
+
+# [limits]                             # the defaults
+# connections = 1024
+# connections_per_address = 32         # trusted proxies are exempt
+# header_seconds = 10                  # TLS handshake, and each request's headers
+# body_seconds = 10                    # a body is read only after its headers authenticate
+# unauthenticated_seconds = 10         # life of a connection with no authenticated request
+# connection_seconds = 120
 "#;
 
 #[cfg(test)]

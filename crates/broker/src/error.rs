@@ -12,6 +12,23 @@ pub enum AuthError {
     Jwks(String),
     #[error("identity header from {0}, which is not a trusted proxy")]
     UntrustedProxy(String),
+    #[error("invalid token: no key in the JWKS matches the token's kid and algorithm")]
+    UnknownKey,
+    #[error("the request did not come through the authenticating proxy (no or wrong secret)")]
+    ProxySecret,
+    #[error("the proxy secret must be at least 16 characters")]
+    WeakSecret,
+}
+
+/// A URL that would carry a secret (a bearer token, a JWKS we trust) in the clear.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum UrlError {
+    #[error("{0:?} is not a URL: {1}")]
+    Parse(String, String),
+    #[error("{0}: a user name or password in the URL is refused")]
+    Userinfo(String),
+    #[error("{0}: use https:// (plain http:// only to a loopback address or localhost)")]
+    Insecure(String),
 }
 
 #[derive(Debug, Error)]

@@ -10,28 +10,36 @@
 //! | `POST /v1/credentials` | authenticated | body `{"role", "duration_seconds"?, "format"?: "json"|"process"|"exports"}` |
 //! | `GET /v1/audit?user=&limit=` | admin groups | audit entries, newest first |
 //! | `POST /v1/access-requests` | authenticated | body `{"group", "reason"}`: audited, raised as a finding |
+//!
+//! A request is authenticated from its headers before its body is read, and the body then
+//! has `[limits] body_seconds` to arrive. The server (TLS, or plain HTTP on loopback — the
+//! same code) admits a bounded number of connections in all and per source address, gives
+//! each request's headers (and the TLS handshake) `header_seconds`, closes a connection that
+//! has made no authenticated request after `unauthenticated_seconds` and any connection after
+//! `connection_seconds`.
 
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Caller;
+use crate::config::Limits;
 use crate::service::{Broker, Issued, Refusal, BUCKETS};
 
 /// Requests larger than this are refused before they are parsed.
 pub const MAX_BODY: usize = 16 * 1024;
-/// Concurrent TLS connections at most.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// A TLS connection (all its keep-alive requests) lives at most this long.
-pub const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
@@ -41,16 +49,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/credentials", post(credentials))
         .route("/v1/audit", get(audit))
         .route("/v1/access-requests", post(access_request))
-        .fallback(|| async {
-            error(
-                &Refusal {
-                    status: 404,
-                    code: "not-found",
-                    message: "no such endpoint".into(),
-                },
-                "",
-            )
-        })
+        .fallback(|| async { error(&Refusal::new(404, "not-found", "no such endpoint"), "") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(broker)
 }
@@ -79,18 +78,71 @@ fn all_values(headers: &HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn caller(broker: &Broker, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller, Refusal> {
-    broker.authenticate(&|name: &str| all_values(headers, name), peer.ip())
+/// What the server knows about the connection a request came on.
+#[derive(Clone, Default)]
+pub struct ConnectionState {
+    authenticated: Arc<AtomicBool>,
 }
 
-async fn roles(
-    State(b): State<Arc<Broker>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
+impl ConnectionState {
+    pub fn authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::Acquire)
+    }
+}
+
+/// Authenticate a request from its headers alone (its body is not read yet), and mark its
+/// connection as one that may live the full `connection_seconds`.
+async fn caller(broker: &Broker, parts: &Parts) -> Result<(Caller, SocketAddr), Refusal> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .ok_or_else(|| Refusal::new(500, "internal", "the request has no peer address"))?;
+    let headers = &parts.headers;
+    let c = broker
+        .authenticate(&|name: &str| all_values(headers, name), peer.ip())
+        .await?;
+    if let Some(state) = parts.extensions.get::<ConnectionState>() {
+        state.authenticated.store(true, Ordering::Release);
+    }
+    Ok((c, peer))
+}
+
+/// Read an authenticated request's body: at most `MAX_BODY` bytes (a larger declared length
+/// is refused without reading), within `body_seconds`.
+async fn read_body(broker: &Broker, parts: &Parts, body: Body) -> Result<Bytes, Refusal> {
+    let too_large = || {
+        Refusal::new(
+            413,
+            "too-large",
+            format!("bodies are at most {MAX_BODY} bytes"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let within = Duration::from_secs(broker.config().limits.body_seconds);
+    match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY)).await {
+        Err(_) => Err(Refusal::new(
+            408,
+            "body-timeout",
+            "the request body came too slowly",
+        )),
+        Ok(Err(_)) => Err(too_large()),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+async fn roles(State(b): State<Arc<Broker>>, req: Request) -> Response {
     let rid = request_id();
+    let (parts, _) = req.into_parts();
     let result = async {
-        let c = caller(&b, &headers, peer)?;
+        let (c, _) = caller(&b, &parts).await?;
         let roles = b.roles_for(&c).await?;
         Ok::<_, Refusal>(
             Json(json!({"user": c.user, "groups": c.groups, "roles": roles})).into_response(),
@@ -108,29 +160,28 @@ struct CredentialRequest {
     format: Option<String>,
 }
 
-async fn credentials(
-    State(b): State<Arc<Broker>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn credentials(State(b): State<Arc<Broker>>, req: Request) -> Response {
     let rid = request_id();
+    let (parts, body) = req.into_parts();
     let result = async {
-        let c = caller(&b, &headers, peer)?;
-        let req: CredentialRequest = serde_json::from_slice(&body).map_err(|e| Refusal {
-            status: 400,
-            code: "bad-request",
-            message: format!("body must be {{\"role\", \"duration_seconds\"?, \"format\"?}}: {e}"),
+        let (c, peer) = caller(&b, &parts).await?;
+        let body = read_body(&b, &parts, body).await?;
+        let req: CredentialRequest = serde_json::from_slice(&body).map_err(|e| {
+            Refusal::new(
+                400,
+                "bad-request",
+                format!("body must be {{\"role\", \"duration_seconds\"?, \"format\"?}}: {e}"),
+            )
         })?;
         let format = req.format.as_deref().unwrap_or("json");
         if !matches!(format, "json" | "process" | "exports") {
-            return Err(Refusal {
-                status: 400,
-                code: "bad-request",
-                message: "format is json, process or exports".into(),
-            });
+            return Err(Refusal::new(
+                400,
+                "bad-request",
+                "format is json, process or exports",
+            ));
         }
-        let client = b.client_ip(peer.ip(), &all_values(&headers, "x-forwarded-for"))?;
+        let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
         let issued = b
             .issue(&c, client, &req.role, req.duration_seconds, &rid)
             .await?;
@@ -168,21 +219,20 @@ struct AccessRequest {
     reason: String,
 }
 
-async fn access_request(
-    State(b): State<Arc<Broker>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn access_request(State(b): State<Arc<Broker>>, req: Request) -> Response {
     let rid = request_id();
+    let (parts, body) = req.into_parts();
     let result = async {
-        let c = caller(&b, &headers, peer)?;
-        let req: AccessRequest = serde_json::from_slice(&body).map_err(|e| Refusal {
-            status: 400,
-            code: "bad-request",
-            message: format!("body must be {{\"group\", \"reason\"}}: {e}"),
+        let (c, peer) = caller(&b, &parts).await?;
+        let body = read_body(&b, &parts, body).await?;
+        let req: AccessRequest = serde_json::from_slice(&body).map_err(|e| {
+            Refusal::new(
+                400,
+                "bad-request",
+                format!("body must be {{\"group\", \"reason\"}}: {e}"),
+            )
         })?;
-        let client = b.client_ip(peer.ip(), &all_values(&headers, "x-forwarded-for"))?;
+        let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
         b.request_access(&c, client, &req.group, &req.reason, &rid)
             .await?;
         Ok((
@@ -201,22 +251,20 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn audit(
-    State(b): State<Arc<Broker>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
-) -> Response {
+async fn audit(State(b): State<Arc<Broker>>, req: Request) -> Response {
     let rid = request_id();
+    let (parts, _) = req.into_parts();
     let result = async {
-        let c = caller(&b, &headers, peer)?;
+        let (c, _) = caller(&b, &parts).await?;
         if !b.is_admin(&c) {
-            return Err(Refusal {
-                status: 403,
-                code: "not-admin",
-                message: "reading the audit log needs one of the admin groups".into(),
-            });
+            return Err(Refusal::new(
+                403,
+                "not-admin",
+                "reading the audit log needs one of the admin groups",
+            ));
         }
+        let Query(q) = Query::<AuditQuery>::try_from_uri(&parts.uri)
+            .map_err(|_| Refusal::new(400, "bad-request", "query is ?user=&limit="))?;
         let entries = b.audit_entries(q.user, q.limit.unwrap_or(100)).await?;
         Ok(Json(json!({"entries": entries})).into_response())
     }
@@ -275,18 +323,15 @@ async fn metrics(State(b): State<Arc<Broker>>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], s).into_response()
 }
 
-/// Serve on an already-bound listener until `shutdown` completes.
+/// Serve plain HTTP on an already-bound listener until `shutdown` completes, through the
+/// same bounded server as TLS (the caller checks the address is loopback).
 pub async fn serve(
     broker: Arc<Broker>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(broker).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_bounded(broker, listener, None, shutdown).await;
+    Ok(())
 }
 
 /// Serve over TLS (rustls on ring) until `shutdown` completes. The certificate chain and
@@ -318,44 +363,141 @@ pub async fn serve_tls(
         .with_single_cert(chain, key)
         .map_err(|e| crate::error::ConfigError::Invalid(format!("TLS certificate and key: {e}")))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let app = router(broker);
+    serve_bounded(broker, listener, Some(acceptor), shutdown).await;
+    Ok(())
+}
+
+/// Open connections, in all and per source address.
+struct Gate {
+    limits: Limits,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One admitted connection; dropping it gives its place back.
+struct Admitted {
+    gate: Arc<Gate>,
+    ip: Option<IpAddr>,
+}
+
+impl Gate {
+    fn admit(self: &Arc<Self>, ip: IpAddr, exempt: bool) -> Option<Admitted> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.0 >= self.limits.connections.max(1) {
+            return None;
+        }
+        if !exempt {
+            let n = open.1.entry(ip).or_insert(0);
+            if *n >= self.limits.connections_per_address.max(1) {
+                return None;
+            }
+            *n += 1;
+        }
+        open.0 += 1;
+        Some(Admitted {
+            gate: self.clone(),
+            ip: (!exempt).then_some(ip),
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self.gate.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.0 = open.0.saturating_sub(1);
+        if let Some(ip) = self.ip {
+            if let Some(n) = open.1.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    open.1.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// The accept loop both listeners share.
+async fn serve_bounded(
+    broker: Arc<Broker>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let limits = broker.config().limits.clone();
+    let gate = Arc::new(Gate {
+        limits: limits.clone(),
+        open: Mutex::new((0, HashMap::new())),
+    });
+    let app = router(broker.clone());
     let mut shutdown = std::pin::pin!(shutdown);
-    // A bounded number of connections, each with a lifetime: a client that trickles bytes
-    // holds one slot for a while, never the whole server.
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 // Out of file descriptors, usually: back off instead of spinning.
                 Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => return,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let started = tokio::time::Instant::now();
+        let ip = peer.ip().to_canonical();
+        let Some(admitted) = gate.admit(ip, broker.is_trusted_proxy(ip)) else {
             drop(tcp);
             continue;
         };
-        let acceptor = acceptor.clone();
-        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let state = ConnectionState::default();
+        let app = app
+            .clone()
+            .layer(Extension(ConnectInfo(peer)))
+            .layer(Extension(state.clone()));
+        let tls = tls.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            // A handshake that stalls must not hold a task forever.
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
-                    .await
-            else {
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+            let _admitted = admitted;
+            match tls {
+                Some(acceptor) => {
+                    // A handshake that stalls must not hold a place for long.
+                    let handshake = Duration::from_secs(limits.header_seconds);
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(handshake, acceptor.accept(tcp)).await
+                    else {
+                        return;
+                    };
+                    run_connection(stream, app, state, &limits, started).await;
+                }
+                None => run_connection(tcp, app, state, &limits, started).await,
+            }
         });
     }
+}
+
+/// Serve one connection's requests within its time limits; dropping the connection closes
+/// it.
+async fn run_connection<S>(
+    io: S,
+    app: Router,
+    state: ConnectionState,
+    limits: &Limits,
+    started: tokio::time::Instant,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(Duration::from_secs(limits.header_seconds))
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    let short = started + Duration::from_secs(limits.unauthenticated_seconds);
+    tokio::select! {
+        _ = &mut connection => return,
+        _ = tokio::time::sleep_until(short) => {}
+    }
+    if !state.authenticated() {
+        return;
+    }
+    let life = started + Duration::from_secs(limits.connection_seconds);
+    let _ = tokio::time::timeout_at(life, connection).await;
 }

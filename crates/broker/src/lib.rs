@@ -12,10 +12,13 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod http;
+pub mod keyring;
 pub mod service;
 pub mod session_policy;
+pub mod transport;
 
 pub use config::BrokerConfig;
-pub use error::{AuthError, ConfigError};
+pub use error::{AuthError, ConfigError, UrlError};
 pub use service::{Broker, Issued, Refusal};

@@ -14,37 +14,49 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_config::BehaviorVersion;
 use aws_sdk_iam::types::EntityType;
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use credwarden_core::Cidr;
 use credwarden_core::EventTime;
 use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 use serde::Serialize;
 use store::{AuditEntry, Store};
 
-use crate::auth::{self, Caller, HeaderRules, Jwks, JwtRules};
+use crate::auth::{self, Caller, HeaderRules, JwtRules, ProxySecret};
 use crate::config::{AuthConfig, BrokerConfig};
 use crate::error::{AuthError, ConfigError};
+use crate::keyring::{JwksSource, KeyRing};
 use crate::session_policy;
 
-/// Why a request was not served: an HTTP status, a stable code and a sentence.
+/// Why a request was not served: an HTTP status, a stable code and a sentence for the
+/// client; `detail`, when set, is what the audit records instead (it may say more than the
+/// client should learn, such as whether a role exists).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    pub detail: Option<String>,
 }
 
 impl Refusal {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
         Refusal {
             status,
             code,
             message: message.into(),
+            detail: None,
         }
     }
+
+    /// What the audit records about this refusal (never sent to the client).
+    pub fn detail(mut self, detail: impl Into<String>) -> Refusal {
+        self.detail = Some(detail.into());
+        self
+    }
 }
+
+/// What every refusal of a role the caller may not use says, whether or not the role exists.
+const NOT_AUTHORISED: &str = "no role of that name is available to you";
 
 impl From<AuthError> for Refusal {
     fn from(e: AuthError) -> Refusal {
@@ -77,9 +89,28 @@ impl std::fmt::Debug for Issued {
 }
 
 enum Authenticator {
-    Jwt { jwks: Jwks, rules: JwtRules },
+    Jwt { keys: Arc<KeyRing>, rules: JwtRules },
     Header(HeaderRules),
 }
+
+/// The two things a user can ask for often, each with its own per-user limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Limited {
+    Credentials,
+    AccessRequests,
+}
+
+/// Rate-limit refusals of one user not yet written to the audit: a streak of them is one
+/// row when it starts, then one row with a count when it ends (or every minute it lasts).
+struct Streak {
+    unwritten: u64,
+    first_unwritten_ms: i64,
+    last_row: Instant,
+    entry: AuditEntry,
+}
+
+/// How long a streak of rate-limit refusals goes without an audit row at most.
+const STREAK_ROW_EVERY: Duration = Duration::from_secs(60);
 
 struct Network {
     name: String,
@@ -173,7 +204,8 @@ pub struct Broker {
     iam: aws_sdk_iam::Client,
     role_cache: tokio::sync::Mutex<Option<(Instant, RoleGroups)>>,
     directory: Mutex<Option<Directory>>,
-    limiter: Mutex<HashMap<String, (f64, Instant)>>,
+    limiter: Mutex<HashMap<(Limited, String), (f64, Instant)>>,
+    streaks: Mutex<HashMap<(Limited, String), Streak>>,
     /// Last time a repeated-refusals finding was raised per user (one per burst window).
     burst_reported: Mutex<HashMap<String, i64>>,
     findings: Option<Mutex<std::fs::File>>,
@@ -184,23 +216,34 @@ fn now_ms() -> i64 {
     credwarden_core::clock::now_millis()
 }
 
-/// A name STS accepts for RoleSessionName / SourceIdentity: `[\w+=,.@-]{2,64}`.
-pub fn sts_name(user: &str) -> String {
-    let mut s: String = user
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
-                c
-            } else {
-                '-'
+/// The user's RoleSessionName and SourceIdentity. STS accepts `[\w+=,.@-]{2,64}`; the
+/// encoding is injective, so two users never share a name in CloudTrail: ASCII letters,
+/// digits and `_+,.@-` stay, every other character (`=` included) becomes `=HH` per UTF-8
+/// byte (`bob smith` → `bob=20smith`, `bob-smith` stays), and a one-character result gets a
+/// trailing `=` (no encoded name ends in `=`). None when the result would be longer than 64
+/// characters (or the user is empty): such a user is refused rather than truncated into
+/// someone else's name.
+pub fn sts_name(user: &str) -> Option<String> {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(user.len());
+    for c in user.chars() {
+        if c.is_ascii_alphanumeric() || "_+,.@-".contains(c) {
+            s.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(s, "={b:02X}");
             }
-        })
-        .take(64)
-        .collect();
-    while s.len() < 2 {
-        s.push('-');
+        }
+        if s.len() > 64 {
+            return None;
+        }
     }
-    s
+    match s.len() {
+        0 => None,
+        1 => Some(s + "="),
+        _ => Some(s),
+    }
 }
 
 impl Broker {
@@ -246,39 +289,34 @@ impl Broker {
                 audience,
                 user_claim,
                 groups_claim,
+                groups_delimiter,
                 leeway_seconds,
+                jwks_refresh_seconds,
+                jwks_refetch_seconds,
             } => {
-                let text = match (jwks_file, jwks_url) {
-                    (Some(f), None) => std::fs::read_to_string(f)
-                        .map_err(|e| ConfigError::Io(f.display().to_string(), e.to_string()))?,
-                    (None, Some(url)) => {
-                        let url = url.clone();
-                        tokio::task::spawn_blocking(move || {
-                            ureq::get(&url)
-                                .timeout(Duration::from_secs(10))
-                                .call()
-                                .map_err(|e| e.to_string())?
-                                .into_string()
-                                .map_err(|e| e.to_string())
-                        })
-                        .await
-                        .map_err(|e| ConfigError::Invalid(e.to_string()))?
-                        .map_err(|e| ConfigError::Io("jwks_url".into(), e))?
-                    }
+                let source = match (jwks_file, jwks_url) {
+                    (Some(f), None) => JwksSource::File(f.clone()),
+                    (None, Some(url)) => JwksSource::url(url)?,
                     _ => {
                         return Err(ConfigError::Invalid(
                             "[auth] mode = \"jwt\" needs exactly one of jwks_file, jwks_url".into(),
                         ))
                     }
                 };
-                let jwks = Jwks::parse(&text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                let keys = KeyRing::load(
+                    source,
+                    Duration::from_secs(*jwks_refresh_seconds),
+                    Duration::from_secs(*jwks_refetch_seconds),
+                )
+                .await?;
                 Authenticator::Jwt {
-                    jwks,
+                    keys,
                     rules: JwtRules {
                         issuer: issuer.clone(),
                         audience: audience.clone(),
                         user_claim: user_claim.clone(),
                         groups_claim: groups_claim.clone(),
+                        groups_delimiter: groups_delimiter.clone().filter(|d| !d.is_empty()),
                         leeway_seconds: (*leeway_seconds).clamp(0, 300),
                     },
                 }
@@ -286,7 +324,10 @@ impl Broker {
             AuthConfig::Header {
                 user_header,
                 groups_header,
+                groups_delimiter,
                 trusted_proxies,
+                secret_file,
+                secret_header,
             } => {
                 let trusted = trusted_proxies
                     .iter()
@@ -301,41 +342,62 @@ impl Broker {
                         "[auth] mode = \"header\" needs trusted_proxies".into(),
                     ));
                 }
+                if groups_delimiter.trim().is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "[auth] groups_delimiter must be a non-blank string".into(),
+                    ));
+                }
+                let secret = match secret_file {
+                    Some(f) => {
+                        let text = std::fs::read_to_string(f)
+                            .map_err(|e| ConfigError::Io(f.display().to_string(), e.to_string()))?;
+                        let secret = ProxySecret::new(text.trim())
+                            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", f.display())))?;
+                        Some(secret)
+                    }
+                    None => {
+                        eprintln!(
+                            "broker: header mode without secret_file: any process that can reach \
+                             the broker from a trusted proxy's address can name any user"
+                        );
+                        None
+                    }
+                };
                 Authenticator::Header(HeaderRules {
                     user_header: user_header.to_ascii_lowercase(),
                     groups_header: groups_header.as_ref().map(|g| g.to_ascii_lowercase()),
+                    groups_delimiter: groups_delimiter.clone(),
+                    secret_header: secret_header.to_ascii_lowercase(),
+                    secret,
                     trusted_proxies: trusted,
                 })
             }
         };
+        if cfg
+            .role_groups_tag_delimiter
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "role_groups_tag_delimiter must be a non-blank string (leave it out for spaces)"
+                    .into(),
+            ));
+        }
+        crate::files::prepare_database(std::path::Path::new(&cfg.audit))?;
         let audit = Store::open(std::path::Path::new(&cfg.audit))?;
         let writer = AuditWriter::start(std::path::Path::new(&cfg.audit))?;
         let findings = match &cfg.findings {
-            Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| ConfigError::Io(p.display().to_string(), e.to_string()))?,
-            )),
+            Some(p) => Some(Mutex::new(crate::files::open_append(p)?)),
             None => None,
         };
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-        if let Some(url) = &cfg.aws.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(r) = &cfg.aws.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        let sdk = loader.load().await;
-        if sdk.region().is_none() {
-            return Err(ConfigError::Invalid(
-                "no AWS region: set [aws] region or AWS_REGION".into(),
-            ));
-        }
+        let sdk = aws::live::sdk_config(&aws::LiveOptions {
+            endpoint_url: cfg.aws.endpoint_url.clone(),
+            region: cfg.aws.region.clone(),
+        })
+        .await
+        .map_err(|_| {
+            ConfigError::Invalid("no AWS region: set [aws] region or AWS_REGION".into())
+        })?;
         let directory = cfg.directory.clone().map(|path| Directory {
             path,
             modified: None,
@@ -351,6 +413,7 @@ impl Broker {
             role_cache: tokio::sync::Mutex::new(None),
             directory: Mutex::new(directory),
             limiter: Mutex::new(HashMap::new()),
+            streaks: Mutex::new(HashMap::new()),
             burst_reported: Mutex::new(HashMap::new()),
             findings,
             metrics: Metrics::default(),
@@ -365,9 +428,12 @@ impl Broker {
     /// Authenticate from the request's headers (lowercase names → every value given) and
     /// TCP peer. A header that must be single and is repeated is refused: proxies append
     /// their own copy after whatever the client sent, and the first copy is the client's.
-    pub fn authenticate(
+    ///
+    /// A token signed by a key the JWKS does not hold makes the broker read the JWKS again
+    /// (rate-limited) and try once more.
+    pub async fn authenticate(
         &self,
-        headers: &dyn Fn(&str) -> Vec<String>,
+        headers: &(dyn Fn(&str) -> Vec<String> + Sync),
         peer: IpAddr,
     ) -> Result<Caller, Refusal> {
         let peer = peer.to_canonical();
@@ -384,25 +450,50 @@ impl Broker {
             }
         };
         let mut caller = match &self.auth {
-            Authenticator::Jwt { jwks, rules } => {
+            Authenticator::Jwt { keys, rules } => {
                 let header = one("authorization")?.ok_or(AuthError::Missing)?;
                 let token = header
                     .strip_prefix("Bearer ")
                     .or_else(|| header.strip_prefix("bearer "))
-                    .ok_or(AuthError::Missing)?;
-                auth::verify_jwt(token.trim(), jwks, rules, now_ms() / 1000)?
+                    .ok_or(AuthError::Missing)?
+                    .trim();
+                keys.refresh_if_due();
+                let now = now_ms() / 1000;
+                match auth::verify_jwt(token, &keys.current(), rules, now) {
+                    Err(AuthError::UnknownKey) if keys.refetch_for_unknown_key().await => {
+                        auth::verify_jwt(token, &keys.current(), rules, now)?
+                    }
+                    verified => verified?,
+                }
             }
             Authenticator::Header(rules) => {
+                let secret = one(&rules.secret_header)?;
                 let user = one(&rules.user_header)?;
                 let groups = match rules.groups_header.as_deref() {
                     Some(h) => one(h)?,
                     None => None,
                 };
-                auth::from_headers(peer, user.as_deref(), groups.as_deref(), rules)?
+                auth::from_headers(
+                    peer,
+                    secret.as_deref(),
+                    user.as_deref(),
+                    groups.as_deref(),
+                    rules,
+                )?
             }
         };
         caller.groups.extend(self.directory_groups(&caller.user));
         Ok(caller)
+    }
+
+    /// True for an authenticating proxy's address (header mode): it carries every user's
+    /// connections, so the per-address connection cap does not apply to it.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        match &self.auth {
+            Authenticator::Header(rules) => rules.trusted_proxies.iter().any(|c| c.contains(peer)),
+            Authenticator::Jwt { .. } => false,
+        }
     }
 
     /// The address the request comes from: the TCP peer, or — in header mode, where the
@@ -482,11 +573,12 @@ impl Broker {
                 // Fail closed only when nothing is known; a stale cache beats refusing everyone
                 // while IAM is briefly unreachable, and it only ever shrinks on refresh.
                 Err(e) if cache.is_none() => {
+                    eprintln!("broker: cannot read role tags from IAM: {e}");
                     return Err(Refusal::new(
                         503,
                         "role-directory-unavailable",
-                        format!("cannot read role tags from IAM: {e}"),
-                    ))
+                        "the broker cannot read role authorisations right now; try again later",
+                    ));
                 }
                 Err(e) => {
                     eprintln!("broker: refreshing role tags failed ({e}); using the cached ones")
@@ -525,7 +617,11 @@ impl Broker {
                         .iter()
                         .find(|t| t.key() == self.cfg.role_groups_tag),
                 ) {
-                    out.insert(arn.to_owned(), auth::split_groups(tag.value()));
+                    let groups = auth::tag_groups(
+                        tag.value(),
+                        self.cfg.role_groups_tag_delimiter.as_deref(),
+                    );
+                    out.insert(arn.to_owned(), groups);
                 }
             }
             marker = page.marker().map(str::to_owned);
@@ -555,19 +651,125 @@ impl Broker {
             .any(|g| caller.groups.contains(g))
     }
 
-    fn rate_limited(&self, user: &str) -> bool {
-        let per_minute = f64::from(self.cfg.rate_limit_per_minute.max(1));
+    /// A token bucket per user and kind of request: `capacity` requests at once, refilled
+    /// at `capacity` per `period`.
+    fn rate_limited(&self, kind: Limited, user: &str) -> bool {
+        let (capacity, period) = match kind {
+            Limited::Credentials => (self.cfg.rate_limit_per_minute, 60.0),
+            Limited::AccessRequests => (self.cfg.access_requests_per_hour, 3600.0),
+        };
+        let capacity = f64::from(capacity.max(1));
         let mut buckets = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let (tokens, last) = buckets.entry(user.to_owned()).or_insert((per_minute, now));
+        let (tokens, last) = buckets
+            .entry((kind, user.to_owned()))
+            .or_insert((capacity, now));
         *tokens =
-            (*tokens + now.duration_since(*last).as_secs_f64() * per_minute / 60.0).min(per_minute);
+            (*tokens + now.duration_since(*last).as_secs_f64() * capacity / period).min(capacity);
         *last = now;
         if *tokens < 1.0 {
             return true;
         }
         *tokens -= 1.0;
         false
+    }
+
+    /// Apply the per-user limit for `kind` to the request `entry` describes. A refusal is
+    /// audited once when a streak of them starts; the rest of the streak is counted and
+    /// written as one row with the count when the streak ends (the user's next request
+    /// within the limit) or after a minute, whichever comes first.
+    async fn limit(&self, kind: Limited, entry: &AuditEntry) -> Result<(), Refusal> {
+        let key = (kind, entry.user.clone());
+        let limited = self.rate_limited(kind, &entry.user);
+        let (message, unit) = match kind {
+            Limited::Credentials => (
+                format!(
+                    "more than {} credential requests per minute",
+                    self.cfg.rate_limit_per_minute
+                ),
+                "credential requests",
+            ),
+            Limited::AccessRequests => (
+                format!(
+                    "more than {} access requests per hour",
+                    self.cfg.access_requests_per_hour
+                ),
+                "access requests",
+            ),
+        };
+        let refusal = Refusal::new(429, "rate-limited", message);
+        // What to write now: the first refusal of a streak, or a streak's count.
+        let mut rows: Vec<(AuditEntry, Refusal)> = Vec::new();
+        {
+            let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+            let summary = |st: &Streak| {
+                let mut e = st.entry.clone();
+                e.time_ms = now_ms();
+                let why = format!(
+                    "rate-limited: {} more {unit} refused since {} (one row for all of them)",
+                    st.unwritten,
+                    EventTime(st.first_unwritten_ms)
+                );
+                (
+                    e,
+                    Refusal::new(429, "rate-limited", why.clone()).detail(why),
+                )
+            };
+            if limited {
+                match streaks.get_mut(&key) {
+                    None => {
+                        streaks.insert(
+                            key.clone(),
+                            Streak {
+                                unwritten: 0,
+                                first_unwritten_ms: 0,
+                                last_row: Instant::now(),
+                                entry: entry.clone(),
+                            },
+                        );
+                        rows.push((entry.clone(), refusal.clone()));
+                    }
+                    Some(st) => {
+                        if st.unwritten == 0 {
+                            st.first_unwritten_ms = now_ms();
+                        }
+                        st.unwritten += 1;
+                        st.entry = entry.clone();
+                        if st.last_row.elapsed() >= STREAK_ROW_EVERY {
+                            rows.push(summary(st));
+                            st.unwritten = 0;
+                            st.last_row = Instant::now();
+                        }
+                    }
+                }
+            } else if let Some(st) = streaks.remove(&key) {
+                if st.unwritten > 0 {
+                    rows.push(summary(&st));
+                }
+            }
+            // Streaks of other users that went quiet: write their counts, forget them.
+            let quiet: Vec<(Limited, String)> = streaks
+                .iter()
+                .filter(|(k, st)| **k != key && st.last_row.elapsed() >= STREAK_ROW_EVERY)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in quiet {
+                if let Some(st) = streaks.remove(&k) {
+                    if st.unwritten > 0 {
+                        rows.push(summary(&st));
+                    }
+                }
+            }
+        }
+        for (row, r) in rows {
+            self.audit_refusal(row, r).await;
+        }
+        if limited {
+            // Counted whether its row was written now or collapsed into a later one.
+            self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(refusal);
+        }
+        Ok(())
     }
 
     async fn store<T: Send + 'static>(
@@ -620,16 +822,19 @@ impl Broker {
                 .map(|n| n.name.clone()),
             role: Some(format!("group:{group}")),
             decision: "access-requested".into(),
-            reason: reason.to_owned(),
+            reason: String::new(),
             ..Default::default()
         };
-        self.writer.append(entry.clone()).await.map_err(|e| {
-            Refusal::new(
-                503,
-                "audit-unavailable",
-                format!("the audit log cannot be written ({e})"),
-            )
-        })?;
+        // Each request is an fsynced audit row and a finding: a user gets a few an hour.
+        self.limit(Limited::AccessRequests, &entry).await?;
+        let entry = AuditEntry {
+            reason: reason.to_owned(),
+            ..entry
+        };
+        self.writer
+            .append(entry.clone())
+            .await
+            .map_err(|e| self.audit_unavailable(request_id, &e, ""))?;
         self.finding(
             &entry,
             Severity::Low,
@@ -647,7 +852,18 @@ impl Broker {
     ) -> Result<Vec<AuditEntry>, Refusal> {
         self.store(move |s| s.audit_entries(user.as_deref(), limit.min(1000)))
             .await
-            .map_err(|e| Refusal::new(503, "audit-unavailable", e))
+            .map_err(|e| self.audit_unavailable("", &e, ""))
+    }
+
+    /// The audit store failed: the details (file paths, SQLite's words) go to the server's
+    /// log, the client gets a generic refusal.
+    fn audit_unavailable(&self, request_id: &str, error: &str, consequence: &str) -> Refusal {
+        eprintln!("broker: audit store failed (request {request_id:?}): {error}");
+        Refusal::new(
+            503,
+            "audit-unavailable",
+            format!("the audit log cannot be written or read right now{consequence}"),
+        )
     }
 
     /// Issue credentials for `role` (ARN or name) to `caller` calling from `client`.
@@ -676,8 +892,9 @@ impl Broker {
             .iter()
             .find(|n| n.clients.iter().any(|c| c.contains(client)));
         entry.network = network.map(|n| n.name.clone());
+        self.limit(Limited::Credentials, &entry).await?;
         let decided = self.decide(caller, client, role, duration, network).await;
-        let (arn, duration, network) = match decided {
+        let (arn, duration, network, session_name) = match decided {
             Ok(ok) => ok,
             Err(refusal) => return Err(self.refuse(entry, refusal).await),
         };
@@ -687,8 +904,8 @@ impl Broker {
             .sts
             .assume_role()
             .role_arn(&arn)
-            .role_session_name(sts_name(&caller.user))
-            .source_identity(sts_name(&caller.user))
+            .role_session_name(&session_name)
+            .source_identity(&session_name)
             .duration_seconds(duration)
             .policy(&network.session_policy)
             .send()
@@ -739,11 +956,7 @@ impl Broker {
         if let Err(e) = committed {
             // No audit, no credentials: they are dropped here and expire unused.
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-            return Err(Refusal::new(
-                503,
-                "audit-unavailable",
-                format!("the audit log cannot be written ({e}); no credentials issued"),
-            ));
+            return Err(self.audit_unavailable(request_id, &e, "; no credentials issued"));
         }
         if first_for_role {
             self.finding(
@@ -789,17 +1002,14 @@ impl Broker {
         role: &str,
         duration: Option<i32>,
         network: Option<&'n Network>,
-    ) -> Result<(String, i32, &'n Network), Refusal> {
-        if self.rate_limited(&caller.user) {
-            return Err(Refusal::new(
-                429,
-                "rate-limited",
-                format!(
-                    "more than {} credential requests per minute",
-                    self.cfg.rate_limit_per_minute
-                ),
-            ));
-        }
+    ) -> Result<(String, i32, &'n Network, String), Refusal> {
+        let session_name = sts_name(&caller.user).ok_or_else(|| {
+            Refusal::new(
+                400,
+                "user-name",
+                "your user name does not fit an STS session name (64 characters once encoded)",
+            )
+        })?;
         let network = network.ok_or_else(|| {
             Refusal::new(403, "unknown-network", format!("{client} is in no configured network; credentials are only issued to known networks"))
         })?;
@@ -817,35 +1027,41 @@ impl Broker {
             ));
         }
         let groups = self.role_groups().await?;
-        let matches: Vec<&String> = groups
+        let named: Vec<&String> = groups
             .keys()
             .filter(|arn| arn.as_str() == role || arn.rsplit('/').next() == Some(role))
             .collect();
-        let arn = match matches.as_slice() {
+        // Only roles the caller may use are told apart: whether a role exists, or how many
+        // share a name, is not for someone who may use none of them. The audit says which.
+        let usable: Vec<&String> = named
+            .iter()
+            .copied()
+            .filter(|arn| !groups[*arn].is_disjoint(&caller.groups))
+            .collect();
+        let arn = match usable.as_slice() {
             [one] => (*one).clone(),
             [] => {
-                return Err(Refusal::new(
-                    403,
-                    "not-authorised",
-                    format!("{role} is not a role the broker knows, or not one you may use"),
-                ))
+                let detail = match named.as_slice() {
+                    [] => format!("{role} is not a role the broker knows"),
+                    arns => format!(
+                        "none of the caller's groups may use {}",
+                        arns.iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                return Err(Refusal::new(403, "not-authorised", NOT_AUTHORISED).detail(detail));
             }
             _ => {
                 return Err(Refusal::new(
                     400,
                     "ambiguous-role",
-                    format!("{role} names several roles; ask for the role ARN"),
+                    format!("{role} names several roles you may use; ask for the role ARN"),
                 ))
             }
         };
-        if groups[&arn].is_disjoint(&caller.groups) {
-            return Err(Refusal::new(
-                403,
-                "not-authorised",
-                format!("none of your groups may use {arn}"),
-            ));
-        }
-        Ok((arn, duration, network))
+        Ok((arn, duration, network, session_name))
     }
 
     /// (first grant of this role to this user, first request of this user from this network)
@@ -861,12 +1077,18 @@ impl Broker {
         .unwrap_or((false, false))
     }
 
-    /// Audit a refusal (a refusal whose audit fails is still a refusal).
-    async fn refuse(&self, mut entry: AuditEntry, refusal: Refusal) -> Refusal {
+    /// Count and audit a refusal (a refusal whose audit fails is still a refusal).
+    async fn refuse(&self, entry: AuditEntry, refusal: Refusal) -> Refusal {
         self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+        self.audit_refusal(entry, refusal).await
+    }
+
+    /// Audit a refusal: the audit gets its detail when it has one, the client its message.
+    async fn audit_refusal(&self, mut entry: AuditEntry, refusal: Refusal) -> Refusal {
         entry.decision = "refused".into();
         if entry.reason.is_empty() {
-            entry.reason = format!("{}: {}", refusal.code, refusal.message);
+            let said = refusal.detail.as_deref().unwrap_or(&refusal.message);
+            entry.reason = format!("{}: {said}", refusal.code);
         }
         let since = now_ms() - 10 * 60 * 1000;
         let burst = self.cfg.refusal_burst;
@@ -952,5 +1174,44 @@ impl Broker {
         {
             eprintln!("broker: cannot write finding: {err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sts_name;
+
+    /// Issue 12: `bob smith` and `bob-smith` must not share a session name / source identity.
+    #[test]
+    fn session_names_are_injective() {
+        let names = [
+            "bob smith",
+            "bob-smith",
+            "bob=20smith",
+            "bob_smith",
+            "a",
+            "a=",
+            "a-",
+            "é",
+            "alice@example.com",
+            "org\\user",
+        ];
+        let encoded: Vec<String> = names.iter().map(|n| sts_name(n).unwrap()).collect();
+        let distinct: std::collections::BTreeSet<&String> = encoded.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{encoded:?}");
+        assert_eq!(sts_name("alice@example.com").unwrap(), "alice@example.com");
+        assert_eq!(sts_name("bob smith").unwrap(), "bob=20smith");
+        assert_eq!(sts_name("bob=20smith").unwrap(), "bob=3D20smith");
+        for e in &encoded {
+            assert!((2..=64).contains(&e.len()), "{e}");
+            assert!(e
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
+        }
+        // Too long once encoded: refused, never truncated into someone else's name.
+        assert_eq!(sts_name(&"a".repeat(64)).unwrap().len(), 64);
+        assert!(sts_name(&"a".repeat(65)).is_none());
+        assert!(sts_name(&format!("{} x", "a".repeat(61))).is_none());
+        assert!(sts_name("").is_none());
     }
 }

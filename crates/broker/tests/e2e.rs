@@ -108,7 +108,7 @@ fn start() -> Harness {
 import boto3, json, os
 iam = boto3.client("iam", **{BOTO3_KW})
 trust = json.dumps({{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::123456789012:root"}}, "Action": "sts:AssumeRole"}}]}})
-iam.create_role(RoleName="payments-api", AssumeRolePolicyDocument=trust, Tags=[{{"Key": "credwarden:groups", "Value": "payments:payments-oncall"}}])
+iam.create_role(RoleName="payments-api", AssumeRolePolicyDocument=trust, Tags=[{{"Key": "credwarden:groups", "Value": "payments payments-oncall"}}])
 iam.create_role(RoleName="admin", AssumeRolePolicyDocument=trust, Tags=[{{"Key": "credwarden:groups", "Value": "security"}}])
 "#
         ),
@@ -546,42 +546,42 @@ region = "us-east-1"
                 .collect::<Vec<_>>()
         }
     };
-    let c = b
-        .authenticate(
+    let c = rt
+        .block_on(b.authenticate(
             &headers(&[
                 ("x-authenticated-user", "alice"),
                 ("x-authenticated-groups", "security"),
             ]),
             proxy,
-        )
+        ))
         .unwrap();
     assert_eq!(c.user, "alice");
     assert!(c.groups.is_empty(), "the groups header is opt-in");
-    let e = b
-        .authenticate(
+    let e = rt
+        .block_on(b.authenticate(
             &headers(&[
                 ("x-authenticated-user", "alice"),
                 ("x-authenticated-user", "admin"),
             ]),
             proxy,
-        )
+        ))
         .unwrap_err();
     assert_eq!(e.code, "repeated-header");
     assert_eq!(
-        b.authenticate(
+        rt.block_on(b.authenticate(
             &headers(&[("x-authenticated-user", "alice")]),
             "192.0.2.9".parse().unwrap()
-        )
+        ))
         .unwrap_err()
         .status,
         401
     );
     // IPv4 through an IPv6 socket is still the proxy.
-    assert!(b
-        .authenticate(
+    assert!(rt
+        .block_on(b.authenticate(
             &headers(&[("x-authenticated-user", "alice")]),
             "::ffff:10.0.0.5".parse().unwrap()
-        )
+        ))
         .is_ok());
     assert_eq!(
         b.client_ip(proxy, &["203.0.113.1, 10.8.0.7".into()])

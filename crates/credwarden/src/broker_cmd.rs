@@ -97,16 +97,9 @@ pub struct CredsArgs {
 /// Ask the broker for credentials and print them.
 pub fn creds(args: &CredsArgs, out: &mut dyn Write) -> Result<()> {
     // The bearer token and the credentials travel over this connection: TLS, except to a
-    // broker on this machine.
-    let loopback = ["http://127.", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| args.broker.starts_with(p));
-    if !args.broker.starts_with("https://") && !loopback {
-        bail!(
-            "--broker {}: use https:// (plain http only for a broker on loopback)",
-            args.broker
-        );
-    }
+    // broker on this machine (a loopback IP literal or exactly `localhost`, parsed, so
+    // `http://localhost@10.255.255.1` is refused).
+    let base = broker::transport::secure_url(&args.broker).context("--broker")?;
     let token = match &args.token_file {
         Some(f) => {
             std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?
@@ -129,7 +122,7 @@ pub fn creds(args: &CredsArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(d) = args.duration {
         body["duration_seconds"] = d.into();
     }
-    let url = format!("{}/v1/credentials", args.broker.trim_end_matches('/'));
+    let url = format!("{}/v1/credentials", base.as_str().trim_end_matches('/'));
     let response = agent
         .build()
         .post(&url)

@@ -521,7 +521,10 @@ pub fn access_prune(
                 role_groups
                     .entry(r.arn.clone())
                     .or_default()
-                    .extend(broker::auth::split_groups(tag));
+                    .extend(broker::auth::tag_groups(
+                        tag,
+                        cfg.role_groups_tag_delimiter.as_deref(),
+                    ));
             }
         }
     }
@@ -554,7 +557,7 @@ pub fn access_prune(
         let by_session_name: BTreeMap<String, &String> = directory
             .users
             .keys()
-            .map(|u| (broker::service::sts_name(u), u))
+            .filter_map(|u| broker::service::sts_name(u).map(|name| (name, u)))
             .collect();
         for ((identity, role), t) in &usage.source_identity_use {
             if let Some(user) = by_session_name.get(identity) {

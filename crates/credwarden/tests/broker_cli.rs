@@ -392,3 +392,34 @@ except urllib.error.HTTPError as e:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 12, item 8: `--broker` is parsed, not prefix-matched: the token never goes over
+/// plain HTTP to `http://localhost@10.255.255.1` (user `localhost`, host 10.255.255.1).
+#[test]
+fn creds_sends_the_token_over_plain_http_only_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "not-a-real-token").unwrap();
+    for url in [
+        "http://localhost@10.255.255.1",
+        "http://127.0.0.1@10.255.255.1:8700/",
+        "http://127.0.0.1.nip.io:8700",
+        "http://10.255.255.1",
+    ] {
+        let out = bin()
+            .args(["creds", "payments-api", "--broker", url, "--token-file"])
+            .arg(&token)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {stderr}");
+        assert!(
+            stderr.contains("https://") || stderr.contains("user name"),
+            "{url}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("cannot reach"),
+            "{url} was contacted: {stderr}"
+        );
+    }
+}

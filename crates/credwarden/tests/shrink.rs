@@ -23,6 +23,21 @@ fn credwarden(moto: &Moto, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The inline documents of `role` as IAM returns them (URL-decoded), through the AWS SDK.
+fn exact_inline_texts(moto: &Moto, role: &str) -> std::collections::BTreeMap<String, String> {
+    // Each nextest test is a process of its own: the SDK's credential chain reads these.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let session = aws::Session::connect(&aws::LiveOptions {
+        endpoint_url: Some(moto.url.clone()),
+        region: Some("us-east-1".into()),
+    })
+    .unwrap();
+    let (inline, _) = session.role_state(role).unwrap();
+    inline.into_iter().map(|(n, p)| (n, p.text)).collect()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -88,6 +103,14 @@ fn plan_apply_rollback_on_moto() {
     };
     let original_app = state("app");
     let original_idle = state("idle");
+    let original_app_text = exact_inline_texts(&moto, "app");
+    let original_idle_text = exact_inline_texts(&moto, "idle");
+    // The seeded documents are not in credwarden's normalised form, so a rollback that
+    // wrote the normalised form back would differ in bytes.
+    let normalised = iam::Policy::parse(&original_app_text["app-inline"])
+        .unwrap()
+        .to_compact_json();
+    assert_ne!(original_app_text["app-inline"], normalised);
 
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
@@ -352,6 +375,9 @@ fn plan_apply_rollback_on_moto() {
     };
     assert_eq!(norm(state("app")), norm(original_app.clone()));
     assert_eq!(norm(state("idle")), norm(original_idle));
+    // Lossless: the exact text IAM held before, byte for byte.
+    assert_eq!(exact_inline_texts(&moto, "app"), original_app_text);
+    assert_eq!(exact_inline_texts(&moto, "idle"), original_idle_text);
     // The notice's remedy works: once the owners tag the role, the announced plan leaves it alone.
     moto.python(
         &format!("import boto3, os\nboto3.client('iam', **{kw}).tag_role(RoleName='app', Tags=[{{'Key': 'credwarden:shrink', 'Value': 'never'}}])"),

@@ -119,11 +119,7 @@ impl Policy {
     /// Parse a document as `aws iam` APIs return it through the SDKs: URL-encoded JSON. Plain
     /// JSON is accepted too, so callers need not know which form they hold.
     pub fn parse_encoded(text: &str) -> Result<Policy, PolicyError> {
-        let trimmed = text.trim_start();
-        if trimmed.starts_with('{') {
-            return Policy::parse(text);
-        }
-        Policy::parse(&percent_decode(text).ok_or(PolicyError::Encoding)?)
+        Policy::parse(&decode_document(text)?)
     }
 
     /// True when `${…}` policy variables are substituted (Version 2012-10-17).
@@ -152,6 +148,15 @@ impl fmt::Display for Effect {
             Effect::Deny => "Deny",
         })
     }
+}
+
+/// The exact text of a policy document as IAM holds it: URL-decoded when the SDK returned it
+/// URL-encoded, else unchanged. What a rollback writes back, byte for byte.
+pub fn decode_document(text: &str) -> Result<String, PolicyError> {
+    if text.trim_start().starts_with('{') {
+        return Ok(text.to_owned());
+    }
+    percent_decode(text).ok_or(PolicyError::Encoding)
 }
 
 fn percent_decode(s: &str) -> Option<String> {

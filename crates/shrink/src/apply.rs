@@ -6,7 +6,6 @@
 //! rollback restores — and only then are policies written, deleted and detached.
 
 use aws::Session;
-use iam::Policy;
 use serde::Serialize;
 use store::Store;
 
@@ -40,7 +39,7 @@ pub struct Applied {
 
 fn current(session: &Session, role: &str) -> Result<PolicyState, ApplyError> {
     let (inline, attached) = session.role_state(role)?;
-    Ok(PolicyState::from_policies(&inline, &attached))
+    Ok(PolicyState::from_live(&inline, &attached))
 }
 
 /// Move a role from its live state to `target`.
@@ -51,10 +50,14 @@ fn converge(
     target: &PolicyState,
 ) -> Result<(), ApplyError> {
     for (name, doc) in &target.inline {
-        if live.inline.get(name) != Some(doc) {
-            let text = Policy::from_value(doc)
-                .map(|p| p.to_compact_json())
-                .unwrap_or_else(|_| doc.to_string());
+        let same_text = match (live.inline_text.get(name), target.inline_text.get(name)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        if live.inline.get(name) != Some(doc) || !same_text {
+            let text = target
+                .document_text(name)
+                .expect("the target holds this document");
             session.put_role_policy(role, name, &text)?;
         }
     }

@@ -181,10 +181,23 @@ pub enum Verdict {
 }
 
 /// A role's policies at one moment: inline documents and attached managed ARNs.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PolicyState {
+    /// Inline documents, normalised: what is compared and diffed.
     pub inline: BTreeMap<String, Value>,
     pub attached: Vec<String>,
+    /// The exact text IAM returned for each inline document (URL-decoded), when read live:
+    /// what a rollback writes back, so the restored document is the original byte for byte.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inline_text: BTreeMap<String, String>,
+}
+
+/// Two states are the same when their documents mean the same and the same managed policies
+/// are attached; how a document was spelled does not matter.
+impl PartialEq for PolicyState {
+    fn eq(&self, other: &PolicyState) -> bool {
+        self.inline == other.inline && self.attached == other.attached
+    }
 }
 
 impl PolicyState {
@@ -207,16 +220,48 @@ impl PolicyState {
         PolicyState {
             inline: inline
                 .iter()
-                .map(|(n, p)| {
-                    (
-                        n.clone(),
-                        serde_json::from_str(&p.to_compact_json()).expect("policy JSON"),
-                    )
-                })
+                .map(|(n, p)| (n.clone(), normalised(p)))
                 .collect(),
             attached: attached.to_vec(),
+            inline_text: BTreeMap::new(),
         }
     }
+
+    /// A state read live from IAM, keeping each inline document's exact text.
+    pub fn from_live(
+        inline: &BTreeMap<String, aws::InlinePolicy>,
+        attached: &[String],
+    ) -> PolicyState {
+        PolicyState {
+            inline: inline
+                .iter()
+                .map(|(n, p)| (n.clone(), normalised(&p.policy)))
+                .collect(),
+            attached: attached.to_vec(),
+            inline_text: inline
+                .iter()
+                .map(|(n, p)| (n.clone(), p.text.clone()))
+                .collect(),
+        }
+    }
+
+    /// The text to write for inline policy `name`: the exact text recorded, else the
+    /// normalised document.
+    pub fn document_text(&self, name: &str) -> Option<String> {
+        if let Some(text) = self.inline_text.get(name) {
+            return Some(text.clone());
+        }
+        let doc = self.inline.get(name)?;
+        Some(
+            Policy::from_value(doc)
+                .map(|p| p.to_compact_json())
+                .unwrap_or_else(|_| doc.to_string()),
+        )
+    }
+}
+
+fn normalised(p: &Policy) -> Value {
+    serde_json::from_str(&p.to_compact_json()).expect("policy JSON")
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
