@@ -9,8 +9,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use credwarden_core::encoding::Base64;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 use serde_json::Value;
@@ -78,9 +77,9 @@ impl Jwks {
             let s = s
                 .as_deref()
                 .ok_or_else(|| AuthError::Jwks(format!("key lacks {what}")))?;
-            URL_SAFE_NO_PAD
+            Base64::UrlNoPad
                 .decode(s.trim_end_matches('='))
-                .map_err(|_| AuthError::Jwks(format!("{what} is not base64url")))
+                .ok_or_else(|| AuthError::Jwks(format!("{what} is not base64url")))
         };
         let mut keys = Vec::new();
         for k in doc.keys {
@@ -146,9 +145,9 @@ pub fn verify_jwt(
         ));
     };
     let decode = |s: &str| {
-        URL_SAFE_NO_PAD
+        Base64::UrlNoPad
             .decode(s)
-            .map_err(|_| AuthError::Invalid("a part is not base64url"))
+            .ok_or(AuthError::Invalid("a part is not base64url"))
     };
     let header: Value = serde_json::from_slice(&decode(h)?)
         .map_err(|_| AuthError::Invalid("header is not JSON"))?;
@@ -373,8 +372,7 @@ pub fn from_headers(
 /// A local identity provider for tests and benchmarks: an ES256 key, its JWKS, and the
 /// tokens it signs. Never used by the broker itself.
 pub mod testing {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
+    use credwarden_core::encoding::Base64;
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
     use serde_json::{json, Value};
@@ -395,7 +393,7 @@ pub mod testing {
                     .unwrap();
             let point = key.public_key().as_ref();
             let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
-                "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])}]})
+                "x": Base64::UrlNoPad.encode(&point[1..33]), "y": Base64::UrlNoPad.encode(&point[33..65])}]})
             .to_string();
             TestIdp { key, jwks }
         }
@@ -403,11 +401,11 @@ pub mod testing {
         pub fn sign(&self, header: Value, claims: Value) -> String {
             let msg = format!(
                 "{}.{}",
-                URL_SAFE_NO_PAD.encode(header.to_string()),
-                URL_SAFE_NO_PAD.encode(claims.to_string())
+                Base64::UrlNoPad.encode(header.to_string().as_bytes()),
+                Base64::UrlNoPad.encode(claims.to_string().as_bytes())
             );
             let sig = self.key.sign(&SystemRandom::new(), msg.as_bytes()).unwrap();
-            format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+            format!("{msg}.{}", Base64::UrlNoPad.encode(sig.as_ref()))
         }
     }
 }

@@ -10,7 +10,7 @@ use cloudtrail::{EventTime, FileReport};
 use detect::{DetectorSettings, Engine, NetSet, OwnershipMap};
 use run::{
     run_passes, DurableLedger, FindingSink, Format, MemoryLedger, Passes, PathSource, RunSummary,
-    Source, WebhookSender,
+    Source, WebhookOptions, WebhookSender,
 };
 use store::Store;
 
@@ -53,9 +53,15 @@ pub struct DetectArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// POST each finding as JSON to URL (needs --state, whose spool keeps what the endpoint
-    /// has not accepted yet; retried with backoff, carried over to the next run).
+    /// has not accepted yet; retried with backoff, carried over to the next run). A finding
+    /// refused for good (4xx other than 408/429) or past --webhook-max-attempts goes to the
+    /// state file's dead letters (`credwarden webhook dead-letters`).
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
+    /// Failed webhook attempts (counted across runs) after which a finding is moved to the
+    /// dead letters [default: 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_max_attempts: Option<u32>,
     /// Seconds to wait at the end of a run for the webhook spool to empty.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub webhook_wait: u64,
@@ -298,10 +304,15 @@ pub fn detect(
                 let mut sink = FindingSink::new(out, format, file);
                 sink.spool_webhook = args.webhook.is_some();
                 let sender = match &args.webhook {
-                    Some(url) => Some(WebhookSender::start(
+                    Some(url) => Some(WebhookSender::start_with(
                         state_path.clone(),
                         url.clone(),
-                        Duration::from_secs(10),
+                        WebhookOptions {
+                            max_attempts: args
+                                .webhook_max_attempts
+                                .unwrap_or(run::WEBHOOK_MAX_ATTEMPTS),
+                            ..WebhookOptions::default()
+                        },
                     )?),
                     None => None,
                 };
@@ -326,6 +337,17 @@ pub fn detect(
                 if let Some(sender) = sender {
                     let sent = sender.finish(Duration::from_secs(args.webhook_wait))?;
                     note(format!("note: webhook: {} finding(s) posted", sent.posted));
+                    if sent.dead_total > 0 {
+                        note(format!(
+                            "note: webhook: {} finding(s) refused for good or past the retry \
+                             limit in this run; {} in the dead letters of {} (list: credwarden \
+                             webhook dead-letters --state FILE; send again: credwarden webhook \
+                             resend --state FILE --url URL)",
+                            sent.dead,
+                            sent.dead_total,
+                            state_path.display()
+                        ));
+                    }
                     if sent.left > 0 {
                         note(format!(
                             "note: webhook: {} finding(s) wait in the spool of {} and will be \

@@ -18,3 +18,4 @@ pub mod inventory;
 pub mod ipranges;
 pub mod policy_cmd;
 pub mod shrink_cmd;
+pub mod webhook_cmd;

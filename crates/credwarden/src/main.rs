@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use credwarden::{
     baseline_cmd, broker_cmd, config, demo_cmd, detect_cmd, imds_cmd, ipranges, policy_cmd,
-    shrink_cmd,
+    shrink_cmd, webhook_cmd,
 };
 
 #[derive(Parser)]
@@ -59,6 +59,17 @@ enum Command {
     /// Broker directory memberships.
     #[command(subcommand)]
     Access(AccessCommand),
+    /// The dead letters of `detect --webhook`: findings refused for good or past the retry limit.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// List the dead letters in a state file, oldest first.
+    DeadLetters(webhook_cmd::DeadLettersArgs),
+    /// Move dead letters back to the spool (all, or --id ID…); with --url, post them now.
+    Resend(webhook_cmd::ResendArgs),
 }
 
 #[derive(Subcommand)]
@@ -289,6 +300,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 KeysCommand::Reactivate(args) => shrink_cmd::keys_reactivate(&args, &mut out)?,
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhook(WebhookCommand::DeadLetters(args)) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            webhook_cmd::dead_letters(&args, &mut out, &mut std::io::stderr())?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhook(WebhookCommand::Resend(args)) => {
+            webhook_cmd::resend(&args, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Creds(args) => {

@@ -29,4 +29,5 @@ pub use sink::{open_output, write_finding, write_finding_json, write_table_heade
 pub use sink::{FindingSink, Format};
 pub use source::{FileIdentity, Listing, PathSource, Seen, Source};
 pub use summary::{peak_rss_bytes, RunSummary};
-pub use webhook::{WebhookOutcome, WebhookSender};
+pub use webhook::DEFAULT_MAX_ATTEMPTS as WEBHOOK_MAX_ATTEMPTS;
+pub use webhook::{PostFailure, WebhookOptions, WebhookOutcome, WebhookSender};

@@ -3,8 +3,9 @@
 //! credwarden's persistence: one SQLite file (`--state FILE`) that users can open with
 //! `sqlite3`. It owns the schema and its version and keeps what makes runs continue each
 //! other: detector state, processed files, the finding outbox and emitted-finding ids (one
-//! checkpoint is one transaction), the webhook spool, and a log of runs. The broker's audit
-//! log (schema 3) lives here too, behind the same versioned schema.
+//! checkpoint is one transaction), the webhook spool and its dead letters (schema 4), and a
+//! log of runs. The broker's audit log (schema 3) lives here too, behind the same versioned
+//! schema.
 //!
 //! A state file written by a newer credwarden (a schema version this build does not know)
 //! is refused with a clear message rather than guessed at.
@@ -15,9 +16,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// The schema this build writes. 1: emitted findings and runs. 2: adds detector state,
 /// processed files and the finding outbox. 3: adds the broker's audit log and the policy
-/// history that right-sizing rolls back to. Older files are
-/// upgraded in place (every table below is created if missing).
-pub const SCHEMA_VERSION: i64 = 3;
+/// history that right-sizing rolls back to. 4: adds the webhook's dead letters and a count
+/// of delivery attempts per spooled finding. Older files are upgraded in place (every table
+/// below is created if missing, the attempts column added if missing).
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V2: &str = "
     CREATE TABLE IF NOT EXISTS detector_state (name TEXT PRIMARY KEY, format INTEGER NOT NULL, state TEXT NOT NULL, saved_at INTEGER NOT NULL);
@@ -34,6 +36,19 @@ const SCHEMA_V2: &str = "
         reason TEXT NOT NULL, snapshot TEXT NOT NULL);
     CREATE INDEX IF NOT EXISTS policy_history_role ON policy_history (role, version);
 ";
+
+/// Findings the webhook will not be sent again by itself: refused for good by the endpoint,
+/// or past the retry limit. `status` is the HTTP status when the endpoint answered.
+const SCHEMA_V4: &str = "
+    CREATE TABLE IF NOT EXISTS webhook_dead_letters (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL, finding TEXT NOT NULL, status INTEGER, reason TEXT NOT NULL,
+        attempts INTEGER NOT NULL, dead_at INTEGER NOT NULL);
+";
+
+/// Added to `webhook_spool` by schema 4 (not in `SCHEMA_V2`, so that a version 2 or 3 file
+/// gets it the same way a new file does).
+const SPOOL_ATTEMPTS: &str =
+    "ALTER TABLE webhook_spool ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -83,6 +98,33 @@ pub struct AuditEntry {
     pub expiration: Option<String>,
     pub duration_seconds: Option<i64>,
     pub session_policy: Option<String>,
+}
+
+/// A finding waiting for the webhook, and how many delivery attempts failed so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpoolEntry {
+    pub seq: i64,
+    pub id: String,
+    pub finding: String,
+    pub attempts: i64,
+}
+
+/// A finding the webhook gave up on: refused for good, or past the retry limit.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    pub seq: i64,
+    /// The finding's id.
+    pub id: String,
+    /// The finding as it was posted (JSON).
+    pub finding: String,
+    /// The endpoint's last HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Why it was given up on.
+    pub reason: String,
+    /// Delivery attempts made.
+    pub attempts: i64,
+    /// When it was given up on (Unix seconds).
+    pub dead_at: i64,
 }
 
 /// One emitted finding, as remembered.
@@ -153,6 +195,8 @@ impl Store {
                      CREATE TABLE emitted_findings (id TEXT PRIMARY KEY, detector TEXT NOT NULL, time TEXT NOT NULL, emitted_at INTEGER NOT NULL);
                      CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER, records INTEGER, findings INTEGER, input_errors INTEGER);
                      {SCHEMA_V2}
+                     {SCHEMA_V4}
+                     {SPOOL_ATTEMPTS}
                      INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
                      COMMIT;"
                 ))
@@ -180,8 +224,23 @@ impl Store {
             });
         }
         if found < SCHEMA_VERSION {
+            let has_attempts: bool = self
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('webhook_spool')
+                     WHERE name = 'attempts'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(self.err())?
+                > 0;
+            let attempts = if has_attempts { "" } else { SPOOL_ATTEMPTS };
             self.conn
-                .execute_batch(&format!("BEGIN; {SCHEMA_V2} UPDATE credwarden_meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;"))
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V2} {SCHEMA_V4} {attempts}
+                     UPDATE credwarden_meta SET value = '{SCHEMA_VERSION}'
+                     WHERE key = 'schema_version'; COMMIT;"
+                ))
                 .map_err(self.err())?;
         }
         Ok(())
@@ -456,15 +515,22 @@ impl Store {
         tx.commit().map_err(err)
     }
 
-    /// The oldest findings waiting for the webhook: (seq, id, finding).
-    pub fn spool_peek(&self, limit: usize) -> Result<Vec<(i64, String, String)>, StoreError> {
+    /// The oldest findings waiting for the webhook, in order.
+    pub fn spool_peek(&self, limit: usize) -> Result<Vec<SpoolEntry>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT seq, id, finding FROM webhook_spool ORDER BY seq LIMIT ?1")
+            .prepare_cached(
+                "SELECT seq, id, finding, attempts FROM webhook_spool ORDER BY seq LIMIT ?1",
+            )
             .map_err(self.err())?;
         let rows = stmt
             .query_map(params![limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok(SpoolEntry {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    finding: r.get(2)?,
+                    attempts: r.get(3)?,
+                })
             })
             .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
@@ -476,6 +542,126 @@ impl Store {
             .execute("DELETE FROM webhook_spool WHERE seq = ?1", params![seq])
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// A delivery attempt of this one failed; returns how many have failed so far.
+    pub fn spool_failed(&self, seq: i64) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE webhook_spool SET attempts = attempts + 1 WHERE seq = ?1",
+                params![seq],
+            )
+            .map_err(self.err())?;
+        self.conn
+            .query_row(
+                "SELECT attempts FROM webhook_spool WHERE seq = ?1",
+                params![seq],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(self.err())
+    }
+
+    /// Give up on this one: move it from the spool to the dead letters, atomically.
+    pub fn spool_dead(
+        &mut self,
+        seq: i64,
+        status: Option<u16>,
+        reason: &str,
+        attempts: i64,
+    ) -> Result<(), StoreError> {
+        let now = unix_now();
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO webhook_dead_letters (id, finding, status, reason, attempts, dead_at)
+             SELECT id, finding, ?2, ?3, ?4, ?5 FROM webhook_spool WHERE seq = ?1",
+            params![seq, status, reason, attempts, now],
+        )
+        .map_err(err)?;
+        tx.execute("DELETE FROM webhook_spool WHERE seq = ?1", params![seq])
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// The dead letters, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, id, finding, status, reason, attempts, dead_at
+                 FROM webhook_dead_letters ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DeadLetter {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    finding: r.get(2)?,
+                    status: r.get(3)?,
+                    reason: r.get(4)?,
+                    attempts: r.get(5)?,
+                    dead_at: r.get(6)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    pub fn dead_letter_len(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM webhook_dead_letters", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.err())
+    }
+
+    /// Move dead letters back to the end of the spool with a fresh retry count, atomically:
+    /// those with the given finding ids, or all of them when `ids` is empty. Returns the ids
+    /// moved, in their dead-letter order.
+    pub fn dead_letters_requeue(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let rows: Vec<(i64, String, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT seq, id, finding FROM webhook_dead_letters ORDER BY seq")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)?
+        };
+        let mut moved = Vec::new();
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO webhook_spool (id, finding, attempts) VALUES (?1, ?2, 0)",
+                )
+                .map_err(err)?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM webhook_dead_letters WHERE seq = ?1")
+                .map_err(err)?;
+            for (seq, id, finding) in rows {
+                if !ids.is_empty() && !ids.contains(&id) {
+                    continue;
+                }
+                ins.execute(params![id, finding]).map_err(err)?;
+                del.execute(params![seq]).map_err(err)?;
+                moved.push(id);
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(moved)
     }
 
     pub fn spool_len(&self) -> Result<i64, StoreError> {
@@ -595,9 +781,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.spool_len().unwrap(), 1);
-        let (seq, id, _) = s.spool_peek(10).unwrap().remove(0);
-        assert_eq!(id, "f1");
-        s.spool_done(seq).unwrap();
+        let entry = s.spool_peek(10).unwrap().remove(0);
+        assert_eq!((entry.id.as_str(), entry.attempts), ("f1", 0));
+        s.spool_done(entry.seq).unwrap();
         assert_eq!(s.spool_len().unwrap(), 0);
         // A finding already delivered is never queued again.
         s.checkpoint(&[], &[], &[("f1", "{}".into())]).unwrap();
@@ -633,6 +819,75 @@ mod tests {
             s.audit_entries(None, 10).unwrap().is_empty(),
             "the audit table is added on upgrade"
         );
+    }
+
+    #[test]
+    fn a_version_3_file_gets_dead_letters_and_keeps_its_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "CREATE TABLE credwarden_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO credwarden_meta VALUES ('schema_version', '3');
+                 CREATE TABLE emitted_findings (id TEXT PRIMARY KEY, detector TEXT NOT NULL,
+                     time TEXT NOT NULL, emitted_at INTEGER NOT NULL);
+                 CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,
+                     finished_at INTEGER, records INTEGER, findings INTEGER,
+                     input_errors INTEGER);
+                 {SCHEMA_V2}
+                 INSERT INTO webhook_spool (id, finding) VALUES ('w', '{{}}');"
+            ))
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let spool = s.spool_peek(10).unwrap();
+        assert_eq!((spool[0].id.as_str(), spool[0].attempts), ("w", 0));
+        assert_eq!(s.dead_letter_len().unwrap(), 0);
+        drop(s);
+        // Opening again does not try to add the column twice.
+        assert_eq!(Store::open(&path).unwrap().spool_len().unwrap(), 1);
+    }
+
+    #[test]
+    fn dead_letters_leave_the_spool_and_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("d.sqlite")).unwrap();
+        s.delivered(&[], &[("a", "{\"id\":\"a\"}"), ("b", "{}"), ("c", "{}")])
+            .unwrap();
+        let spool = s.spool_peek(10).unwrap();
+        assert_eq!(s.spool_failed(spool[0].seq).unwrap(), 1);
+        s.spool_dead(spool[0].seq, Some(400), "HTTP 400", 1)
+            .unwrap();
+        assert_eq!(s.spool_failed(spool[1].seq).unwrap(), 1);
+        assert_eq!(s.spool_failed(spool[1].seq).unwrap(), 2);
+        s.spool_dead(spool[1].seq, None, "gave up", 2).unwrap();
+        let left = s.spool_peek(10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, "c");
+        let dead = s.dead_letters().unwrap();
+        assert_eq!(
+            dead.iter()
+                .map(|d| (d.id.as_str(), d.status, d.attempts))
+                .collect::<Vec<_>>(),
+            [("a", Some(400), 1), ("b", None, 2)]
+        );
+        assert_eq!(dead[0].finding, "{\"id\":\"a\"}");
+        assert_eq!(s.dead_letters_requeue(&["b".into()]).unwrap(), ["b"]);
+        assert_eq!(s.dead_letters_requeue(&["zz".into()]).unwrap().len(), 0);
+        let spool = s.spool_peek(10).unwrap();
+        assert_eq!(
+            spool
+                .iter()
+                .map(|e| (e.id.as_str(), e.attempts))
+                .collect::<Vec<_>>(),
+            [("c", 0), ("b", 0)],
+            "back at the end of the spool, with a fresh count"
+        );
+        assert_eq!(s.dead_letters_requeue(&[]).unwrap(), ["a"]);
+        assert_eq!(s.dead_letter_len().unwrap(), 0);
+        assert_eq!(s.spool_len().unwrap(), 3);
     }
 
     #[test]
