@@ -225,7 +225,7 @@ fn default_groups_header() -> Option<String> {
 
 /// Parse a broker configuration file's text (TOML); unknown keys are refused.
 pub fn parse(text: &str) -> Result<BrokerConfig, crate::error::ConfigError> {
-    toml::from_str(text).map_err(|e| crate::error::ConfigError::Invalid(e.to_string()))
+    Ok(toml::from_str(text)?)
 }
 
 /// A commented example configuration.

@@ -47,6 +47,22 @@ pub enum ConfigError {
     PostgresNotImplemented(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    #[error("{0}: {1}")]
-    Io(String, String),
+    #[error("broker config: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Pem {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: no certificate in the file", .0.display())]
+    NoCertificate(std::path::PathBuf),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
 }

@@ -8,7 +8,10 @@ use std::path::Path;
 use crate::error::ConfigError;
 
 fn io(p: &Path, e: std::io::Error) -> ConfigError {
-    ConfigError::Io(p.display().to_string(), e.to_string())
+    ConfigError::Io {
+        what: p.display().to_string(),
+        source: e,
+    }
 }
 
 /// Create the missing directories above `path` (0700 each).

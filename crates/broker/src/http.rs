@@ -343,22 +343,24 @@ pub async fn serve_tls(
     key: &std::path::Path,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), crate::error::ConfigError> {
+    use crate::error::ConfigError;
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let io =
-        |p: &std::path::Path, e: String| crate::error::ConfigError::Io(p.display().to_string(), e);
+    let pem = |p: &std::path::Path| {
+        let path = p.to_path_buf();
+        move |source| ConfigError::Pem { path, source }
+    };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| io(cert, e.to_string()))?
+        .map_err(pem(cert))?
         .collect::<Result<_, _>>()
-        .map_err(|e| io(cert, e.to_string()))?;
+        .map_err(pem(cert))?;
     if chain.is_empty() {
-        return Err(io(cert, "no certificate in the file".into()));
+        return Err(ConfigError::NoCertificate(cert.to_path_buf()));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| io(key, e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(pem(key))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| crate::error::ConfigError::Invalid(e.to_string()))?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| crate::error::ConfigError::Invalid(format!("TLS certificate and key: {e}")))?;

@@ -179,7 +179,10 @@ impl AuditWriter {
                     }
                 }
             })
-            .map_err(|e| ConfigError::Io("audit writer thread".into(), e.to_string()))?;
+            .map_err(|source| ConfigError::Io {
+                what: "cannot start the audit writer thread".into(),
+                source,
+            })?;
         Ok(AuditWriter { queue })
     }
 
@@ -349,8 +352,11 @@ impl Broker {
                 }
                 let secret = match secret_file {
                     Some(f) => {
-                        let text = std::fs::read_to_string(f)
-                            .map_err(|e| ConfigError::Io(f.display().to_string(), e.to_string()))?;
+                        let text =
+                            std::fs::read_to_string(f).map_err(|source| ConfigError::Io {
+                                what: f.display().to_string(),
+                                source,
+                            })?;
                         let secret = ProxySecret::new(text.trim())
                             .map_err(|e| ConfigError::Invalid(format!("{}: {e}", f.display())))?;
                         Some(secret)

@@ -5,5 +5,7 @@ pub enum ConfigError {
     #[error("not a CIDR block or IP address: {0:?}")]
     Cidr(String),
     #[error("not an AWS ip-ranges.json file: {0}")]
-    IpRanges(String),
+    IpRangesJson(#[source] serde_json::Error),
+    #[error("not an AWS ip-ranges.json file: the file lists no prefixes")]
+    IpRangesEmpty,
 }

@@ -117,10 +117,9 @@ impl AwsIpRanges {
         struct V6 {
             ipv6_prefix: String,
         }
-        let f: File =
-            serde_json::from_slice(json).map_err(|e| ConfigError::IpRanges(e.to_string()))?;
+        let f: File = serde_json::from_slice(json).map_err(ConfigError::IpRangesJson)?;
         if f.prefixes.is_empty() {
-            return Err(ConfigError::IpRanges("the file lists no prefixes".into()));
+            return Err(ConfigError::IpRangesEmpty);
         }
         let cidrs = f
             .prefixes

@@ -21,8 +21,12 @@ pub enum ApplyError {
     Store(#[from] store::StoreError),
     #[error("role {0} has no recorded policy version {1}")]
     NoVersion(String, String),
-    #[error("recorded snapshot for {0} is unreadable: {1}")]
-    Snapshot(String, String),
+    #[error("recorded snapshot for {role} is unreadable: {source}")]
+    Snapshot {
+        role: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("this plan was announced for {0}; it may not be applied before then")]
     NotYetDue(String),
     #[error("the plan's not_before {0:?} is not a date")]
@@ -174,8 +178,11 @@ pub fn rollback(
             .find(|h| h.2.starts_with("before shrink"))
             .ok_or_else(|| ApplyError::NoVersion(role.into(), "(before shrink)".into()))?,
     };
-    let target: PolicyState = serde_json::from_str(&snapshot)
-        .map_err(|e| ApplyError::Snapshot(role.into(), e.to_string()))?;
+    let target: PolicyState =
+        serde_json::from_str(&snapshot).map_err(|source| ApplyError::Snapshot {
+            role: role.into(),
+            source,
+        })?;
     let live = current(session, role)?;
     // The state being replaced is recorded too: a rollback can itself be rolled back.
     store.history_record(
