@@ -39,8 +39,12 @@ pub struct BrokerConfig {
     pub tls_key: Option<PathBuf>,
     /// The audit store: a SQLite file (created if missing).
     pub audit: String,
-    /// `broker-anomaly` findings are appended here as JSON lines.
+    /// `broker-anomaly` findings are appended here as JSON lines (0600, fsynced).
     pub findings: Option<PathBuf>,
+    /// Also POST each finding as JSON to this URL: spooled in the audit store, posted in
+    /// order with retries, permanent refusals kept as dead letters (`credwarden webhook
+    /// dead-letters --state AUDIT`).
+    pub findings_webhook: Option<String>,
     /// Longest credential lifetime handed out (seconds, 900..=43200; default 3600).
     #[serde(default = "default_max_duration")]
     pub max_duration_seconds: i32,
@@ -235,6 +239,7 @@ listen = "127.0.0.1:8700"              # plain HTTP only on loopback; set tls_ce
 # tls_key = "/etc/credwarden/broker.key"
 audit = "/var/lib/credwarden/broker-audit.sqlite"   # every request, granted or refused; written before credentials leave
 findings = "/var/lib/credwarden/broker-findings.jsonl"
+# findings_webhook = "https://alerts.example.com/credwarden"
 max_duration_seconds = 3600            # credentials live at most this long
 admin_groups = ["security"]            # may read the audit through GET /v1/audit
 rate_limit_per_minute = 30

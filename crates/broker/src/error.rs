@@ -47,6 +47,8 @@ pub enum ConfigError {
     PostgresNotImplemented(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
     #[error("broker config: {0}")]
     Toml(#[from] toml::de::Error),
     #[error("{what}: {source}")]

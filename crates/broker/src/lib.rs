@@ -12,7 +12,6 @@
 pub mod auth;
 pub mod config;
 pub mod error;
-pub mod files;
 pub mod http;
 pub mod keyring;
 pub mod service;

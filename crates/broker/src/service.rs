@@ -19,6 +19,7 @@ use credwarden_core::Cidr;
 use credwarden_core::EventTime;
 use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 use serde::Serialize;
+use sink::{DeliveryConfig, FindingDelivery, WebhookOptions, WebhookTarget};
 use store::{AuditEntry, Store};
 
 use crate::auth::{self, Caller, HeaderRules, JwtRules, ProxySecret};
@@ -211,7 +212,7 @@ pub struct Broker {
     streaks: Mutex<HashMap<(Limited, String), Streak>>,
     /// Last time a repeated-refusals finding was raised per user (one per burst window).
     burst_reported: Mutex<HashMap<String, i64>>,
-    findings: Option<Mutex<std::fs::File>>,
+    findings: Option<FindingDelivery>,
     pub metrics: Metrics,
 }
 
@@ -389,12 +390,21 @@ impl Broker {
                     .into(),
             ));
         }
-        crate::files::prepare_database(std::path::Path::new(&cfg.audit))?;
+        sink::private::prepare_database(std::path::Path::new(&cfg.audit))?;
         let audit = Store::open(std::path::Path::new(&cfg.audit))?;
         let writer = AuditWriter::start(std::path::Path::new(&cfg.audit))?;
-        let findings = match &cfg.findings {
-            Some(p) => Some(Mutex::new(crate::files::open_append(p)?)),
-            None => None,
+        let findings = if cfg.findings.is_some() || cfg.findings_webhook.is_some() {
+            Some(FindingDelivery::open(&DeliveryConfig {
+                stdout: false,
+                file: cfg.findings.clone(),
+                webhook: cfg.findings_webhook.as_ref().map(|url| WebhookTarget {
+                    url: url.clone(),
+                    state: PathBuf::from(&cfg.audit),
+                    options: WebhookOptions::default(),
+                }),
+            })?)
+        } else {
+            None
         };
         let sdk = aws::live::sdk_config(&aws::LiveOptions {
             endpoint_url: cfg.aws.endpoint_url.clone(),
@@ -1170,15 +1180,8 @@ impl Broker {
                 _ => "Confirm the user needs this role; the first use of a role is worth a glance.".into(),
             },
         };
-        let mut line = serde_json::to_string(&f).expect("findings serialise");
-        line.push('\n');
-        let mut file = out.lock().unwrap_or_else(|p| p.into_inner());
-        use std::io::Write;
-        if let Err(err) = file
-            .write_all(line.as_bytes())
-            .and_then(|_| file.sync_data())
-        {
-            eprintln!("broker: cannot write finding: {err}");
+        if let Err(err) = out.deliver(&f) {
+            eprintln!("broker: cannot deliver finding {}: {err}", f.id);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use imds::creds::ProcessSource;
-use imds::log::{StderrLog, StdoutFindings};
+use imds::log::StderrLog;
 use imds::proxy::{Cidr, ProxyConfig, CLOUD_INIT_USER_AGENT};
 use imds::serve::{Ec2Access, EcsEndpoint, ServeConfig};
 
@@ -179,6 +179,9 @@ pub struct ProxyArgs {
     pub region: Option<String>,
     #[arg(long)]
     pub principal: Option<String>,
+    /// Findings (imds-proxy-blocked) go to stdout, and to these.
+    #[command(flatten)]
+    pub delivery: crate::delivery_args::DeliveryArgs,
 }
 
 fn parse_cidr(s: &str) -> std::result::Result<Cidr, String> {
@@ -215,13 +218,24 @@ pub fn proxy(args: &ProxyArgs) -> Result<()> {
              its headers"
         );
     }
+    let delivery = Arc::new(sink::FindingDelivery::open(&args.delivery.config(true)?)?);
+    let findings = {
+        let delivery = delivery.clone();
+        move |f: imds::log::Finding| {
+            if let Err(e) = delivery.deliver(&f) {
+                eprintln!(
+                    "credwarden imds proxy: cannot deliver finding {}: {e}",
+                    f.id
+                );
+            }
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let served: Result<()> = rt.block_on(async {
         let proxy =
-            imds::proxy::MetadataProxy::bind(cfg, Arc::new(StderrLog), Arc::new(StdoutFindings))
-                .await?;
+            imds::proxy::MetadataProxy::bind(cfg, Arc::new(StderrLog), Arc::new(findings)).await?;
         eprintln!(
             "credwarden imds proxy on http://{} → {}",
             proxy.local_addr(),
@@ -233,7 +247,9 @@ pub fn proxy(args: &ProxyArgs) -> Result<()> {
             })
             .await?;
         Ok(())
-    })
+    });
+    args.delivery.finish(&delivery)?;
+    served
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 pub mod baseline_cmd;
 pub mod broker_cmd;
 pub mod config;
+pub mod delivery_args;
 pub mod demo_cmd;
 pub mod detect_cmd;
 pub mod imds_cmd;

@@ -192,9 +192,9 @@ pub struct ScheduleArgs {
     /// Write the announced plan here (what `shrink apply` will accept from the date on).
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
-    /// Also post each notice to this webhook (JSON, one POST per finding).
-    #[arg(long, value_name = "URL")]
-    pub webhook: Option<String>,
+    /// Where the notices go besides stdout: a findings file, a spooled webhook.
+    #[command(flatten)]
+    pub delivery: crate::delivery_args::DeliveryArgs,
     #[arg(long)]
     pub now: Option<String>,
 }
@@ -205,19 +205,14 @@ pub fn schedule(args: &ScheduleArgs, out: &mut dyn Write) -> Result<()> {
     let mut plan = read_plan(&args.plan)?;
     let now = now_arg(&args.now, None)?;
     let notices = shrink::schedule(&mut plan, now, args.days.max(0));
+    let delivery = sink::FindingDelivery::open(&args.delivery.config(false)?)?;
     for n in &notices {
-        let line = serde_json::to_string(n)?;
-        writeln!(out, "{line}")?;
-        if let Some(url) = &args.webhook {
-            ureq::post(url)
-                .set("content-type", "application/json")
-                .timeout(std::time::Duration::from_secs(30))
-                .send_string(&line)
-                .with_context(|| format!("webhook {url}"))?;
-        }
+        writeln!(out, "{}", serde_json::to_string(n)?)?;
+        delivery.deliver(n)?;
     }
     std::fs::write(&args.output, serde_json::to_string_pretty(&plan)?)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
+    args.delivery.finish(&delivery)?;
     Ok(())
 }
 

@@ -270,3 +270,164 @@ fn a_finding_failing_past_the_retry_limit_stops_blocking_the_others() {
         "no URL in the reason: {reason}"
     );
 }
+
+/// Issue 12: `shrink schedule` posted each notice once, without retry. Its notices now go
+/// through the same spooled webhook: a refused notice is a dead letter, the others are
+/// posted, and nothing is lost when the endpoint refuses.
+#[test]
+fn shrink_schedule_notices_go_through_the_spooled_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.json");
+    let role = |name: &str| {
+        serde_json::json!({"role": name, "arn": format!("arn:aws:iam::111122223333:role/{name}"),
+            "verdict": "shrink", "reason": "unused", "removed": ["ec2:TerminateInstances"],
+            "kept_unknown": {}, "before": {"inline": {}, "attached": []},
+            "after": {"inline": {}, "attached": []}})
+    };
+    let doc = serde_json::json!({"catalogue": "test", "window_days": 90,
+        "window_end": "2027-06-01T00:00:00Z", "roles": [role("app"), role("batch")],
+        "not_before": null});
+    std::fs::write(&plan, doc.to_string()).unwrap();
+    let answer: Answer = Arc::new(Mutex::new(Box::new(|f: &serde_json::Value| {
+        if f["principal"].as_str().unwrap().ends_with("/batch") {
+            400
+        } else {
+            200
+        }
+    })));
+    let (url, accepted) = endpoint(answer);
+    let state = dir.path().join("notices.sqlite");
+    let state = state.to_str().unwrap();
+    let out = run(&[
+        "shrink",
+        "schedule",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--days",
+        "7",
+        "--now",
+        "2027-06-01T00:00:00Z",
+        "--output",
+        dir.path().join("announced.json").to_str().unwrap(),
+        "--webhook",
+        &url,
+        "--state",
+        state,
+        "--webhook-wait",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let notices = findings(&out);
+    assert_eq!(notices.len(), 2);
+    let app = ids_of(&notices, None)
+        .into_iter()
+        .find(|id| {
+            notices
+                .iter()
+                .any(|n| n["id"] == *id && n["summary"].as_str().unwrap().starts_with("app"))
+        })
+        .unwrap();
+    assert_eq!(*accepted.lock().unwrap(), vec![app]);
+    let dead = dead_letter_ids(state);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["status"], 400);
+    assert!(
+        text(&out.stderr).contains("1 finding(s) in the dead letters"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --webhook without a state file to spool in is refused before anything is announced.
+    let out = run(&[
+        "shrink",
+        "schedule",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--output",
+        dir.path().join("x.json").to_str().unwrap(),
+        "--webhook",
+        &url,
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(!dir.path().join("x.json").exists());
+}
+
+/// Issue 12: `imds proxy` printed its findings to stdout only. They now also go to an
+/// owner-only findings file and a spooled webhook.
+#[cfg(unix)]
+#[test]
+fn the_metadata_proxy_delivers_findings_to_a_file_and_the_webhook() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let answer: Answer = Arc::new(Mutex::new(Box::new(|_: &serde_json::Value| 200)));
+    let (url, accepted) = endpoint(answer);
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let file = dir.path().join("proxy-findings.jsonl");
+    let state = dir.path().join("proxy.sqlite");
+    let proxy = bin()
+        .args([
+            "imds",
+            "proxy",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--findings",
+            file.to_str().unwrap(),
+            "--webhook",
+            &url,
+            "--state",
+            state.to_str().unwrap(),
+            "--webhook-wait",
+            "5",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut conn = None;
+    for _ in 0..100 {
+        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            conn = Some(c);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut conn = conn.expect("the proxy listens");
+    conn.write_all(
+        b"GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\
+          User-Agent: curl/8.5.0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    for _ in 0..100 {
+        if !accepted.lock().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &proxy.id().to_string()])
+        .status();
+    let out = proxy.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(accepted.lock().unwrap().len(), 1, "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().count(), 1);
+    assert!(
+        written.contains("\"detector\":\"imds-proxy-blocked\""),
+        "{written}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout still gets the finding: {stdout}"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

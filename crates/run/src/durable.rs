@@ -23,8 +23,8 @@ use store::{EmittedFinding, ProcessedFile, Store};
 use crate::drive::RunHooks;
 use crate::error::RunError;
 use crate::ledger::Ledger;
-use crate::sink::FindingSink;
 use crate::source::{FileIdentity, Seen};
+use sink::FindingSink;
 
 /// Format number of the detector state this build writes; a different one is refused.
 pub const STATE_FORMAT: i64 = 1;

@@ -17,9 +17,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    /// Writing to stdout or a sink failed (a closed pipe, a full disk).
-    #[error("cannot deliver findings: {0}")]
-    Deliver(#[source] std::io::Error),
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
     #[error("a finding could not be encoded or read back as JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("another credwarden run is using the state file {} (lock {} is held)", state.display(), lock.display())]

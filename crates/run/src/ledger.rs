@@ -14,9 +14,9 @@ use detect::{Engine, Finding};
 
 use crate::drive::{run_with_hooks, RunHooks};
 use crate::error::RunError;
-use crate::sink::FindingSink;
 use crate::source::{select, FileIdentity, Seen, Source};
 use crate::summary::RunSummary;
+use sink::FindingSink;
 
 /// How a run remembers what it read and delivers what it found.
 pub trait Ledger: RunHooks<Error = RunError> {
@@ -61,7 +61,7 @@ impl RunHooks for MemoryLedger<'_, '_> {
 
     fn finding(&mut self, f: &Finding) -> Result<(), RunError> {
         self.sink.deliver(&serde_json::to_string(f)?)?;
-        self.sink.sync()
+        Ok(self.sink.sync()?)
     }
 
     fn file_done(&mut self, _: usize, report: &FileReport, _: &Engine) -> Result<(), RunError> {

@@ -5,8 +5,8 @@
 //! **ledger** that remembers what was read and delivers what was found — in memory
 //! ([`MemoryLedger`]) or exactly once through a state file's checkpoints and outbox
 //! ([`DurableLedger`]) — the one loop that runs a batch or follows a source
-//! ([`run_passes`]), and the **sinks** findings go to ([`FindingSink`]: a stream and an
-//! fsynced file; [`WebhookSender`]: a spooled webhook).
+//! ([`run_passes`]). The **sinks** findings go to (a stream and an fsynced file, a
+//! spooled webhook) are `credwarden-sink`'s, re-exported here.
 //!
 //! The binary parses arguments and wires these together; `detect`, `baseline build`, the
 //! demo and the benchmarks all run through here, so a guarantee made here (exactly once,
@@ -16,10 +16,8 @@ pub mod drive;
 pub mod durable;
 pub mod error;
 pub mod ledger;
-pub mod sink;
 pub mod source;
 pub mod summary;
-pub mod webhook;
 
 pub use drive::{run_detect, run_with_hooks, ClosureHooks, RunHooks};
 pub use durable::{drain_outbox, lock_state, restore, DurableLedger, STATE_FORMAT};
@@ -27,7 +25,6 @@ pub use error::RunError;
 pub use ledger::{run_passes, Ledger, MemoryLedger, Passes};
 pub use sink::{open_output, write_finding, write_finding_json, write_table_header};
 pub use sink::{FindingSink, Format};
+pub use sink::{PostFailure, WebhookOptions, WebhookOutcome, WebhookSender, WEBHOOK_MAX_ATTEMPTS};
 pub use source::{FileIdentity, Listing, PathSource, Seen, Source};
 pub use summary::{peak_rss_bytes, RunSummary};
-pub use webhook::DEFAULT_MAX_ATTEMPTS as WEBHOOK_MAX_ATTEMPTS;
-pub use webhook::{PostFailure, WebhookOptions, WebhookOutcome, WebhookSender};

@@ -515,6 +515,20 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    /// Queue one finding for the webhook (a service's finding, delivered as it is made).
+    pub fn spool_push(&self, id: &str, finding: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO webhook_spool (id, finding) VALUES (?1, ?2)",
+                params![id, finding],
+            )
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(())
+    }
+
     /// The oldest findings waiting for the webhook, in order.
     pub fn spool_peek(&self, limit: usize) -> Result<Vec<SpoolEntry>, StoreError> {
         let mut stmt = self

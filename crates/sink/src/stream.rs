@@ -1,18 +1,16 @@
-//! Where findings go. Every finding is delivered as its JSON line (the form it is stored in,
-//! so a finding delivered after a restart looks exactly like one delivered at once):
-//!
-//! * [`FindingSink`]: a stream (stdout) in a [`Format`], and optionally a JSON-lines file,
-//!   fsynced before the finding counts as delivered;
-//! * [`crate::webhook::WebhookSender`]: an HTTP endpoint, fed from the state file's spool.
+//! A stream (stdout) in a [`Format`], and optionally a JSON-lines file fsynced before a
+//! finding counts as delivered: `detect`'s sink. Every finding is delivered as its JSON line
+//! (the form it is stored in, so a finding delivered after a restart looks exactly like one
+//! delivered at once).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use detect::Finding;
+use credwarden_core::Finding;
 
-use crate::error::RunError;
+use crate::error::SinkError;
 
 /// How findings are written to a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,20 +102,20 @@ impl<'a> FindingSink<'a> {
     }
 
     /// Write one finding given as its JSON line.
-    pub fn deliver(&mut self, json: &str) -> Result<(), RunError> {
-        write_finding_json(self.out, json, self.format).map_err(RunError::Deliver)?;
+    pub fn deliver(&mut self, json: &str) -> Result<(), SinkError> {
+        write_finding_json(self.out, json, self.format).map_err(SinkError::Deliver)?;
         if let Some(f) = &mut self.file {
-            write_finding_json(f, json, Format::Jsonl).map_err(RunError::Deliver)?;
+            write_finding_json(f, json, Format::Jsonl).map_err(SinkError::Deliver)?;
         }
         self.delivered += 1;
         Ok(())
     }
 
     /// Make what was delivered durable (the stream flushed, the file fsynced).
-    pub fn sync(&mut self) -> Result<(), RunError> {
-        self.out.flush().map_err(RunError::Deliver)?;
+    pub fn sync(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(SinkError::Deliver)?;
         if let Some(f) = &mut self.file {
-            f.sync_data().map_err(RunError::Deliver)?;
+            f.sync_data().map_err(SinkError::Deliver)?;
         }
         Ok(())
     }
@@ -126,9 +124,9 @@ impl<'a> FindingSink<'a> {
 /// Open `--output` for appending (created 0600: findings name keys and addresses). With
 /// `repair` (only needed when an interrupted run left findings in the outbox), a half-written
 /// last line is cut off first, and the ids the file already holds are returned.
-pub fn open_output(path: &Path, repair: bool) -> Result<(File, HashSet<String>), RunError> {
+pub fn open_output(path: &Path, repair: bool) -> Result<(File, HashSet<String>), SinkError> {
     let failed = |what: &'static str| {
-        move |source| RunError::File {
+        move |source| SinkError::File {
             what,
             path: path.to_path_buf(),
             source,

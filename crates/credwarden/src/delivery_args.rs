@@ -1,0 +1,74 @@
+//! The finding-delivery flags the services share (`imds proxy`, `shrink schedule`): an
+//! fsynced findings file and a spooled webhook, resolved into a `sink::DeliveryConfig`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use sink::{DeliveryConfig, FindingDelivery, WebhookOptions, WebhookTarget};
+
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct DeliveryArgs {
+    /// Also append each finding as a JSON line to FILE (created 0600, fsynced per finding).
+    #[arg(long = "findings", value_name = "FILE")]
+    pub findings_file: Option<PathBuf>,
+    /// POST each finding as JSON to URL: spooled in --state, posted in order with retries;
+    /// permanent refusals become dead letters (`credwarden webhook dead-letters`).
+    #[arg(long, value_name = "URL", requires = "state")]
+    pub webhook: Option<String>,
+    /// SQLite state file holding the webhook spool and dead letters (created 0600).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Seconds to wait at the end for the webhook spool to empty (the rest stays spooled).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub webhook_wait: u64,
+}
+
+impl DeliveryArgs {
+    pub fn config(&self, stdout: bool) -> Result<DeliveryConfig> {
+        let webhook = match (&self.webhook, &self.state) {
+            (Some(url), Some(state)) => Some(WebhookTarget {
+                url: url.clone(),
+                state: state.clone(),
+                options: WebhookOptions::default(),
+            }),
+            (Some(_), None) => bail!(
+                "--webhook needs --state: the state file's spool keeps what the endpoint has \
+                 not accepted yet"
+            ),
+            (None, _) => None,
+        };
+        Ok(DeliveryConfig {
+            stdout,
+            file: self.findings_file.clone(),
+            webhook,
+        })
+    }
+
+    /// Let the webhook sender empty the spool, and say on stderr what is left.
+    pub fn finish(&self, delivery: &FindingDelivery) -> Result<()> {
+        if let Some(sent) = delivery.finish(Duration::from_secs(self.webhook_wait))? {
+            eprintln!("note: webhook: {} finding(s) posted", sent.posted);
+            if sent.left > 0 {
+                eprintln!(
+                    "note: webhook: {} finding(s) wait in the spool and will be posted by the \
+                     next run{}",
+                    sent.left,
+                    if sent.failing {
+                        " (the endpoint is failing)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if sent.dead_total > 0 {
+                eprintln!(
+                    "note: webhook: {} finding(s) in the dead letters (credwarden webhook \
+                     dead-letters --state FILE)",
+                    sent.dead_total
+                );
+            }
+        }
+        Ok(())
+    }
+}
