@@ -142,6 +142,25 @@ impl Store {
             path: p.clone(),
             source,
         };
+        // A state file says which credentials were stolen and who asked for what: a new one is
+        // created owner-only, and SQLite gives its -wal and -shm files the same permissions.
+        #[cfg(unix)]
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+            if let Err(e) = created {
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                        Some(format!("cannot create the file: {e}")),
+                    )));
+                }
+            }
+        }
         let conn = Connection::open(path).map_err(err)?;
         // WAL: readers (a user's sqlite3) never block the detector. FULL sync: a commit
         // survives power loss too, not only a crash, so a checkpoint is never lost while the
@@ -725,6 +744,24 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12: state files (and so their -wal and -shm) were created world-readable.
+    #[cfg(unix)]
+    #[test]
+    fn new_state_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        let mut s = Store::open(&path).unwrap();
+        s.delivered(&[], &[("a", "{}")]).unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let p = dir.path().join(format!("state.sqlite{suffix}"));
+            if p.exists() {
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{}", p.display());
+            }
+        }
+    }
 
     #[test]
     fn remembers_emitted_findings_across_opens() {
