@@ -17,6 +17,8 @@ use crate::error::DiscoverError;
 pub enum InputSource {
     File(PathBuf),
     Stdin,
+    /// An object elsewhere (an S3 delivery file), read through its [`RemoteInput`].
+    Remote(RemoteSource),
 }
 
 impl fmt::Display for InputSource {
@@ -24,12 +26,70 @@ impl fmt::Display for InputSource {
         match self {
             InputSource::File(p) => write!(f, "{}", p.display()),
             InputSource::Stdin => f.write_str("<stdin>"),
+            InputSource::Remote(r) => f.write_str(r.0.uri()),
         }
     }
 }
 
+/// An input that lives elsewhere: this crate only needs its name and a way to read it, so
+/// that it does not depend on any cloud SDK.
+pub trait RemoteInput: Send + Sync + fmt::Debug {
+    /// Where it is, as people write it (`s3://bucket/key`): names it in errors and orders it.
+    fn uri(&self) -> &str;
+    /// The object's name within its store (the S3 key): its delivery stamp orders it.
+    fn key(&self) -> &str;
+    /// Its size in bytes, as listed.
+    fn size(&self) -> u64;
+    /// What changes when its content does (the S3 ETag).
+    fn version(&self) -> &str;
+    /// Read it; the bytes may be gzip (recognised by their magic, like files).
+    fn open(&self) -> io::Result<Box<dyn Read + Send>>;
+}
+
+/// A shared [`RemoteInput`], compared and ordered by its URI and version.
+#[derive(Clone, Debug)]
+pub struct RemoteSource(pub std::sync::Arc<dyn RemoteInput>);
+
+impl RemoteSource {
+    fn identity(&self) -> (&str, &str) {
+        (self.0.uri(), self.0.version())
+    }
+}
+
+impl PartialEq for RemoteSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for RemoteSource {}
+
+impl std::hash::Hash for RemoteSource {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl PartialOrd for RemoteSource {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RemoteSource {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
+}
+
+/// Put remote inputs in the canonical order files get: delivery stamp, then name.
+pub fn sort_remote(inputs: &mut [RemoteSource]) {
+    inputs.sort_by(|a, b| a.0.key().cmp(b.0.key()));
+    inputs.sort_by_key(|r| delivery_stamp(Path::new(r.0.key())));
+}
+
 /// File names a folder walk picks up. Files named explicitly are always read.
-fn looks_like_trail(name: &str) -> bool {
+pub fn looks_like_trail(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     let n = n.strip_suffix(".gz").unwrap_or(&n);
     !name.starts_with('.')
@@ -145,6 +205,7 @@ pub fn open(source: &InputSource) -> io::Result<CountingReader<Box<dyn Read + Se
     let raw: Box<dyn Read + Send> = match source {
         InputSource::File(p) => Box::new(File::open(p)?),
         InputSource::Stdin => Box::new(io::stdin()),
+        InputSource::Remote(r) => r.0.open()?,
     };
     let mut buffered = BufReader::with_capacity(256 * 1024, raw);
     let head = buffered.fill_buf()?;

@@ -10,7 +10,7 @@ use cloudtrail::{EventTime, FileReport};
 use detect::{DetectorSettings, Engine, NetSet, OwnershipMap};
 use run::{
     run_passes, DurableLedger, FindingSink, Format, MemoryLedger, Passes, PathSource, RunSummary,
-    Source, WebhookOptions, WebhookSender,
+    S3Source, Source, WebhookOptions, WebhookSender,
 };
 use store::Store;
 
@@ -38,7 +38,9 @@ impl From<FormatArg> for Format {
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DetectArgs {
     /// Files, folders (walked recursively) or `-` for stdin: S3 delivery files (.json.gz,
-    /// .json), JSON arrays, JSON lines, EventBridge events, lookup-events output.
+    /// .json), JSON arrays, JSON lines, EventBridge events, lookup-events output. Or
+    /// `s3://BUCKET/PREFIX`: a trail's delivery in S3 (narrowed by --accounts, --regions,
+    /// --since, --until).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Output format [default: table on a terminal, jsonl otherwise].
@@ -126,6 +128,78 @@ pub struct DetectArgs {
     /// No end-of-run summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// With s3://: only these accounts (comma-separated or repeated).
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    pub accounts: Vec<String>,
+    /// With s3://: only these regions (comma-separated or repeated).
+    #[arg(long, value_name = "REGION", value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// With s3://: only delivery days from this date (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// With s3://: only delivery days up to this date (default: today).
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// How to reach AWS for s3:// (endpoint and region).
+    #[command(flatten)]
+    pub aws: crate::inventory::AwsArgs,
+}
+
+/// A day given as `YYYY-MM-DD` or an RFC 3339 time.
+fn parse_day(flag: &str, text: &str) -> Result<EventTime> {
+    let full = if text.len() == 10 {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_owned()
+    };
+    EventTime::parse(&full).with_context(|| format!("{flag} {text:?} is not a date"))
+}
+
+/// Where this run reads: the paths given, or S3 locations (not both).
+fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
+    let is_s3 = |p: &PathBuf| p.to_str().is_some_and(|s| s.starts_with("s3://"));
+    let s3 = args.paths.iter().filter(|p| is_s3(p)).count();
+    let scoped = !args.accounts.is_empty()
+        || !args.regions.is_empty()
+        || args.since.is_some()
+        || args.until.is_some();
+    if s3 == 0 {
+        if scoped {
+            bail!("--accounts, --regions, --since and --until narrow an s3:// location");
+        }
+        return Ok(Box::new(PathSource::new(args.paths.clone())));
+    }
+    if s3 != args.paths.len() {
+        bail!("give either s3:// locations or local paths, not both");
+    }
+    let locations = args
+        .paths
+        .iter()
+        .map(|p| {
+            let text = p.to_str().unwrap_or_default();
+            aws::S3Location::parse(text)
+                .with_context(|| format!("{text:?} is not s3://BUCKET[/PREFIX]"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let scope = aws::TrailScope {
+        accounts: args.accounts.clone(),
+        regions: args.regions.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(|t| parse_day("--since", t))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| parse_day("--until", t))
+            .transpose()?,
+    };
+    let reader = aws::S3Reader::connect(&aws::LiveOptions {
+        endpoint_url: args.aws.endpoint_url.clone(),
+        region: args.aws.region.clone(),
+    })?;
+    Ok(Box::new(S3Source::new(reader, locations, scope)))
 }
 
 /// The lateness allowance: flag, else config, else the default.
@@ -217,7 +291,7 @@ pub fn detect(
              endpoint has not accepted yet"
         );
     }
-    let mut source = PathSource::new(args.paths.clone());
+    let mut source = source_of(args)?;
     if source.has_stream() && args.state.is_some() && args.follow {
         bail!(
             "--follow with stdin and --state is not supported: a stream cannot be read again \
@@ -254,7 +328,11 @@ pub fn detect(
     }
     let mut engine = Engine::new(detectors).with_lateness(lateness_ms(args, &cfg));
     let passes = Passes {
-        threads: args.threads.or(cfg.detect.threads).unwrap_or(0),
+        threads: args
+            .threads
+            .or(cfg.detect.threads)
+            .or(source.preferred_threads())
+            .unwrap_or(0),
         follow: args.follow.then(|| Duration::from_secs(args.poll.max(1))),
     };
     let quiet = args.quiet;
@@ -325,7 +403,7 @@ pub fn detect(
                     &mut report_file,
                 );
                 let total = run_passes(
-                    &mut source,
+                    source.as_mut(),
                     listing.inputs,
                     &mut engine,
                     &mut ledger,
@@ -374,7 +452,7 @@ pub fn detect(
                 let mut sink = FindingSink::new(out, format, file);
                 let mut ledger = MemoryLedger::new(&mut sink, &mut report_file);
                 let total = run_passes(
-                    &mut source,
+                    source.as_mut(),
                     listing.inputs,
                     &mut engine,
                     &mut ledger,

@@ -151,7 +151,7 @@ fn baseline() -> &'static (Vec<PathBuf>, Vec<Finding>) {
             .iter()
             .map(|s| match s {
                 InputSource::File(p) => p.clone(),
-                InputSource::Stdin => unreachable!(),
+                InputSource::Stdin | InputSource::Remote(_) => unreachable!(),
             })
             .collect();
         let findings = detect(&sources);

@@ -10,6 +10,8 @@ pub enum RunError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Discover(#[from] cloudtrail::DiscoverError),
+    #[error(transparent)]
+    Aws(#[from] aws::AwsError),
     #[error("{what} {}: {source}", path.display())]
     File {
         what: &'static str,

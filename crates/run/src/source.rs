@@ -34,6 +34,12 @@ pub trait Source {
     fn has_stream(&self) -> bool {
         false
     }
+
+    /// Decoding threads this source reads best with when the user did not say; `None`: one
+    /// per core.
+    fn preferred_threads(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Files, folders and `-` (stdin), as given on the command line.
@@ -69,9 +75,19 @@ pub struct FileIdentity {
 
 impl FileIdentity {
     /// The identity of a file source now; `None` for a stream or a file gone since listing.
+    /// A remote object (S3) is its URI, its listed size and, standing in for the modification
+    /// time, a hash of its version (ETag): a rewritten object is read again.
     pub fn of(source: &InputSource) -> Option<FileIdentity> {
-        let InputSource::File(p) = source else {
-            return None;
+        let p = match source {
+            InputSource::File(p) => p,
+            InputSource::Stdin => return None,
+            InputSource::Remote(r) => {
+                return Some(FileIdentity {
+                    path: r.0.uri().to_owned(),
+                    size: i64::try_from(r.0.size()).ok()?,
+                    mtime_ns: version_stamp(r.0.version()),
+                })
+            }
         };
         // The same file reached as `logs/x` or `/abs/logs/x` is one file.
         let p = std::fs::canonicalize(p).ok()?;
@@ -87,6 +103,15 @@ impl FileIdentity {
             mtime_ns: i64::try_from(mtime.as_nanos()).ok()?,
         })
     }
+}
+
+/// A stable 63-bit number for a version string (FNV-1a), stored where files keep their
+/// modification time.
+fn version_stamp(version: &str) -> i64 {
+    let hash = version.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash >> 1) as i64
 }
 
 /// What an earlier look knows of a file.
@@ -123,7 +148,9 @@ pub fn select(
     for source in inputs {
         let id = FileIdentity::of(&source);
         if let Some(identity) = &id {
-            if following && now - identity.mtime_ns < SETTLE.as_nanos() as i64 {
+            let settling = matches!(source, InputSource::File(_))
+                && now - identity.mtime_ns < SETTLE.as_nanos() as i64;
+            if following && settling {
                 continue;
             }
             match seen(identity)? {
@@ -148,4 +175,71 @@ pub fn select(
         ));
     }
     Ok(picked)
+}
+
+/// Delivery files in S3 (`s3://BUCKET/PREFIX`), narrowed to a [`aws::TrailScope`]: only the
+/// key prefixes of the accounts, regions and days asked for are listed. Objects are read by
+/// the decode workers, so GETs of one worker overlap the decoding of the others.
+pub struct S3Source {
+    reader: std::sync::Arc<aws::S3Reader>,
+    locations: Vec<aws::S3Location>,
+    scope: aws::TrailScope,
+}
+
+impl S3Source {
+    pub fn new(
+        reader: aws::S3Reader,
+        locations: Vec<aws::S3Location>,
+        scope: aws::TrailScope,
+    ) -> S3Source {
+        S3Source {
+            reader: std::sync::Arc::new(reader),
+            locations,
+            scope,
+        }
+    }
+}
+
+/// Workers reading S3: each waits on its GET most of the time, so more of them than cores
+/// keep the cores decoding while objects are on their way (memory: one object and two chunks
+/// of records per worker).
+const S3_WORKERS: usize = 16;
+
+impl Source for S3Source {
+    fn preferred_threads(&self) -> Option<usize> {
+        Some(S3_WORKERS)
+    }
+
+    fn list(&mut self) -> Result<Listing, RunError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut remote = Vec::new();
+        let mut ignored = Vec::new();
+        for location in &self.locations {
+            for prefix in self.reader.trail_prefixes(location, &self.scope)? {
+                for info in self.reader.list(&location.bucket, &prefix)? {
+                    // Folder markers (keys ending in `/`, made by the S3 console) hold nothing.
+                    if info.key.ends_with('/')
+                        || !seen.insert((location.bucket.clone(), info.key.clone()))
+                    {
+                        continue;
+                    }
+                    let name = info.key.rsplit('/').next().unwrap_or("");
+                    if !cloudtrail::looks_like_trail(name) {
+                        ignored.push(PathBuf::from(format!(
+                            "s3://{}/{}",
+                            location.bucket, info.key
+                        )));
+                        continue;
+                    }
+                    let object = aws::S3Object::new(self.reader.clone(), &location.bucket, info);
+                    remote.push(cloudtrail::RemoteSource(std::sync::Arc::new(object)));
+                }
+            }
+        }
+        cloudtrail::sort_remote(&mut remote);
+        Ok(Listing {
+            inputs: remote.into_iter().map(InputSource::Remote).collect(),
+            ignored,
+        })
+    }
 }

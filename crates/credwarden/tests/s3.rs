@@ -1,0 +1,238 @@
+//! `detect s3://…` on the moto server through the AWS SDK for Rust: an organisation trail's
+//! delivery (`AWSLogs/o-…/ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/`) gives the same findings, in
+//! the same order, as the same files on disk; `--accounts/--regions/--since/--until` read
+//! exactly their part; with `--state` an object is read once.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use testkit::{Moto, BOTO3_KW};
+
+const UPLOAD: &str = r#"
+import boto3, os, sys
+s3 = boto3.client("s3", **KW)
+s3.create_bucket(Bucket="org-trail")
+root = sys.argv[1]
+n = 0
+for folder, _, files in os.walk(root):
+    for name in files:
+        path = os.path.join(folder, name)
+        rel = os.path.relpath(path, root)
+        parts = rel.split(os.sep)
+        if parts[0] != "AWSLogs":
+            continue
+        key = "org/AWSLogs/o-abc123def4/" + "/".join(parts[1:])
+        s3.upload_file(path, "org-trail", key)
+        n += 1
+s3.put_object(Bucket="org-trail", Key="org/AWSLogs/o-abc123def4/README.txt", Body=b"not a trail")
+# A folder marker, as the S3 console makes them: not an object anyone means to read.
+s3.put_object(Bucket="org-trail", Key="org/AWSLogs/o-abc123def4/", Body=b"")
+print(n)
+"#;
+
+fn credwarden(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_credwarden"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/credwarden-test",
+        )
+        .env("CREDWARDEN_TEST_MOTO", &moto.url)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ids(out: &Output) -> Vec<String> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn stats(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn files_under(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            n += files_under(&p);
+        } else if p.to_string_lossy().ends_with(".json.gz") {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn an_organisation_trail_in_s3_gives_the_same_findings_as_its_files() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let generated = demo::write_dataset(&data, 11, 6_000).unwrap();
+    let uploaded: usize = moto
+        .python(
+            &UPLOAD.replace("KW)", &format!("{BOTO3_KW})")),
+            &[data.to_str().unwrap()],
+        )
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(uploaded > 50, "{uploaded}");
+    let ranges = data.join("aws-ip-ranges.json");
+    let ranges = ranges.to_str().unwrap();
+
+    let local = credwarden(
+        &moto,
+        &[
+            "detect",
+            generated.logs.to_str().unwrap(),
+            "--aws-ip-ranges",
+            ranges,
+            "-q",
+        ],
+    );
+    assert_eq!(local.status.code(), Some(0), "{}", text(&local.stderr));
+    let local_ids = ids(&local);
+    assert!(
+        local_ids.len() >= 10,
+        "the demo's attacks are found: {}",
+        local_ids.len()
+    );
+
+    let from_s3 = credwarden(
+        &moto,
+        &[
+            "detect",
+            "s3://org-trail/org",
+            "--endpoint-url",
+            &moto.url,
+            "--aws-ip-ranges",
+            ranges,
+        ],
+    );
+    assert_eq!(from_s3.status.code(), Some(0), "{}", text(&from_s3.stderr));
+    assert_eq!(ids(&from_s3), local_ids, "same findings, same order");
+    let err = text(&from_s3.stderr);
+    assert!(
+        err.contains("1 file(s)") && err.contains("README.txt"),
+        "the object that is not a trail is named, folder markers are not: {err}"
+    );
+
+    // One account, one region, one day: only those prefixes are read.
+    let account_dir = std::fs::read_dir(&generated.logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let account = account_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let region_dir = account_dir.join("CloudTrail/us-east-1");
+    let day_dir = {
+        let mut d = region_dir.clone();
+        for _ in 0..3 {
+            d = std::fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .min()
+                .unwrap();
+        }
+        d
+    };
+    let day = {
+        let rel = day_dir
+            .strip_prefix(&region_dir)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        rel.replace('/', "-")
+    };
+    let stats_file = dir.path().join("narrow.json");
+    let narrow = credwarden(
+        &moto,
+        &[
+            "detect",
+            "s3://org-trail/org/",
+            "--endpoint-url",
+            &moto.url,
+            "--accounts",
+            &account,
+            "--regions",
+            "us-east-1",
+            "--since",
+            &day,
+            "--until",
+            &day,
+            "--stats-json",
+            stats_file.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert_eq!(narrow.status.code(), Some(0), "{}", text(&narrow.stderr));
+    assert_eq!(
+        stats(&stats_file)["files"].as_u64().unwrap() as usize,
+        files_under(&day_dir),
+        "exactly the day's delivery files of {account} in us-east-1"
+    );
+
+    // With --state an object is read once: the second run reads nothing and reports nothing.
+    let state = dir.path().join("state.sqlite");
+    let output = dir.path().join("findings.jsonl");
+    let run = |stats_name: &str| {
+        let stats_file = dir.path().join(stats_name);
+        let out = credwarden(
+            &moto,
+            &[
+                "detect",
+                "s3://org-trail/org",
+                "--endpoint-url",
+                &moto.url,
+                "--aws-ip-ranges",
+                ranges,
+                "--state",
+                state.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+                "--stats-json",
+                stats_file.to_str().unwrap(),
+                "-q",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        (ids(&out), stats(&stats_file))
+    };
+    let (first, _) = run("first.json");
+    assert_eq!(first.len(), local_ids.len());
+    let (second, second_stats) = run("second.json");
+    assert!(second.is_empty(), "{second:?}");
+    assert_eq!(second_stats["files"], 0);
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap().lines().count(),
+        first.len()
+    );
+
+    // Local paths and s3:// do not mix; a scope needs an s3:// location.
+    let mixed = credwarden(&moto, &["detect", "s3://org-trail/org", ranges]);
+    assert_eq!(mixed.status.code(), Some(1));
+    let scoped = credwarden(&moto, &["detect", ranges, "--accounts", "111122223333"]);
+    assert_eq!(scoped.status.code(), Some(1));
+}
