@@ -11,8 +11,10 @@ pub mod error;
 pub mod inventory;
 pub mod live;
 pub mod s3;
+pub mod sqs;
 
 pub use error::{AwsError, InventoryError};
 pub use inventory::{Inventory, ManagedPolicy, NatGateway, Principal, Vpc, VpcEndpoint};
 pub use live::{InlinePolicy, LiveOptions, Session};
-pub use s3::{S3Location, S3Object, S3Reader, TrailScope};
+pub use s3::{ObjectInfo, S3Location, S3Object, S3Reader, TrailScope};
+pub use sqs::{Notification, NotifiedObject, SqsQueue};

@@ -10,7 +10,7 @@ use cloudtrail::{EventTime, FileReport};
 use detect::{DetectorSettings, Engine, NetSet, OwnershipMap};
 use run::{
     run_passes, DurableLedger, FindingSink, Format, MemoryLedger, Passes, PathSource, RunSummary,
-    S3Source, Source, WebhookOptions, WebhookSender,
+    S3Source, Source, SqsSource, WebhookOptions, WebhookSender,
 };
 use store::Store;
 
@@ -41,7 +41,7 @@ pub struct DetectArgs {
     /// .json), JSON arrays, JSON lines, EventBridge events, lookup-events output. Or
     /// `s3://BUCKET/PREFIX`: a trail's delivery in S3 (narrowed by --accounts, --regions,
     /// --since, --until).
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "sqs", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Output format [default: table on a terminal, jsonl otherwise].
     #[arg(long, value_enum)]
@@ -128,6 +128,19 @@ pub struct DetectArgs {
     /// No end-of-run summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Read the delivery files announced on this SQS queue (S3 event notifications, direct,
+    /// through SNS or EventBridge, or CloudTrail's SNS notifications). Messages are deleted
+    /// only after the checkpoint that covers their objects. Without --follow the queue is read
+    /// until it is empty.
+    #[arg(long, value_name = "QUEUE_URL", conflicts_with = "paths")]
+    pub sqs: Option<String>,
+    /// With --sqs: seconds a receive waits for messages (long polling, 0..=20).
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub sqs_wait: i32,
+    /// With --sqs: seconds a received message stays invisible; after a crash its objects are
+    /// read again once it reappears. Keep it well above a pass's time.
+    #[arg(long, value_name = "SECONDS", default_value_t = run::SQS_VISIBILITY_SECONDS)]
+    pub sqs_visibility: i32,
     /// With s3://: only these accounts (comma-separated or repeated).
     #[arg(long, value_name = "ID", value_delimiter = ',')]
     pub accounts: Vec<String>,
@@ -157,6 +170,20 @@ fn parse_day(flag: &str, text: &str) -> Result<EventTime> {
 
 /// Where this run reads: the paths given, or S3 locations (not both).
 fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
+    let live = aws::LiveOptions {
+        endpoint_url: args.aws.endpoint_url.clone(),
+        region: args.aws.region.clone(),
+    };
+    if let Some(url) = &args.sqs {
+        let queue = aws::SqsQueue::connect(&live, url)?;
+        let reader = aws::S3Reader::connect(&live)?;
+        return Ok(Box::new(SqsSource::new(
+            queue,
+            reader,
+            args.sqs_wait,
+            args.sqs_visibility,
+        )));
+    }
     let is_s3 = |p: &PathBuf| p.to_str().is_some_and(|s| s.starts_with("s3://"));
     let s3 = args.paths.iter().filter(|p| is_s3(p)).count();
     let scoped = !args.accounts.is_empty()
@@ -195,10 +222,7 @@ fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
             .map(|t| parse_day("--until", t))
             .transpose()?,
     };
-    let reader = aws::S3Reader::connect(&aws::LiveOptions {
-        endpoint_url: args.aws.endpoint_url.clone(),
-        region: args.aws.region.clone(),
-    })?;
+    let reader = aws::S3Reader::connect(&live)?;
     Ok(Box::new(S3Source::new(reader, locations, scope)))
 }
 
@@ -306,6 +330,11 @@ pub fn detect(
     let names = detect::set::names(&args.detectors)?;
     let detectors = detector_settings(args, &cfg, &names)?.build(&names)?;
     let listing = source.list()?;
+    if !args.quiet {
+        for n in &listing.notes {
+            writeln!(err, "{n}")?;
+        }
+    }
     if !args.quiet && !listing.ignored.is_empty() {
         writeln!(
             err,
@@ -333,7 +362,14 @@ pub fn detect(
             .or(cfg.detect.threads)
             .or(source.preferred_threads())
             .unwrap_or(0),
-        follow: args.follow.then(|| Duration::from_secs(args.poll.max(1))),
+        // A queue's receive already waits (long polling): no sleep between its passes.
+        follow: args.follow.then(|| {
+            Duration::from_secs(if args.sqs.is_some() {
+                0
+            } else {
+                args.poll.max(1)
+            })
+        }),
     };
     let quiet = args.quiet;
     let mut notes = NoteDigest::default();

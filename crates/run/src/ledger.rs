@@ -117,14 +117,25 @@ pub struct Passes {
 /// files skipped) are handed to `note` as they arise.
 pub fn run_passes<L: Ledger>(
     source: &mut dyn Source,
-    mut listing: Vec<cloudtrail::InputSource>,
+    listing: Vec<cloudtrail::InputSource>,
     engine: &mut Engine,
     ledger: &mut L,
     passes: Passes,
     note: &mut dyn FnMut(String),
 ) -> Result<RunSummary, RunError> {
     let mut total = RunSummary::default();
+    let mut next = Some(listing);
     loop {
+        let listing = match next.take() {
+            Some(l) => l,
+            None => {
+                let more = source.list()?;
+                for n in more.notes {
+                    note(n);
+                }
+                more.inputs
+            }
+        };
         let picked = select(listing, passes.follow.is_some(), |id| ledger.seen(id))?;
         for n in picked.notes {
             note(n);
@@ -132,13 +143,17 @@ pub fn run_passes<L: Ledger>(
         ledger.begin_pass(picked.identities);
         let summary = run_with_hooks(&picked.todo, engine, passes.threads, ledger, false)?;
         ledger.end_pass(engine)?;
+        // Only now is what the source handed out committed: a queue may forget it.
+        source.committed()?;
         total.absorb(summary);
-        let Some(poll) = passes.follow else {
-            ledger.end_run(engine)?;
-            total.engine = engine.stats.clone();
-            return Ok(total);
-        };
-        std::thread::sleep(poll);
-        listing = source.list()?.inputs;
+        match passes.follow {
+            None if source.drained() => {
+                ledger.end_run(engine)?;
+                total.engine = engine.stats.clone();
+                return Ok(total);
+            }
+            None => {}
+            Some(poll) => std::thread::sleep(poll),
+        }
     }
 }

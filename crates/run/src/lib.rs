@@ -26,5 +26,6 @@ pub use ledger::{run_passes, Ledger, MemoryLedger, Passes};
 pub use sink::{open_output, write_finding, write_finding_json, write_table_header};
 pub use sink::{FindingSink, Format};
 pub use sink::{PostFailure, WebhookOptions, WebhookOutcome, WebhookSender, WEBHOOK_MAX_ATTEMPTS};
-pub use source::{FileIdentity, Listing, PathSource, S3Source, Seen, Source};
+pub use source::{FileIdentity, Listing, PathSource, S3Source, Seen, Source, SqsSource};
+pub use source::{SQS_MESSAGES_PER_PASS, SQS_VISIBILITY_SECONDS};
 pub use summary::{peak_rss_bytes, RunSummary};

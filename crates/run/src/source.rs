@@ -22,6 +22,8 @@ pub struct Listing {
     pub inputs: Vec<InputSource>,
     /// Files a folder walk passed over because their names are not CloudTrail's.
     pub ignored: Vec<PathBuf>,
+    /// What the operator should know about this listing (messages left on a queue, …).
+    pub notes: Vec<String>,
 }
 
 /// A place CloudTrail is read from.
@@ -40,6 +42,18 @@ pub trait Source {
     fn preferred_threads(&self) -> Option<usize> {
         None
     }
+
+    /// Everything listed so far has been processed and committed (checkpointed with
+    /// `--state`): a queue deletes the messages that announced it. Files need nothing.
+    fn committed(&mut self) -> Result<(), RunError> {
+        Ok(())
+    }
+
+    /// Whether a run that does not follow has read everything: a queue is drained when a
+    /// receive came back empty. Files and listings are read in one pass.
+    fn drained(&self) -> bool {
+        true
+    }
 }
 
 /// Files, folders and `-` (stdin), as given on the command line.
@@ -57,7 +71,11 @@ impl PathSource {
 impl Source for PathSource {
     fn list(&mut self) -> Result<Listing, RunError> {
         let (inputs, ignored) = discover(&self.paths)?;
-        Ok(Listing { inputs, ignored })
+        Ok(Listing {
+            inputs,
+            ignored,
+            notes: Vec::new(),
+        })
     }
 
     fn has_stream(&self) -> bool {
@@ -240,6 +258,136 @@ impl Source for S3Source {
         Ok(Listing {
             inputs: remote.into_iter().map(InputSource::Remote).collect(),
             ignored,
+            notes: Vec::new(),
         })
+    }
+}
+
+/// Delivery files announced on an SQS queue (S3 event notifications, direct, through SNS or
+/// EventBridge, and CloudTrail's own SNS notifications), read from S3.
+///
+/// Exactly once: a message is deleted only after the pass that read its objects has been
+/// committed ([`Source::committed`], after the ledger's checkpoint), so a crash before that
+/// leaves it on the queue to be received again, and the state file's processed set (key and
+/// ETag) keeps its objects from being counted twice. Messages are received invisible for
+/// [`SQS_VISIBILITY_SECONDS`] and a pass takes at most [`SQS_MESSAGES_PER_PASS`] of them, so
+/// a pass ends long before they reappear. Test events and digest files are noted and
+/// deleted; a message that cannot be read is noted and left to the queue's redrive policy.
+pub struct SqsSource {
+    queue: aws::SqsQueue,
+    reader: std::sync::Arc<aws::S3Reader>,
+    wait_seconds: i32,
+    visibility_seconds: i32,
+    pending: Vec<String>,
+    drained: bool,
+}
+
+/// How long a received message stays invisible to other consumers unless configured.
+pub const SQS_VISIBILITY_SECONDS: i32 = 900;
+/// Messages one pass takes at most (each names one or a few delivery files).
+pub const SQS_MESSAGES_PER_PASS: usize = 200;
+
+impl SqsSource {
+    /// `wait_seconds`: long-polling wait of a receive (0..=20); `visibility_seconds`: how
+    /// long received messages stay invisible (a crashed run's messages come back after it).
+    pub fn new(
+        queue: aws::SqsQueue,
+        reader: aws::S3Reader,
+        wait_seconds: i32,
+        visibility_seconds: i32,
+    ) -> SqsSource {
+        SqsSource {
+            queue,
+            reader: std::sync::Arc::new(reader),
+            wait_seconds: wait_seconds.clamp(0, 20),
+            visibility_seconds: visibility_seconds.clamp(1, 43_200),
+            pending: Vec::new(),
+            drained: false,
+        }
+    }
+}
+
+impl Source for SqsSource {
+    fn preferred_threads(&self) -> Option<usize> {
+        Some(S3_WORKERS)
+    }
+
+    fn list(&mut self) -> Result<Listing, RunError> {
+        let mut listing = Listing::default();
+        let mut remote = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let (mut test_events, mut skipped) = (0usize, 0usize);
+        let mut taken = 0;
+        self.drained = false;
+        while taken < SQS_MESSAGES_PER_PASS {
+            // Wait only for the first message of a pass; then take what is there.
+            let wait = if taken == 0 { self.wait_seconds } else { 0 };
+            let messages = self.queue.receive(wait, self.visibility_seconds)?;
+            if messages.is_empty() {
+                self.drained = true;
+                break;
+            }
+            taken += messages.len();
+            for m in messages {
+                match aws::sqs::parse_notification(&m.body) {
+                    aws::Notification::Test => {
+                        test_events += 1;
+                        self.pending.push(m.receipt);
+                    }
+                    aws::Notification::Unreadable(why) => listing.notes.push(format!(
+                        "note: SQS message {} is not a notification credwarden reads ({why}); \
+                         it is left on the queue for its redrive policy",
+                        m.id
+                    )),
+                    aws::Notification::Objects(objects) => {
+                        for o in objects {
+                            let name = o.key.rsplit('/').next().unwrap_or("");
+                            if o.key.contains("/CloudTrail-Digest/")
+                                || !cloudtrail::looks_like_trail(name)
+                            {
+                                skipped += 1;
+                                continue;
+                            }
+                            if !seen.insert((o.bucket.clone(), o.key.clone())) {
+                                continue;
+                            }
+                            let info = aws::ObjectInfo {
+                                key: o.key,
+                                size: o.size,
+                                etag: o.etag,
+                            };
+                            let object = aws::S3Object::new(self.reader.clone(), &o.bucket, info);
+                            remote.push(cloudtrail::RemoteSource(std::sync::Arc::new(object)));
+                        }
+                        self.pending.push(m.receipt);
+                    }
+                }
+            }
+        }
+        if test_events > 0 {
+            listing
+                .notes
+                .push(format!("note: {test_events} S3 test event(s) on the queue"));
+        }
+        if skipped > 0 {
+            listing.notes.push(format!(
+                "note: {skipped} announced object(s) are digests or not CloudTrail and were not read"
+            ));
+        }
+        cloudtrail::sort_remote(&mut remote);
+        listing.inputs = remote.into_iter().map(InputSource::Remote).collect();
+        Ok(listing)
+    }
+
+    fn committed(&mut self) -> Result<(), RunError> {
+        if !self.pending.is_empty() {
+            self.queue.delete(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn drained(&self) -> bool {
+        self.drained
     }
 }
