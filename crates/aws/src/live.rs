@@ -81,6 +81,15 @@ impl Session {
         aws_sdk_ec2::Client::new(&self.config)
     }
 
+    /// Run a future on this session's runtime.
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub(crate) fn sdk_config(&self) -> &aws_config::SdkConfig {
+        &self.config
+    }
+
     fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.config)
     }

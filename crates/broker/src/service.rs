@@ -1164,6 +1164,8 @@ impl Broker {
             severity,
             time: EventTime(e.time_ms).to_string(),
             account,
+            account_name: None,
+            account_owner: None,
             region: None,
             principal: Some(e.user.clone()),
             access_key_id: e.access_key_id.clone(),

@@ -41,6 +41,12 @@ pub struct Finding {
     /// eventTime of the triggering record, RFC 3339.
     pub time: String,
     pub account: Option<String>,
+    /// The account's name and owner from the account registry (`credwarden accounts sync`),
+    /// when the run has one; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_owner: Option<String>,
     pub region: Option<String>,
     pub principal: Option<String>,
     pub access_key_id: Option<String>,

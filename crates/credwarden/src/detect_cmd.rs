@@ -168,6 +168,29 @@ fn parse_day(flag: &str, text: &str) -> Result<EventTime> {
     EventTime::parse(&full).with_context(|| format!("{flag} {text:?} is not a date"))
 }
 
+/// `--accounts` as ids: registry names (from the state file) are resolved.
+fn resolve_accounts(args: &DetectArgs) -> Result<Vec<String>> {
+    let is_id = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+    if args.accounts.iter().all(|a| is_id(a)) {
+        return Ok(args.accounts.clone());
+    }
+    let Some(state) = &args.state else {
+        bail!(
+            "--accounts by name needs the account registry: give --state FILE (after \
+             `credwarden accounts sync --state FILE`)"
+        );
+    };
+    let names = run::AccountNames::load(&Store::open(state)?)?;
+    args.accounts
+        .iter()
+        .map(|a| {
+            names.resolve(a).with_context(|| {
+                format!("--accounts: {a:?} is neither an account id nor a name in the registry")
+            })
+        })
+        .collect()
+}
+
 /// Where this run reads: the paths given, or S3 locations (not both).
 fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
     let live = aws::LiveOptions {
@@ -209,7 +232,7 @@ fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
         })
         .collect::<Result<Vec<_>>>()?;
     let scope = aws::TrailScope {
-        accounts: args.accounts.clone(),
+        accounts: resolve_accounts(args)?,
         regions: args.regions.clone(),
         since: args
             .since
@@ -431,13 +454,15 @@ pub fn detect(
                     None => None,
                 };
                 run::drain_outbox(&mut store, &mut sink, &written)?;
+                let accounts = run::AccountNames::load(&store)?;
                 let mut ledger = DurableLedger::new(
                     &mut store,
                     &mut sink,
                     args.checkpoint_every,
                     Duration::from_secs(30),
                     &mut report_file,
-                );
+                )
+                .with_accounts(accounts);
                 let total = run_passes(
                     source.as_mut(),
                     listing.inputs,

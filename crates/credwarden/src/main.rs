@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use credwarden::{
-    baseline_cmd, broker_cmd, config, demo_cmd, detect_cmd, imds_cmd, ipranges, policy_cmd,
-    shrink_cmd, webhook_cmd,
+    accounts_cmd, baseline_cmd, broker_cmd, config, demo_cmd, detect_cmd, imds_cmd, ipranges,
+    policy_cmd, shrink_cmd, webhook_cmd,
 };
 
 #[derive(Parser)]
@@ -62,6 +62,17 @@ enum Command {
     /// The dead letters of `detect --webhook`: findings refused for good or past the retry limit.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// The account registry: names, owners and environments of the organisation's accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Read the accounts from AWS Organizations (--live) or a file into the state file.
+    Sync(accounts_cmd::SyncArgs),
+    /// Show the registry.
+    List(accounts_cmd::ListArgs),
 }
 
 #[derive(Subcommand)]
@@ -307,6 +318,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut out = stdout.lock();
             webhook_cmd::dead_letters(&args, &mut out, &mut std::io::stderr())?;
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts(AccountsCommand::Sync(args)) => {
+            accounts_cmd::sync(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts(AccountsCommand::List(args)) => {
+            accounts_cmd::list(&args, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Webhook(WebhookCommand::Resend(args)) => {

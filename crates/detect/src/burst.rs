@@ -193,6 +193,8 @@ fn judge(cfg: &BurstConfig, who: &str, mut c: Cluster) -> Option<Finding> {
         severity,
         time: t.time.to_string(),
         account: c.account.as_deref().map(str::to_owned),
+        account_name: None,
+        account_owner: None,
         region: t.region.as_deref().map(str::to_owned),
         principal: c.principal.as_deref().map(str::to_owned),
         access_key_id: c.access_key.as_deref().map(str::to_owned),

@@ -80,6 +80,8 @@ impl CanaryDetector {
             severity: Severity::Critical,
             time: t.time.to_string(),
             account: t.account.as_deref().map(str::to_owned),
+            account_name: None,
+            account_owner: None,
             region: t.region.as_deref().map(str::to_owned),
             principal: t.principal.as_deref().map(str::to_owned),
             access_key_id: t.access_key.as_deref().map(str::to_owned),

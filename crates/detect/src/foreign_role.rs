@@ -108,6 +108,8 @@ impl ForeignRolePassDetector {
             severity: if p.error_code.is_some() || p.caller_app.is_none() { Severity::Medium } else { Severity::High },
             time: p.time.to_string(),
             account: p.account.as_deref().map(str::to_owned),
+            account_name: None,
+            account_owner: None,
             region: p.region.as_deref().map(str::to_owned),
             principal: Some(caller.to_owned()),
             access_key_id: p.access_key.as_deref().map(str::to_owned),

@@ -342,6 +342,8 @@ fn novelty_finding(
         severity,
         time: opener.time.to_string(),
         account: opener.account.as_deref().map(str::to_owned),
+        account_name: None,
+        account_owner: None,
         region: opener.region.as_deref().map(str::to_owned),
         principal: opener.principal.as_deref().map(str::to_owned),
         access_key_id: opener.access_key.as_deref().map(str::to_owned),

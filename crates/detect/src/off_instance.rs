@@ -904,6 +904,8 @@ impl OffInstanceDetector {
             severity: Severity::High,
             time: ev.time.to_string(),
             account: Some(inst.account.to_string()),
+            account_name: None,
+            account_owner: None,
             region: ev.region.as_deref().map(str::to_owned),
             principal: inst.role_arn.as_deref().map(str::to_owned),
             access_key_id: Some(ev.access_key.to_string()),

@@ -183,6 +183,8 @@ impl StaticKeyDetector {
             severity,
             time: s.first.to_string(),
             account: k.account.as_deref().map(str::to_owned),
+            account_name: None,
+            account_owner: None,
             region: s.region.as_deref().map(str::to_owned),
             principal: k.owner_arn.as_deref().map(str::to_owned),
             access_key_id: Some(key.to_owned()),

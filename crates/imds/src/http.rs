@@ -51,12 +51,7 @@ pub(crate) async fn bind(
         .map_err(|source| ImdsError::Bind { addr, source })
 }
 
-pub(crate) async fn serve<H: Handler>(
-    listener: TcpListener,
-    limits: ConnLimits,
-    handler: Arc<H>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ImdsError> {
+fn conn_builder(limits: &ConnLimits) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -64,7 +59,43 @@ pub(crate) async fn serve<H: Handler>(
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    let builder = Arc::new(builder);
+    builder
+}
+
+/// Serve one connection over any byte stream with the settings [`serve`] gives each TCP
+/// connection (no listener, no connection cap): the fuzz targets drive the servers through an
+/// in-memory pipe with it.
+pub(crate) async fn serve_stream<H, S>(
+    stream: S,
+    limits: &ConnLimits,
+    handler: Arc<H>,
+    peer: SocketAddr,
+) -> Result<(), hyper::Error>
+where
+    H: Handler,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let h = handler.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let h = h.clone();
+        async move { Ok::<_, std::convert::Infallible>(h.handle(req, peer).await) }
+    });
+    let result = conn_builder(limits)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = &result {
+        handler.connection_error(peer, e);
+    }
+    result
+}
+
+pub(crate) async fn serve<H: Handler>(
+    listener: TcpListener,
+    limits: ConnLimits,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ImdsError> {
+    let builder = Arc::new(conn_builder(&limits));
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();

@@ -423,14 +423,28 @@ impl MetadataProxy {
         self.listener.local_addr().unwrap_or(self.state.cfg.listen)
     }
 
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ImdsError> {
+    fn limits(&self) -> ConnLimits {
         let c = &self.state.cfg;
-        let limits = ConnLimits {
+        ConnLimits {
             header_read_timeout: c.header_read_timeout,
             max_header_bytes: c.max_header_bytes,
             max_headers: 64,
             max_connections: c.max_connections,
-        };
+        }
+    }
+
+    /// Serve one HTTP/1.1 connection over `stream` as a TCP connection from `peer` would be
+    /// served. For the fuzz targets (an in-memory pipe instead of a socket); not an API.
+    #[doc(hidden)]
+    pub async fn serve_stream<S>(&self, stream: S, peer: SocketAddr) -> Result<(), hyper::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        http::serve_stream(stream, &self.limits(), self.state.clone(), peer).await
+    }
+
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ImdsError> {
+        let limits = self.limits();
         http::serve(self.listener, limits, self.state, shutdown).await
     }
 }
@@ -796,6 +810,8 @@ impl ProxyState {
             severity: credwarden_core::Severity::High,
             time: t,
             account: self.cfg.account.clone(),
+            account_name: None,
+            account_owner: None,
             region: self.cfg.region.clone(),
             principal: self.cfg.principal.clone(),
             access_key_id: None,

@@ -238,14 +238,28 @@ impl MetadataServer {
         self.listener.local_addr().unwrap_or(self.state.cfg.listen)
     }
 
-    /// Serve until `shutdown` completes.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ImdsError> {
-        let limits = ConnLimits {
+    fn limits(&self) -> ConnLimits {
+        ConnLimits {
             header_read_timeout: self.state.cfg.header_read_timeout,
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             max_connections: 512,
-        };
+        }
+    }
+
+    /// Serve one HTTP/1.1 connection over `stream` as a TCP connection from `peer` would be
+    /// served. For the fuzz targets (an in-memory pipe instead of a socket); not an API.
+    #[doc(hidden)]
+    pub async fn serve_stream<S>(&self, stream: S, peer: SocketAddr) -> Result<(), hyper::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        http::serve_stream(stream, &self.limits(), self.state.clone(), peer).await
+    }
+
+    /// Serve until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ImdsError> {
+        let limits = self.limits();
         let refresher = self.refresher;
         let result = http::serve(self.listener, limits, self.state, shutdown).await;
         refresher.abort();

@@ -20,6 +20,7 @@ use cloudtrail::FileReport;
 use detect::{Engine, Finding};
 use store::{EmittedFinding, ProcessedFile, Store};
 
+use crate::accounts::AccountNames;
 use crate::drive::RunHooks;
 use crate::error::RunError;
 use crate::ledger::Ledger;
@@ -137,6 +138,7 @@ pub struct DurableLedger<'a, 's> {
     /// Findings decided again that an earlier run had already delivered.
     pub already_emitted: u64,
     last_checkpoint: Instant,
+    accounts: AccountNames,
     every_files: usize,
     every: Duration,
     on_report: &'a mut dyn FnMut(&FileReport),
@@ -160,10 +162,17 @@ impl<'a, 's> DurableLedger<'a, 's> {
             pending_findings: Vec::new(),
             already_emitted: 0,
             last_checkpoint: Instant::now(),
+            accounts: AccountNames::default(),
             every_files: every_files.max(1),
             every,
             on_report,
         }
+    }
+
+    /// Put the registry's account names and owners on every finding.
+    pub fn with_accounts(mut self, accounts: AccountNames) -> Self {
+        self.accounts = accounts;
+        self
     }
 
     fn commit(
@@ -200,8 +209,9 @@ impl RunHooks for DurableLedger<'_, '_> {
     type Error = RunError;
 
     fn finding(&mut self, f: &Finding) -> Result<(), RunError> {
+        let f = self.accounts.annotate(f);
         self.pending_findings
-            .push((f.id.clone(), serde_json::to_string(f)?));
+            .push((f.id.clone(), serde_json::to_string(&f)?));
         Ok(())
     }
 
@@ -257,7 +267,12 @@ impl Ledger for DurableLedger<'_, '_> {
         engine.finish(&mut last);
         let findings = last
             .iter()
-            .map(|f| Ok((f.id.clone(), serde_json::to_string(f)?)))
+            .map(|f| {
+                Ok((
+                    f.id.clone(),
+                    serde_json::to_string(&self.accounts.annotate(f))?,
+                ))
+            })
             .collect::<Result<Vec<_>, RunError>>()?;
         self.commit(&[], findings)
     }

@@ -12,6 +12,7 @@
 //! demo and the benchmarks all run through here, so a guarantee made here (exactly once,
 //! canonical order, nothing lost) holds for each of them.
 
+pub mod accounts;
 pub mod drive;
 pub mod durable;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod ledger;
 pub mod source;
 pub mod summary;
 
+pub use accounts::AccountNames;
 pub use drive::{run_detect, run_with_hooks, ClosureHooks, RunHooks};
 pub use durable::{drain_outbox, lock_state, restore, DurableLedger, STATE_FORMAT};
 pub use error::RunError;

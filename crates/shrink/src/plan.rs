@@ -772,6 +772,8 @@ pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<credwarden_core:
             severity: credwarden_core::Severity::Low,
             time: EventTime(now_ms).to_string(),
             account: iam::wildcard::arn_parts(&r.arn).map(|p| p[4].to_owned()),
+            account_name: None,
+            account_owner: None,
             region: None,
             principal: Some(r.arn.clone()),
             access_key_id: None,

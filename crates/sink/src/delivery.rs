@@ -124,6 +124,8 @@ mod tests {
             severity: Severity::Low,
             time: "2026-01-01T00:00:00Z".into(),
             account: None,
+            account_name: None,
+            account_owner: None,
             region: None,
             principal: None,
             access_key_id: None,

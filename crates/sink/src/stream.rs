@@ -56,7 +56,9 @@ pub fn write_finding_json<W: Write + ?Sized>(
                 time.get(..19).unwrap_or(&time).replace('T', " "),
                 s(&f["severity"]),
                 s(&f["detector"]),
-                s(&f["account"]),
+                f["account_name"]
+                    .as_str()
+                    .map_or_else(|| s(&f["account"]), str::to_owned),
                 s(&f["access_key_id"]),
                 source
             )?;

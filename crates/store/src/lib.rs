@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// history that right-sizing rolls back to. 4: adds the webhook's dead letters and a count
 /// of delivery attempts per spooled finding. Older files are upgraded in place (every table
 /// below is created if missing, the attempts column added if missing).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA_V2: &str = "
     CREATE TABLE IF NOT EXISTS detector_state (name TEXT PRIMARY KEY, format INTEGER NOT NULL, state TEXT NOT NULL, saved_at INTEGER NOT NULL);
@@ -45,6 +45,14 @@ const SCHEMA_V4: &str = "
         attempts INTEGER NOT NULL, dead_at INTEGER NOT NULL);
 ";
 
+/// The account registry (`credwarden accounts sync`): names, owners and environments that
+/// findings and tables show next to account ids.
+const SCHEMA_V5: &str = "
+    CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, name TEXT NOT NULL,
+        email TEXT, status TEXT, ou TEXT, owner TEXT, environment TEXT, tags TEXT NOT NULL,
+        synced_at INTEGER NOT NULL);
+";
+
 /// Added to `webhook_spool` by schema 4 (not in `SCHEMA_V2`, so that a version 2 or 3 file
 /// gets it the same way a new file does).
 const SPOOL_ATTEMPTS: &str =
@@ -62,6 +70,21 @@ pub enum StoreError {
     TooNew { path: String, found: i64 },
     #[error("state file {path} is not a credwarden state file (it has tables but no credwarden metadata)")]
     Foreign { path: String },
+}
+
+/// One account of the registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub status: Option<String>,
+    /// The organisational unit path (`Root/Prod/Payments`).
+    pub ou: Option<String>,
+    pub owner: Option<String>,
+    pub environment: Option<String>,
+    /// Every tag, as a JSON object.
+    pub tags: String,
 }
 
 /// The persistent state of detection runs.
@@ -215,6 +238,7 @@ impl Store {
                      CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL, finished_at INTEGER, records INTEGER, findings INTEGER, input_errors INTEGER);
                      {SCHEMA_V2}
                      {SCHEMA_V4}
+                     {SCHEMA_V5}
                      {SPOOL_ATTEMPTS}
                      INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
                      COMMIT;"
@@ -256,7 +280,7 @@ impl Store {
             let attempts = if has_attempts { "" } else { SPOOL_ATTEMPTS };
             self.conn
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA_V2} {SCHEMA_V4} {attempts}
+                    "BEGIN; {SCHEMA_V2} {SCHEMA_V4} {SCHEMA_V5} {attempts}
                      UPDATE credwarden_meta SET value = '{SCHEMA_VERSION}'
                      WHERE key = 'schema_version'; COMMIT;"
                 ))
@@ -534,6 +558,67 @@ impl Store {
         tx.commit().map_err(err)
     }
 
+    /// Replace the account registry with `accounts`, in one transaction.
+    pub fn accounts_replace(&mut self, accounts: &[Account]) -> Result<(), StoreError> {
+        let now = unix_now();
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM accounts", []).map_err(err)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO accounts (id, name, email, status, ou, owner, environment, tags, \
+                     synced_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(err)?;
+            for a in accounts {
+                ins.execute(params![
+                    a.id,
+                    a.name,
+                    a.email,
+                    a.status,
+                    a.ou,
+                    a.owner,
+                    a.environment,
+                    a.tags,
+                    now
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The account registry, by id.
+    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, email, status, ou, owner, environment, tags FROM accounts \
+                 ORDER BY id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Account {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    email: r.get(2)?,
+                    status: r.get(3)?,
+                    ou: r.get(4)?,
+                    owner: r.get(5)?,
+                    environment: r.get(6)?,
+                    tags: r.get(7)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
     /// Queue one finding for the webhook (a service's finding, delivered as it is made).
     pub fn spool_push(&self, id: &str, finding: &str) -> Result<(), StoreError> {
         self.conn
@@ -744,6 +829,25 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_registry_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let a = |id: &str, name: &str| Account {
+            id: id.into(),
+            name: name.into(),
+            tags: "{}".into(),
+            ..Default::default()
+        };
+        s.accounts_replace(&[a("111122223333", "prod"), a("444455556666", "dev")])
+            .unwrap();
+        s.accounts_replace(&[a("111122223333", "production")])
+            .unwrap();
+        let got = s.accounts().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "production");
+    }
 
     /// Issue 12: state files (and so their -wal and -shm) were created world-readable.
     #[cfg(unix)]
