@@ -89,6 +89,10 @@ pub struct Inventory {
     pub managed_policies: Vec<ManagedPolicy>,
     /// What is known to be missing or unreadable, one sentence each.
     pub problems: Vec<String>,
+    /// Regions whose network was read live, and regions that could not be read (a lock built
+    /// from an inventory missing a region must not be applied).
+    pub network_regions: Vec<String>,
+    pub unread_regions: Vec<String>,
     /// Which parts were present at all: ("network", "iam").
     pub has_network: bool,
     pub has_iam: bool,

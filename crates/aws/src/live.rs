@@ -18,6 +18,9 @@ use crate::inventory::Inventory;
 pub struct LiveOptions {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
+    /// The regions an inventory reads its network from; empty: every region enabled for the
+    /// account (`ec2:DescribeRegions`).
+    pub regions: Vec<String>,
 }
 
 /// An inline policy as IAM holds it: its exact text (URL-decoded) and what it says.
@@ -31,16 +34,28 @@ pub struct InlinePolicy {
 pub struct Session {
     rt: tokio::runtime::Runtime,
     config: aws_config::SdkConfig,
+    regions: Vec<String>,
 }
 
-fn call_error<E: ProvideErrorMetadata + std::fmt::Display>(
-    operation: &'static str,
-    e: E,
-) -> AwsError {
+/// A failed SDK call as an [`AwsError`]: the service's error code and message when it
+/// answered, else the whole cause chain ("dispatch failure: … connection refused"), never
+/// credentials. Every SDK client of this crate reports through here.
+pub(crate) fn call_error<E>(operation: &'static str, e: E) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
     let message = match (e.code(), e.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_owned(),
-        _ => e.to_string(),
+        _ => {
+            let mut text = e.to_string();
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            text
+        }
     };
     AwsError::Call { operation, message }
 }
@@ -74,7 +89,11 @@ impl Session {
             .build()
             .map_err(AwsError::Runtime)?;
         let config = rt.block_on(sdk_config(opts))?;
-        Ok(Session { rt, config })
+        Ok(Session {
+            rt,
+            config,
+            regions: opts.regions.clone(),
+        })
     }
 
     fn ec2(&self) -> aws_sdk_ec2::Client {
@@ -97,10 +116,84 @@ impl Session {
     /// Collect NAT gateways, VPCs, VPC endpoints and the IAM authorization details. The SDK
     /// responses are turned into the AWS CLI's JSON shape and read by the same code as files,
     /// so `--live` and `--inventory` cannot drift apart.
+    ///
+    /// The network (NAT gateways, VPCs, endpoints) is read in every region enabled for the
+    /// account, or in the configured regions: a lock built from one region would deny the
+    /// others' traffic. A region that cannot be read is recorded in `unread_regions` and
+    /// the inventory's problems; the rest is still read.
     pub fn inventory(&self) -> Result<Inventory, AwsError> {
         let mut inv = Inventory::default();
-        let (nats, vpcs, endpoints, iam) = self.rt.block_on(async {
-            let ec2 = self.ec2();
+        let regions = if self.regions.is_empty() {
+            self.enabled_regions()?
+        } else {
+            self.regions.clone()
+        };
+        let (mut nats, mut vpcs, mut endpoints) = (Vec::new(), Vec::new(), Vec::new());
+        for region in &regions {
+            match self.region_network(region) {
+                Ok((n, v, e)) => {
+                    nats.extend(n);
+                    vpcs.extend(v);
+                    endpoints.extend(e);
+                    inv.network_regions.push(region.clone());
+                }
+                Err(e) => {
+                    inv.problems
+                        .push(format!("region {region} could not be read: {e}"));
+                    inv.unread_regions.push(region.clone());
+                }
+            }
+        }
+        let iam = self.rt.block_on(self.authorization_details())?;
+        let absorb = |inv: &mut Inventory, origin: &str, v: Value| {
+            inv.absorb_json(origin, &v)
+                .expect("built with a recognised key")
+        };
+        absorb(
+            &mut inv,
+            "live ec2:DescribeNatGateways",
+            json!({ "NatGateways": nats }),
+        );
+        absorb(&mut inv, "live ec2:DescribeVpcs", json!({ "Vpcs": vpcs }));
+        absorb(
+            &mut inv,
+            "live ec2:DescribeVpcEndpoints",
+            json!({ "VpcEndpoints": endpoints }),
+        );
+        absorb(&mut inv, "live iam:GetAccountAuthorizationDetails", iam);
+        Ok(inv)
+    }
+
+    /// The regions enabled for the account (opt-in regions only once opted in).
+    fn enabled_regions(&self) -> Result<Vec<String>, AwsError> {
+        self.rt.block_on(async {
+            let out = self
+                .ec2()
+                .describe_regions()
+                .send()
+                .await
+                .map_err(|e| call_error("ec2:DescribeRegions", e))?;
+            let mut regions: Vec<String> = out
+                .regions()
+                .iter()
+                .filter_map(|r| r.region_name().map(str::to_owned))
+                .collect();
+            regions.sort();
+            Ok(regions)
+        })
+    }
+
+    /// NAT gateways, VPCs and VPC endpoints of one region, in the CLI's JSON shape.
+    #[allow(clippy::type_complexity)]
+    fn region_network(
+        &self,
+        region: &str,
+    ) -> Result<(Vec<Value>, Vec<Value>, Vec<Value>), AwsError> {
+        self.rt.block_on(async {
+            let conf = aws_sdk_ec2::config::Builder::from(&self.config)
+                .region(aws_config::Region::new(region.to_owned()))
+                .build();
+            let ec2 = aws_sdk_ec2::Client::from_conf(conf);
             let mut nats = Vec::new();
             let mut token = None;
             loop {
@@ -149,26 +242,8 @@ impl Session {
                     break;
                 }
             }
-            let iam = self.authorization_details().await?;
-            Ok::<_, AwsError>((nats, vpcs, endpoints, iam))
-        })?;
-        let absorb = |inv: &mut Inventory, origin: &str, v: Value| {
-            inv.absorb_json(origin, &v)
-                .expect("built with a recognised key")
-        };
-        absorb(
-            &mut inv,
-            "live ec2:DescribeNatGateways",
-            json!({ "NatGateways": nats }),
-        );
-        absorb(&mut inv, "live ec2:DescribeVpcs", json!({ "Vpcs": vpcs }));
-        absorb(
-            &mut inv,
-            "live ec2:DescribeVpcEndpoints",
-            json!({ "VpcEndpoints": endpoints }),
-        );
-        absorb(&mut inv, "live iam:GetAccountAuthorizationDetails", iam);
-        Ok(inv)
+            Ok::<_, AwsError>((nats, vpcs, endpoints))
+        })
     }
 
     /// Every page of GetAccountAuthorizationDetails, in the CLI's JSON shape (documents left

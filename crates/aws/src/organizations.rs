@@ -6,11 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use aws_sdk_organizations::error::ProvideErrorMetadata;
 use serde_json::Value;
 
 use crate::error::{AwsError, InventoryError};
-use crate::live::Session;
+use crate::live::{call_error, Session};
 
 /// One member account.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -66,18 +65,6 @@ pub fn accounts_from_file(path: &Path) -> Result<Vec<OrgAccount>, InventoryError
     Ok(out)
 }
 
-fn org_error<E: ProvideErrorMetadata + std::fmt::Display>(op: &'static str, e: E) -> AwsError {
-    let message = match (e.code(), e.message()) {
-        (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        (Some(code), None) => code.to_owned(),
-        _ => e.to_string(),
-    };
-    AwsError::Call {
-        operation: op,
-        message,
-    }
-}
-
 impl Session {
     /// Every account of the organisation (paginated), with its OU path and tags. Needs the
     /// management account or a delegated administrator.
@@ -92,7 +79,7 @@ impl Session {
                     .set_next_token(token)
                     .send()
                     .await
-                    .map_err(|e| org_error("organizations:ListAccounts", e))?;
+                    .map_err(|e| call_error("organizations:ListAccounts", e))?;
                 for a in page.accounts() {
                     let Some(id) = a.id() else { continue };
                     out.push(OrgAccount {
@@ -119,7 +106,7 @@ impl Session {
                         .set_next_token(token)
                         .send()
                         .await
-                        .map_err(|e| org_error("organizations:ListTagsForResource", e))?;
+                        .map_err(|e| call_error("organizations:ListTagsForResource", e))?;
                     for t in page.tags() {
                         account
                             .tags
@@ -139,7 +126,7 @@ impl Session {
                         .child_id(&child)
                         .send()
                         .await
-                        .map_err(|e| org_error("organizations:ListParents", e))?;
+                        .map_err(|e| call_error("organizations:ListParents", e))?;
                     let Some(parent) = parents.parents().first() else {
                         break;
                     };
@@ -155,7 +142,7 @@ impl Session {
                             .send()
                             .await
                             .map_err(|e| {
-                                org_error("organizations:DescribeOrganizationalUnit", e)
+                                call_error("organizations:DescribeOrganizationalUnit", e)
                             })?;
                         let name = ou
                             .organizational_unit()

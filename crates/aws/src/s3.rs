@@ -10,11 +10,10 @@
 use std::io::{Cursor, Read};
 use std::sync::Arc;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use credwarden_core::EventTime;
 
 use crate::error::AwsError;
-use crate::live::{sdk_config, LiveOptions};
+use crate::live::{call_error, sdk_config, LiveOptions};
 
 /// `s3://BUCKET/PREFIX`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,19 +83,16 @@ pub struct S3Reader {
     client: aws_sdk_s3::Client,
 }
 
-fn s3_error<E: ProvideErrorMetadata + std::fmt::Display>(
-    operation: &'static str,
-    what: &str,
-    e: E,
-) -> AwsError {
-    let detail = match (e.code(), e.message()) {
-        (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        (Some(code), None) => code.to_owned(),
-        _ => e.to_string(),
-    };
-    AwsError::Call {
-        operation,
-        message: format!("{what}: {detail}"),
+fn s3_error<E>(operation: &'static str, what: &str, e: E) -> AwsError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error,
+{
+    match call_error(operation, e) {
+        AwsError::Call { operation, message } => AwsError::Call {
+            operation,
+            message: format!("{what}: {message}"),
+        },
+        other => other,
     }
 }
 

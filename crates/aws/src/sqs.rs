@@ -8,11 +8,10 @@
 //! [`parse_notification`] says which; a message it cannot read is left to the queue's redrive
 //! policy by the caller, never dropped.
 
-use aws_sdk_sqs::error::ProvideErrorMetadata;
 use serde_json::Value;
 
 use crate::error::AwsError;
-use crate::live::{sdk_config, LiveOptions};
+use crate::live::{call_error, sdk_config, LiveOptions};
 
 /// An object a notification announces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,18 +158,6 @@ pub struct SqsQueue {
     url: String,
 }
 
-fn sqs_error<E: ProvideErrorMetadata + std::fmt::Display>(op: &'static str, e: E) -> AwsError {
-    let message = match (e.code(), e.message()) {
-        (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        (Some(code), None) => code.to_owned(),
-        _ => e.to_string(),
-    };
-    AwsError::Call {
-        operation: op,
-        message,
-    }
-}
-
 impl SqsQueue {
     pub fn connect(opts: &LiveOptions, url: &str) -> Result<SqsQueue, AwsError> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -202,7 +189,7 @@ impl SqsQueue {
                 .visibility_timeout(visibility_seconds)
                 .send()
                 .await
-                .map_err(|e| sqs_error("sqs:ReceiveMessage", e))?;
+                .map_err(|e| call_error("sqs:ReceiveMessage", e))?;
             Ok(out
                 .messages()
                 .iter()
@@ -242,7 +229,7 @@ impl SqsQueue {
                     .set_entries(Some(entries))
                     .send()
                     .await
-                    .map_err(|e| sqs_error("sqs:DeleteMessageBatch", e))?;
+                    .map_err(|e| call_error("sqs:DeleteMessageBatch", e))?;
                 if !out.failed().is_empty() {
                     return Err(AwsError::Call {
                         operation: "sqs:DeleteMessageBatch",

@@ -409,6 +409,7 @@ impl Broker {
         let sdk = aws::live::sdk_config(&aws::LiveOptions {
             endpoint_url: cfg.aws.endpoint_url.clone(),
             region: cfg.aws.region.clone(),
+            regions: Vec::new(),
         })
         .await
         .map_err(|_| {

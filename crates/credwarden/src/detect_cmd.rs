@@ -196,6 +196,7 @@ fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
     let live = aws::LiveOptions {
         endpoint_url: args.aws.endpoint_url.clone(),
         region: args.aws.region.clone(),
+        regions: Vec::new(),
     };
     if let Some(url) = &args.sqs {
         let queue = aws::SqsQueue::connect(&live, url)?;

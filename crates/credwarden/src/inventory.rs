@@ -17,6 +17,10 @@ pub struct InventoryArgs {
     /// Read the inventory from the account through the AWS SDK (credentials and region from the usual AWS environment).
     #[arg(long)]
     pub live: bool,
+    /// With --live: read the network of these regions only (comma-separated) [default: every
+    /// region enabled for the account].
+    #[arg(long = "regions", value_name = "REGION", value_delimiter = ',')]
+    pub regions: Vec<String>,
     #[command(flatten)]
     pub aws: AwsArgs,
 }
@@ -37,6 +41,7 @@ impl AwsArgs {
         Ok(Session::connect(&LiveOptions {
             endpoint_url: self.endpoint_url.clone(),
             region: self.region.clone(),
+            regions: Vec::new(),
         })?)
     }
 }
@@ -49,7 +54,18 @@ impl InventoryArgs {
         }
         let mut inv = Inventory::from_files(&self.inventory)?;
         if self.live {
-            let live = self.aws.connect()?.inventory()?;
+            let session = Session::connect(&LiveOptions {
+                endpoint_url: self.aws.endpoint_url.clone(),
+                region: self.aws.region.clone(),
+                regions: self.regions.clone(),
+            })?;
+            let live = session.inventory()?;
+            writeln!(
+                warn,
+                "inventory: network read in {} region(s): {}",
+                live.network_regions.len(),
+                live.network_regions.join(", ")
+            )?;
             merge(&mut inv, live);
         }
         for p in &inv.problems {
@@ -68,6 +84,8 @@ fn merge(into: &mut Inventory, from: Inventory) {
     into.groups.extend(from.groups);
     into.managed_policies.extend(from.managed_policies);
     into.problems.extend(from.problems);
+    into.network_regions.extend(from.network_regions);
+    into.unread_regions.extend(from.unread_regions);
     into.has_network |= from.has_network;
     into.has_iam |= from.has_iam;
 }

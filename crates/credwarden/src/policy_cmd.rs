@@ -221,6 +221,13 @@ pub fn lock(args: &LockArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         write!(out, "{text}")?;
         return Ok(0);
     }
+    if !inv.unread_regions.is_empty() {
+        bail!(
+            "not applying: the inventory could not read region(s) {}, so the lock would deny \
+             their traffic; fix access to them or narrow with --regions",
+            inv.unread_regions.join(", ")
+        );
+    }
     let session = args.target.inventory.aws.connect()?;
     for role in &args.apply {
         if is_external(role) {

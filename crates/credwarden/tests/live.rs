@@ -23,7 +23,14 @@ trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "
 iam.create_role(RoleName="app", AssumeRolePolicyDocument=trust, Tags=[{"Key": "owner", "Value": "payments"}])
 iam.create_role(RoleName="edge", AssumeRolePolicyDocument=trust, Tags=[{"Key": "credwarden:external", "Value": "true"}])
 iam.put_role_policy(RoleName="edge", PolicyName="pass", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "PassAll", "Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}))
-print(json.dumps({"vpc": vpc, "vpce": vpce, "nat": nat, "public_ip": eip["PublicIp"]}))
+# A second region with its own VPC and NAT: a lock built live must cover it too.
+ec2w = boto3.client("ec2", **dict(kw, region_name="eu-west-1"))
+vpc2 = ec2w.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+subnet2 = ec2w.create_subnet(VpcId=vpc2, CidrBlock="10.40.1.0/24")["Subnet"]["SubnetId"]
+eip2 = ec2w.allocate_address(Domain="vpc")
+ec2w.create_nat_gateway(SubnetId=subnet2, AllocationId=eip2["AllocationId"])
+print(json.dumps({"vpc": vpc, "vpce": vpce, "nat": nat, "public_ip": eip["PublicIp"],
+                  "vpc2": vpc2, "public_ip2": eip2["PublicIp"]}))
 "#;
 
 fn credwarden(moto: &Moto, args: &[&str]) -> Output {
@@ -58,11 +65,16 @@ fn live_inventory_lock_apply_and_passrole_against_moto() {
         seeded["public_ip"].as_str().unwrap(),
     );
 
-    // The lock is built from the live account.
+    // The lock is built from the live account, in every region (issue 14: the second
+    // region's VPC and NAT address were left out, so its traffic would have been denied).
     let out = credwarden(&moto, &["policy", "lock", "--live"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let lock = text(&out.stdout);
-    for needle in [vpc, vpce, ip] {
+    let (vpc2, ip2) = (
+        seeded["vpc2"].as_str().unwrap(),
+        seeded["public_ip2"].as_str().unwrap(),
+    );
+    for needle in [vpc, vpce, ip, vpc2, ip2] {
         assert!(
             lock.contains(needle),
             "{needle} missing from the live lock:\n{lock}"
@@ -71,6 +83,38 @@ fn live_inventory_lock_apply_and_passrole_against_moto() {
     assert!(
         text(&out.stderr).contains("not locked (serves external subnets")
             && text(&out.stderr).contains("edge"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --regions narrows the network to the regions named.
+    let out = credwarden(
+        &moto,
+        &["policy", "lock", "--live", "--regions", "us-east-1"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains(vpc2));
+    assert!(
+        text(&out.stderr).contains("1 region(s): us-east-1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A region that cannot be read is reported, and --apply refuses the incomplete lock.
+    let out = credwarden(
+        &moto,
+        &[
+            "policy",
+            "lock",
+            "--live",
+            "--regions",
+            "us-east-1,xx-nowhere-1",
+            "--apply",
+            "app",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("xx-nowhere-1"),
         "{}",
         text(&out.stderr)
     );
@@ -167,7 +211,9 @@ fn live_without_a_reachable_endpoint_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("ec2:DescribeNatGateways"), "{err}");
+    // The first call names itself and says why it failed.
+    assert!(err.contains("ec2:DescribeRegions"), "{err}");
+    assert!(err.to_lowercase().contains("connect"), "{err}");
     assert!(
         !err.contains("testing"),
         "credentials must never be printed: {err}"

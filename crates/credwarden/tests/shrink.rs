@@ -32,6 +32,7 @@ fn exact_inline_texts(moto: &Moto, role: &str) -> std::collections::BTreeMap<Str
     let session = aws::Session::connect(&aws::LiveOptions {
         endpoint_url: Some(moto.url.clone()),
         region: Some("us-east-1".into()),
+        regions: Vec::new(),
     })
     .unwrap();
     let (inline, _) = session.role_state(role).unwrap();
