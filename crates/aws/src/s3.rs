@@ -114,10 +114,16 @@ impl S3Reader {
         })
     }
 
-    /// Every object under `prefix`, in key order, paginated to the end.
-    pub fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, AwsError> {
+    /// Every page of ListObjectsV2 under `prefix` (with `delimiter`, the "folders" too),
+    /// handed to `each`.
+    fn list_pages(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut each: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output),
+    ) -> Result<(), AwsError> {
         self.rt.block_on(async {
-            let mut out = Vec::new();
             let mut token = None;
             loop {
                 let page = self
@@ -125,58 +131,50 @@ impl S3Reader {
                     .list_objects_v2()
                     .bucket(bucket)
                     .prefix(prefix)
+                    .set_delimiter(delimiter.map(str::to_owned))
                     .set_continuation_token(token)
                     .send()
                     .await
                     .map_err(|e| {
                         s3_error("s3:ListObjectsV2", &format!("s3://{bucket}/{prefix}"), e)
                     })?;
-                for o in page.contents() {
-                    let Some(key) = o.key() else { continue };
-                    out.push(ObjectInfo {
-                        key: key.to_owned(),
-                        size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
-                        etag: o.e_tag().unwrap_or("").trim_matches('"').to_owned(),
-                    });
-                }
+                each(&page);
                 token = page.next_continuation_token().map(str::to_owned);
                 if !page.is_truncated().unwrap_or(false) || token.is_none() {
-                    return Ok(out);
+                    return Ok(());
                 }
             }
         })
     }
 
+    /// Every object under `prefix`, in key order, paginated to the end.
+    pub fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>, AwsError> {
+        let mut out = Vec::new();
+        self.list_pages(bucket, prefix, None, |page| {
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                out.push(ObjectInfo {
+                    key: key.to_owned(),
+                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    etag: o.e_tag().unwrap_or("").trim_matches('"').to_owned(),
+                });
+            }
+        })?;
+        Ok(out)
+    }
+
     /// The "folders" directly under `prefix` (delimiter `/`), e.g. the accounts under
     /// `AWSLogs/`.
     pub fn folders(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, AwsError> {
-        self.rt.block_on(async {
-            let mut out = Vec::new();
-            let mut token = None;
-            loop {
-                let page = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .delimiter("/")
-                    .set_continuation_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        s3_error("s3:ListObjectsV2", &format!("s3://{bucket}/{prefix}"), e)
-                    })?;
-                for p in page.common_prefixes() {
-                    if let Some(p) = p.prefix() {
-                        out.push(p.to_owned());
-                    }
-                }
-                token = page.next_continuation_token().map(str::to_owned);
-                if !page.is_truncated().unwrap_or(false) || token.is_none() {
-                    return Ok(out);
-                }
-            }
-        })
+        let mut out = Vec::new();
+        self.list_pages(bucket, prefix, Some("/"), |page| {
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
+        })?;
+        Ok(out)
     }
 
     /// The whole object.

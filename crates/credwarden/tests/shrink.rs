@@ -7,18 +7,8 @@ use std::process::{Command, Output};
 use testkit::{Moto, BOTO3_KW};
 
 fn credwarden(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_credwarden"))
+    moto.command(env!("CARGO_BIN_EXE_credwarden"))
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/credwarden-test",
-        )
-        .env("CREDWARDEN_TEST_MOTO", &moto.url)
         .output()
         .unwrap()
 }

@@ -57,18 +57,7 @@ print(int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessages
 "#;
 
 fn credwarden(moto: &Moto) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_credwarden"));
-    c.env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/credwarden-test",
-        )
-        .env("CREDWARDEN_TEST_MOTO", &moto.url);
-    c
+    moto.command(env!("CARGO_BIN_EXE_credwarden"))
 }
 
 fn text(b: &[u8]) -> String {

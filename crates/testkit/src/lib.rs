@@ -61,6 +61,25 @@ impl Moto {
         Moto { child, url, port }
     }
 
+    /// `program` with the AWS environment of a test against this server: fixed test
+    /// credentials and region, no profile files, no instance metadata — so nothing of the
+    /// machine's own AWS set-up is used or printed.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/nonexistent/credwarden-test")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/credwarden-test",
+            )
+            .env_remove("AWS_PROFILE")
+            .env("CREDWARDEN_TEST_MOTO", &self.url);
+        c
+    }
+
     /// Run a python script with `ENDPOINT` set to this server; returns its stdout.
     pub fn python(&self, script: &str, args: &[&str]) -> String {
         python(script, &[("ENDPOINT", &self.url)], args)
