@@ -132,8 +132,17 @@ pub struct DetectArgs {
     /// through SNS or EventBridge, or CloudTrail's SNS notifications). Messages are deleted
     /// only after the checkpoint that covers their objects. Without --follow the queue is read
     /// until it is empty.
-    #[arg(long, value_name = "QUEUE_URL", conflicts_with = "paths")]
+    #[arg(
+        long,
+        value_name = "QUEUE_URL",
+        conflicts_with = "paths",
+        requires = "sqs_bucket"
+    )]
     pub sqs: Option<String>,
+    /// With --sqs: a bucket the trail delivers to (repeatable). Notifications naming any
+    /// other bucket are not read (whoever can send to the queue must not choose what is read).
+    #[arg(long = "sqs-bucket", value_name = "BUCKET")]
+    pub sqs_bucket: Vec<String>,
     /// With --sqs: seconds a receive waits for messages (long polling, 0..=20).
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub sqs_wait: i32,
@@ -206,6 +215,7 @@ fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
             reader,
             args.sqs_wait,
             args.sqs_visibility,
+            args.sqs_bucket.clone(),
         )));
     }
     let is_s3 = |p: &PathBuf| p.to_str().is_some_and(|s| s.starts_with("s3://"));

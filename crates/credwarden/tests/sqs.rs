@@ -46,6 +46,8 @@ for i in range(0, len(rest), 10):
 send(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "org-trail"}))
 send(s3_event(digest))
 send("this is not a notification")
+# Someone who can write to the queue names a bucket of their own: it must not be read.
+send(json.dumps({"s3Bucket": "attacker-bucket", "s3ObjectKey": [trail[0]]}))
 print(url)
 "#;
 
@@ -99,6 +101,8 @@ fn sqs_args<'a>(moto: &'a Moto, url: &'a str, ranges: &'a str) -> Vec<&'a str> {
         &moto.url,
         "--sqs-wait",
         "1",
+        "--sqs-bucket",
+        "org-trail",
         "--aws-ip-ranges",
         ranges,
     ]
@@ -148,8 +152,10 @@ fn notifications_in_every_form_give_the_findings_of_the_files() {
     assert!(err.contains("1 S3 test event(s)"), "{err}");
     assert!(err.contains("left on the queue"), "{err}");
     assert!(err.contains("digests or not CloudTrail"), "{err}");
-    // Everything read was deleted; the unreadable message waits for the redrive policy.
-    assert_eq!(queue_left(&moto, &url), 1);
+    assert!(err.contains("names bucket \"attacker-bucket\""), "{err}");
+    // Everything read was deleted; the unreadable message and the stranger's wait for the
+    // redrive policy.
+    assert_eq!(queue_left(&moto, &url), 2);
     assert_eq!(
         std::fs::read_to_string(&output).unwrap().lines().count(),
         local_ids.len()
@@ -229,7 +235,7 @@ fn kill_9_during_an_sqs_run_loses_and_repeats_nothing() {
     );
     assert_eq!(
         queue_left(&moto, &url),
-        1,
-        "only the unreadable message is left"
+        2,
+        "only the unreadable and the stranger\'s are left"
     );
 }

@@ -278,6 +278,7 @@ pub struct SqsSource {
     reader: std::sync::Arc<aws::S3Reader>,
     wait_seconds: i32,
     visibility_seconds: i32,
+    buckets: Vec<String>,
     pending: Vec<String>,
     drained: bool,
 }
@@ -289,14 +290,19 @@ pub const SQS_MESSAGES_PER_PASS: usize = 200;
 
 impl SqsSource {
     /// `wait_seconds`: long-polling wait of a receive (0..=20); `visibility_seconds`: how
-    /// long received messages stay invisible (a crashed run's messages come back after it).
+    /// long received messages stay invisible (a crashed run's messages come back after it);
+    /// `buckets`: the trail buckets whose objects may be read. Whoever can send to the queue
+    /// could otherwise have credwarden read CloudTrail of their making from a bucket of
+    /// theirs — and pre-lock a stolen credential's source.
     pub fn new(
         queue: aws::SqsQueue,
         reader: aws::S3Reader,
         wait_seconds: i32,
         visibility_seconds: i32,
+        buckets: Vec<String>,
     ) -> SqsSource {
         SqsSource {
+            buckets,
             queue,
             reader: std::sync::Arc::new(reader),
             wait_seconds: wait_seconds.clamp(0, 20),
@@ -339,6 +345,19 @@ impl Source for SqsSource {
                          it is left on the queue for its redrive policy",
                         m.id
                     )),
+                    aws::Notification::Objects(objects)
+                        if objects.iter().any(|o| !self.buckets.contains(&o.bucket)) =>
+                    {
+                        let stranger = objects
+                            .iter()
+                            .find(|o| !self.buckets.contains(&o.bucket))
+                            .map_or("", |o| o.bucket.as_str());
+                        listing.notes.push(format!(
+                            "note: SQS message {} names bucket {stranger:?}, not one of \
+                             --sqs-bucket; it is not read and is left on the queue",
+                            m.id
+                        ));
+                    }
                     aws::Notification::Objects(objects) => {
                         for o in objects {
                             let name = o.key.rsplit('/').next().unwrap_or("");
