@@ -4,10 +4,10 @@
 //! `PREFIX/AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/…json.gz`. A [`TrailScope`]
 //! (accounts, regions, days) is turned into exactly those key prefixes, so a day of one
 //! account never lists the whole bucket; the organisation and account levels are discovered
-//! with delimiter listings when not given. Objects are read whole into memory on a worker
-//! thread (CloudTrail delivery files are small) and decoded like files.
+//! with delimiter listings when not given. Objects are streamed to the decode workers, chunk
+//! by chunk, and decoded like files.
 
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::sync::Arc;
 
 use credwarden_core::EventTime;
@@ -177,23 +177,25 @@ impl S3Reader {
         Ok(out)
     }
 
-    /// The whole object.
-    pub fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
-        self.rt.block_on(async {
-            let what = format!("s3://{bucket}/{key}");
-            let object = self
-                .client
+    /// The object as a stream: its body is read as the decoder asks for it, so a large
+    /// object (a flaws.cloud-shaped 100 MB file, or a hostile one) costs a chunk of memory,
+    /// not its size.
+    pub fn open(&self, bucket: &str, key: &str) -> Result<ObjectBody, AwsError> {
+        let what = format!("s3://{bucket}/{key}");
+        let object = self.rt.block_on(async {
+            self.client
                 .get_object()
                 .bucket(bucket)
                 .key(key)
                 .send()
                 .await
-                .map_err(|e| s3_error("s3:GetObject", &what, e))?;
-            let body = object.body.collect().await.map_err(|e| AwsError::Call {
-                operation: "s3:GetObject",
-                message: format!("{what}: reading the body: {e}"),
-            })?;
-            Ok(body.into_bytes().to_vec())
+                .map_err(|e| s3_error("s3:GetObject", &what, e))
+        })?;
+        Ok(ObjectBody {
+            handle: self.rt.handle().clone(),
+            body: object.body,
+            chunk: bytes::Bytes::new(),
+            what,
         })
     }
 
@@ -293,6 +295,35 @@ impl S3Object {
     }
 }
 
+/// A GetObject body read on demand (the decode worker blocks on the SDK's runtime for each
+/// chunk).
+pub struct ObjectBody {
+    handle: tokio::runtime::Handle,
+    body: aws_sdk_s3::primitives::ByteStream,
+    chunk: bytes::Bytes,
+    what: String,
+}
+
+impl Read for ObjectBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.handle.block_on(self.body.next()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => {
+                    return Err(std::io::Error::other(format!(
+                        "{}: reading the body: {e}",
+                        self.what
+                    )))
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
 impl cloudtrail::RemoteInput for S3Object {
     fn uri(&self) -> &str {
         &self.uri
@@ -311,11 +342,11 @@ impl cloudtrail::RemoteInput for S3Object {
     }
 
     fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
-        let bytes = self
+        let body = self
             .reader
-            .get(&self.bucket, &self.info.key)
+            .open(&self.bucket, &self.info.key)
             .map_err(std::io::Error::other)?;
-        Ok(Box::new(Cursor::new(bytes)))
+        Ok(Box::new(body))
     }
 }
 
