@@ -64,7 +64,8 @@ fn conn_builder(limits: &ConnLimits) -> hyper::server::conn::http1::Builder {
 
 /// Serve one connection over any byte stream with the settings [`serve`] gives each TCP
 /// connection (no listener, no connection cap): the fuzz targets drive the servers through an
-/// in-memory pipe with it.
+/// in-memory pipe with it. Half-closes are allowed, so a writer that has sent everything and
+/// shut its side still reads the answers (else hyper drops the connection at the EOF).
 pub(crate) async fn serve_stream<H, S>(
     stream: S,
     limits: &ConnLimits,
@@ -80,7 +81,9 @@ where
         let h = h.clone();
         async move { Ok::<_, std::convert::Infallible>(h.handle(req, peer).await) }
     });
-    let result = conn_builder(limits)
+    let mut builder = conn_builder(limits);
+    builder.half_close(true);
+    let result = builder
         .serve_connection(TokioIo::new(stream), service)
         .await;
     if let Err(e) = &result {
