@@ -18,6 +18,8 @@ pub enum InventoryError {
     },
     #[error("{0}: not an inventory file (expected the AWS CLI output of describe-nat-gateways, describe-vpcs, describe-vpc-endpoints or get-account-authorization-details)")]
     NotInventory(String),
+    #[error("{0}: not an accounts file (expected the AWS CLI output of `aws organizations list-accounts`: an Accounts list with Id and Name)")]
+    NotAccounts(String),
 }
 
 /// A call to AWS that failed. The message carries the service's error code and text, never

@@ -36,11 +36,11 @@ pub fn accounts_from_file(path: &Path) -> Result<Vec<OrgAccount>, InventoryError
     })?;
     let accounts = v["Accounts"]
         .as_array()
-        .ok_or_else(|| InventoryError::NotInventory(path.display().to_string()))?;
+        .ok_or_else(|| InventoryError::NotAccounts(path.display().to_string()))?;
     let mut out = Vec::new();
     for a in accounts {
         let (Some(id), Some(name)) = (a["Id"].as_str(), a["Name"].as_str()) else {
-            return Err(InventoryError::NotInventory(path.display().to_string()));
+            return Err(InventoryError::NotAccounts(path.display().to_string()));
         };
         let tags = a["Tags"]
             .as_array()

@@ -203,10 +203,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("credwarden: {e:#}");
+            eprintln!("credwarden: {}", describe(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes on one line. A library error that already quotes its cause in its
+/// own message is not followed by that cause again.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

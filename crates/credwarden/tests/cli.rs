@@ -900,3 +900,35 @@ fn role_ownership_from_inventory_tags() {
     ]);
     assert_eq!(bogus.status.code(), Some(1));
 }
+
+/// An error that already quotes its cause is not followed by the same cause again, and a
+/// file that is not what a command reads says what was expected.
+#[test]
+fn errors_name_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("accounts.json");
+    std::fs::write(&bad, "[[[[").unwrap();
+    let state = dir.path().join("s.sqlite");
+    let out = run(&[
+        "accounts",
+        "sync",
+        "--state",
+        state.to_str().unwrap(),
+        "--file",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.matches("EOF while parsing").count(), 1, "{err}");
+    std::fs::write(&bad, r#"{"Roles": []}"#).unwrap();
+    let out = run(&[
+        "accounts",
+        "sync",
+        "--state",
+        state.to_str().unwrap(),
+        "--file",
+        bad.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("not an accounts file"), "{err}");
+}
