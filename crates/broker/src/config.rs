@@ -45,6 +45,10 @@ pub struct BrokerConfig {
     /// order with retries, permanent refusals kept as dead letters (`credwarden webhook
     /// dead-letters --state AUDIT`).
     pub findings_webhook: Option<String>,
+    /// `slack` posts Slack incoming-webhook messages to `findings_webhook` instead of the
+    /// findings' JSON.
+    #[serde(default)]
+    pub findings_webhook_format: Option<String>,
     /// Longest credential lifetime handed out (seconds, 900..=43200; default 3600).
     #[serde(default = "default_max_duration")]
     pub max_duration_seconds: i32,

@@ -393,6 +393,15 @@ impl Broker {
         sink::private::prepare_database(std::path::Path::new(&cfg.audit))?;
         let audit = Store::open(std::path::Path::new(&cfg.audit))?;
         let writer = AuditWriter::start(std::path::Path::new(&cfg.audit))?;
+        let webhook_format = match cfg.findings_webhook_format.as_deref() {
+            None | Some("json") => sink::PostFormat::Json,
+            Some("slack") => sink::PostFormat::Slack,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "findings_webhook_format {other:?}: use \"json\" or \"slack\""
+                )))
+            }
+        };
         let findings = if cfg.findings.is_some() || cfg.findings_webhook.is_some() {
             Some(FindingDelivery::open(&DeliveryConfig {
                 stdout: false,
@@ -400,7 +409,10 @@ impl Broker {
                 webhook: cfg.findings_webhook.as_ref().map(|url| WebhookTarget {
                     url: url.clone(),
                     state: PathBuf::from(&cfg.audit),
-                    options: WebhookOptions::default(),
+                    options: WebhookOptions {
+                        format: webhook_format,
+                        ..WebhookOptions::default()
+                    },
                 }),
             })?)
         } else {

@@ -5,7 +5,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use sink::{DeliveryConfig, FindingDelivery, WebhookOptions, WebhookTarget};
+use sink::{DeliveryConfig, FindingDelivery, PostFormat, WebhookOptions, WebhookTarget};
+
+/// `--webhook-format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WebhookFormat {
+    /// The finding's JSON line (the contract).
+    #[default]
+    Json,
+    /// A Slack incoming-webhook message: summary, severity, account name and owner,
+    /// principal, remediation without links; every text escaped.
+    Slack,
+}
+
+impl From<WebhookFormat> for PostFormat {
+    fn from(f: WebhookFormat) -> PostFormat {
+        match f {
+            WebhookFormat::Json => PostFormat::Json,
+            WebhookFormat::Slack => PostFormat::Slack,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct DeliveryArgs {
@@ -16,6 +36,9 @@ pub struct DeliveryArgs {
     /// permanent refusals become dead letters (`credwarden webhook dead-letters`).
     #[arg(long, value_name = "URL", requires = "state")]
     pub webhook: Option<String>,
+    /// What the webhook receives.
+    #[arg(long, value_enum, default_value_t = WebhookFormat::Json)]
+    pub webhook_format: WebhookFormat,
     /// SQLite state file holding the webhook spool and dead letters (created 0600).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
@@ -30,7 +53,10 @@ impl DeliveryArgs {
             (Some(url), Some(state)) => Some(WebhookTarget {
                 url: url.clone(),
                 state: state.clone(),
-                options: WebhookOptions::default(),
+                options: WebhookOptions {
+                    format: self.webhook_format.into(),
+                    ..WebhookOptions::default()
+                },
             }),
             (Some(_), None) => bail!(
                 "--webhook needs --state: the state file's spool keeps what the endpoint has \

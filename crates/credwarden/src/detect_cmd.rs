@@ -64,6 +64,9 @@ pub struct DetectArgs {
     /// dead letters [default: 10].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub webhook_max_attempts: Option<u32>,
+    /// What the webhook receives: the finding's JSON, or a Slack incoming-webhook message.
+    #[arg(long, value_enum, default_value_t = crate::delivery_args::WebhookFormat::Json)]
+    pub webhook_format: crate::delivery_args::WebhookFormat,
     /// Seconds to wait at the end of a run for the webhook spool to empty.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub webhook_wait: u64,
@@ -459,6 +462,7 @@ pub fn detect(
                             max_attempts: args
                                 .webhook_max_attempts
                                 .unwrap_or(run::WEBHOOK_MAX_ATTEMPTS),
+                            format: args.webhook_format.into(),
                             ..WebhookOptions::default()
                         },
                     )?),

@@ -68,9 +68,12 @@ fn endpoint(answer: Answer) -> (String, Arc<Mutex<Vec<String>>>) {
             let finding: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let status = (answer.lock().unwrap())(&finding);
             if (200..300).contains(&status) {
-                acc.lock()
-                    .unwrap()
-                    .push(finding["id"].as_str().unwrap().to_owned());
+                // A finding is recorded by its id; any other body (a Slack message) whole.
+                acc.lock().unwrap().push(
+                    finding["id"]
+                        .as_str()
+                        .map_or_else(|| finding.to_string(), str::to_owned),
+                );
             }
             let _ = conn.write_all(
                 format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -430,4 +433,42 @@ fn the_metadata_proxy_delivers_findings_to_a_file_and_the_webhook() {
     );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+}
+
+/// Issue 14: notifications people read. With `--webhook-format slack` the spooled findings are
+/// posted as Slack incoming-webhook messages, attacker-controlled text escaped.
+#[test]
+fn findings_reach_slack_as_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.sqlite");
+    let answer: Answer = Arc::new(Mutex::new(Box::new(|_: &serde_json::Value| 200)));
+    let (url, accepted) = endpoint(answer);
+    let trail = stratus();
+    let out = run(&[
+        "detect",
+        trail.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--webhook",
+        &url,
+        "--webhook-format",
+        "slack",
+        "--webhook-wait",
+        "20",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let found = findings(&out);
+    let posted = accepted.lock().unwrap().clone();
+    assert_eq!(posted.len(), found.len());
+    for body in &posted {
+        let msg: serde_json::Value = serde_json::from_str(body).unwrap();
+        let text = msg["text"].as_str().unwrap();
+        assert!(text.starts_with('['), "{text}");
+        assert!(
+            msg["blocks"].as_array().is_some_and(|b| b.len() == 4),
+            "{msg}"
+        );
+        assert!(!body.contains("<http"), "{body}");
+    }
 }

@@ -16,6 +16,7 @@
 pub mod delivery;
 pub mod error;
 pub mod private;
+pub mod slack;
 pub mod stream;
 pub mod webhook;
 
@@ -24,4 +25,4 @@ pub use error::SinkError;
 pub use stream::{open_output, write_finding, write_finding_json, write_table_header};
 pub use stream::{FindingSink, Format};
 pub use webhook::DEFAULT_MAX_ATTEMPTS as WEBHOOK_MAX_ATTEMPTS;
-pub use webhook::{PostFailure, WebhookOptions, WebhookOutcome, WebhookSender};
+pub use webhook::{PostFailure, PostFormat, WebhookOptions, WebhookOutcome, WebhookSender};

@@ -37,6 +37,18 @@ pub struct WebhookOptions {
     /// The first wait after a transient failure; it doubles up to `max_backoff`.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+    /// What is posted: the finding's JSON, or a Slack incoming-webhook message.
+    pub format: PostFormat,
+}
+
+/// The body a webhook receives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PostFormat {
+    /// The finding's JSON line: the contract, for SIEMs and scripts.
+    #[default]
+    Json,
+    /// A Slack incoming-webhook message ([`crate::slack::render`]).
+    Slack,
 }
 
 impl Default for WebhookOptions {
@@ -46,6 +58,7 @@ impl Default for WebhookOptions {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            format: PostFormat::Json,
         }
     }
 }
@@ -201,8 +214,12 @@ impl WebhookSender {
                     if past(&d) {
                         return;
                     }
-                    let (status, reason, counts) = match post(&url, &entry.finding, options.timeout)
-                    {
+                    let body = match options.format {
+                        PostFormat::Json => entry.finding.clone(),
+                        PostFormat::Slack => crate::slack::render(&entry.finding)
+                            .unwrap_or_else(|| entry.finding.clone()),
+                    };
+                    let (status, reason, counts) = match post(&url, &body, options.timeout) {
                         Ok(()) => {
                             let _ = store.spool_done(entry.seq);
                             c.posted.fetch_add(1, Ordering::Relaxed);
