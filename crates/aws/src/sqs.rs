@@ -108,7 +108,8 @@ fn parse_value(v: &Value, depth: u8) -> Notification {
             else {
                 return Notification::Unreadable("an S3 event without bucket or key".into());
             };
-            let Some(key) = form_decode(key) else {
+            // S3 event keys are form-encoded.
+            let Some(key) = credwarden_core::encoding::form_decode(key) else {
                 return Notification::Unreadable("an S3 event key that is not URL-encoded".into());
             };
             objects.push(NotifiedObject {
@@ -121,26 +122,6 @@ fn parse_value(v: &Value, depth: u8) -> Notification {
         return Notification::Objects(objects);
     }
     Notification::Unreadable("neither an S3, SNS, EventBridge nor CloudTrail notification".into())
-}
-
-/// S3 event keys are form-encoded: `+` is a space, `%XX` a byte.
-fn form_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// One received message.

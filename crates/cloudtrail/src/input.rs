@@ -82,10 +82,16 @@ impl Ord for RemoteSource {
     }
 }
 
-/// Put remote inputs in the canonical order files get: delivery stamp, then name.
+/// Put remote inputs in the canonical order files get: delivery stamp, then key.
 pub fn sort_remote(inputs: &mut [RemoteSource]) {
-    inputs.sort_by(|a, b| a.0.key().cmp(b.0.key()));
-    inputs.sort_by_key(|r| delivery_stamp(Path::new(r.0.key())));
+    canonical_sort(inputs, |r| Path::new(r.0.key()));
+}
+
+/// The canonical order of inputs: delivery stamp, then name. Names first, then a stable sort
+/// by stamp, so no key is built per input.
+fn canonical_sort<T>(items: &mut [T], name: impl Fn(&T) -> &Path) {
+    items.sort_by(|a, b| name(a).cmp(name(b)));
+    items.sort_by_key(|t| delivery_stamp(name(t)));
 }
 
 /// File names a folder walk picks up. Files named explicitly are always read.
@@ -120,10 +126,7 @@ pub fn discover<P: AsRef<Path>>(
             out.push(p.to_path_buf());
         }
     }
-    // Paths first, then a stable sort by delivery stamp: the order is (stamp, path) without
-    // building a key per file.
-    out.sort_unstable();
-    out.sort_by_key(|p| delivery_stamp(p));
+    canonical_sort(&mut out, |p| p);
     out.dedup();
     let mut sources: Vec<InputSource> = out.into_iter().map(InputSource::File).collect();
     if stdin {

@@ -84,6 +84,33 @@ impl Base64 {
     }
 }
 
+/// Decode `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte): how IAM
+/// returns policy documents and S3 event notifications carry keys. `None` when an escape is
+/// broken or the bytes are not UTF-8.
+pub fn form_decode(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -121,6 +148,9 @@ mod tests {
         assert_eq!(Base64::UrlNoPad.decode("-_8").unwrap(), [0xfb, 0xff]);
         assert_eq!(Base64::Standard.decode(" +/8= ").unwrap(), [0xfb, 0xff]);
         assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(form_decode("a+b%3D%7B").as_deref(), Some("a b={"));
+        assert_eq!(form_decode("%4"), None);
+        assert_eq!(form_decode("%zz"), None);
     }
 
     #[test]

@@ -59,12 +59,8 @@ pub fn build(args: &BaselineArgs, err: &mut dyn Write) -> Result<()> {
         },
     )?;
     engine.mark_learned();
-    let states: Vec<(&str, i64, String)> = engine
-        .save_state()
-        .into_iter()
-        .filter(|(n, _)| *n != detect::engine::ENGINE_STATE)
-        .map(|(n, v)| (n, run::STATE_FORMAT, v.to_string()))
-        .collect();
+    let mut states = run::durable::saved_states(&engine);
+    states.retain(|(n, _, _)| *n != detect::engine::ENGINE_STATE);
     store.checkpoint(&states, &[], &[])?;
     writeln!(
         err,

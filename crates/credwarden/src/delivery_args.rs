@@ -1,11 +1,13 @@
 //! The finding-delivery flags the services share (`imds proxy`, `shrink schedule`): an
 //! fsynced findings file and a spooled webhook, resolved into a `sink::DeliveryConfig`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use sink::{DeliveryConfig, FindingDelivery, PostFormat, WebhookOptions, WebhookTarget};
+use sink::{
+    DeliveryConfig, FindingDelivery, PostFormat, WebhookOptions, WebhookOutcome, WebhookTarget,
+};
 
 /// `--webhook-format`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -73,28 +75,45 @@ impl DeliveryArgs {
 
     /// Let the webhook sender empty the spool, and say on stderr what is left.
     pub fn finish(&self, delivery: &FindingDelivery) -> Result<()> {
-        if let Some(sent) = delivery.finish(Duration::from_secs(self.webhook_wait))? {
-            eprintln!("note: webhook: {} finding(s) posted", sent.posted);
-            if sent.left > 0 {
-                eprintln!(
-                    "note: webhook: {} finding(s) wait in the spool and will be posted by the \
-                     next run{}",
-                    sent.left,
-                    if sent.failing {
-                        " (the endpoint is failing)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            if sent.dead_total > 0 {
-                eprintln!(
-                    "note: webhook: {} finding(s) in the dead letters (credwarden webhook \
-                     dead-letters --state FILE)",
-                    sent.dead_total
-                );
+        if let (Some(sent), Some(state)) = (
+            delivery.finish(Duration::from_secs(self.webhook_wait))?,
+            &self.state,
+        ) {
+            for line in webhook_notes(&sent, state) {
+                eprintln!("{line}");
             }
         }
         Ok(())
     }
+}
+
+/// What a run tells its operator about the webhook once the sender has stopped: posted,
+/// dead-lettered, still spooled. One wording for `detect` and the services.
+pub fn webhook_notes(sent: &WebhookOutcome, state: &Path) -> Vec<String> {
+    let mut notes = vec![format!("note: webhook: {} finding(s) posted", sent.posted)];
+    if sent.dead_total > 0 {
+        notes.push(format!(
+            "note: webhook: {} finding(s) in the dead letters from this run, refused for good \
+             or past the retry limit; {} in the dead letters of {} in all (list: credwarden \
+             webhook dead-letters --state FILE; send again: credwarden webhook resend --state \
+             FILE --url URL)",
+            sent.dead,
+            sent.dead_total,
+            state.display()
+        ));
+    }
+    if sent.left > 0 {
+        notes.push(format!(
+            "note: webhook: {} finding(s) wait in the spool of {} and will be posted by the \
+             next run{}",
+            sent.left,
+            state.display(),
+            if sent.failing {
+                " (the endpoint is failing)"
+            } else {
+                ""
+            }
+        ));
+    }
+    notes
 }

@@ -16,9 +16,6 @@ use store::Store;
 
 use crate::config::Config;
 
-/// Detector names this build implements.
-pub const DETECTORS: &[&str] = detect::set::ALL;
-
 /// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FormatArg {
@@ -111,7 +108,8 @@ pub struct DetectArgs {
     /// new-role-behaviour, unused-service, unused-region) [default: 336, i.e. 14 days].
     #[arg(long = "learning", value_name = "HOURS")]
     pub learning_hours: Option<u32>,
-    /// Decoding threads (0: one per core).
+    /// Decoding threads (0: one per core) [default: one per core for files; 16 for s3:// and
+    /// --sqs, whose workers mostly wait on GETs].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Detectors to run, comma-separated, `all`, or `none` (decode only, for benchmarks).
@@ -490,30 +488,8 @@ pub fn detect(
                 store.finish_run(run_id, total.records, sink.delivered, total.input_errors)?;
                 if let Some(sender) = sender {
                     let sent = sender.finish(Duration::from_secs(args.webhook_wait))?;
-                    note(format!("note: webhook: {} finding(s) posted", sent.posted));
-                    if sent.dead_total > 0 {
-                        note(format!(
-                            "note: webhook: {} finding(s) refused for good or past the retry \
-                             limit in this run; {} in the dead letters of {} (list: credwarden \
-                             webhook dead-letters --state FILE; send again: credwarden webhook \
-                             resend --state FILE --url URL)",
-                            sent.dead,
-                            sent.dead_total,
-                            state_path.display()
-                        ));
-                    }
-                    if sent.left > 0 {
-                        note(format!(
-                            "note: webhook: {} finding(s) wait in the spool of {} and will be \
-                             posted by the next run{}",
-                            sent.left,
-                            state_path.display(),
-                            if sent.failing {
-                                " (the endpoint is failing)"
-                            } else {
-                                ""
-                            }
-                        ));
+                    for line in crate::delivery_args::webhook_notes(&sent, state_path) {
+                        note(line);
                     }
                 }
                 (total, sink.delivered, already)

@@ -156,31 +156,7 @@ pub fn decode_document(text: &str) -> Result<String, PolicyError> {
     if text.trim_start().starts_with('{') {
         return Ok(text.to_owned());
     }
-    percent_decode(text).ok_or(PolicyError::Encoding)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    credwarden_core::encoding::form_decode(text).ok_or(PolicyError::Encoding)
 }
 
 fn parse_statement(index: usize, v: &Value) -> Result<Statement, PolicyError> {

@@ -59,18 +59,6 @@ pub trait FindingSink: Send + Sync + 'static {
     fn deliver(&self, finding: Finding);
 }
 
-/// One JSON line per finding on stdout, like `credwarden detect`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct StdoutFindings;
-
-impl FindingSink for StdoutFindings {
-    fn deliver(&self, finding: Finding) {
-        if let Ok(line) = serde_json::to_string(&finding) {
-            println!("{line}");
-        }
-    }
-}
-
 impl FindingSink for tokio::sync::mpsc::UnboundedSender<Finding> {
     fn deliver(&self, finding: Finding) {
         // A closed receiver means nobody listens any more; the request log still has it.

@@ -218,6 +218,16 @@ impl S3Source {
     }
 }
 
+/// One S3 object as a decoder input.
+fn s3_input(
+    reader: &std::sync::Arc<aws::S3Reader>,
+    bucket: &str,
+    info: aws::ObjectInfo,
+) -> cloudtrail::RemoteSource {
+    let object = aws::S3Object::new(reader.clone(), bucket, info);
+    cloudtrail::RemoteSource(std::sync::Arc::new(object))
+}
+
 /// Workers reading S3: each waits on its GET most of the time, so more of them than cores
 /// keep the cores decoding while objects are on their way (memory: one object and two chunks
 /// of records per worker).
@@ -249,8 +259,7 @@ impl Source for S3Source {
                         )));
                         continue;
                     }
-                    let object = aws::S3Object::new(self.reader.clone(), &location.bucket, info);
-                    remote.push(cloudtrail::RemoteSource(std::sync::Arc::new(object)));
+                    remote.push(s3_input(&self.reader, &location.bucket, info));
                 }
             }
         }
@@ -375,8 +384,7 @@ impl Source for SqsSource {
                                 size: o.size,
                                 etag: o.etag,
                             };
-                            let object = aws::S3Object::new(self.reader.clone(), &o.bucket, info);
-                            remote.push(cloudtrail::RemoteSource(std::sync::Arc::new(object)));
+                            remote.push(s3_input(&self.reader, &o.bucket, info));
                         }
                         self.pending.push(m.receipt);
                     }

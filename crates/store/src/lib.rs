@@ -68,6 +68,12 @@ pub enum StoreError {
     },
     #[error("state file {path} has schema version {found}, newer than this credwarden understands ({SCHEMA_VERSION}); upgrade credwarden or use another --state file")]
     TooNew { path: String, found: i64 },
+    #[error("state file {path}: cannot create it: {source}")]
+    Create {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("state file {path} is not a credwarden state file (it has tables but no credwarden metadata)")]
     Foreign { path: String },
 }
@@ -175,12 +181,9 @@ impl Store {
                 .create_new(true)
                 .mode(0o600)
                 .open(path);
-            if let Err(e) = created {
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
-                    return Err(err(rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                        Some(format!("cannot create the file: {e}")),
-                    )));
+            if let Err(source) = created {
+                if source.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(StoreError::Create { path: p, source });
                 }
             }
         }
