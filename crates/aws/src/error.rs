@@ -30,6 +30,9 @@ pub enum AwsError {
     NoRegion,
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// A member account or role name that cannot be right (checked before any call).
+    #[error("member account: {0}")]
+    BadMember(String),
     #[error("{operation}: {message}")]
     Call {
         operation: &'static str,

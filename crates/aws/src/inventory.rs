@@ -93,6 +93,8 @@ pub struct Inventory {
     /// from an inventory missing a region must not be applied).
     pub network_regions: Vec<String>,
     pub unread_regions: Vec<String>,
+    /// Member accounts that could not be reached or read (their network is missing too).
+    pub unread_accounts: Vec<String>,
     /// Which parts were present at all: ("network", "iam").
     pub has_network: bool,
     pub has_iam: bool,

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod inventory;
 pub mod live;
+pub mod members;
 pub mod organizations;
 pub mod s3;
 pub mod sqs;

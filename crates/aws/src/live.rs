@@ -32,7 +32,9 @@ pub struct InlinePolicy {
 
 /// A connected session: an async runtime and the loaded SDK configuration.
 pub struct Session {
-    rt: tokio::runtime::Runtime,
+    /// Shared with the sessions assumed from this one (`assume_member`): one runtime per
+    /// command, however many accounts it reads.
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
     config: aws_config::SdkConfig,
     regions: Vec<String>,
 }
@@ -90,7 +92,7 @@ impl Session {
             .map_err(AwsError::Runtime)?;
         let config = rt.block_on(sdk_config(opts))?;
         Ok(Session {
-            rt,
+            rt: std::sync::Arc::new(rt),
             config,
             regions: opts.regions.clone(),
         })
@@ -107,6 +109,15 @@ impl Session {
 
     pub(crate) fn sdk_config(&self) -> &aws_config::SdkConfig {
         &self.config
+    }
+
+    /// Another session on this one's runtime and region list, with other credentials.
+    pub(crate) fn with_config(&self, config: aws_config::SdkConfig) -> Session {
+        Session {
+            rt: self.rt.clone(),
+            config,
+            regions: self.regions.clone(),
+        }
     }
 
     fn iam(&self) -> aws_sdk_iam::Client {

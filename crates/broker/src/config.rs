@@ -157,6 +157,12 @@ pub struct EndpointConfig {
 pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
+    /// Member accounts whose roles' tags are read too (the broker's own account always is),
+    /// each through `assume_role_name`.
+    #[serde(default)]
+    pub role_tag_accounts: Vec<String>,
+    /// The read role assumed in each of `role_tag_accounts` (session name "credwarden").
+    pub assume_role_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -292,6 +298,8 @@ egress = ["198.51.100.10/32"]          # where their AWS calls leave from (VPN/N
 # [aws]
 # endpoint_url = "https://sts.us-east-1.amazonaws.com"
 # region = "us-east-1"
+# role_tag_accounts = ["111122223333"]   # read role tags in these member accounts too...
+# assume_role_name = "credwarden-read"   # ...through this role in each (needs iam:GetAccountAuthorizationDetails)
 
 # [limits]                             # the defaults
 # connections = 1024

@@ -206,7 +206,12 @@ pub struct Broker {
     writer: AuditWriter,
     sts: aws_sdk_sts::Client,
     iam: aws_sdk_iam::Client,
-    role_cache: tokio::sync::Mutex<Option<(Instant, RoleGroups)>>,
+    /// IAM in each member account of `[aws] role_tag_accounts`, through the assumed role.
+    member_iams: Vec<(String, aws_sdk_iam::Client)>,
+    /// Role tags by account ("" for the broker's own), and when they were read. Kept per
+    /// account so that one unreadable account keeps its last known tags without holding
+    /// back the others' changes (a removed tag must take effect).
+    role_cache: tokio::sync::Mutex<Option<(Instant, HashMap<String, RoleGroups>)>>,
     directory: Mutex<Option<Directory>>,
     limiter: Mutex<HashMap<(Limited, String), (f64, Instant)>>,
     streaks: Mutex<HashMap<(Limited, String), Streak>>,
@@ -427,6 +432,19 @@ impl Broker {
         .map_err(|_| {
             ConfigError::Invalid("no AWS region: set [aws] region or AWS_REGION".into())
         })?;
+        if !cfg.aws.role_tag_accounts.is_empty() && cfg.aws.assume_role_name.is_none() {
+            return Err(ConfigError::Invalid(
+                "[aws] role_tag_accounts needs assume_role_name: the role read in each".into(),
+            ));
+        }
+        let mut member_iams = Vec::new();
+        for account in &cfg.aws.role_tag_accounts {
+            let role = cfg.aws.assume_role_name.as_deref().unwrap_or_default();
+            let member = aws::members::member_config(&sdk, account, role)
+                .await
+                .map_err(|e| ConfigError::Invalid(format!("[aws] role_tag_accounts: {e}")))?;
+            member_iams.push((account.clone(), aws_sdk_iam::Client::new(&member)));
+        }
         let directory = cfg.directory.clone().map(|path| Directory {
             path,
             modified: None,
@@ -435,6 +453,7 @@ impl Broker {
         Ok(Broker {
             sts: aws_sdk_sts::Client::new(&sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
+            member_iams,
             auth,
             networks,
             audit: Arc::new(Mutex::new(audit)),
@@ -597,25 +616,44 @@ impl Broker {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(self.cfg.role_cache_seconds));
         if !fresh {
-            match self.read_role_tags().await {
-                Ok(tags) => *cache = Some((Instant::now(), tags)),
-                // Fail closed only when nothing is known; a stale cache beats refusing everyone
-                // while IAM is briefly unreachable, and it only ever shrinks on refresh.
-                Err(e) if cache.is_none() => {
-                    eprintln!("broker: cannot read role tags from IAM: {e}");
-                    return Err(Refusal::new(
-                        503,
-                        "role-directory-unavailable",
-                        "the broker cannot read role authorisations right now; try again later",
-                    ));
-                }
-                Err(e) => {
-                    eprintln!("broker: refreshing role tags failed ({e}); using the cached ones")
+            let mut by_account = cache.take().map(|(_, by)| by).unwrap_or_default();
+            let sources = std::iter::once(("", &self.iam))
+                .chain(self.member_iams.iter().map(|(a, c)| (a.as_str(), c)));
+            for (account, client) in sources {
+                let which = if account.is_empty() {
+                    "the broker's account"
+                } else {
+                    account
+                };
+                match self.read_role_tags(client).await {
+                    Ok(mut tags) => {
+                        // A member account's tags speak for its own roles only.
+                        if !account.is_empty() {
+                            tags.retain(|arn, _| arn.split(':').nth(4) == Some(account));
+                        }
+                        by_account.insert(account.to_owned(), tags);
+                    }
+                    // A stale account beats refusing its users while IAM is briefly
+                    // unreachable; an account never read grants nothing (fails closed).
+                    Err(e) if by_account.contains_key(account) => eprintln!(
+                        "broker: refreshing role tags in {which} failed ({e}); using the cached ones"
+                    ),
+                    Err(e) => eprintln!(
+                        "broker: cannot read role tags in {which}: {e}; its roles are refused until it can be read"
+                    ),
                 }
             }
+            if by_account.is_empty() {
+                return Err(Refusal::new(
+                    503,
+                    "role-directory-unavailable",
+                    "the broker cannot read role authorisations right now; try again later",
+                ));
+            }
+            *cache = Some((Instant::now(), by_account));
         }
-        if let Some((_, tags)) = cache.as_ref() {
-            for (arn, groups) in tags {
+        if let Some((_, by_account)) = cache.as_ref() {
+            for (arn, groups) in by_account.values().flatten() {
                 map.entry(arn.clone())
                     .or_default()
                     .extend(groups.iter().cloned());
@@ -624,12 +662,11 @@ impl Broker {
         Ok(map)
     }
 
-    async fn read_role_tags(&self) -> Result<RoleGroups, String> {
+    async fn read_role_tags(&self, iam: &aws_sdk_iam::Client) -> Result<RoleGroups, String> {
         let mut out = HashMap::new();
         let mut marker = None;
         loop {
-            let page = self
-                .iam
+            let page = iam
                 .get_account_authorization_details()
                 .filter(EntityType::Role)
                 .set_marker(marker)

@@ -110,6 +110,11 @@ iam = boto3.client("iam", **{BOTO3_KW})
 trust = json.dumps({{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::123456789012:root"}}, "Action": "sts:AssumeRole"}}]}})
 iam.create_role(RoleName="payments-api", AssumeRolePolicyDocument=trust, Tags=[{{"Key": "credwarden:groups", "Value": "payments payments-oncall"}}])
 iam.create_role(RoleName="admin", AssumeRolePolicyDocument=trust, Tags=[{{"Key": "credwarden:groups", "Value": "security"}}])
+# A member account's role, granted by its own tag: the broker reads it through the read role
+# it assumes there ([aws] role_tag_accounts).
+c = boto3.client("sts", **{BOTO3_KW}).assume_role(RoleArn="arn:aws:iam::222233334444:role/credwarden-read", RoleSessionName="seed")["Credentials"]
+member = boto3.client("iam", **dict({BOTO3_KW}, aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"]))
+member.create_role(RoleName="ledger-reader", AssumeRolePolicyDocument=trust, Tags=[{{"Key": "credwarden:groups", "Value": "ledger"}}])
 "#
         ),
         &[],
@@ -137,6 +142,8 @@ egress = ["198.51.100.0/24"]
 [aws]
 endpoint_url = "{endpoint}"
 region = "us-east-1"
+role_tag_accounts = ["222233334444"]
+assume_role_name = "credwarden-read"
 "#,
         audit = dir.path().join("audit.sqlite").display(),
         findings = dir.path().join("findings.jsonl").display(),
@@ -231,7 +238,7 @@ print(sts.get_caller_identity()["Arn"])
         .recorder
         .bodies()
         .into_iter()
-        .find(|b| b.contains("Action=AssumeRole"))
+        .find(|b| b.contains("Action=AssumeRole") && b.contains("role%2Fpayments-api"))
         .expect("an AssumeRole request reached moto");
     for needle in [
         "RoleSessionName=alice",
@@ -265,6 +272,51 @@ print(sts.get_caller_identity()["Arn"])
             .unwrap()
             .starts_with("export AWS_ACCESS_KEY_ID=ASIA"),
         "{exports}"
+    );
+
+    // A member account's role, authorised by its tag there, is issued like any other; the
+    // broker's own account's users of other groups do not see it.
+    let dave = h.token("dave", &["ledger"]);
+    let (status, v, _) = h.call("GET", "/v1/roles", Some(&dave), None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["roles"],
+        json!(["arn:aws:iam::222233334444:role/ledger-reader"])
+    );
+    let (status, member_creds, _) = h.call(
+        "POST",
+        "/v1/credentials",
+        Some(&dave),
+        Some(json!({"role": "ledger-reader"})),
+    );
+    assert_eq!(status, 200, "{member_creds}");
+    let identity = h.moto.python(
+        r#"
+import boto3, os, sys
+sts = boto3.client("sts", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                   aws_access_key_id=sys.argv[1], aws_secret_access_key=sys.argv[2], aws_session_token=sys.argv[3])
+print(sts.get_caller_identity()["Arn"])
+"#,
+        &[
+            member_creds["AccessKeyId"].as_str().unwrap(),
+            member_creds["SecretAccessKey"].as_str().unwrap(),
+            member_creds["SessionToken"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        identity.trim(),
+        "arn:aws:sts::222233334444:assumed-role/ledger-reader/dave"
+    );
+    // The member's tags were read through its read role, under a session name that says
+    // who reads.
+    assert!(
+        h.recorder
+            .bodies()
+            .iter()
+            .any(|b| b.contains("Action=AssumeRole")
+                && b.contains("222233334444%3Arole%2Fcredwarden-read")
+                && b.contains("RoleSessionName=credwarden")),
+        "the broker did not assume the member's read role"
     );
 
     // Bob is not in the group: refused, audited, no credentials.

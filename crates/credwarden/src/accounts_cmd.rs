@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use store::{Account, Store};
@@ -83,6 +83,57 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
         args.owner_tag
     )?;
     Ok(())
+}
+
+/// Account ids for `requested` (ids, or names in the registry held by `registry`): one
+/// resolution for every command that takes accounts. `flag` and `registry_flag` name the
+/// options in errors.
+pub fn resolve_ids(
+    requested: &[String],
+    registry: Option<&Path>,
+    flag: &str,
+    registry_flag: &str,
+) -> Result<Vec<String>> {
+    let is_id = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+    if requested.iter().all(|a| is_id(a)) {
+        return Ok(requested.to_vec());
+    }
+    let Some(registry) = registry else {
+        bail!(
+            "{flag} by name needs the account registry: give {registry_flag} FILE (after \
+             `credwarden accounts sync --state FILE`)"
+        );
+    };
+    let names = run::AccountNames::load(&Store::open(registry)?)?;
+    requested
+        .iter()
+        .map(|a| {
+            names.resolve(a).with_context(|| {
+                format!("{flag}: {a:?} is neither an account id nor a name in the registry")
+            })
+        })
+        .collect()
+}
+
+/// The registry's active accounts (id, name): what "every account" means.
+pub fn active_accounts(registry: &Path) -> Result<Vec<(String, String)>> {
+    let accounts = Store::open(registry)?.accounts()?;
+    if accounts.is_empty() {
+        bail!(
+            "the registry in {} holds no accounts: run `credwarden accounts sync --state {}` first",
+            registry.display(),
+            registry.display()
+        );
+    }
+    Ok(accounts
+        .into_iter()
+        .filter(|a| {
+            a.status
+                .as_deref()
+                .is_none_or(|s| s.eq_ignore_ascii_case("ACTIVE"))
+        })
+        .map(|a| (a.id, a.name))
+        .collect())
 }
 
 pub fn list(args: &ListArgs, out: &mut dyn Write) -> Result<()> {

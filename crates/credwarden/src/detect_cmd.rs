@@ -180,25 +180,7 @@ fn parse_day(flag: &str, text: &str) -> Result<EventTime> {
 
 /// `--accounts` as ids: registry names (from the state file) are resolved.
 fn resolve_accounts(args: &DetectArgs) -> Result<Vec<String>> {
-    let is_id = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
-    if args.accounts.iter().all(|a| is_id(a)) {
-        return Ok(args.accounts.clone());
-    }
-    let Some(state) = &args.state else {
-        bail!(
-            "--accounts by name needs the account registry: give --state FILE (after \
-             `credwarden accounts sync --state FILE`)"
-        );
-    };
-    let names = run::AccountNames::load(&Store::open(state)?)?;
-    args.accounts
-        .iter()
-        .map(|a| {
-            names.resolve(a).with_context(|| {
-                format!("--accounts: {a:?} is neither an account id nor a name in the registry")
-            })
-        })
-        .collect()
+    crate::accounts_cmd::resolve_ids(&args.accounts, args.state.as_deref(), "--accounts", "--state")
 }
 
 /// Where this run reads: the paths given, or S3 locations (not both).

@@ -23,6 +23,183 @@ pub struct InventoryArgs {
     pub regions: Vec<String>,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub members: MemberArgs,
+}
+
+/// Member accounts, each read through a role assumed in it.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct MemberArgs {
+    /// Work in these member accounts (ids, or names from --registry; comma-separated), each
+    /// through --assume-role-name [default: every active account of --registry].
+    #[arg(
+        long = "accounts",
+        value_name = "ACCOUNT",
+        value_delimiter = ',',
+        requires = "assume_role_name"
+    )]
+    pub accounts: Vec<String>,
+    /// The role assumed in each member account (session name "credwarden"). Without it:
+    /// the credentials' own account only.
+    #[arg(long, value_name = "NAME")]
+    pub assume_role_name: Option<String>,
+    /// The state file holding the account registry (`credwarden accounts sync`): names for
+    /// --accounts, and every active account when --accounts is not given.
+    #[arg(long, value_name = "FILE")]
+    pub registry: Option<PathBuf>,
+}
+
+/// One account a command works in.
+pub struct Target {
+    /// `None`: the credentials' own account (no role assumed).
+    pub account: Option<String>,
+    /// How messages name it: "111122223333 (payments-prod)".
+    pub label: String,
+    pub session: Session,
+}
+
+/// The accounts reached, and those that could not be (label, why).
+pub struct Reach {
+    pub targets: Vec<Target>,
+    pub failed: Vec<(String, String)>,
+}
+
+impl MemberArgs {
+    pub fn is_set(&self) -> bool {
+        self.assume_role_name.is_some()
+    }
+
+    /// The member accounts (id, label) these options name.
+    fn accounts(&self) -> Result<Vec<(String, String)>> {
+        let registry = self.registry.as_deref();
+        let named: Vec<(String, String)> = match (self.accounts.is_empty(), registry) {
+            (false, _) => crate::accounts_cmd::resolve_ids(
+                &self.accounts,
+                registry,
+                "--accounts",
+                "--registry",
+            )?
+            .into_iter()
+            .map(|id| (id, String::new()))
+            .collect(),
+            (true, Some(r)) => crate::accounts_cmd::active_accounts(r)?,
+            (true, None) => bail!(
+                "--assume-role-name needs the accounts to work in: --accounts ID,… or \
+                 --registry FILE (every active account of the registry)"
+            ),
+        };
+        let names = match registry {
+            Some(r) => run::AccountNames::load(&store::Store::open(r)?)?,
+            None => run::AccountNames::default(),
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (id, _) in named {
+            if out.iter().any(|(seen, _)| *seen == id) {
+                continue;
+            }
+            let label = match names.name_of(&id) {
+                Some(name) => format!("{id} ({name})"),
+                None => id.clone(),
+            };
+            out.push((id, label));
+        }
+        Ok(out)
+    }
+
+    /// Connect: the credentials' own account, or each member account through its role. An
+    /// account whose role cannot be assumed is in `failed`, the others are reached.
+    pub fn reach(&self, aws: &AwsArgs, regions: &[String]) -> Result<Reach> {
+        let base = Session::connect(&LiveOptions {
+            endpoint_url: aws.endpoint_url.clone(),
+            region: aws.region.clone(),
+            regions: regions.to_vec(),
+        })?;
+        let Some(role) = &self.assume_role_name else {
+            return Ok(Reach {
+                targets: vec![Target {
+                    account: None,
+                    label: "the credentials' account".into(),
+                    session: base,
+                }],
+                failed: Vec::new(),
+            });
+        };
+        let mut reach = Reach {
+            targets: Vec::new(),
+            failed: Vec::new(),
+        };
+        for (id, label) in self.accounts()? {
+            match base.assume_member(&id, role) {
+                Ok(session) => reach.targets.push(Target {
+                    account: Some(id),
+                    label,
+                    session,
+                }),
+                Err(e) => reach.failed.push((label, e.to_string())),
+            }
+        }
+        Ok(reach)
+    }
+}
+
+impl Reach {
+    /// Where a role named on the command line lives: an ARN names its account (and must be
+    /// one reached); a bare name means every reached account whose inventory holds a role of
+    /// that name — or, without member accounts, the credentials' own account. Returns the
+    /// targets with the role's name in each.
+    pub fn role_targets<'a>(
+        &'a self,
+        inv: &Inventory,
+        role: &str,
+    ) -> Result<Vec<(&'a Target, String)>> {
+        if let Some(rest) = role.strip_prefix("arn:") {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            let (Some(account), Some(resource)) = (parts.get(3), parts.get(4)) else {
+                bail!("{role}: not a role ARN");
+            };
+            let Some(name) = resource
+                .strip_prefix("role/")
+                .map(|p| p.rsplit('/').next().unwrap_or(p))
+            else {
+                bail!("{role}: not a role ARN");
+            };
+            for t in &self.targets {
+                let here = match &t.account {
+                    Some(a) => a.clone(),
+                    None => t.session.account_id()?,
+                };
+                if here == *account {
+                    return Ok(vec![(t, name.to_owned())]);
+                }
+            }
+            bail!("{role}: account {account} is not one this command reached");
+        }
+        if self.targets.len() == 1 && self.targets[0].account.is_none() {
+            return Ok(vec![(&self.targets[0], role.to_owned())]);
+        }
+        let found: Vec<(&Target, String)> = self
+            .targets
+            .iter()
+            .filter(|t| {
+                inv.roles.iter().any(|r| {
+                    r.name == role
+                        && t.account
+                            .as_deref()
+                            .is_some_and(|a| arn_account(&r.arn) == Some(a))
+                })
+            })
+            .map(|t| (t, role.to_owned()))
+            .collect();
+        if found.is_empty() {
+            bail!("{role}: no reached account has a role of that name");
+        }
+        Ok(found)
+    }
+}
+
+/// The account id field of an ARN.
+pub fn arn_account(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
 /// How to reach AWS.
@@ -49,29 +226,66 @@ impl AwsArgs {
 impl InventoryArgs {
     /// Load the inventory; problems (truncated files, unreadable documents) go to `warn`.
     pub fn load(&self, warn: &mut dyn std::io::Write) -> Result<Inventory> {
+        Ok(self.load_reached(warn)?.0)
+    }
+
+    /// The inventory, and with `--live` the accounts it was read from (for writing back).
+    /// With member accounts every account's inventory is merged (a lock covers the
+    /// organisation's network); an account that cannot be reached or read is in
+    /// `unread_accounts`, the rest is still read.
+    pub fn load_reached(
+        &self,
+        warn: &mut dyn std::io::Write,
+    ) -> Result<(Inventory, Option<Reach>)> {
         if self.inventory.is_empty() && !self.live {
             bail!("this command needs an inventory: --inventory FILE… (AWS CLI JSON) or --live");
         }
+        if self.members.is_set() && !self.live {
+            bail!("--assume-role-name reads member accounts live: add --live");
+        }
         let mut inv = Inventory::from_files(&self.inventory)?;
+        let mut reached = None;
         if self.live {
-            let session = Session::connect(&LiveOptions {
-                endpoint_url: self.aws.endpoint_url.clone(),
-                region: self.aws.region.clone(),
-                regions: self.regions.clone(),
-            })?;
-            let live = session.inventory()?;
-            writeln!(
-                warn,
-                "inventory: network read in {} region(s): {}",
-                live.network_regions.len(),
-                live.network_regions.join(", ")
-            )?;
-            merge(&mut inv, live);
+            let reach = self.members.reach(&self.aws, &self.regions)?;
+            for (label, why) in &reach.failed {
+                inv.problems
+                    .push(format!("account {label} could not be reached: {why}"));
+                inv.unread_accounts.push(label.clone());
+            }
+            for t in &reach.targets {
+                match t.session.inventory() {
+                    Ok(mut live) => {
+                        writeln!(
+                            warn,
+                            "inventory: {}: network read in {} region(s): {}",
+                            t.label,
+                            live.network_regions.len(),
+                            live.network_regions.join(", ")
+                        )?;
+                        if t.account.is_some() {
+                            for p in &mut live.problems {
+                                *p = format!("account {}: {p}", t.label);
+                            }
+                            for r in &mut live.unread_regions {
+                                *r = format!("{}/{r}", t.label);
+                            }
+                        }
+                        merge(&mut inv, live);
+                    }
+                    Err(e) if t.account.is_some() => {
+                        inv.problems
+                            .push(format!("account {} could not be read: {e}", t.label));
+                        inv.unread_accounts.push(t.label.clone());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            reached = Some(reach);
         }
         for p in &inv.problems {
             writeln!(warn, "warning: inventory: {p}")?;
         }
-        Ok(inv)
+        Ok((inv, reached))
     }
 }
 
@@ -86,6 +300,7 @@ fn merge(into: &mut Inventory, from: Inventory) {
     into.problems.extend(from.problems);
     into.network_regions.extend(from.network_regions);
     into.unread_regions.extend(from.unread_regions);
+    into.unread_accounts.extend(from.unread_accounts);
     into.has_network |= from.has_network;
     into.has_iam |= from.has_iam;
 }

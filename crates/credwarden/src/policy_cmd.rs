@@ -12,7 +12,7 @@ use prevent::verify::{allow_everything, render, run, run_alone_and_beside_everyt
 use prevent::{Environment, LockForm};
 use serde_json::json;
 
-use crate::inventory::InventoryArgs;
+use crate::inventory::{InventoryArgs, Reach};
 
 /// Exit code when a verification table fails (0 ran and passed, 1 usage/config error).
 pub const VERIFY_FAILED: u8 = 3;
@@ -106,6 +106,8 @@ pub fn evaluate(args: &EvaluateArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+type Generated = (aws::Inventory, Environment, Policy, Option<Reach>);
+
 /// Which lock, for which environment: shared by `policy lock` and `policy verify`.
 #[derive(clap::Args, Debug)]
 pub struct LockTarget {
@@ -120,12 +122,12 @@ pub struct LockTarget {
 }
 
 impl LockTarget {
-    /// The inventory, our environment from it, and the generated lock.
-    fn generate(&self, err: &mut dyn Write) -> Result<(aws::Inventory, Environment, Policy)> {
-        let inv = self.inventory.load(err)?;
+    /// The inventory, our environment from it, the generated lock, and the accounts read.
+    fn generate(&self, err: &mut dyn Write) -> Result<Generated> {
+        let (inv, reach) = self.inventory.load_reached(err)?;
         let env = Environment::from_inventory(&inv, &self.egress)?;
         let policy = lock_policy(&env, self.form.into())?;
-        Ok((inv, env, policy))
+        Ok((inv, env, policy, reach))
     }
 }
 
@@ -168,7 +170,7 @@ impl From<Form> for LockForm {
 /// `policy lock`: print the lock (verified first), list the roles it must not lock, and
 /// optionally apply it.
 pub fn lock(args: &LockArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
-    let (inv, env, policy) = args.target.generate(err)?;
+    let (inv, env, policy, reach) = args.target.generate(err)?;
     let outcomes = run(
         &policy,
         "lock",
@@ -221,48 +223,70 @@ pub fn lock(args: &LockArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         write!(out, "{text}")?;
         return Ok(0);
     }
-    if !inv.unread_regions.is_empty() {
+    if !inv.unread_regions.is_empty() || !inv.unread_accounts.is_empty() {
+        let unread: Vec<&str> = inv
+            .unread_accounts
+            .iter()
+            .map(|a| a.as_str())
+            .chain(inv.unread_regions.iter().map(|r| r.as_str()))
+            .collect();
         bail!(
-            "not applying: the inventory could not read region(s) {}, so the lock would deny \
-             their traffic; fix access to them or narrow with --regions",
-            inv.unread_regions.join(", ")
+            "not applying: the inventory could not read {}, so the lock would deny their \
+             traffic; fix access to them or narrow with --regions / --accounts",
+            unread.join(", ")
         );
     }
-    let session = args.target.inventory.aws.connect()?;
+    let reach = match reach {
+        Some(reach) => reach,
+        None => args
+            .target
+            .inventory
+            .members
+            .reach(&args.target.inventory.aws, &[])?,
+    };
+    let members = args.target.inventory.members.is_set();
     for role in &args.apply {
         if is_external(role) {
             writeln!(out, "{role}: skipped, serves external subnets")?;
             continue;
         }
-        let current = session
-            .role_policy(role, &args.policy_name)?
-            .map(|p| p.to_pretty_json())
-            .unwrap_or_default();
-        if current == text {
-            writeln!(out, "{role}: {} already up to date", args.policy_name)?;
-            continue;
-        }
-        if args.dry_run {
-            writeln!(
-                out,
-                "--- {role} inline policy {} (current{})\n+++ {role} inline policy {} (lock)",
-                args.policy_name,
-                if current.is_empty() { ": none" } else { "" },
-                args.policy_name
-            )?;
-            write!(out, "{}", prevent::diff::line_diff(&current, &text))?;
-        } else {
-            session.put_role_policy(role, &args.policy_name, &policy.to_compact_json())?;
-            writeln!(
-                out,
-                "{role}: {} {}",
-                args.policy_name,
-                if current.is_empty() {
-                    "attached"
-                } else {
-                    "updated"
-                }
-            )?;
+        for (target, name) in reach.role_targets(&inv, role)? {
+            let who = if members {
+                format!("{} {name}", target.label)
+            } else {
+                role.clone()
+            };
+            let session = &target.session;
+            let current = session
+                .role_policy(&name, &args.policy_name)?
+                .map(|p| p.to_pretty_json())
+                .unwrap_or_default();
+            if current == text {
+                writeln!(out, "{who}: {} already up to date", args.policy_name)?;
+                continue;
+            }
+            if args.dry_run {
+                writeln!(
+                    out,
+                    "--- {who} inline policy {} (current{})\n+++ {who} inline policy {} (lock)",
+                    args.policy_name,
+                    if current.is_empty() { ": none" } else { "" },
+                    args.policy_name
+                )?;
+                write!(out, "{}", prevent::diff::line_diff(&current, &text))?;
+            } else {
+                session.put_role_policy(&name, &args.policy_name, &policy.to_compact_json())?;
+                writeln!(
+                    out,
+                    "{who}: {} {}",
+                    args.policy_name,
+                    if current.is_empty() {
+                        "attached"
+                    } else {
+                        "updated"
+                    }
+                )?;
+            }
         }
     }
     Ok(0)
@@ -281,7 +305,7 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(args: &VerifyArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8> {
-    let (_, env, generated) = args.target.generate(err)?;
+    let (_, env, generated, _) = args.target.generate(err)?;
     let (name, policy) = match &args.policy {
         Some(p) => (p.display().to_string(), read_policy(p)?),
         None => ("generated lock".to_owned(), generated),

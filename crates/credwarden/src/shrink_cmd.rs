@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use shrink::{AccessAdvisor, Plan, PlanOptions, Usage, Verdict};
 
-use crate::inventory::{AwsArgs, InventoryArgs};
+use crate::inventory::{AwsArgs, InventoryArgs, MemberArgs, Reach, Target};
 
 /// The CloudTrail that shows use, and the window it is judged over.
 #[derive(clap::Args, Debug)]
@@ -172,6 +172,8 @@ pub struct ApplyArgs {
     pub opt_out_tag: String,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub members: MemberArgs,
 }
 
 fn read_plan(path: &std::path::Path) -> Result<Plan> {
@@ -220,26 +222,46 @@ pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
     let plan = read_plan(&args.plan)?;
     let now = credwarden_core::EventTime(now_arg(&args.now, None)?);
     let store = store::Store::open(&args.state)?;
-    let session = args.aws.connect()?;
-    for a in shrink::apply::apply_plan(&session, &store, &plan, &args.opt_out_tag, now)? {
+    let reach = args.members.reach(&args.aws, &[])?;
+    for (label, why) in &reach.failed {
         writeln!(
             out,
-            "{}: {}{}",
-            a.role,
+            "account {label}: not reached ({why}); its roles are skipped"
+        )?;
+    }
+    let sessions = account_sessions(&reach)?;
+    let members = args.members.is_set();
+    for a in shrink::apply::apply_plan(&sessions, &store, &plan, &args.opt_out_tag, now)? {
+        // With member accounts a role is named by its ARN: the same name may be in several.
+        let role = if members { &a.arn } else { &a.role };
+        writeln!(
+            out,
+            "{role}: {}{}",
             a.outcome,
             a.version
-                .map(|v| format!(
-                    " (rollback: credwarden shrink rollback {} --to {v})",
-                    a.role
-                ))
+                .map(|v| format!(" (rollback: credwarden shrink rollback {role} --to {v})"))
                 .unwrap_or_default()
         )?;
     }
     Ok(())
 }
 
+/// Each reached account's session by account id (the credentials' own account asked of STS).
+fn account_sessions(reach: &Reach) -> Result<shrink::apply::AccountSessions<'_>> {
+    let mut by_account = Vec::new();
+    for t in &reach.targets {
+        let id = match &t.account {
+            Some(id) => id.clone(),
+            None => t.session.account_id()?,
+        };
+        by_account.push((id, &t.session));
+    }
+    Ok(shrink::apply::AccountSessions::new(by_account))
+}
+
 #[derive(clap::Args, Debug)]
 pub struct RollbackArgs {
+    /// The role: its ARN, or its name when one account's history holds it.
     pub role: String,
     #[arg(long, value_name = "FILE")]
     pub state: PathBuf,
@@ -248,13 +270,16 @@ pub struct RollbackArgs {
     pub to: Option<i64>,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub members: MemberArgs,
 }
 
 pub fn rollback(args: &RollbackArgs, out: &mut dyn Write) -> Result<()> {
     let store = store::Store::open(&args.state)?;
-    let session = args.aws.connect()?;
-    let a = shrink::apply::rollback(&session, &store, &args.role, args.to)?;
-    writeln!(out, "{}: {}", a.role, a.outcome)?;
+    let reach = args.members.reach(&args.aws, &[])?;
+    let sessions = account_sessions(&reach)?;
+    let a = shrink::apply::rollback(&sessions, &store, &args.role, args.to)?;
+    writeln!(out, "{}: {}", args.role, a.outcome)?;
     Ok(())
 }
 
@@ -267,7 +292,8 @@ pub struct HistoryArgs {
 
 pub fn history(args: &HistoryArgs, out: &mut dyn Write) -> Result<()> {
     let store = store::Store::open(&args.state)?;
-    for (version, at, reason, _) in store.history(&args.role)? {
+    let key = shrink::apply::history_key(&store, &args.role)?;
+    for (version, at, reason, _) in store.history(&key)? {
         writeln!(out, "{version}\t{}\t{reason}", cloudtrail::EventTime(at))?;
     }
     Ok(())
@@ -299,6 +325,8 @@ pub struct KeysAuditArgs {
     pub json: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub members: MemberArgs,
 }
 
 fn report_text(path: &std::path::Path) -> Result<String> {
@@ -324,44 +352,107 @@ fn report_text(path: &std::path::Path) -> Result<String> {
 }
 
 pub fn keys_audit(args: &KeysAuditArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
-    let session = if args.live || args.apply {
-        Some(args.aws.connect()?)
+    if args.members.is_set() && !(args.live || args.apply) {
+        bail!("--assume-role-name reads member accounts live: add --live");
+    }
+    let reach = if args.live || args.apply {
+        let reach = args.members.reach(&args.aws, &[])?;
+        for (label, why) in &reach.failed {
+            writeln!(err, "warning: account {label} could not be reached: {why}")?;
+        }
+        Some(reach)
     } else {
         None
     };
-    let csv = match (&args.credential_report, &session) {
-        (Some(path), _) => report_text(path)?,
-        (None, Some(s)) if args.live => s.credential_report()?,
-        _ => bail!("give --credential-report FILE or --live"),
-    };
-    let rows = shrink::keys::parse_report(&csv)?;
     let usage = if args.cloudtrail.is_empty() {
         Usage::default()
     } else {
         Usage::scan(&args.cloudtrail)?
     };
     let now_ms = now_arg(&args.now, None)?;
-    let findings = shrink::keys::audit(
-        &rows,
-        &usage.static_key_use,
-        now_ms,
-        args.max_age_days,
-        args.unused_days,
-    );
-    writeln!(
-        err,
-        "{} user(s) in the report, {} key finding(s)",
-        rows.len(),
-        findings.len()
-    )?;
-    for f in &findings {
-        if args.json {
+    // One credential report per account: the report file, or each reached account's own.
+    let reports: Vec<(Option<&Target>, String)> = match (&args.credential_report, &reach) {
+        (Some(path), reach) => {
+            if reach
+                .as_ref()
+                .is_some_and(|r| r.targets.len() + r.failed.len() > 1)
+            {
+                bail!(
+                    "a --credential-report file is one account's: give one account with --accounts"
+                );
+            }
+            vec![(
+                reach.as_ref().and_then(|r| r.targets.first()),
+                report_text(path)?,
+            )]
+        }
+        (None, Some(reach)) if args.live => {
+            let mut reports = Vec::new();
+            for t in &reach.targets {
+                match t.session.credential_report() {
+                    Ok(csv) => reports.push((Some(t), csv)),
+                    // One refusing account must not hide the others' keys.
+                    Err(e) if t.account.is_some() => {
+                        writeln!(err, "warning: account {}: {e}", t.label)?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            reports
+        }
+        _ => bail!("give --credential-report FILE or --live"),
+    };
+    for (target, csv) in &reports {
+        let rows = shrink::keys::parse_report(csv)?;
+        let findings = shrink::keys::audit(
+            &rows,
+            &usage.static_key_use,
+            now_ms,
+            args.max_age_days,
+            args.unused_days,
+        );
+        let prefix = match target {
+            Some(t) if t.account.is_some() => format!("{}: ", t.label),
+            _ => String::new(),
+        };
+        writeln!(
+            err,
+            "{prefix}{} user(s) in the report, {} key finding(s)",
+            rows.len(),
+            findings.len()
+        )?;
+        print_key_findings(&findings, &prefix, args.json, out)?;
+        if args.apply {
+            let session = &target.expect("connected for --apply").session;
+            let undo = match (
+                target.and_then(|t| t.account.as_deref()),
+                &args.members.assume_role_name,
+            ) {
+                (Some(account), Some(role)) => {
+                    format!(" --accounts {account} --assume-role-name {role}")
+                }
+                _ => String::new(),
+            };
+            deactivate_unused(session, &findings, (&prefix, &undo), out, err)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_key_findings(
+    findings: &[shrink::keys::KeyFinding],
+    prefix: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    for f in findings {
+        if json {
             serde_json::to_writer(&mut *out, f)?;
             writeln!(out)?;
         } else {
             writeln!(
                 out,
-                "{:<8} {} key {}: {}{}",
+                "{:<8} {prefix}{} key {}: {}{}",
                 f.severity,
                 f.user,
                 f.slot,
@@ -370,29 +461,38 @@ pub fn keys_audit(args: &KeysAuditArgs, out: &mut dyn Write, err: &mut dyn Write
             )?;
         }
     }
-    if args.apply {
-        let session = session.as_ref().expect("connected for --apply");
-        for f in findings.iter().filter(|f| f.deactivate) {
-            // The report names a slot; the key is the one created (or rotated) when the report
-            // says. A key rotated since the report matches nothing and is left alone.
-            let keys = session.access_keys(&f.user)?;
-            let Some((id, status, _)) = keys.iter().find(|(_, _, created)| {
-                f.rotated_ms.is_some_and(|r| (created - r).abs() <= 120_000)
-            }) else {
-                writeln!(err, "warning: {} key {}: no key was created when the report says (rotated since?); left alone", f.user, f.slot)?;
-                continue;
-            };
-            if status != "Active" {
-                continue;
-            }
-            session.set_access_key_status(&f.user, id, false)?;
-            // An access key id is an identifier (CloudTrail shows it), not a secret.
-            writeln!(
-                out,
-                "deactivated {} key {id} (undo: credwarden keys reactivate {} {id})",
-                f.user, f.user
-            )?;
+    Ok(())
+}
+
+/// Deactivate (never delete) the keys the audit found unused.
+fn deactivate_unused(
+    session: &aws::Session,
+    findings: &[shrink::keys::KeyFinding],
+    (prefix, undo): (&str, &str),
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<()> {
+    for f in findings.iter().filter(|f| f.deactivate) {
+        // The report names a slot; the key is the one created (or rotated) when the report
+        // says. A key rotated since the report matches nothing and is left alone.
+        let keys = session.access_keys(&f.user)?;
+        let Some((id, status, _)) = keys
+            .iter()
+            .find(|(_, _, created)| f.rotated_ms.is_some_and(|r| (created - r).abs() <= 120_000))
+        else {
+            writeln!(err, "warning: {prefix}{} key {}: no key was created when the report says (rotated since?); left alone", f.user, f.slot)?;
+            continue;
+        };
+        if status != "Active" {
+            continue;
         }
+        session.set_access_key_status(&f.user, id, false)?;
+        // An access key id is an identifier (CloudTrail shows it), not a secret.
+        writeln!(
+            out,
+            "{prefix}deactivated {} key {id} (undo: credwarden keys reactivate {} {id}{undo})",
+            f.user, f.user
+        )?;
     }
     Ok(())
 }
@@ -403,12 +503,18 @@ pub struct KeysReactivateArgs {
     pub access_key_id: String,
     #[command(flatten)]
     pub aws: AwsArgs,
+    #[command(flatten)]
+    pub members: MemberArgs,
 }
 
 pub fn keys_reactivate(args: &KeysReactivateArgs, out: &mut dyn Write) -> Result<()> {
-    args.aws
-        .connect()?
-        .set_access_key_status(&args.user, &args.access_key_id, true)?;
+    let reach = args.members.reach(&args.aws, &[])?;
+    let session = match (&reach.targets[..], &reach.failed[..]) {
+        ([one], []) => &one.session,
+        (_, [(label, why), ..]) => bail!("account {label} could not be reached: {why}"),
+        _ => bail!("a key is in one account: give one account with --accounts"),
+    };
+    session.set_access_key_status(&args.user, &args.access_key_id, true)?;
     writeln!(out, "reactivated {} key {}", args.user, args.access_key_id)?;
     Ok(())
 }

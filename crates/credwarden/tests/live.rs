@@ -219,3 +219,267 @@ fn live_without_a_reachable_endpoint_is_a_clear_error() {
         "credentials must never be printed: {err}"
     );
 }
+
+/// A member account, seeded through a role assumed in it (moto keeps each account apart by
+/// the credentials' account): its own VPC, NAT gateway, a role `app` and a user with a key.
+const MEMBER: &str = r#"
+import boto3, json, os, sys
+kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+c = boto3.client("sts", **kw).assume_role(RoleArn="arn:aws:iam::%s:role/credwarden-read" % sys.argv[1], RoleSessionName="seed")["Credentials"]
+mk = dict(kw, aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+if sys.argv[2] == "seed":
+    ec2 = boto3.client("ec2", **mk)
+    vpc = ec2.create_vpc(CidrBlock="10.60.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.60.1.0/24")["Subnet"]["SubnetId"]
+    eip = ec2.allocate_address(Domain="vpc")
+    ec2.create_nat_gateway(SubnetId=subnet, AllocationId=eip["AllocationId"])
+    iam = boto3.client("iam", **mk)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    iam.create_role(RoleName="app", AssumeRolePolicyDocument=trust)
+    iam.create_role(RoleName="only-here", AssumeRolePolicyDocument=trust)
+    iam.create_user(UserName="ci-bot")
+    key = iam.create_access_key(UserName="ci-bot")["AccessKey"]["AccessKeyId"]
+    print(json.dumps({"vpc": vpc, "public_ip": eip["PublicIp"], "key": key}))
+elif sys.argv[2] == "key":
+    iam = boto3.client("iam", **mk)
+    print(iam.list_access_keys(UserName="ci-bot")["AccessKeyMetadata"][0]["Status"])
+else:
+    iam = boto3.client("iam", **mk)
+    try:
+        print(iam.get_role_policy(RoleName=sys.argv[3], PolicyName="credwarden-environment-lock")["PolicyDocument"])
+    except iam.exceptions.NoSuchEntityException:
+        print("none")
+"#;
+
+#[test]
+fn member_accounts_through_an_assumed_role_make_one_lock_written_in_each() {
+    let moto = Moto::start();
+    let own: serde_json::Value = serde_json::from_str(moto.python(SEED, &[]).trim()).unwrap();
+    let member = "222233334444";
+    let seeded: serde_json::Value =
+        serde_json::from_str(moto.python(MEMBER, &[member, "seed"]).trim()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join("accounts.json");
+    std::fs::write(
+        &accounts,
+        r#"{"Accounts": [
+            {"Id": "123456789012", "Name": "management", "Status": "ACTIVE"},
+            {"Id": "222233334444", "Name": "payments-prod", "Status": "ACTIVE"},
+            {"Id": "999988887777", "Name": "closed-one", "Status": "SUSPENDED"}]}"#,
+    )
+    .unwrap();
+    let state = dir.path().join("state.sqlite");
+    let state_arg = state.to_str().unwrap();
+    let out = credwarden(
+        &moto,
+        &[
+            "accounts",
+            "sync",
+            "--state",
+            state_arg,
+            "--file",
+            accounts.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // Every active account of the registry (the suspended one is not tried), one lock
+    // covering both accounts' networks.
+    let members = [
+        "--assume-role-name",
+        "credwarden-read",
+        "--registry",
+        state_arg,
+    ];
+    let out = credwarden(
+        &moto,
+        &[
+            &["policy", "lock", "--live", "--regions", "us-east-1"][..],
+            &members,
+        ]
+        .concat(),
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let lock = text(&out.stdout);
+    for needle in [
+        own["vpc"].as_str().unwrap(),
+        own["public_ip"].as_str().unwrap(),
+        seeded["vpc"].as_str().unwrap(),
+        seeded["public_ip"].as_str().unwrap(),
+    ] {
+        assert!(lock.contains(needle), "{needle} missing:\n{lock}");
+    }
+    assert!(
+        err.contains("123456789012 (management): network read")
+            && err.contains("222233334444 (payments-prod): network read")
+            && !err.contains("999988887777"),
+        "{err}"
+    );
+
+    // A name from the registry narrows to that account; an unknown name is refused.
+    let out = credwarden(
+        &moto,
+        &[
+            &["policy", "lock", "--live", "--regions", "us-east-1"][..],
+            &members,
+            &["--accounts", "payments-prod"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains(own["vpc"].as_str().unwrap()));
+    let out = credwarden(
+        &moto,
+        &[
+            &["policy", "lock", "--live"][..],
+            &members,
+            &["--accounts", "nobody"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("\"nobody\" is neither"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Member accounts are read live only, and need a list or a registry.
+    let out = credwarden(
+        &moto,
+        &[
+            "policy",
+            "lock",
+            "--assume-role-name",
+            "r",
+            "--inventory",
+            "x.json",
+        ],
+    );
+    assert!(
+        text(&out.stderr).contains("add --live"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = credwarden(
+        &moto,
+        &["policy", "lock", "--live", "--assume-role-name", "r"],
+    );
+    assert!(
+        text(&out.stderr).contains("--registry FILE"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An unreadable region of a member account is named with its account, and nothing is
+    // written.
+    let out = credwarden(
+        &moto,
+        &[
+            &[
+                "policy",
+                "lock",
+                "--live",
+                "--regions",
+                "us-east-1,xx-nowhere-1",
+            ][..],
+            &members,
+            &["--apply", "app"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("222233334444 (payments-prod)/xx-nowhere-1"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(moto.python(MEMBER, &[member, "get", "app"]).trim(), "none");
+
+    // A role name is written in every account that has it; an ARN in its account only.
+    let apply = [
+        &["policy", "lock", "--live", "--regions", "us-east-1"][..],
+        &members,
+    ]
+    .concat();
+    let out = credwarden(&moto, &[&apply[..], &["--apply", "app"]].concat());
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        s.contains("123456789012 (management) app: credwarden-environment-lock attached")
+            && s.contains("222233334444 (payments-prod) app: credwarden-environment-lock attached"),
+        "{s}"
+    );
+    let written = moto.python(MEMBER, &[member, "get", "app"]);
+    assert!(
+        written.contains(seeded["vpc"].as_str().unwrap()),
+        "{written}"
+    );
+    let out = credwarden(
+        &moto,
+        &[
+            &apply[..],
+            &["--apply", "arn:aws:iam::222233334444:role/only-here"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .contains("(payments-prod) only-here: credwarden-environment-lock attached"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_ne!(
+        moto.python(MEMBER, &[member, "get", "only-here"]).trim(),
+        "none"
+    );
+    let out = credwarden(&moto, &[&apply[..], &["--apply", "missing"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("missing: no reached account has a role of that name"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Static keys in every account: each account's own credential report, keys found unused
+    // deactivated in their account, the undo naming it.
+    let audit = [
+        &["keys", "audit", "--live", "--now", "2031-01-01T00:00:00Z"][..],
+        &members,
+    ]
+    .concat();
+    let out = credwarden(&moto, &audit);
+    let (s, e) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(
+        s.contains("222233334444 (payments-prod): ci-bot key 1") && e.contains("(management): "),
+        "{s}{e}"
+    );
+    let out = credwarden(
+        &moto,
+        &[&audit[..], &["--apply", "--accounts", "payments-prod"]].concat(),
+    );
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let key = seeded["key"].as_str().unwrap();
+    assert!(
+        s.contains(&format!(
+            "deactivated ci-bot key {key} (undo: credwarden keys reactivate ci-bot {key} \
+             --accounts 222233334444 --assume-role-name credwarden-read)"
+        )),
+        "{s}"
+    );
+    assert_eq!(moto.python(MEMBER, &[member, "key"]).trim(), "Inactive");
+    let out = credwarden(
+        &moto,
+        &[
+            &["keys", "reactivate", "ci-bot", key][..],
+            &members,
+            &["--accounts", "222233334444"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(moto.python(MEMBER, &[member, "key"]).trim(), "Active");
+}

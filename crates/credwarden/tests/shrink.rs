@@ -667,3 +667,150 @@ egress = ["198.51.100.0/24"]
         "the old directory is kept"
     );
 }
+
+/// `idle` in the credentials' own account and in a member account, each with a policy
+/// nobody uses; run in the member through a role assumed in it (moto keeps accounts apart by
+/// the credentials' account).
+const MEMBER_IDLE: &str = r#"
+import boto3, json, os, sys
+kw = dict(KW)
+if sys.argv[1] != "123456789012":
+    c = boto3.client("sts", **kw).assume_role(RoleArn="arn:aws:iam::%s:role/credwarden-read" % sys.argv[1], RoleSessionName="seed")["Credentials"]
+    kw.update(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+iam = boto3.client("iam", **kw)
+if sys.argv[2] == "seed":
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    iam.create_role(RoleName="idle", AssumeRolePolicyDocument=trust)
+    iam.put_role_policy(RoleName="idle", PolicyName="idle-inline", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ec2:DescribeInstances"], "Resource": "*"}]}))
+print(json.dumps(iam.list_role_policies(RoleName="idle")["PolicyNames"]))
+"#;
+
+#[test]
+fn shrink_in_member_accounts_keys_history_by_role_arn() {
+    let moto = Moto::start();
+    let script = MEMBER_IDLE.replace("dict(KW)", &format!("dict({BOTO3_KW})"));
+    let member = "222233334444";
+    for account in ["123456789012", member] {
+        moto.python(&script, &[account, "seed"]);
+    }
+    let policies = |account: &str| moto.python(&script, &[account, "read"]).trim().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    // Both accounts are in the trail for the whole window; `ops` uses DescribeInstances in
+    // each, `idle` only asks who it is (no permission needed).
+    let mut records = Vec::new();
+    for account in ["123456789012", member] {
+        for (i, t) in [
+            "2027-03-03T12:00:00Z",
+            "2027-04-01T12:00:00Z",
+            "2027-05-31T12:00:00Z",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (source, name) = if i == 1 {
+                ("ec2.amazonaws.com", "DescribeInstances")
+            } else {
+                ("sts.amazonaws.com", "GetCallerIdentity")
+            };
+            let who = if i == 2 { "idle" } else { "ops" };
+            let mut r = record(who, source, name, None, i);
+            r["eventTime"] = (*t).into();
+            let text = r.to_string().replace("123456789012", account);
+            records.push(serde_json::from_str::<serde_json::Value>(&text).unwrap());
+        }
+    }
+    std::fs::write(
+        p("trail.json"),
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .unwrap();
+    let members = [
+        "--endpoint-url",
+        &moto.url,
+        "--assume-role-name",
+        "credwarden-read",
+        "--accounts",
+        "123456789012,222233334444",
+    ];
+    let out = credwarden(
+        &moto,
+        &[
+            &["shrink", "plan", "--live", "--regions", "us-east-1"][..],
+            &[
+                "--cloudtrail",
+                &p("trail.json"),
+                "--output",
+                &p("plan.json"),
+            ],
+            &members,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = std::fs::read_to_string(p("plan.json")).unwrap();
+    for arn in [
+        "arn:aws:iam::123456789012:role/idle",
+        "arn:aws:iam::222233334444:role/idle",
+    ] {
+        assert!(plan.contains(arn), "{arn} missing from the plan");
+    }
+
+    // Applied with the credentials' own account only: the member's role is not written in
+    // the wrong account, it is skipped.
+    let apply = [
+        "shrink",
+        "apply",
+        "--plan",
+        &p("plan.json"),
+        "--state",
+        &p("s.sqlite"),
+    ];
+    let out = credwarden(
+        &moto,
+        &[&apply[..], &["--endpoint-url", &moto.url]].concat(),
+    );
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        s.contains("idle: applied") && s.contains("idle: skipped: its account was not reached"),
+        "{s}"
+    );
+    assert_eq!(policies(member), r#"["idle-inline"]"#);
+
+    // Through the member's role: applied there, history keyed by ARN.
+    let out = credwarden(&moto, &[&apply[..], &members].concat());
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("arn:aws:iam::222233334444:role/idle: applied")
+            && s.contains(
+                "(rollback: credwarden shrink rollback arn:aws:iam::222233334444:role/idle --to"
+            ),
+        "{s}"
+    );
+    assert_eq!(policies(member), "[]");
+    assert_eq!(policies("123456789012"), "[]");
+
+    // A name in two accounts' history is ambiguous; the ARN rolls back the member only.
+    let rollback = ["shrink", "rollback", "--state", &p("s.sqlite")];
+    let out = credwarden(&moto, &[&rollback[..], &["idle"], &members].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("idle names roles in several accounts")
+            && e.contains("arn:aws:iam::222233334444:role/idle"),
+        "{e}"
+    );
+    let out = credwarden(
+        &moto,
+        &[
+            &rollback[..],
+            &["arn:aws:iam::222233334444:role/idle"],
+            &members,
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(policies(member), r#"["idle-inline"]"#);
+    assert_eq!(policies("123456789012"), "[]");
+}

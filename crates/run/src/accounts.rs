@@ -37,6 +37,11 @@ impl AccountNames {
         f
     }
 
+    /// The registry's name for an account id.
+    pub fn name_of(&self, id: &str) -> Option<&str> {
+        self.by_id.get(id).map(|(name, _)| name.as_str())
+    }
+
     /// The account id `name_or_id` means: an id as it is, a registry name (case-insensitive)
     /// as its id; `None` for a name the registry does not hold.
     pub fn resolve(&self, name_or_id: &str) -> Option<String> {

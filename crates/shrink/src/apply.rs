@@ -31,12 +31,72 @@ pub enum ApplyError {
     NotYetDue(String),
     #[error("the plan's not_before {0:?} is not a date")]
     BadNotBefore(String),
+    #[error("{0}: no recorded history; `credwarden shrink history` lists what is recorded")]
+    NoHistory(String),
+    #[error("{role} names roles in several accounts; give the role ARN: {}", arns.join(", "))]
+    Ambiguous { role: String, arns: Vec<String> },
+    #[error("{0}: its account is not one this command reached (--accounts, --assume-role-name)")]
+    NotReached(String),
+}
+
+/// The sessions a plan is applied through, one per account: each role is written in the
+/// account its ARN names, never in whichever account the credentials happen to be.
+pub struct AccountSessions<'a> {
+    by_account: Vec<(String, &'a Session)>,
+}
+
+impl<'a> AccountSessions<'a> {
+    /// `(account id, session in that account)` pairs.
+    pub fn new(by_account: Vec<(String, &'a Session)>) -> AccountSessions<'a> {
+        AccountSessions { by_account }
+    }
+
+    /// The session of the account `role_arn` is in.
+    pub fn for_role(&self, role_arn: &str) -> Option<&'a Session> {
+        let account = role_arn.split(':').nth(4)?;
+        self.by_account
+            .iter()
+            .find(|(a, _)| a == account)
+            .map(|(_, s)| *s)
+    }
+
+    /// The single session, for history recorded before roles were keyed by ARN (a name
+    /// only: it can be in the credentials' own account alone).
+    fn only(&self) -> Option<&'a Session> {
+        match &self.by_account[..] {
+            [(_, s)] => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+/// The history key a role argument means: an ARN as it is; a name the one recorded role of
+/// that name (by ARN, or a bare name recorded by earlier versions).
+pub fn history_key(store: &Store, role: &str) -> Result<String, ApplyError> {
+    if role.starts_with("arn:") {
+        return Ok(role.to_owned());
+    }
+    let found: Vec<String> = store
+        .history_roles()?
+        .into_iter()
+        .filter(|k| k == role || (k.starts_with("arn:") && k.rsplit('/').next() == Some(role)))
+        .collect();
+    match &found[..] {
+        [] => Err(ApplyError::NoHistory(role.to_owned())),
+        [one] => Ok(one.clone()),
+        _ => Err(ApplyError::Ambiguous {
+            role: role.to_owned(),
+            arns: found,
+        }),
+    }
 }
 
 /// What happened to one role.
 #[derive(Debug, Serialize)]
 pub struct Applied {
     pub role: String,
+    /// The role's ARN (what `rollback` takes when a name is in several accounts).
+    pub arn: String,
     pub outcome: String,
     pub version: Option<i64>,
 }
@@ -92,7 +152,7 @@ fn converge(
 /// Apply a plan at `now`: refused before the date a schedule announced (`not_before`), so the
 /// notice's promise holds whoever applies it. See [`apply`].
 pub fn apply_plan(
-    session: &Session,
+    sessions: &AccountSessions,
     store: &Store,
     plan: &Plan,
     opt_out_tag: &str,
@@ -105,14 +165,14 @@ pub fn apply_plan(
             return Err(ApplyError::NotYetDue(not_before.clone()));
         }
     }
-    apply(session, store, &plan.roles, opt_out_tag)
+    apply(sessions, store, &plan.roles, opt_out_tag)
 }
 
 /// Apply every shrinking role plan (through [`apply_plan`], which checks the date). A role
 /// tagged `opt_out_tag` = never/false/off/no since the
 /// plan was made is left alone: that tag is the remedy the schedule notice offers its owners.
 fn apply(
-    session: &Session,
+    sessions: &AccountSessions,
     store: &Store,
     roles: &[RolePlan],
     opt_out_tag: &str,
@@ -122,6 +182,16 @@ fn apply(
         if !matches!(r.verdict, Verdict::Shrink | Verdict::ToZero) {
             continue;
         }
+        let Some(session) = sessions.for_role(&r.arn) else {
+            out.push(Applied {
+                role: r.role.clone(),
+                arn: r.arn.clone(),
+                outcome: "skipped: its account was not reached (--accounts, --assume-role-name)"
+                    .into(),
+                version: None,
+            });
+            continue;
+        };
         let tags = session.role_tags(&r.role)?;
         if tags.get(opt_out_tag).is_some_and(|v| {
             matches!(
@@ -131,6 +201,7 @@ fn apply(
         }) {
             out.push(Applied {
                 role: r.role.clone(),
+                arn: r.arn.clone(),
                 outcome: format!("skipped: opted out with tag {opt_out_tag}"),
                 version: None,
             });
@@ -140,17 +211,20 @@ fn apply(
         if live != r.before {
             out.push(Applied {
                 role: r.role.clone(),
+                arn: r.arn.clone(),
                 outcome: "skipped: its policies changed since the plan was made".into(),
                 version: None,
             });
             continue;
         }
         let snapshot = serde_json::to_string(&live).expect("state serialises");
+        // Keyed by ARN: the same role name in two accounts is two histories.
         let version =
-            store.history_record(&r.role, &format!("before shrink: {}", r.reason), &snapshot)?;
+            store.history_record(&r.arn, &format!("before shrink: {}", r.reason), &snapshot)?;
         converge(session, &r.role, &live, &r.after)?;
         out.push(Applied {
             role: r.role.clone(),
+            arn: r.arn.clone(),
             outcome: format!("applied ({} permission(s) removed)", r.removed.len()),
             version: Some(version),
         });
@@ -158,13 +232,23 @@ fn apply(
     Ok(out)
 }
 
-/// Restore a role's recorded policies: the newest record, or `version`.
+/// Restore a role's recorded policies (`role`: its ARN, or a name recorded once): the
+/// state before the last shrink, or `version`.
 pub fn rollback(
-    session: &Session,
+    sessions: &AccountSessions,
     store: &Store,
     role: &str,
     version: Option<i64>,
 ) -> Result<Applied, ApplyError> {
+    let key = history_key(store, role)?;
+    let session = if key.starts_with("arn:") {
+        sessions.for_role(&key)
+    } else {
+        sessions.only()
+    }
+    .ok_or_else(|| ApplyError::NotReached(key.clone()))?;
+    let role = key.as_str();
+    let name = role.rsplit('/').next().unwrap_or(role);
     let history = store.history(role)?;
     let (v, _, _, snapshot) = match version {
         Some(v) => history
@@ -183,16 +267,17 @@ pub fn rollback(
             role: role.into(),
             source,
         })?;
-    let live = current(session, role)?;
+    let live = current(session, name)?;
     // The state being replaced is recorded too: a rollback can itself be rolled back.
     store.history_record(
         role,
         &format!("before rollback to version {v}"),
         &serde_json::to_string(&live).expect("state serialises"),
     )?;
-    converge(session, role, &live, &target)?;
+    converge(session, name, &live, &target)?;
     Ok(Applied {
-        role: role.into(),
+        role: name.into(),
+        arn: role.into(),
         outcome: format!("restored version {v}"),
         version: Some(v),
     })

@@ -391,6 +391,17 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
 
+    /// Every role with recorded history (its key: the role ARN, or the bare name earlier
+    /// versions recorded under).
+    pub fn history_roles(&self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT role FROM policy_history ORDER BY role")
+            .map_err(self.err())?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
     /// Is there any earlier entry of `user` (with this role and decision, on this network)?
     /// An indexed lookup that stops at the first match, whatever the history's length.
     pub fn audit_exists(
