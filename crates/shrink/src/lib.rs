@@ -9,6 +9,7 @@
 //! directory memberships no role use backs.
 
 pub mod access;
+pub mod advisor;
 pub mod apply;
 pub mod keys;
 pub mod plan;
