@@ -38,4 +38,12 @@ pub enum AwsError {
         operation: &'static str,
         message: String,
     },
+    /// The API itself is not available to these credentials or at this endpoint (access
+    /// denied, not implemented, a server error, an answer that is not the service's): the
+    /// caller may go on without what it would have given.
+    #[error("{operation} refused: {message}")]
+    Refused {
+        operation: &'static str,
+        message: String,
+    },
 }

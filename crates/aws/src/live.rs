@@ -585,3 +585,216 @@ impl Session {
         })
     }
 }
+
+/// How long an Access Advisor job may take before the report is given up on.
+const ADVISOR_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An Access Advisor call that failed. The API being unavailable — access denied, not
+/// implemented, a server error, or an answer that is not IAM's (an emulator's HTML error
+/// page) — is [`AwsError::Refused`], which a caller may survive by going without the
+/// report; anything else (no such role, bad input, no connection) is [`AwsError::Call`].
+fn advisor_error<E>(operation: &'static str, e: aws_sdk_iam::error::SdkError<E>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.code().map(str::to_owned);
+    let refused = match (&code, status) {
+        (Some(c), _) if c.starts_with("AccessDenied") || c == "NotImplemented" => true,
+        (_, Some(s)) if s >= 500 => true,
+        // The endpoint answered, but not with an IAM error: whatever it is, it is not IAM.
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    if !refused {
+        return call_error(operation, e);
+    }
+    let message = match (code, e.message(), status) {
+        (Some(c), Some(m), _) => format!("{c}: {m}"),
+        (Some(c), None, _) => c,
+        (None, _, Some(s)) => format!("HTTP {s} without an IAM error (not IAM's answer)"),
+        (None, _, None) => "no answer".to_owned(),
+    };
+    AwsError::Refused { operation, message }
+}
+
+/// An SDK timestamp as the AWS CLI prints it; `None` for the SDK's stand-in for a missing
+/// required date (the epoch), which must not pass for a real one.
+fn cli_date(d: &aws_smithy_types::DateTime) -> Option<String> {
+    if d.secs() == 0 && d.subsec_nanos() == 0 {
+        return None;
+    }
+    d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()
+}
+
+fn service_json(s: &aws_sdk_iam::types::ServiceLastAccessed) -> Value {
+    let mut v = json!({
+        "ServiceName": s.service_name(),
+        "ServiceNamespace": s.service_namespace(),
+    });
+    let mut put = |k: &str, x: Option<Value>| {
+        if let Some(x) = x {
+            v[k] = x;
+        }
+    };
+    put(
+        "LastAuthenticated",
+        s.last_authenticated().and_then(cli_date).map(Value::from),
+    );
+    put(
+        "LastAuthenticatedEntity",
+        s.last_authenticated_entity().map(Value::from),
+    );
+    put(
+        "LastAuthenticatedRegion",
+        s.last_authenticated_region().map(Value::from),
+    );
+    put(
+        "TotalAuthenticatedEntities",
+        s.total_authenticated_entities().map(Value::from),
+    );
+    // The SDK gives an empty list for a null one; the CLI prints null lists as absent.
+    let tracked: Vec<Value> = s
+        .tracked_actions_last_accessed()
+        .iter()
+        .map(|a| {
+            let mut t = serde_json::Map::new();
+            let fields = [
+                ("ActionName", a.action_name().map(str::to_owned)),
+                (
+                    "LastAccessedEntity",
+                    a.last_accessed_entity().map(str::to_owned),
+                ),
+                (
+                    "LastAccessedTime",
+                    a.last_accessed_time().and_then(cli_date),
+                ),
+                (
+                    "LastAccessedRegion",
+                    a.last_accessed_region().map(str::to_owned),
+                ),
+            ];
+            for (k, x) in fields {
+                if let Some(x) = x {
+                    t.insert(k.to_owned(), Value::from(x));
+                }
+            }
+            Value::Object(t)
+        })
+        .collect();
+    if !tracked.is_empty() {
+        v["TrackedActionsLastAccessed"] = Value::from(tracked);
+    }
+    v
+}
+
+impl Session {
+    /// An action-level Access Advisor report of `role_arn`, in the JSON shape of
+    /// `aws iam get-service-last-accessed-details` (so `shrink::AccessAdvisor::parse` reads
+    /// live reports and files alike): GenerateServiceLastAccessedDetails with ACTION_LEVEL
+    /// granularity, GetServiceLastAccessedDetails polled while the job runs (up to a minute),
+    /// then every page through `Marker` — the API has no paginator, and a first page is not
+    /// a report. `IsTruncated` is false only when every page was read.
+    ///
+    /// A job that failed or never finished is an error, never an empty report; the API being
+    /// unavailable is [`AwsError::Refused`].
+    pub fn access_advisor(&self, role_arn: &str) -> Result<Value, AwsError> {
+        use aws_sdk_iam::types::{AccessAdvisorUsageGranularityType, JobStatusType};
+        const GENERATE: &str = "iam:GenerateServiceLastAccessedDetails";
+        const GET: &str = "iam:GetServiceLastAccessedDetails";
+        self.rt.block_on(async {
+            let iam = self.iam();
+            let job = iam
+                .generate_service_last_accessed_details()
+                .arn(role_arn)
+                .granularity(AccessAdvisorUsageGranularityType::ActionLevel)
+                .send()
+                .await
+                .map_err(|e| advisor_error(GENERATE, e))?;
+            let job_id = job.job_id().ok_or_else(|| AwsError::Call {
+                operation: GENERATE,
+                message: format!("{role_arn}: no JobId in the answer"),
+            })?;
+            let deadline = std::time::Instant::now() + ADVISOR_WAIT;
+            let mut delay = std::time::Duration::from_millis(500);
+            let mut head: Option<Value> = None;
+            let mut services = Vec::new();
+            let mut marker: Option<String> = None;
+            let truncated = loop {
+                let page = iam
+                    .get_service_last_accessed_details()
+                    .job_id(job_id)
+                    .max_items(1000)
+                    .set_marker(marker.clone())
+                    .send()
+                    .await
+                    .map_err(|e| advisor_error(GET, e))?;
+                // Judged on the status alone: the SDK fills a missing completion date with
+                // the epoch, so a date says nothing about whether the job finished.
+                match page.job_status() {
+                    JobStatusType::Completed => {}
+                    JobStatusType::InProgress if marker.is_none() => {
+                        let now = std::time::Instant::now();
+                        if now + delay > deadline {
+                            return Err(AwsError::Call {
+                                operation: GET,
+                                message: format!(
+                                    "{role_arn}: job {job_id} not finished after {} s",
+                                    ADVISOR_WAIT.as_secs()
+                                ),
+                            });
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                        continue;
+                    }
+                    JobStatusType::Failed => {
+                        let (code, message) = page
+                            .error()
+                            .map(|e| (e.code(), e.message()))
+                            .unwrap_or(("(no code)", "(no message)"));
+                        return Err(AwsError::Call {
+                            operation: GET,
+                            message: format!("{role_arn}: job {job_id} failed: {code}: {message}"),
+                        });
+                    }
+                    other => {
+                        return Err(AwsError::Call {
+                            operation: GET,
+                            message: format!(
+                                "{role_arn}: job {job_id} has status {} on a later page",
+                                other.as_str()
+                            ),
+                        })
+                    }
+                }
+                if head.is_none() {
+                    let mut h = json!({
+                        "JobStatus": "COMPLETED",
+                        "JobType": page.job_type().map(|t| t.as_str()),
+                    });
+                    if let Some(d) = cli_date(page.job_creation_date()) {
+                        h["JobCreationDate"] = d.into();
+                    }
+                    if let Some(d) = cli_date(page.job_completion_date()) {
+                        h["JobCompletionDate"] = d.into();
+                    }
+                    head = Some(h);
+                }
+                services.extend(page.services_last_accessed().iter().map(service_json));
+                if !page.is_truncated() {
+                    break false;
+                }
+                match page.marker() {
+                    // The same marker again would loop for ever: what is left is unread.
+                    Some(m) if marker.as_deref() != Some(m) => marker = Some(m.to_owned()),
+                    _ => break true,
+                }
+            };
+            let mut report = head.unwrap_or_default();
+            report["ServicesLastAccessed"] = Value::from(services);
+            report["IsTruncated"] = Value::from(truncated);
+            Ok(report)
+        })
+    }
+}

@@ -42,9 +42,13 @@ pub struct PlanArgs {
     pub inventory: InventoryArgs,
     #[command(flatten)]
     pub window: UsageWindow,
-    /// Access Advisor per role: ROLE=FILE with `aws iam get-service-last-accessed-details` output.
+    /// Access Advisor per role: ROLE=FILE with `aws iam get-service-last-accessed-details`
+    /// output. With --live every other role's report is generated through the IAM API.
     #[arg(long, value_name = "ROLE=FILE")]
     pub access_advisor: Vec<String>,
+    /// With --live: do not generate Access Advisor reports through the IAM API.
+    #[arg(long)]
+    pub no_access_advisor: bool,
     /// Roles (names or ARNs) never touched.
     #[arg(long, value_name = "ROLE")]
     pub never_touch: Vec<String>,
@@ -61,7 +65,7 @@ pub struct PlanArgs {
 }
 
 pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Plan> {
-    let inv = args.inventory.load(err)?;
+    let (inv, reach) = args.inventory.load_reached(err)?;
     if !inv.has_iam {
         bail!("right-sizing needs IAM inventory: get-account-authorization-details output (--inventory) or --live");
     }
@@ -93,20 +97,7 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
                 .join(", ")
         )?;
     }
-    let mut advisors = BTreeMap::new();
-    for spec in &args.access_advisor {
-        let (role, file) = spec
-            .split_once('=')
-            .with_context(|| format!("--access-advisor {spec:?} is not ROLE=FILE"))?;
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{file}: not JSON"))?;
-        let a = AccessAdvisor::parse(&v).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
-        if !a.complete {
-            writeln!(err, "warning: {file}: Access Advisor report incomplete (job not finished or IsTruncated): used as no evidence")?;
-        }
-        advisors.insert(role.to_owned(), a);
-    }
+    let advisors = access_advisors(args, &inv, reach.as_ref(), now_ms, err)?;
     let window_days = args.window.window_days;
     let opts = PlanOptions {
         window_days,
@@ -732,4 +723,149 @@ fn now_arg(arg: &Option<String>, default: Option<i64>) -> Result<i64> {
         (None, Some(d)) => Ok(d),
         (None, None) => Ok(credwarden_core::clock::now_millis()),
     }
+}
+
+/// A report created this long before the window's end is refused: it cannot show the use
+/// made since, and "unused" read from it would remove what is in use (Repokid's lesson).
+const ADVISOR_MAX_AGE_MS: i64 = 5 * 86_400_000;
+
+/// The Access Advisor report of each role, keyed as the plan looks them up (role name or
+/// ARN): the `--access-advisor` files, and with `--live` (unless `--no-access-advisor`) an
+/// action-level report generated through the IAM API of the role's own account for every
+/// other role the plan may change. A missing, refused or failed report only means the role
+/// is planned without one: it never stands for "unused".
+fn access_advisors(
+    args: &PlanArgs,
+    inv: &aws::Inventory,
+    reach: Option<&Reach>,
+    now_ms: i64,
+    err: &mut dyn Write,
+) -> Result<BTreeMap<String, AccessAdvisor>> {
+    let mut advisors = BTreeMap::new();
+    for spec in &args.access_advisor {
+        let (role, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--access-advisor {spec:?} is not ROLE=FILE"))?;
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{file}: not JSON"))?;
+        let a = AccessAdvisor::parse(&v).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        if let Some(a) = admit_advisor(a, file, now_ms, err)? {
+            advisors.insert(role.to_owned(), a);
+        }
+    }
+    let Some(reach) = reach.filter(|_| !args.no_access_advisor) else {
+        return Ok(advisors);
+    };
+    // A role is asked of the session of its ARN's account.
+    let mut by_account: BTreeMap<String, &Target> = BTreeMap::new();
+    for t in &reach.targets {
+        let id = match &t.account {
+            Some(id) => id.clone(),
+            None => match t.session.account_id() {
+                Ok(id) => id,
+                Err(e) => {
+                    writeln!(
+                        err,
+                        "warning: Access Advisor: {}: {e}; planning without it",
+                        t.label
+                    )?;
+                    continue;
+                }
+            },
+        };
+        by_account.insert(id, t);
+    }
+    // (account label, why) of the accounts whose API refused: asked no further.
+    let mut refused: Vec<(String, String)> = Vec::new();
+    let mut refused_ids: Vec<String> = Vec::new();
+    let mut read = 0;
+    for role in &inv.roles {
+        // Service-linked and never-touched roles are not planned; a role given a file keeps it.
+        if role.path.starts_with("/aws-service-role/")
+            || args
+                .never_touch
+                .iter()
+                .any(|n| *n == role.name || *n == role.arn)
+            || advisors.contains_key(&role.arn)
+            || advisors.contains_key(&role.name)
+        {
+            continue;
+        }
+        let Some(account) = crate::inventory::arn_account(&role.arn) else {
+            continue;
+        };
+        // A role read from a file in an account this command did not reach has no session.
+        let Some(target) = by_account.get(account) else {
+            continue;
+        };
+        if refused_ids.iter().any(|a| a == account) {
+            continue;
+        }
+        match target.session.access_advisor(&role.arn) {
+            Ok(v) => match AccessAdvisor::parse(&v) {
+                Ok(a) => {
+                    if let Some(a) = admit_advisor(a, &role.arn, now_ms, err)? {
+                        advisors.insert(role.arn.clone(), a);
+                        read += 1;
+                    }
+                }
+                Err(e) => writeln!(
+                    err,
+                    "warning: Access Advisor for {}: {e}; planning the role without it",
+                    role.arn
+                )?,
+            },
+            Err(e @ aws::AwsError::Refused { .. }) => {
+                refused_ids.push(account.to_owned());
+                refused.push((target.label.clone(), e.to_string()));
+            }
+            Err(e) => writeln!(
+                err,
+                "warning: Access Advisor for {}: {e}; planning the role without it",
+                role.arn
+            )?,
+        }
+    }
+    // One line a run: the same refusal for every role would bury the plan.
+    if let Some((label, why)) = refused.first() {
+        let whose = if reach.targets.iter().any(|t| t.account.is_some()) {
+            format!("account {label}: ")
+        } else {
+            String::new()
+        };
+        let others = match refused.len() {
+            1 => String::new(),
+            n => format!(" (and in {} other account(s))", n - 1),
+        };
+        writeln!(
+            err,
+            "warning: Access Advisor unavailable: {whose}{why}{others}; planning without it"
+        )?;
+    }
+    writeln!(err, "access advisor: {read} live report(s) read")?;
+    Ok(advisors)
+}
+
+/// A report the plan may use (`what` names it in warnings): a stale one is refused; an
+/// incomplete one is kept but, as the plan ignores it, shows nothing.
+fn admit_advisor(
+    a: AccessAdvisor,
+    what: &str,
+    now_ms: i64,
+    err: &mut dyn Write,
+) -> Result<Option<AccessAdvisor>> {
+    if let Some(created) = a.created_ms.filter(|c| *c < now_ms - ADVISOR_MAX_AGE_MS) {
+        writeln!(
+            err,
+            "warning: {what}: Access Advisor report of {} is more than 5 days older than the window's end {}: stale, planning without it",
+            cloudtrail::EventTime(created),
+            cloudtrail::EventTime(now_ms)
+        )?;
+        return Ok(None);
+    }
+    if !a.complete {
+        writeln!(err, "warning: {what}: Access Advisor report incomplete (job not finished or IsTruncated): used as no evidence")?;
+    }
+    Ok(Some(a))
 }

@@ -814,3 +814,312 @@ fn shrink_in_member_accounts_keys_history_by_role_arn() {
     assert_eq!(policies(member), r#"["idle-inline"]"#);
     assert_eq!(policies("123456789012"), "[]");
 }
+
+/// `web` (granted S3 and EC2 actions) and `batch`, for the Access Advisor runs.
+const ADVISOR_SEED: &str = r#"
+import boto3, json, os
+iam = boto3.client("iam", **KW)
+trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+doc = lambda actions: json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]})
+iam.create_role(RoleName="web", AssumeRolePolicyDocument=trust)
+iam.put_role_policy(RoleName="web", PolicyName="web-inline", PolicyDocument=doc(["s3:CreateBucket", "s3:GetObject", "ec2:DescribeInstances", "ec2:DescribeVolumes"]))
+iam.create_role(RoleName="batch", AssumeRolePolicyDocument=trust)
+iam.put_role_policy(RoleName="batch", PolicyName="batch-inline", PolicyDocument=doc(["ec2:DescribeInstances"]))
+"#;
+
+#[test]
+fn live_access_advisor_read_refused_and_stale() {
+    use testkit::{AccessAdvisorServer, AdvisorService, Recorder};
+    let moto = Moto::start();
+    moto.python(&ADVISOR_SEED.replace("KW)", &format!("{BOTO3_KW})")), &[]);
+    let web = "arn:aws:iam::123456789012:role/web";
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    // The trail spans the window; both roles work in it (EC2 only).
+    let mut records = vec![
+        record("web", "ec2.amazonaws.com", "DescribeInstances", None, 1),
+        record("batch", "ec2.amazonaws.com", "DescribeInstances", None, 2),
+    ];
+    for (i, t) in ["2027-03-03T12:00:00Z", "2027-05-31T12:00:00Z"]
+        .iter()
+        .enumerate()
+    {
+        let mut r = record(
+            "ops",
+            "sts.amazonaws.com",
+            "GetCallerIdentity",
+            None,
+            10 + i,
+        );
+        r["eventTime"] = (*t).into();
+        records.push(r);
+    }
+    std::fs::write(
+        p("trail.json"),
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .unwrap();
+    // `batch` has a report file (service level, as the CLI prints it): it wins over live.
+    std::fs::write(
+        p("batch-advisor.json"),
+        r#"{"JobStatus": "COMPLETED", "JobType": "SERVICE_LEVEL", "JobCreationDate": "2027-05-31T08:00:00+00:00", "IsTruncated": false, "ServicesLastAccessed": [
+            {"ServiceName": "Amazon EC2", "ServiceNamespace": "ec2", "LastAuthenticated": "2027-05-15T10:02:00+00:00", "TotalAuthenticatedEntities": 1}]}"#,
+    )
+    .unwrap();
+    // Five services on pages of two: three pages, after one IN_PROGRESS answer.
+    let report = |created: &str| {
+        AccessAdvisorServer::new(created).report(
+            web,
+            vec![
+                AdvisorService::new(
+                    "ec2",
+                    "Amazon Elastic Compute Cloud",
+                    Some("2027-05-15T10:01:00Z"),
+                )
+                .tracked(&[
+                    ("DescribeInstances", Some("2027-05-15T10:01:00Z")),
+                    ("DescribeVolumes", None),
+                ]),
+                AdvisorService::new("iam", "AWS Identity and Access Management", None),
+                AdvisorService::new("lambda", "AWS Lambda", None),
+                AdvisorService::new("s3", "Amazon Simple Storage Service", None)
+                    .tracked(&[("CreateBucket", None)]),
+                AdvisorService::new("sqs", "Amazon Simple Queue Service", None),
+            ],
+        )
+    };
+    let plan = |endpoint: &str, extra: &[&str], out: &str| {
+        let o = credwarden(
+            &moto,
+            &[
+                &[
+                    "shrink",
+                    "plan",
+                    "--live",
+                    "--regions",
+                    "us-east-1",
+                    "--endpoint-url",
+                    endpoint,
+                    "--cloudtrail",
+                    &p("trail.json"),
+                    "--now",
+                    "2027-06-01T00:00:00Z",
+                    "--output",
+                    &p(out),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p(out)).unwrap()).unwrap();
+        let web_plan = plan["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == "web")
+            .cloned()
+            .unwrap();
+        (text(&o.stderr), web_plan)
+    };
+    let removed = |role: &serde_json::Value, action: &str| {
+        role["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == action)
+    };
+    let batch_file = format!("batch={}", p("batch-advisor.json"));
+
+    // Read live through the relay: generated at action level, polled past IN_PROGRESS, paged.
+    let mut server = report("2027-05-31T23:00:00Z");
+    server.page_size = 2;
+    let relay = Recorder::with_access_advisor(moto.port, server);
+    let (stderr, web_plan) = plan(&relay.url, &["--access-advisor", &batch_file], "read.json");
+    assert!(!stderr.contains("Access Advisor unavailable"), "{stderr}");
+    assert!(!stderr.contains("stale"), "{stderr}");
+    assert!(
+        stderr.contains("access advisor: 1 live report(s) read"),
+        "{stderr}"
+    );
+    let generated = relay.action_requests("GenerateServiceLastAccessedDetails");
+    assert_eq!(generated.len(), 1, "batch has its file: {generated:?}");
+    assert_eq!(generated[0]["Arn"], web);
+    assert_eq!(generated[0]["Granularity"], "ACTION_LEVEL");
+    let gets = relay.action_requests("GetServiceLastAccessedDetails");
+    assert_eq!(
+        gets.len(),
+        4,
+        "one IN_PROGRESS answer, then three pages: {gets:?}"
+    );
+    assert!(gets.iter().all(|g| g["MaxItems"] == "1000"), "{gets:?}");
+    assert_eq!(
+        gets.iter().filter(|g| g.contains_key("Marker")).count(),
+        2,
+        "{gets:?}"
+    );
+    // The report (S3 never used, s3:CreateBucket tracked and unused) is what shows S3
+    // unused: the trail cannot.
+    assert!(removed(&web_plan, "s3:CreateBucket"), "{web_plan}");
+    assert!(!removed(&web_plan, "ec2:DescribeInstances"), "{web_plan}");
+
+    // --no-access-advisor: not asked.
+    let (stderr, web_plan) = plan(&relay.url, &["--no-access-advisor"], "off.json");
+    assert_eq!(relay.count_action("GenerateServiceLastAccessedDetails"), 1);
+    assert!(!stderr.contains("access advisor:"), "{stderr}");
+    assert!(!removed(&web_plan, "s3:CreateBucket"), "{web_plan}");
+
+    // Refused (AccessDenied in IAM's XML): one warning for the run, asked no further, the
+    // plan made without it — and without a report S3 is not shown unused.
+    let mut server = report("2027-05-31T23:00:00Z");
+    server.deny = true;
+    let denied = Recorder::with_access_advisor(moto.port, server);
+    let (stderr, web_plan) = plan(&denied.url, &[], "denied.json");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Access Advisor unavailable"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("AccessDenied") && warnings[0].ends_with("; planning without it"),
+        "{stderr}"
+    );
+    assert_eq!(denied.count_action("GenerateServiceLastAccessedDetails"), 1);
+    assert_eq!(denied.count_action("GetServiceLastAccessedDetails"), 0);
+    assert!(!removed(&web_plan, "s3:CreateBucket"), "{web_plan}");
+
+    // moto itself lacks the API (an HTML error page): refused the same way.
+    let (stderr, _) = plan(&moto.url, &[], "moto.json");
+    assert_eq!(
+        stderr.matches("Access Advisor unavailable").count(),
+        1,
+        "{stderr}"
+    );
+
+    // A report created more than 5 days before the window's end is refused as stale.
+    let stale = Recorder::with_access_advisor(moto.port, report("2027-05-20T00:00:00Z"));
+    let (stderr, web_plan) = plan(&stale.url, &[], "stale.json");
+    assert!(
+        stderr.contains(&format!("{web}: Access Advisor report of 2027-05-20"))
+            && stderr.contains("stale, planning without it"),
+        "{stderr}"
+    );
+    assert!(!removed(&web_plan, "s3:CreateBucket"), "{web_plan}");
+}
+
+#[test]
+fn live_access_advisor_asks_each_role_in_its_own_account() {
+    use testkit::{AccessAdvisorServer, AdvisorService, Recorder};
+    let moto = Moto::start();
+    let script = MEMBER_IDLE.replace("dict(KW)", &format!("dict({BOTO3_KW})"));
+    let accounts = ["123456789012", "222233334444"];
+    for account in accounts {
+        moto.python(&script, &[account, "seed"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let mut records = Vec::new();
+    for account in accounts {
+        for (i, t) in ["2027-03-03T12:00:00Z", "2027-05-31T12:00:00Z"]
+            .iter()
+            .enumerate()
+        {
+            let mut r = record("ops", "sts.amazonaws.com", "GetCallerIdentity", None, i);
+            r["eventTime"] = (*t).into();
+            let text = r.to_string().replace("123456789012", account);
+            records.push(serde_json::from_str::<serde_json::Value>(&text).unwrap());
+        }
+    }
+    std::fs::write(
+        p("trail.json"),
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .unwrap();
+    let arn = |account: &str| format!("arn:aws:iam::{account}:role/idle");
+    let mut server = AccessAdvisorServer::new("2027-05-31T23:00:00Z");
+    for account in accounts {
+        server = server.report(
+            &arn(account),
+            vec![
+                AdvisorService::new("ec2", "Amazon Elastic Compute Cloud", None)
+                    .tracked(&[("DescribeInstances", None)]),
+            ],
+        );
+    }
+    let relay = Recorder::with_access_advisor(moto.port, server);
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "plan",
+            "--live",
+            "--regions",
+            "us-east-1",
+            "--endpoint-url",
+            &relay.url,
+            "--assume-role-name",
+            "credwarden-read",
+            "--accounts",
+            "123456789012,222233334444",
+            "--cloudtrail",
+            &p("trail.json"),
+            "--now",
+            "2027-06-01T00:00:00Z",
+            "--output",
+            &p("plan.json"),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("access advisor: 2 live report(s) read")
+            && !stderr.contains("Access Advisor unavailable"),
+        "{stderr}"
+    );
+    // Each role's job was generated with the credentials of the role assumed in its account.
+    let signed_by: Vec<(String, String)> = relay
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            String::from_utf8_lossy(&r.body).contains("Action=GenerateServiceLastAccessedDetails")
+        })
+        .map(|r| {
+            let key = r
+                .head
+                .split("Credential=")
+                .nth(1)
+                .and_then(|c| c.split('/').next())
+                .unwrap()
+                .to_owned();
+            let body = String::from_utf8_lossy(&r.body);
+            let account = accounts
+                .into_iter()
+                .find(|a| body.contains(&format!("%3A{a}%3Arole%2Fidle")))
+                .unwrap()
+                .to_owned();
+            (account, key)
+        })
+        .collect();
+    assert_eq!(signed_by.len(), 2, "{signed_by:?}");
+    assert_ne!(signed_by[0].0, signed_by[1].0, "{signed_by:?}");
+    assert_ne!(signed_by[0].1, signed_by[1].1, "{signed_by:?}");
+    // moto knows each key's account (it does not check signatures, so any secret will do).
+    const KEY_ACCOUNT: &str = r#"
+import boto3, os, sys
+kw = dict(KW)
+kw.update(aws_access_key_id=sys.argv[1], aws_secret_access_key="any")
+print(boto3.client("sts", **kw).get_caller_identity()["Account"])
+"#;
+    let key_account = KEY_ACCOUNT.replace("dict(KW)", &format!("dict({BOTO3_KW})"));
+    for (account, key) in &signed_by {
+        assert_ne!(key, "testing");
+        assert_eq!(moto.python(&key_account, &[key]).trim(), account, "{key}");
+    }
+    let plan = std::fs::read_to_string(p("plan.json")).unwrap();
+    for account in accounts {
+        assert!(plan.contains(&arn(account)), "{plan}");
+    }
+}
