@@ -68,6 +68,20 @@ pub struct Principal {
     pub created: Option<String>,
     /// `Path` (`/aws-service-role/…` marks service-linked roles).
     pub path: String,
+    /// Roles: IAM's `RoleLastUsed`.
+    pub last_used: LastUsed,
+}
+
+/// IAM's `RoleLastUsed` (tracked for the trailing 400 days).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LastUsed {
+    /// The inventory does not say (an older CLI, or not a role).
+    #[default]
+    NotReported,
+    /// Reported empty: not used within IAM's tracking period.
+    Never,
+    /// `LastUsedDate` (ms).
+    At(i64),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -281,6 +295,16 @@ impl Inventory {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             path: text(v, "Path"),
+            last_used: match v.get("RoleLastUsed") {
+                None | Some(Value::Null) => LastUsed::NotReported,
+                Some(u) => match u.get("LastUsedDate") {
+                    None | Some(Value::Null) => LastUsed::Never,
+                    Some(d) => d
+                        .as_str()
+                        .and_then(iam::condition::parse_date)
+                        .map_or(LastUsed::NotReported, LastUsed::At),
+                },
+            },
             ..Default::default()
         }
     }

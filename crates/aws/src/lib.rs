@@ -16,7 +16,7 @@ pub mod s3;
 pub mod sqs;
 
 pub use error::{AwsError, InventoryError};
-pub use inventory::{Inventory, ManagedPolicy, NatGateway, Principal, Vpc, VpcEndpoint};
+pub use inventory::{Inventory, LastUsed, ManagedPolicy, NatGateway, Principal, Vpc, VpcEndpoint};
 pub use live::{InlinePolicy, LiveOptions, Session};
 pub use organizations::{accounts_from_file, OrgAccount};
 pub use s3::{ObjectInfo, S3Location, S3Object, S3Reader, TrailScope};

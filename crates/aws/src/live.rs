@@ -291,6 +291,11 @@ impl Session {
                     "PermissionsBoundary": r.permissions_boundary().map(|b| json!({"PermissionsBoundaryArn": b.permissions_boundary_arn()})),
                     "InstanceProfileList": r.instance_profile_list().iter().map(|i| json!({"Arn": i.arn()})).collect::<Vec<_>>(),
                     "Tags": tags(r.tags()),
+                    // Present even when empty: "never used" and "not reported" differ.
+                    "RoleLastUsed": r.role_last_used().map(|u| json!({
+                        "LastUsedDate": u.last_used_date().and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+                        "Region": u.region(),
+                    })).unwrap_or_else(|| json!({})),
                 }));
             }
             for u in page.user_detail_list() {

@@ -37,4 +37,4 @@ pub use decode::{decode_bytes, decode_source, FileReport};
 pub use error::{DiscoverError, InputError};
 pub use input::{discover, looks_like_trail, sort_remote, InputSource, RemoteInput, RemoteSource};
 pub use parallel::{decode_in_order, Decoded};
-pub use record::{Identity, Issuance, Record, Text};
+pub use record::{Grant, Identity, Issuance, Record, Text};

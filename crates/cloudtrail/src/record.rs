@@ -256,6 +256,52 @@ pub struct Identity {
     pub source_identity: Option<Text>,
 }
 
+/// A change to a role's permissions, from an IAM event's `requestParameters`. Boxed in
+/// [`Record`]: one record in thousands carries one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    /// `roleName`: the role whose inline or attached policies changed (absent for a new
+    /// version of a managed policy, which changes every role it is attached to).
+    pub role_name: Option<Text>,
+    /// `policyName` (inline policies).
+    pub policy_name: Option<Text>,
+    /// `policyArn` (managed policies and their versions).
+    pub policy_arn: Option<Text>,
+}
+
+/// The IAM events that grant a role something new. Only successful ones count; the caller
+/// checks `errorCode`.
+const GRANT_EVENTS: &[&str] = &[
+    "PutRolePolicy",
+    "AttachRolePolicy",
+    "CreatePolicyVersion",
+    "SetDefaultPolicyVersion",
+    "PutRolePermissionsBoundary",
+    "DeleteRolePermissionsBoundary",
+];
+
+fn grant_of(event_name: &str, request: Option<&RawValue>) -> Option<Box<Grant>> {
+    if !GRANT_EVENTS.contains(&event_name) {
+        return None;
+    }
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(rename = "roleName", borrow, default)]
+        role_name: Lenient<'a>,
+        #[serde(rename = "policyName", borrow, default)]
+        policy_name: Lenient<'a>,
+        #[serde(rename = "policyArn", borrow, default)]
+        policy_arn: Lenient<'a>,
+    }
+    let p: Params = serde_json::from_str(request?.get()).ok()?;
+    let grant = Grant {
+        role_name: p.role_name.text(),
+        policy_name: p.policy_name.text(),
+        policy_arn: p.policy_arn.text(),
+    };
+    (grant.role_name.is_some() || grant.policy_arn.is_some()).then(|| Box::new(grant))
+}
+
 /// A temporary credential that an STS call in this record issued.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Issuance {
@@ -291,6 +337,9 @@ pub struct Record {
     /// checked for: `RunInstances` with an instance profile, Lambda functions, ECS task
     /// definitions, CloudFormation stacks, Glue, SageMaker, CodeBuild, Step Functions.
     pub passed_roles: Vec<Text>,
+    /// A change to what an IAM role may do (`PutRolePolicy`, `AttachRolePolicy`,
+    /// `CreatePolicyVersion` …): what right-sizing's grace for new grants reads.
+    pub grant: Option<Box<Grant>>,
     /// The record's `resources` array as raw JSON (one copy, parsed only by the detectors that
     /// need it; most never do). `None` when absent, null or empty.
     pub resources_json: Option<Text>,
@@ -472,6 +521,11 @@ impl<'a> RawRecord<'a> {
         } else {
             Vec::new()
         };
+        let grant = if &*event_source == "iam.amazonaws.com" {
+            grant_of(&event_name, self.request_parameters)
+        } else {
+            None
+        };
         Ok(Record {
             event_time,
             event_source,
@@ -490,6 +544,7 @@ impl<'a> RawRecord<'a> {
             issuance,
             instances_named,
             passed_roles,
+            grant,
             resources_json: self
                 .resources
                 .map(RawValue::get)

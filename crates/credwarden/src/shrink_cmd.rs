@@ -62,6 +62,42 @@ pub struct PlanArgs {
     /// read cannot show use; prefer fixing the input).
     #[arg(long)]
     pub allow_partial_cloudtrail: bool,
+    /// The trails' configuration, AWS CLI JSON: `cloudtrail describe-trails` and
+    /// `get-event-selectors` outputs. What proves that a call the role did not make would
+    /// have been recorded.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub trail_config: Vec<PathBuf>,
+    /// `cloudtrail get-trail-status` output of a trail: TRAIL=FILE (its name or ARN).
+    #[arg(long, value_name = "TRAIL=FILE")]
+    pub trail_status: Vec<String>,
+    /// Permissions granted within this many days of the window's end are not removed.
+    #[arg(long, default_value_t = 7)]
+    pub grace_days: i64,
+}
+
+/// The trails' configuration from `--trail-config` and `--trail-status`.
+fn trail_config(args: &PlanArgs, err: &mut dyn Write) -> Result<shrink::trail::TrailConfig> {
+    let mut trails = shrink::trail::TrailConfig::default();
+    for path in &args.trail_config {
+        trails.add_file(path)?;
+    }
+    for spec in &args.trail_status {
+        let (trail, file) = spec
+            .split_once('=')
+            .with_context(|| format!("--trail-status {spec:?} is not TRAIL=FILE"))?;
+        trails.add_status_file(trail, std::path::Path::new(file))?;
+    }
+    if trails.is_empty() {
+        writeln!(
+            err,
+            "warning: no --trail-config: an action the role did not call counts as unused only \
+             where Access Advisor or others' calls in the CloudTrail show it is recorded"
+        )?;
+    }
+    for line in trails.summary() {
+        writeln!(err, "trail: {line}")?;
+    }
+    Ok(trails)
 }
 
 pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<Plan> {
@@ -72,7 +108,8 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let (usage, now_ms) = args.window.scan()?;
     writeln!(
         err,
-        "cloudtrail: {} records, {} input error(s), {} principal(s), {} service(s) seen",
+        "cloudtrail: {} records, {} input error(s), {} principal(s), {} service(s) seen, {} \
+         role session(s), {} grant(s), {} trail change(s)",
         usage.records,
         usage.input_errors,
         usage.used.len(),
@@ -81,7 +118,10 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
             .iter()
             .filter_map(|(_, a)| a.split_once(':').map(|(prefix, _)| prefix))
             .collect::<std::collections::BTreeSet<_>>()
-            .len()
+            .len(),
+        usage.sessions.len(),
+        usage.grants.len(),
+        usage.trail_changes.len()
     )?;
     if !usage.unknown_events.is_empty() {
         writeln!(
@@ -105,6 +145,8 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         opt_out_tag: args.opt_out_tag.clone(),
         never_touch: args.never_touch.clone(),
         allow_partial_cloudtrail: args.allow_partial_cloudtrail,
+        trails: trail_config(args, err)?,
+        grace_days: args.grace_days.max(0),
     };
     let plan = shrink::plan(&inv, &usage, &advisors, &opts)?;
     writeln!(
@@ -125,6 +167,24 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
                 out,
                 "{}",
                 prevent::diff::line_diff(&r.before.render(), &r.after.render())
+            )?;
+        }
+        let mut by_proof: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (action, proof) in &r.proofs {
+            by_proof.entry(proof).or_default().push(action);
+        }
+        for (proof, actions) in by_proof {
+            let shown: Vec<&str> = actions.iter().take(4).copied().collect();
+            writeln!(
+                out,
+                "   removed {} ({}{}): {proof}",
+                actions.len(),
+                shown.join(", "),
+                if actions.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
             )?;
         }
         if !r.kept_unknown.is_empty() {
@@ -534,6 +594,8 @@ pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) ->
         never_touch: Vec::new(),
         // One role per person keeps what each person used; it removes nothing by silence.
         allow_partial_cloudtrail: true,
+        trails: Default::default(),
+        grace_days: 0,
     };
     let people = shrink::per_person(&inv, &usage, &args.role, &opts)?;
     if people.is_empty() {

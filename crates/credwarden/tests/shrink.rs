@@ -815,6 +815,294 @@ fn shrink_in_member_accounts_keys_history_by_role_arn() {
     assert_eq!(policies("123456789012"), "[]");
 }
 
+/// The issue-13 scenario on moto: a trail that records every management event plus S3
+/// object and SQS data events (advanced selectors), an application role with broad grants,
+/// and a role nobody used. The plan proves each removal from the trail's own configuration.
+/// moto dates every role and the trail's start of logging "now", so the window is placed
+/// after that: CloudTrail for the 90 days from tomorrow, planned at the end of them.
+const TRAIL_SCENARIO: &str = r#"
+import boto3, json, os, sys, datetime
+kw = KW
+iam = boto3.client("iam", **kw)
+trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+doc = lambda *stmts: json.dumps({"Version": "2012-10-17", "Statement": list(stmts)})
+iam.create_role(RoleName="app", AssumeRolePolicyDocument=trust)
+iam.put_role_policy(RoleName="app", PolicyName="app", PolicyDocument=doc(
+    {"Sid": "Broad", "Effect": "Allow", "Action": ["s3:*", "ec2:Describe*", "sqs:*", "ecs:RunTask", "ecs:DescribeTasks", "iam:PassRole"], "Resource": "*"},
+    {"Sid": "Guard", "Effect": "Deny", "Action": "s3:DeleteBucket", "Resource": "*"}))
+iam.create_role(RoleName="batch", AssumeRolePolicyDocument=trust)
+iam.put_role_policy(RoleName="batch", PolicyName="batch", PolicyDocument=doc(
+    {"Effect": "Allow", "Action": ["ec2:DescribeInstances", "s3:GetObject", "dynamodb:GetItem", "sqs:SendMessage", "kms:Decrypt", "logs:PutLogEvents", "sts:GetCallerIdentity"], "Resource": "*"}))
+iam.create_role(RoleName="fresh", AssumeRolePolicyDocument=trust)
+iam.put_role_policy(RoleName="fresh", PolicyName="fresh", PolicyDocument=doc(
+    {"Effect": "Allow", "Action": ["ec2:DescribeVolumes"], "Resource": "*"}))
+s3 = boto3.client("s3", **kw)
+s3.create_bucket(Bucket="org-trail")
+ct = boto3.client("cloudtrail", **kw)
+ct.create_trail(Name="org", S3BucketName="org-trail", IsMultiRegionTrail=True, IncludeGlobalServiceEvents=True)
+ct.put_event_selectors(TrailName="org", AdvancedEventSelectors=[
+    {"Name": "management", "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]},
+    {"Name": "objects", "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Data"]}, {"Field": "resources.type", "Equals": ["AWS::S3::Object"]}]},
+    {"Name": "queues", "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Data"]}, {"Field": "resources.type", "Equals": ["AWS::SQS::Queue"]}]}])
+ct.start_logging(Name="org")
+iso = lambda o: o.isoformat() if isinstance(o, datetime.datetime) else str(o)
+out = sys.argv[1]
+def save(name, value):
+    value.pop("ResponseMetadata", None)
+    with open(os.path.join(out, name), "w") as f:
+        json.dump(value, f, default=iso)
+save("describe-trails.json", ct.describe_trails())
+save("event-selectors.json", ct.get_event_selectors(TrailName="org"))
+save("trail-status.json", ct.get_trail_status(Name="org"))
+"#;
+
+#[test]
+fn shrink_proves_removals_from_the_trails_configuration_and_sends_unused_roles_to_zero() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    moto.python(
+        &TRAIL_SCENARIO.replace("kw = KW", &format!("kw = {BOTO3_KW}")),
+        &[dir.path().to_str().unwrap()],
+    );
+    let original = exact_inline_texts(&moto, "app");
+    let day = 86_400_000i64;
+    let start = credwarden_core::clock::now_millis() + day;
+    let at = |ms: i64| cloudtrail::EventTime(ms).to_string();
+    // What `app` did in the window: 12 actions (ListObjectsV2 is s3:ListBucket; RunTask
+    // passes the task role, so iam:PassRole is used too).
+    let used = [
+        ("s3.amazonaws.com", "GetObject"),
+        ("s3.amazonaws.com", "PutObject"),
+        ("s3.amazonaws.com", "ListObjectsV2"),
+        ("ec2.amazonaws.com", "DescribeInstances"),
+        ("ec2.amazonaws.com", "DescribeSubnets"),
+        ("sqs.amazonaws.com", "SendMessage"),
+        ("sqs.amazonaws.com", "ReceiveMessage"),
+        ("sqs.amazonaws.com", "DeleteMessage"),
+        ("sqs.amazonaws.com", "GetQueueUrl"),
+        ("ecs.amazonaws.com", "DescribeTasks"),
+    ];
+    let mut records = Vec::new();
+    for (i, (source, name)) in used.iter().enumerate() {
+        let mut r = record("app", source, name, None, i);
+        r["eventTime"] = at(start + (i as i64 + 1) * day).into();
+        records.push(r);
+    }
+    let mut run = record("app", "ecs.amazonaws.com", "RunTask", None, 50);
+    r#run["eventTime"] = at(start + 30 * day).into();
+    r#run["requestParameters"] = serde_json::json!({"taskDefinition": "t", "overrides": {}, "taskRoleArn": "arn:aws:iam::123456789012:role/worker"});
+    records.push(r#run);
+    // Someone else at both ends of the window: the CloudTrail spans it.
+    for (i, t) in [start, start + 89 * day + 3_600_000].iter().enumerate() {
+        let mut r = record(
+            "ops",
+            "sts.amazonaws.com",
+            "GetCallerIdentity",
+            None,
+            60 + i,
+        );
+        r["eventTime"] = at(*t).into();
+        records.push(r);
+    }
+    std::fs::write(
+        p("trail.json"),
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .unwrap();
+    let now = at(start + 90 * day);
+    let plan_args = [
+        "shrink",
+        "plan",
+        "--live",
+        "--regions",
+        "us-east-1",
+        "--endpoint-url",
+        &moto.url,
+        "--cloudtrail",
+        &p("trail.json"),
+        "--now",
+        &now,
+        "--trail-config",
+        &p("describe-trails.json"),
+        &p("event-selectors.json"),
+        "--trail-status",
+        &format!("org={}", p("trail-status.json")),
+        "--output",
+        &p("plan.json"),
+    ];
+    let out = credwarden(&moto, &plan_args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("trail: org (multi-region, advanced selectors, logging since"),
+        "{stderr}"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("plan.json")).unwrap()).unwrap();
+    let role = |name: &str| {
+        plan["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == name)
+            .unwrap()
+            .clone()
+    };
+    let app = role("app");
+    assert_eq!(app["verdict"], "shrink", "{stdout}");
+    let after = app["after"]["inline"]["app"].to_string();
+    for kept in [
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket\"",
+        "ec2:DescribeInstances",
+        "ec2:DescribeSubnets",
+        "sqs:SendMessage",
+        "sqs:GetQueueUrl",
+        "ecs:RunTask",
+        "ecs:DescribeTasks",
+        "iam:PassRole",
+    ] {
+        assert!(after.contains(kept), "{kept} missing from {after}");
+    }
+    // Exactly what was used: nothing else is left allowed, and the guard stays.
+    let allowed: Vec<String> = serde_json::from_value(
+        app["after"]["inline"]["app"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Effect"] == "Allow")
+            .unwrap()["Action"]
+            .clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        allowed.len(),
+        12,
+        "{allowed:?}\nkept: {}",
+        app["kept_unknown"]
+    );
+    assert!(
+        after.contains("\"Deny\"") && after.contains("s3:DeleteBucket"),
+        "{after}"
+    );
+    // Every removal names its proof.
+    let proofs = app["proofs"].as_object().unwrap();
+    assert_eq!(proofs.len(), app["removed"].as_array().unwrap().len());
+    assert!(
+        proofs["ec2:DescribeVolumes"]
+            .as_str()
+            .unwrap()
+            .starts_with("trail org records these management events"),
+        "{proofs:?}"
+    );
+    assert!(
+        proofs["s3:DeleteObject"]
+            .as_str()
+            .unwrap()
+            .contains("AWS::S3::Object data events"),
+        "{proofs:?}"
+    );
+    assert!(
+        proofs["s3:ReplicateObject"]
+            .as_str()
+            .unwrap()
+            .contains("trust policy"),
+        "{proofs:?}"
+    );
+
+    // The role nobody used: no session, IAM reports no use → nothing left, data events and
+    // unlogged calls included.
+    let batch = role("batch");
+    assert_eq!(batch["verdict"], "to-zero", "{stdout}");
+    assert!(
+        batch["proofs"]["dynamodb:GetItem"]
+            .as_str()
+            .unwrap()
+            .starts_with("no session of the role since"),
+        "{}",
+        batch["proofs"]
+    );
+    assert!(stdout.contains("== batch (to zero)"), "{stdout}");
+    let fresh = role("fresh");
+    assert_eq!(fresh["verdict"], "unchanged", "{stdout}");
+    assert!(
+        fresh["kept_unknown"]["ec2:DescribeVolumes"]
+            .as_str()
+            .unwrap()
+            .starts_with("granted recently (PutRolePolicy at"),
+        "{}",
+        fresh["kept_unknown"]
+    );
+
+    // Without the trail's configuration the same CloudTrail proves far less.
+    let without: Vec<&str> = plan_args
+        .iter()
+        .copied()
+        .filter(|a| {
+            !a.contains("trail-status")
+                && !a.starts_with("org=")
+                && !a.ends_with("describe-trails.json")
+                && !a.ends_with("event-selectors.json")
+                && *a != "--trail-config"
+        })
+        .collect();
+    let out = credwarden(&moto, &without);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning: no --trail-config"));
+    let weak: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("plan.json")).unwrap()).unwrap();
+    let weak_app = weak["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "app")
+        .unwrap();
+    assert!(weak_app["removed"].as_array().unwrap().len() < proofs.len());
+    std::fs::write(p("plan.json"), serde_json::to_string(&plan).unwrap()).unwrap();
+
+    // Applied through the IAM API and rolled back byte for byte.
+    let state = p("state.sqlite");
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "apply",
+            "--plan",
+            &p("plan.json"),
+            "--state",
+            &state,
+            "--now",
+            &now,
+            "--endpoint-url",
+            &moto.url,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("batch: applied"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(exact_inline_texts(&moto, "batch").is_empty());
+    assert_ne!(exact_inline_texts(&moto, "app"), original);
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "rollback",
+            "app",
+            "--state",
+            &state,
+            "--endpoint-url",
+            &moto.url,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(exact_inline_texts(&moto, "app"), original);
+}
+
 /// `web` (granted S3 and EC2 actions) and `batch`, for the Access Advisor runs.
 const ADVISOR_SEED: &str = r#"
 import boto3, json, os

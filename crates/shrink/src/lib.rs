@@ -6,13 +6,15 @@
 //! unused — and [`apply`] writes the plan through the IAM API after recording every role's
 //! previous policies in the store, so [`apply::rollback`] restores them exactly. [`keys`]
 //! audits long-lived access keys from the credential report and CloudTrail; [`access`] finds
-//! directory memberships no role use backs.
+//! directory memberships no role use backs. [`trail`] reads the trail's configuration: the
+//! proof that what a role did not call would have been recorded had it called it.
 
 pub mod access;
 pub mod advisor;
 pub mod apply;
 pub mod keys;
 pub mod plan;
+pub mod trail;
 pub mod usage;
 
 pub use plan::{

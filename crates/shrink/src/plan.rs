@@ -1,16 +1,13 @@
 //! The right-sizing plan: per role, the permissions granted minus those not used, under
 //! rules that never remove what the evidence cannot show is unused.
 //!
-//! Evidence per granted action (SHRINK-NOTES "Evidence model"):
-//! 1. used by the role in CloudTrail within the window → keep;
-//! 2. Access Advisor (service level, a complete report) says the service was used in the
-//!    window → keep;
-//! 3. not recorded by CloudTrail by default (permission-only actions, data events; the
-//!    reviewed list in `data/unlogged-actions.txt`) → keep, unless a complete Access Advisor
-//!    report shows the whole service unused;
-//! 4. its service appears in the CloudTrail (from anyone) → the trail covers it, so not
-//!    seen means unused → remove; otherwise, a complete Access Advisor report that lists the
-//!    service as unused → remove; otherwise unknown → keep.
+//! Evidence per granted action (SHRINK-NOTES "Evidence model", in order): used by the role in
+//! the window → keep; action-level Access Advisor; the trail's own configuration proves the
+//! call would have been recorded ([`crate::trail`]) and the role made none → remove; no session
+//! of the role in the window and IAM's `RoleLastUsed` agrees → remove everything; a complete
+//! service-level Access Advisor report without the service → remove; others' calls to the
+//! action in the account's CloudTrail → remove; otherwise unknown → keep. Every removal carries
+//! its proof; grants younger than the grace period are kept.
 //!
 //! Rewriting keeps every `Deny`, `Resource`, `Condition` and unknown pattern unchanged; an
 //! `Allow` pattern stays as written when everything it covers is kept, and becomes the exact
@@ -84,6 +81,11 @@ pub struct PlanOptions {
     /// default: what was not read cannot show use, so a partial trail would remove
     /// permissions that are in use.
     pub allow_partial_cloudtrail: bool,
+    /// The trails' configuration: what proves that an action not seen was not called.
+    pub trails: crate::trail::TrailConfig,
+    /// Permissions granted within this many days (`PutRolePolicy`, `AttachRolePolicy`,
+    /// `CreatePolicyVersion` … in the CloudTrail) are never removed.
+    pub grace_days: i64,
 }
 
 /// Why no plan was made.
@@ -232,6 +234,9 @@ pub struct RolePlan {
     pub removed: Vec<String>,
     /// Actions kept without proof of use, and why.
     pub kept_unknown: BTreeMap<String, String>,
+    /// For each removed action, the proof that removed it.
+    #[serde(default)]
+    pub proofs: BTreeMap<String, String>,
     pub before: PolicyState,
     pub after: PolicyState,
 }
@@ -250,64 +255,284 @@ pub struct Plan {
 
 enum Evidence {
     Used,
-    Unused,
-    Unknown(&'static str),
+    /// Unused, and the proof that says so.
+    Unused(String),
+    Unknown(String),
+}
+
+/// How CloudTrail records each action where it is not a plain management event
+/// (`data/unlogged-actions.txt`).
+struct Overlay {
+    never: Vec<String>,
+    data: Vec<(String, String)>,
+    data_services: Vec<String>,
+}
+
+/// What an action's call would be in CloudTrail, by the overlay.
+enum ActionKind<'a> {
+    Never,
+    Data(&'a str),
+    /// A service with data events the overlay does not list action by action.
+    UnlistedDataService,
+    Management,
+}
+
+impl Overlay {
+    fn get() -> &'static Overlay {
+        static OVERLAY: std::sync::OnceLock<Overlay> = std::sync::OnceLock::new();
+        OVERLAY.get_or_init(|| {
+            let mut o = Overlay {
+                never: Vec::new(),
+                data: Vec::new(),
+                data_services: Vec::new(),
+            };
+            for line in UNLOGGED.lines().map(str::trim) {
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some("data-service"), Some(prefix)) => o.data_services.push(prefix.into()),
+                    (Some(action), Some(ty)) => o.data.push((action.into(), ty.into())),
+                    (Some(action), None) => o.never.push(action.into()),
+                    _ => {}
+                }
+            }
+            o
+        })
+    }
+
+    fn kind(&self, action: &str) -> ActionKind<'_> {
+        if self.never.iter().any(|p| glob_match_ignore_case(p, action)) {
+            return ActionKind::Never;
+        }
+        if let Some((_, ty)) = self
+            .data
+            .iter()
+            .find(|(p, _)| glob_match_ignore_case(p, action))
+        {
+            return ActionKind::Data(ty);
+        }
+        let prefix = action.split_once(':').map_or(action, |(p, _)| p);
+        if self
+            .data_services
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(prefix))
+        {
+            return ActionKind::UnlistedDataService;
+        }
+        ActionKind::Management
+    }
+
+    /// CloudTrail may not show this action's calls, whatever the trail: a per-person role
+    /// keeps it.
+    fn maybe_unrecorded(&self, action: &str) -> bool {
+        !matches!(self.kind(action), ActionKind::Management)
+    }
+}
+
+/// The event source CloudTrail names for a service prefix, where it matters (the two
+/// sources a selector may exclude); otherwise `PREFIX.amazonaws.com`.
+fn event_source(prefix: &str) -> String {
+    match prefix {
+        "rds-data" => "rdsdata.amazonaws.com".into(),
+        other => format!("{other}.amazonaws.com"),
+    }
 }
 
 struct Judge<'a> {
     usage: &'a Usage,
     advisor: Option<&'a AccessAdvisor>,
+    trails: &'a crate::trail::TrailConfig,
     role_arn: &'a str,
     account: String,
     since_ms: i64,
-    unlogged: Vec<String>,
+    /// The role had no session in the window (and IAM agrees): the proof, once per role.
+    no_session: Option<String>,
+    /// The trust policy as text (`None`: not in the inventory): who can use the role.
+    trust: Option<String>,
 }
 
+/// Permission-only actions a service checks when it acts as the role: unusable unless that
+/// service may assume the role. (Action pattern, the service principal that must be trusted.)
+const SERVICE_CONSUMED: &[(&str, &str)] = &[
+    ("s3:Replicate*", "s3.amazonaws.com"),
+    ("s3:ObjectOwnerOverrideToBucketOwner", "s3.amazonaws.com"),
+];
+
 impl Judge<'_> {
+    /// SHRINK-NOTES' evidence model, in order: action-level Access Advisor; CloudTrail under a
+    /// trail that provably records the action; no session at all; service-level Access
+    /// Advisor; what CloudTrail shows of others' calls. Anything else is unknown.
     fn evidence(&self, action: &str) -> Evidence {
         if self.usage.used_since(self.role_arn, action, self.since_ms) {
             return Evidence::Used;
         }
+        let since = EventTime(self.since_ms);
+        let advisor = self.advisor.filter(|a| a.complete);
+        if let Some(last) = advisor.and_then(|a| a.action_last(action)) {
+            return match last {
+                Some(t) if t >= self.since_ms => Evidence::Used,
+                Some(t) => Evidence::Unused(format!(
+                    "Access Advisor (action level): last used {}",
+                    EventTime(t)
+                )),
+                None => Evidence::Unused(
+                    "Access Advisor (action level): not used in its tracking period".into(),
+                ),
+            };
+        }
+        let mut why = match self.trail_proof(action) {
+            Ok(proof) => return Evidence::Unused(proof),
+            Err(why) => why,
+        };
+        if let (Some((_, service)), Some(trust)) = (
+            SERVICE_CONSUMED
+                .iter()
+                .find(|(p, _)| glob_match_ignore_case(p, action)),
+            &self.trust,
+        ) {
+            if !trust.contains(service) {
+                return Evidence::Unused(format!(
+                    "permission-only, checked when {service} acts as the role, and the role's trust policy does not let it"
+                ));
+            }
+        }
+        if let Some(proof) = &self.no_session {
+            return Evidence::Unused(proof.clone());
+        }
         let prefix = action.split_once(':').map_or(action, |(p, _)| p);
-        let advisor = self
-            .advisor
-            .filter(|a| a.complete)
-            .and_then(|a| a.services.get(prefix));
-        match advisor {
-            Some(Some(last)) if *last >= self.since_ms => return Evidence::Used,
-            Some(_) => return Evidence::Unused,
+        match advisor.and_then(|a| a.service_last(prefix)) {
+            Some(Some(last)) if last >= self.since_ms => return Evidence::Used,
+            Some(last) => {
+                return Evidence::Unused(format!(
+                    "Access Advisor: no use of {prefix} since {}",
+                    last.map_or_else(
+                        || "its tracking began".to_owned(),
+                        |t| EventTime(t).to_string()
+                    )
+                ))
+            }
             None => {}
         }
-        if self
-            .unlogged
-            .iter()
-            .any(|p| glob_match_ignore_case(p, action))
+        if !matches!(Overlay::get().kind(action), ActionKind::Never)
+            && self
+                .usage
+                .actions_seen
+                .contains(&(self.account.clone(), action.to_owned()))
         {
-            return Evidence::Unknown(
-                "not recorded by CloudTrail by default (data event or permission-only)",
-            );
+            return Evidence::Unused(format!(
+                "the CloudTrail records others' calls to it in account {} since {since}",
+                self.account
+            ));
         }
-        if !self
-            .usage
-            .principals_seen
-            .contains(&crate::usage::role_key(self.role_arn))
-        {
-            return Evidence::Unknown(
-                "the role does not appear in this CloudTrail at all (is its account covered?)",
-            );
+        if why.is_empty() {
+            why = "no evidence either way".into();
         }
-        // Not seen is evidence of not used only where the trail is shown to record this very
-        // action for this account (someone's call to it appears, allowed or denied).
-        if self
-            .usage
-            .actions_seen
-            .contains(&(self.account.clone(), action.to_owned()))
-        {
-            Evidence::Unused
-        } else {
-            Evidence::Unknown("this CloudTrail never shows the action for the account: its absence proves nothing")
-        }
+        Evidence::Unknown(why)
     }
+
+    /// Unused by the trail's own configuration: it recorded this action's calls for the
+    /// account throughout the window, and the role made none. `Err`: why that is not shown.
+    fn trail_proof(&self, action: &str) -> Result<String, String> {
+        let (prefix, name) = action.split_once(':').unwrap_or((action, ""));
+        let data_type = match Overlay::get().kind(action) {
+            ActionKind::Never => {
+                return Err(
+                    "never written as a CloudTrail event (permission-only or not logged)".into(),
+                )
+            }
+            ActionKind::UnlistedDataService => {
+                return Err(format!(
+                    "{prefix} has data events not listed action by action: not provably recorded"
+                ))
+            }
+            ActionKind::Data(ty) => Some(ty.to_owned()),
+            ActionKind::Management => None,
+        };
+        if let Some((t, event)) = self
+            .usage
+            .trail_changes
+            .iter()
+            .find(|(t, _)| *t >= self.since_ms)
+        {
+            return Err(format!(
+                "a trail changed inside the window ({event} at {}): today's configuration does not show what was recorded before",
+                EventTime(*t)
+            ));
+        }
+        if !self.usage.accounts_seen.contains(&self.account) {
+            return Err(format!(
+                "account {} has no record in this CloudTrail (is it the trail's delivery for the account?)",
+                self.account
+            ));
+        }
+        let read_only = Catalogue::builtin().lookup(action).map(|(_, info)| {
+            matches!(
+                info.level,
+                iam::catalogue::AccessLevel::List | iam::catalogue::AccessLevel::Read
+            )
+        });
+        let kind = crate::trail::EventKind {
+            source: event_source(prefix),
+            name: name.to_owned(),
+            read_only,
+            data_type: data_type.clone(),
+        };
+        let trail = self.trails.proves(&self.account, &kind, self.since_ms)?;
+        Ok(format!(
+            "trail {trail} records {} and the role made no such call since {}",
+            match &data_type {
+                Some(ty) => format!("{ty} data events"),
+                None => "these management events".to_owned(),
+            },
+            EventTime(self.since_ms)
+        ))
+    }
+}
+
+/// Proof that a role used nothing in the window: no session of it (an `AssumeRole*`
+/// management event the trail provably records, or any call of a session), and IAM's
+/// `RoleLastUsed` older than the window (or empty, for a role older than the window). Both,
+/// because each covers the other's blind spot: CloudTrail files that miss a region, and
+/// IAM's tracking lag.
+fn no_session_proof(
+    role: &Principal,
+    usage: &Usage,
+    trails: &crate::trail::TrailConfig,
+    account: &str,
+    since: i64,
+) -> Option<String> {
+    if usage
+        .sessions
+        .get(&crate::usage::role_key(&role.arn))
+        .is_some_and(|&t| t >= since)
+    {
+        return None;
+    }
+    let iam_says = match role.last_used {
+        aws::LastUsed::NotReported => return None,
+        aws::LastUsed::At(t) if t >= since => return None,
+        aws::LastUsed::At(t) => format!("IAM last used {}", EventTime(t)),
+        aws::LastUsed::Never => "IAM reports no use".to_owned(),
+    };
+    if usage.trail_changes.iter().any(|(t, _)| *t >= since)
+        || !usage.accounts_seen.contains(account)
+    {
+        return None;
+    }
+    let assume = crate::trail::EventKind {
+        source: "sts.amazonaws.com".into(),
+        name: "AssumeRole".into(),
+        // CloudTrail writes AssumeRole* with readOnly true.
+        read_only: Some(true),
+        data_type: None,
+    };
+    let trail = trails.proves(account, &assume, since).ok()?;
+    Some(format!(
+        "no session of the role since {} (trail {trail} records every AssumeRole), {iam_says}",
+        EventTime(since)
+    ))
 }
 
 /// Plan every role in the inventory; refused when the CloudTrail is not whole for the window
@@ -361,6 +586,7 @@ fn plan_role(
         reason,
         removed: vec![],
         kept_unknown: BTreeMap::new(),
+        proofs: BTreeMap::new(),
         before: before.clone(),
         after: before.clone(),
     };
@@ -406,42 +632,53 @@ fn plan_role(
             None => return skip(format!("attached managed policy {arn} is not in the inventory: its permissions are unknown")),
         }
     }
+    let account = iam::wildcard::arn_parts(&role.arn)
+        .map(|p| p[4].to_owned())
+        .unwrap_or_default();
     let judge = Judge {
         usage,
         advisor,
+        trails: &opts.trails,
         role_arn: &role.arn,
-        account: iam::wildcard::arn_parts(&role.arn)
-            .map(|p| p[4].to_owned())
-            .unwrap_or_default(),
+        no_session: no_session_proof(role, usage, &opts.trails, &account, since),
+        trust: role.trust.as_ref().map(Policy::to_compact_json),
+        account,
         since_ms: since,
-        unlogged: UNLOGGED
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect(),
     };
+    let graced = |doc: &Granted| grace(usage, role, doc, opts);
     // First decide every granted action except PassRole, which follows its consumers.
     let catalogue = Catalogue::builtin();
     let mut decided: BTreeMap<String, bool> = BTreeMap::new();
     let mut kept_unknown = BTreeMap::new();
-    let all_docs: Vec<&Policy> = inline
-        .values()
-        .chain(managed.iter().map(|(_, p)| p))
+    let mut proofs: BTreeMap<String, String> = BTreeMap::new();
+    let all_docs: Vec<(Granted, &Policy)> = inline
+        .iter()
+        .map(|(n, p)| (Granted::Inline(n), p))
+        .chain(managed.iter().map(|(a, p)| (Granted::Managed(a), p)))
         .collect();
-    for doc in &all_docs {
+    for (granted, doc) in &all_docs {
+        let grace_reason = graced(granted);
         for s in doc.statements.iter().filter(|s| s.effect == Effect::Allow) {
             if let Patterns::Only(patterns) = &s.action {
                 for p in patterns {
                     for a in catalogue.expand(p) {
-                        if decided.contains_key(&a) || a == "iam:PassRole" {
+                        if a == "iam:PassRole" || decided.get(&a) == Some(&true) {
                             continue;
                         }
                         let keep = match judge.evidence(&a) {
                             Evidence::Used => true,
-                            Evidence::Unused => false,
+                            Evidence::Unused(_) if grace_reason.is_some() => {
+                                let why = grace_reason.clone().unwrap_or_default();
+                                kept_unknown.insert(a.clone(), why);
+                                proofs.remove(&a);
+                                true
+                            }
+                            Evidence::Unused(proof) => {
+                                proofs.insert(a.clone(), proof);
+                                false
+                            }
                             Evidence::Unknown(why) => {
-                                kept_unknown.insert(a.clone(), why.to_owned());
+                                kept_unknown.insert(a.clone(), why);
                                 true
                             }
                         };
@@ -464,6 +701,18 @@ fn plan_role(
     }
     kept_unknown.retain(|a, _| decided.get(a).copied().unwrap_or(pass_role));
     decided.insert("iam:PassRole".into(), pass_role);
+    if !pass_role {
+        proofs.insert(
+            "iam:PassRole".into(),
+            match &judge.no_session {
+                Some(p) => p.clone(),
+                None => {
+                    "permission-only: no action that passes a role stays, and the role passed none"
+                        .into()
+                }
+            },
+        );
+    }
     let keep = |a: &str| decided.get(a).copied().unwrap_or(true);
     // Names the role used that the catalogue does not know: a pattern covering one stays as written.
     let used_unknown: Vec<String> = usage
@@ -517,6 +766,16 @@ fn plan_role(
         arn: role.arn.clone(),
         verdict: Verdict::Unchanged,
         reason: String::new(),
+        proofs: removed
+            .iter()
+            .map(|a| {
+                let proof = proofs
+                    .get(a)
+                    .cloned()
+                    .unwrap_or_else(|| "unused (see the plan's evidence)".into());
+                (a.clone(), proof)
+            })
+            .collect(),
         removed: removed.into_iter().collect(),
         kept_unknown,
         before: before.clone(),
@@ -557,6 +816,46 @@ fn plan_role(
         )
     };
     plan
+}
+
+/// Where a role's permissions come from: one of its inline policies, or an attached one.
+enum Granted<'a> {
+    Inline(&'a str),
+    Managed(&'a str),
+}
+
+/// Why the permissions of `doc` are in their grace period, if they are: granted to the role
+/// (or, for a managed policy, given a new default version) within `opts.grace_days` of the
+/// window's end. A new permissions boundary widens everything the role has.
+fn grace(usage: &Usage, role: &Principal, doc: &Granted, opts: &PlanOptions) -> Option<String> {
+    let from = opts.now_ms - opts.grace_days * 86_400_000;
+    let key = crate::usage::role_key(&role.arn);
+    usage
+        .grants
+        .iter()
+        .filter(|g| g.at_ms >= from)
+        .find(|g| {
+            let this_role = g.role.as_deref() == Some(key.as_str());
+            let boundary = g.event.contains("PermissionsBoundary");
+            match doc {
+                Granted::Inline(name) => {
+                    this_role && (boundary || g.policy_name.as_deref() == Some(*name))
+                }
+                Granted::Managed(arn) => {
+                    (this_role && boundary)
+                        || (g.policy_arn.as_deref() == Some(*arn)
+                            && (this_role || g.role.is_none()))
+                }
+            }
+        })
+        .map(|g| {
+            format!(
+                "granted recently ({} at {}): within the {}-day grace period",
+                g.event,
+                EventTime(g.at_ms),
+                opts.grace_days
+            )
+        })
 }
 
 /// Rewrite one policy's Allow statements to what is kept; `None` when no statement is left
@@ -643,12 +942,6 @@ pub fn per_person(
                 .ok_or_else(|| PlanError::MissingManagedPolicy(arn.clone()))?,
         );
     }
-    let unlogged: Vec<String> = UNLOGGED
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
-        .collect();
     let mut people: Vec<(&String, &BTreeMap<String, i64>)> = usage
         .per_person
         .iter()
@@ -666,8 +959,7 @@ pub fn per_person(
         if used_now.is_empty() {
             continue;
         }
-        let keep =
-            |a: &str| used_now.contains(a) || unlogged.iter().any(|p| glob_match_ignore_case(p, a));
+        let keep = |a: &str| used_now.contains(a) || Overlay::get().maybe_unrecorded(a);
         let mut gone = BTreeSet::new();
         let statements: Vec<Statement> = docs
             .iter()

@@ -36,7 +36,39 @@ pub struct Usage {
     pub per_person: HashMap<(String, String), BTreeMap<String, i64>>,
     /// (source identity, role ARN) → last use: how broker-issued sessions show in CloudTrail.
     pub source_identity_use: BTreeMap<(String, String), i64>,
+    /// Role (its [`role_key`]) → the last time a session of it was issued (`AssumeRole`,
+    /// `…WithWebIdentity`, `…WithSAML`, by people or services) or acted: "no session in the
+    /// window" is what sends an unused role to zero.
+    pub sessions: BTreeMap<String, i64>,
+    /// Successful grants: (time, role key or `None`, policy name, policy ARN). A permission
+    /// granted within the grace period is never removed.
+    pub grants: Vec<GrantSeen>,
+    /// Changes to trails (`PutEventSelectors`, `StopLogging`, …): (time, event name). The
+    /// trail's current configuration proves nothing about the time before such a change.
+    pub trail_changes: Vec<(i64, String)>,
+    /// Accounts with any record: a CloudTrail of other accounts proves nothing about this one.
+    pub accounts_seen: BTreeSet<String>,
 }
+
+/// A change to a role's permissions seen in CloudTrail.
+#[derive(Clone, Debug, Serialize)]
+pub struct GrantSeen {
+    pub at_ms: i64,
+    pub event: String,
+    /// The role ([`role_key`] form), when the event names one.
+    pub role: Option<String>,
+    pub policy_name: Option<String>,
+    pub policy_arn: Option<String>,
+}
+
+/// The CloudTrail events that change what a trail records.
+const TRAIL_CHANGES: &[&str] = &[
+    "PutEventSelectors",
+    "StopLogging",
+    "UpdateTrail",
+    "DeleteTrail",
+    "CreateTrail",
+];
 
 fn denied(code: &str) -> bool {
     let c = code.to_ascii_lowercase();
@@ -91,8 +123,16 @@ impl Usage {
         for a in &actions {
             self.actions_seen.insert((account.clone(), a.clone()));
         }
-        if r.error_code.as_deref().is_some_and(denied) {
-            return;
+        if !account.is_empty() && !self.accounts_seen.contains(&account) {
+            self.accounts_seen.insert(account.clone());
+        }
+        if r.error_code.is_some() {
+            // A failed call changed nothing and issued nothing.
+            if r.error_code.as_deref().is_some_and(denied) {
+                return;
+            }
+        } else {
+            self.observe_changes(r, &account, t);
         }
         if !r.passed_roles.is_empty() {
             actions.push("iam:PassRole".into());
@@ -144,6 +184,41 @@ impl Usage {
         }
     }
 
+    /// Sessions issued, grants and trail changes: facts about the account, whoever made them.
+    fn observe_changes(&mut self, r: &Record, account: &str, t: i64) {
+        let mut session = |role: String| {
+            let last = self.sessions.entry(role).or_insert(t);
+            *last = (*last).max(t);
+        };
+        if let Some(role) = r.issuance.as_ref().and_then(|i| i.role_arn.as_deref()) {
+            session(role_key(role));
+        }
+        if let Some(issuer) = r.identity.session_issuer_arn.as_deref() {
+            session(role_key(issuer));
+        }
+        if let Some(g) = &r.grant {
+            self.grants.push(GrantSeen {
+                at_ms: t,
+                event: r.event_name.to_string(),
+                role: g.role_name.as_deref().map(|name| {
+                    let partition = r
+                        .identity
+                        .arn
+                        .as_deref()
+                        .and_then(|a| a.split(':').nth(1))
+                        .unwrap_or("aws");
+                    format!("arn:{partition}:iam::{account}:role/{name}")
+                }),
+                policy_name: g.policy_name.as_deref().map(str::to_owned),
+                policy_arn: g.policy_arn.as_deref().map(str::to_owned),
+            });
+        }
+        if &*r.event_source == "cloudtrail.amazonaws.com" && TRAIL_CHANGES.contains(&&*r.event_name)
+        {
+            self.trail_changes.push((t, r.event_name.to_string()));
+        }
+    }
+
     /// Did `principal` use `action` at or after `since_ms`?
     pub fn used_since(&self, principal: &str, action: &str, since_ms: i64) -> bool {
         self.used
@@ -177,5 +252,21 @@ pub fn role_key(arn: &str) -> String {
     match name {
         Some(n) => format!("arn:{}:iam::{}:role/{n}", parts[1], parts[4]),
         None => arn.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod grant_tests {
+    #[test]
+    fn grants_are_seen() {
+        let f = std::env::temp_dir().join(format!("credwarden-grant-{}.json", std::process::id()));
+        std::fs::write(&f, r#"{"Records":[{"eventVersion":"1.08","eventTime":"2027-05-15T10:00:00Z","eventSource":"iam.amazonaws.com","eventName":"PutRolePolicy","awsRegion":"us-east-1","sourceIPAddress":"10.0.0.5","userAgent":"x","eventID":"e","eventType":"AwsApiCall","recipientAccountId":"123456789012","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::123456789012:assumed-role/ops/i","accountId":"123456789012"},"requestParameters":{"roleName":"fresh","policyName":"fresh","policyDocument":"{}"}}]}"#).unwrap();
+        let u = super::Usage::scan(std::slice::from_ref(&f)).unwrap();
+        std::fs::remove_file(&f).unwrap();
+        assert_eq!(u.grants.len(), 1, "{:?}", u.grants);
+        assert_eq!(
+            u.grants[0].role.as_deref(),
+            Some("arn:aws:iam::123456789012:role/fresh")
+        );
     }
 }
