@@ -10,8 +10,9 @@ use cloudtrail::{EventTime, FileReport};
 use detect::{DetectorSettings, Engine, NetSet, OwnershipMap};
 use run::{
     run_passes, DurableLedger, FindingSink, Format, MemoryLedger, Passes, PathSource, RunSummary,
-    S3Source, Source, SqsSource, WebhookOptions, WebhookSender,
+    S3Source, Source, SqsSource,
 };
+use sink::{RouteSenders, Router};
 use store::Store;
 
 use crate::config::Config;
@@ -54,11 +55,12 @@ pub struct DetectArgs {
     /// POST each finding as JSON to URL (needs --state, whose spool keeps what the endpoint
     /// has not accepted yet; retried with backoff, carried over to the next run). A finding
     /// refused for good (4xx other than 408/429) or past --webhook-max-attempts goes to the
-    /// state file's dead letters (`credwarden webhook dead-letters`).
+    /// state file's dead letters (`credwarden webhook dead-letters`). The route named
+    /// "webhook", besides the [[notify.route]]s of --config.
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
     /// Failed webhook attempts (counted across runs) after which a finding is moved to the
-    /// dead letters [default: 10].
+    /// dead letters, for every route [default: 10].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub webhook_max_attempts: Option<u32>,
     /// What the webhook receives: the finding's JSON, or a Slack incoming-webhook message.
@@ -180,7 +182,12 @@ fn parse_day(flag: &str, text: &str) -> Result<EventTime> {
 
 /// `--accounts` as ids: registry names (from the state file) are resolved.
 fn resolve_accounts(args: &DetectArgs) -> Result<Vec<String>> {
-    crate::accounts_cmd::resolve_ids(&args.accounts, args.state.as_deref(), "--accounts", "--state")
+    crate::accounts_cmd::resolve_ids(
+        &args.accounts,
+        args.state.as_deref(),
+        "--accounts",
+        "--state",
+    )
 }
 
 /// Where this run reads: the paths given, or S3 locations (not both).
@@ -344,6 +351,24 @@ pub fn detect(
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
+    // Checked before anything is read: a bad URL or a duplicate name is refused up front.
+    let routes = crate::delivery_args::notify_routes(
+        &cfg,
+        args.webhook.as_deref(),
+        args.webhook_format,
+        args.webhook_max_attempts
+            .unwrap_or(run::WEBHOOK_MAX_ATTEMPTS),
+    )?;
+    if !routes.is_empty() && args.state.is_none() {
+        // Not an error: the same credwarden.toml serves quick runs over a few files, which
+        // have no state file. But the operator must know nothing is posted.
+        writeln!(
+            err,
+            "warning: the {} notify route(s) of --config are not posted to without --state (the \
+             state file's spool keeps what an endpoint has not accepted yet)",
+            routes.len()
+        )?;
+    }
     let names = detect::set::names(&args.detectors)?;
     let detectors = detector_settings(args, &cfg, &names)?.build(&names)?;
     let listing = source.list()?;
@@ -433,21 +458,10 @@ pub fn detect(
                     None => (None, Default::default()),
                 };
                 let mut sink = FindingSink::new(out, format, file);
-                sink.spool_webhook = args.webhook.is_some();
-                let sender = match &args.webhook {
-                    Some(url) => Some(WebhookSender::start_with(
-                        state_path.clone(),
-                        url.clone(),
-                        WebhookOptions {
-                            max_attempts: args
-                                .webhook_max_attempts
-                                .unwrap_or(run::WEBHOOK_MAX_ATTEMPTS),
-                            format: args.webhook_format.into(),
-                            ..WebhookOptions::default()
-                        },
-                    )?),
-                    None => None,
-                };
+                // Each delivered finding is spooled once per matching route, in the same
+                // transaction that marks it delivered; one sender per route posts it.
+                sink.spool = Router::new(&routes);
+                let senders = RouteSenders::start(state_path, &routes)?;
                 run::drain_outbox(&mut store, &mut sink, &written)?;
                 let accounts = run::AccountNames::load(&store)?;
                 let mut ledger = DurableLedger::new(
@@ -468,11 +482,9 @@ pub fn detect(
                 )?;
                 let already = ledger.already_emitted;
                 store.finish_run(run_id, total.records, sink.delivered, total.input_errors)?;
-                if let Some(sender) = sender {
-                    let sent = sender.finish(Duration::from_secs(args.webhook_wait))?;
-                    for line in crate::delivery_args::webhook_notes(&sent, state_path) {
-                        note(line);
-                    }
+                let sent = senders.finish(Duration::from_secs(args.webhook_wait))?;
+                for line in crate::delivery_args::webhook_notes(&sent, state_path)? {
+                    note(line);
                 }
                 (total, sink.delivered, already)
             }

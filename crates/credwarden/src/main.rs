@@ -59,7 +59,8 @@ enum Command {
     /// Broker directory memberships.
     #[command(subcommand)]
     Access(AccessCommand),
-    /// The dead letters of `detect --webhook`: findings refused for good or past the retry limit.
+    /// The dead letters of the webhooks (`--webhook`, `[[notify.route]]`): findings refused for
+    /// good or past the retry limit, per route.
     #[command(subcommand)]
     Webhook(WebhookCommand),
     /// The account registry: names, owners and environments of the organisation's accounts.
@@ -79,7 +80,8 @@ enum AccountsCommand {
 enum WebhookCommand {
     /// List the dead letters in a state file, oldest first.
     DeadLetters(webhook_cmd::DeadLettersArgs),
-    /// Move dead letters back to the spool (all, or --id ID…); with --url, post them now.
+    /// Move dead letters back to their routes' spools (all, or --route NAME…, --id ID…); with
+    /// --url or --config, post them now.
     Resend(webhook_cmd::ResendArgs),
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use cloudtrail::FileReport;
 use detect::{Engine, Finding};
-use store::{EmittedFinding, ProcessedFile, Store};
+use store::{EmittedFinding, ProcessedFile, Spooled, Store};
 
 use crate::accounts::AccountNames;
 use crate::drive::RunHooks;
@@ -58,14 +58,21 @@ pub fn drain_outbox(
             time: t,
         })
         .collect();
-    let spool: Vec<(&str, &str)> = if sink.spool_webhook {
-        pending
-            .iter()
-            .map(|(id, j)| (id.as_str(), j.as_str()))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // One spool row per matching route, written with the delivery itself: a finding marked
+    // delivered is never missing from a route's queue.
+    let spool: Vec<Spooled> = pending
+        .iter()
+        .flat_map(|(id, json)| {
+            sink.spool
+                .destinations_of_json(json)
+                .into_iter()
+                .map(move |destination| Spooled {
+                    destination,
+                    id,
+                    finding: json,
+                })
+        })
+        .collect();
     store.delivered(&done, &spool)?;
     Ok(())
 }

@@ -18,4 +18,6 @@ pub enum SinkError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Route(#[from] crate::route::RouteError),
 }

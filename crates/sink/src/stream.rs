@@ -11,6 +11,7 @@ use std::path::Path;
 use credwarden_core::Finding;
 
 use crate::error::SinkError;
+use crate::route::Router;
 
 /// How findings are written to a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,8 +89,9 @@ pub struct FindingSink<'a> {
     pub file: Option<File>,
     /// Findings delivered by this sink.
     pub delivered: u64,
-    /// Also queue delivered findings for the webhook (in the state file's spool).
-    pub spool_webhook: bool,
+    /// Also queue each delivered finding (in the state file's spool) for every notify route
+    /// it matches; no routes: nothing is queued.
+    pub spool: Router,
 }
 
 impl<'a> FindingSink<'a> {
@@ -99,7 +101,7 @@ impl<'a> FindingSink<'a> {
             format,
             file,
             delivered: 0,
-            spool_webhook: false,
+            spool: Router::default(),
         }
     }
 

@@ -15,14 +15,21 @@
 //! empties the spool into the dead letters. Dead letters are listed and sent again by
 //! `credwarden webhook dead-letters` / `webhook resend`. Failures are described by status
 //! and kind only: neither the finding's body nor the URL (which may hold a token) is kept.
+//!
+//! A sender posts one destination's queue of the spool (a notify route's, named in the
+//! spool's `destination` column): every destination has a sender (a thread and a connection)
+//! of its own, so an endpoint that is down, slow or refusing delays only its own findings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use store::{Store, StoreError};
+
+use crate::error::SinkError;
+use crate::route::{check_routes, Route};
 
 /// How many failed attempts make a finding a dead letter unless configured otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
@@ -63,18 +70,18 @@ impl Default for WebhookOptions {
     }
 }
 
-/// What a sender did in a run.
+/// What a sender did in a run, for its destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WebhookOutcome {
     /// Findings posted in this run.
     pub posted: u64,
-    /// Findings still waiting in the spool (the next run posts them).
+    /// Findings still waiting in the destination's spool (the next run posts them).
     pub left: i64,
     /// The endpoint's last answer was a transient failure.
     pub failing: bool,
     /// Findings moved to the dead letters in this run.
     pub dead: u64,
-    /// Findings in the dead letters now (this run's and earlier ones).
+    /// The destination's dead letters now (this run's and earlier ones).
     pub dead_total: i64,
 }
 
@@ -147,13 +154,15 @@ pub fn post(url: &str, body: &str, timeout: Duration) -> Result<(), PostFailure>
         .map_err(PostFailure::from_ureq)
 }
 
-/// The thread that posts the spool; [`WebhookSender::finish`] gives it time to empty it.
+/// The thread that posts one destination's spool; [`WebhookSender::finish`] gives it time to
+/// empty it.
 pub struct WebhookSender {
     handle: JoinHandle<()>,
     /// When set: stop once the spool is empty or this moment has passed.
     deadline: Arc<Mutex<Option<Instant>>>,
     counters: Arc<Counters>,
     state: PathBuf,
+    destination: String,
 }
 
 #[derive(Default)]
@@ -171,22 +180,10 @@ fn past(deadline: &Mutex<Option<Instant>>) -> bool {
 }
 
 impl WebhookSender {
-    /// Start posting the spool of the state file `state` to `url` with default options.
-    pub fn start(
-        state: PathBuf,
-        url: String,
-        timeout: Duration,
-    ) -> Result<WebhookSender, StoreError> {
-        let options = WebhookOptions {
-            timeout,
-            ..WebhookOptions::default()
-        };
-        WebhookSender::start_with(state, url, options)
-    }
-
-    /// Start posting the spool of the state file `state` to `url`.
+    /// Start posting what the state file `state` spools for `destination` to `url`.
     pub fn start_with(
         state: PathBuf,
+        destination: String,
         url: String,
         options: WebhookOptions,
     ) -> Result<WebhookSender, StoreError> {
@@ -195,6 +192,7 @@ impl WebhookSender {
         let counters: Arc<Counters> = Arc::default();
         let (d, c) = (deadline.clone(), counters.clone());
         let max_attempts = i64::from(options.max_attempts.max(1));
+        let dest = destination.clone();
         let handle = std::thread::spawn(move || {
             let mut backoff = options.first_backoff;
             loop {
@@ -202,7 +200,7 @@ impl WebhookSender {
                 if ending.is_some_and(|t| Instant::now() >= t) {
                     return;
                 }
-                let batch = store.spool_peek(64).unwrap_or_default();
+                let batch = store.spool_peek(&dest, 64).unwrap_or_default();
                 if batch.is_empty() {
                     if ending.is_some() {
                         return;
@@ -273,22 +271,89 @@ impl WebhookSender {
             deadline,
             counters,
             state,
+            destination,
         })
+    }
+
+    /// The destination (route name) this sender posts.
+    pub fn destination(&self) -> &str {
+        &self.destination
+    }
+
+    /// Ask the sender to stop once its spool is empty or `wait` has passed, without waiting
+    /// for it: senders of several destinations are given the same `wait` at once, then
+    /// [`WebhookSender::finish`]ed one after the other.
+    pub fn stop_after(&self, wait: Duration) {
+        let mut d = self.deadline.lock().expect("deadline lock");
+        if d.is_none() {
+            *d = Some(Instant::now() + wait);
+        }
     }
 
     /// Give the sender up to `wait` to empty the spool, then stop it. Returns how many
     /// findings were posted and dead-lettered in this run and how many still wait.
+    /// (A deadline already set by [`WebhookSender::stop_after`] is kept.)
     pub fn finish(self, wait: Duration) -> Result<WebhookOutcome, StoreError> {
-        *self.deadline.lock().expect("deadline lock") = Some(Instant::now() + wait);
+        self.stop_after(wait);
         let _ = self.handle.join();
         let store = Store::open(&self.state)?;
         Ok(WebhookOutcome {
             posted: self.counters.posted.load(Ordering::Relaxed),
-            left: store.spool_len()?,
+            left: store.spool_len_of(&self.destination)?,
             failing: self.counters.failing.load(Ordering::Relaxed),
             dead: self.counters.dead.load(Ordering::Relaxed),
-            dead_total: store.dead_letter_len()?,
+            dead_total: store.dead_letter_len_of(&self.destination)?,
         })
+    }
+}
+
+/// One sender per route, over one state file: started together, given the same time to empty
+/// their queues at the end, each reporting for its own route.
+pub struct RouteSenders {
+    senders: Vec<WebhookSender>,
+}
+
+impl RouteSenders {
+    /// Check the routes, then start a sender for each.
+    pub fn start(state: &Path, routes: &[Route]) -> Result<RouteSenders, SinkError> {
+        check_routes(routes)?;
+        let mut senders = Vec::with_capacity(routes.len());
+        for r in routes {
+            match WebhookSender::start_with(
+                state.to_path_buf(),
+                r.name.clone(),
+                r.url.clone(),
+                r.options.clone(),
+            ) {
+                Ok(s) => senders.push(s),
+                Err(e) => {
+                    // Those already started must not outlive the failed start.
+                    for s in senders {
+                        let _ = s.finish(Duration::ZERO);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(RouteSenders { senders })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.senders.is_empty()
+    }
+
+    /// Give every sender up to `wait` (the same `wait`, in parallel) to empty its queue, then
+    /// stop them; each route's outcome, in the routes' order.
+    pub fn finish(self, wait: Duration) -> Result<Vec<(String, WebhookOutcome)>, SinkError> {
+        for s in &self.senders {
+            s.stop_after(wait);
+        }
+        let mut outcomes = Vec::with_capacity(self.senders.len());
+        for s in self.senders {
+            let name = s.destination().to_owned();
+            outcomes.push((name, s.finish(wait)?));
+        }
+        Ok(outcomes)
     }
 }
 

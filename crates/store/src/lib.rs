@@ -3,8 +3,8 @@
 //! credwarden's persistence: one SQLite file (`--state FILE`) that users can open with
 //! `sqlite3`. It owns the schema and its version and keeps what makes runs continue each
 //! other: detector state, processed files, the finding outbox and emitted-finding ids (one
-//! checkpoint is one transaction), the webhook spool and its dead letters (schema 4), and a
-//! log of runs. The broker's audit log (schema 3) lives here too, behind the same versioned
+//! checkpoint is one transaction), the webhook spool and its dead letters (schema 4), each
+//! row naming its destination (schema 6: the notify route it is for), and a log of runs. The broker's audit log (schema 3) lives here too, behind the same versioned
 //! schema.
 //!
 //! A state file written by a newer credwarden (a schema version this build does not know)
@@ -17,9 +17,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// The schema this build writes. 1: emitted findings and runs. 2: adds detector state,
 /// processed files and the finding outbox. 3: adds the broker's audit log and the policy
 /// history that right-sizing rolls back to. 4: adds the webhook's dead letters and a count
-/// of delivery attempts per spooled finding. Older files are upgraded in place (every table
-/// below is created if missing, the attempts column added if missing).
-pub const SCHEMA_VERSION: i64 = 5;
+/// of delivery attempts per spooled finding. 5: adds the account registry. 6: every spooled
+/// finding and dead letter names its destination (a notify route). Older files are upgraded
+/// in place (every table below is created if missing, the added columns added if missing).
+pub const SCHEMA_VERSION: i64 = 6;
+
+/// The destination of what was spooled before destinations existed, and of the single
+/// `--webhook URL` (or the broker's `findings_webhook`): a run that posts to it again picks
+/// those findings up where they were left.
+pub const DEFAULT_DESTINATION: &str = "webhook";
 
 const SCHEMA_V2: &str = "
     CREATE TABLE IF NOT EXISTS detector_state (name TEXT PRIMARY KEY, format INTEGER NOT NULL, state TEXT NOT NULL, saved_at INTEGER NOT NULL);
@@ -57,6 +63,18 @@ const SCHEMA_V5: &str = "
 /// gets it the same way a new file does).
 const SPOOL_ATTEMPTS: &str =
     "ALTER TABLE webhook_spool ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;";
+
+/// Added by schema 6 to `webhook_spool` and `webhook_dead_letters`: the destination (notify
+/// route) a row is for. Rows of older files get [`DEFAULT_DESTINATION`], the one destination
+/// they could have been meant for, so they stay deliverable.
+const SPOOL_DESTINATION: &str =
+    "ALTER TABLE webhook_spool ADD COLUMN destination TEXT NOT NULL DEFAULT 'webhook';";
+const DEAD_DESTINATION: &str =
+    "ALTER TABLE webhook_dead_letters ADD COLUMN destination TEXT NOT NULL DEFAULT 'webhook';";
+/// Each destination's sender reads its own rows in order: without this index every peek
+/// would scan the other destinations' backlog (a dead endpoint's can grow large).
+const SCHEMA_V6: &str =
+    "CREATE INDEX IF NOT EXISTS webhook_spool_destination ON webhook_spool (destination, seq);";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -133,6 +151,8 @@ pub struct AuditEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SpoolEntry {
     pub seq: i64,
+    /// The destination (notify route) it waits for.
+    pub destination: String,
     pub id: String,
     pub finding: String,
     pub attempts: i64,
@@ -142,6 +162,8 @@ pub struct SpoolEntry {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct DeadLetter {
     pub seq: i64,
+    /// The destination (notify route) that gave up on it.
+    pub destination: String,
     /// The finding's id.
     pub id: String,
     /// The finding as it was posted (JSON).
@@ -154,6 +176,15 @@ pub struct DeadLetter {
     pub attempts: i64,
     /// When it was given up on (Unix seconds).
     pub dead_at: i64,
+}
+
+/// One finding queued for one destination: a finding that goes to N destinations is N of
+/// these, written in one transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spooled<'a> {
+    pub destination: &'a str,
+    pub id: &'a str,
+    pub finding: &'a str,
 }
 
 /// One emitted finding, as remembered.
@@ -243,6 +274,9 @@ impl Store {
                      {SCHEMA_V4}
                      {SCHEMA_V5}
                      {SPOOL_ATTEMPTS}
+                     {SPOOL_DESTINATION}
+                     {DEAD_DESTINATION}
+                     {SCHEMA_V6}
                      INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
                      COMMIT;"
                 ))
@@ -270,26 +304,47 @@ impl Store {
             });
         }
         if found < SCHEMA_VERSION {
-            let has_attempts: bool = self
-                .conn
-                .query_row(
-                    "SELECT count(*) FROM pragma_table_info('webhook_spool')
-                     WHERE name = 'attempts'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map_err(self.err())?
-                > 0;
-            let attempts = if has_attempts { "" } else { SPOOL_ATTEMPTS };
+            // Columns are added only where missing: the tables themselves may have been
+            // created just now (by the CREATE ... IF NOT EXISTS below) with or without them.
+            let attempts = if self.has_column("webhook_spool", "attempts")? {
+                ""
+            } else {
+                SPOOL_ATTEMPTS
+            };
+            let spool_destination = if self.has_column("webhook_spool", "destination")? {
+                ""
+            } else {
+                SPOOL_DESTINATION
+            };
+            // The dead letters table is created by SCHEMA_V4 in this same batch when missing,
+            // so it is created without the column and gets it from the ALTER.
+            let dead_destination = if self.has_column("webhook_dead_letters", "destination")? {
+                ""
+            } else {
+                DEAD_DESTINATION
+            };
             self.conn
                 .execute_batch(&format!(
                     "BEGIN; {SCHEMA_V2} {SCHEMA_V4} {SCHEMA_V5} {attempts}
+                     {spool_destination} {dead_destination} {SCHEMA_V6}
                      UPDATE credwarden_meta SET value = '{SCHEMA_VERSION}'
                      WHERE key = 'schema_version'; COMMIT;"
                 ))
                 .map_err(self.err())?;
         }
         Ok(())
+    }
+
+    /// Does `table` exist with `column`? (False when the table does not exist yet.)
+    fn has_column(&self, table: &str, column: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                params![table, column],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(self.err())
     }
 
     /// Append several audit entries in one transaction: one commit, one sync to disk. The
@@ -539,11 +594,12 @@ impl Store {
     }
 
     /// Move delivered findings from the outbox to the emitted set, atomically; with
-    /// `spool`, queue them for the webhook in the same transaction.
+    /// `spool`, queue them for their destinations in the same transaction (a crash never
+    /// leaves a finding marked delivered but missing from a destination's spool).
     pub fn delivered(
         &mut self,
         findings: &[EmittedFinding<'_>],
-        spool: &[(&str, &str)],
+        spool: &[Spooled<'_>],
     ) -> Result<(), StoreError> {
         let now = unix_now();
         let path = self.path.clone();
@@ -563,10 +619,13 @@ impl Store {
                 del.execute(params![f.id]).map_err(err)?;
             }
             let mut sp = tx
-                .prepare_cached("INSERT INTO webhook_spool (id, finding) VALUES (?1, ?2)")
+                .prepare_cached(
+                    "INSERT INTO webhook_spool (destination, id, finding) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(err)?;
-            for (id, finding) in spool {
-                sp.execute(params![id, finding]).map_err(err)?;
+            for s in spool {
+                sp.execute(params![s.destination, s.id, s.finding])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -633,37 +692,71 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
-    /// Queue one finding for the webhook (a service's finding, delivered as it is made).
-    pub fn spool_push(&self, id: &str, finding: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO webhook_spool (id, finding) VALUES (?1, ?2)",
-                params![id, finding],
-            )
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })?;
-        Ok(())
+    /// Queue one finding for each of `destinations` (a service's finding, delivered as it is
+    /// made), in one transaction: either every destination gets it or none does.
+    pub fn spool_push(
+        &mut self,
+        destinations: &[&str],
+        id: &str,
+        finding: &str,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO webhook_spool (destination, id, finding) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(err)?;
+            for d in destinations {
+                ins.execute(params![d, id, finding]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
     }
 
-    /// The oldest findings waiting for the webhook, in order.
-    pub fn spool_peek(&self, limit: usize) -> Result<Vec<SpoolEntry>, StoreError> {
+    /// The oldest findings waiting for `destination`, in order.
+    pub fn spool_peek(
+        &self,
+        destination: &str,
+        limit: usize,
+    ) -> Result<Vec<SpoolEntry>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT seq, id, finding, attempts FROM webhook_spool ORDER BY seq LIMIT ?1",
+                "SELECT seq, destination, id, finding, attempts FROM webhook_spool
+                 WHERE destination = ?1 ORDER BY seq LIMIT ?2",
             )
             .map_err(self.err())?;
         let rows = stmt
-            .query_map(params![limit as i64], |r| {
+            .query_map(params![destination, limit as i64], |r| {
                 Ok(SpoolEntry {
                     seq: r.get(0)?,
-                    id: r.get(1)?,
-                    finding: r.get(2)?,
-                    attempts: r.get(3)?,
+                    destination: r.get(1)?,
+                    id: r.get(2)?,
+                    finding: r.get(3)?,
+                    attempts: r.get(4)?,
                 })
             })
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// How many findings wait for each destination that has any, by destination name.
+    pub fn spool_destinations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT destination, count(*) FROM webhook_spool GROUP BY destination
+                 ORDER BY destination",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(self.err())?;
         rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
     }
@@ -711,8 +804,9 @@ impl Store {
         };
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
-            "INSERT INTO webhook_dead_letters (id, finding, status, reason, attempts, dead_at)
-             SELECT id, finding, ?2, ?3, ?4, ?5 FROM webhook_spool WHERE seq = ?1",
+            "INSERT INTO webhook_dead_letters
+                 (destination, id, finding, status, reason, attempts, dead_at)
+             SELECT destination, id, finding, ?2, ?3, ?4, ?5 FROM webhook_spool WHERE seq = ?1",
             params![seq, status, reason, attempts, now],
         )
         .map_err(err)?;
@@ -726,7 +820,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT seq, id, finding, status, reason, attempts, dead_at
+                "SELECT seq, destination, id, finding, status, reason, attempts, dead_at
                  FROM webhook_dead_letters ORDER BY seq",
             )
             .map_err(self.err())?;
@@ -734,12 +828,13 @@ impl Store {
             .query_map([], |r| {
                 Ok(DeadLetter {
                     seq: r.get(0)?,
-                    id: r.get(1)?,
-                    finding: r.get(2)?,
-                    status: r.get(3)?,
-                    reason: r.get(4)?,
-                    attempts: r.get(5)?,
-                    dead_at: r.get(6)?,
+                    destination: r.get(1)?,
+                    id: r.get(2)?,
+                    finding: r.get(3)?,
+                    status: r.get(4)?,
+                    reason: r.get(5)?,
+                    attempts: r.get(6)?,
+                    dead_at: r.get(7)?,
                 })
             })
             .map_err(self.err())?;
@@ -754,22 +849,51 @@ impl Store {
             .map_err(self.err())
     }
 
-    /// Move dead letters back to the end of the spool with a fresh retry count, atomically:
-    /// those with the given finding ids, or all of them when `ids` is empty. Returns the ids
-    /// moved, in their dead-letter order.
-    pub fn dead_letters_requeue(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    /// How many dead letters `destination` has.
+    pub fn dead_letter_len_of(&self, destination: &str) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM webhook_dead_letters WHERE destination = ?1",
+                params![destination],
+                |r| r.get(0),
+            )
+            .map_err(self.err())
+    }
+
+    /// How many findings wait for `destination`.
+    pub fn spool_len_of(&self, destination: &str) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM webhook_spool WHERE destination = ?1",
+                params![destination],
+                |r| r.get(0),
+            )
+            .map_err(self.err())
+    }
+
+    /// Move dead letters back to the end of their destination's spool with a fresh retry
+    /// count, atomically: those of the given destinations (all when `destinations` is empty)
+    /// with the given finding ids (all when `ids` is empty). Returns what was moved, as
+    /// (destination, finding id), in dead-letter order.
+    pub fn dead_letters_requeue(
+        &mut self,
+        destinations: &[String],
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
-        let rows: Vec<(i64, String, String)> = {
+        let rows: Vec<(i64, String, String, String)> = {
             let mut stmt = tx
-                .prepare("SELECT seq, id, finding FROM webhook_dead_letters ORDER BY seq")
+                .prepare(
+                    "SELECT seq, destination, id, finding FROM webhook_dead_letters ORDER BY seq",
+                )
                 .map_err(err)?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .map_err(err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(err)?
         };
@@ -777,19 +901,23 @@ impl Store {
         {
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT INTO webhook_spool (id, finding, attempts) VALUES (?1, ?2, 0)",
+                    "INSERT INTO webhook_spool (destination, id, finding, attempts)
+                     VALUES (?1, ?2, ?3, 0)",
                 )
                 .map_err(err)?;
             let mut del = tx
                 .prepare_cached("DELETE FROM webhook_dead_letters WHERE seq = ?1")
                 .map_err(err)?;
-            for (seq, id, finding) in rows {
-                if !ids.is_empty() && !ids.contains(&id) {
+            for (seq, destination, id, finding) in rows {
+                if (!ids.is_empty() && !ids.contains(&id))
+                    || (!destinations.is_empty() && !destinations.contains(&destination))
+                {
                     continue;
                 }
-                ins.execute(params![id, finding]).map_err(err)?;
+                ins.execute(params![destination, id, finding])
+                    .map_err(err)?;
                 del.execute(params![seq]).map_err(err)?;
-                moved.push(id);
+                moved.push((destination, id));
             }
         }
         tx.commit().map_err(err)?;
@@ -844,6 +972,15 @@ fn unix_now() -> i64 {
 mod tests {
     use super::*;
 
+    /// `finding` queued for the default destination.
+    fn spooled<'a>(id: &'a str, finding: &'a str) -> Spooled<'a> {
+        Spooled {
+            destination: DEFAULT_DESTINATION,
+            id,
+            finding,
+        }
+    }
+
     #[test]
     fn the_account_registry_is_replaced_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -871,7 +1008,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.sqlite");
         let mut s = Store::open(&path).unwrap();
-        s.delivered(&[], &[("a", "{}")]).unwrap();
+        s.delivered(&[], &[spooled("a", "{}")]).unwrap();
         for suffix in ["", "-wal", "-shm"] {
             let p = dir.path().join(format!("state.sqlite{suffix}"));
             if p.exists() {
@@ -946,11 +1083,11 @@ mod tests {
                 detector: "d",
                 time: "t",
             }],
-            &[("f1", "{}")],
+            &[spooled("f1", "{}")],
         )
         .unwrap();
         assert_eq!(s.spool_len().unwrap(), 1);
-        let entry = s.spool_peek(10).unwrap().remove(0);
+        let entry = s.spool_peek(DEFAULT_DESTINATION, 10).unwrap().remove(0);
         assert_eq!((entry.id.as_str(), entry.attempts), ("f1", 0));
         s.spool_done(entry.seq).unwrap();
         assert_eq!(s.spool_len().unwrap(), 0);
@@ -1011,7 +1148,7 @@ mod tests {
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        let spool = s.spool_peek(10).unwrap();
+        let spool = s.spool_peek(DEFAULT_DESTINATION, 10).unwrap();
         assert_eq!((spool[0].id.as_str(), spool[0].attempts), ("w", 0));
         assert_eq!(s.dead_letter_len().unwrap(), 0);
         drop(s);
@@ -1023,16 +1160,23 @@ mod tests {
     fn dead_letters_leave_the_spool_and_come_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("d.sqlite")).unwrap();
-        s.delivered(&[], &[("a", "{\"id\":\"a\"}"), ("b", "{}"), ("c", "{}")])
-            .unwrap();
-        let spool = s.spool_peek(10).unwrap();
+        s.delivered(
+            &[],
+            &[
+                spooled("a", "{\"id\":\"a\"}"),
+                spooled("b", "{}"),
+                spooled("c", "{}"),
+            ],
+        )
+        .unwrap();
+        let spool = s.spool_peek(DEFAULT_DESTINATION, 10).unwrap();
         assert_eq!(s.spool_failed(spool[0].seq).unwrap(), 1);
         s.spool_dead(spool[0].seq, Some(400), "HTTP 400", 1)
             .unwrap();
         assert_eq!(s.spool_failed(spool[1].seq).unwrap(), 1);
         assert_eq!(s.spool_failed(spool[1].seq).unwrap(), 2);
         s.spool_dead(spool[1].seq, None, "gave up", 2).unwrap();
-        let left = s.spool_peek(10).unwrap();
+        let left = s.spool_peek(DEFAULT_DESTINATION, 10).unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, "c");
         let dead = s.dead_letters().unwrap();
@@ -1043,9 +1187,14 @@ mod tests {
             [("a", Some(400), 1), ("b", None, 2)]
         );
         assert_eq!(dead[0].finding, "{\"id\":\"a\"}");
-        assert_eq!(s.dead_letters_requeue(&["b".into()]).unwrap(), ["b"]);
-        assert_eq!(s.dead_letters_requeue(&["zz".into()]).unwrap().len(), 0);
-        let spool = s.spool_peek(10).unwrap();
+        assert_eq!(dead[0].destination, DEFAULT_DESTINATION);
+        let moved = s.dead_letters_requeue(&[], &["b".into()]).unwrap();
+        assert_eq!(moved, [(DEFAULT_DESTINATION.to_owned(), "b".to_owned())]);
+        assert_eq!(
+            s.dead_letters_requeue(&[], &["zz".into()]).unwrap().len(),
+            0
+        );
+        let spool = s.spool_peek(DEFAULT_DESTINATION, 10).unwrap();
         assert_eq!(
             spool
                 .iter()
@@ -1054,9 +1203,120 @@ mod tests {
             [("c", 0), ("b", 0)],
             "back at the end of the spool, with a fresh count"
         );
-        assert_eq!(s.dead_letters_requeue(&[]).unwrap(), ["a"]);
+        assert_eq!(s.dead_letters_requeue(&[], &[]).unwrap().len(), 1);
         assert_eq!(s.dead_letter_len().unwrap(), 0);
         assert_eq!(s.spool_len().unwrap(), 3);
+    }
+
+    /// Each destination has its own queue in the one spool: a finding for two destinations
+    /// is two rows written together, each destination reads only its own rows in order, and
+    /// a dead letter goes back to the destination that gave up on it.
+    #[test]
+    fn destinations_have_their_own_queues_and_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("r.sqlite")).unwrap();
+        s.spool_push(&["payments", "all"], "f1", "{}").unwrap();
+        s.spool_push(&["all"], "f2", "{}").unwrap();
+        s.spool_push(&[], "f3", "{}").unwrap();
+        s.delivered(
+            &[],
+            &[
+                Spooled {
+                    destination: "payments",
+                    id: "f4",
+                    finding: "{}",
+                },
+                Spooled {
+                    destination: "all",
+                    id: "f4",
+                    finding: "{}",
+                },
+            ],
+        )
+        .unwrap();
+        let ids = |s: &Store, d: &str| {
+            s.spool_peek(d, 10)
+                .unwrap()
+                .into_iter()
+                .map(|e| {
+                    assert_eq!(e.destination, d);
+                    e.id
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&s, "payments"), ["f1", "f4"]);
+        assert_eq!(ids(&s, "all"), ["f1", "f2", "f4"]);
+        assert!(ids(&s, DEFAULT_DESTINATION).is_empty());
+        assert_eq!(
+            s.spool_destinations().unwrap(),
+            [("all".to_owned(), 3), ("payments".to_owned(), 2)]
+        );
+        assert_eq!(s.spool_len_of("payments").unwrap(), 2);
+
+        let first = s.spool_peek("payments", 1).unwrap().remove(0);
+        s.spool_dead(first.seq, Some(404), "HTTP 404", 1).unwrap();
+        let first = s.spool_peek("all", 1).unwrap().remove(0);
+        s.spool_dead(first.seq, Some(410), "HTTP 410", 1).unwrap();
+        let dead = s.dead_letters().unwrap();
+        assert_eq!(
+            dead.iter()
+                .map(|d| (d.destination.as_str(), d.id.as_str()))
+                .collect::<Vec<_>>(),
+            [("payments", "f1"), ("all", "f1")]
+        );
+        assert_eq!(s.dead_letter_len_of("all").unwrap(), 1);
+        // Only the dead letters of the destination asked for move, and back to it.
+        let moved = s.dead_letters_requeue(&["all".into()], &[]).unwrap();
+        assert_eq!(moved, [("all".to_owned(), "f1".to_owned())]);
+        assert_eq!(ids(&s, "all"), ["f2", "f4", "f1"]);
+        assert_eq!(ids(&s, "payments"), ["f4"]);
+        assert_eq!(s.dead_letter_len_of("payments").unwrap(), 1);
+    }
+
+    /// Schema 6: a version 5 file's spooled findings and dead letters, written before
+    /// destinations existed, belong to the default destination and stay deliverable.
+    #[test]
+    fn a_version_5_file_keeps_its_spool_for_the_default_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v5.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "CREATE TABLE credwarden_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO credwarden_meta VALUES ('schema_version', '5');
+                 CREATE TABLE emitted_findings (id TEXT PRIMARY KEY, detector TEXT NOT NULL,
+                     time TEXT NOT NULL, emitted_at INTEGER NOT NULL);
+                 CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at INTEGER NOT NULL,
+                     finished_at INTEGER, records INTEGER, findings INTEGER,
+                     input_errors INTEGER);
+                 {SCHEMA_V2} {SCHEMA_V4} {SCHEMA_V5} {SPOOL_ATTEMPTS}
+                 INSERT INTO webhook_spool (id, finding, attempts) VALUES ('old', '{{}}', 3);
+                 INSERT INTO webhook_dead_letters (id, finding, status, reason, attempts,
+                     dead_at) VALUES ('gone', '{{}}', 400, 'HTTP 400', 1, 0);"
+            ))
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let spool = s.spool_peek(DEFAULT_DESTINATION, 10).unwrap();
+        assert_eq!(
+            (
+                spool[0].id.as_str(),
+                spool[0].attempts,
+                spool[0].destination.as_str()
+            ),
+            ("old", 3, DEFAULT_DESTINATION)
+        );
+        assert_eq!(
+            s.dead_letters().unwrap()[0].destination,
+            DEFAULT_DESTINATION
+        );
+        s.spool_push(&["payments"], "new", "{}").unwrap();
+        drop(s);
+        // Opened again: the columns are not added twice, and nothing moved.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.spool_len_of(DEFAULT_DESTINATION).unwrap(), 1);
+        assert_eq!(s.spool_len_of("payments").unwrap(), 1);
     }
 
     #[test]
