@@ -905,6 +905,12 @@ fn shrink_proves_removals_from_the_trails_configuration_and_sends_unused_roles_t
         r["eventTime"] = at(*t).into();
         records.push(r);
     }
+    // `fresh` was granted its policy two days before the window's end: grace.
+    let mut grant = record("ops", "iam.amazonaws.com", "PutRolePolicy", None, 70);
+    grant["eventTime"] = at(start + 88 * day).into();
+    grant["requestParameters"] =
+        serde_json::json!({"roleName": "fresh", "policyName": "fresh", "policyDocument": "{}"});
+    records.push(grant);
     std::fs::write(
         p("trail.json"),
         serde_json::json!({ "Records": records }).to_string(),
