@@ -30,6 +30,9 @@ pub enum AwsError {
     NoRegion,
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    /// An `s3://` scope that cannot be read as asked (checked before any call).
+    #[error("s3 scope: {0}")]
+    Scope(String),
     /// A member account or role name that cannot be right (checked before any call).
     #[error("member account: {0}")]
     BadMember(String),

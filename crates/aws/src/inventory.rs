@@ -124,6 +124,39 @@ const KEYS: [&str; 6] = [
 ];
 
 impl Inventory {
+    /// Add another account's (or source's) inventory to this one. Every field is named, so a
+    /// field added to `Inventory` does not compile until it is merged too.
+    pub fn merge(&mut self, other: Inventory) {
+        let Inventory {
+            nat_gateways,
+            vpcs,
+            vpc_endpoints,
+            roles,
+            users,
+            groups,
+            managed_policies,
+            problems,
+            network_regions,
+            unread_regions,
+            unread_accounts,
+            has_network,
+            has_iam,
+        } = other;
+        self.nat_gateways.extend(nat_gateways);
+        self.vpcs.extend(vpcs);
+        self.vpc_endpoints.extend(vpc_endpoints);
+        self.roles.extend(roles);
+        self.users.extend(users);
+        self.groups.extend(groups);
+        self.managed_policies.extend(managed_policies);
+        self.problems.extend(problems);
+        self.network_regions.extend(network_regions);
+        self.unread_regions.extend(unread_regions);
+        self.unread_accounts.extend(unread_accounts);
+        self.has_network |= has_network;
+        self.has_iam |= has_iam;
+    }
+
     /// Read and merge inventory files.
     pub fn from_files<P: AsRef<Path>>(paths: &[P]) -> Result<Inventory, InventoryError> {
         let mut inv = Inventory::default();

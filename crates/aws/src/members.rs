@@ -20,7 +20,7 @@ pub const SESSION_NAME: &str = "credwarden";
 
 /// Why an account id or role name is refused before any call is made.
 fn check_names(account: &str, role_name: &str) -> Result<(), AwsError> {
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+    if !credwarden_core::account::is_account_id(account) {
         return Err(AwsError::BadMember(format!(
             "{account:?} is not an AWS account id (12 digits)"
         )));

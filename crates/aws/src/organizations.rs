@@ -96,7 +96,10 @@ impl Session {
                     break;
                 }
             }
-            let mut ou_names: BTreeMap<String, String> = BTreeMap::new();
+            // OU id → its path from the root: each OU is described and walked once for the
+            // whole organisation (Organizations throttles hard), each account costs one
+            // ListParents.
+            let mut ou_paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for account in &mut out {
                 let mut token = None;
                 loop {
@@ -117,49 +120,78 @@ impl Session {
                         break;
                     }
                 }
-                // The OU path, walking up to the root (at most a few levels).
-                let mut path = Vec::new();
-                let mut child = account.id.clone();
-                for _ in 0..8 {
-                    let parents = org
-                        .list_parents()
-                        .child_id(&child)
-                        .send()
-                        .await
-                        .map_err(|e| call_error("organizations:ListParents", e))?;
-                    let Some(parent) = parents.parents().first() else {
-                        break;
-                    };
-                    let Some(pid) = parent.id() else { break };
-                    if pid.starts_with("r-") {
-                        path.push("Root".to_owned());
-                        break;
-                    }
-                    if !ou_names.contains_key(pid) {
-                        let ou = org
-                            .describe_organizational_unit()
-                            .organizational_unit_id(pid)
-                            .send()
-                            .await
-                            .map_err(|e| {
-                                call_error("organizations:DescribeOrganizationalUnit", e)
-                            })?;
-                        let name = ou
-                            .organizational_unit()
-                            .and_then(|o| o.name())
-                            .unwrap_or(pid)
-                            .to_owned();
-                        ou_names.insert(pid.to_owned(), name);
-                    }
-                    path.push(ou_names[pid].clone());
-                    child = pid.to_owned();
-                }
-                path.reverse();
+                let path = match parent_of(&org, &account.id).await? {
+                    Some(parent) => ou_path(&org, parent, &mut ou_paths).await?,
+                    None => Vec::new(),
+                };
                 account.ou = (!path.is_empty()).then(|| path.join("/"));
             }
             Ok(out)
         })
     }
+}
+
+/// The parent (OU or root id) of an account or OU.
+async fn parent_of(
+    org: &aws_sdk_organizations::Client,
+    child: &str,
+) -> Result<Option<String>, AwsError> {
+    let parents = org
+        .list_parents()
+        .child_id(child)
+        .send()
+        .await
+        .map_err(|e| call_error("organizations:ListParents", e))?;
+    Ok(parents
+        .parents()
+        .first()
+        .and_then(|p| p.id())
+        .map(str::to_owned))
+}
+
+/// The path (`Root`, then OU names) of the OU or root `start`, from `cache` where known; the
+/// OUs walked to find it are cached too.
+async fn ou_path(
+    org: &aws_sdk_organizations::Client,
+    start: String,
+    cache: &mut BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, AwsError> {
+    // Uncached OUs from `start` upward, (id, name); Organizations nests at most five levels.
+    let mut chain: Vec<(String, String)> = Vec::new();
+    let mut id = start;
+    let mut path = loop {
+        if id.starts_with("r-") {
+            break vec!["Root".to_owned()];
+        }
+        if let Some(known) = cache.get(&id) {
+            break known.clone();
+        }
+        if chain.len() >= 8 {
+            break Vec::new();
+        }
+        let ou = org
+            .describe_organizational_unit()
+            .organizational_unit_id(&id)
+            .send()
+            .await
+            .map_err(|e| call_error("organizations:DescribeOrganizationalUnit", e))?;
+        let name = ou
+            .organizational_unit()
+            .and_then(|o| o.name())
+            .unwrap_or(&id)
+            .to_owned();
+        let parent = parent_of(org, &id).await?;
+        chain.push((id, name));
+        match parent {
+            Some(p) => id = p,
+            None => break Vec::new(),
+        }
+    };
+    for (id, name) in chain.into_iter().rev() {
+        path.push(name);
+        cache.insert(id, path.clone());
+    }
+    Ok(path)
 }
 
 #[cfg(test)]

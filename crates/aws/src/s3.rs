@@ -225,7 +225,7 @@ impl S3Reader {
             if scope.accounts.is_empty() {
                 for folder in self.folders(&location.bucket, root)? {
                     let name = folder[root.len()..].trim_end_matches('/');
-                    if name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit()) {
+                    if credwarden_core::account::is_account_id(name) {
                         accounts.push(folder.clone());
                     }
                 }
@@ -242,7 +242,7 @@ impl S3Reader {
                 regions.extend(scope.regions.iter().map(|r| format!("{trail}{r}/")));
             }
         }
-        Ok(match day_folders(scope) {
+        Ok(match day_folders(scope)? {
             None => regions,
             Some(days) => regions
                 .iter()
@@ -252,21 +252,38 @@ impl S3Reader {
     }
 }
 
-/// `YYYY/MM/DD` for every day of the scope, or `None` for every day there is.
-fn day_folders(scope: &TrailScope) -> Option<Vec<String>> {
-    if scope.since.is_none() && scope.until.is_none() {
-        return None;
-    }
+/// The longest range of delivery days a scope may name (ten years): a typo in a year must not
+/// make millions of prefixes, nor be cut short without a word.
+const MAX_SCOPE_DAYS: i64 = 3660;
+
+/// `YYYY/MM/DD` for every day of the scope, or `None` for every day there is. An end without
+/// a start is refused: the first delivery day is not known without listing every day.
+fn day_folders(scope: &TrailScope) -> Result<Option<Vec<String>>, AwsError> {
+    let since = match (scope.since, scope.until) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(AwsError::Scope(
+                "--until needs --since: give the first delivery day to read".into(),
+            ))
+        }
+        (Some(since), _) => since,
+    };
     let day = |t: EventTime| t.millis().div_euclid(86_400_000);
-    let first = day(scope.since.unwrap_or(EventTime(0)));
+    let first = day(since);
     let last = day(scope.until.unwrap_or_else(credwarden_core::clock::now));
+    if last - first > MAX_SCOPE_DAYS {
+        return Err(AwsError::Scope(format!(
+            "{} .. {} is more than {MAX_SCOPE_DAYS} days of deliveries: narrow --since/--until",
+            EventTime(first * 86_400_000),
+            EventTime(last * 86_400_000)
+        )));
+    }
     let mut out = Vec::new();
-    // A bounded range: a typo in a year must not make millions of prefixes.
-    for d in first..=last.min(first + 3660) {
+    for d in first..=last {
         let (y, m, dd, ..) = EventTime(d * 86_400_000).to_parts();
         out.push(format!("{y:04}/{m:02}/{dd:02}"));
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 /// One S3 object as a CloudTrail input.
@@ -374,9 +391,22 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            day_folders(&scope).unwrap(),
+            day_folders(&scope).unwrap().unwrap(),
             ["2026/02/27", "2026/02/28", "2026/03/01"]
         );
+        // An end alone, or a range of more than ten years, is refused rather than read as
+        // nothing or cut short.
+        let until_only = TrailScope {
+            until: EventTime::parse("2026-03-01T00:00:00Z"),
+            ..Default::default()
+        };
+        assert!(matches!(day_folders(&until_only), Err(AwsError::Scope(_))));
+        let typo = TrailScope {
+            since: EventTime::parse("2006-03-01T00:00:00Z"),
+            until: EventTime::parse("2026-03-01T00:00:00Z"),
+            ..Default::default()
+        };
+        assert!(matches!(day_folders(&typo), Err(AwsError::Scope(_))));
         assert!(TrailScope::default().is_everything());
     }
 }

@@ -617,19 +617,40 @@ impl Broker {
             .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(self.cfg.role_cache_seconds));
         if !fresh {
             let mut by_account = cache.take().map(|(_, by)| by).unwrap_or_default();
-            let sources = std::iter::once(("", &self.iam))
-                .chain(self.member_iams.iter().map(|(a, c)| (a.as_str(), c)));
+            // Every account at once: requests wait on this refresh, and one slow or
+            // unreachable account must cost its own timeout, not the sum of all of them.
+            let mut reads = tokio::task::JoinSet::new();
+            let sources = std::iter::once((String::new(), self.iam.clone()))
+                .chain(self.member_iams.iter().map(|(a, c)| (a.clone(), c.clone())));
             for (account, client) in sources {
+                let tag = self.cfg.role_groups_tag.clone();
+                let delimiter = self.cfg.role_groups_tag_delimiter.clone();
+                reads.spawn(async move {
+                    let read = read_role_tags(&client, &tag, delimiter.as_deref()).await;
+                    (account, read)
+                });
+            }
+            while let Some(done) = reads.join_next().await {
+                let (account, read) = match done {
+                    Ok(done) => done,
+                    Err(e) => {
+                        eprintln!("broker: reading role tags stopped: {e}");
+                        continue;
+                    }
+                };
+                let account = account.as_str();
                 let which = if account.is_empty() {
                     "the broker's account"
                 } else {
                     account
                 };
-                match self.read_role_tags(client).await {
+                match read {
                     Ok(mut tags) => {
                         // A member account's tags speak for its own roles only.
                         if !account.is_empty() {
-                            tags.retain(|arn, _| arn.split(':').nth(4) == Some(account));
+                            tags.retain(|arn, _| {
+                                credwarden_core::account::arn_account(arn) == Some(account)
+                            });
                         }
                         by_account.insert(account.to_owned(), tags);
                     }
@@ -660,42 +681,6 @@ impl Broker {
             }
         }
         Ok(map)
-    }
-
-    async fn read_role_tags(&self, iam: &aws_sdk_iam::Client) -> Result<RoleGroups, String> {
-        let mut out = HashMap::new();
-        let mut marker = None;
-        loop {
-            let page = iam
-                .get_account_authorization_details()
-                .filter(EntityType::Role)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| {
-                    use aws_sdk_iam::error::ProvideErrorMetadata;
-                    e.code().map(str::to_owned).unwrap_or_else(|| e.to_string())
-                })?;
-            for r in page.role_detail_list() {
-                if let (Some(arn), Some(tag)) = (
-                    r.arn(),
-                    r.tags()
-                        .iter()
-                        .find(|t| t.key() == self.cfg.role_groups_tag),
-                ) {
-                    let groups = auth::tag_groups(
-                        tag.value(),
-                        self.cfg.role_groups_tag_delimiter.as_deref(),
-                    );
-                    out.insert(arn.to_owned(), groups);
-                }
-            }
-            marker = page.marker().map(str::to_owned);
-            if !page.is_truncated() || marker.is_none() {
-                break;
-            }
-        }
-        Ok(out)
     }
 
     /// The roles this caller may use.
@@ -1236,6 +1221,39 @@ impl Broker {
             eprintln!("broker: cannot deliver finding {}: {err}", f.id);
         }
     }
+}
+
+/// Role ARN → groups, from the `tag` of every role of one account (`delimiter` as in the
+/// config).
+async fn read_role_tags(
+    iam: &aws_sdk_iam::Client,
+    tag: &str,
+    delimiter: Option<&str>,
+) -> Result<RoleGroups, String> {
+    let mut out = HashMap::new();
+    let mut marker = None;
+    loop {
+        let page = iam
+            .get_account_authorization_details()
+            .filter(EntityType::Role)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| {
+                use aws_sdk_iam::error::ProvideErrorMetadata;
+                e.code().map(str::to_owned).unwrap_or_else(|| e.to_string())
+            })?;
+        for r in page.role_detail_list() {
+            if let (Some(arn), Some(t)) = (r.arn(), r.tags().iter().find(|t| t.key() == tag)) {
+                out.insert(arn.to_owned(), auth::tag_groups(t.value(), delimiter));
+            }
+        }
+        marker = page.marker().map(str::to_owned);
+        if !page.is_truncated() || marker.is_none() {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

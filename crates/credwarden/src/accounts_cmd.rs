@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use credwarden_core::account::is_account_id;
 use store::{Account, Store};
 
 use crate::inventory::AwsArgs;
@@ -85,39 +86,48 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Account ids for `requested` (ids, or names in the registry held by `registry`): one
-/// resolution for every command that takes accounts. `flag` and `registry_flag` name the
-/// options in errors.
+/// Account ids for `requested` (ids, or names in the registry held by `registry`, read only
+/// when a name is given). `flag` and `registry_flag` name the options in errors.
 pub fn resolve_ids(
     requested: &[String],
     registry: Option<&Path>,
     flag: &str,
     registry_flag: &str,
 ) -> Result<Vec<String>> {
-    let is_id = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
-    if requested.iter().all(|a| is_id(a)) {
-        return Ok(requested.to_vec());
-    }
-    let Some(registry) = registry else {
-        bail!(
-            "{flag} by name needs the account registry: give {registry_flag} FILE (after \
-             `credwarden accounts sync --state FILE`)"
-        );
+    let names = match registry {
+        Some(r) if !requested.iter().all(|a| is_account_id(a)) => {
+            Some(run::AccountNames::load(&Store::open(r)?)?)
+        }
+        _ => None,
     };
-    let names = run::AccountNames::load(&Store::open(registry)?)?;
+    resolve_names(requested, names.as_ref(), flag, registry_flag)
+}
+
+/// Account ids for `requested` with the registry's names, when there is a registry: one
+/// resolution for every command that takes accounts.
+pub fn resolve_names(
+    requested: &[String],
+    names: Option<&run::AccountNames>,
+    flag: &str,
+    registry_flag: &str,
+) -> Result<Vec<String>> {
     requested
         .iter()
-        .map(|a| {
-            names.resolve(a).with_context(|| {
+        .map(|a| match names {
+            _ if is_account_id(a) => Ok(a.clone()),
+            Some(names) => names.resolve(a).with_context(|| {
                 format!("{flag}: {a:?} is neither an account id nor a name in the registry")
-            })
+            }),
+            None => bail!(
+                "{flag} by name needs the account registry: give {registry_flag} FILE (after \
+                 `credwarden accounts sync --state FILE`)"
+            ),
         })
         .collect()
 }
 
-/// The registry's active accounts (id, name): what "every account" means.
-pub fn active_accounts(registry: &Path) -> Result<Vec<(String, String)>> {
-    let accounts = Store::open(registry)?.accounts()?;
+/// The ids of the active accounts among a registry's rows: what "every account" means.
+pub fn active_accounts(accounts: &[Account], registry: &Path) -> Result<Vec<String>> {
     if accounts.is_empty() {
         bail!(
             "the registry in {} holds no accounts: run `credwarden accounts sync --state {}` first",
@@ -126,13 +136,13 @@ pub fn active_accounts(registry: &Path) -> Result<Vec<(String, String)>> {
         );
     }
     Ok(accounts
-        .into_iter()
+        .iter()
         .filter(|a| {
             a.status
                 .as_deref()
                 .is_none_or(|s| s.eq_ignore_ascii_case("ACTIVE"))
         })
-        .map(|a| (a.id, a.name))
+        .map(|a| a.id.clone())
         .collect())
 }
 

@@ -48,7 +48,7 @@ pub struct DeliveryArgs {
     /// Also append each finding as a JSON line to FILE (created 0600, fsynced per finding).
     #[arg(long = "findings", value_name = "FILE")]
     pub findings_file: Option<PathBuf>,
-    /// POST each finding as JSON to URL: spooled in --state, posted in order with retries;
+    /// POST each finding to URL, in --webhook-format: spooled in --state, posted in order with retries;
     /// permanent refusals become dead letters (`credwarden webhook dead-letters`). The route
     /// named "webhook", besides those of --config.
     #[arg(long, value_name = "URL", requires = "state")]
@@ -83,7 +83,7 @@ pub fn known_detectors() -> Vec<&'static str> {
 /// matchers. `options` hold for every route, but the format, which is the route's.
 pub fn config_routes(cfg: &Config, options: &WebhookOptions) -> Result<Vec<Route>> {
     let known = known_detectors();
-    let is_id = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+    let is_id = credwarden_core::account::is_account_id;
     let mut routes = Vec::with_capacity(cfg.notify.routes.len());
     for r in &cfg.notify.routes {
         let name = &r.name;

@@ -52,7 +52,7 @@ pub struct DetectArgs {
     /// findings were emitted carry over to the next run; nothing is reported twice.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// POST each finding as JSON to URL (needs --state, whose spool keeps what the endpoint
+    /// POST each finding to URL, in --webhook-format (needs --state, whose spool keeps what the endpoint
     /// has not accepted yet; retried with backoff, carried over to the next run). A finding
     /// refused for good (4xx other than 408/429) or past --webhook-max-attempts goes to the
     /// state file's dead letters (`credwarden webhook dead-letters`). The route named
@@ -162,7 +162,8 @@ pub struct DetectArgs {
     /// With s3://: only delivery days from this date (RFC 3339 or YYYY-MM-DD, UTC).
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
-    /// With s3://: only delivery days up to this date (default: today).
+    /// With s3:// and --since: only delivery days up to this date (default: today; at most
+    /// ten years after --since).
     #[arg(long, value_name = "DATE")]
     pub until: Option<String>,
     /// How to reach AWS for s3:// (endpoint and region).
@@ -371,6 +372,10 @@ pub fn detect(
     }
     let names = detect::set::names(&args.detectors)?;
     let detectors = detector_settings(args, &cfg, &names)?.build(&names)?;
+    // The state lock before any input is touched: a second run on the same state must fail
+    // before it receives SQS messages (hidden from everyone for the visibility timeout) or
+    // lists a bucket for nothing. Held to the end of the run.
+    let _lock = args.state.as_deref().map(run::lock_state).transpose()?;
     let listing = source.list()?;
     if !args.quiet {
         for n in &listing.notes {
@@ -443,7 +448,6 @@ pub fn detect(
         let mut note = |line: String| stderr_lines.push(line);
         match &args.state {
             Some(state_path) => {
-                let _lock = run::lock_state(state_path)?;
                 let mut store = Store::open(state_path)?;
                 let run_id = store.begin_run()?;
                 run::restore(&store, &mut engine)?;

@@ -56,6 +56,23 @@ pub struct Target {
     /// How messages name it: "111122223333 (payments-prod)".
     pub label: String,
     pub session: Session,
+    /// The credentials' own account id, asked of STS once when first needed.
+    own_id: std::sync::OnceLock<String>,
+}
+
+impl Target {
+    /// The account this target is in: the member account, or the credentials' own
+    /// (`sts:GetCallerIdentity`, once per target however often it is asked).
+    pub fn account_id(&self) -> Result<String> {
+        if let Some(id) = &self.account {
+            return Ok(id.clone());
+        }
+        if let Some(id) = self.own_id.get() {
+            return Ok(id.clone());
+        }
+        let id = self.session.account_id()?;
+        Ok(self.own_id.get_or_init(|| id).clone())
+    }
 }
 
 /// The accounts reached, and those that could not be (label, why).
@@ -71,29 +88,28 @@ impl MemberArgs {
 
     /// The member accounts (id, label) these options name.
     fn accounts(&self) -> Result<Vec<(String, String)>> {
-        let registry = self.registry.as_deref();
-        let named: Vec<(String, String)> = match (self.accounts.is_empty(), registry) {
-            (false, _) => crate::accounts_cmd::resolve_ids(
+        // The registry is read once: names for --accounts, every active account, labels.
+        let rows = match &self.registry {
+            Some(r) => Some(store::Store::open(r)?.accounts()?),
+            None => None,
+        };
+        let names = rows.as_deref().map(run::AccountNames::from_accounts);
+        let ids: Vec<String> = match (self.accounts.is_empty(), &rows, &self.registry) {
+            (false, _, _) => crate::accounts_cmd::resolve_names(
                 &self.accounts,
-                registry,
+                names.as_ref(),
                 "--accounts",
                 "--registry",
-            )?
-            .into_iter()
-            .map(|id| (id, String::new()))
-            .collect(),
-            (true, Some(r)) => crate::accounts_cmd::active_accounts(r)?,
-            (true, None) => bail!(
+            )?,
+            (true, Some(rows), Some(r)) => crate::accounts_cmd::active_accounts(rows, r)?,
+            _ => bail!(
                 "--assume-role-name needs the accounts to work in: --accounts ID,… or \
                  --registry FILE (every active account of the registry)"
             ),
         };
-        let names = match registry {
-            Some(r) => run::AccountNames::load(&store::Store::open(r)?)?,
-            None => run::AccountNames::default(),
-        };
+        let names = names.unwrap_or_default();
         let mut out: Vec<(String, String)> = Vec::new();
-        for (id, _) in named {
+        for id in ids {
             if out.iter().any(|(seen, _)| *seen == id) {
                 continue;
             }
@@ -120,6 +136,7 @@ impl MemberArgs {
                     account: None,
                     label: "the credentials' account".into(),
                     session: base,
+                    own_id: Default::default(),
                 }],
                 failed: Vec::new(),
             });
@@ -134,6 +151,7 @@ impl MemberArgs {
                     account: Some(id),
                     label,
                     session,
+                    own_id: Default::default(),
                 }),
                 Err(e) => reach.failed.push((label, e.to_string())),
             }
@@ -152,23 +170,16 @@ impl Reach {
         inv: &Inventory,
         role: &str,
     ) -> Result<Vec<(&'a Target, String)>> {
-        if let Some(rest) = role.strip_prefix("arn:") {
-            let parts: Vec<&str> = rest.splitn(5, ':').collect();
-            let (Some(account), Some(resource)) = (parts.get(3), parts.get(4)) else {
-                bail!("{role}: not a role ARN");
-            };
-            let Some(name) = resource
-                .strip_prefix("role/")
-                .map(|p| p.rsplit('/').next().unwrap_or(p))
-            else {
+        if role.starts_with("arn:") {
+            let parts = iam::wildcard::arn_parts(role);
+            let Some((account, name)) = parts.and_then(|p| {
+                let path = p[5].strip_prefix("role/")?;
+                Some((p[4], path.rsplit('/').next().unwrap_or(path)))
+            }) else {
                 bail!("{role}: not a role ARN");
             };
             for t in &self.targets {
-                let here = match &t.account {
-                    Some(a) => a.clone(),
-                    None => t.session.account_id()?,
-                };
-                if here == *account {
+                if t.account_id()? == *account {
                     return Ok(vec![(t, name.to_owned())]);
                 }
             }
@@ -183,9 +194,9 @@ impl Reach {
             .filter(|t| {
                 inv.roles.iter().any(|r| {
                     r.name == role
-                        && t.account
-                            .as_deref()
-                            .is_some_and(|a| arn_account(&r.arn) == Some(a))
+                        && t.account.as_deref().is_some_and(|a| {
+                            credwarden_core::account::arn_account(&r.arn) == Some(a)
+                        })
                 })
             })
             .map(|t| (t, role.to_owned()))
@@ -195,11 +206,6 @@ impl Reach {
         }
         Ok(found)
     }
-}
-
-/// The account id field of an ARN.
-pub fn arn_account(arn: &str) -> Option<&str> {
-    arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
 /// How to reach AWS.
@@ -270,7 +276,7 @@ impl InventoryArgs {
                                 *r = format!("{}/{r}", t.label);
                             }
                         }
-                        merge(&mut inv, live);
+                        inv.merge(live);
                     }
                     Err(e) if t.account.is_some() => {
                         inv.problems
@@ -287,22 +293,6 @@ impl InventoryArgs {
         }
         Ok((inv, reached))
     }
-}
-
-fn merge(into: &mut Inventory, from: Inventory) {
-    into.nat_gateways.extend(from.nat_gateways);
-    into.vpcs.extend(from.vpcs);
-    into.vpc_endpoints.extend(from.vpc_endpoints);
-    into.roles.extend(from.roles);
-    into.users.extend(from.users);
-    into.groups.extend(from.groups);
-    into.managed_policies.extend(from.managed_policies);
-    into.problems.extend(from.problems);
-    into.network_regions.extend(from.network_regions);
-    into.unread_regions.extend(from.unread_regions);
-    into.unread_accounts.extend(from.unread_accounts);
-    into.has_network |= from.has_network;
-    into.has_iam |= from.has_iam;
 }
 
 /// Ownership learned from tags: (role and instance-profile ARN → application,

@@ -301,11 +301,7 @@ pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
 fn account_sessions(reach: &Reach) -> Result<shrink::apply::AccountSessions<'_>> {
     let mut by_account = Vec::new();
     for t in &reach.targets {
-        let id = match &t.account {
-            Some(id) => id.clone(),
-            None => t.session.account_id()?,
-        };
-        by_account.push((id, &t.session));
+        by_account.push((t.account_id()?, &t.session));
     }
     Ok(shrink::apply::AccountSessions::new(by_account))
 }
@@ -822,19 +818,16 @@ fn access_advisors(
     // A role is asked of the session of its ARN's account.
     let mut by_account: BTreeMap<String, &Target> = BTreeMap::new();
     for t in &reach.targets {
-        let id = match &t.account {
-            Some(id) => id.clone(),
-            None => match t.session.account_id() {
-                Ok(id) => id,
-                Err(e) => {
-                    writeln!(
-                        err,
-                        "warning: Access Advisor: {}: {e}; planning without it",
-                        t.label
-                    )?;
-                    continue;
-                }
-            },
+        let id = match t.account_id() {
+            Ok(id) => id,
+            Err(e) => {
+                writeln!(
+                    err,
+                    "warning: Access Advisor: {}: {e}; planning without it",
+                    t.label
+                )?;
+                continue;
+            }
         };
         by_account.insert(id, t);
     }
@@ -854,7 +847,7 @@ fn access_advisors(
         {
             continue;
         }
-        let Some(account) = crate::inventory::arn_account(&role.arn) else {
+        let Some(account) = credwarden_core::account::arn_account(&role.arn) else {
             continue;
         };
         // A role read from a file in an account this command did not reach has no session.

@@ -14,7 +14,8 @@ use crate::config::Config;
 
 #[derive(clap::Args, Debug)]
 pub struct DeadLettersArgs {
-    /// The state file `detect --webhook` ran with.
+    /// The state file holding the spool and dead letters (`detect --state`, or the one
+    /// `imds proxy`, `shrink schedule` or the broker's audit store deliver through).
     #[arg(long, value_name = "FILE")]
     pub state: PathBuf,
     /// Only the dead letters of this route (repeatable); default: every route's.
@@ -27,7 +28,7 @@ pub struct DeadLettersArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ResendArgs {
-    /// The state file `detect --webhook` ran with.
+    /// The state file holding the spool and dead letters (as for `webhook dead-letters`).
     #[arg(long, value_name = "FILE")]
     pub state: PathBuf,
     /// Only the dead letters of this route (repeatable; "webhook" is --webhook's); default:
@@ -42,6 +43,10 @@ pub struct ResendArgs {
     /// --config the findings go back to their routes' spools and the next run posts them.
     #[arg(long, value_name = "URL", conflicts_with = "config")]
     pub url: Option<String>,
+    /// With --url: what that endpoint takes (a Slack route's dead letters go back as Slack
+    /// messages). With --config each route's own format is used.
+    #[arg(long, value_enum, default_value_t = crate::delivery_args::WebhookFormat::Json, requires = "url")]
+    pub format: crate::delivery_args::WebhookFormat,
     /// Post now, each route's spool to its URL in this credwarden.toml's [[notify.route]]s.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -177,7 +182,10 @@ fn resend_routes(
     let route = Route {
         name,
         url: url.clone(),
-        options: options.clone(),
+        options: WebhookOptions {
+            format: args.format.into(),
+            ..options.clone()
+        },
         filter: RouteFilter::default(),
     };
     route.check()?;

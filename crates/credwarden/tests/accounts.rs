@@ -16,7 +16,15 @@ status = org.create_account(Email="pay@example.com", AccountName="payments-prod"
     Tags=[{"Key": "owner", "Value": "payments-team"}, {"Key": "environment", "Value": "prod"}])
 acct = status["CreateAccountStatus"]["AccountId"]
 org.move_account(AccountId=acct, SourceParentId=root, DestinationParentId=prod)
+# A nested OU: its path is walked once and shared by the accounts in it.
+cards = org.create_organizational_unit(ParentId=prod, Name="Cards")["OrganizationalUnit"]["Id"]
+nested = []
+for name in ["cards-a", "cards-b"]:
+    n = org.create_account(Email=name + "@example.com", AccountName=name)["CreateAccountStatus"]["AccountId"]
+    org.move_account(AccountId=n, SourceParentId=root, DestinationParentId=cards)
+    nested.append(n)
 print(acct)
+print(" ".join(nested))
 "#;
 
 fn credwarden(moto: &Moto, args: &[&str]) -> Output {
@@ -33,10 +41,15 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn organization_accounts_name_the_findings() {
     let moto = Moto::start();
-    let account = moto
-        .python(&ORG.replace("KW)", &format!("{BOTO3_KW})")), &[])
-        .trim()
-        .to_owned();
+    let seeded = moto.python(&ORG.replace("KW)", &format!("{BOTO3_KW})")), &[]);
+    let mut lines = seeded.lines();
+    let account = lines.next().unwrap().trim().to_owned();
+    let nested: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.sqlite");
     let state = state.to_str().unwrap();
@@ -63,6 +76,10 @@ fn organization_accounts_name_the_findings() {
     assert_eq!(row["owner"], "payments-team");
     assert_eq!(row["environment"], "prod");
     assert_eq!(row["ou"], "Root/Prod");
+    for id in &nested {
+        let row = rows.iter().find(|r| r["id"] == id.as_str()).unwrap();
+        assert_eq!(row["ou"], "Root/Prod/Cards", "{row}");
+    }
 
     // A long-lived key used in that account: the finding names the account and its owner.
     let trail = dir.path().join("trail.json");

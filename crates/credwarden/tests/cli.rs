@@ -749,12 +749,7 @@ fn webhook_delivery_survives_failures_and_runs() {
     ]);
     assert_eq!(refused.status.code(), Some(1));
     // The endpoint is down (nothing listens): the run ends anyway, the finding waits.
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = l.local_addr().unwrap();
-        drop(l);
-        format!("http://{a}/hook")
-    };
+    let dead = format!("http://127.0.0.1:{}/hook", testkit::free_port());
     let first = run(&[
         "detect",
         trail.to_str().unwrap(),

@@ -364,10 +364,7 @@ fn the_metadata_proxy_delivers_findings_to_a_file_and_the_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let answer: Answer = Arc::new(Mutex::new(Box::new(|_: &serde_json::Value| 200)));
     let (url, accepted) = endpoint(answer);
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = testkit::free_port();
     let file = dir.path().join("proxy-findings.jsonl");
     let state = dir.path().join("proxy.sqlite");
     let proxy = bin()
@@ -482,10 +479,7 @@ fn endpoint_answering(status: u16) -> (String, Arc<Mutex<Vec<String>>>, Answer) 
 
 /// A loopback URL nothing listens on: connections are refused.
 fn refusing_url() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{a}/hook")
+    format!("http://127.0.0.1:{}/hook", testkit::free_port())
 }
 
 /// The registry `accounts sync --file` reads (`aws organizations list-accounts` output): two

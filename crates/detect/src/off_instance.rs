@@ -300,7 +300,7 @@ fn assumed_role_parts(arn: &str) -> Option<(&str, &str, &str)> {
 }
 
 fn role_account(role_arn: &str) -> Option<&str> {
-    role_arn.split(':').nth(4).filter(|a| !a.is_empty())
+    credwarden_core::account::arn_account(role_arn)
 }
 
 /// Preference between near-simultaneous first sources: a recon call from a command-line

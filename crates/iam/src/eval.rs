@@ -325,7 +325,7 @@ fn principal_named(p: &Principals, ctx: &RequestContext) -> Option<Named> {
                     if Some(id.as_str()) == caller {
                         let is_role = arn_parts(id).is_some_and(|p| p[5].starts_with("role/"));
                         note(if is_role { Named::Role } else { Named::Exactly });
-                    } else if id.len() == 12 && id.bytes().all(|c| c.is_ascii_digit()) {
+                    } else if credwarden_core::account::is_account_id(id) {
                         if caller_account == Some(id.as_str()) {
                             note(Named::Account)
                         }

@@ -172,8 +172,7 @@ impl ServeConfig {
             .or_else(|| {
                 self.role_arn
                     .as_deref()
-                    .and_then(|a| a.split(':').nth(4))
-                    .filter(|a| !a.is_empty())
+                    .and_then(credwarden_core::account::arn_account)
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| "000000000000".into())

@@ -14,17 +14,17 @@ pub struct AccountNames {
 
 impl AccountNames {
     pub fn load(store: &Store) -> Result<AccountNames, StoreError> {
-        Ok(AccountNames {
-            by_id: store
-                .accounts()?
-                .into_iter()
-                .map(|a| (a.id, (a.name, a.owner)))
-                .collect(),
-        })
+        Ok(AccountNames::from_accounts(&store.accounts()?))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+    /// The names of registry rows already read.
+    pub fn from_accounts(accounts: &[store::Account]) -> AccountNames {
+        AccountNames {
+            by_id: accounts
+                .iter()
+                .map(|a| (a.id.clone(), (a.name.clone(), a.owner.clone())))
+                .collect(),
+        }
     }
 
     /// `f` with its account's name and owner, when the registry knows the account.
@@ -45,7 +45,7 @@ impl AccountNames {
     /// The account id `name_or_id` means: an id as it is, a registry name (case-insensitive)
     /// as its id; `None` for a name the registry does not hold.
     pub fn resolve(&self, name_or_id: &str) -> Option<String> {
-        if name_or_id.len() == 12 && name_or_id.bytes().all(|b| b.is_ascii_digit()) {
+        if credwarden_core::account::is_account_id(name_or_id) {
             return Some(name_or_id.to_owned());
         }
         self.by_id

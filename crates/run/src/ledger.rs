@@ -12,7 +12,6 @@ use std::time::Duration;
 use cloudtrail::FileReport;
 use detect::{Engine, Finding};
 
-use crate::accounts::AccountNames;
 use crate::drive::{run_with_hooks, RunHooks};
 use crate::error::RunError;
 use crate::source::{select, FileIdentity, Seen, Source};
@@ -41,7 +40,6 @@ pub struct MemoryLedger<'a, 's> {
     on_report: &'a mut dyn FnMut(&FileReport),
     read: HashSet<FileIdentity>,
     pass: Vec<Option<FileIdentity>>,
-    accounts: AccountNames,
 }
 
 impl<'a, 's> MemoryLedger<'a, 's> {
@@ -54,14 +52,7 @@ impl<'a, 's> MemoryLedger<'a, 's> {
             on_report,
             read: HashSet::new(),
             pass: Vec::new(),
-            accounts: AccountNames::default(),
         }
-    }
-
-    /// Put the registry's account names and owners on every finding.
-    pub fn with_accounts(mut self, accounts: AccountNames) -> Self {
-        self.accounts = accounts;
-        self
     }
 }
 
@@ -69,8 +60,7 @@ impl RunHooks for MemoryLedger<'_, '_> {
     type Error = RunError;
 
     fn finding(&mut self, f: &Finding) -> Result<(), RunError> {
-        self.sink
-            .deliver(&serde_json::to_string(&self.accounts.annotate(f))?)?;
+        self.sink.deliver(&serde_json::to_string(f)?)?;
         Ok(self.sink.sync()?)
     }
 

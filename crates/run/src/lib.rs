@@ -1,7 +1,7 @@
 //! # credwarden-run
 //!
 //! A detect run, as a library: **sources** of CloudTrail ([`Source`]: files, folders,
-//! stdin), the engine **driven** over them in canonical order ([`run_with_hooks`]), a
+//! stdin, S3 locations, an SQS queue of delivery notifications), the engine **driven** over them in canonical order ([`run_with_hooks`]), a
 //! **ledger** that remembers what was read and delivers what was found — in memory
 //! ([`MemoryLedger`]) or exactly once through a state file's checkpoints and outbox
 //! ([`DurableLedger`]) — the one loop that runs a batch or follows a source

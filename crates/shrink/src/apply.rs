@@ -53,7 +53,7 @@ impl<'a> AccountSessions<'a> {
 
     /// The session of the account `role_arn` is in.
     pub fn for_role(&self, role_arn: &str) -> Option<&'a Session> {
-        let account = role_arn.split(':').nth(4)?;
+        let account = credwarden_core::account::arn_account(role_arn)?;
         self.by_account
             .iter()
             .find(|(a, _)| a == account)

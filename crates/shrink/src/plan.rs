@@ -632,9 +632,9 @@ fn plan_role(
             None => return skip(format!("attached managed policy {arn} is not in the inventory: its permissions are unknown")),
         }
     }
-    let account = iam::wildcard::arn_parts(&role.arn)
-        .map(|p| p[4].to_owned())
-        .unwrap_or_default();
+    let account = credwarden_core::account::arn_account(&role.arn)
+        .unwrap_or_default()
+        .to_owned();
     let judge = Judge {
         usage,
         advisor,
@@ -665,19 +665,18 @@ fn plan_role(
                         if a == "iam:PassRole" || decided.get(&a) == Some(&true) {
                             continue;
                         }
-                        let keep = match judge.evidence(&a) {
-                            Evidence::Used => true,
-                            Evidence::Unused(_) if grace_reason.is_some() => {
-                                let why = grace_reason.clone().unwrap_or_default();
-                                kept_unknown.insert(a.clone(), why);
+                        let keep = match (judge.evidence(&a), &grace_reason) {
+                            (Evidence::Used, _) => true,
+                            (Evidence::Unused(_), Some(why)) => {
+                                kept_unknown.insert(a.clone(), why.clone());
                                 proofs.remove(&a);
                                 true
                             }
-                            Evidence::Unused(proof) => {
+                            (Evidence::Unused(proof), None) => {
                                 proofs.insert(a.clone(), proof);
                                 false
                             }
-                            Evidence::Unknown(why) => {
+                            (Evidence::Unknown(why), _) => {
                                 kept_unknown.insert(a.clone(), why);
                                 true
                             }

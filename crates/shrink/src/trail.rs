@@ -317,7 +317,7 @@ impl TrailConfig {
 
 impl Trail {
     fn proves(&self, account: &str, kind: &EventKind, since_ms: i64) -> Result<(), String> {
-        let trail_account = self.arn.split(':').nth(4).unwrap_or_default();
+        let trail_account = credwarden_core::account::arn_account(&self.arn).unwrap_or_default();
         if !self.organization && trail_account != account {
             return Err(format!(
                 "a trail of account {trail_account}, not an organisation trail"

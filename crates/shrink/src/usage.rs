@@ -18,8 +18,6 @@ use serde::Serialize;
 pub struct Usage {
     /// principal ARN (the role for assumed-role sessions) → action (canonical) → last use (ms).
     pub used: HashMap<String, BTreeMap<String, i64>>,
-    /// Principals seen at all (any event, even denied): "did nothing" needs evidence too.
-    pub principals_seen: BTreeSet<String>,
     pub records: u64,
     pub input_errors: u64,
     /// Unattributable events: guess → count.
@@ -101,9 +99,6 @@ impl Usage {
             .as_deref()
             .or(r.identity.arn.as_deref())
             .map(role_key);
-        if let Some(p) = &principal {
-            self.principals_seen.insert(p.clone());
-        }
         let (catalogue, map) = (Catalogue::builtin(), EventMap::builtin());
         let mut actions = match map.map(catalogue, &r.event_source, &r.event_name) {
             EventActions::Actions { actions } => actions,
@@ -132,7 +127,7 @@ impl Usage {
                 return;
             }
         } else {
-            self.observe_changes(r, &account, t);
+            self.observe_changes(r, principal.as_ref(), &account, t);
         }
         if !r.passed_roles.is_empty() {
             actions.push("iam:PassRole".into());
@@ -185,7 +180,7 @@ impl Usage {
     }
 
     /// Sessions issued, grants and trail changes: facts about the account, whoever made them.
-    fn observe_changes(&mut self, r: &Record, account: &str, t: i64) {
+    fn observe_changes(&mut self, r: &Record, principal: Option<&String>, account: &str, t: i64) {
         let mut session = |role: String| {
             let last = self.sessions.entry(role).or_insert(t);
             *last = (*last).max(t);
@@ -193,8 +188,9 @@ impl Usage {
         if let Some(role) = r.issuance.as_ref().and_then(|i| i.role_arn.as_deref()) {
             session(role_key(role));
         }
-        if let Some(issuer) = r.identity.session_issuer_arn.as_deref() {
-            session(role_key(issuer));
+        // A call of a session: its role is the principal already keyed.
+        if let (Some(role), true) = (principal, r.identity.session_issuer_arn.is_some()) {
+            session(role.clone());
         }
         if let Some(g) = &r.grant {
             self.grants.push(GrantSeen {

@@ -248,11 +248,6 @@ impl Router {
         }
     }
 
-    /// No routes: nothing is spooled.
-    pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
-    }
-
     /// The names of the routes `f` goes to, in the routes' order.
     pub fn destinations(&self, f: &FindingFacts) -> Vec<&str> {
         self.routes

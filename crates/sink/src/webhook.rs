@@ -338,10 +338,6 @@ impl RouteSenders {
         Ok(RouteSenders { senders })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.senders.is_empty()
-    }
-
     /// Give every sender up to `wait` (the same `wait`, in parallel) to empty its queue, then
     /// stop them; each route's outcome, in the routes' order.
     pub fn finish(self, wait: Duration) -> Result<Vec<(String, WebhookOutcome)>, SinkError> {
