@@ -20,7 +20,11 @@ use crate::error::AuthError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub user: String,
+    /// Every group: the identity provider's and, once the broker adds them, the directory's.
     pub groups: BTreeSet<String>,
+    /// The groups the identity provider asserted (token claim or proxy header). The audit
+    /// records them apart: `access prune` cannot remove them, only report them.
+    pub idp_groups: BTreeSet<String>,
 }
 
 /// One verification key from a JWKS.
@@ -259,6 +263,7 @@ pub fn verify_jwt(
     };
     Ok(Caller {
         user: user.to_owned(),
+        idp_groups: groups.clone(),
         groups,
     })
 }
@@ -361,11 +366,13 @@ pub fn from_headers(
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .ok_or(AuthError::Missing)?;
+    let groups: BTreeSet<String> = groups
+        .map(|g| split_groups(g, &rules.groups_delimiter))
+        .unwrap_or_default();
     Ok(Caller {
         user: user.to_owned(),
-        groups: groups
-            .map(|g| split_groups(g, &rules.groups_delimiter))
-            .unwrap_or_default(),
+        idp_groups: groups.clone(),
+        groups,
     })
 }
 

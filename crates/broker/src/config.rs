@@ -259,7 +259,7 @@ role_groups_tag = "credwarden:groups"  # IAM role tag naming the groups that may
 # role_groups_tag_delimiter = "+"      # default: groups in the tag separated by spaces
 read_role_tags = true
 role_cache_seconds = 300
-# directory = "/etc/credwarden/directory.json"   # {"users": {"alice": ["payments"]}}, reloaded on change
+# directory = "/etc/credwarden/directory.json"   # {"users": {"alice": ["payments", {"group": "search", "since": "2026-11-02T09:00:00Z"}]}}, reloaded on change
 
 [auth]
 mode = "jwt"

@@ -122,7 +122,7 @@ struct Network {
 struct Directory {
     path: PathBuf,
     modified: Option<SystemTime>,
-    users: HashMap<String, BTreeSet<String>>,
+    users: crate::directory::Directory,
 }
 
 /// Counters for `/metrics`.
@@ -223,6 +223,21 @@ pub struct Broker {
 
 fn now_ms() -> i64 {
     credwarden_core::clock::now_millis()
+}
+
+/// The start of an audit row about `caller`'s request: who, with which groups (the identity
+/// provider's apart, so that `access prune` can tell which it may remove), from where.
+fn caller_entry(caller: &Caller, client: IpAddr, request_id: &str) -> AuditEntry {
+    let join = |g: &BTreeSet<String>| g.iter().cloned().collect::<Vec<_>>().join(",");
+    AuditEntry {
+        time_ms: now_ms(),
+        request_id: request_id.to_owned(),
+        user: caller.user.clone(),
+        groups: join(&caller.groups),
+        idp_groups: Some(join(&caller.idp_groups)),
+        client_ip: client.to_string(),
+        ..Default::default()
+    }
 }
 
 /// The user's RoleSessionName and SourceIdentity. STS accepts `[\w+=,.@-]{2,64}`; the
@@ -448,7 +463,7 @@ impl Broker {
         let directory = cfg.directory.clone().map(|path| Directory {
             path,
             modified: None,
-            users: HashMap::new(),
+            users: Default::default(),
         });
         Ok(Broker {
             sts: aws_sdk_sts::Client::new(&sdk),
@@ -581,13 +596,10 @@ impl Broker {
         if modified != dir.modified {
             // Reload on change; a broken file keeps the last good directory.
             if let Ok(text) = std::fs::read_to_string(&dir.path) {
-                #[derive(serde::Deserialize)]
-                struct File {
-                    users: HashMap<String, BTreeSet<String>>,
-                }
-                match serde_json::from_str::<File>(&text) {
-                    Ok(f) => {
-                        dir.users = f.users;
+                match crate::directory::Directory::parse(&text) {
+                    Ok(users) => {
+                        self.observe_memberships(&dir.path, users.memberships());
+                        dir.users = users;
                         dir.modified = modified;
                     }
                     Err(e) => eprintln!(
@@ -597,7 +609,26 @@ impl Broker {
                 }
             }
         }
-        dir.users.get(user).cloned().unwrap_or_default()
+        dir.users.groups(user)
+    }
+
+    /// Record in the audit store when each membership of a freshly loaded directory was first
+    /// seen: how `access prune` tells a membership made minutes ago from an old one. Off the
+    /// request's path (a blocking task); a failure is logged and only leaves those memberships
+    /// without a known age, which prune treats as young.
+    fn observe_memberships(&self, path: &std::path::Path, memberships: BTreeSet<(String, String)>) {
+        let audit = self.audit.clone();
+        let key = crate::directory::tracking_key(path);
+        let record = move || {
+            let mut guard = audit.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = guard.observe_memberships(&key, &memberships, now_ms()) {
+                eprintln!("broker: cannot record the directory's memberships: {e}");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(record)),
+            Err(_) => record(),
+        }
     }
 
     /// Role ARN → groups allowed to use it: the config's grants and the roles' tags.
@@ -861,11 +892,6 @@ impl Broker {
             ));
         }
         let entry = AuditEntry {
-            time_ms: now_ms(),
-            request_id: request_id.to_owned(),
-            user: caller.user.clone(),
-            groups: caller.groups.iter().cloned().collect::<Vec<_>>().join(","),
-            client_ip: client.to_string(),
             network: self
                 .networks
                 .iter()
@@ -874,7 +900,7 @@ impl Broker {
             role: Some(format!("group:{group}")),
             decision: "access-requested".into(),
             reason: String::new(),
-            ..Default::default()
+            ..caller_entry(caller, client, request_id)
         };
         // Each request is an fsynced audit row and a finding: a user gets a few an hour.
         self.limit(Limited::AccessRequests, &entry).await?;
@@ -929,14 +955,9 @@ impl Broker {
         let started = Instant::now();
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let mut entry = AuditEntry {
-            time_ms: now_ms(),
-            request_id: request_id.to_owned(),
-            user: caller.user.clone(),
-            groups: caller.groups.iter().cloned().collect::<Vec<_>>().join(","),
-            client_ip: client.to_string(),
             role: Some(role.to_owned()),
             decision: "refused".into(),
-            ..Default::default()
+            ..caller_entry(caller, client, request_id)
         };
         let network = self
             .networks

@@ -8,6 +8,7 @@
 //! lives in the library crates; `main.rs` only parses arguments and maps results to
 //! exit codes.
 
+pub mod access_cmd;
 pub mod accounts_cmd;
 pub mod baseline_cmd;
 pub mod broker_cmd;

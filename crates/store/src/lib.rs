@@ -14,13 +14,19 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod people;
+pub use people::{CreatedRole, MembershipSeen};
+
 /// The schema this build writes. 1: emitted findings and runs. 2: adds detector state,
 /// processed files and the finding outbox. 3: adds the broker's audit log and the policy
 /// history that right-sizing rolls back to. 4: adds the webhook's dead letters and a count
 /// of delivery attempts per spooled finding. 5: adds the account registry. 6: every spooled
-/// finding and dead letter names its destination (a notify route). Older files are upgraded
-/// in place (every table below is created if missing, the added columns added if missing).
-pub const SCHEMA_VERSION: i64 = 6;
+/// finding and dead letter names its destination (a notify route). 7: directory memberships
+/// as the broker and `access prune` saw them (their age), the identity provider's groups of
+/// each audited request, and the roles `shrink per-user --apply` created. Older files are
+/// upgraded in place (every table below is created if missing, the added columns added if
+/// missing).
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The destination of what was spooled before destinations existed, and of the single
 /// `--webhook URL` (or the broker's `findings_webhook`): a run that posts to it again picks
@@ -75,6 +81,23 @@ const DEAD_DESTINATION: &str =
 /// would scan the other destinations' backlog (a dead endpoint's can grow large).
 const SCHEMA_V6: &str =
     "CREATE INDEX IF NOT EXISTS webhook_spool_destination ON webhook_spool (destination, seq);";
+
+/// Schema 7. `directory_tracking`: since when a directory file's memberships are observed;
+/// `directory_memberships`: each membership present at the last observation, since when it
+/// has been seen and whether it appeared after tracking began (then its first sighting
+/// bounds its age) or was already there (then it is at least that old). `created_roles`:
+/// roles `shrink per-user --apply` created, with what it put in them, so that undo deletes
+/// only those and only while unchanged.
+const SCHEMA_V7: &str = "
+    CREATE TABLE IF NOT EXISTS directory_tracking (directory TEXT PRIMARY KEY, since_ms INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS directory_memberships (directory TEXT NOT NULL, user TEXT NOT NULL, grp TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL, appeared INTEGER NOT NULL, PRIMARY KEY (directory, user, grp));
+    CREATE TABLE IF NOT EXISTS created_roles (arn TEXT PRIMARY KEY, name TEXT NOT NULL, source_role TEXT NOT NULL,
+        person TEXT NOT NULL, trust TEXT NOT NULL, policy_name TEXT NOT NULL, policy TEXT NOT NULL, created_ms INTEGER NOT NULL);
+";
+/// Added to `broker_audit` by schema 7: the groups the identity provider asserted (token claim
+/// or proxy header), apart from the directory's. NULL on older rows: unknown.
+const AUDIT_IDP_GROUPS: &str = "ALTER TABLE broker_audit ADD COLUMN idp_groups TEXT;";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -145,6 +168,9 @@ pub struct AuditEntry {
     pub expiration: Option<String>,
     pub duration_seconds: Option<i64>,
     pub session_policy: Option<String>,
+    /// Of `groups`, those the identity provider asserted (comma-separated); `None` on rows
+    /// written before schema 7, whose groups' source is unknown.
+    pub idp_groups: Option<String>,
 }
 
 /// A finding waiting for the webhook, and how many delivery attempts failed so far.
@@ -277,6 +303,8 @@ impl Store {
                      {SPOOL_DESTINATION}
                      {DEAD_DESTINATION}
                      {SCHEMA_V6}
+                     {SCHEMA_V7}
+                     {AUDIT_IDP_GROUPS}
                      INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
                      COMMIT;"
                 ))
@@ -323,10 +351,16 @@ impl Store {
             } else {
                 DEAD_DESTINATION
             };
+            // broker_audit is created by SCHEMA_V2 in this batch when missing, without it.
+            let idp_groups = if self.has_column("broker_audit", "idp_groups")? {
+                ""
+            } else {
+                AUDIT_IDP_GROUPS
+            };
             self.conn
                 .execute_batch(&format!(
                     "BEGIN; {SCHEMA_V2} {SCHEMA_V4} {SCHEMA_V5} {attempts}
-                     {spool_destination} {dead_destination} {SCHEMA_V6}
+                     {spool_destination} {dead_destination} {SCHEMA_V6} {SCHEMA_V7} {idp_groups}
                      UPDATE credwarden_meta SET value = '{SCHEMA_VERSION}'
                      WHERE key = 'schema_version'; COMMIT;"
                 ))
@@ -359,8 +393,8 @@ impl Store {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO broker_audit (time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO broker_audit (time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy, idp_groups)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .map_err(err)?;
             for e in entries {
@@ -377,7 +411,8 @@ impl Store {
                     e.access_key_id,
                     e.expiration,
                     e.duration_seconds,
-                    e.session_policy
+                    e.session_policy,
+                    e.idp_groups
                 ])
                 .map_err(err)?;
             }
@@ -394,7 +429,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy
+                "SELECT time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy, idp_groups
                  FROM broker_audit WHERE (?1 IS NULL OR user = ?1) ORDER BY seq DESC LIMIT ?2",
             )
             .map_err(self.err())?;
@@ -414,6 +449,7 @@ impl Store {
                     expiration: r.get(10)?,
                     duration_seconds: r.get(11)?,
                     session_policy: r.get(12)?,
+                    idp_groups: r.get(13)?,
                 })
             })
             .map_err(self.err())?;
