@@ -31,6 +31,15 @@ pub struct InlinePolicy {
 }
 
 /// A connected session: an async runtime and the loaded SDK configuration.
+/// A customer managed policy read back from IAM.
+#[derive(Clone, Debug)]
+pub struct LivePolicy {
+    /// The default version's document, URL-decoded.
+    pub document: String,
+    /// Users, groups and roles it is attached to.
+    pub attachments: i32,
+}
+
 pub struct Session {
     /// Shared with the sessions assumed from this one (`assume_member`): one runtime per
     /// command, however many accounts it reads.
@@ -487,6 +496,105 @@ impl Session {
         })
     }
 
+    /// A customer managed policy as it is now: its default version's document (URL-decoded
+    /// text) and how many entities it is attached to; `None` when there is no such policy.
+    pub fn managed_policy(&self, arn: &str) -> Result<Option<LivePolicy>, AwsError> {
+        self.rt.block_on(async {
+            let policy = match self.iam().get_policy().policy_arn(arn).send().await {
+                Ok(out) => out.policy,
+                Err(e) if e.code() == Some("NoSuchEntity") => return Ok(None),
+                Err(e) => return Err(call_error("iam:GetPolicy", e)),
+            };
+            let Some(policy) = policy else {
+                return Ok(None);
+            };
+            let version = policy.default_version_id().unwrap_or("v1").to_owned();
+            let out = self
+                .iam()
+                .get_policy_version()
+                .policy_arn(arn)
+                .version_id(&version)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:GetPolicyVersion", e))?;
+            let document = out
+                .policy_version()
+                .and_then(|v| v.document())
+                .map(iam::policy::decode_document)
+                .transpose()
+                .map_err(|e| AwsError::Call {
+                    operation: "iam:GetPolicyVersion",
+                    message: format!("{arn}: {e}"),
+                })?
+                .unwrap_or_default();
+            Ok(Some(LivePolicy {
+                document,
+                attachments: policy.attachment_count().unwrap_or(0),
+            }))
+        })
+    }
+
+    /// Create a customer managed policy at `path` (e.g. `/credwarden-shrink/`); its ARN.
+    pub fn create_policy(
+        &self,
+        path: &str,
+        name: &str,
+        document: &str,
+    ) -> Result<String, AwsError> {
+        self.rt.block_on(async {
+            let out = self
+                .iam()
+                .create_policy()
+                .path(path)
+                .policy_name(name)
+                .policy_document(document)
+                .description("created by credwarden shrink: a right-sized role's permissions")
+                .send()
+                .await
+                .map_err(|e| call_error("iam:CreatePolicy", e))?;
+            out.policy()
+                .and_then(|p| p.arn())
+                .map(str::to_owned)
+                .ok_or(AwsError::Call {
+                    operation: "iam:CreatePolicy",
+                    message: format!("{name}: the answer names no policy ARN"),
+                })
+        })
+    }
+
+    /// Delete a customer managed policy (its non-default versions first, as IAM requires).
+    pub fn delete_policy(&self, arn: &str) -> Result<(), AwsError> {
+        self.rt.block_on(async {
+            let versions = self
+                .iam()
+                .list_policy_versions()
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:ListPolicyVersions", e))?;
+            for v in versions.versions() {
+                if !v.is_default_version() {
+                    if let Some(id) = v.version_id() {
+                        self.iam()
+                            .delete_policy_version()
+                            .policy_arn(arn)
+                            .version_id(id)
+                            .send()
+                            .await
+                            .map_err(|e| call_error("iam:DeletePolicyVersion", e))?;
+                    }
+                }
+            }
+            self.iam()
+                .delete_policy()
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:DeletePolicy", e))?;
+            Ok(())
+        })
+    }
+
     /// The IAM credential report as CSV text: generated, waited for, decoded.
     pub fn credential_report(&self) -> Result<String, AwsError> {
         self.rt.block_on(async {
@@ -800,6 +908,98 @@ impl Session {
             report["ServicesLastAccessed"] = Value::from(services);
             report["IsTruncated"] = Value::from(truncated);
             Ok(report)
+        })
+    }
+}
+
+/// A role as IAM describes it (`GetRole`).
+#[derive(Clone, Debug)]
+pub struct RoleFound {
+    pub arn: String,
+    /// The trust policy, URL-decoded.
+    pub trust: String,
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+impl Session {
+    /// The role `name`, or `None` when IAM has no such role.
+    pub fn get_role(&self, name: &str) -> Result<Option<RoleFound>, AwsError> {
+        self.rt.block_on(async {
+            let out = match self.iam().get_role().role_name(name).send().await {
+                Ok(out) => out,
+                Err(e) if e.code() == Some("NoSuchEntity") => return Ok(None),
+                Err(e) => return Err(call_error("iam:GetRole", e)),
+            };
+            let Some(role) = out.role() else {
+                return Err(AwsError::Call {
+                    operation: "iam:GetRole",
+                    message: format!("role {name}: the answer holds no role"),
+                });
+            };
+            let trust =
+                iam::policy::decode_document(role.assume_role_policy_document().unwrap_or("{}"))
+                    .map_err(|e| AwsError::Call {
+                        operation: "iam:GetRole",
+                        message: format!("role {name} trust policy: {e}"),
+                    })?;
+            Ok(Some(RoleFound {
+                arn: role.arn().to_owned(),
+                trust,
+                tags: role
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                    .collect(),
+            }))
+        })
+    }
+
+    /// Create a role with `trust` and `tags`; its ARN. An existing role of that name is an
+    /// error (IAM's `EntityAlreadyExists`), never replaced.
+    pub fn create_role(
+        &self,
+        name: &str,
+        trust: &str,
+        description: &str,
+        tags: &[(String, String)],
+    ) -> Result<String, AwsError> {
+        use aws_sdk_iam::types::Tag;
+        self.rt.block_on(async {
+            let mut call = self
+                .iam()
+                .create_role()
+                .role_name(name)
+                .assume_role_policy_document(trust)
+                .description(description);
+            for (k, v) in tags {
+                let tag = Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| AwsError::Call {
+                        operation: "iam:CreateRole",
+                        message: format!("tag {k}: {e}"),
+                    })?;
+                call = call.tags(tag);
+            }
+            let out = call
+                .send()
+                .await
+                .map_err(|e| call_error("iam:CreateRole", e))?;
+            Ok(out.role().map(|r| r.arn().to_owned()).unwrap_or_default())
+        })
+    }
+
+    /// Delete a role (its inline policies and attachments must be gone already).
+    pub fn delete_role(&self, name: &str) -> Result<(), AwsError> {
+        self.rt.block_on(async {
+            self.iam()
+                .delete_role()
+                .role_name(name)
+                .send()
+                .await
+                .map_err(|e| call_error("iam:DeleteRole", e))?;
+            Ok(())
         })
     }
 }

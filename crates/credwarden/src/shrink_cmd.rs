@@ -221,6 +221,14 @@ pub struct ApplyArgs {
     /// Roles tagged with this (never/false/off) are left alone, even if the plan includes them.
     #[arg(long, default_value = "credwarden:shrink")]
     pub opt_out_tag: String,
+    /// CloudTrail since the plan's window end (from before it on): a role that used a
+    /// removed permission since, or had a session when going to zero, is left alone.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub cloudtrail: Vec<PathBuf>,
+    /// Refuse the plan when use is unchecked for longer than this: from the plan's window
+    /// end (or the newest --cloudtrail record) to now.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub max_unchecked_hours: i64,
     #[command(flatten)]
     pub aws: AwsArgs,
     #[command(flatten)]
@@ -272,6 +280,15 @@ pub fn schedule(args: &ScheduleArgs, out: &mut dyn Write) -> Result<()> {
 pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
     let plan = read_plan(&args.plan)?;
     let now = credwarden_core::EventTime(now_arg(&args.now, None)?);
+    let since_plan = if args.cloudtrail.is_empty() {
+        None
+    } else {
+        Some(Usage::scan(&args.cloudtrail)?)
+    };
+    let recheck = shrink::apply::Recheck {
+        since_plan: since_plan.as_ref(),
+        max_unchecked_ms: args.max_unchecked_hours.max(0) * 3_600_000,
+    };
     let store = store::Store::open(&args.state)?;
     let reach = args.members.reach(&args.aws, &[])?;
     for (label, why) in &reach.failed {
@@ -282,7 +299,14 @@ pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
     }
     let sessions = account_sessions(&reach)?;
     let members = args.members.is_set();
-    for a in shrink::apply::apply_plan(&sessions, &store, &plan, &args.opt_out_tag, now)? {
+    for a in shrink::apply::apply_plan(
+        &sessions,
+        &store,
+        &plan,
+        &args.opt_out_tag,
+        now,
+        &recheck,
+    )? {
         // With member accounts a role is named by its ARN: the same name may be in several.
         let role = if members { &a.arn } else { &a.role };
         writeln!(

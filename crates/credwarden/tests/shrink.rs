@@ -255,22 +255,83 @@ fn plan_apply_rollback_on_moto() {
         text(&early.stderr)
     );
 
-    // Apply: through the IAM API, previous policies recorded first.
-    let out = credwarden(
-        &moto,
-        &[
-            "shrink",
-            "apply",
-            "--plan",
-            &p("announced.json"),
-            "--state",
-            &p("state.sqlite"),
-            "--endpoint-url",
-            &moto.url,
-            "--now",
-            "2027-06-09T00:00:00Z",
-        ],
+    // Eight days after the window: apply wants to see the use made since.
+    let apply_at = |since: Option<&str>| {
+        let mut args = vec![
+            "shrink".to_owned(),
+            "apply".into(),
+            "--plan".into(),
+            p("announced.json"),
+            "--state".into(),
+            p("state.sqlite"),
+            "--endpoint-url".into(),
+            moto.url.clone(),
+            "--now".into(),
+            "2027-06-09T00:00:00Z".into(),
+        ];
+        if let Some(f) = since {
+            args.extend(["--cloudtrail".into(), p(f)]);
+        }
+        credwarden(&moto, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let unchecked = apply_at(None);
+    assert_eq!(unchecked.status.code(), Some(1));
+    assert!(
+        text(&unchecked.stderr).contains("nothing shows what was used since the plan's window"),
+        "{}",
+        text(&unchecked.stderr)
     );
+    // CloudTrail since the plan: from the window's last day to the day before apply.
+    let since = |extra: Vec<serde_json::Value>, first: &str| {
+        let mut rs = extra;
+        for (i, t) in [first, "2027-06-08T20:00:00Z"].iter().enumerate() {
+            let mut r = record(
+                "ops",
+                "sts.amazonaws.com",
+                "GetCallerIdentity",
+                None,
+                20 + i,
+            );
+            r["eventTime"] = (*t).into();
+            rs.push(r);
+        }
+        serde_json::json!({ "Records": rs }).to_string()
+    };
+    std::fs::write(p("gap.json"), since(Vec::new(), "2027-06-03T00:00:00Z")).unwrap();
+    let gap = apply_at(Some("gap.json"));
+    assert_eq!(gap.status.code(), Some(1));
+    assert!(
+        text(&gap.stderr).contains("starts at 2027-06-03T00:00:00Z, after the plan's window end"),
+        "{}",
+        text(&gap.stderr)
+    );
+    // The app started terminating instances after the plan, and the idle role was assumed:
+    // both are left as they are.
+    let mut terminate = record("app", "ec2.amazonaws.com", "TerminateInstances", None, 30);
+    terminate["eventTime"] = "2027-06-05T08:00:00Z".into();
+    let mut assumed = record("idle", "ec2.amazonaws.com", "DescribeRegions", None, 31);
+    assumed["eventTime"] = "2027-06-06T08:00:00Z".into();
+    std::fs::write(
+        p("used-since.json"),
+        since(vec![terminate, assumed], "2027-05-31T20:00:00Z"),
+    )
+    .unwrap();
+    let kept = apply_at(Some("used-since.json"));
+    assert_eq!(kept.status.code(), Some(0), "{}", text(&kept.stderr));
+    let shown = text(&kept.stdout);
+    assert!(
+        shown
+            .contains("app: skipped: it used ec2:TerminateInstances at 2027-06-05T08:00:00Z since")
+            && shown.contains(
+                "idle: skipped: a session of it was issued or used at 2027-06-06T08:00:00Z"
+            ),
+        "{shown}"
+    );
+    assert_eq!(state("app"), original_app, "nothing written");
+    std::fs::write(p("since.json"), since(Vec::new(), "2027-05-31T20:00:00Z")).unwrap();
+
+    // Apply: through the IAM API, previous policies recorded first.
+    let out = apply_at(Some("since.json"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let applied = text(&out.stdout);
     assert!(
@@ -387,6 +448,8 @@ fn plan_apply_rollback_on_moto() {
             &moto.url,
             "--now",
             "2027-06-09T00:00:00Z",
+            "--cloudtrail",
+            &p("since.json"),
         ],
     );
     assert!(
@@ -1297,4 +1360,328 @@ print(boto3.client("sts", **kw).get_caller_identity()["Account"])
     for account in accounts {
         assert!(plan.contains(&arn(account)), "{plan}");
     }
+}
+
+/// A statement's `Action`: one string or a list.
+fn actions_of(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(a) => vec![a.clone()],
+        other => serde_json::from_value(other.clone()).unwrap(),
+    }
+}
+
+const AUDITOR_AND_WIDE: &str = r#"
+import boto3, json, os
+kw = KW
+iam = boto3.client("iam", **kw)
+trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+iam.create_role(RoleName="auditor", AssumeRolePolicyDocument=trust)
+iam.attach_role_policy(RoleName="auditor", PolicyArn="arn:aws:iam::aws:policy/ReadOnlyAccess")
+iam.create_role(RoleName="wide", AssumeRolePolicyDocument=trust)
+guarded = ["arn:aws:ec2:us-east-1:123456789012:instance/i-%017d" % i for i in range(90)]
+iam.put_role_policy(RoleName="wide", PolicyName="wide", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Sid": "Look", "Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"},
+    {"Sid": "Guard", "Effect": "Deny", "Action": "ec2:TerminateInstances", "Resource": guarded}]}))
+"#;
+
+/// The issue's auditor: AWS managed `ReadOnlyAccess` (thousands of actions), a dozen used.
+/// And a role whose right-sized policy no longer fits inline: it goes into managed policies
+/// the apply creates and the rollback deletes.
+#[test]
+fn the_auditor_loses_read_only_access_and_a_large_result_becomes_managed_policies() {
+    let moto = Moto::start_with_env(&[("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    moto.python(
+        &TRAIL_SCENARIO.replace("kw = KW", &format!("kw = {BOTO3_KW}")),
+        &[dir.path().to_str().unwrap()],
+    );
+    moto.python(
+        &AUDITOR_AND_WIDE.replace("kw = KW", &format!("kw = {BOTO3_KW}")),
+        &[],
+    );
+    let original_wide = exact_inline_texts(&moto, "wide");
+    let day = 86_400_000i64;
+    let start = credwarden_core::clock::now_millis() + day;
+    let at = |ms: i64| cloudtrail::EventTime(ms).to_string();
+    let auditor_used = [
+        (
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            "ec2:DescribeInstances",
+        ),
+        (
+            "ec2.amazonaws.com",
+            "DescribeSecurityGroups",
+            "ec2:DescribeSecurityGroups",
+        ),
+        ("iam.amazonaws.com", "ListRoles", "iam:ListRoles"),
+        ("iam.amazonaws.com", "GetRole", "iam:GetRole"),
+        ("s3.amazonaws.com", "ListBuckets", "s3:ListAllMyBuckets"),
+        ("s3.amazonaws.com", "GetBucketPolicy", "s3:GetBucketPolicy"),
+        (
+            "cloudtrail.amazonaws.com",
+            "DescribeTrails",
+            "cloudtrail:DescribeTrails",
+        ),
+        (
+            "rds.amazonaws.com",
+            "DescribeDBInstances",
+            "rds:DescribeDBInstances",
+        ),
+        ("kms.amazonaws.com", "ListKeys", "kms:ListKeys"),
+        (
+            "logs.amazonaws.com",
+            "DescribeLogGroups",
+            "logs:DescribeLogGroups",
+        ),
+        (
+            "config.amazonaws.com",
+            "DescribeConfigRules",
+            "config:DescribeConfigRules",
+        ),
+        (
+            "monitoring.amazonaws.com",
+            "DescribeAlarms",
+            "cloudwatch:DescribeAlarms",
+        ),
+    ];
+    let mut records = Vec::new();
+    for (i, (source, name, _)) in auditor_used.iter().enumerate() {
+        let mut r = record("auditor", source, name, None, i);
+        r["eventTime"] = at(start + (i as i64 + 1) * day).into();
+        records.push(r);
+    }
+    // `wide` looks at nearly everything EC2 describes: 185 actions, listed one by one.
+    let describes: Vec<String> = iam::Catalogue::builtin()
+        .expand("ec2:Describe*")
+        .into_iter()
+        .take(185)
+        .collect();
+    for (i, action) in describes.iter().enumerate() {
+        let name = action.trim_start_matches("ec2:");
+        let mut r = record("wide", "ec2.amazonaws.com", name, None, 100 + i);
+        r["eventTime"] = at(start + (i as i64 % 80 + 1) * day).into();
+        records.push(r);
+    }
+    for (i, t) in [start, start + 89 * day + 3_600_000].iter().enumerate() {
+        let mut r = record(
+            "ops",
+            "sts.amazonaws.com",
+            "GetCallerIdentity",
+            None,
+            60 + i,
+        );
+        r["eventTime"] = at(*t).into();
+        records.push(r);
+    }
+    std::fs::write(
+        p("trail.json"),
+        serde_json::json!({ "Records": records }).to_string(),
+    )
+    .unwrap();
+    let now = at(start + 90 * day);
+    // Access Advisor, as IAM reports a role with ReadOnlyAccess: every service it grants,
+    // the nine the auditor used with their last access, the others never.
+    let used_services: std::collections::BTreeSet<&str> = auditor_used
+        .iter()
+        .map(|(_, _, a)| a.split(':').next().unwrap())
+        .collect();
+    let granted_services: std::collections::BTreeSet<String> = iam::Catalogue::builtin()
+        .expand("*")
+        .iter()
+        .map(|a| a.split(':').next().unwrap().to_owned())
+        .collect();
+    let last = at(start + 5 * day);
+    let services = granted_services
+        .iter()
+        .map(|ns| {
+            let used = used_services.contains(ns.as_str()).then_some(last.as_str());
+            testkit::AdvisorService::new(ns, ns, used)
+        })
+        .collect();
+    let advisor = testkit::AccessAdvisorServer::new(&at(start + 90 * day - 3_600_000))
+        .report("arn:aws:iam::123456789012:role/auditor", services);
+    let relay = testkit::Recorder::with_access_advisor(moto.port, advisor);
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "plan",
+            "--live",
+            "--regions",
+            "us-east-1",
+            "--endpoint-url",
+            &relay.url,
+            "--cloudtrail",
+            &p("trail.json"),
+            "--now",
+            &now,
+            "--trail-config",
+            &p("describe-trails.json"),
+            &p("event-selectors.json"),
+            "--trail-status",
+            &format!("org={}", p("trail-status.json")),
+            "--never-touch",
+            "app",
+            "--output",
+            &p("plan.json"),
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("plan.json")).unwrap()).unwrap();
+    let role = |name: &str| {
+        plan["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == name)
+            .unwrap()
+            .clone()
+    };
+
+    // The auditor: ReadOnlyAccess detached; its inline copy allows the dozen reads it made
+    // and, beside them, only what no proof reaches (each named in kept_unknown).
+    let auditor = role("auditor");
+    assert_eq!(auditor["verdict"], "shrink", "{stdout}");
+    assert_eq!(auditor["after"]["attached"], serde_json::json!([]));
+    let copy = &auditor["after"]["inline"]["credwarden-ReadOnlyAccess"];
+    let allowed: Vec<String> = copy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| actions_of(&s["Action"]))
+        .collect();
+    let catalogue = iam::Catalogue::builtin();
+    let kept: std::collections::BTreeSet<String> =
+        allowed.iter().flat_map(|a| catalogue.expand(a)).collect();
+    for (_, _, action) in &auditor_used {
+        assert!(kept.contains(*action), "{action} not kept: {allowed:?}");
+    }
+    let unknown = auditor["kept_unknown"].as_object().unwrap();
+    for a in &kept {
+        assert!(
+            auditor_used.iter().any(|(_, _, u)| u == a) || unknown.contains_key(a),
+            "{a} kept without use or a reason: {allowed:?}"
+        );
+    }
+    let removed = auditor["removed"].as_array().unwrap().len();
+    assert!(
+        removed > 20 * allowed.len(),
+        "{removed} removed, {} kept",
+        allowed.len()
+    );
+
+    // `wide`: 185 listed actions and the guard are over the inline limit.
+    let wide = role("wide");
+    assert_eq!(wide["verdict"], "shrink", "{stdout}");
+    assert!(
+        wide["reason"]
+            .as_str()
+            .unwrap()
+            .contains("over the inline limit and goes into"),
+        "{}",
+        wide["reason"]
+    );
+    let created = wide["after"]["created"].as_object().unwrap();
+    assert!(created.len() >= 2, "{created:?}");
+    assert_eq!(wide["after"]["inline"], serde_json::json!({}));
+    let mut granted: Vec<String> = Vec::new();
+    let mut guard_resources = 0;
+    for (arn, doc) in created {
+        assert!(
+            arn.starts_with("arn:aws:iam::123456789012:policy/credwarden-shrink/wide-"),
+            "{arn}"
+        );
+        assert!(doc.to_string().len() <= 6_144);
+        for s in doc["Statement"].as_array().unwrap() {
+            if s["Effect"] == "Deny" {
+                guard_resources += s["Resource"].as_array().map_or(1, Vec::len);
+            } else {
+                granted.extend(actions_of(&s["Action"]));
+            }
+        }
+    }
+    granted.sort();
+    let mut expected = describes.clone();
+    expected.sort();
+    assert_eq!(granted, expected, "exactly the used describes");
+    assert_eq!(guard_resources, 90, "the guard kept whole");
+
+    // Applied: the policies are created and attached, the inline policy gone; rolled back:
+    // the original inline text byte for byte, and the created policies deleted.
+    let state = p("state.sqlite");
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "apply",
+            "--plan",
+            &p("plan.json"),
+            "--state",
+            &state,
+            "--now",
+            &now,
+            "--endpoint-url",
+            &moto.url,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let applied = text(&out.stdout);
+    assert!(
+        applied.contains("wide: applied") && applied.contains("auditor: applied"),
+        "{applied}"
+    );
+    assert!(exact_inline_texts(&moto, "wide").is_empty());
+    const ATTACHED: &str = r#"
+import boto3, json, os, sys
+iam = boto3.client("iam", **KW)
+role = sys.argv[1]
+attached = [p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]]
+local = [p["Arn"] for p in iam.list_policies(Scope="Local", PathPrefix="/credwarden-shrink/")["Policies"]]
+print(json.dumps({"attached": sorted(attached), "created": sorted(local)}))
+"#;
+    let attached = |role: &str| -> serde_json::Value {
+        serde_json::from_str(
+            moto.python(&ATTACHED.replace("KW)", &format!("{BOTO3_KW})")), &[role])
+                .trim(),
+        )
+        .unwrap()
+    };
+    let mut planned: Vec<&String> = created.keys().collect();
+    planned.sort();
+    let live = attached("wide");
+    assert_eq!(live["attached"], serde_json::json!(planned));
+    assert_eq!(live["created"], serde_json::json!(planned));
+    assert_eq!(attached("auditor")["attached"], serde_json::json!([]));
+
+    for role in ["wide", "auditor"] {
+        let out = credwarden(
+            &moto,
+            &[
+                "shrink",
+                "rollback",
+                role,
+                "--state",
+                &state,
+                "--endpoint-url",
+                &moto.url,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    assert_eq!(exact_inline_texts(&moto, "wide"), original_wide);
+    assert_eq!(
+        attached("wide"),
+        serde_json::json!({"attached": [], "created": []}),
+        "nothing of the shrink is left"
+    );
+    assert_eq!(
+        attached("auditor")["attached"],
+        serde_json::json!(["arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    );
+    assert!(exact_inline_texts(&moto, "auditor").is_empty());
 }

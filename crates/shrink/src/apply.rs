@@ -4,6 +4,12 @@
 //! plan's "before": a role that changed since the plan is skipped (the plan no longer
 //! describes it). The current state is then recorded in the store — that record is what a
 //! rollback restores — and only then are policies written, deleted and detached.
+//!
+//! A plan is a judgement about its window. Between planning and applying a role may start
+//! using what the plan removes (a new release, a quarterly job), so apply re-checks: the
+//! CloudTrail since the plan's window end is scanned, and a role that used a removed action
+//! (or, going to zero, had a session) since is left as it is. Without that CloudTrail apply
+//! refuses a plan whose window ended longer ago than the caller allows.
 
 use aws::Session;
 use serde::Serialize;
@@ -12,6 +18,7 @@ use store::Store;
 use credwarden_core::EventTime;
 
 use crate::plan::{Plan, PolicyState, RolePlan, Verdict};
+use crate::usage::{role_key, Usage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -37,6 +44,105 @@ pub enum ApplyError {
     Ambiguous { role: String, arns: Vec<String> },
     #[error("{0}: its account is not one this command reached (--accounts, --assume-role-name)")]
     NotReached(String),
+    #[error("managed policy {0}: {1}; the role is left as it was")]
+    Conflict(String, String),
+    #[error("the plan's window_end {0:?} is not a date")]
+    BadWindowEnd(String),
+    #[error(
+        "nothing shows what was used since the plan's window ended ({window_end}); use is \
+         checked up to {checked_until}, {hours} hour(s) ago, more than the {max_hours} allowed: \
+         give the CloudTrail since then with --cloudtrail, or make a new plan"
+    )]
+    Unchecked {
+        window_end: String,
+        checked_until: String,
+        hours: i64,
+        max_hours: i64,
+    },
+    #[error(
+        "the CloudTrail given to re-check the plan starts at {oldest}, after the plan's window \
+         end {window_end}: use in between would go unseen; include the CloudTrail from before \
+         {window_end}"
+    )]
+    RecheckGap { oldest: String, window_end: String },
+    #[error(
+        "the CloudTrail given to re-check the plan had {0} input error(s): what was not read \
+         cannot show use; fix the input or make a new plan"
+    )]
+    RecheckInput(u64),
+}
+
+/// What apply re-checks a plan against: the CloudTrail since the plan (if given) and how
+/// long use may go unchecked.
+pub struct Recheck<'a> {
+    /// CloudTrail reaching back to the plan's window end, or `None`.
+    pub since_plan: Option<&'a Usage>,
+    /// The longest time between the last checked use and now (ms).
+    pub max_unchecked_ms: i64,
+}
+
+impl Recheck<'_> {
+    /// Whether the plan may still be applied at `now`: use must be known up to no longer than
+    /// `max_unchecked_ms` ago, from a CloudTrail that leaves no gap after the window.
+    fn admit(&self, plan: &Plan, now: EventTime) -> Result<i64, ApplyError> {
+        let window_end = iam::condition::parse_date(&plan.window_end)
+            .ok_or_else(|| ApplyError::BadWindowEnd(plan.window_end.clone()))?;
+        let checked_until = match self.since_plan {
+            None => window_end,
+            Some(u) => {
+                if u.input_errors > 0 {
+                    return Err(ApplyError::RecheckInput(u.input_errors));
+                }
+                match u.oldest_ms {
+                    Some(oldest) if oldest <= window_end => {}
+                    Some(oldest) => {
+                        return Err(ApplyError::RecheckGap {
+                            oldest: EventTime(oldest).to_string(),
+                            window_end: plan.window_end.clone(),
+                        })
+                    }
+                    None => {
+                        return Err(ApplyError::RecheckGap {
+                            oldest: "nowhere (no records)".into(),
+                            window_end: plan.window_end.clone(),
+                        })
+                    }
+                }
+                u.newest_ms.unwrap_or(window_end).max(window_end)
+            }
+        };
+        let unchecked = now.millis() - checked_until;
+        if unchecked > self.max_unchecked_ms {
+            return Err(ApplyError::Unchecked {
+                window_end: plan.window_end.clone(),
+                checked_until: EventTime(checked_until).to_string(),
+                hours: unchecked / 3_600_000,
+                max_hours: self.max_unchecked_ms / 3_600_000,
+            });
+        }
+        Ok(window_end)
+    }
+
+    /// Why `r` must not be applied: use since the plan that the plan would take away.
+    fn used_since(&self, r: &RolePlan, window_end: i64) -> Option<String> {
+        let usage = self.since_plan?;
+        let key = role_key(&r.arn);
+        if r.verdict == Verdict::ToZero {
+            if let Some(t) = usage.sessions.get(&key).filter(|t| **t > window_end) {
+                return Some(format!(
+                    "a session of it was issued or used at {} (after the plan's window)",
+                    EventTime(*t)
+                ));
+            }
+        }
+        let used = usage.used.get(&key)?;
+        let back: Vec<String> = r
+            .removed
+            .iter()
+            .filter_map(|a| used.get(a).map(|t| format!("{a} at {}", EventTime(*t))))
+            .collect();
+        (!back.is_empty()).then(|| format!("it used {} since", back.join(", ")))
+    }
 }
 
 /// The sessions a plan is applied through, one per account: each role is written in the
@@ -113,6 +219,17 @@ fn converge(
     live: &PolicyState,
     target: &PolicyState,
 ) -> Result<(), ApplyError> {
+    // Policies the plan creates exist before the role changes at all: a refusal here leaves
+    // the role as it was.
+    for arn in target
+        .attached
+        .iter()
+        .filter(|a| !live.attached.contains(a))
+    {
+        if let Some(text) = target.created_text(arn) {
+            create_managed(session, arn, &text)?;
+        }
+    }
     for (name, doc) in &target.inline {
         let same_text = match (live.inline_text.get(name), target.inline_text.get(name)) {
             (Some(a), Some(b)) => a == b,
@@ -145,6 +262,47 @@ fn converge(
         .filter(|a| !target.attached.contains(a))
     {
         session.detach_role_policy(role, arn)?;
+        // A policy a plan created goes with its last attachment: a rollback leaves nothing
+        // of the shrink behind. Another entity still attached keeps it.
+        if crate::split::is_created(arn) {
+            if let Some(p) = session.managed_policy(arn)? {
+                if p.attachments == 0 {
+                    session.delete_policy(arn)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Create the managed policy `arn` a plan holds (name and path from its ARN). One left by an
+/// earlier apply with the same document is used as it is; with another document it is
+/// refused: it is not credwarden's to overwrite.
+fn create_managed(session: &Session, arn: &str, text: &str) -> Result<(), ApplyError> {
+    let (path, name) = arn
+        .split_once(":policy")
+        .and_then(|(_, p)| p.rsplit_once('/'))
+        .map(|(path, name)| (format!("{path}/"), name))
+        .ok_or_else(|| ApplyError::Conflict(arn.to_owned(), "not a policy ARN".into()))?;
+    if let Some(existing) = session.managed_policy(arn)? {
+        let same = iam::Policy::parse(&existing.document)
+            .ok()
+            .zip(iam::Policy::parse(text).ok())
+            .is_some_and(|(a, b)| a == b);
+        if same {
+            return Ok(());
+        }
+        return Err(ApplyError::Conflict(
+            arn.to_owned(),
+            "it exists with another document".into(),
+        ));
+    }
+    let created = session.create_policy(&path, name, text)?;
+    if created != arn {
+        return Err(ApplyError::Conflict(
+            arn.to_owned(),
+            format!("IAM created {created} instead"),
+        ));
     }
     Ok(())
 }
@@ -157,6 +315,7 @@ pub fn apply_plan(
     plan: &Plan,
     opt_out_tag: &str,
     now: EventTime,
+    recheck: &Recheck,
 ) -> Result<Vec<Applied>, ApplyError> {
     if let Some(not_before) = &plan.not_before {
         let at = iam::condition::parse_date(not_before)
@@ -165,7 +324,10 @@ pub fn apply_plan(
             return Err(ApplyError::NotYetDue(not_before.clone()));
         }
     }
-    apply(sessions, store, &plan.roles, opt_out_tag)
+    let window_end = recheck.admit(plan, now)?;
+    apply(sessions, store, &plan.roles, opt_out_tag, |r| {
+        recheck.used_since(r, window_end)
+    })
 }
 
 /// Apply every shrinking role plan (through [`apply_plan`], which checks the date). A role
@@ -176,10 +338,20 @@ fn apply(
     store: &Store,
     roles: &[RolePlan],
     opt_out_tag: &str,
+    used_since: impl Fn(&RolePlan) -> Option<String>,
 ) -> Result<Vec<Applied>, ApplyError> {
     let mut out = Vec::new();
     for r in roles {
         if !matches!(r.verdict, Verdict::Shrink | Verdict::ToZero) {
+            continue;
+        }
+        if let Some(why) = used_since(r) {
+            out.push(Applied {
+                role: r.role.clone(),
+                arn: r.arn.clone(),
+                outcome: format!("skipped: {why}; make a new plan"),
+                version: None,
+            });
             continue;
         }
         let Some(session) = sessions.for_role(&r.arn) else {

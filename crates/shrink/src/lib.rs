@@ -8,12 +8,14 @@
 //! audits long-lived access keys from the credential report and CloudTrail; [`access`] finds
 //! directory memberships no role use backs. [`trail`] reads the trail's configuration: the
 //! proof that what a role did not call would have been recorded had it called it.
+//! [`split`] puts right-sized permissions too large for inline policies into managed ones.
 
 pub mod access;
 pub mod advisor;
 pub mod apply;
 pub mod keys;
 pub mod plan;
+pub mod split;
 pub mod trail;
 pub mod usage;
 

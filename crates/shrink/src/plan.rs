@@ -150,6 +150,11 @@ pub struct PolicyState {
     /// what a rollback writes back, so the restored document is the original byte for byte.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inline_text: BTreeMap<String, String>,
+    /// Customer managed policies the plan creates (ARN → document, normalised), attached like
+    /// the others (their ARNs are in `attached`): right-sized permissions over the inline
+    /// limit ([`crate::split`]). Empty in a state read from IAM.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub created: BTreeMap<String, Value>,
 }
 
 /// Two states are the same when their documents mean the same and the same managed policies
@@ -171,7 +176,15 @@ impl PolicyState {
             s.push_str(&format!("# inline {name}\n{text}"));
         }
         for arn in &self.attached {
-            s.push_str(&format!("# attached {arn}\n"));
+            match self.created.get(arn) {
+                Some(doc) => {
+                    let text = Policy::from_value(doc)
+                        .map(|p| p.to_pretty_json())
+                        .unwrap_or_else(|_| format!("{doc:#}\n"));
+                    s.push_str(&format!("# created and attached {arn}\n{text}"));
+                }
+                None => s.push_str(&format!("# attached {arn}\n")),
+            }
         }
         s
     }
@@ -184,6 +197,7 @@ impl PolicyState {
                 .collect(),
             attached: attached.to_vec(),
             inline_text: BTreeMap::new(),
+            created: BTreeMap::new(),
         }
     }
 
@@ -202,7 +216,18 @@ impl PolicyState {
                 .iter()
                 .map(|(n, p)| (n.clone(), p.text.clone()))
                 .collect(),
+            created: BTreeMap::new(),
         }
+    }
+
+    /// The text to create managed policy `arn` with, when the plan creates it.
+    pub fn created_text(&self, arn: &str) -> Option<String> {
+        let doc = self.created.get(arn)?;
+        Some(
+            Policy::from_value(doc)
+                .map(|p| p.to_compact_json())
+                .unwrap_or_else(|_| doc.to_string()),
+        )
     }
 
     /// The text to write for inline policy `name`: the exact text recorded, else the
@@ -403,7 +428,19 @@ impl Judge<'_> {
         }
         let prefix = action.split_once(':').map_or(action, |(p, _)| p);
         match advisor.and_then(|a| a.service_last(prefix)) {
-            Some(Some(last)) if last >= self.since_ms => return Evidence::Used,
+            // The service was used, but the report does not say which action: kept, and
+            // the plan says why (it is not shown used either).
+            Some(Some(last)) if last >= self.since_ms => {
+                return Evidence::Unknown(format!(
+                    "Access Advisor: the role used {prefix} at {}, without saying which action{}",
+                    EventTime(last),
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {why}")
+                    }
+                ))
+            }
             Some(last) => {
                 return Evidence::Unused(format!(
                     "Access Advisor: no use of {prefix} since {}",
@@ -755,11 +792,40 @@ fn plan_role(
             after_inline.insert(name, p);
         }
     }
-    let after = PolicyState::from_policies(&after_inline, &after_attached);
+    let grants_anything = after_inline
+        .values()
+        .chain(
+            managed
+                .iter()
+                .filter(|(a, _)| after_attached.contains(a))
+                .map(|(_, p)| p),
+        )
+        .any(|p| p.statements.iter().any(|s| s.effect == Effect::Allow));
     let size: usize = after_inline
         .values()
         .map(|p| p.to_compact_json().len())
         .sum();
+    // Over the inline limit: the right-sized documents become customer managed policies.
+    let mut created = BTreeMap::new();
+    if size > INLINE_LIMIT {
+        match crate::split::into_managed(&role.arn, &after_inline, after_attached.len()) {
+            Ok(policies) => {
+                after_inline.clear();
+                for (arn, doc) in policies {
+                    after_attached.push(arn.clone());
+                    created.insert(arn, normalised(&doc));
+                }
+            }
+            Err(e) => {
+                return skip(format!(
+                    "the right-sized inline policies would be {size} characters, over IAM's \
+                     {INLINE_LIMIT}, and cannot be managed policies instead: {e}"
+                ))
+            }
+        }
+    }
+    let mut after = PolicyState::from_policies(&after_inline, &after_attached);
+    after.created = created;
     let mut plan = RolePlan {
         role: role.name.clone(),
         arn: role.arn.clone(),
@@ -780,20 +846,6 @@ fn plan_role(
         before: before.clone(),
         after,
     };
-    if size > INLINE_LIMIT {
-        return skip(format!(
-            "the right-sized inline policies would be {size} characters, over IAM's {INLINE_LIMIT}"
-        ));
-    }
-    let grants_anything = after_inline
-        .values()
-        .chain(
-            managed
-                .iter()
-                .filter(|(a, _)| after_attached.contains(a))
-                .map(|(_, p)| p),
-        )
-        .any(|p| p.statements.iter().any(|s| s.effect == Effect::Allow));
     (plan.verdict, plan.reason) = if plan.removed.is_empty() {
         (
             Verdict::Unchanged,
@@ -814,6 +866,12 @@ fn plan_role(
             ),
         )
     };
+    if !plan.after.created.is_empty() {
+        plan.reason.push_str(&format!(
+            "; what stays is over the inline limit and goes into {} new managed policies",
+            plan.after.created.len()
+        ));
+    }
     plan
 }
 

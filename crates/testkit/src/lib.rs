@@ -41,8 +41,15 @@ pub fn free_port() -> u16 {
 impl Moto {
     /// Start moto on a free port and wait until it accepts connections.
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// [`Moto::start`] with moto's own settings, e.g. `MOTO_IAM_LOAD_MANAGED_POLICIES=true`
+    /// for AWS managed policies such as `ReadOnlyAccess` (slower: every account loads them).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let child = Command::new("python3")
+            .envs(env.iter().copied())
             .args([
                 "-m",
                 "moto.server",
