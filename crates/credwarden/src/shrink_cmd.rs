@@ -299,14 +299,8 @@ pub fn apply(args: &ApplyArgs, out: &mut dyn Write) -> Result<()> {
     }
     let sessions = account_sessions(&reach)?;
     let members = args.members.is_set();
-    for a in shrink::apply::apply_plan(
-        &sessions,
-        &store,
-        &plan,
-        &args.opt_out_tag,
-        now,
-        &recheck,
-    )? {
+    for a in shrink::apply::apply_plan(&sessions, &store, &plan, &args.opt_out_tag, now, &recheck)?
+    {
         // With member accounts a role is named by its ARN: the same name may be in several.
         let role = if members { &a.arn } else { &a.role };
         writeln!(
