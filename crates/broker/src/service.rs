@@ -270,6 +270,38 @@ pub fn sts_name(user: &str) -> Option<String> {
     }
 }
 
+/// The user a [`sts_name`] stands for (what CloudTrail shows as source identity or session
+/// name back to the directory's user); `None` for a name `sts_name` never makes.
+pub fn sts_name_user(name: &str) -> Option<String> {
+    let body = match name.strip_suffix('=') {
+        Some(one) if one.chars().count() == 1 => one,
+        Some(_) => return None,
+        None => name,
+    };
+    let mut bytes = Vec::with_capacity(body.len());
+    let mut rest = body.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'=' {
+            let hex = tail.get(..2)?;
+            // Upper-case hex only: the encoding writes it so, and one name has one form.
+            if !hex
+                .iter()
+                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c))
+            {
+                return None;
+            }
+            bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    let user = String::from_utf8(bytes).ok()?;
+    // Only names the encoding produces: anything else is not a broker user's.
+    (sts_name(&user).as_deref() == Some(name)).then_some(user)
+}
+
 impl Broker {
     /// Build the broker: verify every network's session policy, open the audit store, load
     /// the JWKS, connect the AWS clients.
@@ -1279,7 +1311,21 @@ async fn read_role_tags(
 
 #[cfg(test)]
 mod tests {
-    use super::sts_name;
+    use super::{sts_name, sts_name_user};
+
+    /// What CloudTrail shows as source identity leads back to the directory's user.
+    #[test]
+    fn session_names_decode_to_their_user() {
+        for user in ["alice", "bob smith", "a", "zoë@example.com", "x=y"] {
+            let name = sts_name(user).unwrap();
+            assert_eq!(sts_name_user(&name).as_deref(), Some(user), "{name}");
+        }
+        // Not made by the encoding: lower-case hex, a trailing '=' on a longer name, a cut escape.
+        assert_eq!(sts_name_user("bob=2f"), None);
+        assert_eq!(sts_name_user("ab="), None);
+        assert_eq!(sts_name_user("=4"), None);
+        assert_eq!(sts_name_user("i-1234").as_deref(), Some("i-1234"));
+    }
 
     /// Issue 12: `bob smith` and `bob-smith` must not share a session name / source identity.
     #[test]

@@ -18,6 +18,7 @@ pub mod demo_cmd;
 pub mod detect_cmd;
 pub mod imds_cmd;
 pub mod inventory;
+pub mod per_user_cmd;
 pub mod ipranges;
 pub mod policy_cmd;
 pub mod shrink_cmd;

@@ -24,7 +24,7 @@ pub struct UsageWindow {
 
 impl UsageWindow {
     /// Scan the CloudTrail; the window's end.
-    fn scan(&self) -> Result<(Usage, i64)> {
+    pub(crate) fn scan(&self) -> Result<(Usage, i64)> {
         let usage = Usage::scan(&self.cloudtrail)?;
         let now_ms = match (&self.now, usage.newest_ms) {
             (None, None) => {
@@ -584,57 +584,7 @@ pub fn keys_reactivate(args: &KeysReactivateArgs, out: &mut dyn Write) -> Result
     Ok(())
 }
 
-#[derive(clap::Args, Debug)]
-pub struct PerUserArgs {
-    /// The shared role to split.
-    pub role: String,
-    #[command(flatten)]
-    pub inventory: InventoryArgs,
-    #[command(flatten)]
-    pub window: UsageWindow,
-    /// Write one JSON file per proposed role here (RoleName, AssumeRolePolicyDocument, PolicyDocument).
-    #[arg(long, value_name = "DIR")]
-    pub output_dir: Option<PathBuf>,
-}
-
-/// `shrink per-user ROLE`: one role per person, fitted to what that person did with the role.
-pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
-    let inv = args.inventory.load(err)?;
-    let (usage, now_ms) = args.window.scan()?;
-    let opts = PlanOptions {
-        window_days: args.window.window_days,
-        now_ms,
-        opt_out_tag: String::new(),
-        never_touch: Vec::new(),
-        // One role per person keeps what each person used; it removes nothing by silence.
-        allow_partial_cloudtrail: true,
-        trails: Default::default(),
-        grace_days: 0,
-    };
-    let people = shrink::per_person(&inv, &usage, &args.role, &opts)?;
-    if people.is_empty() {
-        writeln!(err, "nobody used {} in the window (sessions are told apart by source identity, else session name)", args.role)?;
-    }
-    for p in &people {
-        writeln!(
-            out,
-            "{}: {} action(s) used → proposed role {}",
-            p.person,
-            p.used.len(),
-            p.suggested_name
-        )?;
-        if let Some(dir) = &args.output_dir {
-            std::fs::create_dir_all(dir)?;
-            let doc = serde_json::json!({"RoleName": p.suggested_name, "AssumeRolePolicyDocument": p.trust, "PolicyDocument": p.policy, "UsedActions": p.used});
-            std::fs::write(
-                dir.join(format!("{}.json", p.suggested_name)),
-                serde_json::to_string_pretty(&doc)?,
-            )?;
-        }
-    }
-    Ok(())
-}
-
+pub use crate::per_user_cmd::{per_user, PerUserArgs};
 pub use crate::access_cmd::{access_prune, AccessPruneArgs};
 
 /// The `--now` of a command: the given RFC 3339 time, else `default` (e.g. the newest record),

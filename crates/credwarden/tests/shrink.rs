@@ -2,7 +2,7 @@
 //! shows what they used, a plan, apply through the IAM API, the new policies read back, a
 //! rollback that finds the originals; the unused role ends at zero.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use testkit::{Moto, BOTO3_KW};
 
@@ -540,75 +540,6 @@ print(iam.create_access_key(UserName="ci")["AccessKey"]["AccessKeyId"])
         text(&out.stderr).contains("no Content"),
         "{}",
         text(&out.stderr)
-    );
-}
-
-#[test]
-fn one_role_per_person_from_session_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
-    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/authorization-details.json");
-    let mut alice = record("deployer", "ec2.amazonaws.com", "RunInstances", None, 1);
-    alice["userIdentity"]["arn"] = "arn:aws:sts::123456789012:assumed-role/deployer/alice".into();
-    let mut bob = record(
-        "deployer",
-        "ec2.amazonaws.com",
-        "DescribeInstances",
-        None,
-        2,
-    );
-    bob["userIdentity"]["arn"] = "arn:aws:sts::123456789012:assumed-role/deployer/bob".into();
-    bob["userIdentity"]["sessionContext"]["sourceIdentity"] = "bob@example.com".into();
-    for r in [&mut alice, &mut bob] {
-        r["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] =
-            "arn:aws:iam::111122223333:role/deployer".into();
-    }
-    std::fs::write(
-        p("trail.json"),
-        serde_json::json!({"Records": [alice, bob]}).to_string(),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_credwarden"))
-        .args([
-            "shrink",
-            "per-user",
-            "deployer",
-            "--inventory",
-            data.to_str().unwrap(),
-            "--cloudtrail",
-            &p("trail.json"),
-            "--output-dir",
-            &p("roles"),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let s = text(&out.stdout);
-    assert!(
-        s.contains("alice: 2 action(s) used → proposed role deployer-alice")
-            && s.contains("bob@example.com: 1 action(s) used"),
-        "{s}"
-    );
-    let alice: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("roles/deployer-alice.json")).unwrap(),
-    )
-    .unwrap();
-    let actions = alice["PolicyDocument"]["Statement"].to_string();
-    assert!(actions.contains("ec2:RunInstances"), "{alice}");
-    assert!(
-        alice["AssumeRolePolicyDocument"]["Statement"]
-            .to_string()
-            .contains("codebuild.amazonaws.com"),
-        "the trust policy is carried over"
-    );
-    let bob: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("roles/deployer-bob@example.com.json")).unwrap(),
-    )
-    .unwrap();
-    assert!(
-        !bob["PolicyDocument"].to_string().contains("RunInstances"),
-        "{bob}"
     );
 }
 

@@ -14,6 +14,7 @@ pub mod access;
 pub mod advisor;
 pub mod apply;
 pub mod keys;
+pub mod people;
 pub mod plan;
 pub mod split;
 pub mod trail;
