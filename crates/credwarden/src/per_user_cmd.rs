@@ -182,8 +182,6 @@ pub fn per_user(args: &PerUserArgs, out: &mut dyn Write, err: &mut dyn Write) ->
 /// The broker's `[[roles]]` grants of each person's role to a group of its own, and the
 /// directory entries that put each person in it.
 fn print_broker_config(proposal: &Proposal, out: &mut dyn Write) -> Result<()> {
-    let account = credwarden_core::account::arn_account(&proposal.shared_arn).unwrap_or_default();
-    let partition = proposal.shared_arn.split(':').nth(1).unwrap_or("aws");
     writeln!(
         out,
         "\n# Broker configuration: each person's own role, through a group only they are in."
@@ -194,7 +192,10 @@ fn print_broker_config(proposal: &Proposal, out: &mut dyn Write) -> Result<()> {
         writeln!(
             out,
             "arn = {}",
-            toml_string(&format!("arn:{partition}:iam::{account}:role/{}", p.name))
+            toml_string(&shrink::people::role_arn_beside(
+                &proposal.shared_arn,
+                &p.name
+            ))
         )?;
         writeln!(out, "groups = [{}]", toml_string(&group))?;
         match broker::service::sts_name_user(&p.source_identity) {

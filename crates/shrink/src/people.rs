@@ -279,6 +279,14 @@ pub fn bind_trust(
     Ok((trust, dropped))
 }
 
+/// The ARN of the role `name` in the account (and partition) of `shared_arn`: where a person's
+/// role is created.
+pub fn role_arn_beside(shared_arn: &str, name: &str) -> String {
+    let account = credwarden_core::account::arn_account(shared_arn).unwrap_or_default();
+    let partition = shared_arn.split(':').nth(1).unwrap_or("aws");
+    format!("arn:{partition}:iam::{account}:role/{name}")
+}
+
 /// What happened to one person's role.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Created {
@@ -364,9 +372,7 @@ fn create_one(
     policy: &Value,
     now_ms: i64,
 ) -> Result<Created, PeopleError> {
-    let account = credwarden_core::account::arn_account(&proposal.shared_arn).unwrap_or_default();
-    let partition = proposal.shared_arn.split(':').nth(1).unwrap_or("aws");
-    let arn = format!("arn:{partition}:iam::{account}:role/{}", r.name);
+    let arn = role_arn_beside(&proposal.shared_arn, &r.name);
     let trust = r.trust.to_string();
     let policy_text = policy.to_string();
     // Recorded first: a role created but not recorded could not be undone.
