@@ -4,7 +4,8 @@
 //! (NAT gateways and their public addresses, VPCs, VPC endpoints, IAM roles, users, groups
 //! and managed policies with their documents and tags) read either from the JSON the AWS CLI
 //! prints or live through the official AWS SDK for Rust ([`live::Session`]), and the few IAM
-//! writes credwarden makes. Every client honours an endpoint override so that tests talk to
+//! writes credwarden makes; the trails' configuration ([`trails`]), CloudTrail in S3 and SQS,
+//! and the organisation's accounts. Every client honours an endpoint override so that tests talk to
 //! the moto server on loopback and nothing else.
 
 pub mod error;
@@ -14,6 +15,7 @@ pub mod members;
 pub mod organizations;
 pub mod s3;
 pub mod sqs;
+pub mod trails;
 
 pub use error::{AwsError, InventoryError};
 pub use inventory::{Inventory, LastUsed, ManagedPolicy, NatGateway, Principal, Vpc, VpcEndpoint};
@@ -21,3 +23,4 @@ pub use live::{InlinePolicy, LiveOptions, LivePolicy, Session};
 pub use organizations::{accounts_from_file, OrgAccount};
 pub use s3::{ObjectInfo, S3Location, S3Object, S3Reader, TrailScope};
 pub use sqs::{Notification, NotifiedObject, SqsQueue};
+pub use trails::LiveTrails;

@@ -5,30 +5,18 @@
 //! `http://127.0.0.1.evil.example/` are refused. A user name or password in the URL is
 //! refused whatever the scheme.
 
-use url::{Host, Url};
+use url::Url;
 
 use crate::error::UrlError;
 
-/// Parse `text` and check that it may carry a secret.
+/// Parse `text` and check that it may carry a secret (the rule webhooks follow too:
+/// [`sink::route::secret_may_travel`]).
 pub fn secure_url(text: &str) -> Result<Url, UrlError> {
     let url = Url::parse(text).map_err(|e| UrlError::Parse(text.to_owned(), e.to_string()))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(UrlError::Userinfo(redacted(&url)));
-    }
-    let ok = match url.scheme() {
-        "https" => url.host().is_some(),
-        "http" => match url.host() {
-            Some(Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(Host::Domain(d)) => d == "localhost",
-            None => false,
-        },
-        _ => false,
-    };
-    if ok {
-        Ok(url)
-    } else {
-        Err(UrlError::Insecure(redacted(&url)))
+    match sink::route::secret_may_travel(&url) {
+        Ok(()) => Ok(url),
+        Err(sink::route::InsecureUrl::Userinfo) => Err(UrlError::Userinfo(redacted(&url))),
+        Err(_) => Err(UrlError::Insecure(redacted(&url))),
     }
 }
 

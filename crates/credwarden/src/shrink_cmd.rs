@@ -73,10 +73,20 @@ pub struct PlanArgs {
     /// Permissions granted within this many days of the window's end are not removed.
     #[arg(long, default_value_t = 7)]
     pub grace_days: i64,
+    /// With --live: do not read the trails' configuration through the CloudTrail API
+    /// (--trail-config files are used instead when given).
+    #[arg(long)]
+    pub no_live_trails: bool,
 }
 
-/// The trails' configuration from `--trail-config` and `--trail-status`.
-fn trail_config(args: &PlanArgs, err: &mut dyn Write) -> Result<shrink::trail::TrailConfig> {
+/// The trails' configuration: `--trail-config` and `--trail-status` files, else with `--live`
+/// read through the CloudTrail API of every reached account (a refusal is reported, and the
+/// plan goes on without the proof it would have given).
+fn trail_config(
+    args: &PlanArgs,
+    reach: Option<&Reach>,
+    err: &mut dyn Write,
+) -> Result<shrink::trail::TrailConfig> {
     let mut trails = shrink::trail::TrailConfig::default();
     for path in &args.trail_config {
         trails.add_file(path)?;
@@ -87,11 +97,45 @@ fn trail_config(args: &PlanArgs, err: &mut dyn Write) -> Result<shrink::trail::T
             .with_context(|| format!("--trail-status {spec:?} is not TRAIL=FILE"))?;
         trails.add_status_file(trail, std::path::Path::new(file))?;
     }
+    if let (Some(reach), true) = (reach, args.trail_config.is_empty() && !args.no_live_trails) {
+        for target in &reach.targets {
+            let live = match target.session.trails() {
+                Ok(live) => live,
+                Err(e) => {
+                    writeln!(
+                        err,
+                        "warning: account {}: trails not read ({e}); planning without their proof",
+                        target.label
+                    )?;
+                    continue;
+                }
+            };
+            let origin = format!("account {}: DescribeTrails", target.label);
+            trails.add_value(&origin, &live.describe)?;
+            for sel in &live.selectors {
+                trails.add_value(&format!("account {}: GetEventSelectors", target.label), sel)?;
+            }
+            for (arn, status) in &live.status {
+                trails.add_status(
+                    &format!("account {}: GetTrailStatus", target.label),
+                    arn,
+                    status,
+                )?;
+            }
+            for (arn, why) in &live.unread {
+                writeln!(
+                    err,
+                    "warning: trail {arn}: {why}; it proves nothing in this plan"
+                )?;
+            }
+        }
+    }
     if trails.is_empty() {
         writeln!(
             err,
-            "warning: no --trail-config: an action the role did not call counts as unused only \
-             where Access Advisor or others' calls in the CloudTrail show it is recorded"
+            "warning: no trail configuration (--trail-config, or --live): an action the role did \
+             not call counts as unused only where Access Advisor or others' calls in the \
+             CloudTrail show it is recorded"
         )?;
     }
     for line in trails.summary() {
@@ -145,7 +189,7 @@ pub fn plan(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
         opt_out_tag: args.opt_out_tag.clone(),
         never_touch: args.never_touch.clone(),
         allow_partial_cloudtrail: args.allow_partial_cloudtrail,
-        trails: trail_config(args, err)?,
+        trails: trail_config(args, reach.as_ref(), err)?,
         grace_days: args.grace_days.max(0),
     };
     let plan = shrink::plan(&inv, &usage, &advisors, &opts)?;
@@ -584,8 +628,8 @@ pub fn keys_reactivate(args: &KeysReactivateArgs, out: &mut dyn Write) -> Result
     Ok(())
 }
 
-pub use crate::per_user_cmd::{per_user, PerUserArgs};
 pub use crate::access_cmd::{access_prune, AccessPruneArgs};
+pub use crate::per_user_cmd::{per_user, PerUserArgs};
 
 /// The `--now` of a command: the given RFC 3339 time, else `default` (e.g. the newest record),
 /// else the wall clock.

@@ -929,9 +929,31 @@ fn shrink_proves_removals_from_the_trails_configuration_and_sends_unused_roles_t
                 && *a != "--trail-config"
         })
         .collect();
+    // With --live and no files, the trails are read through the CloudTrail API: the same
+    // trail, the same proofs.
     let out = credwarden(&moto, &without);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("warning: no --trail-config"));
+    assert!(
+        text(&out.stderr).contains("trail: org (multi-region, advanced selectors, logging since"),
+        "{}",
+        text(&out.stderr)
+    );
+    let live: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("plan.json")).unwrap()).unwrap();
+    for name in ["app", "batch", "fresh"] {
+        let from_api = live["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == name)
+            .unwrap();
+        assert_eq!(from_api["removed"], role(name)["removed"], "{name}");
+        assert_eq!(from_api["proofs"], role(name)["proofs"], "{name}");
+    }
+    let without = [&without[..], &["--no-live-trails"]].concat();
+    let out = credwarden(&moto, &without);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning: no trail configuration"));
     let weak: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p("plan.json")).unwrap()).unwrap();
     let weak_app = weak["roles"]
@@ -1132,6 +1154,12 @@ fn live_access_advisor_read_refused_and_stale() {
     // unused: the trail cannot.
     assert!(removed(&web_plan, "s3:CreateBucket"), "{web_plan}");
     assert!(!removed(&web_plan, "ec2:DescribeInstances"), "{web_plan}");
+    // Tracked at action level and unused: removed, and the plan says by which proof.
+    assert_eq!(
+        web_plan["proofs"]["ec2:DescribeVolumes"],
+        "Access Advisor (action level): not used in its tracking period",
+        "{web_plan}"
+    );
 
     // --no-access-advisor: not asked.
     let (stderr, web_plan) = plan(&relay.url, &["--no-access-advisor"], "off.json");

@@ -159,11 +159,58 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Findings name stolen credentials and the URL may hold a token: TLS, except to this machine.
-/// `http://` only to a loopback IP literal or exactly `localhost`, decided on the parsed URL
-/// (so `http://localhost@10.0.0.1/` and `http://127.0.0.1.evil.example/` are refused). A user
-/// name or password in the URL is refused whatever the scheme: it would travel in a header
-/// credwarden does not mean to send.
+/// Why a URL may not carry a secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsecureUrl {
+    /// A user name or password in the URL: it would travel in a header credwarden does not
+    /// mean to send.
+    Userinfo,
+    NoHost,
+    /// `http://` to anything but this machine.
+    PlainHttp,
+    /// Neither `https://` nor `http://`.
+    Scheme,
+}
+
+impl InsecureUrl {
+    pub fn why(self) -> &'static str {
+        match self {
+            InsecureUrl::Userinfo => "a user name or password in the url is refused",
+            InsecureUrl::NoHost => "the url has no host",
+            InsecureUrl::PlainHttp => {
+                "plain http:// is only allowed to a loopback address or localhost; use https://"
+            }
+            InsecureUrl::Scheme => "the url must be https:// (or http:// to loopback)",
+        }
+    }
+}
+
+/// Whether a secret (findings that name stolen credentials, a bearer token, a URL that holds
+/// one) may travel to `u`: TLS, except to this machine. `http://` only to a loopback IP
+/// literal or exactly `localhost`, decided on the parsed URL (so `http://localhost@10.0.0.1/`
+/// and `http://127.0.0.1.evil.example/` are refused); user information never. The one rule
+/// for webhooks and for the broker's clients.
+pub fn secret_may_travel(u: &url::Url) -> Result<(), InsecureUrl> {
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(InsecureUrl::Userinfo);
+    }
+    let Some(host) = u.host() else {
+        return Err(InsecureUrl::NoHost);
+    };
+    let loopback = match host {
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+        url::Host::Domain(d) => d == "localhost",
+    };
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(InsecureUrl::PlainHttp),
+        _ => Err(InsecureUrl::Scheme),
+    }
+}
+
+/// A route's URL, checked by [`secret_may_travel`].
 pub fn check_url(route: &str, url: &str) -> Result<(), RouteError> {
     let bad = |why, host| RouteError::BadUrl {
         route: route.to_owned(),
@@ -176,37 +223,7 @@ pub fn check_url(route: &str, url: &str) -> Result<(), RouteError> {
         .request_url()
         .map_err(|_| bad("the url is not a valid http(s) URL", None))?;
     let u = parsed.as_url();
-    let host = u.host_str().map(str::to_owned);
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(bad("a user name or password in the url is refused", host));
-    }
-    let Some(h) = host.as_deref() else {
-        return Err(bad("the url has no host", None));
-    };
-    match u.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback_host(h) => Ok(()),
-        "http" => Err(bad(
-            "plain http:// is only allowed to a loopback address or localhost; use https://",
-            host,
-        )),
-        _ => Err(bad(
-            "the url must be https:// (or http:// to loopback)",
-            host,
-        )),
-    }
-}
-
-/// A host as the URL parser serialises it: IPv6 in brackets, IPv4 normalised, names lowercase.
-fn is_loopback_host(host: &str) -> bool {
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    match bare.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host == "localhost",
-    }
+    secret_may_travel(u).map_err(|e| bad(e.why(), u.host_str().map(str::to_owned)))
 }
 
 impl Route {
