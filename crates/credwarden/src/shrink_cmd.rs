@@ -287,37 +287,195 @@ fn read_plan(path: &std::path::Path) -> Result<Plan> {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ScheduleArgs {
+    #[command(subcommand)]
+    pub action: Option<ScheduleAction>,
     /// The plan written by `shrink plan --output`.
-    #[arg(long, value_name = "FILE")]
-    pub plan: PathBuf,
+    #[arg(long, value_name = "FILE", required = true)]
+    pub plan: Option<PathBuf>,
     /// Days of notice before the plan may be applied.
     #[arg(long, default_value_t = 7)]
     pub days: i64,
     /// Write the announced plan here (what `shrink apply` will accept from the date on).
-    #[arg(long, short, value_name = "FILE")]
-    pub output: PathBuf,
-    /// Where the notices go besides stdout: a findings file, a spooled webhook.
+    #[arg(long, short, value_name = "FILE", required = true)]
+    pub output: Option<PathBuf>,
+    /// Where the notices go besides stdout: a findings file, a spooled webhook; and `--state`,
+    /// the state file the schedule is recorded in (what `schedule list` and `cancel` read and
+    /// `shrink apply` checks: give apply the same file). Required.
     #[command(flatten)]
     pub delivery: crate::delivery_args::DeliveryArgs,
     #[arg(long)]
     pub now: Option<String>,
 }
 
-/// `shrink schedule`: announce the plan (one finding per affected role on stdout) and write the
-/// plan with the date from which it may be applied.
+#[derive(clap::Subcommand, Debug)]
+pub enum ScheduleAction {
+    /// The announced plans: pending, due, applied or cancelled.
+    List {
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        #[arg(long)]
+        now: Option<String>,
+    },
+    /// Withdraw an announced plan: `shrink apply` refuses it from now on.
+    Cancel {
+        /// The schedule id (or a unique prefix of it, at least 6 characters).
+        id: String,
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        /// Why (kept with the schedule and shown by `list`).
+        #[arg(long, default_value = "cancelled")]
+        reason: String,
+        #[arg(long)]
+        now: Option<String>,
+    },
+}
+
+/// `shrink schedule`: announce the plan (one finding per affected role on stdout), record the
+/// schedule and write the plan with the date from which it may be applied; or list / cancel.
 pub fn schedule(args: &ScheduleArgs, out: &mut dyn Write) -> Result<()> {
-    let mut plan = read_plan(&args.plan)?;
+    match &args.action {
+        Some(ScheduleAction::List { state, now }) => return schedule_list(state, now, out),
+        Some(ScheduleAction::Cancel {
+            id,
+            state,
+            reason,
+            now,
+        }) => return schedule_cancel(id, state, reason, now, out),
+        None => {}
+    }
+    let delivery_config = args.delivery.config(false)?;
+    let (Some(plan_path), Some(output)) = (&args.plan, &args.output) else {
+        bail!("shrink schedule needs --plan and --output");
+    };
+    let Some(state) = &args.delivery.state else {
+        bail!(
+            "shrink schedule needs --state: the schedule is recorded there, for `schedule list`, \
+             `schedule cancel` and `shrink apply`"
+        );
+    };
+    let mut plan = read_plan(plan_path)?;
+    if plan.not_before.is_some() {
+        bail!(
+            "{} is already announced (not before {}): schedule the plan `shrink plan` wrote",
+            plan_path.display(),
+            plan.not_before.as_deref().unwrap_or_default()
+        );
+    }
     let now = now_arg(&args.now, None)?;
+    let store = store::Store::open(state)?;
     let notices = shrink::schedule(&mut plan, now, args.days.max(0));
-    let delivery = sink::FindingDelivery::open(&args.delivery.config(false)?)?;
+    let id = plan.schedule_id.clone().expect("schedule sets the id");
+    // Recorded before anything is announced: a notice never names a schedule that cannot be
+    // listed or cancelled.
+    store.schedule_record(&store::Schedule {
+        id: id.clone(),
+        announced_ms: now,
+        not_before: plan.not_before.clone().unwrap_or_default(),
+        window_end: plan.window_end.clone(),
+        roles: plan
+            .roles
+            .iter()
+            .filter(|r| matches!(r.verdict, Verdict::Shrink | Verdict::ToZero))
+            .map(|r| r.arn.clone())
+            .collect(),
+        plan_file: output.display().to_string(),
+        cancelled_ms: None,
+        cancel_reason: None,
+        applied_ms: None,
+    })?;
+    std::fs::write(output, serde_json::to_string_pretty(&plan)?)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    let delivery = sink::FindingDelivery::open(&delivery_config)?;
     for n in &notices {
         writeln!(out, "{}", serde_json::to_string(n)?)?;
         delivery.deliver(n)?;
     }
-    std::fs::write(&args.output, serde_json::to_string_pretty(&plan)?)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
     args.delivery.finish(&delivery)?;
+    eprintln!(
+        "schedule {id}: {} role(s), not before {}; `credwarden shrink schedule cancel {} --state {}` withdraws it",
+        notices.len(),
+        plan.not_before.as_deref().unwrap_or_default(),
+        &id[..12],
+        state.display()
+    );
+    Ok(())
+}
+
+fn schedule_list(state: &std::path::Path, now: &Option<String>, out: &mut dyn Write) -> Result<()> {
+    let store = store::Store::open(state)?;
+    let now = now_arg(now, None)?;
+    writeln!(out, "ID	ANNOUNCED	NOT BEFORE	ROLES	STATUS	PLAN")?;
+    for s in store.schedules()? {
+        let status = match (s.cancelled_ms, s.applied_ms) {
+            (Some(at), _) => format!(
+                "cancelled {} ({})",
+                cloudtrail::EventTime(at),
+                s.cancel_reason.as_deref().unwrap_or_default()
+            ),
+            (None, Some(at)) => format!("applied {}", cloudtrail::EventTime(at)),
+            (None, None) => match iam::condition::parse_date(&s.not_before) {
+                Some(t) if t <= now => "due".to_owned(),
+                _ => "pending".to_owned(),
+            },
+        };
+        writeln!(
+            out,
+            "{}	{}	{}	{}	{status}	{}",
+            &s.id[..12.min(s.id.len())],
+            cloudtrail::EventTime(s.announced_ms),
+            s.not_before,
+            s.roles.len(),
+            s.plan_file
+        )?;
+    }
+    Ok(())
+}
+
+fn schedule_cancel(
+    id: &str,
+    state: &std::path::Path,
+    reason: &str,
+    now: &Option<String>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if id.len() < 6 {
+        bail!("give at least 6 characters of the schedule id (`shrink schedule list` shows them)");
+    }
+    if !std::path::Path::new(state).is_file() {
+        bail!("{}: no such state file", state.display());
+    }
+    let store = store::Store::open(state)?;
+    let found = store.schedule(id)?;
+    let s = match &found[..] {
+        [] => bail!("no schedule {id} in {}", state.display()),
+        [one] => one,
+        many => bail!(
+            "{id} names {} schedules; give more of the id: {}",
+            many.len(),
+            many.iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    if let Some(at) = s.applied_ms {
+        bail!(
+            "schedule {} was applied at {}: cancelling cannot undo it; `credwarden shrink rollback ROLE` restores a role",
+            s.id,
+            cloudtrail::EventTime(at)
+        );
+    }
+    if !store.schedule_cancel(&s.id, now_arg(now, None)?, reason)? {
+        bail!("schedule {} is already cancelled", s.id);
+    }
+    writeln!(
+        out,
+        "schedule {} cancelled: `shrink apply` refuses its plan ({} role(s) keep their permissions)",
+        s.id,
+        s.roles.len()
+    )?;
     Ok(())
 }
 

@@ -223,6 +223,8 @@ fn plan_apply_rollback_on_moto() {
             "2027-06-01T00:00:00Z",
             "--output",
             &p("announced.json"),
+            "--state",
+            &p("state.sqlite"),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -253,6 +255,145 @@ fn plan_apply_rollback_on_moto() {
         text(&early.stderr).contains("may not be applied before"),
         "{}",
         text(&early.stderr)
+    );
+
+    // A second announcement of the same plan, withdrawn: listed as cancelled, and apply
+    // refuses its plan even after the date.
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "schedule",
+            "--plan",
+            &p("plan.json"),
+            "--now",
+            "2027-06-01T01:00:00Z",
+            "--output",
+            &p("withdrawn.json"),
+            "--state",
+            &p("state.sqlite"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let withdrawn: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("withdrawn.json")).unwrap()).unwrap();
+    let withdrawn_id = withdrawn["schedule_id"].as_str().unwrap().to_owned();
+    // An announced plan is not announced again.
+    let again = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "schedule",
+            "--plan",
+            &p("withdrawn.json"),
+            "--output",
+            &p("x.json"),
+            "--state",
+            &p("state.sqlite"),
+        ],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("is already announced"),
+        "{}",
+        text(&again.stderr)
+    );
+    let cancel = |id: &str| {
+        credwarden(
+            &moto,
+            &[
+                "shrink",
+                "schedule",
+                "cancel",
+                id,
+                "--state",
+                &p("state.sqlite"),
+                "--reason",
+                "owners asked for a quarter",
+            ],
+        )
+    };
+    let out = cancel(&withdrawn_id[..8]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        cancel(&withdrawn_id[..8]).status.code(),
+        Some(1),
+        "only once"
+    );
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "apply",
+            "--plan",
+            &p("withdrawn.json"),
+            "--state",
+            &p("state.sqlite"),
+            "--endpoint-url",
+            &moto.url,
+            "--now",
+            "2027-06-09T00:00:00Z",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("schedule {withdrawn_id} was cancelled"))
+            && text(&out.stderr).contains("owners asked for a quarter"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Another state file does not know the schedule: refused, not applied unchecked.
+    let out = credwarden(
+        &moto,
+        &[
+            "shrink",
+            "apply",
+            "--plan",
+            &p("announced.json"),
+            "--state",
+            &p("other.sqlite"),
+            "--endpoint-url",
+            &moto.url,
+            "--now",
+            "2027-06-09T00:00:00Z",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("which this state file does not record"),
+        "{}",
+        text(&out.stderr)
+    );
+    let list = |now: &str| {
+        let out = credwarden(
+            &moto,
+            &[
+                "shrink",
+                "schedule",
+                "list",
+                "--state",
+                &p("state.sqlite"),
+                "--now",
+                now,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let listed = list("2027-06-02T00:00:00Z");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("\tpending\t") && l.contains("announced.json"))
+            && listed.lines().any(|l| l.starts_with(&withdrawn_id[..12])
+                && l.contains("cancelled 20")
+                && l.contains("owners asked")),
+        "{listed}"
     );
 
     // Eight days after the window: apply wants to see the use made since.
@@ -328,10 +469,22 @@ fn plan_apply_rollback_on_moto() {
         "{shown}"
     );
     assert_eq!(state("app"), original_app, "nothing written");
+    assert!(
+        list("2027-06-09T00:00:00Z")
+            .lines()
+            .any(|l| l.contains("\tdue\t") && l.contains("announced.json")),
+        "a run that changed nothing leaves the schedule due"
+    );
     std::fs::write(p("since.json"), since(Vec::new(), "2027-05-31T20:00:00Z")).unwrap();
 
     // Apply: through the IAM API, previous policies recorded first.
     let out = apply_at(Some("since.json"));
+    assert!(
+        list("2027-06-09T00:00:00Z")
+            .lines()
+            .any(|l| l.contains("\tapplied 20") && l.contains("announced.json")),
+        "the schedule shows as applied"
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let applied = text(&out.stdout);
     assert!(

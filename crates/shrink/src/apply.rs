@@ -46,6 +46,14 @@ pub enum ApplyError {
     NotReached(String),
     #[error("managed policy {0}: {1}; the role is left as it was")]
     Conflict(String, String),
+    #[error("schedule {id} was cancelled at {at}: {reason}; its plan is not applied")]
+    Cancelled {
+        id: String,
+        at: String,
+        reason: String,
+    },
+    #[error("the plan was announced as schedule {0}, which this state file does not record: give the --state it was scheduled with")]
+    UnknownSchedule(String),
     #[error("the plan's window_end {0:?} is not a date")]
     BadWindowEnd(String),
     #[error(
@@ -324,10 +332,28 @@ pub fn apply_plan(
             return Err(ApplyError::NotYetDue(not_before.clone()));
         }
     }
+    if let Some(id) = &plan.schedule_id {
+        let recorded = store.schedule(id)?;
+        let Some(schedule) = recorded.iter().find(|s| &s.id == id) else {
+            return Err(ApplyError::UnknownSchedule(id.clone()));
+        };
+        if let Some(at) = schedule.cancelled_ms {
+            return Err(ApplyError::Cancelled {
+                id: id.clone(),
+                at: EventTime(at).to_string(),
+                reason: schedule.cancel_reason.clone().unwrap_or_default(),
+            });
+        }
+    }
     let window_end = recheck.admit(plan, now)?;
-    apply(sessions, store, &plan.roles, opt_out_tag, |r| {
+    let applied = apply(sessions, store, &plan.roles, opt_out_tag, |r| {
         recheck.used_since(r, window_end)
-    })
+    })?;
+    // Applied once a role was changed: a run that skipped every role leaves it pending.
+    if let (Some(id), true) = (&plan.schedule_id, applied.iter().any(|a| a.version.is_some())) {
+        store.schedule_applied(id, now.millis())?;
+    }
+    Ok(applied)
 }
 
 /// Apply every shrinking role plan (through [`apply_plan`], which checks the date). A role

@@ -276,6 +276,10 @@ pub struct Plan {
     /// this time on (RFC 3339), exactly as announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
+    /// Set by `shrink schedule --state`: the announcement recorded in that state file, which
+    /// `shrink apply` checks (a cancelled schedule's plan is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
 }
 
 enum Evidence {
@@ -603,6 +607,7 @@ pub fn plan(
         window_end: EventTime(opts.now_ms).to_string(),
         roles,
         not_before: None,
+        schedule_id: None,
     })
 }
 
@@ -1058,10 +1063,17 @@ pub fn per_person(
 }
 
 /// Announce a plan: one finding per role that will lose permissions (the owners' notice, as
-/// Repokid sends before it repos), and the time from which the plan may be applied.
+/// Repokid sends before it repos), the time from which the plan may be applied, and the
+/// schedule's id (over the announcement time, the date and the roles: the same plan
+/// announced twice is two schedules) by which it is listed and cancelled.
 pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<credwarden_core::Finding> {
     let when = EventTime(now_ms + days * 86_400_000).to_string();
     plan.not_before = Some(when.clone());
+    let announced = EventTime(now_ms).to_string();
+    let mut parts = vec![announced.as_str(), when.as_str(), plan.window_end.as_str()];
+    parts.extend(plan.roles.iter().map(|r| r.arn.as_str()));
+    let id = credwarden_core::finding_id("shrink-schedule", &parts);
+    plan.schedule_id = Some(id.clone());
     let mut out = Vec::new();
     for r in plan
         .roles
@@ -1087,7 +1099,7 @@ pub fn schedule(plan: &mut Plan, now_ms: i64, days: i64) -> Vec<credwarden_core:
             source: credwarden_core::FindingSource::default(),
             event_ids: Vec::new(),
             summary: format!("{} will lose {what} on {when}", r.role),
-            details: serde_json::json!({"removed": r.removed, "not_before": when, "reason": r.reason}),
+            details: serde_json::json!({"removed": r.removed, "not_before": when, "reason": r.reason, "schedule_id": id}),
             remediation: "If the role needs them, tag it credwarden:shrink=never (apply checks the tag again) or ask for a new plan \
                 once they are in use; after the change, `credwarden shrink rollback` restores the policies."
                 .into(),

@@ -15,7 +15,9 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 mod people;
+mod schedules;
 pub use people::{CreatedRole, MembershipSeen};
+pub use schedules::Schedule;
 
 /// The schema this build writes. 1: emitted findings and runs. 2: adds detector state,
 /// processed files and the finding outbox. 3: adds the broker's audit log and the policy
@@ -23,10 +25,11 @@ pub use people::{CreatedRole, MembershipSeen};
 /// of delivery attempts per spooled finding. 5: adds the account registry. 6: every spooled
 /// finding and dead letter names its destination (a notify route). 7: directory memberships
 /// as the broker and `access prune` saw them (their age), the identity provider's groups of
-/// each audited request, and the roles `shrink per-user --apply` created. Older files are
+/// each audited request, and the roles `shrink per-user --apply` created. 8: announced
+/// right-sizing plans (`shrink schedule list / cancel`). Older files are
 /// upgraded in place (every table below is created if missing, the added columns added if
 /// missing).
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The destination of what was spooled before destinations existed, and of the single
 /// `--webhook URL` (or the broker's `findings_webhook`): a run that posts to it again picks
@@ -94,6 +97,12 @@ const SCHEMA_V7: &str = "
         first_seen_ms INTEGER NOT NULL, appeared INTEGER NOT NULL, PRIMARY KEY (directory, user, grp));
     CREATE TABLE IF NOT EXISTS created_roles (arn TEXT PRIMARY KEY, name TEXT NOT NULL, source_role TEXT NOT NULL,
         person TEXT NOT NULL, trust TEXT NOT NULL, policy_name TEXT NOT NULL, policy TEXT NOT NULL, created_ms INTEGER NOT NULL);
+";
+/// Schema 8: right-sizing plans announced by `shrink schedule` (see `schedules`).
+const SCHEMA_V8: &str = "
+    CREATE TABLE IF NOT EXISTS shrink_schedules (id TEXT PRIMARY KEY, announced_ms INTEGER NOT NULL,
+        not_before TEXT NOT NULL, window_end TEXT NOT NULL, roles TEXT NOT NULL, plan_file TEXT NOT NULL,
+        cancelled_ms INTEGER, cancel_reason TEXT, applied_ms INTEGER);
 ";
 /// Added to `broker_audit` by schema 7: the groups the identity provider asserted (token claim
 /// or proxy header), apart from the directory's. NULL on older rows: unknown.
@@ -305,6 +314,7 @@ impl Store {
                      {SCHEMA_V6}
                      {SCHEMA_V7}
                      {AUDIT_IDP_GROUPS}
+                     {SCHEMA_V8}
                      INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
                      COMMIT;"
                 ))
@@ -360,7 +370,7 @@ impl Store {
             self.conn
                 .execute_batch(&format!(
                     "BEGIN; {SCHEMA_V2} {SCHEMA_V4} {SCHEMA_V5} {attempts}
-                     {spool_destination} {dead_destination} {SCHEMA_V6} {SCHEMA_V7} {idp_groups}
+                     {spool_destination} {dead_destination} {SCHEMA_V6} {SCHEMA_V7} {idp_groups} {SCHEMA_V8}
                      UPDATE credwarden_meta SET value = '{SCHEMA_VERSION}'
                      WHERE key = 'schema_version'; COMMIT;"
                 ))
