@@ -473,6 +473,26 @@ impl Judge<'_> {
         Evidence::Unknown(why)
     }
 
+    /// Proof that `pattern`, which the catalogue cannot expand (a retired or newer service),
+    /// is unused as a whole: no session of the role in the window, or a complete Access
+    /// Advisor report that lists its service unused since the window began.
+    fn unknown_pattern_proof(&self, pattern: &str) -> Option<String> {
+        if let Some(proof) = &self.no_session {
+            return Some(proof.clone());
+        }
+        let (prefix, _) = pattern.split_once(':')?;
+        if prefix.contains(['*', '?']) {
+            return None;
+        }
+        match self.advisor.filter(|a| a.complete)?.service_last(prefix)? {
+            Some(last) if last >= self.since_ms => None,
+            last => Some(format!(
+                "Access Advisor: no use of {prefix} since {} (a service the catalogue does not list)",
+                last.map_or_else(|| "its tracking began".to_owned(), |t| EventTime(t).to_string())
+            )),
+        }
+    }
+
     /// Unused by the trail's own configuration: it recorded this action's calls for the
     /// account throughout the window, and the role made none. `Err`: why that is not shown.
     fn trail_proof(&self, action: &str) -> Result<String, String> {
@@ -767,6 +787,29 @@ fn plan_role(
         })
         .unwrap_or_default();
     let pinned = |p: &str| used_unknown.iter().any(|a| glob_match_ignore_case(p, a));
+    // Patterns the catalogue cannot expand (a retired or newer service): removed only as a
+    // whole, when the whole service is shown unused; kept as written otherwise.
+    let mut unknown_gone: BTreeSet<String> = BTreeSet::new();
+    for (granted, doc) in &all_docs {
+        if graced(granted).is_some() {
+            continue;
+        }
+        for s in doc.statements.iter().filter(|s| s.effect == Effect::Allow) {
+            let Patterns::Only(patterns) = &s.action else {
+                continue;
+            };
+            for p in patterns {
+                if !catalogue.expand(p).is_empty() || pinned(p) {
+                    continue;
+                }
+                if let Some(proof) = judge.unknown_pattern_proof(p) {
+                    proofs.insert(p.clone(), proof);
+                    unknown_gone.insert(p.clone());
+                }
+            }
+        }
+    }
+    let keep = |a: &str| !unknown_gone.contains(a) && keep(a);
 
     let mut removed = BTreeSet::new();
     let mut after_inline: BTreeMap<String, Policy> = BTreeMap::new();
@@ -944,6 +987,11 @@ fn rewrite(
         let mut kept: Vec<String> = Vec::new();
         for p in patterns {
             let covered = catalogue.expand(p);
+            if covered.is_empty() && !pinned(p) && !keep(p) {
+                // A pattern of a service the catalogue does not know, shown unused as a whole.
+                removed.insert(p.clone());
+                continue;
+            }
             if covered.is_empty() || pinned(p) {
                 kept.push(p.clone());
                 continue;
