@@ -93,6 +93,41 @@ pub struct BrokerConfig {
     /// Connection limits and timeouts of the HTTP(S) server.
     #[serde(default)]
     pub limits: Limits,
+    /// AWS console sign-in through the federation endpoint (`POST /v1/console`).
+    #[serde(default)]
+    pub console: ConsoleConfig,
+}
+
+/// How the broker turns a role session into an AWS console sign-in URL.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The AWS federation endpoint (`getSigninToken`, `login`); `https://`, or `http://` to
+    /// loopback for a test server. GovCloud and China have their own.
+    pub federation_url: String,
+    /// Where the console sends the user when the session ends (the `Issuer` parameter):
+    /// usually the page that offered the sign-in. Left out of the URL when unset.
+    pub issuer: Option<String>,
+    /// The console page opened after sign-in when the client names none.
+    pub destination: String,
+    /// A destination the client names must be `https://` on one of these domains (or a
+    /// subdomain), so that a sign-in URL never sends the user's session elsewhere.
+    pub destination_domains: Vec<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig {
+            federation_url: "https://signin.aws.amazon.com/federation".into(),
+            issuer: None,
+            destination: "https://console.aws.amazon.com/".into(),
+            destination_domains: vec![
+                "aws.amazon.com".into(),
+                "amazonaws-us-gov.com".into(),
+                "amazonaws.cn".into(),
+            ],
+        }
+    }
 }
 
 /// How much of the server one client may hold, and for how long. The TLS listener and the
@@ -308,6 +343,12 @@ egress = ["198.51.100.10/32"]          # where their AWS calls leave from (VPN/N
 # body_seconds = 10                    # a body is read only after its headers authenticate
 # unauthenticated_seconds = 10         # life of a connection with no authenticated request
 # connection_seconds = 120
+
+# [console]                            # `credwarden console ROLE`: AWS console sign-in (POST /v1/console)
+# federation_url = "https://signin.aws.amazon.com/federation"   # GovCloud: https://signin.amazonaws-us-gov.com/federation
+# issuer = "https://broker.example.com/"   # where the console sends users whose session ended
+# destination = "https://console.aws.amazon.com/"
+# destination_domains = ["aws.amazon.com", "amazonaws-us-gov.com", "amazonaws.cn"]
 "#;
 
 #[cfg(test)]

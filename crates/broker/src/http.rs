@@ -10,6 +10,7 @@
 //! | `POST /v1/credentials` | authenticated | body `{"role", "duration_seconds"?, "format"?: "json"|"process"|"exports"}` |
 //! | `GET /v1/audit?user=&limit=` | admin groups | audit entries, newest first |
 //! | `POST /v1/access-requests` | authenticated | body `{"group", "reason"}`: audited, raised as a finding |
+//! | `POST /v1/console` | authenticated | body `{"role", "duration_seconds"?, "destination"?}`: `{"url", "expiration", "role_arn", "access_key_id"}`, an AWS console sign-in URL |
 //!
 //! A request is authenticated from its headers before its body is read, and the body then
 //! has `[limits] body_seconds` to arrive. The server (TLS, or plain HTTP on loopback — the
@@ -47,6 +48,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/roles", get(roles))
         .route("/v1/credentials", post(credentials))
+        .route("/v1/console", post(console))
         .route("/v1/audit", get(audit))
         .route("/v1/access-requests", post(access_request))
         .fallback(|| async { error(&Refusal::new(404, "not-found", "no such endpoint"), "") })
@@ -210,6 +212,51 @@ fn render(i: &Issued, format: &str) -> Response {
             .into_response(),
         _ => Json(i).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleRequest {
+    role: String,
+    duration_seconds: Option<i32>,
+    destination: Option<String>,
+}
+
+/// A console sign-in URL: authenticated, authorised, rate-limited and audited exactly like
+/// `/v1/credentials` (the same code), the session's credentials kept in the broker.
+async fn console(State(b): State<Arc<Broker>>, req: Request) -> Response {
+    let rid = request_id();
+    let (parts, body) = req.into_parts();
+    let result = async {
+        let (c, peer) = caller(&b, &parts).await?;
+        let body = read_body(&b, &parts, body).await?;
+        let req: ConsoleRequest = serde_json::from_slice(&body).map_err(|e| {
+            Refusal::new(
+                400,
+                "bad-request",
+                format!("body must be {{\"role\", \"duration_seconds\"?, \"destination\"?}}: {e}"),
+            )
+        })?;
+        let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
+        let login = b
+            .console(
+                &c,
+                client,
+                &req.role,
+                req.duration_seconds,
+                req.destination.as_deref(),
+                &rid,
+            )
+            .await?;
+        Ok(Json(login).into_response())
+    }
+    .await;
+    let mut response = result.unwrap_or_else(|r| error(&r, &rid));
+    // The URL signs its holder in: nothing between the broker and the user may keep it.
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    response
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod directory;
 pub mod error;
 pub mod http;

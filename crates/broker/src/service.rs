@@ -65,8 +65,9 @@ impl From<AuthError> for Refusal {
     }
 }
 
-/// Credentials handed out. The secret parts are never logged or audited.
-#[derive(Clone, Serialize)]
+/// Credentials handed out. The secret parts are never logged or audited. `Deserialize`:
+/// the broker's JSON as clients read it (the client's credential cache keeps it so).
+#[derive(Clone, Serialize, serde::Deserialize)]
 pub struct Issued {
     #[serde(rename = "AccessKeyId")]
     pub access_key_id: String,
@@ -218,7 +219,16 @@ pub struct Broker {
     /// Last time a repeated-refusals finding was raised per user (one per burst window).
     burst_reported: Mutex<HashMap<String, i64>>,
     findings: Option<FindingDelivery>,
+    /// The AWS federation endpoint for console sign-in (`[console]`).
+    federation: crate::console::Federation,
     pub metrics: Metrics,
+}
+
+/// What an issuance is for: the audit tells plain credentials from a console sign-in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Credentials,
+    Console,
 }
 
 fn now_ms() -> i64 {
@@ -492,6 +502,7 @@ impl Broker {
                 .map_err(|e| ConfigError::Invalid(format!("[aws] role_tag_accounts: {e}")))?;
             member_iams.push((account.clone(), aws_sdk_iam::Client::new(&member)));
         }
+        let federation = crate::console::Federation::from_config(&cfg.console)?;
         let directory = cfg.directory.clone().map(|path| Directory {
             path,
             modified: None,
@@ -511,6 +522,7 @@ impl Broker {
             streaks: Mutex::new(HashMap::new()),
             burst_reported: Mutex::new(HashMap::new()),
             findings,
+            federation,
             metrics: Metrics::default(),
             cfg,
         })
@@ -984,6 +996,85 @@ impl Broker {
         duration: Option<i32>,
         request_id: &str,
     ) -> Result<Issued, Refusal> {
+        self.issue_for(
+            caller,
+            client,
+            role,
+            duration,
+            request_id,
+            Purpose::Credentials,
+        )
+        .await
+        .map(|(issued, _)| issued)
+    }
+
+    /// An AWS console sign-in URL for `role`: the same authentication, authorisation, rate
+    /// limit, session policy and audit as [`Broker::issue`] (the audit row says it was for the
+    /// console), then the session goes to the federation endpoint for a sign-in token. The
+    /// console session lasts as long as the role session. `destination` (a console page) must
+    /// be on an allowed domain. The credentials never leave the broker, only the URL.
+    pub async fn console(
+        &self,
+        caller: &Caller,
+        client: IpAddr,
+        role: &str,
+        duration: Option<i32>,
+        destination: Option<&str>,
+        request_id: &str,
+    ) -> Result<crate::console::ConsoleLogin, Refusal> {
+        // Checked before anything is issued: a bad destination costs no STS session.
+        let destination = self
+            .federation
+            .destination(destination)
+            .map_err(|e| Refusal::new(400, "bad-destination", e.to_string()))?;
+        let (issued, seconds) = self
+            .issue_for(caller, client, role, duration, request_id, Purpose::Console)
+            .await?;
+        let federation = self.federation.clone();
+        let session = issued.clone();
+        let token = tokio::task::spawn_blocking(move || federation.signin_token(&session, seconds))
+            .await
+            .map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
+        match token {
+            Ok(token) => Ok(crate::console::ConsoleLogin {
+                url: self.federation.login_url(&token, &destination),
+                expiration: issued.expiration.clone(),
+                role_arn: issued.role_arn.clone(),
+                access_key_id: issued.access_key_id.clone(),
+            }),
+            Err(e) => {
+                // The session was issued and audited as granted; this row says it never
+                // became a console sign-in (the error holds no credentials).
+                let entry = AuditEntry {
+                    role: Some(issued.role_arn.clone()),
+                    access_key_id: Some(issued.access_key_id.clone()),
+                    reason: format!("console-failed: {e}"),
+                    ..caller_entry(caller, client, request_id)
+                };
+                Err(self
+                    .refuse(
+                        entry,
+                        Refusal::new(
+                            502,
+                            "federation-failed",
+                            format!("the AWS console sign-in failed: {e}"),
+                        ),
+                    )
+                    .await)
+            }
+        }
+    }
+
+    /// [`Broker::issue`], for `purpose`; also returns the session's length in seconds.
+    async fn issue_for(
+        &self,
+        caller: &Caller,
+        client: IpAddr,
+        role: &str,
+        duration: Option<i32>,
+        request_id: &str,
+        purpose: Purpose,
+    ) -> Result<(Issued, i32), Refusal> {
         let started = Instant::now();
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let mut entry = AuditEntry {
@@ -1048,7 +1139,11 @@ impl Broker {
         };
         entry.decision = "granted".into();
         entry.reason = format!(
-            "member of a group allowed to use the role; locked to network {}",
+            "{}member of a group allowed to use the role; locked to network {}",
+            match purpose {
+                Purpose::Credentials => "",
+                Purpose::Console => "console sign-in: ",
+            },
             network.name
         );
         entry.access_key_id = Some(issued.access_key_id.clone());
@@ -1084,7 +1179,7 @@ impl Broker {
         self.metrics.issued.fetch_add(1, Ordering::Relaxed);
         let local = started.elapsed().saturating_sub(sts_time);
         self.observe_local(local);
-        Ok(issued)
+        Ok((issued, duration))
     }
 
     fn observe_local(&self, local: Duration) {

@@ -6,6 +6,10 @@
 //! [profile payments]
 //! credential_process = credwarden creds payments-api --process
 //! ```
+//!
+//! The bearer token is `--token-file`, `$CREDWARDEN_TOKEN`, or the sign-in of `credwarden
+//! login` (refreshed when it expires); credentials are cached until five minutes before
+//! they expire (`creds_cache`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -73,11 +77,13 @@ pub fn serve(args: &ServeArgs, err: &mut dyn Write) -> Result<()> {
 #[derive(clap::Args, Debug)]
 pub struct CredsArgs {
     /// Role name or ARN.
-    pub role: String,
-    /// The broker's base URL (default: $CREDWARDEN_BROKER).
+    #[arg(required_unless_present = "clear")]
+    pub role: Option<String>,
+    /// The broker's base URL (default: $CREDWARDEN_BROKER, or `broker` in the client config).
     #[arg(long, env = "CREDWARDEN_BROKER")]
-    pub broker: String,
-    /// A file holding the bearer token (default: $CREDWARDEN_TOKEN).
+    pub broker: Option<String>,
+    /// A file holding the bearer token (default: $CREDWARDEN_TOKEN, else the sign-in of
+    /// `credwarden login`).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Print the AWS CLI credential_process JSON.
@@ -89,65 +95,153 @@ pub struct CredsArgs {
     /// Credential lifetime in seconds (900 up to the broker's maximum).
     #[arg(long)]
     pub duration: Option<i32>,
-    /// PEM file of the CA that signed the broker's certificate (default: the web PKI roots).
+    /// PEM file of the CA that signed the broker's certificate (default: `ca_file` in the
+    /// client config, else the web PKI roots).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// Ask the broker even if cached credentials are still good, and do not cache the answer.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Remove every cached credential and stop.
+    #[arg(long, conflicts_with_all = ["process", "json", "no_cache"])]
+    pub clear: bool,
+    /// The client configuration file (default: $CREDWARDEN_CLIENT_CONFIG, or
+    /// ~/.config/credwarden/client.toml).
+    #[arg(long, value_name = "FILE")]
+    pub client_config: Option<PathBuf>,
 }
 
-/// Ask the broker for credentials and print them.
-pub fn creds(args: &CredsArgs, out: &mut dyn Write) -> Result<()> {
-    // The bearer token and the credentials travel over this connection: TLS, except to a
-    // broker on this machine (a loopback IP literal or exactly `localhost`, parsed, so
-    // `http://localhost@10.255.255.1` is refused).
-    let base = broker::transport::secure_url(&args.broker).context("--broker")?;
-    let token = match &args.token_file {
-        Some(f) => {
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?
+/// A client of the broker's API: its URL (TLS, except to this machine), the agent, and the
+/// caller's bearer token.
+pub struct BrokerClient {
+    base: String,
+    agent: ureq::Agent,
+    token: String,
+}
+
+impl BrokerClient {
+    /// The broker from the flag/environment or the client config, the CA likewise, the token
+    /// from `--token-file`, `$CREDWARDEN_TOKEN` or the sign-in.
+    pub fn new(
+        broker: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+        token_file: Option<&std::path::Path>,
+        client_config: Option<&std::path::Path>,
+    ) -> Result<BrokerClient> {
+        let cfg = crate::login_cmd::client_config(client_config)?;
+        let broker = broker.map(str::to_owned).or(cfg.broker).context(
+            "no broker: --broker URL, $CREDWARDEN_BROKER, or broker = in the client config",
+        )?;
+        // The bearer token and the credentials travel over this connection: TLS, except to a
+        // broker on this machine (a loopback IP literal or exactly `localhost`, parsed, so
+        // `http://localhost@10.255.255.1` is refused).
+        let base = broker::transport::secure_url(&broker).context("--broker")?;
+        let token = crate::login_cmd::bearer_token(token_file)?;
+        let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30));
+        if let Some(ca) = ca_file.map(|c| c.to_path_buf()).or(cfg.ca_file) {
+            agent = agent.tls_config(Arc::new(client_tls(&ca)?));
         }
-        None => std::env::var("CREDWARDEN_TOKEN")
-            .context("no token: --token-file FILE or $CREDWARDEN_TOKEN")?,
-    };
-    let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30));
-    if let Some(ca) = &args.ca_file {
-        agent = agent.tls_config(Arc::new(client_tls(ca)?));
+        Ok(BrokerClient {
+            base: base.as_str().trim_end_matches('/').to_owned(),
+            agent: agent.build(),
+            token,
+        })
     }
-    let format = if args.process {
-        "process"
-    } else if args.json {
-        "json"
-    } else {
-        "exports"
-    };
-    let mut body = serde_json::json!({"role": args.role, "format": format});
-    if let Some(d) = args.duration {
-        body["duration_seconds"] = d.into();
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
-    let url = format!("{}/v1/credentials", base.as_str().trim_end_matches('/'));
-    let response = agent
-        .build()
-        .post(&url)
-        .set("authorization", &format!("Bearer {}", token.trim()))
-        .set("content-type", "application/json")
-        .send_string(&body.to_string());
-    match response {
-        Ok(r) => {
-            out.write_all(r.into_string()?.as_bytes())?;
-            if format != "exports" {
-                writeln!(out)?;
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// POST `body` to `path`; the answer's text, or the broker's refusal as an error.
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> Result<String> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .agent
+            .post(&url)
+            .set("authorization", &format!("Bearer {}", self.token))
+            .set("content-type", "application/json")
+            .send_string(&body.to_string());
+        match response {
+            Ok(r) => Ok(r.into_string()?),
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let hint = if code == 401 {
+                    " (sign in again: `credwarden login`)"
+                } else {
+                    ""
+                };
+                bail!(
+                    "broker refused ({code} {}): {}{hint}",
+                    v["code"].as_str().unwrap_or("error"),
+                    v["error"].as_str().unwrap_or("no reason given")
+                )
             }
-            Ok(())
+            Err(e) => bail!("cannot reach the broker at {url}: {e}"),
         }
-        Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            bail!(
-                "broker refused ({code} {}): {}",
-                v["code"].as_str().unwrap_or("error"),
-                v["error"].as_str().unwrap_or(&text)
-            )
-        }
-        Err(e) => bail!("cannot reach the broker at {url}: {e}"),
     }
+}
+
+/// Ask the broker for credentials (or take them from the cache) and print them.
+pub fn creds(args: &CredsArgs, out: &mut dyn Write) -> Result<()> {
+    if args.clear {
+        let n = crate::creds_cache::clear()?;
+        eprintln!("credwarden: {n} cached credential(s) removed");
+        return Ok(());
+    }
+    let role = args.role.as_deref().context("a role is needed")?;
+    let client = BrokerClient::new(
+        args.broker.as_deref(),
+        args.ca_file.as_deref(),
+        args.token_file.as_deref(),
+        args.client_config.as_deref(),
+    )?;
+    let entry = crate::creds_cache::entry(client.base(), client.token(), role, args.duration)?;
+    let cached = if args.no_cache {
+        None
+    } else {
+        crate::creds_cache::get(&entry)
+    };
+    let c = match cached {
+        Some(c) => c,
+        None => {
+            // Always the broker's JSON: every output format is made from it here, so one
+            // cache entry serves them all.
+            let mut body = serde_json::json!({"role": role, "format": "json"});
+            if let Some(d) = args.duration {
+                body["duration_seconds"] = d.into();
+            }
+            let text = client.post("/v1/credentials", &body)?;
+            let c: crate::creds_cache::Credentials = serde_json::from_str(&text)
+                .context("the broker's answer is not credentials JSON")?;
+            if !args.no_cache {
+                if let Err(e) = crate::creds_cache::put(&entry, &c) {
+                    // The credentials are good; only the next call will ask again.
+                    eprintln!("credwarden: cannot cache the credentials: {e:#}");
+                }
+            }
+            c
+        }
+    };
+    if args.process {
+        let v = serde_json::json!({"Version": 1, "AccessKeyId": c.access_key_id,
+            "SecretAccessKey": c.secret_access_key, "SessionToken": c.session_token,
+            "Expiration": c.expiration});
+        writeln!(out, "{v}")?;
+    } else if args.json {
+        writeln!(out, "{}", serde_json::to_string(&c)?)?;
+    } else {
+        write!(
+            out,
+            "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\nexport AWS_SESSION_TOKEN={}\n# expires {} ({})\n",
+            c.access_key_id, c.secret_access_key, c.session_token, c.expiration, c.role_arn
+        )?;
+    }
+    Ok(())
 }
 
 fn client_tls(ca: &std::path::Path) -> Result<rustls::ClientConfig> {

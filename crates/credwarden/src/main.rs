@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use credwarden::{
-    accounts_cmd, baseline_cmd, broker_cmd, config, demo_cmd, detect_cmd, imds_cmd, ipranges,
-    policy_cmd, shrink_cmd, webhook_cmd,
+    accounts_cmd, baseline_cmd, broker_cmd, config, console_cmd, demo_cmd, detect_cmd, imds_cmd,
+    ipranges, login_cmd, policy_cmd, shrink_cmd, webhook_cmd,
 };
 
 #[derive(Parser)]
@@ -47,6 +47,12 @@ enum Command {
     Broker(BrokerCommand),
     /// Get credentials from the broker (shell exports, or --process for credential_process).
     Creds(broker_cmd::CredsArgs),
+    /// Sign in to the identity provider the broker trusts (device code, or --browser).
+    Login(login_cmd::LoginArgs),
+    /// Forget the sign-in and every cached credential.
+    Logout(login_cmd::LogoutArgs),
+    /// Open the AWS console as a role, through the broker (or --print the sign-in URL).
+    Console(console_cmd::ConsoleArgs),
     /// Instance metadata: a local metadata server for laptops, an SSRF-proof proxy for instances.
     #[command(subcommand)]
     Imds(ImdsCommand),
@@ -349,6 +355,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Creds(args) => {
             broker_cmd::creds(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Login(args) => {
+            login_cmd::login(&args, &mut std::io::stderr())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logout(_) => {
+            login_cmd::logout(&mut std::io::stderr())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Console(args) => {
+            console_cmd::console(&args, &mut std::io::stdout().lock(), &mut std::io::stderr())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Iam(cmd) => {

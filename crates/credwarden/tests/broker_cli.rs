@@ -180,6 +180,8 @@ region = "us-east-1"
             "creds",
             "payments-api",
             "--process",
+            // This test is about the broker round trip: nothing cached in the user's home.
+            "--no-cache",
             "--broker",
             &url,
             "--token-file",
@@ -200,7 +202,7 @@ region = "us-east-1"
 
     // An AWS profile with credential_process: boto3 gets the broker's credentials itself.
     let command = format!(
-        "{} creds payments-api --process --broker {url} --token-file {} --ca-file {}",
+        "{} creds payments-api --process --no-cache --broker {url} --token-file {} --ca-file {}",
         env!("CARGO_BIN_EXE_credwarden"),
         p("token"),
         p("ca.pem")
@@ -335,6 +337,7 @@ except urllib.error.HTTPError as e:
         .args([
             "creds",
             "payments-api",
+            "--no-cache",
             "--broker",
             &url,
             "--token-file",
@@ -353,6 +356,7 @@ except urllib.error.HTTPError as e:
         .args([
             "creds",
             "someone-elses-role",
+            "--no-cache",
             "--broker",
             &url,
             "--token-file",

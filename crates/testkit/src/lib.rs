@@ -15,6 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod federation;
+pub mod oidc;
+
 /// A running moto server; killed on drop.
 pub struct Moto {
     child: Child,
