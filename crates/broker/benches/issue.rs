@@ -1,7 +1,9 @@
 //! Broker issuance latency and throughput without STS latency: the broker talks to a
 //! loopback STS that answers `AssumeRole` at once, so what is measured is the broker's own
 //! work — token verification, authorisation, the durable audit commit (an fsync), the
-//! response. Prints p50/p99 and requests/s; run with `cargo bench -p credwarden-broker`.
+//! response. Prints p50/p99 and requests/s for the SQLite audit file and for PostgreSQL (a
+//! server the test kit starts on loopback, the replicas' shared store; the target is p99
+//! under 5 ms at 4 clients); run with `cargo bench -p credwarden-broker`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let pg = testkit::postgres::Postgres::start();
+    let sqlite = dir.path().join("audit.sqlite").display().to_string();
+    for (backend, audit) in [("SQLite", sqlite.as_str()), ("PostgreSQL", pg.url.as_str())] {
+        measure(&rt, &idp, dir.path(), backend, audit);
+    }
+}
+
+/// Start a broker on `audit` and measure issuance at 1 and 4 clients.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    idp: &TestIdp,
+    dir: &std::path::Path,
+    backend: &str,
+    audit: &str,
+) {
     let (sts, broker_addr) = rt.block_on(async {
         let sts = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sts_addr: SocketAddr = sts.local_addr().unwrap();
@@ -72,8 +89,8 @@ egress = ["198.51.100.0/24"]
 endpoint_url = "http://{sts_addr}"
 region = "us-east-1"
 "#,
-            dir.path().join("audit.sqlite").display(),
-            dir.path().join("jwks.json").display()
+            audit,
+            dir.join("jwks.json").display()
         ))
         .unwrap();
         let broker = Arc::new(Broker::new(cfg).await.unwrap());
@@ -113,7 +130,7 @@ region = "us-east-1"
     for _ in 0..50 {
         request(&warm);
     }
-    println!("broker issuance against a loopback STS ({sts}), audit committed with fsync before each response");
+    println!("broker issuance against a loopback STS ({sts}), {backend} audit committed before each response");
     for clients in [1usize, 4] {
         let per_client = 2000 / clients;
         let started = Instant::now();

@@ -37,7 +37,8 @@ pub struct BrokerConfig {
     pub listen: String,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// The audit store: a SQLite file (created if missing).
+    /// The audit store: a SQLite file (created if missing), or `postgres://…` for replicas
+    /// sharing one database (loopback or a Unix socket only).
     pub audit: String,
     /// `broker-anomaly` findings are appended here as JSON lines (0600, fsynced).
     pub findings: Option<PathBuf>,
@@ -49,6 +50,10 @@ pub struct BrokerConfig {
     /// findings' JSON.
     #[serde(default)]
     pub findings_webhook_format: Option<String>,
+    /// The SQLite file that spools `findings_webhook` posts when the audit is PostgreSQL
+    /// (each replica its own; with a SQLite audit the audit file spools them).
+    #[serde(default)]
+    pub findings_spool: Option<PathBuf>,
     /// Longest credential lifetime handed out (seconds, 900..=43200; default 3600).
     #[serde(default = "default_max_duration")]
     pub max_duration_seconds: i32,
@@ -283,6 +288,8 @@ listen = "127.0.0.1:8700"              # plain HTTP only on loopback; set tls_ce
 # tls_cert = "/etc/credwarden/broker.crt"
 # tls_key = "/etc/credwarden/broker.key"
 audit = "/var/lib/credwarden/broker-audit.sqlite"   # every request, granted or refused; written before credentials leave
+# audit = "postgres://credwarden@127.0.0.1/credwarden"  # replicas sharing one PostgreSQL (loopback or socket)
+# findings_spool = "/var/lib/credwarden/spool.sqlite"  # with a PostgreSQL audit: where findings_webhook posts wait
 findings = "/var/lib/credwarden/broker-findings.jsonl"
 # findings_webhook = "https://alerts.example.com/credwarden"
 max_duration_seconds = 3600            # credentials live at most this long

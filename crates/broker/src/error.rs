@@ -41,12 +41,10 @@ pub enum ConfigError {
     Unverified { network: String, failures: String },
     #[error("broker config: network {network:?}: the session policy is {size} characters packed; STS accepts at most 2048 (use fewer, wider CIDRs)")]
     TooLarge { network: String, size: usize },
-    #[error(
-        "audit store {0}: PostgreSQL is not implemented in this build; use a SQLite file path"
-    )]
-    PostgresNotImplemented(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Postgres(#[from] store_pg::PgError),
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
     #[error("broker config: {0}")]

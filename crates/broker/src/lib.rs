@@ -9,6 +9,7 @@
 //! network, an audit entry committed before any credential leaves, `broker-anomaly`
 //! findings, rate limits and metrics.
 
+pub mod audit_store;
 pub mod auth;
 pub mod config;
 pub mod console;

@@ -20,7 +20,9 @@ use credwarden_core::EventTime;
 use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 use serde::Serialize;
 use sink::{DeliveryConfig, FindingDelivery, WebhookOptions, WebhookTarget};
-use store::{AuditEntry, Store};
+use store::AuditEntry;
+
+use crate::audit_store::{AuditPool, AuditStore, AuditStoreError};
 
 use crate::auth::{self, Caller, HeaderRules, JwtRules, ProxySecret};
 use crate::config::{AuthConfig, BrokerConfig};
@@ -158,8 +160,7 @@ struct AuditWriter {
 }
 
 impl AuditWriter {
-    fn start(path: &std::path::Path) -> Result<AuditWriter, ConfigError> {
-        let mut store = Store::open(path)?;
+    fn start(mut store: AuditStore) -> Result<AuditWriter, ConfigError> {
         let (queue, rx) = std::sync::mpsc::channel::<PendingAudit>();
         std::thread::Builder::new()
             .name("credwarden-audit".into())
@@ -203,7 +204,9 @@ pub struct Broker {
     cfg: BrokerConfig,
     auth: Authenticator,
     networks: Vec<Network>,
-    audit: Arc<Mutex<Store>>,
+    audit: Arc<AuditPool>,
+    /// The audit store is shared with other replicas: rate limits are counted there too.
+    shared_limits: bool,
     writer: AuditWriter,
     sts: aws_sdk_sts::Client,
     iam: aws_sdk_iam::Client,
@@ -316,9 +319,6 @@ impl Broker {
     /// Build the broker: verify every network's session policy, open the audit store, load
     /// the JWKS, connect the AWS clients.
     pub async fn new(cfg: BrokerConfig) -> Result<Broker, ConfigError> {
-        if cfg.audit.starts_with("postgres://") || cfg.audit.starts_with("postgresql://") {
-            return Err(ConfigError::PostgresNotImplemented(cfg.audit.clone()));
-        }
         if !(900..=43200).contains(&cfg.max_duration_seconds) {
             return Err(ConfigError::Invalid(
                 "max_duration_seconds must be within 900..=43200 (STS limits)".into(),
@@ -452,9 +452,17 @@ impl Broker {
                     .into(),
             ));
         }
-        sink::private::prepare_database(std::path::Path::new(&cfg.audit))?;
-        let audit = Store::open(std::path::Path::new(&cfg.audit))?;
-        let writer = AuditWriter::start(std::path::Path::new(&cfg.audit))?;
+        // Two connections: the writer's own (group commits) and one for reads. Opened on a
+        // blocking thread: the PostgreSQL client blocks on a runtime of its own.
+        let (audit, writer_store) = {
+            let url = cfg.audit.clone();
+            tokio::task::spawn_blocking(move || {
+                Ok::<_, ConfigError>((AuditPool::open(&url)?, AuditStore::open(&url)?))
+            })
+            .await
+            .map_err(|e| ConfigError::Invalid(format!("opening the audit store: {e}")))??
+        };
+        let writer = AuditWriter::start(writer_store)?;
         let webhook_format = match cfg.findings_webhook_format.as_deref() {
             None | Some("json") => sink::PostFormat::Json,
             Some("slack") => sink::PostFormat::Slack,
@@ -464,13 +472,30 @@ impl Broker {
                 )))
             }
         };
+        // The webhook spool is a local SQLite file: the audit file itself, or with PostgreSQL
+        // one of the replica's own.
+        let spool = match (
+            &cfg.findings_spool,
+            crate::audit_store::is_postgres(&cfg.audit),
+        ) {
+            (Some(path), _) => path.clone(),
+            (None, false) => PathBuf::from(&cfg.audit),
+            (None, true) if cfg.findings_webhook.is_some() => {
+                return Err(ConfigError::Invalid(
+                    "findings_webhook with a PostgreSQL audit needs findings_spool = FILE (a \
+                     local SQLite file where posts wait)"
+                        .into(),
+                ))
+            }
+            (None, true) => PathBuf::new(),
+        };
         let findings = if cfg.findings.is_some() || cfg.findings_webhook.is_some() {
             Some(FindingDelivery::open(&DeliveryConfig {
                 stdout: false,
                 file: cfg.findings.clone(),
                 webhook: cfg.findings_webhook.as_ref().map(|url| WebhookTarget {
                     url: url.clone(),
-                    state: PathBuf::from(&cfg.audit),
+                    state: spool.clone(),
                     options: WebhookOptions {
                         format: webhook_format,
                         ..WebhookOptions::default()
@@ -514,7 +539,8 @@ impl Broker {
             member_iams,
             auth,
             networks,
-            audit: Arc::new(Mutex::new(audit)),
+            shared_limits: audit.is_shared(),
+            audit: Arc::new(audit),
             writer,
             role_cache: tokio::sync::Mutex::new(None),
             directory: Mutex::new(directory),
@@ -664,8 +690,7 @@ impl Broker {
         let audit = self.audit.clone();
         let key = crate::directory::tracking_key(path);
         let record = move || {
-            let mut guard = audit.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = guard.observe_memberships(&key, &memberships, now_ms()) {
+            if let Err(e) = audit.with(|s| s.observe_memberships(&key, &memberships, now_ms())) {
                 eprintln!("broker: cannot record the directory's memberships: {e}");
             }
         };
@@ -800,13 +825,36 @@ impl Broker {
         false
     }
 
+    /// With replicas sharing the store, the limit holds across them: each request is counted
+    /// in the store's window for the user (a fixed window of the limit's period), and more
+    /// than the limit in it is refused. A store that cannot count refuses the request: it
+    /// could not audit it either.
+    async fn shared_limit(&self, kind: Limited, entry: &AuditEntry) -> Result<bool, Refusal> {
+        if !self.shared_limits {
+            return Ok(false);
+        }
+        let (capacity, period_ms, name) = match kind {
+            Limited::Credentials => (self.cfg.rate_limit_per_minute, 60_000, "credentials"),
+            Limited::AccessRequests => (self.cfg.access_requests_per_hour, 3_600_000, "access"),
+        };
+        let user = entry.user.clone();
+        match self
+            .store(move |s| s.rate_hit(&user, name, period_ms, now_ms()))
+            .await
+        {
+            Ok(hits) => Ok(hits.is_some_and(|h| h > i64::from(capacity.max(1)))),
+            Err(e) => Err(self.audit_unavailable(&entry.request_id, &e, "; nothing was issued")),
+        }
+    }
+
     /// Apply the per-user limit for `kind` to the request `entry` describes. A refusal is
     /// audited once when a streak of them starts; the rest of the streak is counted and
     /// written as one row with the count when the streak ends (the user's next request
     /// within the limit) or after a minute, whichever comes first.
     async fn limit(&self, kind: Limited, entry: &AuditEntry) -> Result<(), Refusal> {
         let key = (kind, entry.user.clone());
-        let limited = self.rate_limited(kind, &entry.user);
+        let limited =
+            self.rate_limited(kind, &entry.user) || self.shared_limit(kind, entry).await?;
         let (message, unit) = match kind {
             Limited::Credentials => (
                 format!(
@@ -900,15 +948,12 @@ impl Broker {
 
     async fn store<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> Result<T, store::StoreError> + Send + 'static,
+        f: impl FnOnce(&mut AuditStore) -> Result<T, AuditStoreError> + Send + 'static,
     ) -> Result<T, String> {
         let audit = self.audit.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = audit.lock().unwrap_or_else(|p| p.into_inner());
-            f(&guard).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || audit.with(|s| f(s).map_err(|e| e.to_string())))
+            .await
+            .map_err(|e| e.to_string())?
     }
 
     /// A self-service request to be (re-)added to a group: audited, and raised as a finding for
@@ -1266,14 +1311,9 @@ impl Broker {
     /// (first grant of this role to this user, first request of this user from this network)
     async fn history(&self, e: &AuditEntry) -> (bool, bool) {
         let (user, role, network) = (e.user.clone(), e.role.clone(), e.network.clone());
-        self.store(move |s| {
-            let first_role = !s.audit_exists(&user, role.as_deref(), None, Some("granted"))?;
-            let new_network = s.audit_exists(&user, None, None, None)?
-                && !s.audit_exists(&user, None, network.as_deref(), None)?;
-            Ok((first_role, new_network))
-        })
-        .await
-        .unwrap_or((false, false))
+        self.store(move |s| s.audit_novelty(&user, role.as_deref(), network.as_deref()))
+            .await
+            .unwrap_or((false, false))
     }
 
     /// Count and audit a refusal (a refusal whose audit fails is still a refusal).

@@ -6,10 +6,6 @@
 //! by another writer, the broker refuses to issue; anomalies become findings; tokens that are
 //! not exactly right are refused.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
 use broker::auth::testing::TestIdp;
 use broker::{Broker, BrokerConfig};
 use serde_json::{json, Value};
@@ -44,30 +40,10 @@ impl Harness {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value, String) {
-        let mut req =
-            ureq::request(method, &format!("{}{path}", self.url)).timeout(Duration::from_secs(30));
-        if let Some(t) = token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        let resp = match body {
-            Some(b) => req
-                .set("content-type", "application/json")
-                .send_string(&b.to_string()),
-            None => req.call(),
-        };
-        let resp = match resp {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = resp.status();
-        let cache = resp.header("cache-control").unwrap_or("").to_owned();
-        let text = resp.into_string().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            cache,
-        )
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        common::call(&self.url, method, path, &headers, body)
     }
 
     fn audit_rows(&self) -> Vec<(String, String, Option<String>)> {
@@ -90,16 +66,10 @@ impl Harness {
     }
 }
 
+mod common;
+
 fn start() -> Harness {
-    // The broker's own AWS identity, for moto.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/credwarden-test");
-    std::env::set_var(
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "/nonexistent/credwarden-test",
-    );
+    common::aws_env();
     let moto = Moto::start();
     let recorder = Recorder::start(moto.port);
     moto.python(
@@ -151,27 +121,7 @@ assume_role_name = "credwarden-read"
         directory = dir.path().join("directory.json").display(),
         endpoint = recorder.url,
     );
-    let cfg: BrokerConfig = toml_from(&config);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let broker = Arc::new(Broker::new(cfg).await.expect("broker starts"));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr: SocketAddr = listener.local_addr().unwrap();
-            tx.send(addr).unwrap();
-            broker::http::serve(broker, listener, std::future::pending())
-                .await
-                .unwrap();
-        });
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("broker listening");
+    let addr = common::serve(toml_from(&config));
     Harness {
         url: format!("http://{addr}"),
         idp,

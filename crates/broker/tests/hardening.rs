@@ -9,7 +9,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use broker::auth::testing::TestIdp;
@@ -76,40 +75,12 @@ fn jwt_auth(dir: &std::path::Path, extra: &str) -> String {
     )
 }
 
-fn aws_env() {
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent/credwarden-test");
-    std::env::set_var(
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "/nonexistent/credwarden-test",
-    );
-}
+mod common;
+use common::aws_env;
 
 /// Start the broker (plain HTTP on loopback, the same bounded server as TLS).
 fn start(dir: tempfile::TempDir, config: String) -> Server {
-    aws_env();
-    let cfg = broker::config::parse(&config).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let broker = Arc::new(Broker::new(cfg).await.expect("broker starts"));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            broker::http::serve(broker, listener, std::future::pending())
-                .await
-                .unwrap();
-        });
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("broker listening");
+    let addr = common::serve(broker::config::parse(&config).unwrap());
     Server {
         addr,
         url: format!("http://{addr}"),
@@ -139,28 +110,8 @@ impl Server {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req =
-            ureq::request(method, &format!("{}{path}", self.url)).timeout(Duration::from_secs(30));
-        for (k, v) in headers {
-            req = req.set(k, v);
-        }
-        let resp = match body {
-            Some(b) => req
-                .set("content-type", "application/json")
-                .send_string(&b.to_string()),
-            None => req.call(),
-        };
-        let resp = match resp {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        let status = resp.status();
-        let text = resp.into_string().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let (status, v, _) = common::call(&self.url, method, path, headers, body);
+        (status, v)
     }
 
     /// (decision, reason) of every audit row of `user`, oldest first.

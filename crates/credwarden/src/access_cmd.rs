@@ -84,10 +84,12 @@ pub fn access_prune(
         }
     }
     // Opening would create an empty store, and an empty audit shows no use at all.
-    if !std::path::Path::new(&cfg.audit).is_file() {
+    if !broker::audit_store::is_postgres(&cfg.audit) && !std::path::Path::new(&cfg.audit).is_file()
+    {
         bail!("the broker's audit store {} does not exist: without it no membership can be shown in use", cfg.audit);
     }
-    let mut audit = store::Store::open(std::path::Path::new(&cfg.audit))?;
+    // The broker's own store, SQLite or the PostgreSQL its replicas share.
+    let mut audit = broker::audit_store::AuditStore::open(&cfg.audit)?;
     // This run is a sighting too: a membership nobody saw before starts its clock now (the
     // real time, not --now: a sighting dated in the past would make a membership look old).
     let tracking = broker::directory::tracking_key(&dir_path);

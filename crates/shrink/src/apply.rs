@@ -350,7 +350,10 @@ pub fn apply_plan(
         recheck.used_since(r, window_end)
     })?;
     // Applied once a role was changed: a run that skipped every role leaves it pending.
-    if let (Some(id), true) = (&plan.schedule_id, applied.iter().any(|a| a.version.is_some())) {
+    if let (Some(id), true) = (
+        &plan.schedule_id,
+        applied.iter().any(|a| a.version.is_some()),
+    ) {
         store.schedule_applied(id, now.millis())?;
     }
     Ok(applied)

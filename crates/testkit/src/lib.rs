@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub mod federation;
 pub mod oidc;
+pub mod postgres;
 
 /// A running moto server; killed on drop.
 pub struct Moto {
