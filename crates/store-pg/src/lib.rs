@@ -88,8 +88,17 @@ fn describe(cfg: &postgres::Config) -> String {
 
 /// Loopback or a Unix socket: where plain TCP cannot be read or altered by the network.
 fn local_only(cfg: &postgres::Config) -> Result<(), PgError> {
-    if cfg.get_hosts().is_empty() {
+    if cfg.get_hosts().is_empty() && cfg.get_hostaddrs().is_empty() {
         return Err(PgError::Config("the URL names no host".into()));
+    }
+    // `hostaddr` is where the client actually connects (`host` then only names the server
+    // for TLS and errors): it must be loopback too, or `host=localhost hostaddr=10.0.0.5`
+    // would pass the check and leave the machine.
+    if let Some(ip) = cfg.get_hostaddrs().iter().find(|ip| !ip.is_loopback()) {
+        return Err(PgError::Config(format!(
+            "hostaddr {ip}: only a loopback address or a Unix socket is allowed (this build has \
+             no TLS for PostgreSQL; reach a remote server through a local TLS tunnel)"
+        )));
     }
     for h in cfg.get_hosts() {
         let ok = match h {

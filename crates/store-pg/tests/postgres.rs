@@ -111,6 +111,8 @@ fn a_remote_server_is_refused_without_contacting_it_and_a_dead_one_fails_with_it
         "postgres://u:hunter2@db.example.com/credwarden",
         "postgres://u:hunter2@10.0.0.5:5432/credwarden",
         "host=db.example.com user=u password=hunter2",
+        "host=localhost hostaddr=10.0.0.5 user=u password=hunter2",
+        "postgres://u:hunter2@localhost/credwarden?hostaddr=192.0.2.1",
     ] {
         let e = PgStore::connect(url).err().expect(url);
         let text = e.to_string();
