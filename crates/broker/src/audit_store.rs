@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use store::{AuditEntry, MembershipSeen, Store};
+use store::{
+    AccessRequest, AuditEntry, Decided, Decision, Membership, MembershipSeen, RequestScope, Store,
+};
 use store_pg::PgStore;
 
 use crate::error::ConfigError;
@@ -194,6 +196,91 @@ impl AuditStore {
                 let window = now_ms - now_ms.rem_euclid(period_ms);
                 Ok(Some(p.rate_hit(user, kind, window, window - period_ms)?))
             }
+        }
+    }
+
+    /// Record a new access request with its audit row (one transaction).
+    pub fn access_request_create(
+        &mut self,
+        r: &AccessRequest,
+        audit: &AuditEntry,
+    ) -> Result<(), AuditStoreError> {
+        match self {
+            AuditStore::Sqlite(s) => Ok(s.access_request_create(r, audit)?),
+            AuditStore::Postgres(p) => Ok(p.access_request_create(r, audit)?),
+        }
+    }
+
+    pub fn access_request(&mut self, id: &str) -> Result<Option<AccessRequest>, AuditStoreError> {
+        match self {
+            AuditStore::Sqlite(s) => Ok(s.access_request(id)?),
+            AuditStore::Postgres(p) => Ok(p.access_request(id)?),
+        }
+    }
+
+    pub fn access_requests(
+        &mut self,
+        scope: RequestScope<'_>,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AccessRequest>, AuditStoreError> {
+        match self {
+            AuditStore::Sqlite(s) => Ok(s.access_requests(scope, status, limit)?),
+            AuditStore::Postgres(p) => Ok(p.access_requests(scope, status, limit)?),
+        }
+    }
+
+    /// Decide a pending request (a conditional update: one decision across replicas), with
+    /// the membership an approval grants and `audit`, all in one transaction.
+    pub fn access_request_decide(
+        &mut self,
+        id: &str,
+        decision: Decision,
+        by: &str,
+        comment: &str,
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> Result<Decided, AuditStoreError> {
+        match self {
+            AuditStore::Sqlite(s) => {
+                Ok(s.access_request_decide(id, decision, by, comment, now_ms, audit)?)
+            }
+            AuditStore::Postgres(p) => {
+                Ok(p.access_request_decide(id, decision, by, comment, now_ms, audit)?)
+            }
+        }
+    }
+
+    pub fn membership_grant(&mut self, m: &Membership) -> Result<(), AuditStoreError> {
+        match self {
+            AuditStore::Sqlite(s) => Ok(s.membership_grant(m)?),
+            AuditStore::Postgres(p) => Ok(p.membership_grant(m)?),
+        }
+    }
+
+    /// `user`'s memberships from approvals that have not expired at `now_ms`.
+    pub fn memberships_of(
+        &mut self,
+        user: &str,
+        now_ms: i64,
+    ) -> Result<Vec<Membership>, AuditStoreError> {
+        match self {
+            AuditStore::Sqlite(s) => Ok(s.memberships_of(user, now_ms)?),
+            AuditStore::Postgres(p) => Ok(p.memberships_of(user, now_ms)?),
+        }
+    }
+
+    pub fn memberships(&mut self) -> Result<Vec<Membership>, AuditStoreError> {
+        match self {
+            AuditStore::Sqlite(s) => Ok(s.memberships()?),
+            AuditStore::Postgres(p) => Ok(p.memberships()?),
+        }
+    }
+
+    pub fn memberships_remove(&mut self, m: &[Membership]) -> Result<usize, AuditStoreError> {
+        match self {
+            AuditStore::Sqlite(s) => Ok(s.memberships_remove(m)?),
+            AuditStore::Postgres(p) => Ok(p.memberships_remove(m)?),
         }
     }
 }

@@ -28,6 +28,9 @@ fn yes() -> bool {
 fn default_access_rate() -> u32 {
     5
 }
+fn default_membership_max() -> i64 {
+    7 * 24 * 3600
+}
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +70,14 @@ pub struct BrokerConfig {
     /// row and a finding, so a user cannot flood either.
     #[serde(default = "default_access_rate")]
     pub access_requests_per_hour: u32,
+    /// The longest membership an access request may ask for (seconds; default a week). An
+    /// approved request is a membership for the duration it asked, from the approval.
+    #[serde(default = "default_membership_max")]
+    pub membership_max_seconds: i64,
+    /// Who approves access requests for a group: members of any of `approvers` (besides the
+    /// `admin_groups`, who approve any group). Nobody approves their own request.
+    #[serde(default)]
+    pub approvers: Vec<ApproverConfig>,
     /// Refusals of one user within ten minutes that make a `broker-anomaly` finding.
     #[serde(default = "default_burst")]
     pub refusal_burst: i64,
@@ -166,6 +177,15 @@ impl Default for Limits {
             connection_seconds: 120,
         }
     }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverConfig {
+    /// The group access is requested to.
+    pub group: String,
+    /// Groups whose members may approve or deny those requests.
+    pub approvers: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -296,6 +316,7 @@ max_duration_seconds = 3600            # credentials live at most this long
 admin_groups = ["security"]            # may read the audit through GET /v1/audit
 rate_limit_per_minute = 30
 access_requests_per_hour = 5           # POST /v1/access-requests per user
+membership_max_seconds = 604800        # longest membership an access request may ask for
 refusal_burst = 5                      # refusals in 10 minutes that raise a broker-anomaly finding
 role_groups_tag = "credwarden:groups"  # IAM role tag naming the groups that may use the role
 # role_groups_tag_delimiter = "+"      # default: groups in the tag separated by spaces
@@ -332,6 +353,10 @@ egress = ["198.51.100.10/32"]          # where their AWS calls leave from (VPN/N
 # [[endpoints]]
 # id = "vpce-0123456789abcdef0"
 # vpc = "vpc-0a1b2c3d"
+
+# [[approvers]]                        # who approves access requests to a group (admin_groups approve any)
+# group = "payments"
+# approvers = ["payments-leads"]
 
 # [[roles]]                            # grants beside role tags
 # arn = "arn:aws:iam::111122223333:role/payments-api"

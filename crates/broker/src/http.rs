@@ -9,7 +9,9 @@
 //! | `GET /v1/roles` | authenticated | `{"user","groups","roles"}` |
 //! | `POST /v1/credentials` | authenticated | body `{"role", "duration_seconds"?, "format"?: "json"|"process"|"exports"}` |
 //! | `GET /v1/audit?user=&limit=` | admin groups | audit entries, newest first |
-//! | `POST /v1/access-requests` | authenticated | body `{"group", "reason"}`: audited, raised as a finding |
+//! | `POST /v1/access-requests` | authenticated | body `{"group", "reason", "duration_seconds"?}`: a pending request (`{"id", "status", "request"}`), audited, its approvers notified |
+//! | `GET /v1/access-requests?status=` | authenticated | `{"requests"}`: those the caller may decide (their groups' approvers, admins: all) and their own, newest first |
+//! | `POST /v1/access-requests/{id}/approve`, `/deny` | the group's approvers, admin groups; never the requester | body `{"comment"?}`: `{"request", "membership"}`; a pending request only, once |
 //! | `POST /v1/console` | authenticated | body `{"role", "duration_seconds"?, "destination"?}`: `{"url", "expiration", "role_arn", "access_key_id"}`, an AWS console sign-in URL |
 //!
 //! A request is authenticated from its headers before its body is read, and the body then
@@ -26,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,7 +52,12 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/credentials", post(credentials))
         .route("/v1/console", post(console))
         .route("/v1/audit", get(audit))
-        .route("/v1/access-requests", post(access_request))
+        .route(
+            "/v1/access-requests",
+            post(access_request).get(list_access_requests),
+        )
+        .route("/v1/access-requests/{id}/approve", post(approve))
+        .route("/v1/access-requests/{id}/deny", post(deny))
         .fallback(|| async { error(&Refusal::new(404, "not-found", "no such endpoint"), "") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(broker)
@@ -264,6 +271,7 @@ async fn console(State(b): State<Arc<Broker>>, req: Request) -> Response {
 struct AccessRequest {
     group: String,
     reason: String,
+    duration_seconds: Option<i64>,
 }
 
 async fn access_request(State(b): State<Arc<Broker>>, req: Request) -> Response {
@@ -276,17 +284,88 @@ async fn access_request(State(b): State<Arc<Broker>>, req: Request) -> Response 
             Refusal::new(
                 400,
                 "bad-request",
-                format!("body must be {{\"group\", \"reason\"}}: {e}"),
+                format!("body must be {{\"group\", \"reason\", \"duration_seconds\"?}}: {e}"),
             )
         })?;
         let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
-        b.request_access(&c, client, &req.group, &req.reason, &rid)
+        let made = b
+            .request_access(
+                &c,
+                client,
+                &req.group,
+                &req.reason,
+                req.duration_seconds,
+                &rid,
+            )
             .await?;
         Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"status": "recorded", "request_id": rid})),
+            Json(json!({"status": made.status, "id": made.id, "request": made, "request_id": rid})),
         )
             .into_response())
+    }
+    .await;
+    result.unwrap_or_else(|r| error(&r, &rid))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestsQuery {
+    status: Option<String>,
+}
+
+async fn list_access_requests(State(b): State<Arc<Broker>>, req: Request) -> Response {
+    let rid = request_id();
+    let (parts, _) = req.into_parts();
+    let result = async {
+        let (c, _) = caller(&b, &parts).await?;
+        let Query(q) = Query::<RequestsQuery>::try_from_uri(&parts.uri)
+            .map_err(|_| Refusal::new(400, "bad-request", "query is ?status="))?;
+        let requests = b.access_requests(&c, q.status).await?;
+        Ok(Json(json!({"requests": requests})).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|r| error(&r, &rid))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    #[serde(default)]
+    comment: String,
+}
+
+async fn approve(State(b): State<Arc<Broker>>, Path(id): Path<String>, req: Request) -> Response {
+    decide(b, id, store::Decision::Approve, req).await
+}
+
+async fn deny(State(b): State<Arc<Broker>>, Path(id): Path<String>, req: Request) -> Response {
+    decide(b, id, store::Decision::Deny, req).await
+}
+
+async fn decide(b: Arc<Broker>, id: String, decision: store::Decision, req: Request) -> Response {
+    let rid = request_id();
+    let (parts, body) = req.into_parts();
+    let result = async {
+        let (c, peer) = caller(&b, &parts).await?;
+        let body = read_body(&b, &parts, body).await?;
+        // No body is no comment.
+        let req: DecisionBody = if body.iter().all(u8::is_ascii_whitespace) {
+            DecisionBody::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                Refusal::new(
+                    400,
+                    "bad-request",
+                    format!("body must be {{\"comment\"?}}: {e}"),
+                )
+            })?
+        };
+        let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
+        let (request, membership) = b
+            .decide_access(&c, client, &id, decision, &req.comment, &rid)
+            .await?;
+        Ok(Json(json!({"request": request, "membership": membership})).into_response())
     }
     .await;
     result.unwrap_or_else(|r| error(&r, &rid))

@@ -30,6 +30,9 @@ use crate::error::{AuthError, ConfigError};
 use crate::keyring::{JwksSource, KeyRing};
 use crate::session_policy;
 
+mod approvals;
+pub use approvals::is_request_id;
+
 /// Why a request was not served: an HTTP status, a stable code and a sentence for the
 /// client; `detail`, when set, is what the audit records instead (it may say more than the
 /// client should learn, such as whether a role exists).
@@ -616,6 +619,8 @@ impl Broker {
             }
         };
         caller.groups.extend(self.directory_groups(&caller.user));
+        let granted = self.granted_groups(&caller.user, "").await?;
+        caller.groups.extend(granted);
         Ok(caller)
     }
 
@@ -954,60 +959,6 @@ impl Broker {
         tokio::task::spawn_blocking(move || audit.with(|s| f(s).map_err(|e| e.to_string())))
             .await
             .map_err(|e| e.to_string())?
-    }
-
-    /// A self-service request to be (re-)added to a group: audited, and raised as a finding for
-    /// whoever keeps the directory. The broker never grants membership itself.
-    pub async fn request_access(
-        &self,
-        caller: &Caller,
-        client: IpAddr,
-        group: &str,
-        reason: &str,
-        request_id: &str,
-    ) -> Result<(), Refusal> {
-        if group.is_empty() || group.len() > 128 || reason.len() > 1024 {
-            return Err(Refusal::new(
-                400,
-                "bad-request",
-                "group (1–128 characters) and reason (at most 1024) are required",
-            ));
-        }
-        if caller.groups.contains(group) {
-            return Err(Refusal::new(
-                409,
-                "already-member",
-                format!("you are already in {group}"),
-            ));
-        }
-        let entry = AuditEntry {
-            network: self
-                .networks
-                .iter()
-                .find(|n| n.clients.iter().any(|c| c.contains(client)))
-                .map(|n| n.name.clone()),
-            role: Some(format!("group:{group}")),
-            decision: "access-requested".into(),
-            reason: String::new(),
-            ..caller_entry(caller, client, request_id)
-        };
-        // Each request is an fsynced audit row and a finding: a user gets a few an hour.
-        self.limit(Limited::AccessRequests, &entry).await?;
-        let entry = AuditEntry {
-            reason: reason.to_owned(),
-            ..entry
-        };
-        self.writer
-            .append(entry.clone())
-            .await
-            .map_err(|e| self.audit_unavailable(request_id, &e, ""))?;
-        self.finding(
-            &entry,
-            Severity::Low,
-            "access-request",
-            format!("{} asks to be added to {group}: {reason}", caller.user),
-        );
-        Ok(())
     }
 
     /// Read the audit log (the HTTP layer checks the caller is an admin).
@@ -1401,7 +1352,6 @@ impl Broker {
                     "Ask the user whether they are trying something they need; repeated refusals can be a stolen broker token probing for roles.".into()
                 }
                 "new-network" => "Confirm with the user that they work from this network now.".into(),
-                "access-request" => "Decide whether the user needs the group again; if so, add them to the directory (the broker audits every use).".into(),
                 _ => "Confirm the user needs this role; the first use of a role is worth a glance.".into(),
             },
         };

@@ -21,6 +21,9 @@ fn directory_memberships_are_recorded_and_idp_groups_audited_apart() {
         r#"audit = "{}"
 directory = "{}"
 read_role_tags = false
+[[approvers]]
+group = "wiki"
+approvers = ["wiki-leads"]
 [auth]
 mode = "header"
 trusted_proxies = ["10.0.0.5/32"]
@@ -59,6 +62,7 @@ region = "us-east-1"
         "10.8.0.9".parse().unwrap(),
         "wiki",
         "docs",
+        None,
         "req-1",
     ))
     .unwrap();

@@ -21,8 +21,9 @@ use postgres::config::Host;
 use postgres::{Client, NoTls};
 use store::{AuditEntry, MembershipSeen};
 
-/// The schema this build writes. 1: audit, directory sightings, rate windows.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this build writes. 1: audit, directory sightings, rate windows. 2: access
+/// requests and the expiring memberships approved ones became.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// One key for every credwarden replica's migration lock.
 const MIGRATION_LOCK: i64 = 0x6372_6564_7761_7264; // "credward"
@@ -43,6 +44,20 @@ const SCHEMA_V1: &str = "
     CREATE TABLE IF NOT EXISTS broker_rate (user_name TEXT NOT NULL, kind TEXT NOT NULL,
         window_ms BIGINT NOT NULL, hits BIGINT NOT NULL, PRIMARY KEY (user_name, kind, window_ms));
 ";
+
+/// Schema 2: as the SQLite store's schema 9 (`store::AccessRequest`, `store::Membership`).
+const SCHEMA_V2: &str = "
+    CREATE TABLE IF NOT EXISTS access_requests (id TEXT PRIMARY KEY, user_name TEXT NOT NULL, grp TEXT NOT NULL,
+        reason TEXT NOT NULL, duration_seconds BIGINT NOT NULL, status TEXT NOT NULL, created_ms BIGINT NOT NULL,
+        decided_by TEXT, decided_ms BIGINT, comment TEXT);
+    CREATE INDEX IF NOT EXISTS access_requests_status ON access_requests (status, created_ms);
+    CREATE INDEX IF NOT EXISTS access_requests_user ON access_requests (user_name, created_ms);
+    CREATE TABLE IF NOT EXISTS granted_memberships (user_name TEXT NOT NULL, grp TEXT NOT NULL,
+        granted_by TEXT NOT NULL, request_id TEXT, since_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL,
+        PRIMARY KEY (user_name, grp));
+";
+
+mod approvals;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -183,15 +198,25 @@ impl PgStore {
         let found = self.run(|c| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-            tx.batch_execute(SCHEMA_V1)?;
-            let found: Option<String> = tx
-                .query_opt(
+            // Read the version before touching any table: `CREATE INDEX IF NOT EXISTS` locks
+            // its table even when the index is there, and a replica starting beside busy ones
+            // would then deadlock with their audit writes. An up-to-date schema is left alone.
+            let has_meta: bool = tx
+                .query_one("SELECT to_regclass('credwarden_meta') IS NOT NULL", &[])?
+                .get(0);
+            let found: Option<String> = if has_meta {
+                tx.query_opt(
                     "SELECT value FROM credwarden_meta WHERE key = 'schema_version'",
                     &[],
                 )?
-                .map(|r| r.get(0));
+                .map(|r| r.get(0))
+            } else {
+                None
+            };
             let found: i64 = found.and_then(|v| v.parse().ok()).unwrap_or(0);
-            if found <= SCHEMA_VERSION {
+            if found < SCHEMA_VERSION {
+                tx.batch_execute(SCHEMA_V1)?;
+                tx.batch_execute(SCHEMA_V2)?;
                 tx.execute(
                     "INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', $1)
                      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
@@ -226,31 +251,9 @@ impl PgStore {
     pub fn audit_append_batch(&mut self, entries: &[AuditEntry]) -> Result<(), PgError> {
         self.run(|c| {
             let mut tx = c.transaction()?;
-            let stmt = tx.prepare(
-                "INSERT INTO broker_audit (time_ms, request_id, user_name, groups, client_ip, network,
-                 role, decision, reason, access_key_id, expiration, duration_seconds, session_policy,
-                 idp_groups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )?;
+            let stmt = tx.prepare(AUDIT_INSERT)?;
             for e in entries {
-                tx.execute(
-                    &stmt,
-                    &[
-                        &e.time_ms,
-                        &e.request_id,
-                        &e.user,
-                        &e.groups,
-                        &e.client_ip,
-                        &e.network,
-                        &e.role,
-                        &e.decision,
-                        &e.reason,
-                        &e.access_key_id,
-                        &e.expiration,
-                        &e.duration_seconds,
-                        &e.session_policy,
-                        &e.idp_groups,
-                    ],
-                )?;
+                audit_insert(&mut tx, &stmt, e)?;
             }
             tx.commit()
         })
@@ -454,6 +457,39 @@ impl PgStore {
             Ok(hits)
         })
     }
+}
+
+const AUDIT_INSERT: &str = "INSERT INTO broker_audit (time_ms, request_id, user_name, groups,
+    client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds,
+    session_policy, idp_groups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+/// Insert one audit row in `tx` (committed with whatever else the caller records in it).
+/// `stmt` is [`AUDIT_INSERT`] prepared (once for a batch).
+fn audit_insert(
+    tx: &mut postgres::Transaction<'_>,
+    stmt: &postgres::Statement,
+    e: &AuditEntry,
+) -> Result<(), postgres::Error> {
+    tx.execute(
+        stmt,
+        &[
+            &e.time_ms,
+            &e.request_id,
+            &e.user,
+            &e.groups,
+            &e.client_ip,
+            &e.network,
+            &e.role,
+            &e.decision,
+            &e.reason,
+            &e.access_key_id,
+            &e.expiration,
+            &e.duration_seconds,
+            &e.session_policy,
+            &e.idp_groups,
+        ],
+    )?;
+    Ok(())
 }
 
 /// The synchronous client closes its connection by blocking on its own runtime, which tokio

@@ -168,3 +168,154 @@ fn a_schema_newer_than_this_build_is_refused() {
     let e = PgStore::connect(&pg.url).err().unwrap();
     assert!(matches!(e, PgError::TooNew { found: 99, .. }), "{e}");
 }
+
+fn access_request(id: &str, user: &str, group: &str) -> store::AccessRequest {
+    store::AccessRequest {
+        id: id.into(),
+        user: user.into(),
+        group: group.into(),
+        reason: "on call".into(),
+        duration_seconds: 3600,
+        status: "pending".into(),
+        created_ms: 1_000,
+        decided_by: None,
+        decided_ms: None,
+        comment: None,
+    }
+}
+
+/// Two replicas approving one request at once make one decision, one membership and one audit
+/// row; the requester decides nothing; memberships expire and are removed only unchanged.
+#[test]
+fn approvals_are_decided_once_across_connections() {
+    use store::{Decided, Decision, RequestScope};
+    let pg = Postgres::start();
+    let mut a = PgStore::connect(&pg.url).unwrap();
+    let mut b = PgStore::connect(&pg.url).unwrap();
+    a.access_request_create(
+        &access_request("r1", "alice", "payments"),
+        &entry("alice", "group:payments", "access-requested", 1),
+    )
+    .unwrap();
+    b.access_request_create(
+        &access_request("r2", "dave", "search"),
+        &entry("dave", "group:search", "access-requested", 2),
+    )
+    .unwrap();
+    let own = a
+        .access_request_decide(
+            "r1",
+            Decision::Approve,
+            "alice",
+            "",
+            5_000,
+            &entry("alice", "group:payments", "access-approved", 3),
+        )
+        .unwrap();
+    assert!(
+        matches!(&own, Decided::Unchanged(r) if r.status == "pending"),
+        "{own:?}"
+    );
+
+    // Both connections approve at once, from two threads: exactly one decides.
+    let url = pg.url.clone();
+    let results: Vec<Decided> = std::thread::scope(|s| {
+        let handles: Vec<_> = ["carol", "erin"]
+            .into_iter()
+            .map(|who| {
+                let url = url.clone();
+                s.spawn(move || {
+                    PgStore::connect(&url)
+                        .unwrap()
+                        .access_request_decide(
+                            "r1",
+                            Decision::Approve,
+                            who,
+                            "ok",
+                            5_000,
+                            &entry(who, "group:payments", "access-approved", 4),
+                        )
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let done = results
+        .iter()
+        .filter(|d| matches!(d, Decided::Done { .. }))
+        .count();
+    assert_eq!(done, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .any(|d| matches!(d, Decided::Unchanged(r) if r.status == "approved")));
+    let approved_rows = b
+        .audit_entries(None, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.decision == "access-approved")
+        .count();
+    assert_eq!(approved_rows, 1, "one audit row for the one decision");
+    let held = b.memberships_of("alice", 5_001).unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].expires_ms, 5_000 + 3_600_000);
+    assert!(b
+        .memberships_of("alice", held[0].expires_ms)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        a.access_request_decide(
+            "missing",
+            Decision::Deny,
+            "carol",
+            "",
+            6_000,
+            &entry("carol", "g", "access-denied", 5)
+        )
+        .unwrap(),
+        Decided::Missing
+    );
+
+    // Listing: an approver of search sees dave's; alice her own; everyone's for all.
+    let ids = |s: &mut PgStore, scope, status| {
+        s.access_requests(scope, status, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    let search = ["search".to_owned()];
+    assert_eq!(
+        ids(
+            &mut a,
+            RequestScope::Visible {
+                user: "carol",
+                groups: &search
+            },
+            Some("pending")
+        ),
+        ["r2"]
+    );
+    assert_eq!(
+        ids(
+            &mut a,
+            RequestScope::Visible {
+                user: "alice",
+                groups: &[]
+            },
+            None
+        ),
+        ["r1"]
+    );
+    assert_eq!(ids(&mut b, RequestScope::All, None), ["r1", "r2"], "ties in time by id");
+    assert_eq!(a.access_request("r2").unwrap().unwrap().status, "pending");
+
+    // Removal only of what was read: extended since, it stays.
+    let read = a.memberships().unwrap();
+    let mut extended = read[0].clone();
+    extended.expires_ms += 1;
+    b.membership_grant(&extended).unwrap();
+    assert_eq!(a.memberships_remove(&read).unwrap(), 0);
+    assert_eq!(a.memberships_remove(&[extended]).unwrap(), 1);
+    assert!(a.memberships().unwrap().is_empty());
+}

@@ -14,8 +14,10 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+mod approvals;
 mod people;
 mod schedules;
+pub use approvals::{AccessRequest, Decided, Decision, Membership, RequestScope, MAX_REASON};
 pub use people::{CreatedRole, MembershipSeen};
 pub use schedules::Schedule;
 
@@ -26,10 +28,11 @@ pub use schedules::Schedule;
 /// finding and dead letter names its destination (a notify route). 7: directory memberships
 /// as the broker and `access prune` saw them (their age), the identity provider's groups of
 /// each audited request, and the roles `shrink per-user --apply` created. 8: announced
-/// right-sizing plans (`shrink schedule list / cancel`). Older files are
+/// right-sizing plans (`shrink schedule list / cancel`). 9: the broker's access requests
+/// and the expiring memberships approved ones became (see `approvals`). Older files are
 /// upgraded in place (every table below is created if missing, the added columns added if
 /// missing).
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// The destination of what was spooled before destinations existed, and of the single
 /// `--webhook URL` (or the broker's `findings_webhook`): a run that posts to it again picks
@@ -103,6 +106,16 @@ const SCHEMA_V8: &str = "
     CREATE TABLE IF NOT EXISTS shrink_schedules (id TEXT PRIMARY KEY, announced_ms INTEGER NOT NULL,
         not_before TEXT NOT NULL, window_end TEXT NOT NULL, roles TEXT NOT NULL, plan_file TEXT NOT NULL,
         cancelled_ms INTEGER, cancel_reason TEXT, applied_ms INTEGER);
+";
+/// Schema 9: access requests and the memberships approved ones became (see `approvals`).
+const SCHEMA_V9: &str = "
+    CREATE TABLE IF NOT EXISTS access_requests (id TEXT PRIMARY KEY, user TEXT NOT NULL, grp TEXT NOT NULL,
+        reason TEXT NOT NULL, duration_seconds INTEGER NOT NULL, status TEXT NOT NULL, created_ms INTEGER NOT NULL,
+        decided_by TEXT, decided_ms INTEGER, comment TEXT);
+    CREATE INDEX IF NOT EXISTS access_requests_status ON access_requests (status, created_ms);
+    CREATE INDEX IF NOT EXISTS access_requests_user ON access_requests (user, created_ms);
+    CREATE TABLE IF NOT EXISTS granted_memberships (user TEXT NOT NULL, grp TEXT NOT NULL, granted_by TEXT NOT NULL,
+        request_id TEXT, since_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (user, grp));
 ";
 /// Added to `broker_audit` by schema 7: the groups the identity provider asserted (token claim
 /// or proxy header), apart from the directory's. NULL on older rows: unknown.
@@ -180,6 +193,32 @@ pub struct AuditEntry {
     /// Of `groups`, those the identity provider asserted (comma-separated); `None` on rows
     /// written before schema 7, whose groups' source is unknown.
     pub idp_groups: Option<String>,
+}
+
+/// Insert one audit row on `conn` (a transaction, usually: the caller commits it with whatever
+/// it records).
+pub(crate) fn audit_insert(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO broker_audit (time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy, idp_groups)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        e.time_ms,
+        e.request_id,
+        e.user,
+        e.groups,
+        e.client_ip,
+        e.network,
+        e.role,
+        e.decision,
+        e.reason,
+        e.access_key_id,
+        e.expiration,
+        e.duration_seconds,
+        e.session_policy,
+        e.idp_groups
+    ])?;
+    Ok(())
 }
 
 /// A finding waiting for the webhook, and how many delivery attempts failed so far.
@@ -315,6 +354,7 @@ impl Store {
                      {SCHEMA_V7}
                      {AUDIT_IDP_GROUPS}
                      {SCHEMA_V8}
+                     {SCHEMA_V9}
                      INSERT INTO credwarden_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');
                      COMMIT;"
                 ))
@@ -370,7 +410,7 @@ impl Store {
             self.conn
                 .execute_batch(&format!(
                     "BEGIN; {SCHEMA_V2} {SCHEMA_V4} {SCHEMA_V5} {attempts}
-                     {spool_destination} {dead_destination} {SCHEMA_V6} {SCHEMA_V7} {idp_groups} {SCHEMA_V8}
+                     {spool_destination} {dead_destination} {SCHEMA_V6} {SCHEMA_V7} {idp_groups} {SCHEMA_V8} {SCHEMA_V9}
                      UPDATE credwarden_meta SET value = '{SCHEMA_VERSION}'
                      WHERE key = 'schema_version'; COMMIT;"
                 ))
@@ -400,32 +440,8 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO broker_audit (time_ms, request_id, user, groups, client_ip, network, role, decision, reason, access_key_id, expiration, duration_seconds, session_policy, idp_groups)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )
-                .map_err(err)?;
-            for e in entries {
-                stmt.execute(params![
-                    e.time_ms,
-                    e.request_id,
-                    e.user,
-                    e.groups,
-                    e.client_ip,
-                    e.network,
-                    e.role,
-                    e.decision,
-                    e.reason,
-                    e.access_key_id,
-                    e.expiration,
-                    e.duration_seconds,
-                    e.session_policy,
-                    e.idp_groups
-                ])
-                .map_err(err)?;
-            }
+        for e in entries {
+            audit_insert(&tx, e).map_err(err)?;
         }
         tx.commit().map_err(err)
     }

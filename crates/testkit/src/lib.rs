@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 pub mod federation;
 pub mod oidc;
 pub mod postgres;
+pub mod webhook;
 
 /// A running moto server; killed on drop.
 pub struct Moto {

@@ -79,3 +79,32 @@ pub fn call(
         cache,
     )
 }
+
+/// The time in seconds since the epoch (token lifetimes).
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// moto with one role `name` in account 123456789012 that the account may assume, and a
+/// recorder in front of it (count the broker's STS calls).
+pub fn moto_with_role(name: &str) -> (testkit::Moto, testkit::Recorder) {
+    aws_env();
+    let moto = testkit::Moto::start();
+    let recorder = testkit::Recorder::start(moto.port);
+    moto.python(
+        &format!(
+            r#"
+import boto3, json, os
+iam = boto3.client("iam", **{kw})
+trust = json.dumps({{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::123456789012:root"}}, "Action": "sts:AssumeRole"}}]}})
+iam.create_role(RoleName="{name}", AssumeRolePolicyDocument=trust)
+"#,
+            kw = testkit::BOTO3_KW
+        ),
+        &[],
+    );
+    (moto, recorder)
+}
