@@ -66,15 +66,14 @@ region = "us-east-1"
         "req-1",
     ))
     .unwrap();
-    drop(b);
-    drop(rt);
     let store = store::Store::open(&audit).unwrap();
     let row = &store.audit_entries(Some("alice"), 1).unwrap()[0];
     assert_eq!(row.idp_groups.as_deref(), Some("okta-admins"));
     assert_eq!(row.groups, "okta-admins,payments,search");
-    // The load was recorded (off the request's path: wait for it).
+    // The load was recorded (off the request's path, on a blocking thread: wait for it while
+    // the broker's runtime is still there to run it — a busy machine may start it late).
     let key = broker::directory::tracking_key(&directory);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let seen = loop {
         let seen = store.memberships_seen(&key).unwrap();
         if seen.len() == 2 || Instant::now() > deadline {
@@ -83,6 +82,8 @@ region = "us-east-1"
         std::thread::sleep(Duration::from_millis(50));
     };
     let after = credwarden_core::clock::now_millis();
+    drop(b);
+    drop(rt);
     assert_eq!(seen.len(), 2, "{seen:?}");
     for (m, s) in &seen {
         assert!((before..=after).contains(&s.first_seen_ms), "{m:?}: {s:?}");
