@@ -1,5 +1,7 @@
-//! `credwarden access prune`: directory memberships that no role use backs, removed only when
-//! they are shown older than the window; the identity provider's groups reported, not touched.
+//! `credwarden access prune`: directory memberships, and memberships approved through the
+//! broker (kept in its store), that no role use backs, removed only when they are shown older
+//! than the window; expired store memberships removed; the identity provider's groups
+//! reported, not touched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -27,7 +29,8 @@ pub struct AccessPruneArgs {
     /// The time to judge at (RFC 3339; default: now). Sightings are recorded at the real time.
     #[arg(long)]
     pub now: Option<String>,
-    /// Rewrite the directory without the unused memberships (the old file is kept beside it).
+    /// Rewrite the directory without the unused memberships (the old file is kept beside it),
+    /// and delete the unused and expired memberships from the broker's store.
     #[arg(long)]
     pub apply: bool,
 }
@@ -36,18 +39,32 @@ fn when(ms: i64) -> String {
     EventTime(ms).to_string()
 }
 
-/// `access prune`: directory memberships that no role use backs in the window.
+fn last_used(ms: Option<i64>) -> String {
+    ms.map(|t| format!("last used {}", when(t)))
+        .unwrap_or_else(|| "never used".into())
+}
+
+/// `access prune`: directory and store memberships that no role use backs in the window.
 pub fn access_prune(
     args: &AccessPruneArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<()> {
     let cfg = crate::broker_cmd::load_config(&args.broker_config)?;
-    let dir_path = cfg.directory.clone().context("the broker config names no directory file: memberships come from the identity provider, prune them there")?;
-    let text = std::fs::read_to_string(&dir_path)
-        .with_context(|| format!("cannot read {}", dir_path.display()))?;
-    let directory = broker::directory::Directory::parse(&text)
-        .with_context(|| format!("{}", dir_path.display()))?;
+    // Without a directory file, only the store's memberships (approved requests) are judged.
+    let dir_path = cfg.directory.clone();
+    let text = match &dir_path {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let directory = match (&text, &dir_path) {
+        (Some(text), Some(path)) => broker::directory::Directory::parse(text)
+            .with_context(|| format!("{}", path.display()))?,
+        _ => broker::directory::Directory::default(),
+    };
     let real_now = credwarden_core::clock::now_millis();
     let now_ms = match &args.now {
         Some(t) => {
@@ -92,8 +109,27 @@ pub fn access_prune(
     let mut audit = broker::audit_store::AuditStore::open(&cfg.audit)?;
     // This run is a sighting too: a membership nobody saw before starts its clock now (the
     // real time, not --now: a sighting dated in the past would make a membership look old).
-    let tracking = broker::directory::tracking_key(&dir_path);
-    let seen = audit.observe_memberships(&tracking, &directory.memberships(), real_now)?;
+    let tracking = dir_path.as_deref().map(broker::directory::tracking_key);
+    let seen = match &tracking {
+        Some(key) => audit.observe_memberships(key, &directory.memberships(), real_now)?,
+        None => BTreeMap::new(),
+    };
+    // Memberships approved through the broker: each with its grant time (as stated: the
+    // store wrote it at the approval) and expiry. Expired by the real clock: the broker
+    // ignores them already, and they go.
+    let granted = audit.memberships()?;
+    if dir_path.is_none() && granted.is_empty() {
+        bail!("the broker config names no directory file and its store holds no approved memberships: memberships come from the identity provider, prune them there");
+    }
+    let (expired, current): (Vec<store::Membership>, Vec<store::Membership>) =
+        granted.into_iter().partition(|m| m.expires_ms <= real_now);
+    let mut granted_users: BTreeMap<String, BTreeMap<String, Option<i64>>> = BTreeMap::new();
+    for m in &current {
+        granted_users
+            .entry(m.user.clone())
+            .or_default()
+            .insert(m.group.clone(), Some(m.since_ms));
+    }
     let entries: Vec<store::AuditEntry> = audit
         .audit_entries(None, usize::MAX >> 1)?
         .into_iter()
@@ -125,6 +161,7 @@ pub fn access_prune(
         let by_session_name: BTreeMap<String, &String> = directory
             .users
             .keys()
+            .chain(granted_users.keys())
             .filter_map(|u| broker::service::sts_name(u).map(|name| (name, u)))
             .collect();
         for ((identity, role), t) in &usage.source_identity_use {
@@ -142,10 +179,7 @@ pub fn access_prune(
         args.unused_days,
     );
     for m in &judged {
-        let last = m
-            .last_use_ms
-            .map(|t| format!("last used {}", when(t)))
-            .unwrap_or_else(|| "never used".into());
+        let last = last_used(m.last_use_ms);
         let since = match (m.since_ms, m.age_source) {
             (Some(t), AgeSource::Stated) => format!("member since {} (directory)", when(t)),
             (Some(t), _) => format!("member since {} (first seen)", when(t)),
@@ -170,6 +204,57 @@ pub fn access_prune(
             Judgement::Used | Judgement::OpensNoRole => {}
         }
     }
+    // The store's memberships by the same rules; their start is the approval, as recorded.
+    let judged_granted = shrink::access::judge(
+        &granted_users,
+        &BTreeMap::new(),
+        &role_groups,
+        &last_use,
+        now_ms,
+        args.unused_days,
+    );
+    for m in &expired {
+        writeln!(
+            out,
+            "store: remove {} from {} (approved by {}, expired {})",
+            m.user,
+            m.group,
+            m.granted_by,
+            when(m.expires_ms)
+        )?;
+    }
+    for m in &judged_granted {
+        let last = last_used(m.last_use_ms);
+        let since = m.since_ms.map(when).unwrap_or_default();
+        match m.judgement {
+            Judgement::Unused => writeln!(
+                out,
+                "store: remove {} from {} ({last}; approved {since}; unused for {} days)",
+                m.user, m.group, args.unused_days
+            )?,
+            Judgement::Young => writeln!(
+                out,
+                "store: keep {} in {}: younger than {} days (approved {since}; {last})",
+                m.user, m.group, args.unused_days
+            )?,
+            Judgement::Used | Judgement::OpensNoRole => {}
+        }
+    }
+    // Removed only as read: one approved again meanwhile is a new grant and stays.
+    let store_remove: Vec<store::Membership> = expired
+        .iter()
+        .cloned()
+        .chain(
+            current
+                .iter()
+                .filter(|m| {
+                    judged_granted
+                        .iter()
+                        .any(|j| !j.keep && j.user == m.user && j.group == m.group)
+                })
+                .cloned(),
+        )
+        .collect();
     let idp = shrink::access::idp_groups(&grants, &directory.users, &role_groups);
     for g in &idp {
         let used = g
@@ -205,17 +290,41 @@ pub fn access_prune(
         remove.len(),
         idp.len()
     )?;
-    if args.apply && !remove.is_empty() {
-        let rewritten = broker::directory::without(&text, &remove)
+    writeln!(
+        err,
+        "{} store membership(s): {} expired, {} unused and old enough to remove",
+        current.len() + expired.len(),
+        expired.len(),
+        store_remove.len() - expired.len()
+    )?;
+    if args.apply && !store_remove.is_empty() {
+        let n = audit.memberships_remove(&store_remove)?;
+        writeln!(
+            out,
+            "store: {n} membership(s) removed{}",
+            if n < store_remove.len() {
+                format!(
+                    "; {} changed since they were read (approved again) and were kept",
+                    store_remove.len() - n
+                )
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    if let (true, false, Some(text), Some(dir_path), Some(tracking)) =
+        (args.apply, remove.is_empty(), &text, &dir_path, &tracking)
+    {
+        let rewritten = broker::directory::without(text, &remove)
             .with_context(|| format!("{}", dir_path.display()))?;
         let backup = dir_path.with_extension(format!("json.before-prune-{}", now_ms / 1000));
-        std::fs::copy(&dir_path, &backup)
+        std::fs::copy(dir_path, &backup)
             .with_context(|| format!("cannot keep the old directory as {}", backup.display()))?;
         // Write-then-rename: the broker never reads a half-written directory.
         let tmp = dir_path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(&rewritten)?)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &dir_path)
+        std::fs::rename(&tmp, dir_path)
             .with_context(|| format!("cannot replace {}", dir_path.display()))?;
         // Forget the removed memberships: one added back later starts young.
         let kept: BTreeSet<(String, String)> = directory
@@ -223,7 +332,7 @@ pub fn access_prune(
             .difference(&remove)
             .cloned()
             .collect();
-        audit.observe_memberships(&tracking, &kept, credwarden_core::clock::now_millis())?;
+        audit.observe_memberships(tracking, &kept, credwarden_core::clock::now_millis())?;
         writeln!(
             out,
             "directory rewritten; the previous one is {}",

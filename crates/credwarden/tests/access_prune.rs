@@ -275,3 +275,115 @@ fn a_directory_with_a_bad_since_is_refused_by_name() {
         "{e}"
     );
 }
+
+/// Memberships approved through the broker live in its store: prune removes the expired ones
+/// and those unused and older than the window (by their approval time), keeps young and used
+/// ones, and changes nothing without --apply. Works without a directory file.
+#[test]
+fn store_memberships_expired_or_unused_go_young_and_used_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let now = credwarden_core::clock::now_millis();
+    std::fs::write(
+        p("broker.toml"),
+        format!(
+            "audit = \"{}\"\n[[roles]]\narn = \"arn:aws:iam::111122223333:role/payments-api\"\ngroups = [\"payments\"]\n[auth]\nmode = \"header\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n[[networks]]\nname = \"vpn\"\nclients = [\"10.8.0.0/16\"]\negress = [\"198.51.100.0/24\"]\n",
+            p("audit.sqlite")
+        ),
+    )
+    .unwrap();
+    let config = p("broker.toml");
+    let run = |apply: bool| -> Output {
+        let mut args = vec!["access", "prune", "--broker-config", &config];
+        if apply {
+            args.push("--apply");
+        }
+        Command::new(env!("CARGO_BIN_EXE_credwarden"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // No directory and nothing approved: nothing to prune here, said so.
+    store::Store::open(Path::new(&p("audit.sqlite"))).unwrap();
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no approved memberships"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut s = store::Store::open(Path::new(&p("audit.sqlite"))).unwrap();
+    let member = |user: &str, group: &str, since: i64, expires: i64| store::Membership {
+        user: user.into(),
+        group: group.into(),
+        granted_by: "carol".into(),
+        request_id: None,
+        since_ms: since,
+        expires_ms: expires,
+    };
+    for m in [
+        member("ann", "payments", now - 200 * DAY, now + 10 * DAY),
+        member("ben", "payments", now - 200 * DAY, now + 10 * DAY),
+        member("cat", "payments", now - 5 * 60_000, now + 3_600_000),
+        member("dan", "search", now - 2 * 3_600_000, now - 3_600_000),
+    ] {
+        s.membership_grant(&m).unwrap();
+    }
+    s.audit_append_batch(&[store::AuditEntry {
+        time_ms: now - 5 * DAY,
+        request_id: "r-ben".into(),
+        user: "ben".into(),
+        groups: "payments".into(),
+        idp_groups: Some(String::new()),
+        client_ip: "10.8.0.5".into(),
+        role: Some("arn:aws:iam::111122223333:role/payments-api".into()),
+        decision: "granted".into(),
+        reason: "test".into(),
+        ..Default::default()
+    }])
+    .unwrap();
+    let held = |s: &store::Store| -> Vec<String> {
+        s.memberships()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.user)
+            .collect()
+    };
+
+    let out = run(false);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(
+        o.contains("store: remove ann from payments (never used"),
+        "{o}"
+    );
+    assert!(
+        o.contains("store: remove dan from search (approved by carol, expired"),
+        "{o}"
+    );
+    assert!(
+        o.contains("store: keep cat in payments: younger than 90 days"),
+        "{o}"
+    );
+    assert!(!o.contains("ben"), "used last week: {o}");
+    assert!(
+        text(&out.stderr).contains("4 store membership(s): 1 expired, 1 unused"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        held(&s),
+        ["ann", "ben", "cat", "dan"],
+        "nothing without --apply"
+    );
+
+    let out = run(true);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("store: 2 membership(s) removed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(held(&s), ["ben", "cat"]);
+}
