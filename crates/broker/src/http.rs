@@ -9,7 +9,7 @@
 //! | `GET /v1/roles` | authenticated | `{"user","groups","roles"}` |
 //! | `POST /v1/credentials` | authenticated | body `{"role", "duration_seconds"?, "format"?: "json"|"process"|"exports"}` |
 //! | `GET /v1/audit?user=&limit=` | admin groups | audit entries, newest first |
-//! | `POST /v1/access-requests` | authenticated | body `{"group", "reason", "duration_seconds"?}`: a pending request (`{"id", "status", "request"}`), audited, its approvers notified |
+//! | `POST /v1/access-requests` | authenticated | body `{"group" or "role", "reason", "duration_seconds"?}`: a pending request (`{"id", "status", "request"}`), audited, its approvers notified |
 //! | `GET /v1/access-requests?status=` | authenticated | `{"requests"}`: those the caller may decide (their groups' approvers, admins: all) and their own, newest first |
 //! | `POST /v1/access-requests/{id}/approve`, `/deny` | the group's approvers, admin groups; never the requester | body `{"comment"?}`: `{"request", "membership"}`; a pending request only, once |
 //! | `POST /v1/console` | authenticated | body `{"role", "duration_seconds"?, "destination"?}`: `{"url", "expiration", "role_arn", "access_key_id"}`, an AWS console sign-in URL |
@@ -269,7 +269,10 @@ async fn console(State(b): State<Arc<Broker>>, req: Request) -> Response {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AccessRequest {
-    group: String,
+    /// The group asked for, or…
+    group: Option<String>,
+    /// …a role: the one group with approvers that opens it.
+    role: Option<String>,
     reason: String,
     duration_seconds: Option<i64>,
 }
@@ -284,15 +287,26 @@ async fn access_request(State(b): State<Arc<Broker>>, req: Request) -> Response 
             Refusal::new(
                 400,
                 "bad-request",
-                format!("body must be {{\"group\", \"reason\", \"duration_seconds\"?}}: {e}"),
+                format!("body must be {{\"group\" or \"role\", \"reason\", \"duration_seconds\"?}}: {e}"),
             )
         })?;
+        let group = match (req.group, req.role.as_deref()) {
+            (Some(group), None) => group,
+            (None, Some(role)) => b.group_for_role(role).await?,
+            _ => {
+                return Err(Refusal::new(
+                    400,
+                    "bad-request",
+                    "name either a group or a role to ask for",
+                ))
+            }
+        };
         let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
         let made = b
             .request_access(
                 &c,
                 client,
-                &req.group,
+                &group,
                 &req.reason,
                 req.duration_seconds,
                 &rid,

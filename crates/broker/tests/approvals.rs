@@ -289,6 +289,39 @@ fn a_request_approved_by_another_is_a_membership_at_once_until_it_expires() {
         .unwrap()
         .contains(&json!("search")));
 
+    // A role instead of a group: the one group with approvers that opens it. A role nobody
+    // approves for, or none of that name, is refused in the same words.
+    let fay = token(&idp, "fay", &["dev"]);
+    let (status, by_role) = call(
+        &base,
+        "POST",
+        "/v1/access-requests",
+        &fay,
+        Some(json!({"role": "payments-api", "reason": "deploy", "duration_seconds": 900})),
+    );
+    assert_eq!(status, 202, "{by_role}");
+    assert_eq!(by_role["request"]["group"], "payments");
+    let (status, unknown) = call(
+        &base,
+        "POST",
+        "/v1/access-requests",
+        &fay,
+        Some(json!({"role": "no-such-role", "reason": "x"})),
+    );
+    assert_eq!(
+        (status, unknown["code"].as_str()),
+        (400, Some("role-unresolved")),
+        "{unknown}"
+    );
+    let (status, _) = call(
+        &base,
+        "POST",
+        "/v1/access-requests",
+        &fay,
+        Some(json!({"role": "payments-api", "group": "payments", "reason": "x"})),
+    );
+    assert_eq!(status, 400, "a group or a role, not both");
+
     // Bad requests: an oversized reason, a duration past the maximum, control characters.
     for body in [
         json!({"group": "payments", "reason": "x".repeat(1025)}),
@@ -381,20 +414,20 @@ fn a_request_approved_by_another_is_a_membership_at_once_until_it_expires() {
             .iter()
             .filter(|t| t.contains("access-decision"))
             .count();
-        // Alice's two, Sam's, Bob's four; Carol's approval and Dave's denial.
-        if (requests, decisions) == (7, 2) || Instant::now() > deadline {
+        // Alice's two, Sam's, Fay's, Bob's four; Carol's approval and Dave's denial.
+        if (requests, decisions) == (8, 2) || Instant::now() > deadline {
             break texts;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    let count = |what: &str| texts.iter().filter(|t| t.contains(what)).count();
     assert_eq!(
-        texts
-            .iter()
-            .filter(|t| t.contains("access-decision"))
-            .count(),
-        2,
+        (count("access-request"), count("access-decision")),
+        (8, 2),
         "{texts:?}"
     );
+    // Slack's format: blocks, and the text escaped for Slack's markup.
+    assert!(hook.posts().iter().all(|p| p["blocks"].is_array()));
     assert!(
         texts.iter().any(|t| t.contains("carol approved alice")),
         "{texts:?}"

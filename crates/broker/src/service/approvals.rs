@@ -135,6 +135,28 @@ impl Broker {
             .map(|n| n.name.clone())
     }
 
+    /// The group a request for `role` (ARN or name) asks for: the one group that may use the
+    /// role and has `[[approvers]]`. None or several: refused with the same words either way,
+    /// so that a request does not tell whether a role exists or which groups open it.
+    pub async fn group_for_role(&self, role: &str) -> Result<String, Refusal> {
+        let groups = self.role_groups().await?;
+        let approved: BTreeSet<&String> = self.cfg.approvers.iter().map(|a| &a.group).collect();
+        let candidates: BTreeSet<&String> = groups
+            .iter()
+            .filter(|(arn, _)| arn.as_str() == role || arn.rsplit('/').next() == Some(role))
+            .flat_map(|(_, g)| g.iter())
+            .filter(|g| approved.contains(g))
+            .collect();
+        match candidates.into_iter().collect::<Vec<_>>().as_slice() {
+            [one] => Ok((*one).clone()),
+            _ => Err(Refusal::new(
+                400,
+                "role-unresolved",
+                "name the group to ask for: a request for a role needs it to be opened by exactly one group with approvers",
+            )),
+        }
+    }
+
     /// Ask to be added to `group` for `duration_seconds` (default and most:
     /// `membership_max_seconds`): a pending request in the store with its audit row, and a
     /// notification to the group's approvers.
