@@ -112,6 +112,29 @@ pub struct BrokerConfig {
     /// AWS console sign-in through the federation endpoint (`POST /v1/console`).
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// The web UI (`/`, sign-in with the `[auth]` issuer); off unless this section is set.
+    #[serde(default)]
+    pub web: Option<WebConfig>,
+}
+
+fn default_session_seconds() -> u64 {
+    8 * 3600
+}
+
+/// The broker's web UI: OIDC sign-in (authorization code with PKCE) against `[auth] issuer`,
+/// whose ID tokens pass the same verification as API tokens, so the client id is
+/// `[auth] audience`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// The broker's callback as registered with the identity provider: an `https://` URL
+    /// ending in `/auth/callback` (`http://` only to a loopback address).
+    pub redirect_url: String,
+    /// The OAuth client id; must equal `[auth] audience` (the ID token's `aud`). Default: it.
+    pub client_id: Option<String>,
+    /// How long a web session lasts after sign-in (seconds; default 8 hours).
+    #[serde(default = "default_session_seconds")]
+    pub session_seconds: u64,
 }
 
 /// How the broker turns a role session into an AWS console sign-in URL.
@@ -381,6 +404,11 @@ egress = ["198.51.100.10/32"]          # where their AWS calls leave from (VPN/N
 # issuer = "https://broker.example.com/"   # where the console sends users whose session ended
 # destination = "https://console.aws.amazon.com/"
 # destination_domains = ["aws.amazon.com", "amazonaws-us-gov.com", "amazonaws.cn"]
+
+# [web]                                # the web UI at /, signing in with the [auth] issuer (OIDC code + PKCE)
+# redirect_url = "https://broker.example.com/auth/callback"   # registered with the IdP
+# client_id = "credwarden"             # must equal [auth] audience (the default)
+# session_seconds = 28800              # sessions live in this replica's memory
 "#;
 
 #[cfg(test)]

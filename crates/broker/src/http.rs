@@ -45,7 +45,9 @@ use crate::service::{Broker, Issued, Refusal, BUCKETS};
 pub const MAX_BODY: usize = 16 * 1024;
 
 pub fn router(broker: Arc<Broker>) -> Router {
+    let web = crate::web::routes(&broker);
     Router::new()
+        .merge(web)
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics))
         .route("/v1/roles", get(roles))
@@ -63,7 +65,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     let mut b = [0u8; 12];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
         .expect("system randomness");
@@ -97,6 +99,11 @@ impl ConnectionState {
     pub fn authenticated(&self) -> bool {
         self.authenticated.load(Ordering::Acquire)
     }
+
+    /// A request on this connection was authenticated (a bearer token, or a web session).
+    pub(crate) fn mark_authenticated(&self) {
+        self.authenticated.store(true, Ordering::Release);
+    }
 }
 
 /// Authenticate a request from its headers alone (its body is not read yet), and mark its
@@ -112,14 +119,14 @@ async fn caller(broker: &Broker, parts: &Parts) -> Result<(Caller, SocketAddr), 
         .authenticate(&|name: &str| all_values(headers, name), peer.ip())
         .await?;
     if let Some(state) = parts.extensions.get::<ConnectionState>() {
-        state.authenticated.store(true, Ordering::Release);
+        state.mark_authenticated();
     }
     Ok((c, peer))
 }
 
 /// Read an authenticated request's body: at most `MAX_BODY` bytes (a larger declared length
 /// is refused without reading), within `body_seconds`.
-async fn read_body(broker: &Broker, parts: &Parts, body: Body) -> Result<Bytes, Refusal> {
+pub(crate) async fn read_body(broker: &Broker, parts: &Parts, body: Body) -> Result<Bytes, Refusal> {
     let too_large = || {
         Refusal::new(
             413,

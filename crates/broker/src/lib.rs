@@ -20,6 +20,7 @@ pub mod keyring;
 pub mod service;
 pub mod session_policy;
 pub mod transport;
+pub mod web;
 
 pub use config::BrokerConfig;
 pub use error::{AuthError, ConfigError, UrlError};

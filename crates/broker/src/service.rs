@@ -31,6 +31,7 @@ use crate::keyring::{JwksSource, KeyRing};
 use crate::session_policy;
 
 mod approvals;
+mod web;
 pub use approvals::is_request_id;
 
 /// Why a request was not served: an HTTP status, a stable code and a sentence for the
@@ -531,6 +532,7 @@ impl Broker {
             member_iams.push((account.clone(), aws_sdk_iam::Client::new(&member)));
         }
         let federation = crate::console::Federation::from_config(&cfg.console)?;
+        crate::web::settings(&cfg)?;
         let directory = cfg.directory.clone().map(|path| Directory {
             path,
             modified: None,

@@ -26,7 +26,14 @@ pub fn aws_env() {
 /// Serve a broker built from `cfg` over plain HTTP on a free loopback port (the same bounded
 /// server as TLS), on a runtime thread of its own; its address.
 pub fn serve(cfg: BrokerConfig) -> SocketAddr {
+    serve_on(cfg, std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+}
+
+/// [`serve`] on a listener already bound (a test whose configuration names the port).
+pub fn serve_on(cfg: BrokerConfig, listener: std::net::TcpListener) -> SocketAddr {
     aws_env();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -36,15 +43,16 @@ pub fn serve(cfg: BrokerConfig) -> SocketAddr {
             .unwrap();
         rt.block_on(async move {
             let broker = Arc::new(Broker::new(cfg).await.expect("broker starts"));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            tx.send(()).unwrap();
             broker::http::serve(broker, listener, std::future::pending())
                 .await
                 .unwrap();
         });
     });
     rx.recv_timeout(Duration::from_secs(30))
-        .expect("broker listening")
+        .expect("broker listening");
+    addr
 }
 
 /// One request: (status, JSON body or the text as a string, Cache-Control).
