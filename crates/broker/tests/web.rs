@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::json;
 use testkit::federation::{moto_caller_arn, FederationServer};
 use testkit::oidc::{OidcOptions, OidcProvider};
 
@@ -472,8 +473,10 @@ fn forms_need_the_session_csrf_token_and_this_origin() {
     assert_ne!(theirs, token);
     assert_eq!(post(&mut b, &form(&theirs), &same).status, 403);
 
-    // The right token from this origin: the request is made.
-    let a = post(&mut b, &form(&token), &same);
+    // The right token from this origin: the request is made. (Our pages send no referrer,
+    // so browsers say `Origin: null` with `Sec-Fetch-Site: same-origin` on their forms.)
+    let browser = [("origin", "null"), ("sec-fetch-site", "same-origin")];
+    let a = post(&mut b, &form(&token), &browser);
     assert_eq!(
         (a.status, a.location().as_str()),
         (303, "/request?sent=1"),
@@ -528,11 +531,9 @@ fn a_hostile_reason_is_escaped_on_the_approvals_page() {
         .contains("Nothing waits for your decision"));
 }
 
-/// The whole path on moto: alice asks for the role, carol approves with a comment, alice
-/// sees the role and gets the console through the federation endpoint that checks the
-/// session is moto's for payments-api and alice.
-#[test]
-fn request_approve_and_open_the_console() {
+/// moto with the payments role (a recorder in front), and the federation endpoint that
+/// takes only moto's sessions of payments-api for alice, as AWS takes only its own.
+fn console_world() -> (testkit::Moto, testkit::Recorder, FederationServer) {
     let (moto, recorder) = common::moto_with_role("payments-api");
     let moto_url = moto.url.clone();
     let fed = FederationServer::start(move |s| {
@@ -543,6 +544,15 @@ fn request_approve_and_open_the_console() {
             Err(format!("not alice's payments-api session: {arn}"))
         }
     });
+    (moto, recorder, fed)
+}
+
+/// The whole path on moto: alice asks for the role, carol approves with a comment, alice
+/// sees the role and gets the console through the federation endpoint that checks the
+/// session is moto's for payments-api and alice.
+#[test]
+fn request_approve_and_open_the_console() {
+    let (_moto, recorder, fed) = console_world();
     let ui = ui(&recorder.url, &fed.url);
     let mut alice = sign_in_as(&ui, "alice", &["dev"]);
     let t = alice.csrf("/request");
@@ -614,4 +624,171 @@ fn request_approve_and_open_the_console() {
     assert!(alice.get("/").body.contains("Recently used"));
     // Without the token, no console.
     assert_eq!(alice.post("/console", &[("role", ROLE)]).status, 403);
+}
+
+/// Every visible form control on the page has a label.
+const LABELLED: &str = "[...document.querySelectorAll('input:not([type=hidden]),select,textarea')].every(e => e.labels && e.labels.length > 0)";
+
+/// Write a screenshot to the test's directory and, when `CREDWARDEN_SCREENSHOTS` names a
+/// directory (to refresh `docs/screenshots`), there too.
+fn shot(browser: &mut testkit::chromium::Chromium, dir: &std::path::Path, name: &str) {
+    let path = dir.join(format!("{name}.png"));
+    browser.screenshot(&path);
+    assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    if let Ok(keep) = std::env::var("CREDWARDEN_SCREENSHOTS") {
+        std::fs::copy(
+            &path,
+            std::path::Path::new(&keep).join(format!("{name}.png")),
+        )
+        .unwrap();
+    }
+}
+
+fn sign_out(browser: &mut testkit::chromium::Chromium) {
+    browser.eval("document.querySelector('form[action=\"/auth/logout\"] button').click()");
+    browser.wait_for("document.body.innerText.includes('You are signed out')", 20);
+}
+
+/// The UI in headless Chromium: alice signs in through the provider, sees no role, asks for
+/// the payments group with the keyboard alone; carol approves in her browser session; alice
+/// sees the role and opens the console through the federation endpoint; an admin reads the
+/// audit. Screenshots of each page are kept in the test's directory.
+#[test]
+fn in_chromium_sign_in_request_approve_and_open_the_console() {
+    let (_moto, recorder, fed) = console_world();
+    let ui = ui(&recorder.url, &fed.url);
+    let profile = tempfile::tempdir().unwrap();
+    let shots = tempfile::tempdir().unwrap();
+    let mut c = testkit::chromium::Chromium::start(profile.path(), 1000, 640);
+
+    // Sign-in: / → /auth/login → the provider → /auth/callback → /.
+    c.navigate(&format!("{}/", ui.base));
+    c.wait_for(
+        "document.querySelector('h1') && document.querySelector('h1').textContent === 'My roles'",
+        30,
+    );
+    assert_eq!(c.url(), format!("{}/", ui.base));
+    let text = c.text();
+    assert!(
+        text.contains("alice") && text.contains("You may use no role yet"),
+        "{text}"
+    );
+    assert_eq!(c.eval(LABELLED), json!(true));
+    // The session cookie is not readable by page script.
+    assert_eq!(c.eval("document.cookie"), json!(""));
+
+    // The request form with the keyboard alone: Tab to each field, type, Enter on the button.
+    c.navigate(&format!("{}/request", ui.base));
+    c.wait_for("document.getElementById('group')", 20);
+    assert_eq!(c.eval(LABELLED), json!(true));
+    let mut tabs = 0;
+    while c.focused() != "group" {
+        c.press("Tab");
+        tabs += 1;
+        assert!(tabs < 20, "the group field is reachable with Tab");
+    }
+    c.type_text("payments");
+    for want in ["role", "reason"] {
+        c.press("Tab");
+        assert_eq!(c.focused(), want);
+    }
+    c.type_text("incident 42: rotate the payments keys");
+    c.press("Tab");
+    assert_eq!(c.focused(), "duration");
+    c.press("Tab");
+    assert_eq!(c.focused(), "button");
+    assert_eq!(
+        c.eval("document.activeElement.textContent"),
+        json!("Request access")
+    );
+    c.press("Enter");
+    c.wait_for("location.search === '?sent=1'", 20);
+    let text = c.text();
+    assert!(
+        text.contains("Your request was sent") && text.contains("pending"),
+        "{text}"
+    );
+    shot(&mut c, shots.path(), "request");
+    sign_out(&mut c);
+
+    // carol, an approver of payments, approves with a comment.
+    ui.idp.set_options(|o| {
+        o.user = "carol".into();
+        o.groups = vec!["payments-leads".into()];
+    });
+    c.navigate(&format!("{}/approvals", ui.base));
+    c.wait_for(
+        "document.querySelector('h1') && document.querySelector('h1').textContent === 'My roles'",
+        30,
+    );
+    c.navigate(&format!("{}/approvals", ui.base));
+    c.wait_for(
+        "document.body.innerText.includes('alice asks for payments')",
+        20,
+    );
+    assert!(c.text().contains("incident 42: rotate the payments keys"));
+    assert_eq!(c.eval(LABELLED), json!(true));
+    c.eval("document.querySelector('textarea[name=comment]').focus()");
+    c.type_text("ok for the incident");
+    shot(&mut c, shots.path(), "approvals");
+    c.eval("document.querySelector('button[value=approve]').click()");
+    c.wait_for("document.body.innerText.includes('Approved')", 20);
+    sign_out(&mut c);
+
+    // alice again: the role is hers now; the console button opens the console.
+    ui.idp.set_options(|o| {
+        o.user = "alice".into();
+        o.groups = vec!["dev".into()];
+    });
+    c.navigate(&format!("{}/", ui.base));
+    c.wait_for("document.body.innerText.includes('payments-api')", 30);
+    let text = c.text();
+    assert!(
+        text.contains("credential_process = credwarden creds payments-api --process"),
+        "{text}"
+    );
+    assert!(text.contains("123456789012"), "{text}");
+    shot(&mut c, shots.path(), "roles");
+    c.eval("document.querySelector('form[action=\"/console\"] button').click()");
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let login = loop {
+        let done = fed.requests().into_iter().find(|r| {
+            r.query.get("Action").map(String::as_str) == Some("login") && r.status == 302
+        });
+        if let Some(r) = done {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the browser reached the federation login: {:?}",
+            fed.requests()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(login
+        .query
+        .get("SigninToken")
+        .is_some_and(|t| !t.is_empty()));
+    assert!(fed.requests().iter().any(|r| {
+        r.query.get("Action").map(String::as_str) == Some("getSigninToken") && r.status == 200
+    }));
+
+    // An admin reads the audit, filtered to alice.
+    c.navigate(&format!("{}/", ui.base));
+    c.wait_for("document.querySelector('h1')", 30);
+    sign_out(&mut c);
+    ui.idp.set_options(|o| {
+        o.user = "sam".into();
+        o.groups = vec!["security".into()];
+    });
+    c.navigate(&format!("{}/", ui.base));
+    c.wait_for("document.body.innerText.includes('sam')", 30);
+    c.navigate(&format!("{}/audit?user=alice", ui.base));
+    c.wait_for("document.querySelector('table')", 20);
+    let text = c.text();
+    assert!(text.contains("granted") && text.contains(ROLE), "{text}");
+    shot(&mut c, shots.path(), "audit");
+    for name in ["request", "approvals", "roles", "audit"] {
+        assert!(shots.path().join(format!("{name}.png")).exists());
+    }
 }

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod chromium;
 pub mod federation;
 pub mod oidc;
 pub mod postgres;

@@ -303,17 +303,30 @@ impl Web {
     }
 
     /// `Origin` (and `Sec-Fetch-Site`, which browsers set on every request) must not name
-    /// another site. A request without either is let through to the CSRF token check.
+    /// another site. Our pages say `Referrer-Policy: no-referrer`, so a browser sends
+    /// `Origin: null` on their forms: that counts only with `Sec-Fetch-Site: same-origin`
+    /// (an attacker's sandboxed frame also says `null`, but its fetch is cross-site). A
+    /// request with neither header (not a browser) is left to the CSRF token check.
     fn same_origin(&self, headers: &HeaderMap) -> bool {
-        let all = |name: &str| headers.get_all(name).iter().collect::<Vec<_>>();
-        let origin_ok = match all("origin").as_slice() {
+        let all = |name: &str| {
+            headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap_or(""))
+                .collect::<Vec<_>>()
+        };
+        let site = all("sec-fetch-site");
+        let site_ok = match site.as_slice() {
             [] => true,
-            [one] => one.to_str().is_ok_and(|o| o == self.settings.origin),
+            [one] => matches!(*one, "same-origin" | "none"),
             _ => false,
         };
-        let site_ok = all("sec-fetch-site")
-            .iter()
-            .all(|v| matches!(v.to_str(), Ok("same-origin" | "none")));
+        let origin_ok = match all("origin").as_slice() {
+            [] => true,
+            ["null"] => site.as_slice() == ["same-origin"],
+            [one] => *one == self.settings.origin,
+            _ => false,
+        };
         origin_ok && site_ok
     }
 
