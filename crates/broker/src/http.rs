@@ -13,6 +13,7 @@
 //! | `GET /v1/access-requests?status=` | authenticated | `{"requests"}`: those the caller may decide (their groups' approvers, admins: all) and their own, newest first |
 //! | `POST /v1/access-requests/{id}/approve`, `/deny` | the group's approvers, admin groups; never the requester | body `{"comment"?}`: `{"request", "membership"}`; a pending request only, once |
 //! | `POST /v1/console` | authenticated | body `{"role", "duration_seconds"?, "destination"?}`: `{"url", "expiration", "role_arn", "access_key_id"}`, an AWS console sign-in URL |
+//! | `/`, `/request`, `/approvals`, `/audit`, `/auth/…` | web sessions | the web UI when `[web]` is set ([`crate::web`]) |
 //!
 //! A request is authenticated from its headers before its body is read, and the body then
 //! has `[limits] body_seconds` to arrive. The server (TLS, or plain HTTP on loopback — the
