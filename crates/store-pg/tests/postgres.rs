@@ -307,7 +307,11 @@ fn approvals_are_decided_once_across_connections() {
         ),
         ["r1"]
     );
-    assert_eq!(ids(&mut b, RequestScope::All, None), ["r1", "r2"], "ties in time by id");
+    assert_eq!(
+        ids(&mut b, RequestScope::All, None),
+        ["r1", "r2"],
+        "ties in time by id"
+    );
     assert_eq!(a.access_request("r2").unwrap().unwrap().status, "pending");
 
     // Removal only of what was read: extended since, it stays.
