@@ -432,7 +432,14 @@ pub fn parse_value(bytes: &[u8]) -> Result<RawRecord<'_>, String> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("not a JSON object".to_owned());
     }
-    serde_json::from_slice::<RawRecord>(bytes).map_err(|e| {
+    // Check UTF-8 once for the whole record (a fast pass over mostly-ASCII bytes) and parse
+    // it as text: parsing bytes would check every string and every kept raw value again,
+    // one short call at a time. Bytes that are not UTF-8 go the byte way, for its error.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<RawRecord>(text),
+        Err(_) => serde_json::from_slice::<RawRecord>(bytes),
+    };
+    parsed.map_err(|e| {
         let msg = e.to_string();
         if e.is_data() && msg.starts_with("invalid type") {
             "not a JSON object".to_owned()
