@@ -6,7 +6,7 @@
 //! channel, the last batch of a source carrying its report. The consumer reads the claims in
 //! order and, for source `i`, the batches of the worker that took it. So the output order is
 //! exactly the source order — the detectors see the same sequence however many threads ran
-//! — and memory is bounded by (workers × channel depth × batch), not by input size.
+//! — and memory is bounded by (batches ahead × batch size), not by input size.
 //!
 //! Batches go back to the worker that filled them once the consumer is done with them: the
 //! worker drops the records (freeing memory on the thread that allocated it, the allocator's
@@ -21,9 +21,11 @@ use crate::record::Record;
 
 /// Records per batch from a worker, at most.
 pub const CHUNK_RECORDS: usize = 512;
-/// Batches a worker may have decoded ahead of the consumer. A delivery file of a few hundred
-/// records is one batch, so a worker may run this many small files ahead.
-const CHANNEL_DEPTH: usize = 8;
+/// Batches all workers together may have decoded ahead of the consumer, shared out among
+/// them. A delivery file of a few hundred records is one batch, so on two cores a worker may
+/// run eight small files ahead of a slow one; the sixteen workers reading S3 two each, so
+/// memory does not grow with the number of workers.
+const BATCHES_AHEAD: usize = 16;
 
 /// What the consumer receives, in order.
 pub enum Decoded {
@@ -102,10 +104,11 @@ pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnM
     // arrive in source order.
     let next = Mutex::new(0usize);
     let (claim_tx, claims) = channel::<usize>();
+    let depth = (BATCHES_AHEAD / n).max(2);
     std::thread::scope(|scope| {
         let mut workers: Vec<(Receiver<Batch>, Sender<Vec<Record>>)> = Vec::with_capacity(n);
         for w in 0..n {
-            let (tx, rx) = sync_channel::<Batch>(CHANNEL_DEPTH);
+            let (tx, rx) = sync_channel::<Batch>(depth);
             let (spare_tx, spare) = channel::<Vec<Record>>();
             workers.push((rx, spare_tx));
             let claim_tx = claim_tx.clone();
