@@ -179,10 +179,6 @@ enum ConfigCommand {
     Example,
 }
 
-/// mimalloc rather than the system allocator: see the dependency's note in Cargo.toml.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let version: &'static str = Box::leak(policy_cmd::version_text().into_boxed_str());
     let parsed = Cli::command()
