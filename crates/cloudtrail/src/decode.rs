@@ -60,7 +60,7 @@ impl<F: FnMut(Record)> Decoder<'_, F> {
         match parse_value(bytes)?.classify() {
             Classified::Record(r) => {
                 self.report.records += 1;
-                (self.emit)(*r);
+                (self.emit)(r);
                 Ok(())
             }
             Classified::EventBridge(detail) if depth < 2 => {
