@@ -220,6 +220,42 @@ pub fn open(source: &InputSource) -> io::Result<CountingReader<Box<dyn Read + Se
     Ok(CountingReader { inner, count: 0 })
 }
 
+/// Files up to this size are read whole into the caller's buffer (a delivery file is tens of
+/// kilobytes of gzip); larger ones stream, so memory stays flat whatever the file's size.
+pub const READ_WHOLE_MAX: u64 = 4 << 20;
+
+/// [`open`], reading a small file whole into `raw` (kept by the caller from file to file)
+/// instead of through a buffer allocated for it.
+pub fn open_with<'b>(
+    source: &InputSource,
+    raw: &'b mut Vec<u8>,
+) -> io::Result<CountingReader<Box<dyn Read + 'b>>> {
+    if let InputSource::File(p) = source {
+        let file = File::open(p)?;
+        let meta = file.metadata()?;
+        raw.clear();
+        // Regular files only (a FIFO has no end to read to); a file that grew past the limit
+        // since its size was read streams from its start like a large one.
+        if meta.is_file()
+            && meta.len() <= READ_WHOLE_MAX
+            && file.take(READ_WHOLE_MAX + 1).read_to_end(raw)? as u64 <= READ_WHOLE_MAX
+        {
+            let bytes: &'b [u8] = raw;
+            let inner: Box<dyn Read + 'b> = if bytes.starts_with(&[0x1f, 0x8b]) {
+                Box::new(MultiGzDecoder::new(bytes))
+            } else {
+                Box::new(bytes)
+            };
+            return Ok(CountingReader { inner, count: 0 });
+        }
+    }
+    let CountingReader { inner, count } = open(source)?;
+    Ok(CountingReader {
+        inner: inner as Box<dyn Read + 'b>,
+        count,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,26 +1,95 @@
 //! Decode many sources on all cores and deliver their records in canonical source order.
 //!
-//! Source `i` goes to worker `i % n`; each worker decodes its sources in order and sends
-//! records in chunks over its own bounded channel; the consumer reads source 0 from worker 0,
-//! source 1 from worker 1, and so on. So the output order is exactly the source order — the
-//! detectors see the same sequence however many threads ran — and memory is bounded by
-//! (workers × channel depth × chunk), not by input size.
+//! Workers take the next source as they become free (so a worker never idles behind a
+//! slower one's large file while there is work left) and say which source they took on a
+//! claims channel, in source order; each sends its records in batches over its own bounded
+//! channel, the last batch of a source carrying its report. The consumer reads the claims in
+//! order and, for source `i`, the batches of the worker that took it. So the output order is
+//! exactly the source order — the detectors see the same sequence however many threads ran
+//! — and memory is bounded by (batches ahead × batch size), not by input size.
+//!
+//! Batches go back to the worker that filled them once the consumer is done with them: the
+//! worker drops the records (freeing memory on the thread that allocated it, the allocator's
+//! fast path, and off the consumer, the one serial stage) and refills the same vector.
 
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
+use std::sync::Mutex;
 
-use crate::decode::{decode_source, FileReport};
+use crate::decode::{decode_source_with, DecodeBuffers, FileReport};
 use crate::input::InputSource;
 use crate::record::Record;
 
-/// Records per message from a worker.
-pub const CHUNK_RECORDS: usize = 2048;
-const CHANNEL_DEPTH: usize = 2;
+/// Records per batch from a worker, at most.
+pub const CHUNK_RECORDS: usize = 512;
+/// Batches all workers together may have decoded ahead of the consumer, shared out among
+/// them. A delivery file of a few hundred records is one batch, so on two cores a worker may
+/// run eight small files ahead of a slow one; the sixteen workers reading S3 two each, so
+/// memory does not grow with the number of workers.
+const BATCHES_AHEAD: usize = 16;
 
 /// What the consumer receives, in order.
 pub enum Decoded {
-    Records(Vec<Record>),
+    Records(Chunk),
     /// The source with this index is finished.
     Done(usize, FileReport),
+}
+
+/// Records of one source, in file order. Dropping it hands the batch back to the worker
+/// that decoded it, for reuse.
+pub struct Chunk {
+    records: Vec<Record>,
+    home: Option<Sender<Vec<Record>>>,
+}
+
+impl Chunk {
+    /// The records, for a consumer that keeps them (the batch is then not reused).
+    pub fn into_vec(mut self) -> Vec<Record> {
+        self.home = None;
+        std::mem::take(&mut self.records)
+    }
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [Record];
+    fn deref(&self) -> &[Record] {
+        &self.records
+    }
+}
+
+impl<'a> IntoIterator for &'a Chunk {
+    type Item = &'a Record;
+    type IntoIter = std::slice::Iter<'a, Record>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.iter()
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            // The worker may have finished: then the records are dropped here.
+            let _ = home.send(std::mem::take(&mut self.records));
+        }
+    }
+}
+
+/// One message from a worker: records of its current source, and, on the last one, the
+/// source's index and report.
+struct Batch {
+    records: Vec<Record>,
+    done: Option<(usize, FileReport)>,
+}
+
+/// A batch vector to fill: one the consumer gave back (its old records dropped here, on
+/// the thread that made them), or a new one.
+fn fresh(spare: &Receiver<Vec<Record>>, capacity: usize) -> Vec<Record> {
+    match spare.try_recv() {
+        Ok(mut v) => {
+            v.clear();
+            v
+        }
+        Err(_) => Vec::with_capacity(capacity),
+    }
 }
 
 /// Decode `sources` with `threads` workers (0: one per core), calling `on` in source order.
@@ -31,54 +100,141 @@ pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnM
         threads
     };
     let n = threads.clamp(1, sources.len().max(1));
+    // The next source to take. A worker sends its claim while holding the lock, so claims
+    // arrive in source order.
+    let next = Mutex::new(0usize);
+    let (claim_tx, claims) = channel::<usize>();
+    let depth = (BATCHES_AHEAD / n).max(2);
     std::thread::scope(|scope| {
-        let mut receivers: Vec<Receiver<Decoded>> = Vec::with_capacity(n);
+        let mut workers: Vec<(Receiver<Batch>, Sender<Vec<Record>>)> = Vec::with_capacity(n);
         for w in 0..n {
-            let (tx, rx) = sync_channel::<Decoded>(CHANNEL_DEPTH);
-            receivers.push(rx);
+            let (tx, rx) = sync_channel::<Batch>(depth);
+            let (spare_tx, spare) = channel::<Vec<Record>>();
+            workers.push((rx, spare_tx));
+            let claim_tx = claim_tx.clone();
+            let next = &next;
             scope.spawn(move || {
-                for (i, source) in sources.iter().enumerate().skip(w).step_by(n) {
+                let mut buffers = DecodeBuffers::default();
+                loop {
+                    let i = {
+                        let mut next = next.lock().unwrap_or_else(|e| e.into_inner());
+                        let i = *next;
+                        if i >= sources.len() || claim_tx.send(w).is_err() {
+                            return;
+                        }
+                        *next += 1;
+                        i
+                    };
+                    let source = &sources[i];
                     // A stream (stdin) may be a live feed: hand each record on as it arrives
-                    // rather than waiting for a chunk to fill.
-                    let chunk_records = if matches!(source, InputSource::Stdin) {
+                    // rather than waiting for a batch to fill.
+                    let limit = if matches!(source, InputSource::Stdin) {
                         1
                     } else {
                         CHUNK_RECORDS
                     };
-                    let mut chunk = Vec::with_capacity(chunk_records);
+                    let mut chunk = fresh(&spare, limit);
                     let mut failed = false;
-                    let report = decode_source(source, &mut |r| {
+                    let report = decode_source_with(source, &mut buffers, &mut |r| {
                         chunk.push(r);
-                        if chunk.len() >= chunk_records && !failed {
+                        if chunk.len() >= limit && !failed {
+                            let records = std::mem::replace(&mut chunk, fresh(&spare, limit));
                             failed = tx
-                                .send(Decoded::Records(std::mem::replace(
-                                    &mut chunk,
-                                    Vec::with_capacity(chunk_records),
-                                )))
+                                .send(Batch {
+                                    records,
+                                    done: None,
+                                })
                                 .is_err();
                         }
                     });
-                    if failed
-                        || (!chunk.is_empty() && tx.send(Decoded::Records(chunk)).is_err())
-                        || tx.send(Decoded::Done(i, report)).is_err()
-                    {
+                    let last = Batch {
+                        records: chunk,
+                        done: Some((i, report)),
+                    };
+                    if failed || tx.send(last).is_err() {
                         return; // the consumer has gone away
                     }
                 }
             });
         }
+        drop(claim_tx);
         for i in 0..sources.len() {
+            let Ok(w) = claims.recv() else {
+                return; // every worker has stopped: one panicked, and scope re-raises it
+            };
+            let (batches, home) = &workers[w];
             loop {
-                match receivers[i % n].recv() {
-                    Ok(Decoded::Done(idx, report)) => {
-                        debug_assert_eq!(idx, i);
-                        on(Decoded::Done(idx, report));
-                        break;
-                    }
-                    Ok(msg) => on(msg),
-                    Err(_) => return, // a worker panicked; scope re-raises it
+                let Ok(Batch { records, done }) = batches.recv() else {
+                    return; // a worker panicked; scope re-raises it
+                };
+                if !records.is_empty() {
+                    on(Decoded::Records(Chunk {
+                        records,
+                        home: Some(home.clone()),
+                    }));
+                } else {
+                    let _ = home.send(records);
+                }
+                if let Some((idx, report)) = done {
+                    debug_assert_eq!(idx, i);
+                    on(Decoded::Done(idx, report));
+                    break;
                 }
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files of very different sizes, one unreadable: every thread count gives the same
+    /// records and reports, in source order.
+    #[test]
+    fn order_is_the_source_order_whatever_the_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = Vec::new();
+        for f in 0..40u32 {
+            let n = [1, 700, 3, 1300, 0, 260][f as usize % 6];
+            let records: Vec<String> = (0..n)
+                .map(|k| {
+                    format!(
+                        r#"{{"eventTime":"2024-01-01T00:00:00Z","eventSource":"s3.amazonaws.com","eventName":"E","eventID":"{f}-{k}"}}"#
+                    )
+                })
+                .collect();
+            let path = dir.path().join(format!("{f:02}.json"));
+            std::fs::write(&path, format!(r#"{{"Records":[{}]}}"#, records.join(","))).unwrap();
+            sources.push(InputSource::File(path));
+        }
+        sources.insert(7, InputSource::File(dir.path().join("missing.json")));
+        let run = |threads| {
+            let mut seen = Vec::new();
+            decode_in_order(&sources, threads, |d| match d {
+                Decoded::Records(chunk) => {
+                    assert!(chunk.len() <= CHUNK_RECORDS);
+                    seen.extend(
+                        chunk
+                            .iter()
+                            .map(|r| r.event_id.clone().unwrap().to_string()),
+                    )
+                }
+                Decoded::Done(i, report) => seen.push(format!(
+                    "done {i} {} {}",
+                    report.records,
+                    report.error_count()
+                )),
+            });
+            seen
+        };
+        let one = run(1);
+        assert_eq!(one.iter().filter(|s| s.starts_with("done")).count(), 41);
+        assert!(one.contains(&"done 7 0 1".to_owned()));
+        let expected_records: usize = (0..40).map(|f| [1, 700, 3, 1300, 0, 260][f % 6]).sum();
+        assert_eq!(one.len(), expected_records + 41);
+        for threads in [2, 3, 8] {
+            assert_eq!(run(threads), one, "{threads} threads");
+        }
+    }
 }

@@ -403,8 +403,12 @@ pub fn is_aws_internal_agent(user_agent: Option<&str>) -> bool {
 }
 
 /// What a JSON value turned out to be.
+// The record is held by value, not boxed: every record passes through here once, and a box
+// was one more allocation, free and copy per record on the hot path; the enum is only ever
+// returned and matched at once, never stored.
+#[allow(clippy::large_enum_variant)]
 pub enum Classified<'a> {
-    Record(Box<Record>),
+    Record(Record),
     /// An EventBridge envelope; the record is in `detail`.
     EventBridge(&'a RawValue),
     /// `aws cloudtrail lookup-events` output: records are JSON strings under `Events[].CloudTrailEvent`.
@@ -432,7 +436,14 @@ pub fn parse_value(bytes: &[u8]) -> Result<RawRecord<'_>, String> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("not a JSON object".to_owned());
     }
-    serde_json::from_slice::<RawRecord>(bytes).map_err(|e| {
+    // Check UTF-8 once for the whole record (a fast pass over mostly-ASCII bytes) and parse
+    // it as text: parsing bytes would check every string and every kept raw value again,
+    // one short call at a time. Bytes that are not UTF-8 go the byte way, for its error.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<RawRecord>(text),
+        Err(_) => serde_json::from_slice::<RawRecord>(bytes),
+    };
+    parsed.map_err(|e| {
         let msg = e.to_string();
         if e.is_data() && msg.starts_with("invalid type") {
             "not a JSON object".to_owned()
@@ -481,7 +492,7 @@ impl<'a> RawRecord<'a> {
             return Classified::Skip("CloudTrail Insights event (statistics, not an API call)");
         }
         match self.into_record() {
-            Ok(r) => Classified::Record(Box::new(r)),
+            Ok(r) => Classified::Record(r),
             Err(e) => Classified::Invalid(e),
         }
     }
@@ -736,7 +747,7 @@ mod tests {
 
     fn record(json: &str) -> Record {
         match parse_value(json.as_bytes()).unwrap().classify() {
-            Classified::Record(r) => *r,
+            Classified::Record(r) => r,
             _ => panic!("not a record"),
         }
     }

@@ -35,51 +35,72 @@ pub trait Sink {
 
 /// Split everything `reader` yields. Returns the reader's error (for example a truncated gzip
 /// stream) after every complete record before it has been delivered.
-pub fn split<R: Read, S: Sink>(mut reader: R, sink: &mut S) -> io::Result<()> {
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
+pub fn split<R: Read, S: Sink>(reader: R, sink: &mut S) -> io::Result<()> {
+    split_with(reader, sink, &mut Vec::new())
+}
+
+/// [`split`] reading through `buf`, which keeps its allocation for the next call: a worker
+/// that decodes thousands of small delivery files allocates (and zeroes) it once, not once
+/// a file.
+pub fn split_with<R: Read, S: Sink>(
+    mut reader: R,
+    sink: &mut S,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    // `buf[..len]` holds input; the rest is initialised space to read into, kept between
+    // reads and calls so it is zeroed only when it grows.
+    let mut len = 0usize;
     let mut scan = Scanner::default();
     let mut pos = 0usize;
     let mut need_more = true;
     loop {
-        if need_more || pos >= buf.len() {
-            scan.enforce_size_limit(&buf, pos, sink);
+        if need_more || pos >= len {
+            scan.enforce_size_limit(&buf[..len], pos, sink);
             let keep = scan.keep_from(pos);
             if keep > 0 {
                 scan.dropped_lines += count_newlines(&buf[..keep]);
-                buf.drain(..keep);
+                buf.copy_within(keep..len, 0);
+                len -= keep;
                 pos -= keep;
                 scan.shift(keep);
             }
-            let old = buf.len();
-            buf.resize(old + CHUNK, 0);
+            if buf.len() < len + CHUNK {
+                buf.resize(len + CHUNK, 0);
+            }
             let n = loop {
-                match reader.read(&mut buf[old..]) {
+                match reader.read(&mut buf[len..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        buf.truncate(old);
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
             };
-            buf.truncate(old + n);
+            len += n;
             if n == 0 {
                 break;
             }
         }
+        let input = &buf[..len];
         (pos, need_more) = if scan.line_mode {
-            scan.lines(&buf, pos, false, sink)
+            scan.lines(input, pos, false, sink)
         } else {
-            (scan.scan(&buf, pos, sink), false)
+            (scan.scan(input, pos, sink), false)
         };
     }
+    let input = &buf[..len];
     if scan.line_mode {
-        scan.lines(&buf, pos, true, sink);
+        scan.lines(input, pos, true, sink);
     } else {
-        scan.finish(&buf, pos, sink);
+        scan.finish(input, pos, sink);
+    }
+    // A huge record grew the buffer: give that memory back rather than keep it for good.
+    if buf.len() > KEEP_BUFFER {
+        *buf = Vec::new();
     }
     Ok(())
 }
+
+/// The most buffer [`split_with`] keeps between calls.
+const KEEP_BUFFER: usize = 4 * CHUNK;
 
 fn count_newlines(b: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', b).count() as u64

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use cloudtrail::discover;
-use demo::{matches, score, Generated, TruthKind};
+use demo::{matches, score, Generated, Shape, TruthKind};
 use detect::Finding;
 use run::{peak_rss_bytes, run_detect, write_finding, write_table_header, Format};
 
@@ -28,12 +28,22 @@ pub struct DemoArgs {
     /// About how many records to write [default: 60000].
     #[arg(long, value_name = "N")]
     pub records: Option<u64>,
+    /// The data's shape: `compact` (the company's 3 accounts, up to 2,500 records per
+    /// 5 minutes, files of up to 500 records) or `org` (an organisation trail as a real
+    /// bucket holds it: `AWSLogs/<org id>/<account>/…`, 8 accounts over 1–4 regions each,
+    /// up to 6,000 records per 5 minutes in files of ~230 records of ~1.3 kB on average).
+    #[arg(long, default_value = "compact", value_parser = parse_shape)]
+    pub shape: Shape,
+}
+
+fn parse_shape(s: &str) -> Result<Shape, String> {
+    s.parse()
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     let records = args.records.unwrap_or(60_000);
     if let Some(dir) = &args.generate_only {
-        let g = demo::write_dataset(dir, args.seed, records)?;
+        let g = demo::write_dataset_shaped(dir, args.seed, records, args.shape)?;
         println!(
             "wrote {} records in {} delivery files ({} digest files, {:.1} MB gzip) to {}; \
              truth in {}, AWS ranges in {}",
@@ -54,7 +64,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         args.seed,
         dir.display()
     );
-    let g = demo::write_dataset(dir, args.seed, records)?;
+    let g = demo::write_dataset_shaped(dir, args.seed, records, args.shape)?;
     println!(
         "  {} records in {} delivery files (+{} digest files), {} attacks injected \
          (truth.jsonl)",

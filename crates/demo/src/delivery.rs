@@ -1,6 +1,7 @@
 //! Delivery as CloudTrail does it: `AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/` files
-//! of one `{"Records":[…]}` object each, gzip, one per 5-minute slot (split above 500
-//! records), records shuffled inside a file, 20 % delivered one slot late, 0.1 % delivered
+//! (`AWSLogs/<org id>/<account>/…` for an organisation trail) of one `{"Records":[…]}` object
+//! each, gzip, one per 5-minute slot (split above 500 records, or, in the organisation shape,
+//! into files of a few hundred as a busy stream is delivered), records shuffled inside a file, 20 % delivered one slot late, 0.1 % delivered
 //! twice, and hourly digest files beside them. Memory holds two slots of records.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,9 +41,22 @@ type Stream = (String, &'static str);
 /// Records waiting for their delivery file, by (delivery slot, account, region).
 type Due = (u64, String, &'static str);
 
+/// How a stream's records for one slot are cut into files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileSplit {
+    /// At most [`MAX_PER_FILE`] records a file.
+    Max,
+    /// Files of 260–700 records, as CloudTrail delivers a busy stream; with the quiet
+    /// streams' small files, ~250 records a file on average.
+    Spread,
+}
+
 /// Batches records into delivery files and writes them (and digests) as their slot closes.
 pub struct DeliveryWriter {
     logs: PathBuf,
+    /// `AWSLogs/` or `AWSLogs/<org id>/`.
+    prefix: String,
+    split: FileSplit,
     pending: BTreeMap<Due, Vec<String>>,
     rng: Rng,
     seen_streams: BTreeSet<Stream>,
@@ -58,10 +72,16 @@ pub struct DeliveryWriter {
 }
 
 impl DeliveryWriter {
-    /// A writer of `AWSLogs/…` under `logs`.
-    pub fn new(logs: &Path, rng: Rng) -> DeliveryWriter {
+    /// A writer of `AWSLogs/…` under `logs`; with `org`, of an organisation trail's
+    /// `AWSLogs/<org>/…`.
+    pub fn new(logs: &Path, rng: Rng, org: Option<&str>, split: FileSplit) -> DeliveryWriter {
         DeliveryWriter {
             logs: logs.to_path_buf(),
+            prefix: match org {
+                Some(org) => format!("AWSLogs/{org}/"),
+                None => "AWSLogs/".to_owned(),
+            },
+            split,
             pending: BTreeMap::new(),
             rng,
             seen_streams: BTreeSet::new(),
@@ -107,10 +127,18 @@ impl DeliveryWriter {
             let delivered = slot_time(slot + 1);
             let (y, mo, d, ..) = delivered.to_parts();
             let dir = self.logs.join(format!(
-                "AWSLogs/{account}/CloudTrail/{region}/{y:04}/{mo:02}/{d:02}"
+                "{}{account}/CloudTrail/{region}/{y:04}/{mo:02}/{d:02}",
+                self.prefix
             ));
             fs::create_dir_all(&dir).map_err(Error::create(&dir))?;
-            for chunk in records.chunks(MAX_PER_FILE) {
+            let mut rest = &records[..];
+            while !rest.is_empty() {
+                let take = match self.split {
+                    FileSplit::Max => MAX_PER_FILE,
+                    FileSplit::Spread => 260 + self.rng.below(441) as usize,
+                };
+                let (chunk, after) = rest.split_at(take.min(rest.len()));
+                rest = after;
                 let name = format!(
                     "{account}_CloudTrail_{region}_{}_{}.json.gz",
                     stamp(delivered),
@@ -145,13 +173,15 @@ impl DeliveryWriter {
         for (account, region) in streams {
             let (y, mo, d, ..) = at.to_parts();
             let dir = self.logs.join(format!(
-                "AWSLogs/{account}/CloudTrail-Digest/{region}/{y:04}/{mo:02}/{d:02}"
+                "{}{account}/CloudTrail-Digest/{region}/{y:04}/{mo:02}/{d:02}",
+                self.prefix
             ));
             fs::create_dir_all(&dir).map_err(Error::create(&dir))?;
             let start = at.plus_millis(-EventTime::HOUR);
             let object = format!(
-                "AWSLogs/{account}/CloudTrail-Digest/{region}/{y:04}/{mo:02}/{d:02}/\
+                "{}{account}/CloudTrail-Digest/{region}/{y:04}/{mo:02}/{d:02}/\
                  {account}_CloudTrail-Digest_{region}_org-trail_{region}_{}.json.gz",
+                self.prefix,
                 stamp(at)
             );
             let body = format!(

@@ -9,8 +9,9 @@ use credwarden_core::EventTime;
 
 use crate::attack::{self, ScheduledAttack};
 use crate::company::{ci_key, Company, Fleet, CI_RUNNER_IP};
-use crate::delivery::{slot_time, DeliveryWriter, SLOT_MS};
+use crate::delivery::{slot_time, DeliveryWriter, FileSplit, SLOT_MS};
 use crate::error::Result;
+use crate::members::{members, Member, MEMBER_REGIONS};
 use crate::record::{Call, RecordIds};
 use crate::rng::Rng;
 use crate::truth::{Novel, NoveltyTracker, TruthEntry};
@@ -22,6 +23,51 @@ const MIN_SLOTS: u64 = 72;
 const MAX_PER_SLOT: u64 = 2_500;
 /// The slot in which an operator moves an Elastic IP.
 const ELASTIC_IP_SLOT: u64 = 36;
+
+/// What the data set looks like on disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// The company's three accounts alone, `AWSLogs/<account>/…`, up to 2,500 records a
+    /// slot in files of up to 500: few streams, skewed file sizes.
+    #[default]
+    Compact,
+    /// An organisation trail as a real organisation's bucket holds it:
+    /// `AWSLogs/<org id>/<account>/…`, the company plus member accounts in one to three
+    /// regions each, up to 6,000 records a slot (a million records is about 14 hours) in
+    /// files of a few hundred (~230 on average: busy streams cut into files of 260–700,
+    /// quiet ones small), records of ~1.3 kB with request parameters, response elements,
+    /// resources and TLS details.
+    Org,
+}
+
+impl Shape {
+    /// Every shape, by name.
+    pub const ALL: [Shape; 2] = [Shape::Compact, Shape::Org];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Compact => "compact",
+            Shape::Org => "org",
+        }
+    }
+}
+
+impl std::str::FromStr for Shape {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shape, String> {
+        Shape::ALL
+            .into_iter()
+            .find(|x| x.name() == s)
+            .ok_or_else(|| format!("unknown shape {s:?} (compact or org)"))
+    }
+}
+
+/// The organisation shape's records per slot, at most.
+const ORG_PER_SLOT: u64 = 6_000;
+/// The organisation shape's member accounts, beside the company's three.
+const ORG_MEMBERS: usize = 5;
+/// The organisation's id, in its trail's S3 keys.
+pub const ORG_ID: &str = "o-7rq2xk4mzd";
 
 /// What [`generate`] wrote.
 #[derive(Debug)]
@@ -49,6 +95,8 @@ pub(crate) struct Generator {
     pub(crate) truth: Vec<TruthEntry>,
     buf: String,
     novelty: NoveltyTracker,
+    /// The organisation shape's member accounts (none in the compact shape).
+    pub(crate) members: Vec<Member>,
 }
 
 impl Generator {
@@ -89,31 +137,60 @@ impl Generator {
 
 /// The trail a record is delivered in: the region, as a static name.
 fn region_static(r: &str) -> &'static str {
-    ["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"]
-        .into_iter()
+    MEMBER_REGIONS
+        .iter()
+        .copied()
         .find(|x| *x == r)
         .unwrap_or("us-east-1")
 }
 
-/// Generate about `records` records into `dir` (logs under `dir/AWSLogs`). The same seed
-/// writes the same bytes.
+/// Generate about `records` records into `dir` (logs under `dir/AWSLogs`), in the compact
+/// shape. The same seed writes the same bytes.
 pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
+    generate_shaped(dir, seed, records, Shape::Compact)
+}
+
+/// Generate about `records` records into `dir` in `shape`. The same seed and shape write
+/// the same bytes; both shapes hold the same company and attacks, and the truth is made
+/// as the data is, so it holds for either.
+pub fn generate_shaped(dir: &Path, seed: u64, records: u64, shape: Shape) -> Result<Generated> {
     let mut world_rng = Rng::new(seed);
     let mut company = Company::build(&mut world_rng);
     let attacks = attack::plan(&mut company, &mut world_rng);
-    let slots = MIN_SLOTS.max(records.div_ceil(MAX_PER_SLOT));
+    let per_slot_max = match shape {
+        Shape::Compact => MAX_PER_SLOT,
+        Shape::Org => ORG_PER_SLOT,
+    };
+    let slots = MIN_SLOTS.max(records.div_ceil(per_slot_max));
     let per_slot = (records / slots).max(1);
     // Refresh jitter and each instance's share of a slot's calls.
     let mut pace = world_rng.fork(2);
     let writer_rng = world_rng.fork(3);
+    let (org, split, member_list) = match shape {
+        Shape::Compact => (None, FileSplit::Max, Vec::new()),
+        // Drawn after every compact draw, so the company is the same in both shapes.
+        Shape::Org => (
+            Some(ORG_ID),
+            FileSplit::Spread,
+            members(&mut world_rng.fork(5), ORG_MEMBERS),
+        ),
+    };
+    // The members' share of a slot: the company keeps the compact shape's density.
+    let member_budget = if member_list.is_empty() {
+        0
+    } else {
+        per_slot * 2 / 5
+    };
+    let company_per_slot = per_slot - member_budget;
     let mut g = Generator {
         company,
         attacks,
-        out: DeliveryWriter::new(dir, writer_rng),
+        out: DeliveryWriter::new(dir, writer_rng, org, split),
         rng: pace.fork(4),
         truth: Vec::new(),
         buf: String::with_capacity(4096),
         novelty: NoveltyTracker::default(),
+        members: member_list,
     };
     for slot in 0..slots {
         let slot_end = slot_time(slot + 1);
@@ -137,7 +214,7 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
                 inst.launched && inst.fleet != Fleet::Idle && inst.launch < slot_time(slot)
             })
             .collect();
-        let instance_budget = per_slot * 7 / 10;
+        let instance_budget = company_per_slot * 7 / 10;
         let per_instance = instance_budget as f64 / active.len().max(1) as f64;
         for &ix in &active {
             let n = per_instance.floor() as u64 + u64::from(pace.chance(per_instance.fract()));
@@ -149,7 +226,10 @@ pub fn generate(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
                 g.instance_call(ix, t);
             }
         }
-        g.background(slot, per_slot - instance_budget);
+        g.background(slot, company_per_slot - instance_budget);
+        if member_budget > 0 {
+            g.member_traffic(slot, member_budget);
+        }
         if slot == ELASTIC_IP_SLOT {
             g.move_elastic_ip(slot);
         }

@@ -23,6 +23,7 @@ pub mod company;
 pub mod delivery;
 pub mod error;
 pub mod generate;
+pub mod members;
 pub mod record;
 pub mod rng;
 pub mod score;
@@ -37,7 +38,7 @@ use detect::{AwsIpRanges, DetectorSettings, Engine};
 
 pub use company::{aws_ip_ranges_json, demo_ownership, DEMO_CANARY_BUCKET};
 pub use error::{Error, Result};
-pub use generate::{generate, Generated};
+pub use generate::{generate, generate_shaped, Generated, Shape};
 pub use score::{matches, score, Score};
 pub use truth::{TruthEntry, TruthKind, DEMO_RECON_LEARNING_MS};
 
@@ -68,8 +69,18 @@ fn prepare(dir: &Path) -> Result<()> {
 /// Generate the data set into `dir`: logs (`AWSLogs/…`), `truth.jsonl` and
 /// `aws-ip-ranges.json`. `dir` must be new, empty or an earlier demo's folder.
 pub fn write_dataset(dir: &Path, seed: u64, records: u64) -> Result<Generated> {
+    write_dataset_shaped(dir, seed, records, Shape::Compact)
+}
+
+/// [`write_dataset`] in `shape`.
+pub fn write_dataset_shaped(
+    dir: &Path,
+    seed: u64,
+    records: u64,
+    shape: Shape,
+) -> Result<Generated> {
     prepare(dir)?;
-    let generated = generate(dir, seed, records)?;
+    let generated = generate_shaped(dir, seed, records, shape)?;
     let path = dir.join("truth.jsonl");
     let mut truth = Vec::new();
     for t in &generated.truth {
@@ -139,6 +150,42 @@ mod tests {
         let e = write_dataset(dir.path(), 1, 100).unwrap_err();
         assert!(matches!(e, Error::ForeignFolder(_)), "{e}");
         assert!(dir.path().join("precious.txt").exists());
+    }
+
+    #[test]
+    fn the_org_shape_writes_an_organisation_trail_of_many_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = write_dataset_shaped(&dir.path().join("d"), 7, 40_000, Shape::Org).unwrap();
+        let org = dir.path().join("d/AWSLogs").join(generate::ORG_ID);
+        let accounts: Vec<_> = std::fs::read_dir(&org).unwrap().collect();
+        assert_eq!(accounts.len(), 8, "the company's 3 accounts and 5 members");
+        // Busy streams are cut into files of at most 700 records.
+        let mut dirs = vec![org];
+        let mut sizes = Vec::new();
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if !p.to_string_lossy().contains("Digest") {
+                    let gz = flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap());
+                    let v: serde_json::Value = serde_json::from_reader(gz).unwrap();
+                    sizes.push(v["Records"].as_array().unwrap().len() as u64);
+                }
+            }
+        }
+        assert_eq!(sizes.len() as u64, g.files);
+        assert_eq!(sizes.iter().sum::<u64>(), g.records);
+        assert!(sizes.iter().all(|&n| (1..=700).contains(&n)), "{sizes:?}");
+        // The same company and attacks as the compact shape.
+        let compact = write_dataset(&dir.path().join("c"), 7, 40_000).unwrap();
+        let attacks = |g: &Generated| {
+            g.truth
+                .iter()
+                .filter(|t| t.kind == TruthKind::Attack)
+                .count()
+        };
+        assert_eq!(attacks(&g), attacks(&compact));
     }
 
     #[test]
