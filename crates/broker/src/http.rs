@@ -127,7 +127,11 @@ async fn caller(broker: &Broker, parts: &Parts) -> Result<(Caller, SocketAddr), 
 
 /// Read an authenticated request's body: at most `MAX_BODY` bytes (a larger declared length
 /// is refused without reading), within `body_seconds`.
-pub(crate) async fn read_body(broker: &Broker, parts: &Parts, body: Body) -> Result<Bytes, Refusal> {
+pub(crate) async fn read_body(
+    broker: &Broker,
+    parts: &Parts,
+    body: Body,
+) -> Result<Bytes, Refusal> {
     let too_large = || {
         Refusal::new(
             413,
