@@ -45,6 +45,10 @@ pub struct BrokerConfig {
     pub audit: String,
     /// `broker-anomaly` findings are appended here as JSON lines (0600, fsynced).
     pub findings: Option<PathBuf>,
+    /// A credwarden state file holding the account registry (`credwarden accounts sync`):
+    /// the web UI names each role's account. Read at start.
+    #[serde(default)]
+    pub registry: Option<PathBuf>,
     /// Also POST each finding as JSON to this URL: spooled in the audit store, posted in
     /// order with retries, permanent refusals kept as dead letters (`credwarden webhook
     /// dead-letters --state AUDIT`).

@@ -20,7 +20,7 @@ use credwarden_core::EventTime;
 use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 use serde::Serialize;
 use sink::{DeliveryConfig, FindingDelivery, WebhookOptions, WebhookTarget};
-use store::AuditEntry;
+use store::{AuditEntry, Store};
 
 use crate::audit_store::{AuditPool, AuditStore, AuditStoreError};
 
@@ -221,6 +221,8 @@ pub struct Broker {
     /// back the others' changes (a removed tag must take effect).
     role_cache: tokio::sync::Mutex<Option<(Instant, HashMap<String, RoleGroups>)>>,
     directory: Mutex<Option<Directory>>,
+    /// Account id → name, from `registry` (empty without one).
+    account_names: HashMap<String, String>,
     limiter: Mutex<HashMap<(Limited, String), (f64, Instant)>>,
     streaks: Mutex<HashMap<(Limited, String), Streak>>,
     /// Last time a repeated-refusals finding was raised per user (one per burst window).
@@ -467,6 +469,23 @@ impl Broker {
             .map_err(|e| ConfigError::Invalid(format!("opening the audit store: {e}")))??
         };
         let writer = AuditWriter::start(writer_store)?;
+        // The registry is read once: account names change rarely, and a broker that could not
+        // name accounts would still issue correctly, but a named file that cannot be read is
+        // a configuration error, not something to find out from blank pages.
+        let account_names: HashMap<String, String> = match &cfg.registry {
+            None => HashMap::new(),
+            Some(path) if !path.is_file() => {
+                return Err(ConfigError::Invalid(format!(
+                    "registry {}: no such file (credwarden accounts sync --state FILE makes it)",
+                    path.display()
+                )))
+            }
+            Some(path) => Store::open(path)?
+                .accounts()?
+                .into_iter()
+                .map(|a| (a.id, a.name))
+                .collect(),
+        };
         let webhook_format = match cfg.findings_webhook_format.as_deref() {
             None | Some("json") => sink::PostFormat::Json,
             Some("slack") => sink::PostFormat::Slack,
@@ -549,6 +568,7 @@ impl Broker {
             writer,
             role_cache: tokio::sync::Mutex::new(None),
             directory: Mutex::new(directory),
+            account_names,
             limiter: Mutex::new(HashMap::new()),
             streaks: Mutex::new(HashMap::new()),
             burst_reported: Mutex::new(HashMap::new()),

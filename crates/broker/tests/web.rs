@@ -32,9 +32,27 @@ fn ui(aws: &str, federation: &str) -> Ui {
     let dir = tempfile::tempdir().unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // The account registry names the payments account; the broker's findings go to a file
+    // the admins' findings page reads.
+    let registry = dir.path().join("registry.sqlite");
+    store::Store::open(&registry)
+        .unwrap()
+        .accounts_replace(&[store::Account {
+            id: "123456789012".into(),
+            name: "payments-prod".into(),
+            email: None,
+            status: Some("ACTIVE".into()),
+            ou: None,
+            owner: None,
+            environment: None,
+            tags: "{}".into(),
+        }])
+        .unwrap();
     let config = format!(
         r#"
 audit = "{audit}"
+registry = "{registry}"
+findings = "{findings}"
 admin_groups = ["security"]
 read_role_tags = false
 membership_max_seconds = 86400
@@ -66,6 +84,8 @@ redirect_url = "{base}/auth/callback"
 session_seconds = 3600
 "#,
         audit = dir.path().join("audit.sqlite").display(),
+        registry = registry.display(),
+        findings = dir.path().join("findings.jsonl").display(),
         issuer = idp.issuer,
     );
     common::serve_on(broker::config::parse(&config).unwrap(), listener);
@@ -324,6 +344,7 @@ fn sign_in_sets_a_safe_cookie_and_pages_carry_the_security_headers() {
     );
     // Not an admin: no audit.
     assert_eq!(b.get("/audit").status, 403);
+    assert_eq!(b.get("/findings").status, 403);
 
     // An admin sees the audit page, filtered by user.
     let mut sam = sign_in_as(&ui, "sam", &["security", "payments"]);
@@ -341,9 +362,19 @@ fn sign_in_sets_a_safe_cookie_and_pages_carry_the_security_headers() {
         all.body.contains(ROLE) && !all.body.contains("search-admin"),
         "sam has no search group"
     );
+    // Accounts by name from the registry, and the filter finds roles by account name.
+    assert!(
+        all.body.contains("payments-prod (123456789012)"),
+        "{}",
+        all.body
+    );
+    assert!(sam.get("/?q=PAYMENTS-PROD").body.contains(ROLE));
     let audit = sam.get("/audit?user=alice");
     assert_eq!(audit.status, 200, "{}", audit.body);
     assert!(audit.body.contains(r#"value="alice""#));
+    let findings = sam.get("/findings?detector=access-request");
+    assert_eq!(findings.status, 200, "{}", findings.body);
+    assert!(findings.body.contains(r#"value="access-request""#));
 
     // The settings: Secure cookies whenever the UI is https.
     let https = broker::config::parse(&format!(

@@ -57,6 +57,59 @@ impl Broker {
         Ok(caller)
     }
 
+    /// An account as people know it: "payments-prod (111122223333)" when the registry names
+    /// it, else the id.
+    pub fn account_label(&self, account: &str) -> String {
+        match self.account_names.get(account) {
+            Some(name) => format!("{name} ({account})"),
+            None => account.to_owned(),
+        }
+    }
+
+    /// The newest broker findings (the `findings` file's last `limit` lines, newest first),
+    /// for the admins' page. Only the file's tail is read: it grows for as long as the
+    /// broker runs. `None` without a findings file.
+    pub fn recent_findings(&self, limit: usize) -> Option<Result<Vec<serde_json::Value>, Refusal>> {
+        use std::io::{Read, Seek, SeekFrom};
+        const TAIL: u64 = 1 << 20;
+        let path = self.cfg.findings.as_ref()?;
+        let read = || -> std::io::Result<String> {
+            let mut f = std::fs::File::open(path)?;
+            let len = f.metadata()?.len();
+            f.seek(SeekFrom::Start(len.saturating_sub(TAIL)))?;
+            let mut text = String::new();
+            // A cut in the middle of a UTF-8 sequence or a line: lossy, and the first
+            // (partial) line is dropped below.
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)?;
+            text.push_str(&String::from_utf8_lossy(&bytes));
+            if len > TAIL {
+                text = text
+                    .split_once('\n')
+                    .map(|(_, rest)| rest.to_owned())
+                    .unwrap_or_default();
+            }
+            Ok(text)
+        };
+        Some(match read() {
+            Ok(text) => Ok(text
+                .lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .take(limit)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => {
+                eprintln!("broker: cannot read the findings file: {e}");
+                Err(Refusal::new(
+                    503,
+                    "findings-unavailable",
+                    "the findings cannot be read right now",
+                ))
+            }
+        })
+    }
+
     /// The issuer and audience of the `jwt` authentication mode, if that is the mode.
     pub fn jwt_issuer_audience(&self) -> Option<(String, String)> {
         match &self.auth {

@@ -50,7 +50,7 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: &str) -> String {
     let header = match viewer {
         Some(v) => {
             let audit = if v.admin {
-                r#"<li><a href="/audit">Audit</a></li>"#
+                r#"<li><a href="/audit">Audit</a></li><li><a href="/findings">Findings</a></li>"#
             } else {
                 ""
             };

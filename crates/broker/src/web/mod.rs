@@ -140,6 +140,7 @@ pub fn routes(broker: &Arc<Broker>) -> Router<Arc<Broker>> {
         .route("/approvals", get(pages::approvals))
         .route("/approvals/{id}", post(pages::decide))
         .route("/audit", get(pages::audit))
+        .route("/findings", get(pages::findings))
         .route("/auth/login", get(login))
         .route("/auth/callback", get(callback))
         .route("/auth/logout", post(logout))

@@ -39,7 +39,7 @@ fn csrf(s: &Signed) -> String {
 
 /// An ARN's account and role name (the last part of its path).
 fn account_and_name(arn: &str) -> (&str, &str) {
-    let account = arn.split(':').nth(4).unwrap_or("");
+    let account = credwarden_core::account::arn_account(arn).unwrap_or("");
     let name = arn.rsplit('/').next().unwrap_or(arn);
     (account, name)
 }
@@ -73,9 +73,17 @@ pub(super) async fn roles(State(w): State<Arc<Web>>, req: Request) -> Response {
         }
     }
     let needle = q.trim().to_lowercase();
+    // The filter matches the role's ARN and its account's name.
     let shown: Vec<&String> = roles
         .iter()
-        .filter(|r| needle.is_empty() || r.to_lowercase().contains(&needle))
+        .filter(|r| {
+            needle.is_empty()
+                || r.to_lowercase().contains(&needle)
+                || w.broker
+                    .account_label(account_and_name(r).0)
+                    .to_lowercase()
+                    .contains(&needle)
+        })
         .collect();
     let mut body = format!(
         r#"<form method="get" action="/" role="search"><label for="q">Filter roles</label>
@@ -92,7 +100,7 @@ pub(super) async fn roles(State(w): State<Arc<Web>>, req: Request) -> Response {
             body.push_str(&format!(
                 "<li>{} <small>({})</small></li>",
                 escape(name),
-                escape(account)
+                escape(&w.broker.account_label(account))
             ));
         }
         body.push_str("</ul></section>\n");
@@ -125,7 +133,7 @@ credential_process = credwarden creds {cli_role} --process</pre></td></tr>
 "#,
                 name = escape(name),
                 arn = escape(arn),
-                account = escape(account),
+                account = escape(&w.broker.account_label(account)),
                 csrf = csrf(&s),
                 cli_role = escape(cli_role),
             ));
@@ -393,4 +401,66 @@ pub(super) async fn audit(State(w): State<Arc<Web>>, req: Request) -> Response {
     }
     body.push_str("</tbody></table>");
     html_response(StatusCode::OK, page("Audit", Some(&s.viewer()), &body))
+}
+
+/// `GET /findings?detector=&user=`: the broker's findings (anomalies, access requests and
+/// decisions), newest first, for the admin groups only.
+pub(super) async fn findings(State(w): State<Arc<Web>>, req: Request) -> Response {
+    let mut q = query(&req);
+    let detector = q
+        .remove("detector")
+        .map(|d| d.trim().to_owned())
+        .unwrap_or_default();
+    let user = q
+        .remove("user")
+        .map(|u| u.trim().to_owned())
+        .unwrap_or_default();
+    let (parts, _) = req.into_parts();
+    let s = match w.signed_in(&parts).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !s.admin {
+        return problem(
+            403,
+            Some(&s.viewer()),
+            "the findings are for the admin groups",
+        );
+    }
+    let findings = match w.broker.recent_findings(500) {
+        None => {
+            return problem(
+                404,
+                Some(&s.viewer()),
+                "this broker writes no findings file (findings = FILE in its configuration)",
+            )
+        }
+        Some(Err(r)) => return refused(Some(&s.viewer()), &r),
+        Some(Ok(f)) => f,
+    };
+    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+    let mut body = format!(
+        r#"<form method="get" action="/findings" role="search"><label for="detector">Detector</label>
+<input type="text" id="detector" name="detector" value="{}"> <label for="fuser">User or principal</label>
+<input type="text" id="fuser" name="user" value="{}"> <button type="submit">Filter</button></form>
+<table><thead><tr><th scope="col">Time</th><th scope="col">Detector</th><th scope="col">Severity</th><th scope="col">Principal</th><th scope="col">Summary</th></tr></thead><tbody>
+"#,
+        escape(&detector),
+        escape(&user)
+    );
+    for f in findings.iter().filter(|f| {
+        (detector.is_empty() || text(f, "detector") == detector)
+            && (user.is_empty() || text(f, "principal").contains(&user))
+    }) {
+        body.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            escape(&text(f, "time")),
+            escape(&text(f, "detector")),
+            escape(&text(f, "severity")),
+            escape(&text(f, "principal")),
+            escape(&text(f, "summary")),
+        ));
+    }
+    body.push_str("</tbody></table>");
+    html_response(StatusCode::OK, page("Findings", Some(&s.viewer()), &body))
 }
