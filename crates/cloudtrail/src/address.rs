@@ -14,11 +14,11 @@ pub enum SourceAddress {
     V4(Ipv4Addr),
     V6(Ipv6Addr),
     /// An AWS service's name, e.g. `ec2.amazonaws.com`: the service called on the principal's behalf.
-    AwsService(Box<str>),
+    AwsService(crate::text::Text),
     /// `AWS Internal` and its variants.
     AwsInternal,
     /// Anything else (`redacted`, placeholders). Never an address, never a lock.
-    Other(Box<str>),
+    Other(crate::text::Text),
     /// The field was absent or null.
     Missing,
 }
@@ -44,15 +44,27 @@ impl SourceAddress {
                 };
             }
         }
-        let lower = s.to_ascii_lowercase();
-        if lower.starts_with("aws internal") {
+        // Compared without case and without a lowercased copy: a service name is the source
+        // of a good share of all records, and this runs for every one of them.
+        let starts = |p: &str| {
+            s.len() >= p.len() && s.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+        };
+        let ends = |p: &str| {
+            s.len() >= p.len()
+                && s.as_bytes()[s.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
+        };
+        if starts("aws internal") {
             return SourceAddress::AwsInternal;
         }
-        if lower.ends_with(".amazonaws.com")
-            || lower.ends_with(".amazonaws.com.cn")
-            || lower == "amazonaws.com"
+        if ends(".amazonaws.com")
+            || ends(".amazonaws.com.cn")
+            || s.eq_ignore_ascii_case("amazonaws.com")
         {
-            return SourceAddress::AwsService(lower.into());
+            return SourceAddress::AwsService(if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                s.to_ascii_lowercase().into()
+            } else {
+                s.into()
+            });
         }
         SourceAddress::Other(s.into())
     }
@@ -156,6 +168,27 @@ mod tests {
         assert_eq!(
             SourceAddress::classify(Some("1.2.3")),
             SourceAddress::Other("1.2.3".into())
+        );
+        // Case does not matter; a service name is kept lowercase.
+        assert_eq!(
+            SourceAddress::classify(Some("EC2.AmazonAWS.com")),
+            SourceAddress::AwsService("ec2.amazonaws.com".into())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("aws internal/3")),
+            SourceAddress::AwsInternal
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("s3.amazonaws.com.cn")),
+            SourceAddress::AwsService("s3.amazonaws.com.cn".into())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("Amazonaws.com")),
+            SourceAddress::AwsService("amazonaws.com".into())
+        );
+        assert_eq!(
+            SourceAddress::classify(Some("evil-amazonaws.com")),
+            SourceAddress::Other("evil-amazonaws.com".into())
         );
         assert_eq!(SourceAddress::classify(None), SourceAddress::Missing);
         assert!(SourceAddress::classify(Some("10.1.2.3")).is_private());

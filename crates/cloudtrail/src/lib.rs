@@ -30,6 +30,7 @@ pub mod input;
 pub mod parallel;
 pub mod record;
 pub mod split;
+pub mod text;
 
 pub use address::SourceAddress;
 pub use credwarden_core::time::{self, EventTime};

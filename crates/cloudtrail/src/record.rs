@@ -14,8 +14,7 @@ use serde_json::value::RawValue;
 use crate::address::SourceAddress;
 use crate::time::EventTime;
 
-/// Owned text. `Box<str>` rather than `String`: records are built once and never grow.
-pub type Text = Box<str>;
+pub use crate::text::Text;
 
 /// A string field that tolerates any JSON type: strings are kept, anything else is `None`.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -155,8 +154,6 @@ pub struct RawRecord<'a> {
     pub user_agent: Lenient<'a>,
     #[serde(rename = "eventID", borrow)]
     pub event_id: Lenient<'a>,
-    #[serde(rename = "requestID", borrow)]
-    pub request_id: Lenient<'a>,
     #[serde(rename = "eventType", borrow)]
     pub event_type: Lenient<'a>,
     #[serde(rename = "errorCode", borrow)]
@@ -318,7 +315,6 @@ pub struct Record {
     pub event_source: Text,
     pub event_name: Text,
     pub event_id: Option<Text>,
-    pub request_id: Option<Text>,
     pub event_type: Option<Text>,
     pub aws_region: Option<Text>,
     pub source: SourceAddress,
@@ -391,15 +387,24 @@ pub fn is_aws_internal_agent(user_agent: Option<&str>) -> bool {
     let Some(ua) = user_agent else {
         return false;
     };
-    let ua = ua.to_ascii_lowercase();
-    ua.contains("aws-internal")
-        || ua.contains("console.amazonaws.com")
-        || ua.contains("console.aws.amazon.com")
+    contains_ignore_case(ua, "aws-internal")
+        || contains_ignore_case(ua, "console.amazonaws.com")
+        || contains_ignore_case(ua, "console.aws.amazon.com")
         || ua
             .trim_start_matches('[')
             .split(['/', ' ', ','])
             .next()
-            .is_some_and(|product| product.ends_with("console"))
+            .is_some_and(|product| {
+                product.len() >= 7
+                    && product.as_bytes()[product.len() - 7..].eq_ignore_ascii_case(b"console")
+            })
+}
+
+/// `hay` contains `needle` (ASCII, lowercase), ignoring ASCII case, without a lowercased copy.
+fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// What a JSON value turned out to be.
@@ -542,7 +547,6 @@ impl<'a> RawRecord<'a> {
             event_source,
             event_name,
             event_id: self.event_id.text(),
-            request_id: self.request_id.text(),
             event_type: self.event_type.text(),
             aws_region: self.aws_region.text(),
             source: SourceAddress::classify(self.source_ip_address.as_deref()),
@@ -743,6 +747,22 @@ fn instances_named(event_name: &str, request: Option<&RawValue>) -> Vec<Text> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn aws_internal_agents_are_recognised_in_any_case() {
+        use super::is_aws_internal_agent as internal;
+        assert!(internal(Some(
+            "[S3Console/0.4, aws-internal/3 aws-sdk-java/1.11.1030]"
+        )));
+        assert!(internal(Some("AWS-Internal/3 aws-sdk-java")));
+        assert!(internal(Some("signin.CONSOLE.amazonaws.com")));
+        assert!(internal(Some("console.aws.amazon.com")));
+        assert!(internal(Some("EC2Console/1.0")));
+        assert!(!internal(Some("aws-cli/2.15.0 Python/3.11")));
+        assert!(!internal(Some("Consoled/1.0")));
+        assert!(!internal(Some("")));
+        assert!(!internal(None));
+    }
+
     use super::*;
 
     fn record(json: &str) -> Record {

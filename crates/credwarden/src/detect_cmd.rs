@@ -538,6 +538,10 @@ pub fn detect(
             "findings": delivered, "findings_already_emitted": already,
             "detectors": engine.detector_names(),
             "peak_live_state": summary.engine.peak_live_state,
+            // Where the time went: CPU of all threads (decoding is most of it) and the serial
+            // consumer's time in the detectors.
+            "cpu_seconds": run::cpu_time().map(|d| d.as_secs_f64()),
+            "engine_seconds": summary.engine_busy.as_secs_f64(),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&stats)?)
             .with_context(|| format!("cannot write {}", path.display()))?;

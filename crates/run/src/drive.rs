@@ -80,9 +80,12 @@ pub fn run_with_hooks<H: RunHooks>(
         match msg {
             Decoded::Records(chunk) => {
                 if detecting {
+                    // Timed per batch, not per record: the clock would cost more than some records.
+                    let t = Instant::now();
                     for r in &chunk {
                         engine.process(r, &mut out);
                     }
+                    summary.engine_busy += t.elapsed();
                 }
                 for f in out.drain(..) {
                     if let Err(e) = hooks.finding(&f) {

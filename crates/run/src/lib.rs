@@ -30,4 +30,4 @@ pub use sink::{FindingSink, Format};
 pub use sink::{PostFailure, WebhookOptions, WebhookOutcome, WebhookSender, WEBHOOK_MAX_ATTEMPTS};
 pub use source::{FileIdentity, Listing, PathSource, S3Source, Seen, Source, SqsSource};
 pub use source::{SQS_MESSAGES_PER_PASS, SQS_VISIBILITY_SECONDS};
-pub use summary::{peak_rss_bytes, RunSummary};
+pub use summary::{cpu_time, peak_rss_bytes, RunSummary};

@@ -18,6 +18,10 @@ pub struct RunSummary {
     /// Findings an earlier run (per `--state`) had already emitted.
     pub findings_already_emitted: u64,
     pub elapsed: Duration,
+    /// Time the (serial) consumer spent in the detectors; the rest of the wall time it waited
+    /// for decoded records or delivered findings. With the process's CPU time this says where
+    /// the time goes: decoding on the workers, or detection on the one consumer.
+    pub engine_busy: Duration,
 }
 
 impl RunSummary {
@@ -30,6 +34,7 @@ impl RunSummary {
         self.skipped_values += other.skipped_values;
         self.engine = other.engine;
         self.elapsed += other.elapsed;
+        self.engine_busy += other.engine_busy;
     }
 
     pub fn records_per_second(&self) -> f64 {
@@ -39,6 +44,19 @@ impl RunSummary {
     pub fn megabytes_per_second(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// CPU time (user + system) this process has used so far, all threads, if known.
+pub fn cpu_time() -> Option<Duration> {
+    // /proc/self/stat: fields 14 and 15 (utime, stime) in clock ticks, counted after the
+    // command name, which is in parentheses and may itself hold spaces.
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // USER_HZ is 100 on every Linux ABI credwarden builds for.
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// Peak resident set size of this process in bytes (Linux `VmHWM`), if known.
