@@ -4,11 +4,15 @@
 //! `PREFIX/AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/…json.gz`. A [`TrailScope`]
 //! (accounts, regions, days) is turned into exactly those key prefixes, so a day of one
 //! account never lists the whole bucket; the organisation and account levels are discovered
-//! with delimiter listings when not given. Objects are streamed to the decode workers, chunk
-//! by chunk, and decoded like files.
+//! with delimiter listings when not given. Objects are decoded like files. Delivery files (tens
+//! of kilobytes) are fetched whole ahead of the decode workers, many GETs in flight within a
+//! byte budget, so S3's latency overlaps decoding; a large object (a flaws.cloud-shaped
+//! 100 MB file, or a hostile one) is streamed chunk by chunk when its turn comes.
 
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
 
 use credwarden_core::EventTime;
 
@@ -77,11 +81,50 @@ pub struct ObjectInfo {
     pub etag: String,
 }
 
+/// Objects of at most this size are fetched ahead, whole; larger ones are streamed.
+pub const PREFETCH_OBJECT_MAX: u64 = 8 << 20;
+/// Bytes one reader holds fetched ahead and not yet decoded, at most (by default).
+pub const PREFETCH_BUDGET: u64 = 64 << 20;
+
 /// A connection to S3 usable from many threads at once (the decode workers).
 pub struct S3Reader {
     rt: tokio::runtime::Runtime,
     client: aws_sdk_s3::Client,
+    /// Bytes fetched ahead and not yet handed over (leases outstanding).
+    ahead: Arc<AtomicU64>,
+    budget: u64,
 }
+
+/// A share of a reader's prefetch budget, given back when the bytes it covers are dropped.
+struct Lease {
+    ahead: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.ahead.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// An object's bytes, fetched whole ahead of its turn.
+struct Prefetched {
+    bytes: bytes::Bytes,
+    _lease: Lease,
+}
+
+impl Read for Prefetched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        bytes::Buf::advance(&mut self.bytes, n);
+        Ok(n)
+    }
+}
+
+/// What a background GET came to: the bytes, the error a GET would have given, or `None`:
+/// the object is no longer what was listed (it grew), read it the ordinary way.
+type FetchResult = Option<Result<Prefetched, String>>;
 
 fn s3_error<E>(operation: &'static str, what: &str, e: E) -> AwsError
 where
@@ -111,7 +154,80 @@ impl S3Reader {
         Ok(S3Reader {
             rt,
             client: aws_sdk_s3::Client::from_conf(s3),
+            ahead: Arc::new(AtomicU64::new(0)),
+            budget: PREFETCH_BUDGET,
         })
+    }
+
+    /// The same reader with another prefetch budget (0: never fetch ahead).
+    pub fn with_prefetch_budget(mut self, bytes: u64) -> S3Reader {
+        self.budget = bytes;
+        self
+    }
+
+    /// Bytes fetched ahead and not yet decoded.
+    pub fn bytes_ahead(&self) -> u64 {
+        self.ahead.load(Ordering::Acquire)
+    }
+
+    fn lease(&self, bytes: u64) -> Option<Lease> {
+        let mut held = self.ahead.load(Ordering::Acquire);
+        loop {
+            if held.saturating_add(bytes) > self.budget {
+                return None;
+            }
+            match self.ahead.compare_exchange_weak(
+                held,
+                held + bytes,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Lease {
+                        ahead: self.ahead.clone(),
+                        bytes,
+                    })
+                }
+                Err(now) => held = now,
+            }
+        }
+    }
+
+    /// GET the whole object on the reader's runtime, in the background. The body may be no
+    /// larger than the lease (the listed size): an object replaced by a larger one since the
+    /// listing is not buffered here but streamed by the ordinary open.
+    fn fetch_whole(&self, bucket: &str, key: &str, lease: Lease) -> Receiver<FetchResult> {
+        let (tx, rx) = sync_channel(1);
+        let client = self.client.clone();
+        let what = format!("s3://{bucket}/{key}");
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.rt.spawn(async move {
+            let result = async {
+                let object = match client.get_object().bucket(bucket).key(key).send().await {
+                    Ok(o) => o,
+                    Err(e) => return Some(Err(s3_error("s3:GetObject", &what, e).to_string())),
+                };
+                let mut body = object.body;
+                let mut bytes = bytes::BytesMut::with_capacity(lease.bytes as usize);
+                while let Some(chunk) = body.next().await {
+                    match chunk {
+                        Ok(c) if (bytes.len() + c.len()) as u64 <= lease.bytes => {
+                            bytes.extend_from_slice(&c)
+                        }
+                        Ok(_) => return None,
+                        Err(e) => return Some(Err(format!("{what}: reading the body: {e}"))),
+                    }
+                }
+                Some(Ok(Prefetched {
+                    bytes: bytes.freeze(),
+                    _lease: lease,
+                }))
+            }
+            .await;
+            // The object may have been dropped (the run ended): nobody to tell.
+            let _ = tx.send(result);
+        });
+        rx
     }
 
     /// Every page of ListObjectsV2 under `prefix` (with `delimiter`, the "folders" too),
@@ -293,6 +409,25 @@ pub struct S3Object {
     bucket: String,
     info: ObjectInfo,
     uri: String,
+    ahead: Mutex<Ahead>,
+}
+
+/// Where an object's prefetch stands.
+enum Ahead {
+    Idle,
+    Fetching(Receiver<FetchResult>),
+    /// Opened (or given up on): never fetched ahead again.
+    Done,
+}
+
+impl std::fmt::Debug for Ahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ahead::Idle => "Idle",
+            Ahead::Fetching(_) => "Fetching",
+            Ahead::Done => "Done",
+        })
+    }
 }
 
 impl std::fmt::Debug for S3Reader {
@@ -308,7 +443,12 @@ impl S3Object {
             reader,
             bucket: bucket.to_owned(),
             info,
+            ahead: Mutex::new(Ahead::Idle),
         }
+    }
+
+    fn ahead(&self) -> std::sync::MutexGuard<'_, Ahead> {
+        self.ahead.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -359,11 +499,34 @@ impl cloudtrail::RemoteInput for S3Object {
     }
 
     fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
+        let ahead = std::mem::replace(&mut *self.ahead(), Ahead::Done);
+        if let Ahead::Fetching(rx) = ahead {
+            match rx.recv() {
+                Ok(Some(Ok(bytes))) => return Ok(Box::new(bytes)),
+                Ok(Some(Err(message))) => return Err(std::io::Error::other(message)),
+                // Grown since listed, or the runtime went away: read it the ordinary way.
+                Ok(None) | Err(_) => {}
+            }
+        }
         let body = self
             .reader
             .open(&self.bucket, &self.info.key)
             .map_err(std::io::Error::other)?;
         Ok(Box::new(body))
+    }
+
+    fn prefetch(&self) {
+        if self.info.size > PREFETCH_OBJECT_MAX {
+            return;
+        }
+        let mut ahead = self.ahead();
+        if !matches!(*ahead, Ahead::Idle) {
+            return;
+        }
+        // An empty object still takes a byte of budget, so a flood of them stays bounded.
+        if let Some(lease) = self.reader.lease(self.info.size.max(1)) {
+            *ahead = Ahead::Fetching(self.reader.fetch_whole(&self.bucket, &self.info.key, lease));
+        }
     }
 }
 

@@ -44,6 +44,11 @@ pub trait RemoteInput: Send + Sync + fmt::Debug {
     fn version(&self) -> &str;
     /// Read it; the bytes may be gzip (recognised by their magic, like files).
     fn open(&self) -> io::Result<Box<dyn Read + Send>>;
+    /// Start fetching it in the background if the store can and the bytes fit its budget,
+    /// so that `open` finds them there. The decode workers call this for the sources just
+    /// ahead of the one they take: a slow GET then overlaps other objects' decoding instead
+    /// of idling a core. Calling it again, or never, changes nothing but speed.
+    fn prefetch(&self) {}
 }
 
 /// A shared [`RemoteInput`], compared and ordered by its URI and version.

@@ -26,6 +26,10 @@ pub const CHUNK_RECORDS: usize = 512;
 /// run eight small files ahead of a slow one; the sixteen workers reading S3 two each, so
 /// memory does not grow with the number of workers.
 const BATCHES_AHEAD: usize = 16;
+/// Remote sources (S3 objects) asked to fetch themselves ahead of the workers: enough GETs in
+/// flight to cover S3's latency (tens of milliseconds a GET, a fraction of a millisecond to
+/// decode a delivery file) while the cores decode. Each store bounds the bytes held.
+pub const PREFETCH_AHEAD: usize = 64;
 
 /// What the consumer receives, in order.
 pub enum Decoded {
@@ -125,6 +129,13 @@ pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnM
                         *next += 1;
                         i
                     };
+                    // The window slides with every claim; asking again is cheap, and an
+                    // object its store had no room for yet is asked again later.
+                    for ahead in sources[i + 1..].iter().take(PREFETCH_AHEAD) {
+                        if let InputSource::Remote(r) = ahead {
+                            r.0.prefetch();
+                        }
+                    }
                     let source = &sources[i];
                     // A stream (stdin) may be a live feed: hand each record on as it arrives
                     // rather than waiting for a batch to fill.

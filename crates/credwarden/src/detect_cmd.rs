@@ -117,7 +117,8 @@ pub struct DetectArgs {
     /// Detectors to run, comma-separated, `all`, or `none` (decode only, for benchmarks).
     #[arg(long, value_name = "LIST", default_value = "all")]
     pub detectors: String,
-    /// Write the run's figures (records/s, MB/s, peak RSS, counts) as JSON to FILE.
+    /// Write the run's figures (records/s, MB/s, peak RSS, counts, and where the time went:
+    /// `cpu_seconds` of all threads, `engine_seconds` in the detectors) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
     /// Keep watching the folders: process new delivery files as they arrive (files still

@@ -226,3 +226,100 @@ fn an_organisation_trail_in_s3_gives_the_same_findings_as_its_files() {
     let scoped = credwarden(&moto, &["detect", ranges, "--accounts", "111122223333"]);
     assert_eq!(scoped.status.code(), Some(1));
 }
+
+const PUT: &str = r#"
+import boto3, os, sys
+s3 = boto3.client("s3", **KW)
+if sys.argv[1] == "create":
+    s3.create_bucket(Bucket="ahead")
+    for name in ["a", "b", "c", "d"]:
+        s3.put_object(Bucket="ahead", Key=name, Body=name.encode() * 1000)
+elif sys.argv[1] == "put":
+    s3.put_object(Bucket="ahead", Key=sys.argv[2], Body=sys.argv[2].encode() * int(sys.argv[3]))
+else:
+    s3.delete_object(Bucket="ahead", Key=sys.argv[2])
+"#;
+
+/// Delivery files are fetched whole ahead of the decode workers within the reader's byte
+/// budget: what is fetched ahead holds its share of the budget until the decoder is done
+/// with it; what did not fit is fetched when there is room; an object that grew since it
+/// was listed is read the ordinary way (never buffered past its listed size); a GET's error
+/// is the error `open` gives, naming the object. (Every step is decided by the budget's
+/// accounting, never by how fast moto answers.)
+#[test]
+fn objects_are_fetched_ahead_within_a_byte_budget() {
+    use std::io::Read;
+    use std::sync::Arc;
+
+    use cloudtrail::RemoteInput;
+
+    let moto = Moto::start();
+    let put = PUT.replace("KW)", &format!("{BOTO3_KW})"));
+    moto.python(&put, &["create"]);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let reader = aws::S3Reader::connect(&aws::LiveOptions {
+        endpoint_url: Some(moto.url.clone()),
+        region: Some("us-east-1".into()),
+        regions: Vec::new(),
+    })
+    .unwrap()
+    .with_prefetch_budget(2_500);
+    let reader = Arc::new(reader);
+    let listed = reader.list("ahead", "").unwrap();
+    assert_eq!(listed.len(), 4);
+    let objects: Vec<aws::S3Object> = listed
+        .into_iter()
+        .map(|info| aws::S3Object::new(reader.clone(), "ahead", info))
+        .collect();
+    let [a, b, c, d] = &objects[..] else {
+        unreachable!()
+    };
+    let read_all = |o: &aws::S3Object| {
+        let mut body = Vec::new();
+        o.open().unwrap().read_to_end(&mut body).unwrap();
+        body
+    };
+
+    // b grows after the listing; d disappears.
+    moto.python(&put, &["put", "b", "3000"]);
+    moto.python(&put, &["delete", "d"]);
+
+    // a and c fit the budget (1,000 listed bytes each); d does not, nor does asking twice.
+    for o in [a, c, d, a] {
+        o.prefetch();
+    }
+    assert_eq!(reader.bytes_ahead(), 2_000);
+
+    // a's bytes hold their share until the decoder drops them.
+    let mut body = a.open().unwrap();
+    let mut got = Vec::new();
+    body.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"a".repeat(1000));
+    assert_eq!(reader.bytes_ahead(), 2_000);
+    drop(body);
+    assert_eq!(reader.bytes_ahead(), 1_000);
+
+    // b's background GET finds more than was listed: it gives its share back and b is read
+    // whole the ordinary way.
+    b.prefetch();
+    assert_eq!(read_all(b), b"b".repeat(3000));
+    assert_eq!(reader.bytes_ahead(), 1_000);
+
+    // Now d fits; its GET's error is the error `open` gives, naming the object.
+    d.prefetch();
+    let err = d.open().err().expect("d is gone").to_string();
+    assert!(
+        err.contains("s3://ahead/d") && err.contains("NoSuchKey"),
+        "{err}"
+    );
+    assert_eq!(reader.bytes_ahead(), 1_000);
+
+    assert_eq!(read_all(c), b"c".repeat(1000));
+    assert_eq!(reader.bytes_ahead(), 0);
+
+    // An opened object is not fetched again.
+    a.prefetch();
+    assert_eq!(reader.bytes_ahead(), 0);
+}

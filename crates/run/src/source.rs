@@ -228,9 +228,11 @@ fn s3_input(
     cloudtrail::RemoteSource(std::sync::Arc::new(object))
 }
 
-/// Workers reading S3: each waits on its GET most of the time, so more of them than cores
-/// keep the cores decoding while objects are on their way (memory: one object and two chunks
-/// of records per worker).
+/// Workers reading S3. Delivery files are fetched ahead of them (`RemoteInput::prefetch`,
+/// up to 64 GETs in flight within the reader's byte budget); objects too large to fetch
+/// whole are streamed by the worker that takes them, so more workers than cores keep the
+/// cores decoding while such a stream waits (memory: one object and two chunks of records
+/// per worker).
 const S3_WORKERS: usize = 16;
 
 impl Source for S3Source {
