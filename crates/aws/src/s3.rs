@@ -413,21 +413,12 @@ pub struct S3Object {
 }
 
 /// Where an object's prefetch stands.
+#[derive(Debug)]
 enum Ahead {
     Idle,
     Fetching(Receiver<FetchResult>),
     /// Opened (or given up on): never fetched ahead again.
     Done,
-}
-
-impl std::fmt::Debug for Ahead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Ahead::Idle => "Idle",
-            Ahead::Fetching(_) => "Fetching",
-            Ahead::Done => "Done",
-        })
-    }
 }
 
 impl std::fmt::Debug for S3Reader {

@@ -125,6 +125,32 @@ async fn caller(broker: &Broker, parts: &Parts) -> Result<(Caller, SocketAddr), 
     Ok((c, peer))
 }
 
+/// The request's body (read within the body limits) as JSON of type `T`; `shape` names the
+/// fields the refusal says the body must have.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    broker: &Broker,
+    parts: &Parts,
+    body: Body,
+    shape: &str,
+) -> Result<T, Refusal> {
+    let body = read_body(broker, parts, body).await?;
+    parse_body(&body, shape)
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Refusal> {
+    serde_json::from_slice(body)
+        .map_err(|e| Refusal::new(400, "bad-request", format!("body must be {shape}: {e}")))
+}
+
+/// The client's address: the peer, or what trusted proxies say in `X-Forwarded-For`.
+pub(crate) fn client_of(
+    broker: &Broker,
+    parts: &Parts,
+    peer: SocketAddr,
+) -> Result<IpAddr, Refusal> {
+    broker.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))
+}
+
 /// Read an authenticated request's body: at most `MAX_BODY` bytes (a larger declared length
 /// is refused without reading), within `body_seconds`.
 pub(crate) async fn read_body(
@@ -186,14 +212,13 @@ async fn credentials(State(b): State<Arc<Broker>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {
         let (c, peer) = caller(&b, &parts).await?;
-        let body = read_body(&b, &parts, body).await?;
-        let req: CredentialRequest = serde_json::from_slice(&body).map_err(|e| {
-            Refusal::new(
-                400,
-                "bad-request",
-                format!("body must be {{\"role\", \"duration_seconds\"?, \"format\"?}}: {e}"),
-            )
-        })?;
+        let req: CredentialRequest = json_body(
+            &b,
+            &parts,
+            body,
+            r#"{"role", "duration_seconds"?, "format"?}"#,
+        )
+        .await?;
         let format = req.format.as_deref().unwrap_or("json");
         if !matches!(format, "json" | "process" | "exports") {
             return Err(Refusal::new(
@@ -202,7 +227,7 @@ async fn credentials(State(b): State<Arc<Broker>>, req: Request) -> Response {
                 "format is json, process or exports",
             ));
         }
-        let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
+        let client = client_of(&b, &parts, peer)?;
         let issued = b
             .issue(&c, client, &req.role, req.duration_seconds, &rid)
             .await?;
@@ -248,15 +273,14 @@ async fn console(State(b): State<Arc<Broker>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let result = async {
         let (c, peer) = caller(&b, &parts).await?;
-        let body = read_body(&b, &parts, body).await?;
-        let req: ConsoleRequest = serde_json::from_slice(&body).map_err(|e| {
-            Refusal::new(
-                400,
-                "bad-request",
-                format!("body must be {{\"role\", \"duration_seconds\"?, \"destination\"?}}: {e}"),
-            )
-        })?;
-        let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
+        let req: ConsoleRequest = json_body(
+            &b,
+            &parts,
+            body,
+            r#"{"role", "duration_seconds"?, "destination"?}"#,
+        )
+        .await?;
+        let client = client_of(&b, &parts, peer)?;
         let login = b
             .console(
                 &c,
@@ -294,14 +318,13 @@ async fn access_request(State(b): State<Arc<Broker>>, req: Request) -> Response 
     let (parts, body) = req.into_parts();
     let result = async {
         let (c, peer) = caller(&b, &parts).await?;
-        let body = read_body(&b, &parts, body).await?;
-        let req: AccessRequest = serde_json::from_slice(&body).map_err(|e| {
-            Refusal::new(
-                400,
-                "bad-request",
-                format!("body must be {{\"group\" or \"role\", \"reason\", \"duration_seconds\"?}}: {e}"),
-            )
-        })?;
+        let req: AccessRequest = json_body(
+            &b,
+            &parts,
+            body,
+            r#"{"group" or "role", "reason", "duration_seconds"?}"#,
+        )
+        .await?;
         let group = match (req.group, req.role.as_deref()) {
             (Some(group), None) => group,
             (None, Some(role)) => b.group_for_role(role).await?,
@@ -313,16 +336,9 @@ async fn access_request(State(b): State<Arc<Broker>>, req: Request) -> Response 
                 ))
             }
         };
-        let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
+        let client = client_of(&b, &parts, peer)?;
         let made = b
-            .request_access(
-                &c,
-                client,
-                &group,
-                &req.reason,
-                req.duration_seconds,
-                &rid,
-            )
+            .request_access(&c, client, &group, &req.reason, req.duration_seconds, &rid)
             .await?;
         Ok((
             StatusCode::ACCEPTED,
@@ -379,15 +395,9 @@ async fn decide(b: Arc<Broker>, id: String, decision: store::Decision, req: Requ
         let req: DecisionBody = if body.iter().all(u8::is_ascii_whitespace) {
             DecisionBody::default()
         } else {
-            serde_json::from_slice(&body).map_err(|e| {
-                Refusal::new(
-                    400,
-                    "bad-request",
-                    format!("body must be {{\"comment\"?}}: {e}"),
-                )
-            })?
+            parse_body(&body, r#"{"comment"?}"#)?
         };
-        let client = b.client_ip(peer.ip(), &all_values(&parts.headers, "x-forwarded-for"))?;
+        let client = client_of(&b, &parts, peer)?;
         let (request, membership) = b
             .decide_access(&c, client, &id, decision, &req.comment, &rid)
             .await?;

@@ -129,14 +129,16 @@ pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnM
                         *next += 1;
                         i
                     };
-                    // The window slides with every claim; asking again is cheap, and an
-                    // object its store had no room for yet is asked again later.
-                    for ahead in sources[i + 1..].iter().take(PREFETCH_AHEAD) {
-                        if let InputSource::Remote(r) = ahead {
-                            r.0.prefetch();
+                    let source = &sources[i];
+                    // The window slides with every claim of a remote source; asking again is
+                    // cheap, and an object its store had no room for yet is asked again later.
+                    if matches!(source, InputSource::Remote(_)) {
+                        for ahead in sources[i + 1..].iter().take(PREFETCH_AHEAD) {
+                            if let InputSource::Remote(r) = ahead {
+                                r.0.prefetch();
+                            }
                         }
                     }
-                    let source = &sources[i];
                     // A stream (stdin) may be a live feed: hand each record on as it arrives
                     // rather than waiting for a batch to fill.
                     let limit = if matches!(source, InputSource::Stdin) {

@@ -59,8 +59,8 @@ impl Text {
         }
     }
 
-    /// True when the string lives on the heap (for tests of the representation).
-    pub fn is_heap(&self) -> bool {
+    #[cfg(test)]
+    fn is_heap(&self) -> bool {
         matches!(self.0, Repr::Heap(_))
     }
 }
@@ -92,12 +92,6 @@ impl Borrow<str> for Text {
 
 impl From<&str> for Text {
     fn from(s: &str) -> Text {
-        Text::new(s)
-    }
-}
-
-impl From<&String> for Text {
-    fn from(s: &String) -> Text {
         Text::new(s)
     }
 }

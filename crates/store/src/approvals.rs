@@ -11,7 +11,7 @@
 
 use rusqlite::{params, OptionalExtension, Row};
 
-use crate::{audit_insert, AuditEntry, Store, StoreError};
+use crate::{audit_insert, sqlite_err, AuditEntry, Store, StoreError};
 
 /// The longest reason (and decision comment) kept, in bytes.
 pub const MAX_REASON: usize = 1024;
@@ -159,11 +159,7 @@ impl Store {
         r: &AccessRequest,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "INSERT INTO access_requests (id, user, grp, reason, duration_seconds, status, created_ms)
@@ -230,11 +226,7 @@ impl Store {
         now_ms: i64,
         audit: &AuditEntry,
     ) -> Result<Decided, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let changed = tx
             .execute(
@@ -303,11 +295,7 @@ impl Store {
     /// Delete each of `memberships` that is still as given (same grant time and expiry): one
     /// approved again since it was read is kept. Returns how many were deleted.
     pub fn memberships_remove(&mut self, memberships: &[Membership]) -> Result<usize, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let mut n = 0;
         for m in memberships {

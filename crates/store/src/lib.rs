@@ -162,6 +162,15 @@ pub struct Store {
     path: String,
 }
 
+/// The error of a SQLite call on the store at `path`. A function of the path alone, not of
+/// the store: a transaction holds `conn` mutably while its errors are being made.
+pub(crate) fn sqlite_err(path: &str) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// A source that was processed completely.
 pub struct ProcessedFile {
     pub path: String,
@@ -272,10 +281,7 @@ impl Store {
     /// Open or create a state file, creating or checking the schema.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let p = path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: p.clone(),
-            source,
-        };
+        let err = sqlite_err(&p);
         // A state file says which credentials were stolen and who asked for what: a new one is
         // created owner-only, and SQLite gives its -wal and -shm files the same permissions.
         #[cfg(unix)]
@@ -308,10 +314,7 @@ impl Store {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |source| StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_err(&self.path)
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -434,11 +437,7 @@ impl Store {
     /// Append several audit entries in one transaction: one commit, one sync to disk. The
     /// broker's writer batches concurrent requests this way (group commit).
     pub fn audit_append_batch(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         for e in entries {
             audit_insert(&tx, e).map_err(err)?;
@@ -615,11 +614,7 @@ impl Store {
         findings: &[(&str, String)],
     ) -> Result<(), StoreError> {
         let now = unix_now();
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut st = tx.prepare_cached("INSERT OR REPLACE INTO detector_state (name, format, state, saved_at) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
@@ -664,11 +659,7 @@ impl Store {
         spool: &[Spooled<'_>],
     ) -> Result<(), StoreError> {
         let now = unix_now();
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO emitted_findings (id, detector, time, emitted_at) VALUES (?1, ?2, ?3, ?4)").map_err(err)?;
@@ -696,11 +687,7 @@ impl Store {
     /// Replace the account registry with `accounts`, in one transaction.
     pub fn accounts_replace(&mut self, accounts: &[Account]) -> Result<(), StoreError> {
         let now = unix_now();
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute("DELETE FROM accounts", []).map_err(err)?;
         {
@@ -762,11 +749,7 @@ impl Store {
         id: &str,
         finding: &str,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut ins = tx
@@ -859,11 +842,7 @@ impl Store {
         attempts: i64,
     ) -> Result<(), StoreError> {
         let now = unix_now();
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "INSERT INTO webhook_dead_letters
@@ -942,11 +921,7 @@ impl Store {
         destinations: &[String],
         ids: &[String],
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let rows: Vec<(i64, String, String, String)> = {
             let mut stmt = tx

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::{Store, StoreError};
+use crate::{sqlite_err, Store, StoreError};
 
 /// What the store knows of one membership's age after an observation of the directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,11 +69,7 @@ impl Store {
         current: &BTreeSet<(String, String)>,
         now_ms: i64,
     ) -> Result<BTreeMap<(String, String), MembershipSeen>, StoreError> {
-        let path = self.path.clone();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sqlite_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let tracked_since: Option<i64> = tx
             .query_row(

@@ -337,13 +337,7 @@ impl Web {
         signed: &Signed,
         parts: &Parts,
     ) -> Result<std::net::IpAddr, Refusal> {
-        let xff: Vec<String> = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| v.to_str().map(str::to_owned).unwrap_or_default())
-            .collect();
-        self.broker.client_ip(signed.peer.ip(), &xff)
+        crate::http::client_of(&self.broker, parts, signed.peer)
     }
 
     /// The provider's endpoints, read once from its discovery document, whose `issuer` must
