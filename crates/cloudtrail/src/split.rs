@@ -58,7 +58,8 @@ pub fn split_with<R: Read, S: Sink>(
             scan.enforce_size_limit(&buf[..len], pos, sink);
             let keep = scan.keep_from(pos);
             if keep > 0 {
-                scan.dropped_lines += count_newlines(&buf[..keep]);
+                scan.dropped_lines += scan.newlines_before(&buf[..len], keep);
+                scan.line_mark.set((0, 0));
                 buf.copy_within(keep..len, 0);
                 len -= keep;
                 pos -= keep;
@@ -152,6 +153,10 @@ struct Scanner {
     line_mode: bool,
     line_no: u64,
     dropped_lines: u64,
+    /// A buffer offset and the newlines before it. Errors ask for lines in nearly increasing
+    /// order: counting from the mark, not from the buffer's start, keeps a file of many small
+    /// errors linear (counting from the start each time made it quadratic: a fuzz hang).
+    line_mark: std::cell::Cell<(usize, u64)>,
     /// Nesting beyond [`MAX_DEPTH`], counted rather than stacked.
     overflow: usize,
     /// The current element / top-level value / line was too large and is being skipped.
@@ -215,7 +220,21 @@ impl Scanner {
     }
 
     fn line_at(&self, buf: &[u8], pos: usize) -> u64 {
-        self.dropped_lines + count_newlines(&buf[..pos.min(buf.len())]) + 1
+        self.dropped_lines + self.newlines_before(buf, pos) + 1
+    }
+
+    /// Newlines in `buf[..pos]`, counted from the mark, which moves to `pos`.
+    fn newlines_before(&self, buf: &[u8], pos: usize) -> u64 {
+        let pos = pos.min(buf.len());
+        let (at, before) = self.line_mark.get();
+        let at = at.min(buf.len());
+        let n = if pos >= at {
+            before + count_newlines(&buf[at..pos])
+        } else {
+            before - count_newlines(&buf[pos..at])
+        };
+        self.line_mark.set((pos, n));
+        n
     }
 
     fn deliver<S: Sink>(&self, sink: &mut S, buf: &[u8], start: usize, index: u64, bytes: &[u8]) {
@@ -752,6 +771,28 @@ mod tests {
         assert_eq!(c.errors.len(), 2);
         assert_eq!((c.errors[0].0, c.errors[0].1), (Some(1), 2));
         assert_eq!((c.errors[1].0, c.errors[1].1), (Some(3), 4));
+    }
+
+    /// Many broken records, one a line: each error names its own line, read whole or in
+    /// dribs (the line count is carried across buffer compactions, not recounted per error).
+    #[test]
+    fn every_error_of_many_names_its_line() {
+        let n = 3_000;
+        let elements: Vec<&str> = (0..n)
+            .map(|i| {
+                if i % 2 == 0 {
+                    r#"{"a":1}"#
+                } else {
+                    r#"{"a":tru}"#
+                }
+            })
+            .collect();
+        let c = run(&format!("{{\"Records\":[\n{}\n]}}", elements.join(",\n")));
+        assert_eq!(c.values.len(), n / 2);
+        let got: Vec<(Option<u64>, u64)> = c.errors.iter().map(|e| (e.0, e.1)).collect();
+        let want: Vec<(Option<u64>, u64)> =
+            (1..n as u64).step_by(2).map(|i| (Some(i), i + 2)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
