@@ -3,6 +3,7 @@
 //! the S3 object name, then path) so that the order the user or the file system lists them
 //! in never changes what comes out.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -108,48 +109,158 @@ pub fn looks_like_trail(name: &str) -> bool {
 }
 
 /// Expand paths (files, folders, `-`) into sources in canonical order. Also returns the
-/// files a folder walk passed over because their names are not CloudTrail's.
+/// files a folder walk passed over because their names are not CloudTrail's. Holds every
+/// source in memory at once: a run over many days reads them through [`DeliveryDays`].
 pub fn discover<P: AsRef<Path>>(
     paths: &[P],
 ) -> Result<(Vec<InputSource>, Vec<PathBuf>), DiscoverError> {
-    let mut out = Vec::new();
-    let mut ignored = Vec::new();
-    let mut stdin = false;
-    for p in paths {
-        let p = p.as_ref();
-        if p == Path::new("-") {
-            stdin = true;
-            continue;
-        }
-        let meta = std::fs::metadata(p).map_err(|e| DiscoverError {
-            path: p.to_path_buf(),
-            source: e,
-        })?;
-        if meta.is_dir() {
-            walk(p, &mut out, &mut ignored)?;
-        } else {
-            out.push(p.to_path_buf());
-        }
+    let mut days = DeliveryDays::walk(paths)?;
+    let mut sources = Vec::with_capacity(days.total());
+    while let Some(day) = days.next_day()? {
+        sources.extend(day);
     }
-    canonical_sort(&mut out, |p| p);
-    out.dedup();
-    let mut sources: Vec<InputSource> = out.into_iter().map(InputSource::File).collect();
-    if stdin {
-        sources.push(InputSource::Stdin);
-    }
-    Ok((sources, ignored))
+    Ok((sources, days.ignored))
 }
 
-fn walk(
+/// The sources under some paths (files, folders walked recursively, `-`), handed out one
+/// delivery day at a time in canonical order (undated files first, stdin last).
+///
+/// Why: an organisation's trail delivers a file per account, region and ~5 minutes — hundreds
+/// of thousands a day. Holding every path of a month in memory would make a run's memory grow
+/// with its input. The walk keeps only which folders hold files of which day; each day's
+/// files are listed again from those folders when that day's turn comes. Days follow each
+/// other in the canonical order (a file's day is its delivery stamp's), so the
+/// concatenation of the days is exactly the order [`discover`] gives.
+#[derive(Debug, Default)]
+pub struct DeliveryDays {
+    /// Per delivery day (YYYYMMDD; 0 for files without a stamp): the folders holding files of
+    /// that day (indexes into `folders`).
+    days: BTreeMap<u32, BTreeSet<usize>>,
+    folders: Vec<PathBuf>,
+    /// Files named on the command line, by day.
+    named: BTreeMap<u32, Vec<PathBuf>>,
+    stdin: bool,
+    total: usize,
+    /// Files a folder walk passed over because their names are not CloudTrail's.
+    pub ignored: Vec<PathBuf>,
+}
+
+impl DeliveryDays {
+    /// Walk `paths`: a missing path or an unreadable folder is an error naming it.
+    pub fn walk<P: AsRef<Path>>(paths: &[P]) -> Result<DeliveryDays, DiscoverError> {
+        let mut days = DeliveryDays::default();
+        for p in paths {
+            let p = p.as_ref();
+            if p == Path::new("-") {
+                if !days.stdin {
+                    days.total += 1;
+                }
+                days.stdin = true;
+                continue;
+            }
+            let meta = std::fs::metadata(p).map_err(|e| DiscoverError {
+                path: p.to_path_buf(),
+                source: e,
+            })?;
+            if meta.is_dir() {
+                days.walk_folder(p)?;
+            } else {
+                days.total += 1;
+                days.named
+                    .entry(day_of(p))
+                    .or_default()
+                    .push(p.to_path_buf());
+            }
+        }
+        Ok(days)
+    }
+
+    fn walk_folder(&mut self, dir: &Path) -> Result<(), DiscoverError> {
+        let index = self.folders.len();
+        self.folders.push(dir.to_path_buf());
+        for entry in read_folder(dir)? {
+            match entry? {
+                Entry::Folder(sub) => self.walk_folder(&sub)?,
+                Entry::Trail(file) => {
+                    self.total += 1;
+                    self.days.entry(day_of(&file)).or_default().insert(index);
+                }
+                Entry::Other(file) => self.ignored.push(file),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sources the walk found, stdin included. A file named twice (or both named and found in
+    /// a walked folder) counts twice here but is handed out once.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Whether every day (and stdin) has been handed out.
+    pub fn is_done(&self) -> bool {
+        self.days.is_empty() && self.named.is_empty() && !self.stdin
+    }
+
+    /// The next day's sources in canonical order; stdin after the last day; `None` when
+    /// everything has been handed out. A folder gone since the walk holds nothing (its files
+    /// went with it); any other failure to read it again is an error naming it.
+    pub fn next_day(&mut self) -> Result<Option<Vec<InputSource>>, DiscoverError> {
+        let next = [self.days.keys().next(), self.named.keys().next()]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied();
+        let Some(day) = next else {
+            return Ok(std::mem::take(&mut self.stdin).then(|| vec![InputSource::Stdin]));
+        };
+        let mut files = self.named.remove(&day).unwrap_or_default();
+        for index in self.days.remove(&day).unwrap_or_default() {
+            let entries = match read_folder(&self.folders[index]) {
+                Ok(entries) => entries,
+                Err(e) if e.source.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                if let Entry::Trail(file) = entry? {
+                    if day_of(&file) == day {
+                        files.push(file);
+                    }
+                }
+            }
+        }
+        canonical_sort(&mut files, |p| p);
+        files.dedup();
+        let mut sources: Vec<InputSource> = files.into_iter().map(InputSource::File).collect();
+        if self.days.is_empty() && self.named.is_empty() && std::mem::take(&mut self.stdin) {
+            sources.push(InputSource::Stdin);
+        }
+        Ok(Some(sources))
+    }
+}
+
+/// A file's delivery day: its stamp's YYYYMMDD, 0 without one.
+fn day_of(path: &Path) -> u32 {
+    (delivery_stamp(path) / 10_000) as u32
+}
+
+/// What a folder walk finds in a folder.
+enum Entry {
+    Folder(PathBuf),
+    /// A file named like CloudTrail (see [`looks_like_trail`]).
+    Trail(PathBuf),
+    Other(PathBuf),
+}
+
+/// A folder's entries, classified the same way on the walk and when a day is listed again.
+fn read_folder(
     dir: &Path,
-    out: &mut Vec<PathBuf>,
-    ignored: &mut Vec<PathBuf>,
-) -> Result<(), DiscoverError> {
-    let err = |e| DiscoverError {
+) -> Result<impl Iterator<Item = Result<Entry, DiscoverError>> + '_, DiscoverError> {
+    let err = move |e| DiscoverError {
         path: dir.to_path_buf(),
         source: e,
     };
-    for entry in std::fs::read_dir(dir).map_err(err)? {
+    Ok(std::fs::read_dir(dir).map_err(err)?.map(move |entry| {
         let entry = entry.map_err(err)?;
         let path = entry.path();
         let kind = entry.file_type().map_err(err)?;
@@ -159,15 +270,14 @@ fn walk(
         } else {
             kind.is_dir()
         };
-        if is_dir {
-            walk(&path, out, ignored)?;
+        Ok(if is_dir {
+            Entry::Folder(path)
         } else if looks_like_trail(&entry.file_name().to_string_lossy()) {
-            out.push(path);
+            Entry::Trail(path)
         } else {
-            ignored.push(path);
-        }
-    }
-    Ok(())
+            Entry::Other(path)
+        })
+    }))
 }
 
 /// The delivery stamp in an S3 object name
@@ -297,6 +407,112 @@ mod tests {
                 "z_CloudTrail_r_20240101T0005Z_x.json",
                 "a_CloudTrail_r_20240101T0010Z_x.json",
                 "b_CloudTrail_r_20240101T0010Z_x.json"
+            ]
+        );
+    }
+
+    /// Names `<acct>_CloudTrail_<region>_<stamp>_x.json.gz` under the delivery layout, some
+    /// days in their own folders and some sharing one flat folder.
+    fn days_tree() -> (tempfile::TempDir, Vec<PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for (folder, name) in [
+            (
+                "AWSLogs/1/CloudTrail/us-east-1/2024/01/02",
+                "1_CloudTrail_us-east-1_20240102T0005Z_a.json.gz",
+            ),
+            (
+                "AWSLogs/1/CloudTrail/us-east-1/2024/01/01",
+                "1_CloudTrail_us-east-1_20240101T2355Z_b.json.gz",
+            ),
+            (
+                "AWSLogs/2/CloudTrail/eu-west-1/2024/01/01",
+                "2_CloudTrail_eu-west-1_20240101T0010Z_c.json.gz",
+            ),
+            (
+                "AWSLogs/2/CloudTrail/eu-west-1/2024/01/03",
+                "2_CloudTrail_eu-west-1_20240103T0000Z_d.json.gz",
+            ),
+            // A flat copy holding several days in one folder.
+            ("flat", "3_CloudTrail_us-east-1_20240102T0000Z_e.json"),
+            ("flat", "3_CloudTrail_us-east-1_20240101T0000Z_f.json"),
+            ("flat", "3_CloudTrail_us-east-1_20240103T1200Z_g.json"),
+            ("flat", "export.json"),
+        ] {
+            let folder = dir.path().join(folder);
+            std::fs::create_dir_all(&folder).unwrap();
+            std::fs::write(folder.join(name), "{}").unwrap();
+            files.push(folder.join(name));
+        }
+        (dir, files)
+    }
+
+    #[test]
+    fn days_are_handed_out_in_the_canonical_order() {
+        let (dir, mut files) = days_tree();
+        let named = dir
+            .path()
+            .join("flat/3_CloudTrail_us-east-1_20240102T0000Z_e.json");
+        let mut days = DeliveryDays::walk(&[dir.path(), named.as_path(), Path::new("-")]).unwrap();
+        // Eight files walked, one named again, and stdin.
+        assert_eq!(days.total(), 10);
+        let mut parts = Vec::new();
+        while let Some(day) = days.next_day().unwrap() {
+            parts.push(day);
+        }
+        assert!(days.is_done());
+        // Undated first, then 1, 2 and 3 January; stdin rides with the last day.
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            parts[0],
+            [InputSource::File(dir.path().join("flat/export.json"))]
+        );
+        assert_eq!(parts[3].last(), Some(&InputSource::Stdin));
+        // Together: every file once (the named one too), in (stamp, path) order, the same
+        // order a sort of the whole list gives.
+        files.sort_by_key(|p| (delivery_stamp(p), p.clone()));
+        let mut expected: Vec<InputSource> = files.into_iter().map(InputSource::File).collect();
+        expected.push(InputSource::Stdin);
+        let all: Vec<InputSource> = parts.concat();
+        assert_eq!(all, expected);
+        assert_eq!(
+            discover(&[dir.path(), named.as_path(), Path::new("-")])
+                .unwrap()
+                .0,
+            expected
+        );
+    }
+
+    #[test]
+    fn a_day_is_listed_when_its_turn_comes() {
+        let (dir, _) = days_tree();
+        let mut days = DeliveryDays::walk(&[dir.path()]).unwrap();
+        let first = days.next_day().unwrap().unwrap();
+        assert_eq!(first.len(), 1, "{first:?}");
+        // Retention removed a day's folder after the walk: its files went with it.
+        std::fs::remove_dir_all(dir.path().join("AWSLogs/2/CloudTrail/eu-west-1/2024/01/03"))
+            .unwrap();
+        // A file of a day not handed out yet arrived: it is read with its day.
+        let late = dir
+            .path()
+            .join("flat/3_CloudTrail_us-east-1_20240103T1300Z_h.json");
+        std::fs::write(&late, "{}").unwrap();
+        let rest: Vec<Vec<InputSource>> = std::iter::from_fn(|| days.next_day().unwrap()).collect();
+        let names: Vec<String> = rest
+            .concat()
+            .iter()
+            .map(|s| s.to_string().rsplit('/').next().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "3_CloudTrail_us-east-1_20240101T0000Z_f.json",
+                "2_CloudTrail_eu-west-1_20240101T0010Z_c.json.gz",
+                "1_CloudTrail_us-east-1_20240101T2355Z_b.json.gz",
+                "3_CloudTrail_us-east-1_20240102T0000Z_e.json",
+                "1_CloudTrail_us-east-1_20240102T0005Z_a.json.gz",
+                "3_CloudTrail_us-east-1_20240103T1200Z_g.json",
+                "3_CloudTrail_us-east-1_20240103T1300Z_h.json",
             ]
         );
     }

@@ -36,6 +36,8 @@ pub use address::SourceAddress;
 pub use credwarden_core::time::{self, EventTime};
 pub use decode::{decode_bytes, decode_source, decode_source_with, DecodeBuffers, FileReport};
 pub use error::{DiscoverError, InputError};
-pub use input::{discover, looks_like_trail, sort_remote, InputSource, RemoteInput, RemoteSource};
+pub use input::{
+    discover, looks_like_trail, sort_remote, DeliveryDays, InputSource, RemoteInput, RemoteSource,
+};
 pub use parallel::{decode_in_order, Chunk, Decoded};
 pub use record::{Grant, Identity, Issuance, Record, Text};

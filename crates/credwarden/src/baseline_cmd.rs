@@ -7,11 +7,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cloudtrail::discover;
+use cloudtrail::DeliveryDays;
 use detect::{Detector, Engine, Novelty, NoveltyConfig, NoveltyDetector};
 use store::Store;
 
-use run::run_detect;
+use run::{run_with_hooks, ClosureHooks};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct BaselineArgs {
@@ -46,18 +46,27 @@ pub fn build(args: &BaselineArgs, err: &mut dyn Write) -> Result<()> {
     let mut engine = Engine::new(detectors);
     // What earlier runs learned is kept and added to.
     run::restore(&store, &mut engine)?;
-    let (sources, _) = discover(&args.paths)?;
-    let summary = run_detect(
-        &sources,
-        &mut engine,
-        args.threads,
-        |_| -> Result<()> { Ok(()) },
-        |report| {
-            for e in &report.errors {
-                let _ = writeln!(err, "error: {e}");
-            }
-        },
-    )?;
+    // One delivery day at a time (memory stays that of a day, however long the history).
+    let mut days = DeliveryDays::walk(&args.paths)?;
+    let mut summary = run::RunSummary::default();
+    while let Some(sources) = days.next_day()? {
+        let mut hooks = ClosureHooks(
+            |_: &detect::Finding| -> Result<()> { Ok(()) },
+            |report: &cloudtrail::FileReport| {
+                for e in &report.errors {
+                    let _ = writeln!(err, "error: {e}");
+                }
+            },
+        );
+        let last = days.is_done();
+        summary.absorb(run_with_hooks(
+            &sources,
+            &mut engine,
+            args.threads,
+            &mut hooks,
+            last,
+        )?);
+    }
     engine.mark_learned();
     let mut states = run::durable::saved_states(&engine);
     states.retain(|(n, _, _)| *n != detect::engine::ENGINE_STATE);

@@ -422,7 +422,7 @@ pub fn detect(
     let quiet = args.quiet;
     let mut notes = NoteDigest::default();
     let mut progress = Progress::new(
-        listing.inputs.len(),
+        listing.total.unwrap_or(listing.inputs.len()),
         !quiet && std::io::stderr().is_terminal(),
     );
     let mut stderr_lines: Vec<String> = Vec::new();

@@ -475,7 +475,7 @@ pub fn event(source: &str, name: &str, out: &mut dyn Write) -> Result<()> {
 
 /// `--version`: the build and the catalogue it carries.
 pub fn version_text() -> String {
-    let s = &Catalogue::builtin().source;
+    let s = Catalogue::builtin_source();
     format!(
         "{} (action catalogue: {} {}, data {})",
         env!("CARGO_PKG_VERSION"),

@@ -164,6 +164,74 @@ fn reads_json_lines_and_eventbridge_from_stdin() {
 }
 
 #[test]
+fn a_folder_of_several_days_is_read_day_by_day_as_one_run() {
+    // A delivery tree over two days: the folder is handed to the engine one day at a time,
+    // and what the detectors learned on the first day decides on the second.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("AWSLogs/111122223333/CloudTrail/us-east-1");
+    let at = |time: &str, id: &str, ip: &str| {
+        instance_call(0, id, ip).replace("2024-05-01T10:00:00Z", time)
+    };
+    for (day, stamp, records) in [
+        (
+            "2024/05/02",
+            "20240502T0010Z",
+            vec![at("2024-05-02T00:05:00Z", "e2", "54.1.2.3")],
+        ),
+        (
+            "2024/05/01",
+            "20240501T2355Z",
+            vec![at("2024-05-01T23:50:00Z", "e1", "54.1.2.3")],
+        ),
+        (
+            "2024/05/02",
+            "20240502T0025Z",
+            vec![at("2024-05-02T00:20:00Z", "e3", "198.51.100.77")],
+        ),
+    ] {
+        let folder = root.join(day);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join(format!("111122223333_CloudTrail_us-east-1_{stamp}_x.json")),
+            format!(r#"{{"Records":[{}]}}"#, records.join(",")),
+        )
+        .unwrap();
+    }
+    let state = dir.path().join("state.sqlite");
+    let args = [
+        "detect",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let f = findings(&out);
+    let off: Vec<_> = f
+        .iter()
+        .filter(|f| f["detector"] == "off-instance-credential-use")
+        .collect();
+    assert_eq!(off.len(), 1, "{}", text(&out.stdout));
+    assert_eq!(off[0]["source"]["ip"], "198.51.100.77");
+    assert!(
+        text(&out.stderr).contains("3 file(s), 3 records"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Again: every day skipped, said once for the whole run.
+    let again = run(&args);
+    let err = text(&again.stderr);
+    assert_eq!(
+        err.matches("already processed by an earlier run").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("3 file(s) already processed"), "{err}");
+}
+
+#[test]
 fn state_file_suppresses_findings_already_emitted() {
     let dir = tempfile::tempdir().unwrap();
     let trail = dir.path().join("trail.jsonl");

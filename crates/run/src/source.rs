@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cloudtrail::{discover, InputSource};
+use cloudtrail::{DeliveryDays, InputSource};
 
 use crate::error::RunError;
 
@@ -24,11 +24,16 @@ pub struct Listing {
     pub ignored: Vec<PathBuf>,
     /// What the operator should know about this listing (messages left on a queue, …).
     pub notes: Vec<String>,
+    /// When the source hands out a walk in parts (a folder walk, one delivery day per
+    /// listing) and knows its size up front: the inputs of all its parts.
+    pub total: Option<usize>,
 }
 
 /// A place CloudTrail is read from.
 pub trait Source {
-    /// The inputs there are now. Called once per pass.
+    /// The inputs there are now, or the next part of them: a source may hand out what it
+    /// holds over several listings (one delivery day each, so that memory does not grow with
+    /// the input) and says so through [`Source::drained`]. Called once per pass.
     fn list(&mut self) -> Result<Listing, RunError>;
 
     /// Whether the inputs include a live stream (stdin): a stream cannot be read again, so
@@ -49,37 +54,55 @@ pub trait Source {
         Ok(())
     }
 
-    /// Whether a run that does not follow has read everything: a queue is drained when a
-    /// receive came back empty. Files and listings are read in one pass.
+    /// Whether everything there was has been listed: a queue is drained when a receive came
+    /// back empty, a folder walk when its last day was handed out. A run that does not follow
+    /// ends then; one that follows waits its poll interval before listing again.
     fn drained(&self) -> bool {
         true
     }
 }
 
-/// Files, folders and `-` (stdin), as given on the command line.
-#[derive(Clone, Debug)]
+/// Files, folders and `-` (stdin), as given on the command line, handed out one delivery day
+/// per listing ([`DeliveryDays`]): a run over a month of an organisation's files holds one
+/// day's paths at a time, not the month's.
+#[derive(Debug)]
 pub struct PathSource {
     paths: Vec<PathBuf>,
+    /// The walk being handed out; `None` between walks (the next listing walks again).
+    walk: Option<DeliveryDays>,
 }
 
 impl PathSource {
     pub fn new(paths: Vec<PathBuf>) -> PathSource {
-        PathSource { paths }
+        PathSource { paths, walk: None }
     }
 }
 
 impl Source for PathSource {
     fn list(&mut self) -> Result<Listing, RunError> {
-        let (inputs, ignored) = discover(&self.paths)?;
-        Ok(Listing {
-            inputs,
-            ignored,
-            notes: Vec::new(),
-        })
+        let mut listing = Listing::default();
+        let walk = match &mut self.walk {
+            Some(walk) => walk,
+            None => {
+                let mut walk = DeliveryDays::walk(&self.paths)?;
+                listing.ignored = std::mem::take(&mut walk.ignored);
+                listing.total = Some(walk.total());
+                self.walk.insert(walk)
+            }
+        };
+        listing.inputs = walk.next_day()?.unwrap_or_default();
+        if walk.is_done() {
+            self.walk = None;
+        }
+        Ok(listing)
     }
 
     fn has_stream(&self) -> bool {
         self.paths.iter().any(|p| p.as_os_str() == "-")
+    }
+
+    fn drained(&self) -> bool {
+        self.walk.is_none()
     }
 }
 
@@ -144,9 +167,11 @@ pub enum Seen {
 #[derive(Debug, Default)]
 pub struct Picked {
     pub todo: Vec<InputSource>,
-    /// Per input in `todo`: its identity (None for a stream).
+    /// Per input in `todo`: its identity (None for a stream, or when not asked for).
     pub identities: Vec<Option<FileIdentity>>,
     pub notes: Vec<String>,
+    /// Files left out because an earlier run read them unchanged.
+    pub skipped: usize,
 }
 
 /// Files modified this recently may still be being written (an S3 sync in progress): when
@@ -154,17 +179,23 @@ pub struct Picked {
 pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// Choose what to read: everything not seen unchanged before; when `following`, not files
-/// still being written.
+/// still being written. Without `identify` (a single pass that remembers nothing), every
+/// input is taken and no file is looked at: identities cost a `canonicalize` and a `stat`
+/// per file and a few hundred bytes each while the pass runs.
 pub fn select(
     inputs: Vec<InputSource>,
     following: bool,
+    identify: bool,
     mut seen: impl FnMut(&FileIdentity) -> Result<Seen, RunError>,
 ) -> Result<Picked, RunError> {
     let now = credwarden_core::clock::now_nanos();
     let mut picked = Picked::default();
-    let mut skipped = 0usize;
     for source in inputs {
-        let id = FileIdentity::of(&source);
+        let id = if identify {
+            FileIdentity::of(&source)
+        } else {
+            None
+        };
         if let Some(identity) = &id {
             let settling = matches!(source, InputSource::File(_))
                 && now - identity.mtime_ns < SETTLE.as_nanos() as i64;
@@ -173,7 +204,7 @@ pub fn select(
             }
             match seen(identity)? {
                 Seen::Unchanged => {
-                    skipped += 1;
+                    picked.skipped += 1;
                     continue;
                 }
                 Seen::Changed => picked.notes.push(format!(
@@ -185,12 +216,6 @@ pub fn select(
         }
         picked.identities.push(id);
         picked.todo.push(source);
-    }
-    if skipped > 0 && !following {
-        picked.notes.push(format!(
-            "note: {skipped} file(s) already processed by an earlier run (per --state) were \
-             skipped"
-        ));
     }
     Ok(picked)
 }
@@ -269,7 +294,7 @@ impl Source for S3Source {
         Ok(Listing {
             inputs: remote.into_iter().map(InputSource::Remote).collect(),
             ignored,
-            notes: Vec::new(),
+            ..Listing::default()
         })
     }
 }
@@ -418,5 +443,56 @@ impl Source for SqsSource {
 
     fn drained(&self) -> bool {
         self.drained
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_is_listed_one_delivery_day_at_a_time_then_again() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "1_CloudTrail_r_20240102T0000Z_a.json",
+            "1_CloudTrail_r_20240101T0000Z_b.json",
+            "1_CloudTrail_r_20240101T0005Z_c.json",
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(name), "{}").unwrap();
+        }
+        let mut source = PathSource::new(vec![dir.path().to_path_buf()]);
+        let first = source.list().unwrap();
+        // The first part carries what the walk found in all: the progress total, the note.
+        assert_eq!(first.total, Some(3));
+        assert_eq!(first.ignored.len(), 1);
+        assert_eq!(first.inputs.len(), 2);
+        assert!(!source.drained());
+        let second = source.list().unwrap();
+        assert_eq!((second.inputs.len(), second.total), (1, None));
+        assert!(second.ignored.is_empty());
+        assert!(source.drained());
+        // Following lists again: a new walk.
+        let third = source.list().unwrap();
+        assert_eq!((third.inputs.len(), third.total), (2, Some(3)));
+        // Nothing there: one empty listing, drained.
+        let bare = tempfile::tempdir().unwrap();
+        let mut empty = PathSource::new(vec![bare.path().to_path_buf()]);
+        let none = empty.list().unwrap();
+        assert!(none.inputs.is_empty());
+        assert!(empty.drained());
+    }
+
+    #[test]
+    fn a_single_pass_without_memory_looks_at_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.json");
+        std::fs::write(&file, "{}").unwrap();
+        let inputs = vec![InputSource::File(file)];
+        let picked = select(inputs.clone(), false, false, |_| unreachable!()).unwrap();
+        assert_eq!(picked.identities, [None]);
+        let picked = select(inputs, false, true, |_| Ok(Seen::Unchanged)).unwrap();
+        assert!(picked.todo.is_empty());
+        assert_eq!(picked.skipped, 1);
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use cloudtrail::{decode_in_order, discover, Decoded, Record};
+use cloudtrail::{decode_in_order, Decoded, DeliveryDays, Record};
 use iam::{Catalogue, EventActions, EventMap};
 use serde::Serialize;
 
@@ -74,16 +74,20 @@ fn denied(code: &str) -> bool {
 }
 
 impl Usage {
-    /// Read CloudTrail files and folders (every input form the cloudtrail crate knows).
+    /// Read CloudTrail files and folders (every input form the cloudtrail crate knows), one
+    /// delivery day at a time: a 90-day window of an organisation's trail is millions of
+    /// files, and only one day's paths are held at once.
     pub fn scan(paths: &[PathBuf]) -> Result<Usage, cloudtrail::DiscoverError> {
-        let (sources, _) = discover(paths)?;
+        let mut days = DeliveryDays::walk(paths)?;
         let mut usage = Usage::default();
-        decode_in_order(&sources, 0, |d| match d {
-            Decoded::Records(records) => records.iter().for_each(|r| usage.observe(r)),
-            Decoded::Done(_, report) => {
-                usage.input_errors += report.errors.len() as u64 + report.errors_dropped
-            }
-        });
+        while let Some(sources) = days.next_day()? {
+            decode_in_order(&sources, 0, |d| match d {
+                Decoded::Records(records) => records.iter().for_each(|r| usage.observe(r)),
+                Decoded::Done(_, report) => {
+                    usage.input_errors += report.errors.len() as u64 + report.errors_dropped
+                }
+            });
+        }
         Ok(usage)
     }
 
