@@ -7,12 +7,15 @@
 //! with delimiter listings when not given. Objects are decoded like files. Delivery files (tens
 //! of kilobytes) are fetched whole ahead of the decode workers, many GETs in flight within a
 //! byte budget, so S3's latency overlaps decoding; a large object (a flaws.cloud-shaped
-//! 100 MB file, or a hostile one) is streamed chunk by chunk when its turn comes.
+//! 100 MB file, or a hostile one) is streamed chunk by chunk when its turn comes. A GET that
+//! has not answered after four times the usual time (at least 200 ms) is asked again and the
+//! first answer taken, so one slow or hung request does not idle the ordered decoders.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use credwarden_core::EventTime;
 
@@ -93,6 +96,136 @@ pub struct S3Reader {
     /// Bytes fetched ahead and not yet handed over (leases outstanding).
     ahead: Arc<AtomicU64>,
     budget: u64,
+    /// How long GETs take to answer, and the GETs asked again because one did not.
+    latency: Arc<GetLatency>,
+}
+
+/// A GET that has not answered after this long is asked again, however fast its peers are.
+pub const HEDGE_AFTER_MIN: Duration = Duration::from_millis(200);
+/// ... and after this many times the usual time to answer, when that is longer.
+const HEDGE_AFTER_TYPICAL: u32 = 4;
+/// GETs asked again at once, at most: when S3 is slow for everyone, asking everything twice
+/// would only double the load.
+const HEDGES_IN_FLIGHT_MAX: u64 = 8;
+
+/// Time to the first byte of GetObject, as a moving average, and the hedges it led to.
+///
+/// Why: S3's own guidance for tail latency is to ask again when a request is much slower
+/// than usual — a second GET for the same object usually lands on another server and answers
+/// at once. Decoding is ordered, so one GET that hangs idles every core until it answers.
+#[derive(Debug, Default)]
+struct GetLatency {
+    /// Exponentially weighted mean, microseconds (0: nothing measured yet).
+    mean_us: AtomicU64,
+    hedged: AtomicU64,
+    in_flight: AtomicU64,
+    /// A fixed delay instead of the measured one (tests, operators who know their links).
+    fixed: Option<Duration>,
+}
+
+impl GetLatency {
+    fn record(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let mean = self.mean_us.load(Ordering::Relaxed);
+        // A racing update may be lost: the mean is a guide, not an account.
+        let next = if mean == 0 {
+            sample
+        } else {
+            mean - mean / 8 + sample / 8
+        };
+        self.mean_us.store(next.max(1), Ordering::Relaxed);
+    }
+
+    fn hedge_after(&self) -> Duration {
+        self.fixed.unwrap_or_else(|| {
+            let typical = Duration::from_micros(self.mean_us.load(Ordering::Relaxed));
+            HEDGE_AFTER_MIN.max(typical * HEDGE_AFTER_TYPICAL)
+        })
+    }
+
+    /// A slot for one more hedge, if fewer than the maximum are in flight.
+    fn start_hedge(self: &Arc<Self>) -> Option<HedgeSlot> {
+        let mut now = self.in_flight.load(Ordering::Acquire);
+        loop {
+            if now >= HEDGES_IN_FLIGHT_MAX {
+                return None;
+            }
+            match self.in_flight.compare_exchange_weak(
+                now,
+                now + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.hedged.fetch_add(1, Ordering::Relaxed);
+                    return Some(HedgeSlot(self.clone()));
+                }
+                Err(n) => now = n,
+            }
+        }
+    }
+}
+
+/// One hedge in flight; the slot is freed when the race it joined is over.
+struct HedgeSlot(Arc<GetLatency>);
+
+impl Drop for HedgeSlot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type GetResult = Result<
+    aws_sdk_s3::operation::get_object::GetObjectOutput,
+    aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
+>;
+
+/// GetObject, asked a second time if the first has not answered (headers) within the
+/// hedge delay; whichever answers first is taken (the other is dropped, its connection
+/// closed). A failure of one waits for the other: a hedge never turns a success into an error.
+async fn get_hedged(
+    client: &aws_sdk_s3::Client,
+    latency: &Arc<GetLatency>,
+    bucket: &str,
+    key: &str,
+) -> GetResult {
+    let get = || client.get_object().bucket(bucket).key(key).send();
+    let started = std::time::Instant::now();
+    let first = get();
+    tokio::pin!(first);
+    tokio::select! {
+        r = &mut first => {
+            if r.is_ok() {
+                latency.record(started.elapsed());
+            }
+            return r;
+        }
+        _ = tokio::time::sleep(latency.hedge_after()) => {}
+    }
+    let Some(_slot) = latency.start_hedge() else {
+        return first.await;
+    };
+    let asked_again = std::time::Instant::now();
+    let second = get();
+    tokio::pin!(second);
+    // The winner's own time to answer is learned, so that a link where every GET is slow
+    // soon stops being hedged at all.
+    tokio::select! {
+        r = &mut first => match r {
+            Ok(o) => {
+                latency.record(started.elapsed());
+                Ok(o)
+            }
+            Err(_) => second.await,
+        },
+        r = &mut second => match r {
+            Ok(o) => {
+                latency.record(asked_again.elapsed());
+                Ok(o)
+            }
+            Err(_) => first.await,
+        },
+    }
 }
 
 /// A share of a reader's prefetch budget, given back when the bytes it covers are dropped.
@@ -156,7 +289,23 @@ impl S3Reader {
             client: aws_sdk_s3::Client::from_conf(s3),
             ahead: Arc::new(AtomicU64::new(0)),
             budget: PREFETCH_BUDGET,
+            latency: Arc::new(GetLatency::default()),
         })
+    }
+
+    /// The same reader asking a GET again after exactly `delay` without an answer, instead
+    /// of after [`HEDGE_AFTER_MIN`] or four times the usual time, whichever is longer.
+    pub fn with_hedge_after(mut self, delay: Duration) -> S3Reader {
+        self.latency = Arc::new(GetLatency {
+            fixed: Some(delay),
+            ..GetLatency::default()
+        });
+        self
+    }
+
+    /// GETs asked a second time because the first was slow to answer.
+    pub fn hedged_gets(&self) -> u64 {
+        self.latency.hedged.load(Ordering::Relaxed)
     }
 
     /// The same reader with another prefetch budget (0: never fetch ahead).
@@ -199,11 +348,12 @@ impl S3Reader {
     fn fetch_whole(&self, bucket: &str, key: &str, lease: Lease) -> Receiver<FetchResult> {
         let (tx, rx) = sync_channel(1);
         let client = self.client.clone();
+        let latency = self.latency.clone();
         let what = format!("s3://{bucket}/{key}");
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.rt.spawn(async move {
             let result = async {
-                let object = match client.get_object().bucket(bucket).key(key).send().await {
+                let object = match get_hedged(&client, &latency, &bucket, &key).await {
                     Ok(o) => o,
                     Err(e) => return Some(Err(s3_error("s3:GetObject", &what, e).to_string())),
                 };
@@ -298,15 +448,10 @@ impl S3Reader {
     /// not its size.
     pub fn open(&self, bucket: &str, key: &str) -> Result<ObjectBody, AwsError> {
         let what = format!("s3://{bucket}/{key}");
-        let object = self.rt.block_on(async {
-            self.client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| s3_error("s3:GetObject", &what, e))
-        })?;
+        let object = self
+            .rt
+            .block_on(get_hedged(&self.client, &self.latency, bucket, key))
+            .map_err(|e| s3_error("s3:GetObject", &what, e))?;
         Ok(ObjectBody {
             handle: self.rt.handle().clone(),
             body: object.body,
@@ -524,6 +669,38 @@ impl cloudtrail::RemoteInput for S3Object {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hedge_delay_follows_the_usual_time_to_answer() {
+        let latency = Arc::new(GetLatency::default());
+        // Nothing measured yet: the floor.
+        assert_eq!(latency.hedge_after(), HEDGE_AFTER_MIN);
+        latency.record(Duration::from_millis(10));
+        assert_eq!(latency.hedge_after(), HEDGE_AFTER_MIN);
+        // A link where every GET takes 300 ms: four times that, after a few answers.
+        for _ in 0..64 {
+            latency.record(Duration::from_millis(300));
+        }
+        let after = latency.hedge_after();
+        assert!(
+            after > Duration::from_millis(1150) && after <= Duration::from_millis(1200),
+            "{after:?}"
+        );
+        // Hedges in flight are bounded, and each counted.
+        let slots: Vec<HedgeSlot> = std::iter::from_fn(|| latency.start_hedge()).collect();
+        assert_eq!(slots.len() as u64, HEDGES_IN_FLIGHT_MAX);
+        drop(slots);
+        assert!(latency.start_hedge().is_some());
+        assert_eq!(
+            latency.hedged.load(Ordering::Relaxed),
+            HEDGES_IN_FLIGHT_MAX + 1
+        );
+        let fixed = GetLatency {
+            fixed: Some(Duration::from_millis(5)),
+            ..GetLatency::default()
+        };
+        assert_eq!(fixed.hedge_after(), Duration::from_millis(5));
+    }
 
     #[test]
     fn locations_and_days() {

@@ -137,6 +137,8 @@ pub struct DeliveryDays {
     /// that day (indexes into `folders`).
     days: BTreeMap<u32, BTreeSet<usize>>,
     folders: Vec<PathBuf>,
+    /// The folders walked, by their real path.
+    visited: std::collections::HashSet<PathBuf>,
     /// Files named on the command line, by day.
     named: BTreeMap<u32, Vec<PathBuf>>,
     stdin: bool,
@@ -176,6 +178,16 @@ impl DeliveryDays {
     }
 
     fn walk_folder(&mut self, dir: &Path) -> Result<(), DiscoverError> {
+        // A folder reached twice (named twice, named inside another, or through a symlink —
+        // a symlink to an ancestor would otherwise recurse until the stack ran out) is
+        // walked once.
+        let real = std::fs::canonicalize(dir).map_err(|e| DiscoverError {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        if !self.visited.insert(real) {
+            return Ok(());
+        }
         let index = self.folders.len();
         self.folders.push(dir.to_path_buf());
         for entry in read_folder(dir)? {
@@ -515,6 +527,16 @@ mod tests {
                 "3_CloudTrail_us-east-1_20240103T1300Z_h.json",
             ]
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_reached_twice_is_walked_once() {
+        let (dir, files) = days_tree();
+        // A symlink back to the root (a loop), and the root named twice.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("flat/loop")).unwrap();
+        let (sources, _) = discover(&[dir.path(), dir.path()]).unwrap();
+        assert_eq!(sources.len(), files.len());
     }
 
     #[test]

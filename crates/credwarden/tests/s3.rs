@@ -240,6 +240,28 @@ else:
     s3.delete_object(Bucket="ahead", Key=sys.argv[2])
 "#;
 
+/// An object's bytes, through `open` (fetched ahead, or streamed).
+fn read_all(o: &aws::S3Object) -> Vec<u8> {
+    use cloudtrail::RemoteInput;
+    use std::io::Read;
+    let mut body = Vec::new();
+    o.open().unwrap().read_to_end(&mut body).unwrap();
+    body
+}
+
+/// An S3 reader of the test credentials at `url` (moto, or a relay in front of it).
+fn reader_at(url: &str) -> aws::S3Reader {
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    aws::S3Reader::connect(&aws::LiveOptions {
+        endpoint_url: Some(url.to_owned()),
+        region: Some("us-east-1".into()),
+        regions: Vec::new(),
+    })
+    .unwrap()
+}
+
 /// Delivery files are fetched whole ahead of the decode workers within the reader's byte
 /// budget: what is fetched ahead holds its share of the budget until the decoder is done
 /// with it; what did not fit is fetched when there is room; an object that grew since it
@@ -256,16 +278,7 @@ fn objects_are_fetched_ahead_within_a_byte_budget() {
     let moto = Moto::start();
     let put = PUT.replace("KW)", &format!("{BOTO3_KW})"));
     moto.python(&put, &["create"]);
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    let reader = aws::S3Reader::connect(&aws::LiveOptions {
-        endpoint_url: Some(moto.url.clone()),
-        region: Some("us-east-1".into()),
-        regions: Vec::new(),
-    })
-    .unwrap()
-    .with_prefetch_budget(2_500);
+    let reader = reader_at(&moto.url).with_prefetch_budget(2_500);
     let reader = Arc::new(reader);
     let listed = reader.list("ahead", "").unwrap();
     assert_eq!(listed.len(), 4);
@@ -275,11 +288,6 @@ fn objects_are_fetched_ahead_within_a_byte_budget() {
         .collect();
     let [a, b, c, d] = &objects[..] else {
         unreachable!()
-    };
-    let read_all = |o: &aws::S3Object| {
-        let mut body = Vec::new();
-        o.open().unwrap().read_to_end(&mut body).unwrap();
-        body
     };
 
     // b grows after the listing; d disappears.
@@ -321,5 +329,55 @@ fn objects_are_fetched_ahead_within_a_byte_budget() {
 
     // An opened object is not fetched again.
     a.prefetch();
+    assert_eq!(reader.bytes_ahead(), 0);
+}
+
+/// A GET that does not answer is asked again and the first answer taken: an S3 server that
+/// hangs on one request (the relay holds the first GET of `c`, prefetched, and of `a`,
+/// opened as a stream) neither hangs the run nor costs the object. Without the hedge both
+/// reads would wait for ever; the guard below fails the test instead of hanging it.
+#[test]
+fn a_get_that_hangs_is_asked_again() {
+    use std::sync::Arc;
+
+    use cloudtrail::RemoteInput;
+
+    let moto = Moto::start();
+    let put = PUT.replace("KW)", &format!("{BOTO3_KW})"));
+    moto.python(&put, &["create"]);
+    let port: u16 = moto.url.rsplit(':').next().unwrap().parse().unwrap();
+    let relay = testkit::Recorder::holding_first(port, &["GET /ahead/c", "GET /ahead/a"]);
+    let reader = reader_at(&relay.url)
+        .with_prefetch_budget(1_500)
+        .with_hedge_after(std::time::Duration::from_millis(300));
+    let reader = Arc::new(reader);
+    let objects: Vec<aws::S3Object> = reader
+        .list("ahead", "")
+        .unwrap()
+        .into_iter()
+        .map(|info| aws::S3Object::new(reader.clone(), "ahead", info))
+        .collect();
+    let objects = Arc::new(objects);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reading = objects.clone();
+    std::thread::spawn(move || {
+        let [a, b, c, _] = &reading[..] else {
+            unreachable!()
+        };
+        // c is fetched ahead (its share of the budget taken); a does not fit and is streamed.
+        c.prefetch();
+        a.prefetch();
+        let _ = tx.send((read_all(c), read_all(a), read_all(b)));
+    });
+    let (c, a, b) = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("a hung GET was not asked again");
+    assert_eq!(c, b"c".repeat(1000));
+    assert_eq!(a, b"a".repeat(1000));
+    assert_eq!(b, b"b".repeat(1000));
+    // The held GETs and their hedges; the budget is whole again.
+    assert_eq!(relay.count_requests("GET /ahead/c"), 2);
+    assert_eq!(relay.count_requests("GET /ahead/a"), 2);
+    assert!(reader.hedged_gets() >= 2, "{}", reader.hedged_gets());
     assert_eq!(reader.bytes_ahead(), 0);
 }

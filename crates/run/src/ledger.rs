@@ -176,6 +176,7 @@ pub fn run_passes<L: Ledger>(
         // Only now is what the source handed out committed: a queue may forget it.
         source.committed()?;
         total.absorb(summary);
+        release_free_memory();
         // A source handing out its inputs in parts (one day per listing) is listed again at
         // once until it has handed out everything.
         if !source.drained() {
@@ -195,5 +196,17 @@ pub fn run_passes<L: Ledger>(
             }
             Some(poll) => std::thread::sleep(poll),
         }
+    }
+}
+
+/// Give the memory the allocator holds free back to the system. A pass's decode threads
+/// allocate in their own allocator arenas; after a day's pass glibc keeps what they freed
+/// (fragments between live blocks), and over many days of a long run that shows as resident
+/// memory growing while live memory does not. Once per pass it costs well under a millisecond.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; no pointer is passed.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -134,21 +134,74 @@ pub struct Recorded {
 pub struct Recorder {
     pub url: String,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Set when the recorder is dropped: held requests are let go (their connections closed).
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Requests a relay never answers: the first whose request line contains each needle (a
+/// hung server, for clients that must not wait on one forever).
+struct Hold {
+    needles: Vec<String>,
+    held: Mutex<Vec<bool>>,
+}
+
+impl Hold {
+    /// Whether this request is one to hold (and now counted as held).
+    fn takes(&self, head: &str) -> bool {
+        let line = head.lines().next().unwrap_or("");
+        let mut held = self.held.lock().unwrap();
+        for (i, needle) in self.needles.iter().enumerate() {
+            if !held[i] && line.contains(needle.as_str()) {
+                held[i] = true;
+                return true;
+            }
+        }
+        false
+    }
 }
 
 impl Recorder {
     pub fn start(upstream_port: u16) -> Recorder {
-        Recorder::relaying(upstream_port, None)
+        Recorder::relaying(upstream_port, None, Vec::new())
+    }
+
+    /// A relay that never answers the first request whose request line contains each of
+    /// `needles` (it reads and records it, then holds the connection open until the recorder
+    /// is dropped), and forwards everything else.
+    pub fn holding_first(upstream_port: u16, needles: &[&str]) -> Recorder {
+        let needles = needles.iter().map(|n| n.to_string()).collect();
+        Recorder::relaying(upstream_port, None, needles)
+    }
+
+    /// Recorded requests whose request line contains `needle`.
+    pub fn count_requests(&self, needle: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.head.lines().next().unwrap_or("").contains(needle))
+            .count()
     }
 
     /// A relay that answers IAM's `GenerateServiceLastAccessedDetails` and
     /// `GetServiceLastAccessedDetails` itself, as `advisor` says, and forwards every other
     /// request to moto. Its requests are recorded like any other.
     pub fn with_access_advisor(upstream_port: u16, advisor: AccessAdvisorServer) -> Recorder {
-        Recorder::relaying(upstream_port, Some(advisor))
+        Recorder::relaying(upstream_port, Some(advisor), Vec::new())
     }
 
-    fn relaying(upstream_port: u16, advisor: Option<AccessAdvisorServer>) -> Recorder {
+    fn relaying(
+        upstream_port: u16,
+        advisor: Option<AccessAdvisorServer>,
+        hold: Vec<String>,
+    ) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -159,16 +212,27 @@ impl Recorder {
                 jobs: Vec::new(),
             }))
         });
+        let hold = Arc::new(Hold {
+            held: Mutex::new(vec![false; hold.len()]),
+            needles: hold,
+        });
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = closed.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let seen = seen.clone();
                 let advisor = advisor.clone();
+                let (hold, stop) = (hold.clone(), stop.clone());
                 std::thread::spawn(move || {
-                    let _ = relay(conn, upstream_port, &seen, advisor.as_deref());
+                    let _ = relay(conn, upstream_port, &seen, advisor.as_deref(), &hold, &stop);
                 });
             }
         });
-        Recorder { url, requests }
+        Recorder {
+            url,
+            requests,
+            closed,
+        }
     }
 
     /// How many recorded requests were IAM's `action` (e.g. "GetServiceLastAccessedDetails").
@@ -234,6 +298,8 @@ fn relay(
     upstream_port: u16,
     seen: &Mutex<Vec<Recorded>>,
     advisor: Option<&Mutex<AdvisorState>>,
+    hold: &Hold,
+    closed: &std::sync::atomic::AtomicBool,
 ) -> std::io::Result<()> {
     let mut client = BufReader::new(conn);
     let (head, body) = read_message(&mut client)?;
@@ -241,6 +307,12 @@ fn relay(
         head: head.clone(),
         body: body.clone(),
     });
+    if hold.takes(&head) {
+        while !closed.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        return Ok(());
+    }
     if let Some(advisor) = advisor {
         if let Some((status, xml)) = advisor.lock().unwrap().answer(&form_fields(&body)) {
             let reason = match status {
