@@ -140,6 +140,68 @@ pub struct DecodeBuffers {
     raw: Vec<u8>,
     /// The splitter's window of decompressed bytes.
     split: Vec<u8>,
+    /// A delivery file's decompressed bytes, whole (up to [`WHOLE_DECODED_MAX`]).
+    whole: Vec<u8>,
+    /// Its records, parsed in one pass and handed on once all of them parsed.
+    records: Vec<Record>,
+}
+
+/// Decompressed files up to this size are parsed whole when they are plain delivery files
+/// ([`crate::delivery`]); larger ones, and every other shape, stream through the splitter.
+/// Real delivery files are tens to hundreds of kilobytes; the bound keeps a decode worker's
+/// buffer small whatever arrives.
+pub const WHOLE_DECODED_MAX: usize = 4 << 20;
+
+/// A worker keeps its whole-file buffers from file to file up to this size; a larger file's
+/// are given back once it is decoded, so that sixteen S3 workers that each met one large
+/// file do not hold sixteen large buffers for the rest of the run.
+const WHOLE_KEPT: usize = 1 << 20;
+
+/// Read `source` (already opened as `reader`) whole if it is small, and parse it in one pass
+/// if it is a plain delivery file; otherwise split it. The splitter sees exactly the bytes,
+/// and the read error, it would have seen streaming.
+fn decode_whole<F: FnMut(Record)>(
+    reader: &mut impl std::io::Read,
+    dec: &mut Decoder<'_, F>,
+    whole: &mut Vec<u8>,
+    records: &mut Vec<Record>,
+    split: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    whole.clear();
+    let result = match reader.take(WHOLE_DECODED_MAX as u64 + 1).read_to_end(whole) {
+        Ok(n) if n <= WHOLE_DECODED_MAX => {
+            let text = std::str::from_utf8(whole).unwrap_or("");
+            if crate::delivery::parse_delivery(text, records) {
+                for r in records.drain(..) {
+                    dec.report.records += 1;
+                    (dec.emit)(r);
+                }
+                Ok(())
+            } else {
+                split_with(whole.as_slice(), dec, split)
+            }
+        }
+        // Larger than a delivery file: what was read, then the rest as it comes.
+        Ok(_) => split_with(whole.as_slice().chain(reader), dec, split),
+        Err(e) => split_with(whole.as_slice().chain(FailWith(Some(e))), dec, split),
+    };
+    if whole.capacity() > WHOLE_KEPT {
+        *whole = Vec::new();
+    }
+    if records.capacity() * std::mem::size_of::<Record>() > WHOLE_KEPT {
+        *records = Vec::new();
+    }
+    result
+}
+
+/// A reader that fails with the error a read of the source gave (after the bytes before it).
+struct FailWith(Option<std::io::Error>);
+
+impl std::io::Read for FailWith {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
+    }
 }
 
 /// [`decode_source`] with buffers kept from an earlier call.
@@ -155,14 +217,24 @@ pub fn decode_source_with(
         },
         emit,
     };
-    let DecodeBuffers { raw, split } = buffers;
+    let DecodeBuffers {
+        raw,
+        split,
+        whole,
+        records,
+    } = buffers;
     match open_with(source, raw) {
         Err(e) => {
             dec.report.io_failed = true;
             dec.report.error(None, None, format!("cannot open: {e}"))
         }
         Ok(mut reader) => {
-            let result = split_with(&mut reader, &mut dec, split);
+            // A stream (stdin) may be a live feed: never wait for it to end.
+            let result = if matches!(source, InputSource::Stdin) {
+                split_with(&mut reader, &mut dec, split)
+            } else {
+                decode_whole(&mut reader, &mut dec, whole, records, split)
+            };
             dec.report.bytes = reader.count;
             if let Err(e) = result {
                 dec.report.io_failed = true;

@@ -25,6 +25,7 @@
 
 pub mod address;
 pub mod decode;
+pub mod delivery;
 pub mod error;
 pub mod input;
 pub mod parallel;

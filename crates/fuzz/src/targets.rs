@@ -313,11 +313,24 @@ impl Read for Dribble<'_> {
 pub fn cloudtrail(data: &[u8]) -> u64 {
     let mut out = Outcome::default();
     let mut records = 0u64;
+    let mut split_records = Vec::new();
     let report = cloudtrail::decode_bytes("fuzz", data, &mut |r| {
         records += 1;
         let _ = (r.resource_arns(), r.account(), r.made_by_aws_for_caller());
         let _ = r.source.is_private();
+        split_records.push(r);
     });
+    // The one-pass delivery parser either gives up or gives exactly what the splitter gave,
+    // with nothing for the splitter to report.
+    let mut whole_records = Vec::new();
+    if let Ok(text) = std::str::from_utf8(data) {
+        if cloudtrail::delivery::parse_delivery(text, &mut whole_records) {
+            assert!(
+                whole_records == split_records && report.error_count() == 0 && report.skipped == 0,
+                "the one-pass parser took a delivery the splitter reads differently: {report:?}"
+            );
+        }
+    }
     out.add(records.min(4).to_le_bytes())
         .add(report.skipped.min(4).to_le_bytes())
         .add(report.error_count().min(4).to_le_bytes());
