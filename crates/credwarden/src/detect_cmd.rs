@@ -383,14 +383,8 @@ pub fn detect(
             writeln!(err, "{n}")?;
         }
     }
-    if !args.quiet && !listing.ignored.is_empty() {
-        writeln!(
-            err,
-            "note: {} file(s) in the given folders are not named like CloudTrail (.json, \
-             .json.gz, .jsonl) and were not read, e.g. {}",
-            listing.ignored.len(),
-            listing.ignored[0].display()
-        )?;
+    if let Some(n) = listing.ignored_note().filter(|_| !args.quiet) {
+        writeln!(err, "{n}")?;
     }
     let format = args.format.map_or(
         if out_is_tty {

@@ -381,3 +381,75 @@ fn a_get_that_hangs_is_asked_again() {
     assert!(reader.hedged_gets() >= 2, "{}", reader.hedged_gets());
     assert_eq!(reader.bytes_ahead(), 0);
 }
+
+const TWO_DAYS: &str = r#"
+import boto3, os, sys, json
+s3 = boto3.client("s3", **KW)
+s3.create_bucket(Bucket="days")
+root = "AWSLogs/111122223333/CloudTrail/us-east-1/"
+for day, stamp, body in json.loads(sys.argv[1]):
+    key = root + day + "/111122223333_CloudTrail_us-east-1_" + stamp + "_x.json"
+    s3.put_object(Bucket="days", Key=key, Body=body.encode())
+"#;
+
+/// With days in the scope the bucket is listed one delivery day at a time, and the engine
+/// carries what it learned on one day into the next: an instance credential first used from
+/// the instance late on 1 May and from elsewhere early on 2 May is one finding.
+#[test]
+fn days_of_a_bucket_are_read_one_after_another_as_one_run() {
+    let moto = Moto::start();
+    let call = |time: &str, id: &str, ip: &str| {
+        format!(
+            r#"{{"Records":[{{"eventTime":"{time}","eventSource":"ec2.amazonaws.com","eventName":"DescribeInstances","eventID":"{id}","awsRegion":"us-east-1","sourceIPAddress":"{ip}","userAgent":"aws-sdk-go","recipientAccountId":"111122223333","userIdentity":{{"type":"AssumedRole","accountId":"111122223333","accessKeyId":"ASIASTDINEXAMPLE","arn":"arn:aws:sts::111122223333:assumed-role/app/i-0abcdef1234567890","sessionContext":{{"sessionIssuer":{{"type":"Role","arn":"arn:aws:iam::111122223333:role/app"}},"ec2RoleDelivery":"2.0"}}}}}}]}}"#
+        )
+    };
+    let files = serde_json::json!([
+        [
+            "2024/05/02",
+            "20240502T0025Z",
+            call("2024-05-02T00:20:00Z", "e3", "198.51.100.77")
+        ],
+        [
+            "2024/05/01",
+            "20240501T2355Z",
+            call("2024-05-01T23:50:00Z", "e1", "54.1.2.3")
+        ],
+        [
+            "2024/05/02",
+            "20240502T0010Z",
+            call("2024-05-02T00:05:00Z", "e2", "54.1.2.3")
+        ],
+    ]);
+    moto.python(
+        &TWO_DAYS.replace("KW)", &format!("{BOTO3_KW})")),
+        &[&files.to_string()],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let stats_file = dir.path().join("stats.json");
+    let out = credwarden(
+        &moto,
+        &[
+            "detect",
+            "s3://days",
+            "--endpoint-url",
+            &moto.url,
+            "--since",
+            "2024-05-01",
+            "--until",
+            "2024-05-03",
+            "--format",
+            "jsonl",
+            "--stats-json",
+            stats_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let findings: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|f: &serde_json::Value| f["detector"] == "off-instance-credential-use")
+        .collect();
+    assert_eq!(findings.len(), 1, "{}", text(&out.stdout));
+    assert_eq!(findings[0]["source"]["ip"], "198.51.100.77");
+    assert_eq!(stats(&stats_file)["files"], 3);
+}

@@ -381,11 +381,11 @@ impl Detector for NoveltyDetector {
         if id.invoked_by.is_some() || r.source.is_aws_service() {
             return; // an AWS service acting for the principal teaches and tells nothing
         }
-        let console = is_console(r.user_agent.as_deref());
         let entity = if self.kind.per_account() {
             r.account()
         } else {
-            if console {
+            // Only here: the user-agent scan is per record and per detector.
+            if is_console(r.user_agent.as_deref()) {
                 return;
             }
             id.session_issuer_arn.as_deref().or(id.arn.as_deref())

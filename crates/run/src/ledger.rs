@@ -158,6 +158,13 @@ pub fn run_passes<L: Ledger>(
             Some(l) => l,
             None => {
                 let more = source.list()?;
+                // Following lists the same files again and again: what it passes over was
+                // said when the run began. A walk in parts says each part's.
+                if !following {
+                    if let Some(n) = more.ignored_note() {
+                        note(n);
+                    }
+                }
                 for n in more.notes {
                     note(n);
                 }

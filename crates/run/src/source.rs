@@ -29,6 +29,19 @@ pub struct Listing {
     pub total: Option<usize>,
 }
 
+impl Listing {
+    /// What the operator is told of the files passed over, if any.
+    pub fn ignored_note(&self) -> Option<String> {
+        let first = self.ignored.first()?;
+        Some(format!(
+            "note: {} file(s) in the given folders are not named like CloudTrail (.json, \
+             .json.gz, .jsonl) and were not read, e.g. {}",
+            self.ignored.len(),
+            first.display()
+        ))
+    }
+}
+
 /// A place CloudTrail is read from.
 pub trait Source {
     /// The inputs there are now, or the next part of them: a source may hand out what it
@@ -223,10 +236,18 @@ pub fn select(
 /// Delivery files in S3 (`s3://BUCKET/PREFIX`), narrowed to a [`aws::TrailScope`]: only the
 /// key prefixes of the accounts, regions and days asked for are listed. Objects are read by
 /// the decode workers, so GETs of one worker overlap the decoding of the others.
+///
+/// With days in the scope (`--since`), the prefixes are listed one delivery day per listing,
+/// like folders: a month of an organisation's trail holds one day's object list in memory.
+/// Without, every object under the accounts and regions is listed first (S3 lists a prefix in
+/// key order, and a region's days are not known without listing them).
 pub struct S3Source {
     reader: std::sync::Arc<aws::S3Reader>,
     locations: Vec<aws::S3Location>,
     scope: aws::TrailScope,
+    /// The walk being handed out: (bucket, prefix) pairs by delivery day (`YYYY/MM/DD`, or
+    /// empty when the scope has no days); `None` between walks.
+    days: Option<std::collections::BTreeMap<String, Vec<(String, String)>>>,
 }
 
 impl S3Source {
@@ -239,8 +260,38 @@ impl S3Source {
             reader: std::sync::Arc::new(reader),
             locations,
             scope,
+            days: None,
         }
     }
+
+    /// Every prefix of the scope, grouped by the delivery day it ends with.
+    fn walk(&self) -> Result<std::collections::BTreeMap<String, Vec<(String, String)>>, RunError> {
+        let mut days = std::collections::BTreeMap::<String, Vec<(String, String)>>::new();
+        for location in &self.locations {
+            for prefix in self.reader.trail_prefixes(location, &self.scope)? {
+                let day = day_of_prefix(&prefix).unwrap_or_default().to_owned();
+                days.entry(day)
+                    .or_default()
+                    .push((location.bucket.clone(), prefix));
+            }
+        }
+        Ok(days)
+    }
+}
+
+/// The `YYYY/MM/DD` a trail prefix ends with (`…/REGION/YYYY/MM/DD/`), if it does.
+fn day_of_prefix(prefix: &str) -> Option<&str> {
+    let day = prefix.strip_suffix('/')?;
+    let day = day.get(day.len().checked_sub(10)?..)?;
+    let b = day.as_bytes();
+    let shape = b.iter().enumerate().all(|(i, c)| {
+        if i == 4 || i == 7 {
+            *c == b'/'
+        } else {
+            c.is_ascii_digit()
+        }
+    });
+    shape.then_some(day)
 }
 
 /// One S3 object as a decoder input.
@@ -266,28 +317,29 @@ impl Source for S3Source {
     }
 
     fn list(&mut self) -> Result<Listing, RunError> {
+        if self.days.is_none() {
+            self.days = Some(self.walk()?);
+        }
+        let days = self.days.as_mut().expect("walked above");
+        let prefixes = days.pop_first().map(|(_, p)| p).unwrap_or_default();
+        if days.is_empty() {
+            self.days = None;
+        }
         let mut seen = std::collections::HashSet::new();
         let mut remote = Vec::new();
         let mut ignored = Vec::new();
-        for location in &self.locations {
-            for prefix in self.reader.trail_prefixes(location, &self.scope)? {
-                for info in self.reader.list(&location.bucket, &prefix)? {
-                    // Folder markers (keys ending in `/`, made by the S3 console) hold nothing.
-                    if info.key.ends_with('/')
-                        || !seen.insert((location.bucket.clone(), info.key.clone()))
-                    {
-                        continue;
-                    }
-                    let name = info.key.rsplit('/').next().unwrap_or("");
-                    if !cloudtrail::looks_like_trail(name) {
-                        ignored.push(PathBuf::from(format!(
-                            "s3://{}/{}",
-                            location.bucket, info.key
-                        )));
-                        continue;
-                    }
-                    remote.push(s3_input(&self.reader, &location.bucket, info));
+        for (bucket, prefix) in prefixes {
+            for info in self.reader.list(&bucket, &prefix)? {
+                // Folder markers (keys ending in `/`, made by the S3 console) hold nothing.
+                if info.key.ends_with('/') || !seen.insert((bucket.clone(), info.key.clone())) {
+                    continue;
                 }
+                let name = info.key.rsplit('/').next().unwrap_or("");
+                if !cloudtrail::looks_like_trail(name) {
+                    ignored.push(PathBuf::from(format!("s3://{bucket}/{}", info.key)));
+                    continue;
+                }
+                remote.push(s3_input(&self.reader, &bucket, info));
             }
         }
         cloudtrail::sort_remote(&mut remote);
@@ -296,6 +348,10 @@ impl Source for S3Source {
             ignored,
             ..Listing::default()
         })
+    }
+
+    fn drained(&self) -> bool {
+        self.days.is_none()
     }
 }
 
@@ -481,6 +537,23 @@ mod tests {
         let none = empty.list().unwrap();
         assert!(none.inputs.is_empty());
         assert!(empty.drained());
+    }
+
+    #[test]
+    fn trail_prefixes_are_grouped_by_their_delivery_day() {
+        assert_eq!(
+            day_of_prefix("org/AWSLogs/o-1/111122223333/CloudTrail/us-east-1/2024/05/01/"),
+            Some("2024/05/01")
+        );
+        for none in [
+            "org/AWSLogs/o-1/111122223333/CloudTrail/us-east-1/",
+            "2024/05/01",
+            "x/2024-05-01/",
+            "/",
+            "",
+        ] {
+            assert_eq!(day_of_prefix(none), None, "{none}");
+        }
     }
 
     #[test]
