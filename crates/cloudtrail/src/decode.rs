@@ -229,8 +229,8 @@ pub fn decode_source_with(
             dec.report.error(None, None, format!("cannot open: {e}"))
         }
         Ok(mut reader) => {
-            // A stream (stdin) may be a live feed: never wait for it to end.
-            let result = if matches!(source, InputSource::Stdin) {
+            // A stream (stdin, a named pipe) may be a live feed: never wait for it to end.
+            let result = if !reader.finite {
                 split_with(&mut reader, &mut dec, split)
             } else {
                 decode_whole(&mut reader, &mut dec, whole, records, split)
@@ -297,6 +297,54 @@ mod tests {
             })
             .collect();
         format!(r#"{{"Records":[{}]}}"#, list.join(","))
+    }
+
+    /// A named pipe is a live feed like stdin: its records are handed on as they arrive, not
+    /// when the writer closes it (the whole-file path waits for the end).
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_is_read_as_it_is_written() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{mpsc, Arc};
+
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("live.jsonl");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let record = |id: &str| {
+            format!(
+                "{{\"eventTime\":\"2024-01-01T00:00:00Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"E\",\"eventID\":\"{id}\"}}\n"
+            )
+        };
+        let (tx, rx) = mpsc::channel();
+        let live = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (fifo, live) = (fifo.clone(), live.clone());
+            std::thread::spawn(move || {
+                let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                w.write_all(record("first").as_bytes()).unwrap();
+                w.flush().unwrap();
+                // The first record must come out while the pipe is still open.
+                let seen = rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok();
+                live.store(seen, Ordering::SeqCst);
+                w.write_all(record("second").as_bytes()).unwrap();
+            })
+        };
+        let mut ids = Vec::new();
+        let report = decode_source(&InputSource::File(fifo), &mut |r| {
+            ids.push(r.event_id.unwrap().to_string());
+            let _ = tx.send(());
+        });
+        writer.join().unwrap();
+        assert!(
+            live.load(Ordering::SeqCst),
+            "the first record waited for the writer to close"
+        );
+        assert_eq!(ids, ["first", "second"]);
+        assert_eq!(report.error_count(), 0);
     }
 
     /// One set of buffers serves file after file: whole, multi-member, truncated, plain,

@@ -319,6 +319,9 @@ pub fn delivery_stamp(path: &Path) -> u64 {
 pub struct CountingReader<R> {
     inner: R,
     pub count: u64,
+    /// The source has an end that comes without waiting for anyone: a regular file or a
+    /// stored object, not stdin, a named pipe or a device, which may be live feeds.
+    pub finite: bool,
 }
 
 impl<R: Read> Read for CountingReader<R> {
@@ -332,10 +335,14 @@ impl<R: Read> Read for CountingReader<R> {
 /// Open a source for reading, decompressing gzip (including multi-member streams) when the
 /// first bytes say so.
 pub fn open(source: &InputSource) -> io::Result<CountingReader<Box<dyn Read + Send>>> {
-    let raw: Box<dyn Read + Send> = match source {
-        InputSource::File(p) => Box::new(File::open(p)?),
-        InputSource::Stdin => Box::new(io::stdin()),
-        InputSource::Remote(r) => r.0.open()?,
+    let (raw, finite): (Box<dyn Read + Send>, bool) = match source {
+        InputSource::File(p) => {
+            let file = File::open(p)?;
+            let regular = file.metadata()?.is_file();
+            (Box::new(file), regular)
+        }
+        InputSource::Stdin => (Box::new(io::stdin()), false),
+        InputSource::Remote(r) => (r.0.open()?, true),
     };
     let mut buffered = BufReader::with_capacity(256 * 1024, raw);
     let head = buffered.fill_buf()?;
@@ -344,7 +351,11 @@ pub fn open(source: &InputSource) -> io::Result<CountingReader<Box<dyn Read + Se
     } else {
         Box::new(buffered)
     };
-    Ok(CountingReader { inner, count: 0 })
+    Ok(CountingReader {
+        inner,
+        count: 0,
+        finite,
+    })
 }
 
 /// Files up to this size are read whole into the caller's buffer (a delivery file is tens of
@@ -373,13 +384,22 @@ pub fn open_with<'b>(
             } else {
                 Box::new(bytes)
             };
-            return Ok(CountingReader { inner, count: 0 });
+            return Ok(CountingReader {
+                inner,
+                count: 0,
+                finite: true,
+            });
         }
     }
-    let CountingReader { inner, count } = open(source)?;
+    let CountingReader {
+        inner,
+        count,
+        finite,
+    } = open(source)?;
     Ok(CountingReader {
         inner: inner as Box<dyn Read + 'b>,
         count,
+        finite,
     })
 }
 
