@@ -171,8 +171,7 @@ fn decode_whole<F: FnMut(Record)>(
     whole.clear();
     let result = match reader.take(WHOLE_DECODED_MAX as u64 + 1).read_to_end(whole) {
         Ok(n) if n <= WHOLE_DECODED_MAX => {
-            let text = std::str::from_utf8(whole).unwrap_or("");
-            if crate::delivery::parse_delivery(text, records) {
+            if crate::delivery::parse_delivery(whole, records) {
                 for r in records.drain(..) {
                     dec.report.records += 1;
                     (dec.emit)(r);

@@ -17,15 +17,20 @@ use serde::Deserialize;
 
 use crate::record::{Classified, RawRecord, Record};
 
-/// Parse `text` as one delivery object of plain records into `out` (cleared first). `false`:
-/// not such a file, or not entirely; `out` is then empty and the caller splits the file.
-pub fn parse_delivery(text: &str, out: &mut Vec<Record>) -> bool {
+/// Parse `bytes` as one delivery object of plain records into `out` (cleared first). `false`:
+/// not such a file, or not entirely (bytes that are not UTF-8 included); `out` is then empty
+/// and the caller splits the file.
+pub fn parse_delivery(bytes: &[u8], out: &mut Vec<Record>) -> bool {
     out.clear();
     // Only what starts like a delivery object is tried: JSON lines, arrays and envelopes go
-    // straight to the splitter without a failed parse first.
-    if !text.trim_start().starts_with("{\"Records\"") {
+    // straight to the splitter without a UTF-8 check or a failed parse first.
+    if !bytes.trim_ascii_start().starts_with(b"{\"Records\"") {
         return false;
     }
+    // Checked once for the whole file, then parsed as text (see `record::parse_value`).
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed = Delivery(out)
         .deserialize(&mut de)
@@ -133,7 +138,7 @@ mod tests {
 
     fn parse(text: &str) -> Option<usize> {
         let mut out = Vec::new();
-        let ok = parse_delivery(text, &mut out);
+        let ok = parse_delivery(text.as_bytes(), &mut out);
         assert_eq!(ok, !out.is_empty() || text.contains("[]"), "{text}");
         ok.then_some(out.len())
     }

@@ -24,8 +24,7 @@ pub trait Ledger: RunHooks<Error = RunError> {
     fn seen(&self, id: &FileIdentity) -> Result<Seen, RunError>;
     /// Whether it needs the inputs' identities (to skip what was read, or to record it). A run
     /// without a state file that does not follow reads each input once and needs none.
-    fn needs_identities(&self, following: bool) -> bool {
-        let _ = following;
+    fn needs_identities(&self, _following: bool) -> bool {
         true
     }
     /// A pass over these inputs (identities in source order) begins.

@@ -1,7 +1,8 @@
 //! Where a run's CloudTrail comes from, and which of it is new.
 //!
-//! A [`Source`] lists the inputs there are now, in canonical order; a run asks again on every
-//! pass when it follows. [`PathSource`] serves files, folders (walked recursively) and stdin.
+//! A [`Source`] lists the inputs there are now, in canonical order, whole or in parts (a folder
+//! walk or an S3 scope with days hands out one delivery day per listing); a run lists again
+//! until the source is drained, and again on every poll when it follows. [`PathSource`] serves files, folders (walked recursively) and stdin.
 //! Sources that live elsewhere (S3 listings, SQS notifications) implement the same trait.
 //!
 //! Which inputs are new is decided by their [`FileIdentity`] (path, size, modification
@@ -317,10 +318,13 @@ impl Source for S3Source {
     }
 
     fn list(&mut self) -> Result<Listing, RunError> {
-        if self.days.is_none() {
-            self.days = Some(self.walk()?);
-        }
-        let days = self.days.as_mut().expect("walked above");
+        let days = match &mut self.days {
+            Some(days) => days,
+            None => {
+                let walked = self.walk()?;
+                self.days.insert(walked)
+            }
+        };
         let prefixes = days.pop_first().map(|(_, p)| p).unwrap_or_default();
         if days.is_empty() {
             self.days = None;
