@@ -41,4 +41,4 @@ pub use input::{
     discover, looks_like_trail, sort_remote, DeliveryDays, InputSource, RemoteInput, RemoteSource,
 };
 pub use parallel::{decode_in_order, Chunk, Decoded};
-pub use record::{Grant, Identity, Issuance, Record, Text};
+pub use record::{event_id_hasher, Grant, Identity, Issuance, Record, Text};

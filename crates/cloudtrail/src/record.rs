@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -13,6 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::address::SourceAddress;
 use crate::time::EventTime;
+use credwarden_core::fasthash::FastState;
 
 pub use crate::text::Text;
 
@@ -339,9 +342,33 @@ pub struct Record {
     /// The record's `resources` array as raw JSON (one copy, parsed only by the detectors that
     /// need it; most never do). `None` when absent, null or empty.
     pub resources_json: Option<Text>,
+    /// `event_id` hashed with [`event_id_hasher`], on the decoder that made the record. The
+    /// engine's duplicate check runs on the one serial consumer for every record; hashing
+    /// there meant reading the id's heap bytes on a core that never had them in cache.
+    event_id_hash: u64,
+    /// [`is_console_agent`] of the user agent, asked once, on the decoder (two novelty
+    /// detectors ask it of every record, on the serial consumer).
+    console: bool,
+}
+
+/// The keyed hash [`Record::event_id_hash`] uses: one random key per process (so nobody can
+/// precompute eventIDs that collide), the same for every decoder.
+pub fn event_id_hasher() -> &'static FastState {
+    static STATE: OnceLock<FastState> = OnceLock::new();
+    STATE.get_or_init(FastState::default)
 }
 
 impl Record {
+    /// Made by the AWS console on a person's behalf ([`is_console_agent`]).
+    pub fn from_console(&self) -> bool {
+        self.console
+    }
+
+    /// The event id and its hash under [`event_id_hasher`], if the record has an id.
+    pub fn event_id_hash(&self) -> Option<(&str, u64)> {
+        self.event_id.as_deref().map(|id| (id, self.event_id_hash))
+    }
+
     /// ARNs named in `resources` (parsed on demand).
     pub fn resource_arns(&self) -> Vec<String> {
         #[derive(Deserialize)]
@@ -379,6 +406,18 @@ impl Record {
             && self.source.is_private()
             && is_aws_internal_agent(self.user_agent.as_deref())
     }
+}
+
+/// Calls made by the AWS console on a person's behalf: a browser, a console backend
+/// (`console.amazonaws.com`), an AWS-internal client.
+pub fn is_console_agent(user_agent: Option<&str>) -> bool {
+    user_agent.is_some_and(|ua| {
+        ua.starts_with("Mozilla/")
+            || ua.contains("console.amazonaws.com")
+            || ua.contains("console.aws.amazon.com")
+            || ua.contains("aws-internal")
+            || ua.starts_with("AWS Internal")
+    })
 }
 
 /// User agents of AWS's own clients acting for a caller: console backends (`S3Console/…`,
@@ -542,15 +581,23 @@ impl<'a> RawRecord<'a> {
         } else {
             None
         };
+        let event_id = self.event_id.text();
+        let user_agent = self.user_agent.text();
+        let console = is_console_agent(user_agent.as_deref());
+        let event_id_hash = event_id
+            .as_deref()
+            .map_or(0, |id| event_id_hasher().hash_one(id));
         Ok(Record {
             event_time,
             event_source,
             event_name,
-            event_id: self.event_id.text(),
+            event_id,
+            event_id_hash,
+            console,
             event_type: self.event_type.text(),
             aws_region: self.aws_region.text(),
             source: SourceAddress::classify(self.source_ip_address.as_deref()),
-            user_agent: self.user_agent.text(),
+            user_agent,
             error_code: self.error_code.text(),
             recipient_account_id: self.recipient_account_id.text(),
             vpc_endpoint_id: self.vpc_endpoint_id.text(),

@@ -12,6 +12,7 @@
 pub mod account;
 pub mod clock;
 pub mod encoding;
+pub mod fasthash;
 pub mod finding;
 pub mod net;
 pub mod time;

@@ -112,12 +112,42 @@ pub struct EngineStats {
 }
 
 /// Remembers recent eventIDs (as 64-bit keyed hashes) for a window of event time, to drop
-/// CloudTrail's duplicate deliveries without remembering all of history.
+/// CloudTrail's duplicate deliveries without remembering all of history. The hashes are the
+/// decoders' ([`Record::event_id_hash`], this process's key). Ids an earlier run remembered
+/// were hashed with that run's key: they are kept apart, with their key, until event time
+/// has passed them by the window.
 struct RecentEvents {
     window_ms: i64,
-    hasher: FastState,
+    current: IdWindow,
+    /// Windows restored from saved state under other keys (usually none).
+    earlier: Vec<(FastState, IdWindow)>,
+}
+
+/// Hashes of ids in the order they were first seen, with the watermark at the time.
+#[derive(Default)]
+struct IdWindow {
     seen: HashSet<u64, BuildHasherDefault<PreHashed>>,
     order: VecDeque<(EventTime, u64)>,
+}
+
+impl IdWindow {
+    fn from_order(order: VecDeque<(EventTime, u64)>) -> IdWindow {
+        IdWindow {
+            seen: order.iter().map(|(_, k)| *k).collect(),
+            order,
+        }
+    }
+
+    /// Forget ids first seen before `horizon`.
+    fn expire(&mut self, horizon: EventTime) {
+        while let Some(&(t, k)) = self.order.front() {
+            if t >= horizon {
+                break;
+            }
+            self.order.pop_front();
+            self.seen.remove(&k);
+        }
+    }
 }
 
 /// A `Hasher` for keys that already are hashes.
@@ -142,28 +172,80 @@ impl RecentEvents {
     fn new(window_ms: i64) -> Self {
         RecentEvents {
             window_ms,
-            hasher: FastState::default(),
-            seen: HashSet::default(),
-            order: VecDeque::new(),
+            current: IdWindow::default(),
+            earlier: Vec::new(),
         }
     }
 
-    /// True if this event id was already seen within the window.
-    fn is_duplicate(&mut self, id: &str, watermark: EventTime) -> bool {
-        let key = self.hasher.hash_one(id);
-        if !self.seen.insert(key) {
+    /// True if this event id (`hash` under the decoders' key) was already seen within the
+    /// window.
+    fn is_duplicate(&mut self, id: &str, hash: u64, watermark: EventTime) -> bool {
+        let horizon = watermark.plus_millis(-self.window_ms);
+        if !self.earlier.is_empty() {
+            for (_, w) in &mut self.earlier {
+                w.expire(horizon);
+            }
+            self.earlier.retain(|(_, w)| !w.order.is_empty());
+            if self
+                .earlier
+                .iter()
+                .any(|(key, w)| w.seen.contains(&key.hash_one(id)))
+            {
+                return true;
+            }
+        }
+        if !self.current.seen.insert(hash) {
             return true;
         }
-        self.order.push_back((watermark, key));
-        let horizon = watermark.plus_millis(-self.window_ms);
-        while let Some(&(t, k)) = self.order.front() {
-            if t >= horizon {
-                break;
-            }
-            self.order.pop_front();
-            self.seen.remove(&k);
-        }
+        self.current.order.push_back((watermark, hash));
+        self.current.expire(horizon);
         false
+    }
+
+    fn save(&self) -> serde_json::Value {
+        let earlier: Vec<serde_json::Value> = self
+            .earlier
+            .iter()
+            .map(|(key, w)| serde_json::json!({"key": key.key(), "recent": w.order}))
+            .collect();
+        serde_json::json!({
+            "recent_key": cloudtrail::event_id_hasher().key(),
+            "recent": self.current.order,
+            "recent_earlier": earlier,
+            "window_ms": self.window_ms,
+        })
+    }
+
+    /// Take back the ids `save` gave (before any record of this run).
+    fn restore(&mut self, state: &mut serde_json::Value) -> Result<(), String> {
+        #[derive(serde::Deserialize)]
+        struct Earlier {
+            key: u64,
+            recent: VecDeque<(EventTime, u64)>,
+        }
+        let key: u64 = state_field(state, "recent_key")?;
+        let order: VecDeque<(EventTime, u64)> = state_field(state, "recent")?;
+        // Written by versions before the decoders hashed ids: absent means none.
+        let earlier: Vec<Earlier> = if state.get("recent_earlier").is_some() {
+            state_field(state, "recent_earlier")?
+        } else {
+            Vec::new()
+        };
+        self.earlier.clear();
+        for (key, order) in
+            std::iter::once((key, order)).chain(earlier.into_iter().map(|e| (e.key, e.recent)))
+        {
+            if order.is_empty() {
+                continue;
+            }
+            if key == cloudtrail::event_id_hasher().key() && self.current.order.is_empty() {
+                self.current = IdWindow::from_order(order);
+            } else {
+                self.earlier
+                    .push((FastState::with_key(key), IdWindow::from_order(order)));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -230,8 +312,8 @@ impl Engine {
             }
             _ => t,
         };
-        if let Some(id) = &record.event_id {
-            if self.recent.is_duplicate(id, wm) {
+        if let Some((id, hash)) = record.event_id_hash() {
+            if self.recent.is_duplicate(id, hash, wm) {
                 self.stats.duplicates += 1;
                 return;
             }
@@ -260,10 +342,9 @@ impl Engine {
 
     /// The engine's and every detector's state, by name, to carry into the next run.
     pub fn save_state(&self) -> Vec<(&'static str, serde_json::Value)> {
-        let mut out = vec![(
-            ENGINE_STATE,
-            serde_json::json!({"watermark": self.watermark, "recent_key": self.recent.hasher.key(), "recent": self.recent.order, "window_ms": self.recent.window_ms}),
-        )];
+        let mut engine = self.recent.save();
+        engine["watermark"] = serde_json::json!(self.watermark);
+        let mut out = vec![(ENGINE_STATE, engine)];
         out.extend(self.detectors.iter().map(|d| (d.name(), d.save_state())));
         out
     }
@@ -279,11 +360,7 @@ impl Engine {
                 self.watermark = state_field(&mut state, "watermark")?;
                 // The "future" horizon is this run's clock, not the saved one: a run a year
                 // later must accept a year's newer records.
-                let key: u64 = state_field(&mut state, "recent_key")?;
-                let order: VecDeque<(EventTime, u64)> = state_field(&mut state, "recent")?;
-                self.recent.hasher = FastState::with_key(key);
-                self.recent.seen = order.iter().map(|(_, k)| *k).collect();
-                self.recent.order = order;
+                self.recent.restore(&mut state)?;
             } else if let Some(d) = self.detectors.iter_mut().find(|d| d.name() == name) {
                 d.restore_state(state)
                     .map_err(|e| format!("detector {name}: {e}"))?;

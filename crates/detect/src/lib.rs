@@ -10,8 +10,9 @@
 pub mod burst;
 pub mod canary;
 pub mod engine;
+/// The keyed hash of the detectors' maps (it lives in core: the decoders hash eventIDs too).
+pub use credwarden_core::fasthash;
 pub mod error;
-pub mod fasthash;
 pub mod foreign_role;
 pub mod netset;
 pub mod novelty;

@@ -95,16 +95,9 @@ pub const GLOBAL_SERVICES: &[&str] = &[
     "identitystore",
 ];
 
-/// Calls made by the AWS console on a person's behalf (browser or console backends).
-pub fn is_console(user_agent: Option<&str>) -> bool {
-    user_agent.is_some_and(|ua| {
-        ua.starts_with("Mozilla/")
-            || ua.contains("console.amazonaws.com")
-            || ua.contains("console.aws.amazon.com")
-            || ua.contains("aws-internal")
-            || ua.starts_with("AWS Internal")
-    })
-}
+/// Calls made by the AWS console on a person's behalf (browser or console backends). The
+/// decoders ask this of every record ([`Record::from_console`]).
+pub use cloudtrail::record::is_console_agent as is_console;
 
 #[derive(Clone, Debug)]
 pub struct NoveltyConfig {
@@ -384,8 +377,7 @@ impl Detector for NoveltyDetector {
         let entity = if self.kind.per_account() {
             r.account()
         } else {
-            // Only here: the user-agent scan is per record and per detector.
-            if is_console(r.user_agent.as_deref()) {
+            if r.from_console() {
                 return;
             }
             id.session_issuer_arn.as_deref().or(id.arn.as_deref())

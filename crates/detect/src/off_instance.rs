@@ -93,7 +93,9 @@ enum NetSource {
     /// used it. `owner_verified`: the record names the owner and it is one of our accounts.
     Endpoint {
         vpce: Text,
-        ip: Text,
+        /// An address, not its text: compared for every call made through an endpoint, and
+        /// serialized as the same string either way.
+        ip: IpAddr,
         owner_verified: bool,
     },
     /// A VPC endpoint in an account that is not ours.
@@ -472,6 +474,41 @@ impl OffInstanceDetector {
         }
     }
 
+    /// A credential whose issuance was not seen: recognise the instance from the session
+    /// (some service events carry no `userIdentity.type`; the ARN's shape decides) and
+    /// register the key. False when the call is not an instance's.
+    fn recognise_from_session(&mut self, r: &Record, key: &str) -> bool {
+        if r.identity
+            .kind
+            .as_deref()
+            .is_some_and(|k| k != "AssumedRole")
+        {
+            return false;
+        }
+        let Some((account, _role, session)) =
+            r.identity.arn.as_deref().and_then(assumed_role_parts)
+        else {
+            return false;
+        };
+        if !is_instance_id(session) {
+            return false;
+        }
+        let (account, session) = (account.to_owned(), session.to_owned());
+        let expires = r.event_time.plus_millis(self.cfg.default_lifetime_ms);
+        let issuer = r.identity.session_issuer_arn.clone();
+        self.register_key(KeySighting {
+            key,
+            account: &account,
+            instance_id: &session,
+            role_arn: issuer.as_deref(),
+            expires,
+            issuance: None,
+            delivery: r.identity.ec2_role_delivery.as_deref(),
+            time: r.event_time,
+        });
+        true
+    }
+
     fn observe_use(&mut self, r: &Record) {
         let Some(key) = r.identity.access_key_id.as_deref() else {
             return;
@@ -479,42 +516,21 @@ impl OffInstanceDetector {
         if !key.starts_with("ASIA") {
             return;
         }
-        if !self.keys.contains_key(key) {
-            // Issuance not seen: recognise the instance from the session.
-            // Some service events carry no `userIdentity.type`; the ARN's shape decides.
-            if r.identity
-                .kind
-                .as_deref()
-                .is_some_and(|k| k != "AssumedRole")
-            {
-                return;
+        // This runs for every call made with an instance credential: one lookup for a known
+        // key, and it allocates only when the call is new evidence (a new source, a new key
+        // at a source, or an earlier first use than known).
+        let ks = match self.keys.get_mut(key) {
+            Some(ks) => ks,
+            None => {
+                if !self.recognise_from_session(r, key) {
+                    return;
+                }
+                match self.keys.get_mut(key) {
+                    Some(ks) => ks,
+                    None => return,
+                }
             }
-            let Some((account, _role, session)) =
-                r.identity.arn.as_deref().and_then(assumed_role_parts)
-            else {
-                return;
-            };
-            if !is_instance_id(session) {
-                return;
-            }
-            let (account, session) = (account.to_owned(), session.to_owned());
-            let expires = r.event_time.plus_millis(self.cfg.default_lifetime_ms);
-            let issuer = r.identity.session_issuer_arn.clone();
-            self.register_key(KeySighting {
-                key,
-                account: &account,
-                instance_id: &session,
-                role_arn: issuer.as_deref(),
-                expires,
-                issuance: None,
-                delivery: r.identity.ec2_role_delivery.as_deref(),
-                time: r.event_time,
-            });
-        }
-        // This runs for every call made with an instance credential: it allocates only
-        // when the call is new evidence (a new source, a new key at a source, or an
-        // earlier first use than known).
-        let ks = self.keys.get_mut(key).expect("registered above");
+        };
         if ks.delivery.is_none() {
             ks.delivery = r.identity.ec2_role_delivery.clone();
         }
@@ -1024,7 +1040,7 @@ fn classify_source(
             owner => (
                 NetSource::Endpoint {
                     vpce: vpce.clone(),
-                    ip: addr.to_string().into(),
+                    ip: addr,
                     owner_verified: owner.is_some(),
                 },
                 Some(addr),

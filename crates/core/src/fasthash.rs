@@ -1,5 +1,6 @@
-//! A fast keyed hash for the detectors' per-record maps (eventIDs, access key ids, instance
-//! keys). SipHash, the standard library's default, is built to resist hash flooding at a cost
+//! A fast keyed hash for the per-record maps (eventIDs, access key ids, instance keys): the
+//! detectors' maps, and the eventID hash the decoders compute for the engine's duplicate
+//! check (see `cloudtrail::Record::event_id_hash`). SipHash, the standard library's default, is built to resist hash flooding at a cost
 //! that shows on the ingest path; this hash keeps the resistance that matters here — the key
 //! is random per process, so nobody can precompute colliding ids — and hashes a 20-byte key
 //! in a few multiplications.
@@ -23,10 +24,12 @@ impl Default for FastState {
 
 impl FastState {
     /// A state with a given key (to rebuild hashes saved by an earlier run).
+    #[inline]
     pub fn with_key(key: u64) -> FastState {
         FastState { key }
     }
 
+    #[inline]
     pub fn key(&self) -> u64 {
         self.key
     }
@@ -34,6 +37,7 @@ impl FastState {
 
 impl BuildHasher for FastState {
     type Hasher = FastHasher;
+    #[inline]
     fn build_hasher(&self) -> FastHasher {
         FastHasher { h: self.key }
     }
@@ -46,6 +50,7 @@ pub struct FastHasher {
 const M: u64 = 0x517c_c1b7_2722_0a95;
 
 impl Hasher for FastHasher {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
@@ -60,15 +65,19 @@ impl Hasher for FastHasher {
         }
         self.h = (self.h ^ bytes.len() as u64).wrapping_mul(M);
     }
+    #[inline]
     fn write_u8(&mut self, v: u8) {
         self.h = (self.h.rotate_left(23) ^ u64::from(v)).wrapping_mul(M);
     }
+    #[inline]
     fn write_u64(&mut self, v: u64) {
         self.h = (self.h.rotate_left(23) ^ v).wrapping_mul(M);
     }
+    #[inline]
     fn write_usize(&mut self, v: usize) {
         self.write_u64(v as u64);
     }
+    #[inline]
     fn finish(&self) -> u64 {
         self.h ^ (self.h >> 29)
     }
