@@ -19,12 +19,16 @@ use crate::decode::{decode_source_with, DecodeBuffers, FileReport};
 use crate::input::InputSource;
 use crate::record::Record;
 
-/// Records per batch from a worker, at most.
-pub const CHUNK_RECORDS: usize = 512;
+/// Records per batch from a worker, at most. What the workers hold decoded ahead of the
+/// consumer is batches, so this bounds it in records: at 512 a busy day's files (a few hundred
+/// records each) filled every batch and held ~8 k records (~8 MB) in flight where a quiet
+/// day's small files held one tenth of that — memory followed the size of the delivery files.
+/// At 128 it is ~2 k records at most, a couple of milliseconds of the consumer's work.
+pub const CHUNK_RECORDS: usize = 128;
 /// Batches all workers together may have decoded ahead of the consumer, shared out among
-/// them. A delivery file of a few hundred records is one batch, so on two cores a worker may
-/// run eight small files ahead of a slow one; the sixteen workers reading S3 two each, so
-/// memory does not grow with the number of workers.
+/// them: on two cores a worker may run eight batches (eight small delivery files, or two or
+/// three busy ones) ahead of a slow one; the sixteen workers reading S3 two each, so memory
+/// does not grow with the number of workers.
 const BATCHES_AHEAD: usize = 16;
 /// Remote sources (S3 objects) asked to fetch themselves ahead of the workers: enough GETs in
 /// flight to cover S3's latency (tens of milliseconds a GET, a fraction of a millisecond to

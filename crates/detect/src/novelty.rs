@@ -135,13 +135,51 @@ struct Call {
     event: Text,
 }
 
+/// The earliest occurrence of an item. An entity keeps every item it ever did (that is its
+/// baseline), so a judged item keeps only its time, what later judgements compare with: the
+/// whole call (a few hundred bytes with its strings) is needed only until it is judged. An
+/// organisation's roles times the actions each uses is millions of items.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Item {
+    Judged(EventTime),
+    /// Waiting for judgement. The flag is always false: it keeps the saved form of earlier
+    /// versions (`[call, judged]`), which restoring turns into `Judged` when true.
+    Open(Box<Call>, bool),
+}
+
+impl Item {
+    fn time(&self) -> EventTime {
+        match self {
+            Item::Judged(t) => *t,
+            Item::Open(c, _) => c.time,
+        }
+    }
+
+    fn judge(&mut self) {
+        *self = Item::Judged(self.time());
+    }
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Entity {
     first_seen: EventTime,
-    /// Earliest occurrence of each item, and whether it has been judged.
-    items: FastMap<Text, (Call, bool)>,
-    /// Items not judged yet (their keys).
+    /// Earliest occurrence of each item.
+    items: FastMap<Text, Item>,
+    /// Items not judged yet (their keys); each is `Item::Open`.
     pending: Vec<Text>,
+}
+
+impl Entity {
+    /// The call of a pending item.
+    fn open<'a>(items: &'a FastMap<Text, Item>, key: &str) -> &'a Call {
+        match items.get(key) {
+            Some(Item::Open(call, _)) => call,
+            // `restore_state` refuses a state where this could happen, and nothing else
+            // judges an item without taking it out of `pending`.
+            _ => unreachable!("pending item {key:?} is open"),
+        }
+    }
 }
 
 pub struct NoveltyDetector {
@@ -216,14 +254,17 @@ impl NoveltyDetector {
         let ready =
             |t: EventTime, extra: i64| watermark.is_none_or(|w| t.plus_millis(extra + delay) <= w);
         let items = &mut e.items;
+        let call = |items: &FastMap<Text, Item>, k: &str| Entity::open(items, k).clone();
         e.pending.sort_by(|a, b| {
-            (items[a].0.time, &items[a].0.event_id).cmp(&(items[b].0.time, &items[b].0.event_id))
+            let (a, b) = (Entity::open(items, a), Entity::open(items, b));
+            (a.time, &a.event_id).cmp(&(b.time, &b.event_id))
         });
         // What was done while learning is the baseline.
         e.pending.retain(|k| {
-            let (call, judged) = items.get_mut(k).expect("pending items exist");
-            if call.time < learned_before && ready(call.time, 0) {
-                *judged = true;
+            let item = items.get_mut(k).expect("pending items exist");
+            let t = item.time();
+            if t < learned_before && ready(t, 0) {
+                item.judge();
                 false
             } else {
                 true
@@ -233,11 +274,11 @@ impl NoveltyDetector {
             let Some(start) = e
                 .pending
                 .iter()
-                .position(|k| items[k].0.time >= learned_before)
+                .position(|k| items[k].time() >= learned_before)
             else {
                 return;
             };
-            let opener = items[&e.pending[start]].0.clone();
+            let opener = call(items, &e.pending[start]);
             if !ready(opener.time, window) {
                 return;
             }
@@ -245,26 +286,24 @@ impl NoveltyDetector {
                 .pending
                 .iter()
                 .filter(|k| {
-                    items[*k].0.caller == opener.caller
-                        && items[*k].0.time >= learned_before
-                        && items[*k].0.time <= opener.time.plus_millis(window)
+                    let c = Entity::open(items, k);
+                    c.caller == opener.caller
+                        && c.time >= learned_before
+                        && c.time <= opener.time.plus_millis(window)
                 })
                 .cloned()
                 .collect();
             e.pending.retain(|k| !group.contains(k));
-            for k in &group {
-                items.get_mut(k).expect("exists").1 = true;
-            }
             // For principal behaviour: which services are new, not only which actions.
             let new_services: Vec<String> = if kind == Novelty::NewRoleBehaviour {
                 let mut v: Vec<String> = group
                     .iter()
                     .filter_map(|k| {
                         let svc = k.split(':').next().unwrap_or("");
-                        let seen_before = items.iter().any(|(other, (c, _))| {
+                        let seen_before = items.iter().any(|(other, item)| {
                             !group.contains(other)
                                 && other.split(':').next() == Some(svc)
-                                && c.time < items[k].0.time
+                                && item.time() < items[k].time()
                         });
                         (!seen_before).then(|| svc.to_owned())
                     })
@@ -285,6 +324,9 @@ impl NoveltyDetector {
                 items,
                 &new_services,
             ));
+            for k in &group {
+                items.get_mut(k).expect("exists").judge();
+            }
         }
     }
 }
@@ -297,13 +339,13 @@ fn novelty_finding(
     learning: i64,
     opener: &Call,
     group: &[Text],
-    items: &FastMap<Text, (Call, bool)>,
+    items: &FastMap<Text, Item>,
     new_services: &[String],
 ) -> Finding {
     let list: Vec<&str> = group.iter().map(|k| &**k).collect();
     let refused: Vec<&str> = group
         .iter()
-        .filter(|k| items[*k].0.error_code.is_some())
+        .filter(|k| Entity::open(items, k).error_code.is_some())
         .map(|k| &**k)
         .collect();
     let by = opener.principal.as_deref().unwrap_or(&opener.caller);
@@ -347,13 +389,13 @@ fn novelty_finding(
         },
         event_ids: group
             .iter()
-            .map(|k| items[k].0.event_id.to_string())
+            .map(|k| Entity::open(items, k).event_id.to_string())
             .filter(|e| !e.is_empty())
             .collect(),
         summary,
         details: json!({
             "new": list,
-            "actions": if kind == Novelty::ReconCall { json!(list) } else { json!(group.iter().map(|k| &*items[k].0.event).collect::<Vec<_>>()) },
+            "actions": if kind == Novelty::ReconCall { json!(list) } else { json!(group.iter().map(|k| &*Entity::open(items, k).event).collect::<Vec<_>>()) },
             "new_services": new_services,
             "refused": refused,
             "entity": who,
@@ -398,10 +440,10 @@ impl Detector for NoveltyDetector {
             return;
         }
         let eid = r.event_id.as_deref().unwrap_or("");
-        if let Some((c, judged)) = e.items.get(self.key.as_str()) {
-            if *judged || (t, eid) >= (c.time, &*c.event_id) {
-                return;
-            }
+        match e.items.get(self.key.as_str()) {
+            Some(Item::Judged(_)) => return,
+            Some(Item::Open(c, _)) if (t, eid) >= (c.time, &*c.event_id) => return,
+            _ => {}
         }
         let service = r
             .event_source
@@ -425,7 +467,10 @@ impl Detector for NoveltyDetector {
             event: format!("{service}:{}", r.event_name).into(),
         };
         let key: Text = self.key.as_str().into();
-        if e.items.insert(key.clone(), (call, false)).is_none() {
+        if e.items
+            .insert(key.clone(), Item::Open(Box::new(call), false))
+            .is_none()
+        {
             e.pending.push(key);
         }
         let at = t.plus_millis(self.delay() + self.cfg.group_window_ms);
@@ -458,8 +503,8 @@ impl Detector for NoveltyDetector {
         // Everything seen is baseline, and every entity counts as watched long enough.
         for e in self.entities.values_mut() {
             e.first_seen = EventTime(i64::MIN / 4);
-            for (_, judged) in e.items.values_mut() {
-                *judged = true;
+            for item in e.items.values_mut() {
+                item.judge();
             }
             e.pending.clear();
         }
@@ -467,7 +512,25 @@ impl Detector for NoveltyDetector {
     }
 
     fn restore_state(&mut self, mut state: serde_json::Value) -> Result<(), String> {
-        self.entities = state_field(&mut state, "entities")?;
+        let mut entities: FastMap<Text, Entity> = state_field(&mut state, "entities")?;
+        for (who, e) in &mut entities {
+            // Earlier versions kept judged items whole, flagged.
+            for item in e.items.values_mut() {
+                if matches!(item, Item::Open(_, true)) {
+                    item.judge();
+                }
+            }
+            if let Some(k) = e
+                .pending
+                .iter()
+                .find(|k| !matches!(e.items.get(*k), Some(Item::Open(..))))
+            {
+                return Err(format!(
+                    "entity {who}: pending item {k:?} is not an open item"
+                ));
+            }
+        }
+        self.entities = entities;
         self.timers = state_field(&mut state, "timers")?;
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! then — so arrival order within the lateness allowance changes neither ids nor contents.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use cloudtrail::{EventTime, Record, SourceAddress, Text};
 use serde_json::json;
@@ -40,7 +41,9 @@ impl Default for StaticKeyConfig {
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct KeySource {
-    ip: String,
+    /// An address, not its text: compared for every call the key makes (serialized as the
+    /// same string).
+    ip: IpAddr,
     first: EventTime,
     event_id: Text,
     event_name: Text,
@@ -151,7 +154,10 @@ impl StaticKeyDetector {
                 json!({"ip": x.ip, "first_use": x.first.to_string(), "event_id": &*x.event_id, "event_name": &*x.event_name, "user_agent": x.user_agent.as_deref()})
             })
             .collect();
-        let known: Vec<&str> = known_ix.iter().map(|&i| k.sources[i].ip.as_str()).collect();
+        let known: Vec<String> = known_ix
+            .iter()
+            .map(|&i| k.sources[i].ip.to_string())
+            .collect();
         let first_report = !k.reported_once;
         let (severity, summary) = if k.root {
             (Severity::Critical, format!("The root account's access key {key} was used from {}: root should have no access keys at all.", s.ip))
@@ -178,7 +184,7 @@ impl StaticKeyDetector {
             )
         };
         out.push(Finding {
-            id: finding_id(NAME, &[key, &s.ip]),
+            id: finding_id(NAME, &[key, &s.ip.to_string()]),
             detector: NAME,
             severity,
             time: s.first.to_string(),
@@ -188,7 +194,7 @@ impl StaticKeyDetector {
             region: s.region.as_deref().map(str::to_owned),
             principal: k.owner_arn.as_deref().map(str::to_owned),
             access_key_id: Some(key.to_owned()),
-            source: FindingSource { ip: Some(s.ip.clone()), vpc_endpoint: None, user_agent: s.user_agent.as_deref().map(str::to_owned) },
+            source: FindingSource { ip: Some(s.ip.to_string()), vpc_endpoint: None, user_agent: s.user_agent.as_deref().map(str::to_owned) },
             event_ids: settled.iter().map(|&i| k.sources[i].event_id.to_string()).filter(|e| !e.is_empty()).take(20).collect(),
             summary,
             details: json!({
@@ -263,10 +269,9 @@ impl Detector for StaticKeyDetector {
             k.folded_calls += n;
             k.folded_last = k.folded_last.max(Some(last));
         }
-        let ip = match &r.source {
-            SourceAddress::V4(_) | SourceAddress::V6(_) if !r.made_by_aws_for_caller() => {
-                r.source.to_string()
-            }
+        let ip = match r.source {
+            SourceAddress::V4(a) if !r.made_by_aws_for_caller() => IpAddr::V4(a),
+            SourceAddress::V6(a) if !r.made_by_aws_for_caller() => IpAddr::V6(a),
             _ => return,
         };
         let fresh = match k.sources.iter().position(|s| s.ip == ip) {

@@ -23,7 +23,11 @@ fn at(minute: u32) -> i64 {
 }
 
 fn event(minute: u32, id: &str) -> serde_json::Value {
-    json!({"eventTime": format!("2024-03-01T{:02}:{:02}:00Z", minute / 60, minute % 60),
+    event_at(&format!("{:02}:{:02}:00", minute / 60, minute % 60), id)
+}
+
+fn event_at(time: &str, id: &str) -> serde_json::Value {
+    json!({"eventTime": format!("2024-03-01T{time}Z"),
            "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventID": id,
            "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7"})
 }
@@ -65,6 +69,21 @@ fn ids_are_forgotten_once_event_time_has_passed_them_by_the_window() {
         &[event(0, "a"), event(61, "z"), event(62, "a")],
     );
     assert_eq!(n, 0);
+}
+
+/// Ids are kept by the minute they were seen in: never less than the window.
+#[test]
+fn an_id_is_remembered_for_the_whole_window_to_the_second() {
+    let mut engine = Engine::new(Vec::new());
+    let n = feed(
+        &mut engine,
+        &[
+            event_at("00:00:59", "a"),
+            event_at("00:30:00", "b"),
+            event_at("01:00:58", "a"),
+        ],
+    );
+    assert_eq!(n, 1);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use common::{records, run_detector};
 
 use cloudtrail::{EventTime, Record};
-use detect::{Finding, Novelty, NoveltyConfig, NoveltyDetector, Severity};
+use detect::{Detector, Finding, Novelty, NoveltyConfig, NoveltyDetector, Severity};
 use serde_json::json;
 
 fn call(min: i64, id: &str, source: &str, name: &str, region: &str) -> serde_json::Value {
@@ -212,4 +212,100 @@ fn a_console_session_fanning_out_is_grouped() {
         );
         assert!(listed >= f.len());
     }
+}
+
+/// A detector that has learned the habit, its state saved and taken back by another run.
+fn learned_then_restored(
+    saved: impl FnOnce(&mut serde_json::Value),
+) -> Result<NoveltyDetector, String> {
+    let cfg = NoveltyConfig {
+        learning_ms: 60 * 60_000,
+        ..Default::default()
+    };
+    let mut first = NoveltyDetector::new(Novelty::NewRoleBehaviour, cfg.clone());
+    let mut out = Vec::new();
+    for r in &records(&habit()) {
+        first.observe(r, &mut out);
+        first.advance(r.event_time, &mut out);
+    }
+    assert!(out.is_empty());
+    let mut state = first.save_state();
+    saved(&mut state);
+    let mut second = NoveltyDetector::new(Novelty::NewRoleBehaviour, cfg);
+    second.restore_state(state).map(|()| second)
+}
+
+/// Judged items are kept as their time alone (an entity keeps every item it ever did), and
+/// still count as known after a restore.
+#[test]
+fn a_learned_baseline_is_kept_small_and_survives_a_restore() {
+    let mut second = learned_then_restored(|state| {
+        let items = state["entities"]["arn:aws:iam::111122223333:role/app"]["items"]
+            .as_object()
+            .unwrap();
+        assert_eq!(items.len(), 2);
+        for (key, item) in items {
+            assert!(item.is_i64(), "{key} kept whole: {item}");
+        }
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    let later = records(&[
+        call(200, "k1", "dynamodb.amazonaws.com", "GetItem", "us-east-1"),
+        call(
+            201,
+            "n1",
+            "dynamodb.amazonaws.com",
+            "DeleteTable",
+            "us-east-1",
+        ),
+    ]);
+    for r in &later {
+        second.observe(r, &mut out);
+    }
+    second.finish(&mut out);
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].details["new"], json!(["dynamodb:DeleteTable"]));
+}
+
+/// Earlier versions saved judged items whole, as `[call, true]`: still read, as judged.
+#[test]
+fn a_baseline_saved_by_an_earlier_version_is_read() {
+    let mut second = learned_then_restored(|state| {
+        let items = state["entities"]["arn:aws:iam::111122223333:role/app"]["items"]
+            .as_object_mut()
+            .unwrap();
+        for item in items.values_mut() {
+            let t = item.clone();
+            *item = json!([{"time": t, "event_id": "old", "caller": "ASIAAPP", "access_key": "ASIAAPP",
+                "principal": "arn:aws:iam::111122223333:role/app", "ip": "198.51.100.23", "user_agent": null,
+                "region": "us-east-1", "account": "111122223333", "error_code": null, "event": "x"}, true]);
+        }
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    for r in &records(&[call(
+        200,
+        "k1",
+        "dynamodb.amazonaws.com",
+        "PutItem",
+        "us-east-1",
+    )]) {
+        second.observe(r, &mut out);
+    }
+    second.finish(&mut out);
+    assert!(out.is_empty(), "{out:#?}");
+}
+
+/// A state whose pending list names an item already judged cannot have been written by
+/// credwarden: refused, never a crash later.
+#[test]
+fn a_state_pending_a_judged_item_is_refused() {
+    let err = learned_then_restored(|state| {
+        let who = &mut state["entities"]["arn:aws:iam::111122223333:role/app"];
+        who["pending"] = json!(["dynamodb:GetItem"]);
+    })
+    .err()
+    .expect("refused");
+    assert!(err.contains("dynamodb:GetItem"), "{err}");
 }
