@@ -21,6 +21,6 @@ pub use error::{AwsError, InventoryError};
 pub use inventory::{Inventory, LastUsed, ManagedPolicy, NatGateway, Principal, Vpc, VpcEndpoint};
 pub use live::{InlinePolicy, LiveOptions, LivePolicy, Session};
 pub use organizations::{accounts_from_file, OrgAccount};
-pub use s3::{ObjectInfo, S3Location, S3Object, S3Reader, TrailScope};
+pub use s3::{ObjectInfo, S3Counters, S3Location, S3Object, S3Reader, TrailScope};
 pub use sqs::{Notification, NotifiedObject, SqsQueue};
 pub use trails::LiveTrails;

@@ -100,6 +100,18 @@ pub struct S3Reader {
     latency: Arc<GetLatency>,
 }
 
+/// What an [`S3Reader`] has counted so far.
+#[derive(Clone)]
+pub struct S3Counters(Arc<GetLatency>);
+
+impl S3Counters {
+    /// GETs asked a second time because the first was slow to answer: a bucket or a link
+    /// that is often slow shows here before it shows anywhere else.
+    pub fn hedged_gets(&self) -> u64 {
+        self.0.hedged.load(Ordering::Relaxed)
+    }
+}
+
 /// A GET that has not answered after this long is asked again, however fast its peers are.
 pub const HEDGE_AFTER_MIN: Duration = Duration::from_millis(200);
 /// ... and after this many times the usual time to answer, when that is longer.
@@ -306,6 +318,12 @@ impl S3Reader {
     /// GETs asked a second time because the first was slow to answer.
     pub fn hedged_gets(&self) -> u64 {
         self.latency.hedged.load(Ordering::Relaxed)
+    }
+
+    /// A handle on this reader's counters that outlives handing the reader to a source (for
+    /// the end-of-run report).
+    pub fn counters(&self) -> S3Counters {
+        S3Counters(self.latency.clone())
     }
 
     /// The same reader with another prefetch budget (0: never fetch ahead).

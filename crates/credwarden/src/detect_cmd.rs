@@ -118,7 +118,8 @@ pub struct DetectArgs {
     #[arg(long, value_name = "LIST", default_value = "all")]
     pub detectors: String,
     /// Write the run's figures (records/s, MB/s, peak RSS, counts, and where the time went:
-    /// `cpu_seconds` of all threads, `engine_seconds` in the detectors) as JSON to FILE.
+    /// `cpu_seconds` of all threads, `engine_seconds` in the detectors; for S3, `hedged_gets`:
+    /// GETs asked again because the first was slow) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
     /// Keep watching the folders: process new delivery files as they arrive (files still
@@ -192,8 +193,9 @@ fn resolve_accounts(args: &DetectArgs) -> Result<Vec<String>> {
     )
 }
 
-/// Where this run reads: the paths given, or S3 locations (not both).
-fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
+/// Where this run reads: the paths given, or S3 locations (not both); for S3, the reader's
+/// counters for the end-of-run report.
+fn source_of(args: &DetectArgs) -> Result<(Box<dyn Source>, Option<aws::S3Counters>)> {
     let live = aws::LiveOptions {
         endpoint_url: args.aws.endpoint_url.clone(),
         region: args.aws.region.clone(),
@@ -202,13 +204,15 @@ fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
     if let Some(url) = &args.sqs {
         let queue = aws::SqsQueue::connect(&live, url)?;
         let reader = aws::S3Reader::connect(&live)?;
-        return Ok(Box::new(SqsSource::new(
+        let counters = reader.counters();
+        let source = SqsSource::new(
             queue,
             reader,
             args.sqs_wait,
             args.sqs_visibility,
             args.sqs_bucket.clone(),
-        )));
+        );
+        return Ok((Box::new(source), Some(counters)));
     }
     let is_s3 = |p: &PathBuf| p.to_str().is_some_and(|s| s.starts_with("s3://"));
     let s3 = args.paths.iter().filter(|p| is_s3(p)).count();
@@ -220,7 +224,7 @@ fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
         if scoped {
             bail!("--accounts, --regions, --since and --until narrow an s3:// location");
         }
-        return Ok(Box::new(PathSource::new(args.paths.clone())));
+        return Ok((Box::new(PathSource::new(args.paths.clone())), None));
     }
     if s3 != args.paths.len() {
         bail!("give either s3:// locations or local paths, not both");
@@ -249,7 +253,11 @@ fn source_of(args: &DetectArgs) -> Result<Box<dyn Source>> {
             .transpose()?,
     };
     let reader = aws::S3Reader::connect(&live)?;
-    Ok(Box::new(S3Source::new(reader, locations, scope)))
+    let counters = reader.counters();
+    Ok((
+        Box::new(S3Source::new(reader, locations, scope)),
+        Some(counters),
+    ))
 }
 
 /// The lateness allowance: flag, else config, else the default.
@@ -341,7 +349,7 @@ pub fn detect(
              endpoint has not accepted yet"
         );
     }
-    let mut source = source_of(args)?;
+    let (mut source, s3_counters) = source_of(args)?;
     if source.has_stream() && args.state.is_some() && args.follow {
         bail!(
             "--follow with stdin and --state is not supported: a stream cannot be read again \
@@ -518,8 +526,16 @@ pub fn detect(
     summary.findings_emitted = delivered;
     summary.findings_already_emitted = already;
     let rss = run::peak_rss_bytes();
+    let hedged = s3_counters.as_ref().map(aws::S3Counters::hedged_gets);
     if !args.quiet {
         writeln!(err, "{}", summary_line(&summary, rss))?;
+        if let Some(n) = hedged.filter(|n| *n > 0) {
+            writeln!(
+                err,
+                "credwarden: {n} S3 GET(s) had no answer after four times the usual time \
+                 and were asked again (a slow bucket, endpoint or link)"
+            )?;
+        }
     }
     if let Some(path) = &args.stats_json {
         let stats = serde_json::json!({
@@ -537,6 +553,8 @@ pub fn detect(
             // consumer's time in the detectors.
             "cpu_seconds": run::cpu_time().map(|d| d.as_secs_f64()),
             "engine_seconds": summary.engine_busy.as_secs_f64(),
+            // S3 only: GETs asked again because the first had not answered (null for files).
+            "hedged_gets": hedged,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&stats)?)
             .with_context(|| format!("cannot write {}", path.display()))?;

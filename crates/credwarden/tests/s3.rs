@@ -392,6 +392,68 @@ for day, stamp, body in json.loads(sys.argv[1]):
     s3.put_object(Bucket="days", Key=key, Body=body.encode())
 "#;
 
+/// `detect` through a relay that never answers the first GET of one object: the run still
+/// completes, with the same findings, and says how many GETs it asked again (stderr and
+/// `--stats-json`); a run over files reports no such count.
+#[test]
+fn detect_says_how_many_slow_gets_it_asked_again() {
+    let moto = Moto::start();
+    let record = r#"{"Records":[{"eventTime":"2024-05-01T10:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"e1","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2","recipientAccountId":"111122223333","userIdentity":{"type":"IAMUser","accountId":"111122223333","accessKeyId":"AKIAEXAMPLEKEY00001","arn":"arn:aws:iam::111122223333:user/ci"}}]}"#;
+    let files = serde_json::json!([["2024/05/01", "20240501T1005Z", record]]);
+    moto.python(
+        &TWO_DAYS.replace("KW)", &format!("{BOTO3_KW})")),
+        &[&files.to_string()],
+    );
+    let port: u16 = moto.url.rsplit(':').next().unwrap().parse().unwrap();
+    let relay = testkit::Recorder::holding_first(port, &["GET /days/AWSLogs/"]);
+    let dir = tempfile::tempdir().unwrap();
+    let stats_file = dir.path().join("stats.json");
+    let run = |endpoint: &str| {
+        credwarden(
+            &moto,
+            &[
+                "detect",
+                "s3://days",
+                "--endpoint-url",
+                endpoint,
+                "--format",
+                "jsonl",
+                "--stats-json",
+                stats_file.to_str().unwrap(),
+            ],
+        )
+    };
+    let direct = run(&moto.url);
+    assert_eq!(direct.status.code(), Some(0), "{}", text(&direct.stderr));
+    assert_eq!(stats(&stats_file)["hedged_gets"], 0);
+    let slow = run(&relay.url);
+    assert_eq!(slow.status.code(), Some(0), "{}", text(&slow.stderr));
+    assert_eq!(ids(&slow), ids(&direct));
+    assert!(!ids(&slow).is_empty());
+    assert_eq!(relay.count_requests("GET /days/AWSLogs/"), 2);
+    assert_eq!(stats(&stats_file)["hedged_gets"], 1);
+    assert!(
+        text(&slow.stderr).contains("1 S3 GET(s) had no answer"),
+        "{}",
+        text(&slow.stderr)
+    );
+    let local = dir.path().join("local.json");
+    std::fs::write(&local, record).unwrap();
+    let out = credwarden(
+        &moto,
+        &[
+            "detect",
+            local.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--stats-json",
+            stats_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(stats(&stats_file)["hedged_gets"].is_null());
+}
+
 /// With days in the scope the bucket is listed one delivery day at a time, and the engine
 /// carries what it learned on one day into the next: an instance credential first used from
 /// the instance late on 1 May and from elsewhere early on 2 May is one finding.
