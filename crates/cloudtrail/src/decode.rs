@@ -307,17 +307,8 @@ mod tests {
         use std::sync::{mpsc, Arc};
 
         let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("live.jsonl");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        let record = |id: &str| {
-            format!(
-                "{{\"eventTime\":\"2024-01-01T00:00:00Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"E\",\"eventID\":\"{id}\"}}\n"
-            )
-        };
+        let fifo = crate::test_support::fifo(dir.path(), "live.jsonl");
+        let record = crate::test_support::line;
         let (tx, rx) = mpsc::channel();
         let live = Arc::new(AtomicBool::new(false));
         let writer = {

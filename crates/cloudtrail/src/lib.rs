@@ -42,3 +42,27 @@ pub use input::{
 };
 pub use parallel::{decode_in_order, Chunk, Decoded};
 pub use record::{event_id_hasher, Grant, Identity, Issuance, Record, Text};
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+mod test_support {
+    use std::path::{Path, PathBuf};
+
+    /// A named pipe `name` in `dir`.
+    pub fn fifo(dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        path
+    }
+
+    /// One minimal record as a JSON line, with event id `id`.
+    pub fn line(id: &str) -> String {
+        format!(
+            "{{\"eventTime\":\"2024-01-01T00:00:00Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"E\",\"eventID\":\"{id}\"}}\n"
+        )
+    }
+}

@@ -100,6 +100,17 @@ fn fresh(spare: &Receiver<Vec<Record>>, capacity: usize) -> Vec<Record> {
     }
 }
 
+/// Stdin, or a path that is not a regular file (a named pipe, a character device): what it
+/// holds may still be being written, so its records are handed on one by one. A stat per
+/// file, against milliseconds of decoding one.
+fn may_be_live(source: &InputSource) -> bool {
+    match source {
+        InputSource::Stdin => true,
+        InputSource::File(path) => std::fs::metadata(path).is_ok_and(|m| !m.is_file()),
+        InputSource::Remote(_) => false,
+    }
+}
+
 /// Decode `sources` with `threads` workers (0: one per core), calling `on` in source order.
 pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnMut(Decoded)) {
     let threads = if threads == 0 {
@@ -143,9 +154,9 @@ pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnM
                             }
                         }
                     }
-                    // A stream (stdin) may be a live feed: hand each record on as it arrives
-                    // rather than waiting for a batch to fill.
-                    let limit = if matches!(source, InputSource::Stdin) {
+                    // A stream may be a live feed: hand each record on as it arrives rather
+                    // than waiting for a batch to fill (which may never happen).
+                    let limit = if may_be_live(source) {
                         1
                     } else {
                         CHUNK_RECORDS
@@ -205,6 +216,43 @@ pub fn decode_in_order(sources: &[InputSource], threads: usize, mut on: impl FnM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A named pipe given as a path is a live feed: its first record reaches the consumer
+    /// while the writer still holds the pipe open, not when a batch has filled.
+    #[test]
+    fn a_named_pipe_hands_each_record_on_as_it_arrives() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = crate::test_support::fifo(dir.path(), "live.jsonl");
+        let record = crate::test_support::line;
+        let (seen_tx, seen_rx) = std::sync::mpsc::channel::<String>();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                w.write_all(record("first").as_bytes()).unwrap();
+                w.flush().unwrap();
+                let live = seen_rx.recv_timeout(std::time::Duration::from_secs(30));
+                w.write_all(record("second").as_bytes()).unwrap();
+                live.is_ok()
+            })
+        };
+        let mut ids = Vec::new();
+        decode_in_order(&[InputSource::File(fifo)], 2, |d| {
+            if let Decoded::Records(chunk) = d {
+                for r in &chunk {
+                    let id = r.event_id.clone().unwrap().to_string();
+                    let _ = seen_tx.send(id.clone());
+                    ids.push(id);
+                }
+            }
+        });
+        assert!(
+            writer.join().unwrap(),
+            "the first record waited for more to fill its batch"
+        );
+        assert_eq!(ids, ["first", "second"]);
+    }
 
     /// Files of very different sizes, one unreadable: every thread count gives the same
     /// records and reports, in source order.
