@@ -3,8 +3,10 @@
 //! A trail (or an organisation trail) delivers to
 //! `PREFIX/AWSLogs/[o-ORGID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/…json.gz`. A [`TrailScope`]
 //! (accounts, regions, days) is turned into exactly those key prefixes, so a day of one
-//! account never lists the whole bucket; the organisation and account levels are discovered
-//! with delimiter listings when not given. Objects are decoded like files. Delivery files (tens
+//! account never lists the whole bucket; the organisation, account, region and day levels are
+//! discovered with delimiter listings (many at once) when not given, so a bucket is read one
+//! delivery day at a time even without `--since` (a year of an organisation's object list
+//! is never held at once). Objects are decoded like files. Delivery files (tens
 //! of kilobytes) are fetched whole ahead of the decode workers, many GETs in flight within a
 //! byte budget, so S3's latency overlaps decoding; a large object (a flaws.cloud-shaped
 //! 100 MB file, or a hostile one) is streamed chunk by chunk when its turn comes. A GET that
@@ -18,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use credwarden_core::EventTime;
+
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 
 use crate::error::AwsError;
 use crate::live::{call_error, sdk_config, LiveOptions};
@@ -405,30 +409,134 @@ impl S3Reader {
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
-        mut each: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output),
+        each: impl FnMut(&ListObjectsV2Output),
     ) -> Result<(), AwsError> {
+        self.rt
+            .block_on(list_pages(&self.client, bucket, prefix, delimiter, each))
+    }
+
+    /// For each of `prefixes`, the folders and the objects directly under it (delimiter
+    /// `/`), in the order given. Up to [`LIST_CONCURRENCY`] listings run at once: finding an
+    /// organisation's delivery days takes a listing per account, region, year and month.
+    fn levels(&self, bucket: &str, prefixes: &[String]) -> Result<Vec<Level>, AwsError> {
         self.rt.block_on(async {
-            let mut token = None;
-            loop {
-                let page = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .set_delimiter(delimiter.map(str::to_owned))
-                    .set_continuation_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        s3_error("s3:ListObjectsV2", &format!("s3://{bucket}/{prefix}"), e)
+            let mut out = Vec::with_capacity(prefixes.len());
+            for batch in prefixes.chunks(LIST_CONCURRENCY) {
+                let mut set = tokio::task::JoinSet::new();
+                for (i, prefix) in batch.iter().enumerate() {
+                    let (client, bucket, prefix) =
+                        (self.client.clone(), bucket.to_owned(), prefix.clone());
+                    set.spawn(async move { (i, list_level(&client, &bucket, &prefix).await) });
+                }
+                let mut got: Vec<Option<Level>> = batch.iter().map(|_| None).collect();
+                while let Some(done) = set.join_next().await {
+                    let (i, level) = done.map_err(|e| AwsError::Call {
+                        operation: "s3:ListObjectsV2",
+                        message: format!("a listing task failed: {e}"),
                     })?;
-                each(&page);
-                token = page.next_continuation_token().map(str::to_owned);
-                if !page.is_truncated().unwrap_or(false) || token.is_none() {
-                    return Ok(());
+                    got[i] = Some(level?);
+                }
+                out.extend(got.into_iter().flatten());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Under each region prefix (`…/CloudTrail/REGION/`), its delivery-day folders
+    /// (`YYYY/MM/DD/`), found a level at a time. A folder not shaped like a date and an object
+    /// above the day level are prefixes of their own (undated: read first), so everything
+    /// under the region is still read.
+    fn day_prefixes(&self, bucket: &str, regions: Vec<String>) -> Result<Vec<String>, AwsError> {
+        let mut out = Vec::new();
+        let mut level = regions;
+        for digits in [4, 2, 2] {
+            let mut next = Vec::new();
+            for (parent, listed) in level.iter().zip(self.levels(bucket, &level)?) {
+                out.extend(listed.objects);
+                for folder in listed.folders {
+                    let name = folder[parent.len()..].trim_end_matches('/');
+                    if name.len() == digits && name.bytes().all(|b| b.is_ascii_digit()) {
+                        next.push(folder);
+                    } else {
+                        out.push(folder);
+                    }
                 }
             }
-        })
+            level = next;
+        }
+        out.extend(level);
+        Ok(out)
+    }
+
+    /// Everything under `location`, as prefixes a delivery day can be read from: when the
+    /// location holds `AWSLogs/`, the day folders of every account and region (found with
+    /// delimiter listings) and, as prefixes of their own, everything else the location holds
+    /// — other folders, objects, folders not shaped like a trail's — so nothing it holds goes
+    /// unread; digest folders (`CloudTrail-Digest/`, signatures, never events) are left out.
+    /// A location without `AWSLogs/` is one prefix, listed whole.
+    fn everything_by_day(&self, location: &S3Location) -> Result<Vec<String>, AwsError> {
+        let bucket = &location.bucket;
+        let base = location.base();
+        let logs = format!("{base}AWSLogs/");
+        let mut other = Vec::new();
+        // `s3://b/org` also means `org2/…` and `org.json`: whatever the prefix itself lists.
+        let top = if location.prefix == base {
+            self.levels(bucket, std::slice::from_ref(&base))?
+        } else {
+            self.levels(bucket, &[location.prefix.clone(), base.clone()])?
+        };
+        if !top.last().is_some_and(|l| l.folders.contains(&logs)) {
+            return Ok(vec![location.prefix.clone()]);
+        }
+        for level in top {
+            other.extend(level.objects);
+            other.extend(
+                level
+                    .folders
+                    .into_iter()
+                    .filter(|f| *f != logs && *f != base),
+            );
+        }
+        // Accounts: under AWSLogs/, or under an organisation's o-ORGID/ (or both).
+        let mut accounts = Vec::new();
+        let mut roots = vec![logs.clone()];
+        let mut i = 0;
+        while i < roots.len() {
+            let listed = self.levels(bucket, &roots[i..])?;
+            let parents = roots[i..].to_vec();
+            i = roots.len();
+            for (parent, level) in parents.iter().zip(listed) {
+                other.extend(level.objects);
+                for folder in level.folders {
+                    let name = folder[parent.len()..].trim_end_matches('/');
+                    if *parent == logs && name.starts_with("o-") {
+                        roots.push(folder);
+                    } else if credwarden_core::account::is_account_id(name) {
+                        accounts.push(folder);
+                    } else {
+                        other.push(folder);
+                    }
+                }
+            }
+        }
+        let mut trails = Vec::new();
+        for (account, level) in accounts.iter().zip(self.levels(bucket, &accounts)?) {
+            other.extend(level.objects);
+            for folder in level.folders {
+                match &folder[account.len()..] {
+                    "CloudTrail/" => trails.push(folder),
+                    "CloudTrail-Digest/" => {}
+                    _ => other.push(folder),
+                }
+            }
+        }
+        let mut regions = Vec::new();
+        for level in self.levels(bucket, &trails)? {
+            other.extend(level.objects);
+            regions.extend(level.folders);
+        }
+        other.extend(self.day_prefixes(bucket, regions)?);
+        Ok(other)
     }
 
     /// Every object under `prefix`, in key order, paginated to the end.
@@ -450,15 +558,10 @@ impl S3Reader {
     /// The "folders" directly under `prefix` (delimiter `/`), e.g. the accounts under
     /// `AWSLogs/`.
     pub fn folders(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, AwsError> {
-        let mut out = Vec::new();
-        self.list_pages(bucket, prefix, Some("/"), |page| {
-            out.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix().map(str::to_owned)),
-            );
-        })?;
-        Ok(out)
+        Ok(self
+            .rt
+            .block_on(list_level(&self.client, bucket, prefix))?
+            .folders)
     }
 
     /// The object as a stream: its body is read as the decoder asks for it, so a large
@@ -485,7 +588,7 @@ impl S3Reader {
         scope: &TrailScope,
     ) -> Result<Vec<String>, AwsError> {
         if scope.is_everything() {
-            return Ok(vec![location.prefix.clone()]);
+            return self.everything_by_day(location);
         }
         let logs = format!("{}AWSLogs/", location.base());
         // An organisation trail has one more level, o-ORGID/, above the accounts.
@@ -522,13 +625,79 @@ impl S3Reader {
             }
         }
         Ok(match day_folders(scope)? {
-            None => regions,
+            None => self.day_prefixes(&location.bucket, regions)?,
             Some(days) => regions
                 .iter()
                 .flat_map(|r| days.iter().map(move |d| format!("{r}{d}/")))
                 .collect(),
         })
     }
+}
+
+/// Delimiter listings run at once while delivery days are found.
+const LIST_CONCURRENCY: usize = 16;
+
+/// What one delimiter listing found directly under a prefix.
+struct Level {
+    /// `PREFIX/NAME/`, in key order.
+    folders: Vec<String>,
+    /// Keys of objects directly under the prefix (folder markers left out).
+    objects: Vec<String>,
+}
+
+/// Every page of ListObjectsV2 under `prefix`, handed to `each`.
+async fn list_pages(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+    mut each: impl FnMut(&ListObjectsV2Output),
+) -> Result<(), AwsError> {
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| s3_error("s3:ListObjectsV2", &format!("s3://{bucket}/{prefix}"), e))?;
+        each(&page);
+        token = page.next_continuation_token().map(str::to_owned);
+        if !page.is_truncated().unwrap_or(false) || token.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// The folders and objects directly under `prefix`.
+async fn list_level(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Level, AwsError> {
+    let mut level = Level {
+        folders: Vec::new(),
+        objects: Vec::new(),
+    };
+    list_pages(client, bucket, prefix, Some("/"), |page| {
+        level.folders.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_owned)),
+        );
+        level.objects.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter(|k| !k.ends_with('/'))
+                .map(str::to_owned),
+        );
+    })
+    .await?;
+    Ok(level)
 }
 
 /// The longest range of delivery days a scope may name (ten years): a typo in a year must not

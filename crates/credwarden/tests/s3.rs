@@ -454,11 +454,9 @@ fn detect_says_how_many_slow_gets_it_asked_again() {
     assert!(stats(&stats_file)["hedged_gets"].is_null());
 }
 
-/// With days in the scope the bucket is listed one delivery day at a time, and the engine
-/// carries what it learned on one day into the next: an instance credential first used from
-/// the instance late on 1 May and from elsewhere early on 2 May is one finding.
-#[test]
-fn days_of_a_bucket_are_read_one_after_another_as_one_run() {
+/// Moto with bucket `days`: an instance credential used from the instance on 1 May (23:50)
+/// and 2 May (00:05), and from elsewhere on 2 May (00:20), delivered out of order.
+fn two_days() -> Moto {
     let moto = Moto::start();
     let call = |time: &str, id: &str, ip: &str| {
         format!(
@@ -486,6 +484,118 @@ fn days_of_a_bucket_are_read_one_after_another_as_one_run() {
         &TWO_DAYS.replace("KW)", &format!("{BOTO3_KW})")),
         &[&files.to_string()],
     );
+    moto
+}
+
+/// The findings of a run over [`two_days`], checked to hold its one off-instance finding
+/// (the use from 198.51.100.77).
+fn the_one_off_instance_finding(out: &Output) -> Vec<serde_json::Value> {
+    let findings: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let off: Vec<_> = findings
+        .iter()
+        .filter(|f| f["detector"] == "off-instance-credential-use")
+        .collect();
+    assert_eq!(off.len(), 1, "{}", text(&out.stdout));
+    assert_eq!(off[0]["source"]["ip"], "198.51.100.77");
+    findings
+}
+
+const EXTRAS: &str = r#"
+import boto3, os, sys
+s3 = boto3.client("s3", **KW)
+for key, body in [
+    ("AWSLogs/111122223333/CloudTrail/us-east-1/notes.txt", "not a trail"),
+    ("AWSLogs/111122223333/CloudTrail/us-east-1/backup/111122223333_CloudTrail_us-east-1_20240430T1200Z_b.json", sys.argv[1]),
+    ("AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2024/05/01/111122223333_CloudTrail-Digest_us-east-1_t_us-east-1_20240501T000000Z.json.gz", "signature"),
+]:
+    s3.put_object(Bucket="days", Key=key, Body=body.encode())
+"#;
+
+/// Without `--since`, a bucket is still read one delivery day at a time: its day folders are
+/// found with delimiter listings, each day listed on its own, and nothing is listed whole.
+/// What lies outside the day folders is still read (a trail file in a stray folder) or named
+/// (an object that is not a trail's); digest folders are not listed at all.
+#[test]
+fn a_bucket_without_days_in_the_scope_is_read_one_day_at_a_time() {
+    let moto = two_days();
+    let stray = r#"{"Records":[{"eventTime":"2024-04-30T12:00:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","eventID":"s1","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2","recipientAccountId":"111122223333","userIdentity":{"type":"IAMUser","accountId":"111122223333","accessKeyId":"AKIAEXAMPLEKEY00001","arn":"arn:aws:iam::111122223333:user/ci"}}]}"#;
+    moto.python(&EXTRAS.replace("KW)", &format!("{BOTO3_KW})")), &[stray]);
+    let port: u16 = moto.url.rsplit(':').next().unwrap().parse().unwrap();
+    let relay = testkit::Recorder::start(port);
+    let dir = tempfile::tempdir().unwrap();
+    let stats_file = dir.path().join("stats.json");
+    let out = credwarden(
+        &moto,
+        &[
+            "detect",
+            "s3://days",
+            "--endpoint-url",
+            &relay.url,
+            "--format",
+            "jsonl",
+            "--stats-json",
+            stats_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let findings = the_one_off_instance_finding(&out);
+    assert!(
+        findings.iter().any(|f| f["detector"] == "static-key-use"),
+        "the trail file in a stray folder is read: {}",
+        text(&out.stdout)
+    );
+    assert_eq!(stats(&stats_file)["files"], 4);
+    let err = text(&out.stderr);
+    assert!(err.contains("notes.txt"), "{err}");
+    assert!(!err.contains("Digest"), "{err}");
+    // Listings: each day on its own; nothing under the region or the bucket listed whole;
+    // nothing under the digest folder.
+    let lists: Vec<String> = relay
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.head.lines().next().unwrap_or("").to_owned())
+        .filter(|l| l.contains("list-type=2"))
+        .collect();
+    let flat = |l: &&String| !l.contains("delimiter=");
+    let day_listing = |day: &str| {
+        lists
+            .iter()
+            .filter(flat)
+            .any(|l| l.contains(&format!("us-east-1%2F{day}%2F")))
+    };
+    assert!(
+        day_listing("2024%2F05%2F01") && day_listing("2024%2F05%2F02"),
+        "{lists:#?}"
+    );
+    let whole = |l: &&String| {
+        !l.contains("prefix=")
+            || ["prefix=&", "prefix= ", "us-east-1%2F&", "us-east-1%2F "]
+                .iter()
+                .any(|p| l.contains(p))
+    };
+    assert!(
+        !lists.iter().filter(flat).any(|l| whole(&l)),
+        "a flat listing of a region or the bucket: {lists:#?}"
+    );
+    assert!(
+        !lists
+            .iter()
+            .any(|l| l.contains("CloudTrail-Digest%2Fus-east-1")),
+        "{lists:#?}"
+    );
+}
+
+/// With days in the scope the bucket is listed one delivery day at a time, and the engine
+/// carries what it learned on one day into the next: an instance credential first used from
+/// the instance late on 1 May and from elsewhere early on 2 May is one finding.
+#[test]
+fn days_of_a_bucket_are_read_one_after_another_as_one_run() {
+    let moto = two_days();
     let dir = tempfile::tempdir().unwrap();
     let stats_file = dir.path().join("stats.json");
     let out = credwarden(
@@ -506,12 +616,6 @@ fn days_of_a_bucket_are_read_one_after_another_as_one_run() {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let findings: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|f: &serde_json::Value| f["detector"] == "off-instance-credential-use")
-        .collect();
-    assert_eq!(findings.len(), 1, "{}", text(&out.stdout));
-    assert_eq!(findings[0]["source"]["ip"], "198.51.100.77");
+    the_one_off_instance_finding(&out);
     assert_eq!(stats(&stats_file)["files"], 3);
 }

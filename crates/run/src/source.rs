@@ -238,10 +238,10 @@ pub fn select(
 /// key prefixes of the accounts, regions and days asked for are listed. Objects are read by
 /// the decode workers, so GETs of one worker overlap the decoding of the others.
 ///
-/// With days in the scope (`--since`), the prefixes are listed one delivery day per listing,
-/// like folders: a month of an organisation's trail holds one day's object list in memory.
-/// Without, every object under the accounts and regions is listed first (S3 lists a prefix in
-/// key order, and a region's days are not known without listing them).
+/// The prefixes are listed one delivery day per listing, like folders: a month of an
+/// organisation's trail holds one day's object list in memory. The days are those of the
+/// scope (`--since`), or else the day folders found under each region; prefixes that are not a
+/// day (objects and folders outside a trail's layout) are listed first.
 pub struct S3Source {
     reader: std::sync::Arc<aws::S3Reader>,
     locations: Vec<aws::S3Location>,
