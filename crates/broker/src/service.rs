@@ -1289,6 +1289,38 @@ impl Broker {
             .unwrap_or((false, false))
     }
 
+    /// Audit a granted web sign-in: `Ok` once it is on record (a sign-in that cannot be
+    /// recorded is refused, like a credential).
+    pub async fn audit_sign_in(
+        &self,
+        caller: &Caller,
+        client: IpAddr,
+        request_id: &str,
+    ) -> Result<(), Refusal> {
+        let mut entry = caller_entry(caller, client, request_id);
+        entry.decision = "granted".into();
+        entry.reason = "web sign-in".into();
+        self.writer.append(entry).await.map_err(|e| {
+            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            eprintln!("broker: audit write failed for a web sign-in: {e}");
+            Refusal::new(503, "audit-unavailable", "the sign-in cannot be recorded")
+        })
+    }
+
+    /// Refuse a web sign-in whose ID token verified but does not belong to this browser's
+    /// sign-in (its nonce): counted and audited as refusals are, repeated ones reported.
+    pub async fn refuse_sign_in(
+        &self,
+        caller: &Caller,
+        client: IpAddr,
+        request_id: &str,
+        refusal: Refusal,
+    ) -> Refusal {
+        let mut entry = caller_entry(caller, client, request_id);
+        entry.reason = format!("web sign-in refused: {}", refusal.code);
+        self.refuse(entry, refusal).await
+    }
+
     /// Count and audit a refusal (a refusal whose audit fails is still a refusal).
     async fn refuse(&self, entry: AuditEntry, refusal: Refusal) -> Refusal {
         self.metrics.refused.fetch_add(1, Ordering::Relaxed);

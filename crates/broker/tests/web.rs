@@ -451,6 +451,34 @@ fn the_callback_checks_state_nonce_and_the_browser_that_started() {
     // And a good one works after all that.
     b.sign_in();
     assert_eq!(b.get("/").status, 200);
+
+    // Sign-ins are audited like credentials: the good one granted, the one with another
+    // browser's nonce refused (the token verified, so the user is known); the forged state
+    // and the provider's error never reached a verified user.
+    let mut sam = sign_in_as(&ui, "sam", &["security"]);
+    let audit = sam.get("/audit?user=alice");
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let rows: Vec<&str> = audit
+        .body
+        .lines()
+        .filter(|l| l.starts_with("<tr><td>"))
+        .collect();
+    let signed_in = |decision: &str, reason: &str| {
+        rows.iter()
+            .filter(|r| {
+                r.contains(&format!(
+                    "<td>{decision}</td><td>{reason}</td><td>127.0.0.1</td>"
+                ))
+            })
+            .count()
+    };
+    assert_eq!(signed_in("granted", "web sign-in"), 1, "{rows:#?}");
+    assert_eq!(
+        signed_in("refused", "web sign-in refused: bad-nonce"),
+        1,
+        "{rows:#?}"
+    );
+    assert_eq!(rows.len(), 2, "{rows:#?}");
 }
 
 #[test]

@@ -516,12 +516,33 @@ async fn callback(State(w): State<Arc<Web>>, req: Request) -> Response {
         Ok(v) => v,
         Err(r) => return refused(None, &r),
     };
+    // Every sign-in is audited like a credential: who, from where, granted or refused.
+    let Some(peer) = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+    else {
+        return problem(500, None, "the request has no peer address");
+    };
+    let client = match crate::http::client_of(&w.broker, &parts, peer) {
+        Ok(c) => c,
+        Err(r) => return refused(None, &r),
+    };
+    let rid = crate::http::request_id();
     if !nonce.is_some_and(|n| same_secret(&pending.nonce, &n)) {
-        return problem(
+        let refusal = Refusal::new(
             400,
-            None,
-            &format!("The ID token's nonce does not match. {again}"),
+            "bad-nonce",
+            format!("The ID token's nonce does not match. {again}"),
         );
+        let refusal = w
+            .broker
+            .refuse_sign_in(&caller, client, &rid, refusal)
+            .await;
+        return problem(400, None, &refusal.message);
+    }
+    if let Err(r) = w.broker.audit_sign_in(&caller, client, &rid).await {
+        return refused(None, &r);
     }
     // A new id at every sign-in: a session id planted before sign-in is never promoted.
     if let Some(old) = cookie(&parts.headers, SESSION_COOKIE) {
