@@ -468,6 +468,34 @@ impl S3Reader {
         Ok(out)
     }
 
+    /// The account folders of the trail delivering under `logs` (`…/AWSLogs/`): directly
+    /// under it, and under an organisation trail's `o-ORGID/` (a bucket may hold both).
+    fn trail_accounts(&self, bucket: &str, logs: &str) -> Result<TrailAccounts, AwsError> {
+        let mut found = TrailAccounts::default();
+        let mut take = |parent: &str, level: Level, orgs: &mut Vec<String>| {
+            found.other.extend(level.objects);
+            for folder in level.folders {
+                let name = folder[parent.len()..].trim_end_matches('/');
+                if parent == logs && name.starts_with("o-") {
+                    orgs.push(folder);
+                } else if credwarden_core::account::is_account_id(name) {
+                    found.accounts.push(folder);
+                } else {
+                    found.other.push(folder);
+                }
+            }
+        };
+        let mut orgs = Vec::new();
+        for level in self.levels(bucket, &[logs.to_owned()])? {
+            take(logs, level, &mut orgs);
+        }
+        for (org, level) in orgs.iter().zip(self.levels(bucket, &orgs)?) {
+            take(org, level, &mut Vec::new());
+        }
+        found.orgs = orgs;
+        Ok(found)
+    }
+
     /// Everything under `location`, as prefixes a delivery day can be read from: when the
     /// location holds `AWSLogs/`, the day folders of every account and region (found with
     /// delimiter listings) and, as prefixes of their own, everything else the location holds
@@ -497,28 +525,9 @@ impl S3Reader {
                     .filter(|f| *f != logs && *f != base),
             );
         }
-        // Accounts: under AWSLogs/, or under an organisation's o-ORGID/ (or both).
-        let mut accounts = Vec::new();
-        let mut roots = vec![logs.clone()];
-        let mut i = 0;
-        while i < roots.len() {
-            let listed = self.levels(bucket, &roots[i..])?;
-            let parents = roots[i..].to_vec();
-            i = roots.len();
-            for (parent, level) in parents.iter().zip(listed) {
-                other.extend(level.objects);
-                for folder in level.folders {
-                    let name = folder[parent.len()..].trim_end_matches('/');
-                    if *parent == logs && name.starts_with("o-") {
-                        roots.push(folder);
-                    } else if credwarden_core::account::is_account_id(name) {
-                        accounts.push(folder);
-                    } else {
-                        other.push(folder);
-                    }
-                }
-            }
-        }
+        let found = self.trail_accounts(bucket, &logs)?;
+        other.extend(found.other);
+        let accounts = found.accounts;
         let mut trails = Vec::new();
         for (account, level) in accounts.iter().zip(self.levels(bucket, &accounts)?) {
             other.extend(level.objects);
@@ -591,30 +600,21 @@ impl S3Reader {
             return self.everything_by_day(location);
         }
         let logs = format!("{}AWSLogs/", location.base());
-        // An organisation trail has one more level, o-ORGID/, above the accounts.
-        let mut account_roots = Vec::new();
-        for folder in self.folders(&location.bucket, &logs)? {
-            let name = folder[logs.len()..].trim_end_matches('/');
-            if name.starts_with("o-") {
-                account_roots.push(folder.clone());
-            }
-        }
-        if account_roots.is_empty() {
-            account_roots.push(logs);
-        }
-        let mut accounts = Vec::new();
-        for root in &account_roots {
-            if scope.accounts.is_empty() {
-                for folder in self.folders(&location.bucket, root)? {
-                    let name = folder[root.len()..].trim_end_matches('/');
-                    if credwarden_core::account::is_account_id(name) {
-                        accounts.push(folder.clone());
-                    }
-                }
+        let found = self.trail_accounts(&location.bucket, &logs)?;
+        let accounts = if scope.accounts.is_empty() {
+            found.accounts
+        } else {
+            // An organisation trail has one more level, o-ORGID/, above the accounts.
+            let roots = if found.orgs.is_empty() {
+                vec![logs]
             } else {
-                accounts.extend(scope.accounts.iter().map(|a| format!("{root}{a}/")));
-            }
-        }
+                found.orgs
+            };
+            roots
+                .iter()
+                .flat_map(|root| scope.accounts.iter().map(move |a| format!("{root}{a}/")))
+                .collect()
+        };
         let mut regions = Vec::new();
         for account in &accounts {
             let trail = format!("{account}CloudTrail/");
@@ -636,6 +636,17 @@ impl S3Reader {
 
 /// Delimiter listings run at once while delivery days are found.
 const LIST_CONCURRENCY: usize = 16;
+
+/// What [`S3Reader::trail_accounts`] found.
+#[derive(Default)]
+struct TrailAccounts {
+    /// Organisation folders (`AWSLogs/o-ORGID/`).
+    orgs: Vec<String>,
+    /// Account folders, under `AWSLogs/` or an organisation folder.
+    accounts: Vec<String>,
+    /// Everything else at those levels: objects and folders that are neither.
+    other: Vec<String>,
+}
 
 /// What one delimiter listing found directly under a prefix.
 struct Level {

@@ -254,7 +254,6 @@ impl NoveltyDetector {
         let ready =
             |t: EventTime, extra: i64| watermark.is_none_or(|w| t.plus_millis(extra + delay) <= w);
         let items = &mut e.items;
-        let call = |items: &FastMap<Text, Item>, k: &str| Entity::open(items, k).clone();
         e.pending.sort_by(|a, b| {
             let (a, b) = (Entity::open(items, a), Entity::open(items, b));
             (a.time, &a.event_id).cmp(&(b.time, &b.event_id))
@@ -278,7 +277,7 @@ impl NoveltyDetector {
             else {
                 return;
             };
-            let opener = call(items, &e.pending[start]);
+            let opener = Entity::open(items, &e.pending[start]).clone();
             if !ready(opener.time, window) {
                 return;
             }
