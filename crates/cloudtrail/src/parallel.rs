@@ -23,13 +23,16 @@ use crate::record::Record;
 /// consumer is batches, so this bounds it in records: at 512 a busy day's files (a few hundred
 /// records each) filled every batch and held ~8 k records (~8 MB) in flight where a quiet
 /// day's small files held one tenth of that — memory followed the size of the delivery files.
-/// At 128 it is ~2 k records at most, a couple of milliseconds of the consumer's work.
-pub const CHUNK_RECORDS: usize = 128;
+/// Small batches keep the bound in records whatever the files' size.
+pub const CHUNK_RECORDS: usize = 64;
 /// Batches all workers together may have decoded ahead of the consumer, shared out among
-/// them: on two cores a worker may run eight batches (eight small delivery files, or two or
-/// three busy ones) ahead of a slow one; the sixteen workers reading S3 two each, so memory
-/// does not grow with the number of workers.
-const BATCHES_AHEAD: usize = 16;
+/// them (the sixteen workers reading S3 four each, so memory does not grow with the number
+/// of workers): ~4 k records, ~4 MB, ten or twenty milliseconds of a decoder's work. The
+/// slack is what keeps both cores busy: the consumer shares a core with the decoders, and
+/// while the scheduler has it off the core, or the decoder of the next source in order is
+/// behind, the other decoder runs ahead into it. With a quarter of this (2 k records) they
+/// blocked often enough to leave a core idle a tenth of the run (185 % CPU against 195 %).
+const BATCHES_AHEAD: usize = 64;
 /// Remote sources (S3 objects) asked to fetch themselves ahead of the workers: enough GETs in
 /// flight to cover S3's latency (tens of milliseconds a GET, a fraction of a millisecond to
 /// decode a delivery file) while the cores decode. Each store bounds the bytes held.

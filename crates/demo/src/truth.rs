@@ -192,7 +192,7 @@ impl NoveltyTracker {
             .made
             .insert((account.clone(), format!("service {service}")))
             && learned;
-        if !detect::novelty::GLOBAL_SERVICES.contains(&service) {
+        if !detect::novelty::is_global_service(service) {
             novel.region = self
                 .made
                 .insert((account, format!("region {}", call.place.region)))

@@ -24,7 +24,7 @@ use cloudtrail::{EventTime, Record, Text};
 use serde_json::json;
 
 use crate::engine::{state_field, Detector, Timers};
-use crate::fasthash::FastMap;
+use crate::fasthash::{FastMap, FastState};
 use credwarden_core::{finding_id, Finding, FindingSource, Severity};
 
 /// Which question a [`NoveltyDetector`] asks.
@@ -94,6 +94,15 @@ pub const GLOBAL_SERVICES: &[&str] = &[
     "sso",
     "identitystore",
 ];
+
+/// Whether `service` (an event source without `.amazonaws.com`) is one of
+/// [`GLOBAL_SERVICES`]. Asked of every record: a hash lookup, not a walk of the list.
+pub fn is_global_service(service: &str) -> bool {
+    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str, FastState>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(|| GLOBAL_SERVICES.iter().copied().collect())
+        .contains(service)
+}
 
 /// Calls made by the AWS console on a person's behalf (browser or console backends). The
 /// decoders ask this of every record ([`Record::from_console`]).
@@ -231,7 +240,7 @@ impl NoveltyDetector {
                 let Some(region) = r.aws_region.as_deref() else {
                     return false;
                 };
-                if GLOBAL_SERVICES.contains(&service) {
+                if is_global_service(service) {
                     return false;
                 }
                 self.key.push_str(region);

@@ -485,14 +485,17 @@ impl OffInstanceDetector {
         {
             return false;
         }
-        let Some((account, _role, session)) =
-            r.identity.arn.as_deref().and_then(assumed_role_parts)
-        else {
+        let Some(arn) = r.identity.arn.as_deref() else {
             return false;
         };
-        if !is_instance_id(session) {
+        // Most session keys are not an instance's (people, functions, tasks): the session
+        // name, the ARN's tail, says so before the ARN is taken apart.
+        if !arn.rsplit('/').next().is_some_and(is_instance_id) {
             return false;
         }
+        let Some((account, _role, session)) = assumed_role_parts(arn) else {
+            return false;
+        };
         let (account, session) = (account.to_owned(), session.to_owned());
         let expires = r.event_time.plus_millis(self.cfg.default_lifetime_ms);
         let issuer = r.identity.session_issuer_arn.clone();

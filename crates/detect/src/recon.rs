@@ -7,6 +7,8 @@
 //! The judging is the novelty engine's (`novelty.rs`): principals, learning window, grouping,
 //! console browsing left out, order-free decisions. This module owns the list.
 
+use crate::fasthash::FastMap;
+
 pub const NAME: &str = "recon-call";
 
 /// The documented list, compiled in.
@@ -26,14 +28,27 @@ pub fn recon_actions() -> &'static [(&'static str, &'static str)] {
     })
 }
 
-/// Index of a record's call in the list, if it is a recon call.
+/// Index of a record's call in the list, if it is a recon call. Every record is asked this
+/// (recon-call judges them, off-instance marks evidence with it), so it is one hash of the
+/// event name, not a walk of the list comparing strings.
 pub fn recon_index(event_source: &str, event_name: &str) -> Option<usize> {
+    type ByName = FastMap<&'static str, Vec<(&'static str, usize)>>;
+    static BY_NAME: std::sync::OnceLock<ByName> = std::sync::OnceLock::new();
+    let by_name = BY_NAME.get_or_init(|| {
+        let mut m = ByName::default();
+        for (i, (service, name)) in recon_actions().iter().enumerate() {
+            m.entry(*name).or_default().push((*service, i));
+        }
+        m
+    });
+    let services = by_name.get(event_name)?;
     let service = event_source
         .strip_suffix(".amazonaws.com")
         .unwrap_or(event_source);
-    recon_actions()
+    services
         .iter()
-        .position(|(s, n)| *s == service && *n == event_name)
+        .find(|(s, _)| *s == service)
+        .map(|&(_, i)| i)
 }
 
 /// Recon-call settings: the novelty engine's.
@@ -65,6 +80,17 @@ mod tests {
             assert!(recon_index(s, n).is_some(), "{s} {n}");
         }
         assert!(recon_index("s3.amazonaws.com", "GetObject").is_none());
+        // The lookup by name answers what a walk of the list would, service included.
+        for (i, (s, n)) in recon_actions().iter().enumerate() {
+            let first = recon_actions().iter().position(|x| x == &(*s, *n));
+            assert_eq!(recon_index(&format!("{s}.amazonaws.com"), n), first);
+            assert_eq!(first, Some(i), "{s}:{n} is listed twice");
+            assert_eq!(
+                recon_index("ec2.amazonaws.com", n),
+                None,
+                "{n} is not ec2's"
+            );
+        }
         assert!(recon_actions()
             .iter()
             .all(|(s, n)| !s.is_empty() && !n.is_empty() && !n.contains(' ')));

@@ -309,3 +309,22 @@ fn a_state_pending_a_judged_item_is_refused() {
     .expect("refused");
     assert!(err.contains("dynamodb:GetItem"), "{err}");
 }
+
+#[test]
+fn global_services_are_known_by_name_and_nothing_else_is() {
+    use detect::novelty::{is_global_service, GLOBAL_SERVICES};
+    for s in GLOBAL_SERVICES {
+        assert!(is_global_service(s), "{s}");
+    }
+    for s in [
+        "ec2",
+        "s3",
+        "lambda",
+        "",
+        "iam.amazonaws.com",
+        "IAM",
+        "stss",
+    ] {
+        assert!(!is_global_service(s), "{s}");
+    }
+}
