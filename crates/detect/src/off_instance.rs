@@ -282,6 +282,19 @@ pub fn is_instance_id(s: &str) -> bool {
     })
 }
 
+/// Whether `arn` ends in `/` and an instance id ([`is_instance_id`]), read from its end: no
+/// scan of the ARN for its last `/`.
+fn ends_in_instance_id(arn: &str) -> bool {
+    let b = arn.as_bytes();
+    (8..=17).any(|n| {
+        // "/i-" and n characters.
+        b.len() >= n + 3
+            && b[b.len() - n - 3] == b'/'
+            && b[b.len() - n - 2..].starts_with(b"i-")
+            && b[b.len() - n..].iter().all(u8::is_ascii_alphanumeric)
+    })
+}
+
 /// Account and session name of `arn:<partition>:sts::<account>:assumed-role/<role>/<session>`.
 fn assumed_role_parts(arn: &str) -> Option<(&str, &str, &str)> {
     let mut parts = arn.splitn(6, ':');
@@ -488,9 +501,9 @@ impl OffInstanceDetector {
         let Some(arn) = r.identity.arn.as_deref() else {
             return false;
         };
-        // Most session keys are not an instance's (people, functions, tasks): the session
-        // name, the ARN's tail, says so before the ARN is taken apart.
-        if !arn.rsplit('/').next().is_some_and(is_instance_id) {
+        // Most session keys are not an instance's (people, functions, tasks), and this runs
+        // for each of their calls: the ARN's last bytes say so before it is taken apart.
+        if !ends_in_instance_id(arn) {
             return false;
         }
         let Some((account, _role, session)) = assumed_role_parts(arn) else {
@@ -569,8 +582,10 @@ impl OffInstanceDetector {
         if moved {
             s.first = Evidence::from_record(r, key);
         }
+        // Newest key last: an instance calls with its current credentials, so the search
+        // from the end stops at the first entry (the others are older keys still valid).
         let new_key = created
-            || match s.per_key.iter_mut().find(|e| &*e.access_key == key) {
+            || match s.per_key.iter_mut().rev().find(|e| &*e.access_key == key) {
                 Some(e) => {
                     if earlier(e) {
                         *e = Evidence::from_record(r, key);
@@ -1126,5 +1141,44 @@ impl Detector for OffInstanceDetector {
                 .collect();
         self.timers = state_field(&mut state, "timers")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reading the ARN from its end answers what splitting it at its last `/` would.
+    #[test]
+    fn an_instance_session_is_recognised_from_the_arn_end() {
+        let tails = [
+            "i-0123456789abcdef0",
+            "i-01234567",
+            "i-0123456",
+            "i-0123456789abcdef01",
+            "i-ABCdef12",
+            "i-0123-4567",
+            "i-",
+            "i-é1234567",
+            "xi-01234567",
+            "",
+            "alice",
+        ];
+        for head in [
+            "arn:aws:sts::111122223333:assumed-role/app/",
+            "arn:aws:sts::111122223333:assumed-role/app/x",
+            "",
+            "/",
+            "é/",
+        ] {
+            for tail in tails {
+                let arn = format!("{head}{tail}");
+                let split = arn.rsplit('/').next().is_some_and(is_instance_id) && arn.contains('/');
+                assert_eq!(ends_in_instance_id(&arn), split, "{arn:?}");
+            }
+        }
+        assert!(ends_in_instance_id(
+            "arn:aws:sts::111122223333:assumed-role/app/i-0123456789abcdef0"
+        ));
     }
 }
