@@ -282,17 +282,16 @@ pub fn is_instance_id(s: &str) -> bool {
     })
 }
 
-/// Whether `arn` ends in `/` and an instance id ([`is_instance_id`]), read from its end: no
-/// scan of the ARN for its last `/`.
+/// Whether the part of `arn` after its last `/` is an instance id ([`is_instance_id`]),
+/// looked for in the ARN's last 20 bytes only: `/`, `i-` and at most 17 characters fit there,
+/// so a long ARN is never scanned from its start.
 fn ends_in_instance_id(arn: &str) -> bool {
-    let b = arn.as_bytes();
-    (8..=17).any(|n| {
-        // "/i-" and n characters.
-        b.len() >= n + 3
-            && b[b.len() - n - 3] == b'/'
-            && b[b.len() - n - 2..].starts_with(b"i-")
-            && b[b.len() - n..].iter().all(u8::is_ascii_alphanumeric)
-    })
+    let from = arn.len().saturating_sub(20);
+    arn.as_bytes()[from..]
+        .iter()
+        .rposition(|&c| c == b'/')
+        // `/` is one byte: what follows it starts a character.
+        .is_some_and(|i| is_instance_id(&arn[from + i + 1..]))
 }
 
 /// Account and session name of `arn:<partition>:sts::<account>:assumed-role/<role>/<session>`.
